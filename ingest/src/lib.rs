@@ -1,0 +1,1 @@
+//! flipstream ingestion: web pairs in, committed Parquet shards out.

@@ -1,0 +1,23 @@
+//! flipstream storage: everything that touches a committed dataset, without libtorch.
+//!
+//! - [`store`]: object-store URLs (`path`, `file://`, `memory://`, `s3://`, `gs://`, `az://`) as a
+//!   [`StoreRoot`] rooted at a folder.
+//! - [`writer`]: Parquet files streamed to a store with checksums; [`ShardSink`] rotates shards.
+//! - [`commit`]: the commit protocol's write side ([`DatasetWriter`], [`UnitWriter`]).
+//! - [`dataset`]: the read side ([`Dataset`]: manifest + commit records → committed row groups).
+//! - [`reader`]: ranged reads of single row groups with column projection ([`ShardReader`]).
+
+pub mod commit;
+pub mod dataset;
+pub mod error;
+pub mod reader;
+pub mod rows;
+pub mod store;
+pub mod writer;
+
+pub use commit::{DatasetWriter, Rejection, UnitWriter};
+pub use dataset::{Dataset, RowGroupRef};
+pub use error::{Result, ShardError};
+pub use reader::ShardReader;
+pub use store::StoreRoot;
+pub use writer::{ParquetFile, ShardSink, WriterSettings};

@@ -1,0 +1,269 @@
+//! Object-store URLs: the one place that turns what a user typed into a store rooted at a folder.
+//!
+//! Accepted forms:
+//! - a local path (`out/ds`, `/data/ds`) or `file:///data/ds`;
+//! - `memory://name/prefix`: a process-wide in-memory store per `name` (tests, in-process use);
+//! - `s3://bucket/prefix` (also `s3a://`), configured from the standard `AWS_*` variables
+//!   (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`,
+//!   `AWS_ALLOW_HTTP`, …);
+//! - `gs://bucket/prefix`, from `GOOGLE_SERVICE_ACCOUNT`, `GOOGLE_APPLICATION_CREDENTIALS`, …;
+//! - `az://container/prefix` (also `azure://`, `abfs://`, `abfss://`, `adl://`), from
+//!   `AZURE_STORAGE_ACCOUNT_NAME`, `AZURE_STORAGE_ACCOUNT_KEY`, …
+//!
+//! A [`StoreRoot`] wraps the store in a [`PrefixStore`], so every path below it is relative to the
+//! root, and its helpers put the full location into every error message.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{
+    ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutMode, PutOptions,
+    PutPayload, RetryConfig,
+};
+use url::Url;
+
+use crate::error::{Result, ShardError};
+
+static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// A store rooted at a folder: all paths given to its methods are relative to that folder.
+#[derive(Debug, Clone)]
+pub struct StoreRoot {
+    store: Arc<dyn ObjectStore>,
+    url: String,
+}
+
+/// Retries for cloud stores: enough to ride out throttling, short enough that an unreachable
+/// endpoint becomes an error within seconds rather than minutes.
+fn retry_config() -> RetryConfig {
+    RetryConfig { max_retries: 4, retry_timeout: Duration::from_secs(30), ..Default::default() }
+}
+
+fn client_options() -> ClientOptions {
+    ClientOptions::new().with_connect_timeout(Duration::from_secs(10)).with_timeout(Duration::from_secs(120))
+}
+
+impl StoreRoot {
+    /// Parses a URL or local path. Does not touch the store: an unreachable store or a missing
+    /// folder shows up on first use.
+    pub fn parse(input: &str) -> Result<Self> {
+        let invalid = |reason: String| ShardError::InvalidUrl { url: input.to_string(), reason };
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            return Err(invalid("empty".into()));
+        }
+        if !trimmed.contains("://") {
+            return Self::local(std::path::Path::new(trimmed)).map_err(|e| invalid(e.to_string()));
+        }
+        let url = Url::parse(trimmed).map_err(|e| invalid(e.to_string()))?;
+        if url.scheme() == "memory" {
+            let name = url.host_str().unwrap_or("default").to_string();
+            let path = Path::from_url_path(url.path()).map_err(|e| invalid(e.to_string()))?;
+            let store = MEMORY_STORES
+                .lock()
+                .map_err(|_| invalid("in-memory store registry poisoned".into()))?
+                .entry(name)
+                .or_insert_with(|| Arc::new(InMemory::new()))
+                .clone();
+            return Ok(Self::with_prefix(store, path, trimmed.trim_end_matches('/').to_string()));
+        }
+        let (scheme, path) = ObjectStoreScheme::parse(&url).map_err(|e| invalid(e.to_string()))?;
+        let store: Arc<dyn ObjectStore> = match scheme {
+            ObjectStoreScheme::Local => {
+                let local = url.to_file_path().map_err(|()| invalid("not a local file URL".into()))?;
+                return Self::local(&local).map_err(|e| invalid(e.to_string()));
+            }
+            ObjectStoreScheme::AmazonS3 => Arc::new(
+                AmazonS3Builder::from_env()
+                    .with_url(trimmed)
+                    .with_retry(retry_config())
+                    .with_client_options(client_options())
+                    .build()
+                    .map_err(|e| invalid(e.to_string()))?,
+            ),
+            ObjectStoreScheme::GoogleCloudStorage => Arc::new(
+                GoogleCloudStorageBuilder::from_env()
+                    .with_url(trimmed)
+                    .with_retry(retry_config())
+                    .with_client_options(client_options())
+                    .build()
+                    .map_err(|e| invalid(e.to_string()))?,
+            ),
+            ObjectStoreScheme::MicrosoftAzure => Arc::new(
+                MicrosoftAzureBuilder::from_env()
+                    .with_url(trimmed)
+                    .with_retry(retry_config())
+                    .with_client_options(client_options())
+                    .build()
+                    .map_err(|e| invalid(e.to_string()))?,
+            ),
+            other => return Err(invalid(format!("unsupported scheme {other:?} (use a path, s3://, gs://, az:// or memory://)"))),
+        };
+        Ok(Self::with_prefix(store, path, trimmed.trim_end_matches('/').to_string()))
+    }
+
+    fn local(dir: &std::path::Path) -> std::result::Result<Self, String> {
+        let abs = std::path::absolute(dir).map_err(|e| e.to_string())?;
+        let path = Path::from_absolute_path(&abs).map_err(|e| e.to_string())?;
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+        Ok(Self::with_prefix(store, path, abs.display().to_string()))
+    }
+
+    /// Roots `store` at `prefix`; `url` is what messages show.
+    pub fn with_prefix(store: Arc<dyn ObjectStore>, prefix: Path, url: String) -> Self {
+        let store: Arc<dyn ObjectStore> =
+            if prefix.as_ref().is_empty() { store } else { Arc::new(PrefixStore::new(store, prefix)) };
+        Self { store, url }
+    }
+
+    /// Wraps an already rooted store (e.g. a byte-counting wrapper around another root's store).
+    pub fn from_store(store: Arc<dyn ObjectStore>, url: impl Into<String>) -> Self {
+        Self { store, url: url.into() }
+    }
+
+    /// The store, rooted at this folder.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The URL as given (normalised: no trailing slash; local paths absolute).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Full location of a relative path, for messages.
+    pub fn location(&self, rel: &str) -> String {
+        format!("{}/{}", self.url, rel)
+    }
+
+    /// A root for a sub-folder.
+    pub fn child(&self, rel: &str) -> Self {
+        Self::with_prefix(self.store.clone(), Path::from(rel), self.location(rel))
+    }
+
+    /// Reads a whole object.
+    pub async fn get(&self, rel: &str) -> Result<Bytes> {
+        let res = self.store.get(&Path::from(rel)).await.map_err(|e| ShardError::store("get", self.location(rel), e))?;
+        res.bytes().await.map_err(|e| ShardError::store("get", self.location(rel), e))
+    }
+
+    /// Reads a whole object, `None` when it does not exist.
+    pub async fn get_opt(&self, rel: &str) -> Result<Option<Bytes>> {
+        match self.get(rel).await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes a whole object atomically (replacing any existing one).
+    pub async fn put(&self, rel: &str, bytes: Bytes) -> Result<()> {
+        self.store
+            .put(&Path::from(rel), PutPayload::from_bytes(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| ShardError::store("put", self.location(rel), e))
+    }
+
+    /// Writes an object only if none exists. Returns `false` when one already existed. Stores
+    /// without conditional writes fall back to check-then-write.
+    pub async fn put_if_absent(&self, rel: &str, bytes: Bytes) -> Result<bool> {
+        let path = Path::from(rel);
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.store.put_opts(&path, PutPayload::from_bytes(bytes.clone()), opts).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(object_store::Error::NotImplemented { .. }) | Err(object_store::Error::NotSupported { .. }) => {
+                if self.head(rel).await?.is_some() {
+                    return Ok(false);
+                }
+                self.put(rel, bytes).await?;
+                Ok(true)
+            }
+            Err(e) => Err(ShardError::store("put", self.location(rel), e)),
+        }
+    }
+
+    /// Object metadata, `None` when it does not exist.
+    pub async fn head(&self, rel: &str) -> Result<Option<ObjectMeta>> {
+        match self.store.head(&Path::from(rel)).await {
+            Ok(m) => Ok(Some(m)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(ShardError::store("head", self.location(rel), e)),
+        }
+    }
+
+    /// Deletes an object; deleting a missing object is not an error.
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        match self.store.delete(&Path::from(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(ShardError::store("delete", self.location(rel), e)),
+        }
+    }
+
+    /// Lists every object under a folder (recursively), sorted by path. Paths in the result are
+    /// relative to this root.
+    pub async fn list(&self, folder: &str) -> Result<Vec<ObjectMeta>> {
+        let prefix = (!folder.is_empty()).then(|| Path::from(folder));
+        let mut items: Vec<ObjectMeta> = self
+            .store
+            .list(prefix.as_ref())
+            .try_collect()
+            .await
+            .map_err(|e| ShardError::store("list", self.location(folder), e))?;
+        items.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_stores_are_shared_by_name_and_rooted() {
+        let a = StoreRoot::parse("memory://t-shared/ds").unwrap();
+        a.put("x/one.json", Bytes::from_static(b"1")).await.unwrap();
+        let b = StoreRoot::parse("memory://t-shared/ds/").unwrap();
+        assert_eq!(b.get("x/one.json").await.unwrap(), Bytes::from_static(b"1"));
+        let other = StoreRoot::parse("memory://t-other/ds").unwrap();
+        assert!(other.get_opt("x/one.json").await.unwrap().is_none());
+        let listed = a.list("x").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].location.as_ref(), "x/one.json");
+    }
+
+    #[tokio::test]
+    async fn local_paths_create_folders_and_put_if_absent_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = StoreRoot::parse(dir.path().join("new/ds").to_str().unwrap()).unwrap();
+        assert!(root.put_if_absent("m.json", Bytes::from_static(b"a")).await.unwrap());
+        assert!(!root.put_if_absent("m.json", Bytes::from_static(b"b")).await.unwrap());
+        assert_eq!(root.get("m.json").await.unwrap(), Bytes::from_static(b"a"));
+        assert!(dir.path().join("new/ds/m.json").exists());
+        root.delete("m.json").await.unwrap();
+        root.delete("m.json").await.unwrap();
+        assert!(root.head("m.json").await.unwrap().is_none());
+        let file_url = format!("file://{}", dir.path().join("new/ds").display());
+        assert!(StoreRoot::parse(&file_url).unwrap().list("").await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_urls_are_named_in_the_error() {
+        for bad in ["", "ftp://host/x", "s3://"] {
+            let err = StoreRoot::parse(bad).unwrap_err();
+            assert!(matches!(err, ShardError::InvalidUrl { .. }), "{bad}: {err}");
+        }
+    }
+}

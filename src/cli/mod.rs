@@ -1,0 +1,84 @@
+//! Command-line interface: one module per subcommand, each with its clap `Args` and a `run`.
+//!
+//! Conventions: results go to stdout (`--json` for machines), progress and messages to stderr.
+//! Exit codes: 0 success, 1 failure while working, 2 bad usage (unknown flag, impossible
+//! setting, unwritable output named on the command line), as raised with [`UsageError`].
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// flipstream: noisy web image-text pairs → Parquet shards → a trained FLIP/CLIP model.
+#[derive(Debug, Parser)]
+#[command(name = "flipstream", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Print machine-readable JSON on stdout instead of the human summary.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// No progress bars or informational messages on stderr (errors are still printed).
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+mod info;
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show how this binary was built and what it can use here (features, libtorch, CPU, CUDA).
+    Info(info::InfoArgs),
+}
+
+/// Options every subcommand sees.
+#[derive(Debug, Clone, Copy)]
+pub struct Global {
+    /// `--json`.
+    pub json: bool,
+    /// `--quiet`.
+    pub quiet: bool,
+}
+
+/// A problem with what the user asked for rather than with the work itself: exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Returns early with a [`UsageError`] (exit code 2).
+#[macro_export]
+macro_rules! usage_bail {
+    ($($arg:tt)*) => { return Err(anyhow::Error::new($crate::cli::UsageError(format!($($arg)*)))) };
+}
+
+/// Parses the command line.
+pub fn parse() -> Result<Cli, clap::Error> {
+    Cli::try_parse()
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let global = Global { json: cli.json, quiet: cli.quiet };
+    match cli.command {
+        Command::Info(args) => info::run(args, global),
+    }
+}
+
+/// The error chain as one line: `outer: inner: root cause`.
+pub fn render_error(err: &anyhow::Error) -> String {
+    format!("{err:#}")
+}
+
+/// 2 for usage errors anywhere in the chain, 1 otherwise.
+pub fn exit_code_of(err: &anyhow::Error) -> u8 {
+    if err.chain().any(|e| e.is::<UsageError>()) { 2 } else { 1 }
+}

@@ -15,6 +15,8 @@ pub const KEY: &str = "key";
 pub const IMAGE: &str = "image";
 /// `jpeg`, `webp` or `png`.
 pub const IMAGE_FORMAT: &str = "image_format";
+/// Size of `image` in bytes: lets tools study sizes without reading the images.
+pub const IMAGE_BYTES: &str = "image_bytes";
 /// Stored image width in pixels.
 pub const WIDTH: &str = "width";
 /// Stored image height in pixels.
@@ -40,10 +42,11 @@ pub const REASON: &str = "reason";
 pub const DETAIL: &str = "detail";
 
 /// The fixed shard columns, in order.
-pub const SHARD_COLUMNS: [&str; 12] = [
+pub const SHARD_COLUMNS: [&str; 13] = [
     KEY,
     IMAGE,
     IMAGE_FORMAT,
+    IMAGE_BYTES,
     WIDTH,
     HEIGHT,
     ORIG_WIDTH,
@@ -100,6 +103,7 @@ pub fn shard_fields() -> Vec<Field> {
         Field::new(KEY, DataType::Utf8, false),
         Field::new(IMAGE, DataType::Binary, false),
         Field::new(IMAGE_FORMAT, dict_utf8(), false),
+        Field::new(IMAGE_BYTES, DataType::UInt32, false),
         Field::new(WIDTH, DataType::UInt32, false),
         Field::new(HEIGHT, DataType::UInt32, false),
         Field::new(ORIG_WIDTH, DataType::UInt32, false),

@@ -199,6 +199,7 @@ mod tests {
             Arc::new(StringArray::from_iter_values(&keys)),
             Arc::new(BinaryArray::from_iter_values((0..n).map(|i| vec![0xff, i as u8]))),
             dict(&vec!["jpeg"; n]),
+            Arc::new(UInt32Array::from(vec![2; n])),
             Arc::new(UInt32Array::from(vec![256; n])),
             Arc::new(UInt32Array::from(vec![300; n])),
             Arc::new(UInt32Array::from(vec![512; n])),
@@ -251,7 +252,7 @@ mod tests {
         // drop `phash`, retype `width`, add a nested column
         let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.retain(|f| f.name() != "phash");
-        fields[3] = Field::new("width", DataType::Int64, false);
+        fields[4] = Field::new("width", DataType::Int64, false);
         fields.push(Field::new("tags", DataType::new_list(DataType::Utf8, true), true));
         let diff = validate_schema(&Schema::new(fields), FileKind::Shard).unwrap_err();
         let text = diff.to_string();

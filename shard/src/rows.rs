@@ -126,6 +126,7 @@ pub struct ShardBatchBuilder {
     key: StringBuilder,
     image: BinaryBuilder,
     image_format: StringDictionaryBuilder<Int32Type>,
+    image_bytes: UInt32Builder,
     width: UInt32Builder,
     height: UInt32Builder,
     orig_width: UInt32Builder,
@@ -151,6 +152,7 @@ impl ShardBatchBuilder {
             key: StringBuilder::new(),
             image: BinaryBuilder::new(),
             image_format: StringDictionaryBuilder::new(),
+            image_bytes: UInt32Builder::new(),
             width: UInt32Builder::new(),
             height: UInt32Builder::new(),
             orig_width: UInt32Builder::new(),
@@ -193,7 +195,12 @@ impl ShardBatchBuilder {
                 });
             }
         }
+        let image_bytes = u32::try_from(row.image.len()).map_err(|_| ShardError::BadRecord {
+            path: row.key.clone(),
+            detail: format!("image of {} bytes is larger than 4 GiB", row.image.len()),
+        })?;
         self.key.append_value(&row.key);
+        self.image_bytes.append_value(image_bytes);
         self.image.append_value(&row.image);
         self.image_format.append_value(row.image_format);
         self.width.append_value(row.width);
@@ -221,6 +228,7 @@ impl ShardBatchBuilder {
             Arc::new(self.key.finish()),
             Arc::new(self.image.finish()),
             Arc::new(self.image_format.finish()),
+            Arc::new(self.image_bytes.finish()),
             Arc::new(self.width.finish()),
             Arc::new(self.height.finish()),
             Arc::new(self.orig_width.finish()),
@@ -323,11 +331,11 @@ mod tests {
         let batch = b.finish().unwrap();
         validate_schema(&batch.schema(), FileKind::Shard).unwrap();
         assert_eq!(batch.num_rows(), 2);
-        let sim = batch.column(12).as_primitive::<Float32Type>();
+        let sim = batch.column(13).as_primitive::<Float32Type>();
         assert!((sim.value(0) - 0.31).abs() < 1e-6);
         assert!(sim.is_null(1));
-        assert_eq!(batch.column(13).as_string::<i32>().value(1), "17");
-        assert_eq!(batch.column(14).as_primitive::<I32>().value(0), 3);
+        assert_eq!(batch.column(14).as_string::<i32>().value(1), "17");
+        assert_eq!(batch.column(15).as_primitive::<I32>().value(0), 3);
         assert!(b.is_empty());
     }
 

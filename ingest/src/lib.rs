@@ -2,8 +2,13 @@
 //!
 //! - [`caption`]: caption cleanup and caption filters.
 //! - [`dedup`]: exact and near-duplicate detection within a unit.
+//! - [`fetch`]: the HTTP downloader for URL lists (timeouts, retries, size caps, opt-outs, and no
+//!   loopback/private/link-local addresses unless allowed).
 //! - [`workers`]: which units this process runs (flags, Slurm, Kubernetes).
+//! - [`testing`]: a real HTTP server on 127.0.0.1 with scripted misbehaviour, for tests.
 
 pub mod caption;
 pub mod dedup;
+pub mod fetch;
+pub mod testing;
 pub mod workers;

@@ -95,19 +95,23 @@ impl Location {
     pub fn uri(&self) -> String {
         match self {
             Location::Local(p) => p.display().to_string(),
-            Location::Store { base, path, .. } => format!("{base}/{path}"),
+            Location::Store { base, path, .. } => store_uri(base, path),
         }
     }
 
-    /// The last path component (file or folder name).
+    /// The last path component (file or folder name; for a whole bucket, its name).
     pub fn name(&self) -> String {
-        match self {
+        let name = match self {
             Location::Local(p) => p
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            Location::Store { path, .. } => path.filename().unwrap_or_default().to_string(),
-        }
+            Location::Store { base, path, .. } => match path.filename() {
+                Some(n) => n.to_string(),
+                None => base.split_once("://").map_or(base.as_str(), |(_, host)| host).to_string(),
+            },
+        };
+        if name.is_empty() { "root".to_string() } else { name }
     }
 
     /// The location of `rel` (`/`-separated) below this folder.
@@ -240,6 +244,22 @@ impl Location {
     }
 }
 
+/// `base/key` as a URL, each key segment percent-encoded, so that [`Location::parse`] gives the
+/// same object back whatever characters the key holds (`#`, `?`, `%`, spaces).
+fn store_uri(base: &str, path: &Path) -> String {
+    let Ok(mut url) = url::Url::parse(base) else { return format!("{base}/{path}") };
+    match url.path_segments_mut() {
+        Ok(mut segments) => {
+            segments.clear();
+            for part in path.parts() {
+                segments.push(part.as_ref());
+            }
+        }
+        Err(()) => return format!("{base}/{path}"),
+    }
+    url.to_string()
+}
+
 fn list_local(dir: &FsPath, max_depth: Option<usize>) -> Result<Vec<Listed>> {
     let mut files = Vec::new();
     let walk = walkdir::WalkDir::new(dir)
@@ -326,5 +346,38 @@ impl<R: Read> Read for Tapped<R> {
             self.tap.record(e.to_string());
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_uris_round_trip_any_key() {
+        for key in ["a/b.tar", "dir with space/x#1?.tar", "100%/ü.parquet"] {
+            let Location::Store { store, .. } = Location::parse("memory://loc-test").unwrap() else {
+                panic!("not a store")
+            };
+            let loc = Location::Store {
+                store,
+                base: "memory://loc-test".into(),
+                path: Path::parse(key).unwrap(),
+            };
+            let uri = loc.uri();
+            let Location::Store { path, base, .. } = Location::parse(&uri).unwrap() else {
+                panic!("{uri} is not a store URL")
+            };
+            assert_eq!((base.as_str(), path.as_ref()), ("memory://loc-test", key), "{uri}");
+        }
+    }
+
+    #[test]
+    fn names_of_files_folders_and_buckets() {
+        assert_eq!(Location::parse("/data/x.tar").unwrap().name(), "x.tar");
+        assert_eq!(Location::parse("memory://bucket/a/b/").unwrap().name(), "b");
+        assert_eq!(Location::parse("memory://bucket").unwrap().name(), "bucket");
+        assert_eq!(Location::parse("/").unwrap().name(), "root");
+        assert!(matches!(Location::parse("file:///data/x.tar").unwrap(), Location::Local(_)));
     }
 }

@@ -108,10 +108,17 @@ impl Location {
                 .unwrap_or_default(),
             Location::Store { base, path, .. } => match path.filename() {
                 Some(n) => n.to_string(),
-                None => base.split_once("://").map_or(base.as_str(), |(_, host)| host).to_string(),
+                None => base
+                    .split_once("://")
+                    .map_or(base.as_str(), |(_, host)| host)
+                    .to_string(),
             },
         };
-        if name.is_empty() { "root".to_string() } else { name }
+        if name.is_empty() {
+            "root".to_string()
+        } else {
+            name
+        }
     }
 
     /// The location of `rel` (`/`-separated) below this folder.
@@ -247,7 +254,9 @@ impl Location {
 /// `base/key` as a URL, each key segment percent-encoded, so that [`Location::parse`] gives the
 /// same object back whatever characters the key holds (`#`, `?`, `%`, spaces).
 fn store_uri(base: &str, path: &Path) -> String {
-    let Ok(mut url) = url::Url::parse(base) else { return format!("{base}/{path}") };
+    let Ok(mut url) = url::Url::parse(base) else {
+        return format!("{base}/{path}");
+    };
     match url.path_segments_mut() {
         Ok(mut segments) => {
             segments.clear();
@@ -310,7 +319,8 @@ fn list_local(dir: &FsPath, max_depth: Option<usize>) -> Result<Vec<Listed>> {
 pub struct Tap(Arc<Mutex<Option<String>>>);
 
 impl Tap {
-    fn wrap<R: Read>(&self, inner: R) -> Tapped<R> {
+    /// Wraps a reader: its errors are recorded here.
+    pub fn wrap<R: Read>(&self, inner: R) -> impl Read + use<R> {
         Tapped {
             inner,
             tap: self.clone(),
@@ -356,7 +366,8 @@ mod tests {
     #[test]
     fn store_uris_round_trip_any_key() {
         for key in ["a/b.tar", "dir with space/x#1?.tar", "100%/ü.parquet"] {
-            let Location::Store { store, .. } = Location::parse("memory://loc-test").unwrap() else {
+            let Location::Store { store, .. } = Location::parse("memory://loc-test").unwrap()
+            else {
                 panic!("not a store")
             };
             let loc = Location::Store {
@@ -368,7 +379,11 @@ mod tests {
             let Location::Store { path, base, .. } = Location::parse(&uri).unwrap() else {
                 panic!("{uri} is not a store URL")
             };
-            assert_eq!((base.as_str(), path.as_ref()), ("memory://loc-test", key), "{uri}");
+            assert_eq!(
+                (base.as_str(), path.as_ref()),
+                ("memory://loc-test", key),
+                "{uri}"
+            );
         }
     }
 
@@ -378,6 +393,9 @@ mod tests {
         assert_eq!(Location::parse("memory://bucket/a/b/").unwrap().name(), "b");
         assert_eq!(Location::parse("memory://bucket").unwrap().name(), "bucket");
         assert_eq!(Location::parse("/").unwrap().name(), "root");
-        assert!(matches!(Location::parse("file:///data/x.tar").unwrap(), Location::Local(_)));
+        assert!(matches!(
+            Location::parse("file:///data/x.tar").unwrap(),
+            Location::Local(_)
+        ));
     }
 }

@@ -1,5 +1,8 @@
 //! [`SourceOptions`]: how inputs are split into units and how their columns are read.
 
+use std::collections::HashSet;
+
+use flipstream_schemas::extra_column_name;
 use serde::{Deserialize, Serialize};
 
 use super::error::{Result, SourceError};
@@ -27,14 +30,16 @@ impl Passthrough {
         }
     }
 
-    /// Orders selected columns: input order for `All`, the listed order for `Only`.
+    /// Orders selected columns: input order for `All`, the listed order for `Only`. A column whose
+    /// stored name ([`extra_column_name`]) an earlier one already has is dropped (`width` is
+    /// stored as `src_width`, so a later input column `src_width` would clash).
     pub(crate) fn order<T>(&self, mut cols: Vec<(String, T)>) -> Vec<(String, T)> {
+        cols.retain(|(n, _)| self.selects(n));
         if let Passthrough::Only(names) = self {
-            cols.retain(|(n, _)| self.selects(n));
             cols.sort_by_key(|(n, _)| names.iter().position(|x| x == n));
-        } else {
-            cols.retain(|(n, _)| self.selects(n));
         }
+        let mut taken = HashSet::new();
+        cols.retain(|(n, _)| taken.insert(extra_column_name(n)));
         cols
     }
 }
@@ -117,6 +122,17 @@ mod tests {
         let only = Passthrough::Only(vec!["c".into(), "a".into(), "zz".into()]);
         let names: Vec<String> = only.order(cols).into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["c", "a"]);
+        let clash = vec![
+            ("width".to_string(), 1),
+            ("src_width".to_string(), 2),
+            ("w".to_string(), 3),
+        ];
+        let names: Vec<String> = Passthrough::All
+            .order(clash)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["width", "w"]);
     }
 
     #[test]

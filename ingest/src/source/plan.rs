@@ -19,8 +19,8 @@ use super::options::SourceOptions;
 use super::resolve::{Resolved, resolve};
 use super::{SourceKind, UnitPlan, folder, parquet, textlist};
 
-/// Parquet footers read at once while planning.
-const FOOTER_CONCURRENCY: usize = 16;
+/// Parquet footers and text-list headers read at once while planning.
+const INSPECT_CONCURRENCY: usize = 16;
 /// Characters of the stem kept in a unit id.
 const STEM_CHARS: usize = 80;
 
@@ -77,6 +77,37 @@ fn slices(loc: &Location, kind: SourceKind, items: u64, unit_rows: u64) -> Vec<U
         .collect()
 }
 
+/// The units of one resolved input.
+async fn plan_input(r: Resolved, opts: &SourceOptions, rt: Handle) -> Result<Vec<UnitPlan>> {
+    match r {
+        Resolved::File {
+            loc,
+            format: FileFormat::Tar { .. },
+        } => Ok(vec![whole(&loc, SourceKind::WebDataset)]),
+        Resolved::File {
+            loc,
+            format: FileFormat::Parquet,
+        } => {
+            let (kind, rows) = parquet::inspect(&loc, opts).await?;
+            Ok(slices(&loc, kind, rows, opts.unit_rows))
+        }
+        Resolved::File { loc, format } => {
+            let (l, o) = (loc.clone(), opts.clone());
+            tokio::task::spawn_blocking(move || textlist::inspect(&l, format, &o, &rt))
+                .await
+                .map_err(|e| SourceError::Read {
+                    input: loc.uri(),
+                    detail: format!("inspect task failed: {e}"),
+                })??;
+            Ok(vec![whole(&loc, SourceKind::UrlList)])
+        }
+        Resolved::Folder { loc, files } => {
+            let images = folder::remember_listing(&loc, &files);
+            Ok(slices(&loc, SourceKind::Folder, images, opts.unit_rows))
+        }
+    }
+}
+
 /// Expands `inputs` and splits them into units, sorted by id.
 ///
 /// Reads listings, Parquet footers and the first lines of text lists, nothing else. Errors name
@@ -87,47 +118,19 @@ pub async fn plan_units(inputs: &[String], opts: &SourceOptions) -> Result<Vec<U
     if inputs.is_empty() {
         return Err(SourceError::Option("no inputs given".into()));
     }
+    let rt = Handle::try_current()
+        .map_err(|_| SourceError::Option("plan_units must run on a tokio runtime".into()))?;
     let resolved = resolve(inputs).await?;
-    let mut plans = Vec::new();
-    let mut parquets = Vec::new();
-    for r in resolved {
-        match r {
-            Resolved::File {
-                loc,
-                format: FileFormat::Tar { .. },
-            } => plans.push(whole(&loc, SourceKind::WebDataset)),
-            Resolved::File {
-                loc,
-                format: FileFormat::Parquet,
-            } => parquets.push(loc),
-            Resolved::File { loc, format } => {
-                let (l, o, rt) = (loc.clone(), opts.clone(), Handle::current());
-                let uri = loc.uri();
-                tokio::task::spawn_blocking(move || textlist::inspect(&l, format, &o, &rt))
-                    .await
-                    .map_err(|e| SourceError::Read {
-                        input: uri,
-                        detail: format!("inspect task failed: {e}"),
-                    })??;
-                plans.push(whole(&loc, SourceKind::UrlList));
-            }
-            Resolved::Folder { loc, files } => {
-                let images = folder::remember_listing(&loc, &files);
-                plans.extend(slices(&loc, SourceKind::Folder, images, opts.unit_rows));
-            }
-        }
-    }
-    let inspected: Vec<(Location, SourceKind, u64)> = futures::stream::iter(parquets)
-        .map(|loc| async move {
-            let (kind, rows) = parquet::inspect(&loc, opts).await?;
-            Ok::<_, SourceError>((loc, kind, rows))
+    // Footers and text-list headers are read concurrently, the results kept in input order.
+    let planned: Vec<Vec<UnitPlan>> = futures::stream::iter(resolved)
+        .map(|r| {
+            let rt = rt.clone();
+            async move { plan_input(r, opts, rt).await }
         })
-        .buffered(FOOTER_CONCURRENCY)
+        .buffered(INSPECT_CONCURRENCY)
         .try_collect()
         .await?;
-    for (loc, kind, rows) in inspected {
-        plans.extend(slices(&loc, kind, rows, opts.unit_rows));
-    }
+    let mut plans: Vec<UnitPlan> = planned.into_iter().flatten().collect();
     plans.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
     for pair in plans.windows(2) {
         if let [a, b] = pair

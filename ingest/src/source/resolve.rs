@@ -7,6 +7,8 @@
 
 use std::collections::BTreeSet;
 
+use futures::{StreamExt, TryStreamExt};
+
 use super::error::{Result, SourceError};
 use super::format::{FileFormat, SUPPORTED, is_image_ext};
 use super::location::{Listed, Location};
@@ -40,29 +42,36 @@ impl Resolved {
     }
 }
 
+/// Inputs looked up at once (object-store `HEAD`s and listings).
+const CONCURRENCY: usize = 16;
+
 /// Expands and classifies every input; duplicates (the same URI reached twice) are dropped.
 pub async fn resolve(inputs: &[String]) -> Result<Vec<Resolved>> {
-    let mut out = Vec::new();
-    let mut seen = BTreeSet::new();
+    let mut expanded = Vec::new();
     for input in inputs {
-        let expanded = expand_braces(input).map_err(|detail| SourceError::InvalidInput {
+        let one = expand_braces(input).map_err(|detail| SourceError::InvalidInput {
             input: input.clone(),
             detail,
         })?;
-        for one in expanded {
-            let found = if is_glob(&one) {
-                resolve_glob(&one).await?
-            } else {
-                resolve_one(&one).await?
-            };
-            for r in found {
-                if seen.insert(r.uri()) {
-                    out.push(r);
-                }
-            }
-        }
+        expanded.extend(one);
     }
-    Ok(out)
+    let found: Vec<Vec<Resolved>> = futures::stream::iter(expanded)
+        .map(|one| async move {
+            if is_glob(&one) {
+                resolve_glob(&one).await
+            } else {
+                resolve_one(&one).await
+            }
+        })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    let mut seen = BTreeSet::new();
+    Ok(found
+        .into_iter()
+        .flatten()
+        .filter(|r| seen.insert(r.uri()))
+        .collect())
 }
 
 /// A file with a known format, or an error naming it.

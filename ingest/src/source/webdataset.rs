@@ -322,3 +322,80 @@ impl UnitSource for TarSource {
         self.stats
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gives `data`, then fails like a dropped connection.
+    struct Flaky {
+        data: std::io::Cursor<Vec<u8>>,
+    }
+
+    impl Read for Flaky {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.data.read(buf)? {
+                0 => Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "connection reset",
+                )),
+                n => Ok(n),
+            }
+        }
+    }
+
+    fn events(reader: impl Read + Send + 'static, tap: Tap) -> Vec<Event> {
+        let (tx, rx) = sync_channel(4);
+        let t = std::thread::spawn(move || produce(Box::new(reader), tap, 1 << 20, tx));
+        let got: Vec<Event> = rx.iter().collect();
+        t.join().unwrap();
+        got
+    }
+
+    fn two_samples() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in [
+            ("a.jpg", &[1u8; 700][..]),
+            ("a.txt", b"cap"),
+            ("b.jpg", &[2u8; 700][..]),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn a_storage_failure_is_not_a_truncated_tar() {
+        let tar = two_samples();
+        // a.jpg: header at 0, data 512..1212; a.txt: header at 1536; b.jpg: data from 3072.
+        let cut = tar[..3300].to_vec();
+        // The storage fails where the data ends: an error, not a malformed item.
+        let tap = Tap::default();
+        let got = events(
+            tap.wrap(Flaky {
+                data: std::io::Cursor::new(cut.clone()),
+            }),
+            tap,
+        );
+        assert!(
+            matches!(&got[..], [Event::Sample(s), Event::Failed(e)] if s.key == "a" && e.contains("reset")),
+            "{got:?}"
+        );
+        // The file simply ends there: the sample being read is malformed.
+        let tap = Tap::default();
+        let got = events(tap.wrap(std::io::Cursor::new(cut)), tap);
+        assert!(
+            matches!(&got[..], [Event::Sample(_), Event::Stopped { pending: Some(k), .. }] if k == "b"),
+            "{got:?}"
+        );
+        // The whole tar: two samples, nothing else.
+        let tap = Tap::default();
+        let got = events(tap.wrap(std::io::Cursor::new(tar)), tap);
+        assert!(
+            matches!(&got[..], [Event::Sample(a), Event::Sample(b)] if a.members.len() == 2 && b.key == "b"),
+            "{got:?}"
+        );
+    }
+}

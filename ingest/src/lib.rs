@@ -2,6 +2,7 @@
 //!
 //! - [`caption`]: caption cleanup and caption filters.
 //! - [`dedup`]: exact and near-duplicate detection within a unit.
+//! - [`source`]: inputs (WebDataset tars, Parquet, folders, URL lists) → units → raw items.
 //! - [`fetch`]: the HTTP downloader for URL lists (timeouts, retries, size caps, opt-outs, and no
 //!   loopback/private/link-local addresses unless allowed).
 //! - [`workers`]: which units this process runs (flags, Slurm, Kubernetes).
@@ -10,5 +11,6 @@
 pub mod caption;
 pub mod dedup;
 pub mod fetch;
+pub mod source;
 pub mod testing;
 pub mod workers;

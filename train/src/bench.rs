@@ -158,14 +158,24 @@ fn bench_train_config(opts: &StepBenchOptions, mask_ratio: f64) -> TrainConfig {
 }
 
 /// Runs the benchmark; `progress` is called after every step.
-pub fn run_train_step_bench(opts: &StepBenchOptions, progress: &mut dyn FnMut(BenchProgress)) -> Result<StepBenchReport> {
+pub fn run_train_step_bench(
+    opts: &StepBenchOptions,
+    progress: &mut dyn FnMut(BenchProgress),
+) -> Result<StepBenchReport> {
     if opts.steps == 0 || opts.batch == 0 || opts.mask_ratios.is_empty() {
         return Err(TrainError::InvalidConfig {
-            problems: vec!["the benchmark needs at least one step, one image per batch and one mask ratio".into()],
+            problems: vec![
+                "the benchmark needs at least one step, one image per batch and one mask ratio"
+                    .into(),
+            ],
         });
     }
     for &r in &opts.mask_ratios {
-        RunConfig { model: opts.model.clone(), train: bench_train_config(opts, r) }.validate()?;
+        RunConfig {
+            model: opts.model.clone(),
+            train: bench_train_config(opts, r),
+        }
+        .validate()?;
     }
     if let Some(n) = opts.threads {
         tch::set_num_threads(n.clamp(1, i32::MAX as usize) as i32);
@@ -174,7 +184,10 @@ pub fn run_train_step_bench(opts: &StepBenchOptions, progress: &mut dyn FnMut(Be
     let mut results: Vec<MaskTiming> = Vec::new();
     let mut parameters = 0;
     for &mask_ratio in &opts.mask_ratios {
-        let config = RunConfig { model: opts.model.clone(), train: bench_train_config(opts, mask_ratio) };
+        let config = RunConfig {
+            model: opts.model.clone(),
+            train: bench_train_config(opts, mask_ratio),
+        };
         let mut trainer = TrainStep::new(config, opts.device)?;
         parameters = trainer.model().params().num_elements();
         let total = opts.warmup + opts.steps;
@@ -188,7 +201,12 @@ pub fn run_train_step_bench(opts: &StepBenchOptions, progress: &mut dyn FnMut(Be
             if i >= opts.warmup {
                 times.push(seconds);
             }
-            progress(BenchProgress { mask_ratio, done: i + 1, total, seconds });
+            progress(BenchProgress {
+                mask_ratio,
+                done: i + 1,
+                total,
+                seconds,
+            });
         }
         let median_s = median(&times);
         let flops = flops_per_sample(&opts.model, mask_ratio);
@@ -204,11 +222,18 @@ pub fn run_train_step_bench(opts: &StepBenchOptions, progress: &mut dyn FnMut(Be
             speedup_vs_unmasked: None,
             flops_per_sample: flops,
             achieved_tflops,
-            mfu: opts.peak_tflops.filter(|p| *p > 0.0).map(|p| achieved_tflops / p),
+            mfu: opts
+                .peak_tflops
+                .filter(|p| *p > 0.0)
+                .map(|p| achieved_tflops / p),
             last_loss,
         });
     }
-    if let Some(base) = results.iter().find(|r| r.mask_ratio == 0.0).map(|r| r.median_s) {
+    if let Some(base) = results
+        .iter()
+        .find(|r| r.mask_ratio == 0.0)
+        .map(|r| r.median_s)
+    {
         for r in &mut results {
             r.speedup_vs_unmasked = Some(base / r.median_s);
         }

@@ -81,30 +81,48 @@ pub struct CheckpointMeta {
 /// Writes `model`, `optim` and `meta` into `dir` (created if needed), atomically per file, the
 /// sidecar last.
 pub fn save(dir: &Path, model: &ClipModel, optim: &AdamW, meta: &CheckpointMeta) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| TrainError::Io { path: dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let mut info = HashMap::from([
         (META_STEP.to_string(), meta.step.to_string()),
         (META_FINGERPRINT.to_string(), meta.model_fingerprint.clone()),
     ]);
-    let weights: Vec<(String, &Tensor)> = model.params().iter().map(|p| (p.name().to_string(), p.tensor())).collect();
+    let weights: Vec<(String, &Tensor)> = model
+        .params()
+        .iter()
+        .map(|p| (p.name().to_string(), p.tensor()))
+        .collect();
     write_safetensors(&dir.join(MODEL_FILE), &weights, info.clone())?;
     info.insert(META_ADAMW_STEPS.to_string(), optim.steps().to_string());
     write_safetensors(&dir.join(OPTIMIZER_FILE), &optim.state_tensors(), info)?;
-    let json = serde_json::to_vec_pretty(meta)
-        .map_err(|e| TrainError::Checkpoint { path: dir.join(META_FILE), detail: format!("serialising: {e}") })?;
+    let json = serde_json::to_vec_pretty(meta).map_err(|e| TrainError::Checkpoint {
+        path: dir.join(META_FILE),
+        detail: format!("serialising: {e}"),
+    })?;
     atomic_write(&dir.join(META_FILE), &json)
 }
 
 /// Reads a checkpoint's sidecar.
 pub fn read_meta(dir: &Path) -> Result<CheckpointMeta> {
     let path = dir.join(META_FILE);
-    let bytes = std::fs::read(&path).map_err(|source| TrainError::Io { path: path.clone(), source })?;
-    let meta: CheckpointMeta = serde_json::from_slice(&bytes)
-        .map_err(|e| TrainError::Checkpoint { path: path.clone(), detail: format!("not a flipstream checkpoint sidecar: {e}") })?;
+    let bytes = std::fs::read(&path).map_err(|source| TrainError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let meta: CheckpointMeta =
+        serde_json::from_slice(&bytes).map_err(|e| TrainError::Checkpoint {
+            path: path.clone(),
+            detail: format!("not a flipstream checkpoint sidecar: {e}"),
+        })?;
     if meta.format_version != FORMAT_VERSION {
         return Err(TrainError::Checkpoint {
             path,
-            detail: format!("format version {} (this build reads {FORMAT_VERSION})", meta.format_version),
+            detail: format!(
+                "format version {} (this build reads {FORMAT_VERSION})",
+                meta.format_version
+            ),
         });
     }
     Ok(meta)
@@ -116,16 +134,26 @@ pub fn load(dir: &Path, model: &ClipModel, optim: Option<&mut AdamW>) -> Result<
     let meta = read_meta(dir)?;
     let differences = config_differences(&meta.config.model, model.config());
     if !differences.is_empty() {
-        return Err(TrainError::CheckpointMismatch { path: dir.to_path_buf(), differences });
+        return Err(TrainError::CheckpointMismatch {
+            path: dir.to_path_buf(),
+            differences,
+        });
     }
     let device = model.device();
     let weights_path = dir.join(MODEL_FILE);
     let (weights, info) = read_safetensors(&weights_path, device)?;
     check_step(&weights_path, &info, meta.step)?;
-    let expected: Vec<(String, Vec<i64>)> = model.params().iter().map(|p| (p.name().to_string(), p.tensor().size())).collect();
+    let expected: Vec<(String, Vec<i64>)> = model
+        .params()
+        .iter()
+        .map(|p| (p.name().to_string(), p.tensor().size()))
+        .collect();
     let differences = shape_differences(&expected, &weights);
     if !differences.is_empty() {
-        return Err(TrainError::CheckpointMismatch { path: weights_path, differences });
+        return Err(TrainError::CheckpointMismatch {
+            path: weights_path,
+            differences,
+        });
     }
     // Read and check the optimizer state before touching the model.
     let optim_state = match optim {
@@ -136,8 +164,15 @@ pub fn load(dir: &Path, model: &ClipModel, optim: Option<&mut AdamW>) -> Result<
             let steps = info
                 .get(META_ADAMW_STEPS)
                 .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| TrainError::Checkpoint { path: path.clone(), detail: format!("metadata lacks `{META_ADAMW_STEPS}`") })?;
-            let expected: Vec<(String, Vec<i64>)> = optim.state_tensors().into_iter().map(|(n, t)| (n, t.size())).collect();
+                .ok_or_else(|| TrainError::Checkpoint {
+                    path: path.clone(),
+                    detail: format!("metadata lacks `{META_ADAMW_STEPS}`"),
+                })?;
+            let expected: Vec<(String, Vec<i64>)> = optim
+                .state_tensors()
+                .into_iter()
+                .map(|(n, t)| (n, t.size()))
+                .collect();
             let differences = shape_differences(&expected, &tensors);
             if !differences.is_empty() {
                 return Err(TrainError::CheckpointMismatch { path, differences });
@@ -149,13 +184,17 @@ pub fn load(dir: &Path, model: &ClipModel, optim: Option<&mut AdamW>) -> Result<
     for p in model.params().iter() {
         let mut dst = p.tensor().shallow_clone();
         let mut copy = || -> std::result::Result<(), TchError> {
-            let src = weights.get(p.name()).ok_or_else(|| TchError::Kind(format!("missing {}", p.name())))?;
+            let src = weights
+                .get(p.name())
+                .ok_or_else(|| TchError::Kind(format!("missing {}", p.name())))?;
             tch::no_grad(|| dst.f_copy_(src))
         };
         copy().context(|| format!("loading {} from {}", p.name(), weights_path.display()))?;
     }
     if let Some((optim, steps, tensors, path)) = optim_state {
-        optim.load_state(steps, &tensors).map_err(|differences| TrainError::CheckpointMismatch { path, differences })?;
+        optim
+            .load_state(steps, &tensors)
+            .map_err(|differences| TrainError::CheckpointMismatch { path, differences })?;
     }
     Ok(meta)
 }
@@ -174,8 +213,14 @@ pub fn config_differences(saved: &ModelConfig, current: &ModelConfig) -> Vec<Str
         .filter_map(|k| {
             let (a, b) = (saved.get(k), current.get(k));
             (a != b).then(|| {
-                let show = |v: Option<&serde_json::Value>| v.map_or_else(|| "(absent)".to_string(), |v| v.to_string());
-                format!("model.{k} is {} in the checkpoint but {} here", show(a), show(b))
+                let show = |v: Option<&serde_json::Value>| {
+                    v.map_or_else(|| "(absent)".to_string(), |v| v.to_string())
+                };
+                format!(
+                    "model.{k} is {} in the checkpoint but {} here",
+                    show(a),
+                    show(b)
+                )
             })
         })
         .collect()
@@ -186,9 +231,14 @@ fn check_step(path: &Path, info: &HashMap<String, String>, step: u64) -> Result<
         Some(Ok(s)) if s == step => Ok(()),
         Some(Ok(s)) => Err(TrainError::Checkpoint {
             path: path.to_path_buf(),
-            detail: format!("holds step {s} but the sidecar says step {step}: files of two different saves"),
+            detail: format!(
+                "holds step {s} but the sidecar says step {step}: files of two different saves"
+            ),
         }),
-        _ => Err(TrainError::Checkpoint { path: path.to_path_buf(), detail: format!("metadata lacks `{META_STEP}`") }),
+        _ => Err(TrainError::Checkpoint {
+            path: path.to_path_buf(),
+            detail: format!("metadata lacks `{META_STEP}`"),
+        }),
     }
 }
 
@@ -217,20 +267,36 @@ impl View for &HostTensor {
 fn to_host(t: &Tensor) -> std::result::Result<HostTensor, TchError> {
     let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?;
     let kind = t.f_kind()?;
-    let dtype = dtype_of(kind).ok_or_else(|| TchError::Kind(format!("cannot store {kind:?} tensors")))?;
+    let dtype =
+        dtype_of(kind).ok_or_else(|| TchError::Kind(format!("cannot store {kind:?} tensors")))?;
     let numel = t.numel();
     let mut data = vec![0u8; numel * kind.elt_size_in_bytes()];
     t.f_copy_data_u8(&mut data, numel)?;
-    Ok(HostTensor { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), data })
+    Ok(HostTensor {
+        dtype,
+        shape: t.size().iter().map(|&d| d as usize).collect(),
+        data,
+    })
 }
 
-fn write_safetensors(path: &Path, tensors: &[(String, &Tensor)], info: HashMap<String, String>) -> Result<()> {
+fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, &Tensor)],
+    info: HashMap<String, String>,
+) -> Result<()> {
     let host = tensors
         .iter()
-        .map(|(name, t)| to_host(t).map(|h| (name.clone(), h)).context(|| format!("copying {name} to host memory")))
+        .map(|(name, t)| {
+            to_host(t)
+                .map(|h| (name.clone(), h))
+                .context(|| format!("copying {name} to host memory"))
+        })
         .collect::<Result<Vec<_>>>()?;
     let bytes = safetensors::serialize(host.iter().map(|(n, h)| (n.as_str(), h)), Some(info))
-        .map_err(|e| TrainError::Checkpoint { path: path.to_path_buf(), detail: format!("serialising: {e}") })?;
+        .map_err(|e| TrainError::Checkpoint {
+            path: path.to_path_buf(),
+            detail: format!("serialising: {e}"),
+        })?;
     atomic_write(path, &bytes)
 }
 
@@ -251,22 +317,47 @@ fn dtype_of(kind: Kind) -> Option<Dtype> {
 
 /// The libtorch kind of a safetensors dtype (inverse of [`dtype_of`]).
 fn kind_of(dtype: Dtype) -> Option<Kind> {
-    [Kind::Float, Kind::Double, Kind::BFloat16, Kind::Half, Kind::Int64, Kind::Int, Kind::Uint8, Kind::Bool]
-        .into_iter()
-        .find(|k| dtype_of(*k) == Some(dtype))
+    [
+        Kind::Float,
+        Kind::Double,
+        Kind::BFloat16,
+        Kind::Half,
+        Kind::Int64,
+        Kind::Int,
+        Kind::Uint8,
+        Kind::Bool,
+    ]
+    .into_iter()
+    .find(|k| dtype_of(*k) == Some(dtype))
 }
 
 /// All tensors of a safetensors file on `device`, and the file's metadata.
-pub fn read_safetensors(path: &Path, device: Device) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
-    let bytes = std::fs::read(path).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
-    let bad = |detail: String| TrainError::Checkpoint { path: path.to_path_buf(), detail };
-    let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+pub fn read_safetensors(
+    path: &Path,
+    device: Device,
+) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+    let bytes = std::fs::read(path).map_err(|source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |detail: String| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let (_, metadata) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let info = metadata.metadata().clone().unwrap_or_default();
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let mut out = HashMap::new();
     for (name, view) in file.tensors() {
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        let kind = kind_of(view.dtype()).ok_or_else(|| bad(format!("tensor {name}: unsupported dtype {:?}", view.dtype())))?;
+        let kind = kind_of(view.dtype()).ok_or_else(|| {
+            bad(format!(
+                "tensor {name}: unsupported dtype {:?}",
+                view.dtype()
+            ))
+        })?;
         let tensor = Tensor::f_from_data_size(view.data(), &shape, kind)
             .and_then(|t| t.f_to_device(device))
             .map_err(|e| bad(format!("tensor {name}: {e}")))?;
@@ -278,7 +369,10 @@ pub fn read_safetensors(path: &Path, device: Device) -> Result<(HashMap<String, 
 /// Writes `bytes` to `path` through a temporary file in the same folder, synced, then renamed.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let io_err = |path: PathBuf| move |source| TrainError::Io { path, source };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;

@@ -77,7 +77,9 @@ impl FromStr for Precision {
         match s.trim().to_ascii_lowercase().as_str() {
             "fp32" | "float32" => Ok(Precision::Fp32),
             "bf16" | "bfloat16" => Ok(Precision::Bf16),
-            other => Err(format!("unknown precision {other:?}: expected fp32 or bf16")),
+            other => Err(format!(
+                "unknown precision {other:?}: expected fp32 or bf16"
+            )),
         }
     }
 }
@@ -226,7 +228,10 @@ impl Preset {
 
     /// The preset's full configuration.
     pub fn config(self) -> RunConfig {
-        RunConfig { model: self.model(), train: self.train() }
+        RunConfig {
+            model: self.model(),
+            train: self.train(),
+        }
     }
 
     /// The preset's architecture.
@@ -335,7 +340,9 @@ impl FromStr for Preset {
             "small" => Ok(Preset::Small),
             "b16" | "vit-b/16" | "vit-b-16" => Ok(Preset::B16),
             "l16" | "vit-l/16" | "vit-l-16" => Ok(Preset::L16),
-            _ => Err(TrainError::UnknownPreset { name: s.to_string() }),
+            _ => Err(TrainError::UnknownPreset {
+                name: s.to_string(),
+            }),
         }
     }
 }
@@ -412,11 +419,14 @@ impl ModelConfig {
             }
         }
         if self.patch_size > 0 && self.image_size > 0 {
-            if self.image_size % self.patch_size != 0 {
+            if !self.image_size.is_multiple_of(self.patch_size) {
                 let lower = self.image_size / self.patch_size * self.patch_size;
                 let upper = lower + self.patch_size;
-                let suggestion =
-                    if lower > 0 { format!("{lower} or {upper}") } else { upper.to_string() };
+                let suggestion = if lower > 0 {
+                    format!("{lower} or {upper}")
+                } else {
+                    upper.to_string()
+                };
                 p.push(format!(
                     "model.patch_size = {} does not divide model.image_size = {}: use an image size \
                      that is a multiple of the patch size (e.g. {suggestion}) or another patch size",
@@ -429,10 +439,11 @@ impl ModelConfig {
                 ));
             }
         }
-        for (tower, width, heads) in
-            [("vision", self.vision_width, self.vision_heads), ("text", self.text_width, self.text_heads)]
-        {
-            if heads > 0 && width > 0 && width % heads != 0 {
+        for (tower, width, heads) in [
+            ("vision", self.vision_width, self.vision_heads),
+            ("text", self.text_width, self.text_heads),
+        ] {
+            if heads > 0 && width > 0 && !width.is_multiple_of(heads) {
                 p.push(format!(
                     "model.{tower}_heads = {heads} does not divide model.{tower}_width = {width}: choose \
                      heads among the divisors of the width (e.g. {}) or change the width",
@@ -440,7 +451,7 @@ impl ModelConfig {
                 ));
             }
         }
-        if self.vision_width > 0 && self.vision_width % 4 != 0 {
+        if self.vision_width > 0 && !self.vision_width.is_multiple_of(4) {
             p.push(format!(
                 "model.vision_width = {} is not a multiple of 4, which the 2-D sin-cos position \
                  embedding needs: use {} or {}",
@@ -449,9 +460,14 @@ impl ModelConfig {
                 self.vision_width / 4 * 4 + 4
             ));
         }
-        for (key, ratio) in [("vision_mlp_ratio", self.vision_mlp_ratio), ("text_mlp_ratio", self.text_mlp_ratio)] {
+        for (key, ratio) in [
+            ("vision_mlp_ratio", self.vision_mlp_ratio),
+            ("text_mlp_ratio", self.text_mlp_ratio),
+        ] {
             if !(ratio.is_finite() && ratio > 0.0) {
-                p.push(format!("model.{key} = {ratio} must be a positive number (4.0 is usual)"));
+                p.push(format!(
+                    "model.{key} = {ratio} must be a positive number (4.0 is usual)"
+                ));
             }
         }
         if self.vocab_size > 0 && self.pad_id >= self.vocab_size {
@@ -461,7 +477,10 @@ impl ModelConfig {
             ));
         }
         if !self.logit_scale_init.is_finite() || !self.logit_scale_max.is_finite() {
-            p.push("model.logit_scale_init and model.logit_scale_max must be finite numbers".to_string());
+            p.push(
+                "model.logit_scale_init and model.logit_scale_max must be finite numbers"
+                    .to_string(),
+            );
         } else if self.logit_scale_init > self.logit_scale_max {
             p.push(format!(
                 "model.logit_scale_init = {} exceeds model.logit_scale_max = {}: lower the initial value \
@@ -483,11 +502,14 @@ impl TrainConfig {
     pub fn problems(&self, model: &ModelConfig) -> Vec<String> {
         let mut p = Vec::new();
         if self.batch_size == 0 {
-            p.push("train.batch_size is 0: it must be at least 1 (at least 2 for a contrastive loss)".to_string());
+            p.push(
+                "train.batch_size is 0: it must be at least 1 (at least 2 for a contrastive loss)"
+                    .to_string(),
+            );
         }
         if self.accum_steps == 0 {
             p.push("train.accum_steps is 0: use 1 for no gradient accumulation".to_string());
-        } else if self.batch_size > 0 && self.batch_size % self.accum_steps != 0 {
+        } else if self.batch_size > 0 && !self.batch_size.is_multiple_of(self.accum_steps) {
             p.push(format!(
                 "train.accum_steps = {} does not divide train.batch_size = {}: each micro-batch must \
                  have the same size",
@@ -495,10 +517,16 @@ impl TrainConfig {
             ));
         }
         if !(self.base_lr.is_finite() && self.base_lr > 0.0) {
-            p.push(format!("train.base_lr = {} must be a positive number", self.base_lr));
+            p.push(format!(
+                "train.base_lr = {} must be a positive number",
+                self.base_lr
+            ));
         }
         if !(0.0..=1.0).contains(&self.min_lr_ratio) {
-            p.push(format!("train.min_lr_ratio = {} must be in [0, 1]", self.min_lr_ratio));
+            p.push(format!(
+                "train.min_lr_ratio = {} must be in [0, 1]",
+                self.min_lr_ratio
+            ));
         }
         if self.total_steps == 0 {
             p.push("train.total_steps is 0: it must be at least 1".to_string());
@@ -510,15 +538,23 @@ impl TrainConfig {
             ));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            p.push(format!("train.weight_decay = {} must be a number ≥ 0", self.weight_decay));
+            p.push(format!(
+                "train.weight_decay = {} must be a number ≥ 0",
+                self.weight_decay
+            ));
         }
         for (i, beta) in self.betas.iter().enumerate() {
             if !(0.0..1.0).contains(beta) {
-                p.push(format!("train.betas[{i}] = {beta} must be in [0, 1) (FLIP uses [0.9, 0.95])"));
+                p.push(format!(
+                    "train.betas[{i}] = {beta} must be in [0, 1) (FLIP uses [0.9, 0.95])"
+                ));
             }
         }
         if !(self.eps.is_finite() && self.eps > 0.0) {
-            p.push(format!("train.eps = {} must be a positive number (1e-8 is usual)", self.eps));
+            p.push(format!(
+                "train.eps = {} must be a positive number (1e-8 is usual)",
+                self.eps
+            ));
         }
         if let Some(clip) = self.grad_clip_norm
             && !(clip.is_finite() && clip > 0.0)
@@ -532,7 +568,8 @@ impl TrainConfig {
                 "train.mask_ratio = {} is outside [0, 1): use 0 for CLIP, 0.5 or 0.75 for FLIP",
                 self.mask_ratio
             ));
-        } else if model.num_patches() > 0 && kept_patches(model.num_patches(), self.mask_ratio) == 0 {
+        } else if model.num_patches() > 0 && kept_patches(model.num_patches(), self.mask_ratio) == 0
+        {
             p.push(format!(
                 "train.mask_ratio = {} keeps no patch of the {} per image: lower it",
                 self.mask_ratio,
@@ -544,7 +581,10 @@ impl TrainConfig {
                 p.push("train.unmasked_tune.steps is 0: remove [train.unmasked_tune] to skip the phase".to_string());
             }
             if !(tune.base_lr.is_finite() && tune.base_lr > 0.0) {
-                p.push(format!("train.unmasked_tune.base_lr = {} must be a positive number", tune.base_lr));
+                p.push(format!(
+                    "train.unmasked_tune.base_lr = {} must be a positive number",
+                    tune.base_lr
+                ));
             }
             if tune.warmup_steps > tune.steps {
                 p.push(format!(
@@ -573,8 +613,13 @@ impl RunConfig {
     /// Parses a config file's text (`preset` plus `[model]` / `[train]` overrides) and validates it.
     /// `origin` names the text in error messages (usually the path).
     pub fn from_toml_str(text: &str, origin: &str) -> Result<RunConfig> {
-        let parse_err = |message: String| TrainError::ConfigParse { origin: origin.to_string(), message };
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        let parse_err = |message: String| TrainError::ConfigParse {
+            origin: origin.to_string(),
+            message,
+        };
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
         for key in table.keys() {
             if !matches!(key.as_str(), "preset" | "model" | "train") {
                 return Err(parse_err(format!(
@@ -586,7 +631,9 @@ impl RunConfig {
             None => Preset::default(),
             Some(toml::Value::String(name)) => name.parse()?,
             Some(other) => {
-                return Err(parse_err(format!("`preset` must be a string such as \"small\", not {other}")));
+                return Err(parse_err(format!(
+                    "`preset` must be a string such as \"small\", not {other}"
+                )));
             }
         };
         let base = preset.config();
@@ -599,13 +646,19 @@ impl RunConfig {
 
     /// Reads and parses a config file (see [`RunConfig::from_toml_str`]).
     pub fn from_file(path: &Path) -> Result<RunConfig> {
-        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_toml_str(&text, &path.display().to_string())
     }
 
     /// The resolved config as TOML, every key spelled out; loads back to an equal config.
     pub fn to_toml_string(&self) -> Result<String> {
-        toml::to_string(self).map_err(|e| TrainError::ConfigParse { origin: "<resolved config>".into(), message: e.to_string() })
+        toml::to_string(self).map_err(|e| TrainError::ConfigParse {
+            origin: "<resolved config>".into(),
+            message: e.to_string(),
+        })
     }
 
     /// A short stable hash of the model config (hex): equal for equal architectures.
@@ -626,7 +679,11 @@ impl ModelConfig {
 /// Number of patches kept at `mask_ratio`: ⌊L·(1−r)⌋, as FLIP and MAE compute it.
 pub fn kept_patches(num_patches: usize, mask_ratio: f64) -> usize {
     let keep = (num_patches as f64 * (1.0 - mask_ratio)).floor();
-    if keep <= 0.0 { 0 } else { (keep as usize).min(num_patches) }
+    if keep <= 0.0 {
+        0
+    } else {
+        (keep as usize).min(num_patches)
+    }
 }
 
 fn mlp_width(width: usize, ratio: f64) -> usize {
@@ -635,20 +692,34 @@ fn mlp_width(width: usize, ratio: f64) -> usize {
 
 /// The divisors of `width` nearest to `heads`, for error messages.
 fn divisors_near(width: usize, heads: usize) -> String {
-    let mut divisors: Vec<usize> = (1..=width.min(64)).filter(|d| width % d == 0).collect();
+    let mut divisors: Vec<usize> = (1..=width.min(64))
+        .filter(|d| width.is_multiple_of(*d))
+        .collect();
     divisors.sort_by_key(|d| d.abs_diff(heads));
     divisors.truncate(3);
     divisors.sort_unstable();
-    divisors.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+    divisors
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn into_result(problems: Vec<String>) -> Result<()> {
-    if problems.is_empty() { Ok(()) } else { Err(TrainError::InvalidConfig { problems }) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(TrainError::InvalidConfig { problems })
+    }
 }
 
 /// `base` with the keys of `overrides` (a TOML table) replaced, deserialised with
 /// `deny_unknown_fields` so that an unknown key is an error naming it.
-fn overlay<T>(base: &T, overrides: Option<toml::Value>, section: &str) -> std::result::Result<T, String>
+fn overlay<T>(
+    base: &T,
+    overrides: Option<toml::Value>,
+    section: &str,
+) -> std::result::Result<T, String>
 where
     T: Serialize + for<'de> Deserialize<'de>,
 {
@@ -656,7 +727,13 @@ where
     match overrides {
         None => {}
         Some(toml::Value::Table(t)) => merged.extend(t),
-        Some(other) => return Err(format!("`{section}` must be a table ([{section}]), not {other}")),
+        Some(other) => {
+            return Err(format!(
+                "`{section}` must be a table ([{section}]), not {other}"
+            ));
+        }
     }
-    toml::Value::Table(merged).try_into::<T>().map_err(|e| format!("[{section}]: {}", e.message()))
+    toml::Value::Table(merged)
+        .try_into::<T>()
+        .map_err(|e| format!("[{section}]: {}", e.message()))
 }

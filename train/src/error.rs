@@ -46,7 +46,9 @@ pub enum TrainError {
         source: TchError,
     },
     /// The loss or the gradient norm is NaN or infinite: training diverged.
-    #[error("{what} is {value} at step {step} (lr {lr:.3e}, mask ratio {mask_ratio}): training diverged; lower the learning rate, enable gradient clipping or use fp32")]
+    #[error(
+        "{what} is {value} at step {step} (lr {lr:.3e}, mask ratio {mask_ratio}): training diverged; lower the learning rate, enable gradient clipping or use fp32"
+    )]
     NonFinite {
         /// `loss` or `gradient norm`.
         what: &'static str,
@@ -97,6 +99,9 @@ pub(crate) trait TorchContext<T> {
 
 impl<T> TorchContext<T> for std::result::Result<T, TchError> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| TrainError::Torch { context: context(), source })
+        self.map_err(|source| TrainError::Torch {
+            context: context(),
+            source,
+        })
     }
 }

@@ -22,7 +22,9 @@ pub mod schedule;
 pub mod step;
 
 pub use checkpoint::{CheckpointMeta, TrainProgress};
-pub use config::{ModelConfig, Precision, Preset, RunConfig, TextPool, TrainConfig, UnmaskedTune, VisionPool};
+pub use config::{
+    ModelConfig, Precision, Preset, RunConfig, TextPool, TrainConfig, UnmaskedTune, VisionPool,
+};
 pub use error::{Result, TrainError};
 pub use loss::{ContrastiveLoss, clip_loss};
 pub use model::{ClipModel, ClipOutput, PatchMask, flops_per_sample};

@@ -18,15 +18,27 @@ pub struct ContrastiveLoss {
 
 /// Symmetric InfoNCE of L2-normalised `image_embeds` and `text_embeds` (`[B, E]` each) at
 /// `logit_scale` (the multiplier, not its log).
-pub fn clip_loss(image_embeds: &Tensor, text_embeds: &Tensor, logit_scale: &Tensor) -> Result<ContrastiveLoss, TchError> {
-    let logits = image_embeds.f_matmul(&text_embeds.f_tr()?)?.f_mul(logit_scale)?;
+pub fn clip_loss(
+    image_embeds: &Tensor,
+    text_embeds: &Tensor,
+    logit_scale: &Tensor,
+) -> Result<ContrastiveLoss, TchError> {
+    let logits = image_embeds
+        .f_matmul(&text_embeds.f_tr()?)?
+        .f_mul(logit_scale)?;
     let b = logits.size().first().copied().unwrap_or(0);
     let labels = Tensor::f_arange(b, (Kind::Int64, logits.device()))?;
-    let ce = |l: &Tensor| l.f_cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, 0.0);
+    let ce =
+        |l: &Tensor| l.f_cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, 0.0);
     let logits_t = logits.f_tr()?;
     let loss = ce(&logits)?.f_add(&ce(&logits_t)?)?.f_div_scalar(2.0)?;
     let accuracy = tch::no_grad(|| -> Result<Tensor, TchError> {
-        let hits = |l: &Tensor| l.f_argmax(1, false)?.f_eq_tensor(&labels)?.f_to_kind(Kind::Float)?.f_mean(Kind::Float);
+        let hits = |l: &Tensor| {
+            l.f_argmax(1, false)?
+                .f_eq_tensor(&labels)?
+                .f_to_kind(Kind::Float)?
+                .f_mean(Kind::Float)
+        };
         hits(&logits)?.f_add(&hits(&logits_t)?)?.f_div_scalar(2.0)
     })?;
     Ok(ContrastiveLoss { loss, accuracy })

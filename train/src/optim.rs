@@ -38,7 +38,12 @@ pub struct AdamWConfig {
 
 impl From<&TrainConfig> for AdamWConfig {
     fn from(c: &TrainConfig) -> Self {
-        AdamWConfig { beta1: c.betas[0], beta2: c.betas[1], eps: c.eps, weight_decay: c.weight_decay }
+        AdamWConfig {
+            beta1: c.betas[0],
+            beta2: c.betas[1],
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+        }
     }
 }
 
@@ -55,9 +60,15 @@ impl Gradients {
         let tensors = params.tensors();
         let run = || -> std::result::Result<Vec<Tensor>, TchError> {
             let grads = Tensor::f_run_backward(&[loss], &tensors, false, false)?;
-            grads.into_iter().zip(&tensors).map(|(g, p)| if g.defined() { Ok(g) } else { p.f_zeros_like() }).collect()
+            grads
+                .into_iter()
+                .zip(&tensors)
+                .map(|(g, p)| if g.defined() { Ok(g) } else { p.f_zeros_like() })
+                .collect()
         };
-        Ok(Gradients { grads: run().context(|| "backward pass".to_string())? })
+        Ok(Gradients {
+            grads: run().context(|| "backward pass".to_string())?,
+        })
     }
 
     /// The gradients in parameter order.
@@ -68,7 +79,9 @@ impl Gradients {
     /// Adds `other` element-wise (gradient accumulation).
     pub fn add_(&mut self, other: &Gradients) -> Result<()> {
         for (g, o) in self.grads.iter_mut().zip(&other.grads) {
-            let _ = g.f_add_(o).context(|| "accumulating gradients".to_string())?;
+            let _ = g
+                .f_add_(o)
+                .context(|| "accumulating gradients".to_string())?;
         }
         Ok(())
     }
@@ -76,7 +89,11 @@ impl Gradients {
     /// The global L2 norm over all gradients (scalar float32 tensor on the gradients' device).
     pub fn global_norm(&self) -> Result<Tensor> {
         let run = || -> std::result::Result<Tensor, TchError> {
-            let norms = self.grads.iter().map(|g| g.f_norm()?.f_to_kind(Kind::Float)).collect::<std::result::Result<Vec<_>, _>>()?;
+            let norms = self
+                .grads
+                .iter()
+                .map(|g| g.f_norm()?.f_to_kind(Kind::Float))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
             Tensor::f_stack(&norms, 0)?.f_norm()
         };
         run().context(|| "gradient norm".to_string())
@@ -87,7 +104,11 @@ impl Gradients {
     /// host synchronisation.
     pub fn clip_(&mut self, norm: &Tensor, max_norm: f64) -> Result<()> {
         let run = |grads: &mut [Tensor]| -> std::result::Result<(), TchError> {
-            let coef = norm.f_add_scalar(1e-6)?.f_reciprocal()?.f_mul_scalar(max_norm)?.f_clamp_max(1.0)?;
+            let coef = norm
+                .f_add_scalar(1e-6)?
+                .f_reciprocal()?
+                .f_mul_scalar(max_norm)?
+                .f_clamp_max(1.0)?;
             for g in grads {
                 let _ = g.f_mul_(&coef)?;
             }
@@ -125,7 +146,12 @@ impl AdamW {
         let mut moments = Vec::with_capacity(params.len());
         for p in params.iter() {
             let zeros = || p.tensor().f_detach()?.f_zeros_like();
-            let make = || -> std::result::Result<Moments, TchError> { Ok(Moments { exp_avg: zeros()?, exp_avg_sq: zeros()? }) };
+            let make = || -> std::result::Result<Moments, TchError> {
+                Ok(Moments {
+                    exp_avg: zeros()?,
+                    exp_avg_sq: zeros()?,
+                })
+            };
             moments.push(make().context(|| format!("optimizer state for {}", p.name()))?);
         }
         Ok(AdamW {
@@ -149,24 +175,43 @@ impl AdamW {
 
     /// Names of the parameters that are weight-decayed.
     pub fn decayed(&self) -> Vec<&str> {
-        self.names.iter().zip(&self.decays).filter(|(_, d)| **d).map(|(n, _)| n.as_str()).collect()
+        self.names
+            .iter()
+            .zip(&self.decays)
+            .filter(|(_, d)| **d)
+            .map(|(n, _)| n.as_str())
+            .collect()
     }
 
     /// Names of the parameters that are not weight-decayed.
     pub fn not_decayed(&self) -> Vec<&str> {
-        self.names.iter().zip(&self.decays).filter(|(_, d)| !**d).map(|(n, _)| n.as_str()).collect()
+        self.names
+            .iter()
+            .zip(&self.decays)
+            .filter(|(_, d)| !**d)
+            .map(|(n, _)| n.as_str())
+            .collect()
     }
 
     /// One AdamW update of `params` with `grads` at learning rate `lr`.
     pub fn step(&mut self, params: &ParamStore, grads: &Gradients, lr: f64) -> Result<()> {
         self.steps += 1;
-        let AdamWConfig { beta1, beta2, eps, weight_decay } = self.config;
+        let AdamWConfig {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } = self.config;
         let t = self.steps.min(i32::MAX as u64) as i32;
         let bias_correction1 = 1.0 - beta1.powi(t);
         let bias_correction2_sqrt = (1.0 - beta2.powi(t)).sqrt();
         let step_size = lr / bias_correction1;
         let decay_factor = 1.0 - lr * weight_decay;
-        let update = |p: &Tensor, g: &Tensor, m: &mut Moments, decays: bool| -> std::result::Result<(), TchError> {
+        let update = |p: &Tensor,
+                      g: &Tensor,
+                      m: &mut Moments,
+                      decays: bool|
+         -> std::result::Result<(), TchError> {
             let mut p = p.shallow_clone();
             if decays && weight_decay != 0.0 {
                 let _ = p.f_mul_scalar_(decay_factor)?;
@@ -184,8 +229,11 @@ impl AdamW {
             Ok(())
         };
         tch::no_grad(|| -> Result<()> {
-            for (((p, g), m), (name, decays)) in
-                params.iter().zip(grads.as_slice()).zip(self.moments.iter_mut()).zip(self.names.iter().zip(&self.decays))
+            for (((p, g), m), (name, decays)) in params
+                .iter()
+                .zip(grads.as_slice())
+                .zip(self.moments.iter_mut())
+                .zip(self.names.iter().zip(&self.decays))
             {
                 update(p.tensor(), g, m, *decays).context(|| format!("AdamW update of {name}"))?;
             }
@@ -206,18 +254,31 @@ impl AdamW {
     /// Restores the step count and moments from named tensors as written by
     /// [`AdamW::state_tensors`]. On mismatch nothing is changed and every missing, unexpected or
     /// differently shaped tensor is listed.
-    pub fn load_state(&mut self, steps: u64, tensors: &HashMap<String, Tensor>) -> std::result::Result<(), Vec<String>> {
-        let expected: Vec<(String, Vec<i64>)> = self.state_tensors().into_iter().map(|(n, t)| (n, t.size())).collect();
+    pub fn load_state(
+        &mut self,
+        steps: u64,
+        tensors: &HashMap<String, Tensor>,
+    ) -> std::result::Result<(), Vec<String>> {
+        let expected: Vec<(String, Vec<i64>)> = self
+            .state_tensors()
+            .into_iter()
+            .map(|(n, t)| (n, t.size()))
+            .collect();
         let problems = shape_differences(&expected, tensors);
         if !problems.is_empty() {
             return Err(problems);
         }
         let copy = |dst: &mut Tensor, name: &str| -> std::result::Result<(), TchError> {
-            let src = tensors.get(name).ok_or_else(|| TchError::Kind(format!("missing {name}")))?;
+            let src = tensors
+                .get(name)
+                .ok_or_else(|| TchError::Kind(format!("missing {name}")))?;
             tch::no_grad(|| dst.f_copy_(src))
         };
         for (name, m) in self.names.iter().zip(self.moments.iter_mut()) {
-            for (prefix, dst) in [(EXP_AVG_PREFIX, &mut m.exp_avg), (EXP_AVG_SQ_PREFIX, &mut m.exp_avg_sq)] {
+            for (prefix, dst) in [
+                (EXP_AVG_PREFIX, &mut m.exp_avg),
+                (EXP_AVG_SQ_PREFIX, &mut m.exp_avg_sq),
+            ] {
                 let key = format!("{prefix}{name}");
                 copy(dst, &key).map_err(|e| vec![format!("{key}: {e}")])?;
             }
@@ -229,20 +290,31 @@ impl AdamW {
 
 /// Differences between `expected` (name, shape) and the `found` tensors: missing, unexpected and
 /// reshaped entries, sorted by name.
-pub fn shape_differences(expected: &[(String, Vec<i64>)], found: &HashMap<String, Tensor>) -> Vec<String> {
+pub fn shape_differences(
+    expected: &[(String, Vec<i64>)],
+    found: &HashMap<String, Tensor>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     for (name, shape) in expected {
         match found.get(name) {
             None => problems.push(format!("tensor {name} {shape:?} is missing")),
-            Some(t) if t.size() != *shape => {
-                problems.push(format!("tensor {name} has shape {:?} in the checkpoint, {shape:?} in this model", t.size()))
-            }
+            Some(t) if t.size() != *shape => problems.push(format!(
+                "tensor {name} has shape {:?} in the checkpoint, {shape:?} in this model",
+                t.size()
+            )),
             Some(_) => {}
         }
     }
     let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-    let mut extra: Vec<&String> = found.keys().filter(|k| !known.contains(k.as_str())).collect();
+    let mut extra: Vec<&String> = found
+        .keys()
+        .filter(|k| !known.contains(k.as_str()))
+        .collect();
     extra.sort();
-    problems.extend(extra.into_iter().map(|n| format!("tensor {n} is not part of this model")));
+    problems.extend(
+        extra
+            .into_iter()
+            .map(|n| format!("tensor {n} is not part of this model")),
+    );
     problems
 }

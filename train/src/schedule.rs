@@ -61,7 +61,10 @@ impl Segment {
             return self.peak;
         }
         let progress = (step - self.warmup) as f64 / span as f64;
-        self.floor + (self.peak - self.floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
+        self.floor
+            + (self.peak - self.floor)
+                * 0.5
+                * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
     }
 }
 
@@ -78,7 +81,12 @@ impl Schedule {
     pub fn new(cfg: &TrainConfig) -> Self {
         let peak = cfg.peak_lr();
         Schedule {
-            main: Segment { warmup: cfg.warmup_steps, steps: cfg.total_steps, peak, floor: peak * cfg.min_lr_ratio },
+            main: Segment {
+                warmup: cfg.warmup_steps,
+                steps: cfg.total_steps,
+                peak,
+                floor: peak * cfg.min_lr_ratio,
+            },
             tune: cfg.unmasked_tune.as_ref().map(|t| Segment {
                 warmup: t.warmup_steps,
                 steps: t.steps,
@@ -97,15 +105,33 @@ impl Schedule {
     /// The value at 0-based optimizer step `step`.
     pub fn at(&self, step: u64) -> ScheduleValue {
         if step < self.main.steps {
-            let phase = if step < self.main.warmup { Phase::Warmup } else { Phase::Cosine };
-            return ScheduleValue { lr: self.main.lr(step), mask_ratio: self.mask_ratio, phase };
+            let phase = if step < self.main.warmup {
+                Phase::Warmup
+            } else {
+                Phase::Cosine
+            };
+            return ScheduleValue {
+                lr: self.main.lr(step),
+                mask_ratio: self.mask_ratio,
+                phase,
+            };
         }
         match &self.tune {
-            Some(tune) if step < self.main.steps + tune.steps => {
-                ScheduleValue { lr: tune.lr(step - self.main.steps), mask_ratio: 0.0, phase: Phase::UnmaskedTune }
-            }
-            Some(tune) => ScheduleValue { lr: tune.floor, mask_ratio: 0.0, phase: Phase::Finished },
-            None => ScheduleValue { lr: self.main.floor, mask_ratio: self.mask_ratio, phase: Phase::Finished },
+            Some(tune) if step < self.main.steps + tune.steps => ScheduleValue {
+                lr: tune.lr(step - self.main.steps),
+                mask_ratio: 0.0,
+                phase: Phase::UnmaskedTune,
+            },
+            Some(tune) => ScheduleValue {
+                lr: tune.floor,
+                mask_ratio: 0.0,
+                phase: Phase::Finished,
+            },
+            None => ScheduleValue {
+                lr: self.main.floor,
+                mask_ratio: self.mask_ratio,
+                phase: Phase::Finished,
+            },
         }
     }
 }

@@ -73,7 +73,11 @@ impl Batch {
         Ok(Batch {
             images: self.images.f_narrow(0, start, len)?,
             tokens: self.tokens.f_narrow(0, start, len)?,
-            mask: self.mask.as_ref().map(|m| m.narrow(start, len)).transpose()?,
+            mask: self
+                .mask
+                .as_ref()
+                .map(|m| m.narrow(start, len))
+                .transpose()?,
         })
     }
 }
@@ -86,7 +90,14 @@ impl TrainStep {
         let optim = AdamW::new(model.params(), (&config.train).into())?;
         let schedule = Schedule::new(&config.train);
         let compute = Compute::for_precision(config.train.precision);
-        Ok(TrainStep { config, model, optim, schedule, compute, step: 0 })
+        Ok(TrainStep {
+            config,
+            model,
+            optim,
+            schedule,
+            compute,
+            step: 0,
+        })
     }
 
     /// Continues the run saved in checkpoint folder `dir`, with the config stored in it (so the
@@ -163,42 +174,82 @@ impl TrainStep {
         check_tokens(tokens, &cfg.model)?;
         let (b, b_tokens) = (batch_size(images), batch_size(tokens));
         if b != b_tokens {
-            return Err(TrainError::Input { what: "batch", detail: format!("{b} images but {b_tokens} token rows") });
+            return Err(TrainError::Input {
+                what: "batch",
+                detail: format!("{b} images but {b_tokens} token rows"),
+            });
         }
         let accum = cfg.train.accum_steps as i64;
         if b % accum != 0 {
             return Err(TrainError::Input {
                 what: "batch",
-                detail: format!("{b} samples cannot be split into train.accum_steps = {accum} equal micro-batches"),
+                detail: format!(
+                    "{b} samples cannot be split into train.accum_steps = {accum} equal micro-batches"
+                ),
             });
         }
         let sv = self.schedule.at(self.step);
         let device = self.model.device();
         let prepare = || -> std::result::Result<Batch, TchError> {
             let mask = if sv.mask_ratio > 0.0 {
-                let m = PatchMask::random(b as usize, cfg.model.num_patches(), sv.mask_ratio, cfg.train.seed, self.step)?;
+                let m = PatchMask::random(
+                    b as usize,
+                    cfg.model.num_patches(),
+                    sv.mask_ratio,
+                    cfg.train.seed,
+                    self.step,
+                )?;
                 Some(m.to_device(device)?)
             } else {
                 None
             };
-            Ok(Batch { images: images.f_to_device(device)?, tokens: tokens.f_to_device(device)?, mask })
+            Ok(Batch {
+                images: images.f_to_device(device)?,
+                tokens: tokens.f_to_device(device)?,
+                mask,
+            })
         };
-        let batch = prepare().context(|| format!("moving batch of step {} to {device:?}", self.step))?;
-        let (loss, accuracy, mut grads) =
-            if accum == 1 { self.full_batch(&batch)? } else { self.accumulated(&batch, accum)? };
+        let batch =
+            prepare().context(|| format!("moving batch of step {} to {device:?}", self.step))?;
+        let (loss, accuracy, mut grads) = if accum == 1 {
+            self.full_batch(&batch)?
+        } else {
+            self.accumulated(&batch, accum)?
+        };
         let grad_norm = grads.global_norm()?;
         let fetch = || -> std::result::Result<Vec<f64>, TchError> {
-            let scale = self.model.logit_scale().map_err(|e| TchError::Kind(e.to_string()))?.f_detach()?;
-            let all = Tensor::f_stack(&[loss.f_detach()?, accuracy.shallow_clone(), grad_norm.shallow_clone(), scale], 0)?;
+            let scale = self
+                .model
+                .logit_scale()
+                .map_err(|e| TchError::Kind(e.to_string()))?
+                .f_detach()?;
+            let all = Tensor::f_stack(
+                &[
+                    loss.f_detach()?,
+                    accuracy.shallow_clone(),
+                    grad_norm.shallow_clone(),
+                    scale,
+                ],
+                0,
+            )?;
             Vec::<f64>::try_from(&all.f_to_device(Device::Cpu)?.f_to_kind(Kind::Double)?)
         };
         let values = fetch().context(|| "reading step metrics".to_string())?;
         let [loss, accuracy, grad_norm_value, logit_scale] = values[..] else {
-            return Err(TrainError::Torch { context: "reading step metrics".into(), source: TchError::Shape(format!("{values:?}")) });
+            return Err(TrainError::Torch {
+                context: "reading step metrics".into(),
+                source: TchError::Shape(format!("{values:?}")),
+            });
         };
         for (what, value) in [("loss", loss), ("gradient norm", grad_norm_value)] {
             if !value.is_finite() {
-                return Err(TrainError::NonFinite { what, value, step: self.step, lr: sv.lr, mask_ratio: sv.mask_ratio });
+                return Err(TrainError::NonFinite {
+                    what,
+                    value,
+                    step: self.step,
+                    lr: sv.lr,
+                    mask_ratio: sv.mask_ratio,
+                });
             }
         }
         if let Some(max_norm) = cfg.train.grad_clip_norm {
@@ -222,8 +273,14 @@ impl TrainStep {
 
     /// Loss, accuracy and gradients of one forward/backward over the whole batch.
     fn full_batch(&self, batch: &Batch) -> Result<(Tensor, Tensor, Gradients)> {
-        let out = self.model.forward(&batch.images, &batch.tokens, batch.mask.as_ref(), self.compute)?;
-        let loss = clip_loss(&out.image_embeds, &out.text_embeds, &out.logit_scale).context(|| "contrastive loss".into())?;
+        let out = self.model.forward(
+            &batch.images,
+            &batch.tokens,
+            batch.mask.as_ref(),
+            self.compute,
+        )?;
+        let loss = clip_loss(&out.image_embeds, &out.text_embeds, &out.logit_scale)
+            .context(|| "contrastive loss".into())?;
         let grads = Gradients::backward(&loss.loss, self.model.params())?;
         Ok((loss.loss, loss.accuracy, grads))
     }
@@ -231,28 +288,55 @@ impl TrainStep {
     /// The full-batch gradient in `accum` micro-batches (see the module docs).
     fn accumulated(&self, batch: &Batch, accum: i64) -> Result<(Tensor, Tensor, Gradients)> {
         let micro = batch_size(&batch.images) / accum;
-        let slice = |i: i64| batch.narrow(i * micro, micro).context(|| format!("micro-batch {i}"));
+        let slice = |i: i64| {
+            batch
+                .narrow(i * micro, micro)
+                .context(|| format!("micro-batch {i}"))
+        };
         let features = |m: &Batch| -> Result<(Tensor, Tensor)> {
             Ok((
-                self.model.image_features(&m.images, m.mask.as_ref(), self.compute)?,
+                self.model
+                    .image_features(&m.images, m.mask.as_ref(), self.compute)?,
                 self.model.text_features(&m.tokens, self.compute)?,
             ))
         };
-        let cached = tch::no_grad(|| (0..accum).map(|i| features(&slice(i)?)).collect::<Result<Vec<_>>>())?;
+        let cached = tch::no_grad(|| {
+            (0..accum)
+                .map(|i| features(&slice(i)?))
+                .collect::<Result<Vec<_>>>()
+        })?;
         let scale = self.model.logit_scale()?;
         let mut total: Option<Gradients> = None;
         let mut first: Option<(Tensor, Tensor)> = None;
         for i in 0..accum {
             let (img, txt) = features(&slice(i)?)?;
-            let join = |pick: &dyn Fn(&(Tensor, Tensor)) -> Tensor, own: &Tensor| -> std::result::Result<Tensor, TchError> {
-                let parts: Vec<Tensor> =
-                    cached.iter().enumerate().map(|(j, c)| if j as i64 == i { own.shallow_clone() } else { pick(c) }).collect();
+            let join = |pick: &dyn Fn(&(Tensor, Tensor)) -> Tensor,
+                        own: &Tensor|
+             -> std::result::Result<Tensor, TchError> {
+                let parts: Vec<Tensor> = cached
+                    .iter()
+                    .enumerate()
+                    .map(|(j, c)| {
+                        if j as i64 == i {
+                            own.shallow_clone()
+                        } else {
+                            pick(c)
+                        }
+                    })
+                    .collect();
                 Tensor::f_cat(&parts, 0)
             };
-            let all_img = join(&|c| c.0.shallow_clone(), &img).context(|| "joining image features".into())?;
-            let all_txt = join(&|c| c.1.shallow_clone(), &txt).context(|| "joining text features".into())?;
-            let s = if i == 0 { scale.shallow_clone() } else { scale.f_detach().context(|| "logit scale".into())? };
-            let loss = clip_loss(&all_img, &all_txt, &s).context(|| format!("contrastive loss of micro-batch {i}"))?;
+            let all_img =
+                join(&|c| c.0.shallow_clone(), &img).context(|| "joining image features".into())?;
+            let all_txt =
+                join(&|c| c.1.shallow_clone(), &txt).context(|| "joining text features".into())?;
+            let s = if i == 0 {
+                scale.shallow_clone()
+            } else {
+                scale.f_detach().context(|| "logit scale".into())?
+            };
+            let loss = clip_loss(&all_img, &all_txt, &s)
+                .context(|| format!("contrastive loss of micro-batch {i}"))?;
             let grads = Gradients::backward(&loss.loss, self.model.params())?;
             match &mut total {
                 None => total = Some(grads),
@@ -264,7 +348,10 @@ impl TrainStep {
         }
         match (first, total) {
             (Some((loss, accuracy)), Some(grads)) => Ok((loss, accuracy, grads)),
-            _ => Err(TrainError::Input { what: "batch", detail: "no micro-batch".into() }),
+            _ => Err(TrainError::Input {
+                what: "batch",
+                detail: "no micro-batch".into(),
+            }),
         }
     }
 

@@ -23,16 +23,26 @@ impl Compute {
     /// Everything in float32.
     pub const FP32: Compute = Compute { kind: Kind::Float };
     /// Matmuls in bfloat16.
-    pub const BF16: Compute = Compute { kind: Kind::BFloat16 };
+    pub const BF16: Compute = Compute {
+        kind: Kind::BFloat16,
+    };
 
     /// `t` in the compute kind (no copy when it already is).
     pub fn cast(self, t: &Tensor) -> Result<Tensor, TchError> {
-        if t.f_kind()? == self.kind { Ok(t.shallow_clone()) } else { t.f_to_kind(self.kind) }
+        if t.f_kind()? == self.kind {
+            Ok(t.shallow_clone())
+        } else {
+            t.f_to_kind(self.kind)
+        }
     }
 
     /// `t` in float32 (no copy when it already is).
     pub fn to_float(t: &Tensor) -> Result<Tensor, TchError> {
-        if t.f_kind()? == Kind::Float { Ok(t.shallow_clone()) } else { t.f_to_kind(Kind::Float) }
+        if t.f_kind()? == Kind::Float {
+            Ok(t.shallow_clone())
+        } else {
+            t.f_to_kind(Kind::Float)
+        }
     }
 }
 
@@ -45,9 +55,20 @@ pub struct Linear {
 
 impl Linear {
     /// A linear layer `in_dim → out_dim` with Normal(0, std²) weights and zero bias (if any).
-    pub fn normal(init: &mut Initializer, name: &str, in_dim: i64, out_dim: i64, std: f64, bias: bool) -> Result<Self, TchError> {
+    pub fn normal(
+        init: &mut Initializer,
+        name: &str,
+        in_dim: i64,
+        out_dim: i64,
+        std: f64,
+        bias: bool,
+    ) -> Result<Self, TchError> {
         let weight = init.normal(&format!("{name}.weight"), &[out_dim, in_dim], std)?;
-        let bias = if bias { Some(init.constant(&format!("{name}.bias"), &[out_dim], 0.0)?) } else { None };
+        let bias = if bias {
+            Some(init.constant(&format!("{name}.bias"), &[out_dim], 0.0)?)
+        } else {
+            None
+        };
         Ok(Linear { weight, bias })
     }
 
@@ -63,7 +84,11 @@ impl Linear {
             x.f_linear(&self.weight, self.bias.as_ref())
         } else {
             let w = self.weight.f_to_kind(compute.kind)?;
-            let b = self.bias.as_ref().map(|b| b.f_to_kind(compute.kind)).transpose()?;
+            let b = self
+                .bias
+                .as_ref()
+                .map(|b| b.f_to_kind(compute.kind))
+                .transpose()?;
             x.f_linear(&w, b.as_ref())
         }
     }
@@ -87,7 +112,13 @@ impl LayerNorm {
 
     /// Normalises `x` (cast to float32 first if needed).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
-        Compute::to_float(x)?.f_layer_norm([self.dim], Some(&self.weight), Some(&self.bias), LAYER_NORM_EPS, true)
+        Compute::to_float(x)?.f_layer_norm(
+            [self.dim],
+            Some(&self.weight),
+            Some(&self.bias),
+            LAYER_NORM_EPS,
+            true,
+        )
     }
 }
 
@@ -156,14 +187,33 @@ impl Block {
             },
             norm2: LayerNorm::new(init, &format!("{name}.norm2"), w)?,
             mlp: Mlp {
-                fc1: Linear::normal(init, &format!("{name}.mlp.fc1"), w, shape.mlp_width, fc_std, true)?,
-                fc2: Linear::normal(init, &format!("{name}.mlp.fc2"), shape.mlp_width, w, proj_std, true)?,
+                fc1: Linear::normal(
+                    init,
+                    &format!("{name}.mlp.fc1"),
+                    w,
+                    shape.mlp_width,
+                    fc_std,
+                    true,
+                )?,
+                fc2: Linear::normal(
+                    init,
+                    &format!("{name}.mlp.fc2"),
+                    shape.mlp_width,
+                    w,
+                    proj_std,
+                    true,
+                )?,
             },
         })
     }
 
     /// `x`: float32 `[B, T, width]`; returns the same shape and kind.
-    pub fn forward(&self, x: &Tensor, mask: &AttnMask, compute: Compute) -> Result<Tensor, TchError> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: &AttnMask,
+        compute: Compute,
+    ) -> Result<Tensor, TchError> {
         let h = self.attn.forward(&self.norm1.forward(x)?, mask, compute)?;
         let x = x.f_add(&Compute::to_float(&h)?)?;
         let h = self.mlp.forward(&self.norm2.forward(&x)?, compute)?;
@@ -176,14 +226,31 @@ impl Attention {
         let (b, t, w) = x.size3()?;
         let head_dim = w / self.heads;
         // [B, T, 3W] -> [3, B, H, T, head_dim]: q, k and v are strided views, no copy.
-        let qkv = self.qkv.forward(x, compute)?.f_view([b, t, 3, self.heads, head_dim])?.f_permute([2, 0, 3, 1, 4])?;
-        let (q, k, v) = (qkv.f_select(0, 0)?, qkv.f_select(0, 1)?, qkv.f_select(0, 2)?);
+        let qkv = self
+            .qkv
+            .forward(x, compute)?
+            .f_view([b, t, 3, self.heads, head_dim])?
+            .f_permute([2, 0, 3, 1, 4])?;
+        let (q, k, v) = (
+            qkv.f_select(0, 0)?,
+            qkv.f_select(0, 1)?,
+            qkv.f_select(0, 2)?,
+        );
         let (attn_mask, causal) = match mask {
             AttnMask::Full => (None, false),
             AttnMask::Causal => (None, true),
             AttnMask::Keys(m) => (Some(m), false),
         };
-        let o = Tensor::f_scaled_dot_product_attention(&q, &k, &v, attn_mask, 0.0, causal, None::<f64>, false)?;
+        let o = Tensor::f_scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            attn_mask,
+            0.0,
+            causal,
+            None::<f64>,
+            false,
+        )?;
         let o = o.f_transpose(1, 2)?.f_reshape([b, t, w])?;
         self.proj.forward(&o, compute)
     }
@@ -205,12 +272,19 @@ pub struct Transformer {
 impl Transformer {
     /// `shape.depth` blocks named `{name}.{i}`.
     pub fn new(init: &mut Initializer, name: &str, shape: BlockShape) -> Result<Self, TchError> {
-        let blocks = (0..shape.depth).map(|i| Block::new(init, &format!("{name}.{i}"), shape)).collect::<Result<_, _>>()?;
+        let blocks = (0..shape.depth)
+            .map(|i| Block::new(init, &format!("{name}.{i}"), shape))
+            .collect::<Result<_, _>>()?;
         Ok(Transformer { blocks })
     }
 
     /// Runs every block.
-    pub fn forward(&self, x: &Tensor, mask: &AttnMask, compute: Compute) -> Result<Tensor, TchError> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: &AttnMask,
+        compute: Compute,
+    ) -> Result<Tensor, TchError> {
         let mut x = x.shallow_clone();
         for block in &self.blocks {
             x = block.forward(&x, mask, compute)?;

@@ -28,7 +28,13 @@ pub struct PatchMask {
 impl PatchMask {
     /// The mask of `batch` samples with `num_patches` patches each at `ratio`, for optimizer step
     /// `step` of a run seeded with `seed`. Deterministic; built on the CPU.
-    pub fn random(batch: usize, num_patches: usize, ratio: f64, seed: u64, step: u64) -> Result<Self, TchError> {
+    pub fn random(
+        batch: usize,
+        num_patches: usize,
+        ratio: f64,
+        seed: u64,
+        step: u64,
+    ) -> Result<Self, TchError> {
         Self::from_noise(&mask_noise(batch, num_patches, seed, step)?, ratio)
     }
 
@@ -44,7 +50,11 @@ impl PatchMask {
         let mut kept_head = shuffled.f_narrow(1, 0, keep)?;
         let _ = kept_head.f_fill_(0.0)?;
         let mask = shuffled.f_gather(1, &ids_restore, false)?;
-        Ok(PatchMask { ids_keep, ids_restore, mask })
+        Ok(PatchMask {
+            ids_keep,
+            ids_restore,
+            mask,
+        })
     }
 
     /// Number of kept patches per sample.
@@ -72,9 +82,16 @@ impl PatchMask {
 }
 
 /// Uniform [0, 1) noise `[batch, num_patches]` (float32, CPU) for step `step` of seed `seed`.
-pub fn mask_noise(batch: usize, num_patches: usize, seed: u64, step: u64) -> Result<Tensor, TchError> {
+pub fn mask_noise(
+    batch: usize,
+    num_patches: usize,
+    seed: u64,
+    step: u64,
+) -> Result<Tensor, TchError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ MASK_STREAM_DOMAIN);
     rng.set_stream(step);
-    let noise: Vec<f32> = (0..batch * num_patches).map(|_| rng.random::<f32>()).collect();
+    let noise: Vec<f32> = (0..batch * num_patches)
+        .map(|_| rng.random::<f32>())
+        .collect();
     Tensor::f_from_slice(&noise)?.f_view([batch as i64, num_patches as i64])
 }

@@ -71,7 +71,14 @@ impl ClipModel {
             let visual = VisionTower::new(&mut init, config, device)?;
             let text = TextTower::new(&mut init, config)?;
             let logit_scale = init.constant("logit_scale", &[], config.logit_scale_init as f32)?;
-            Ok(ClipModel { config: config.clone(), params: init.finish(), visual, text, logit_scale, device })
+            Ok(ClipModel {
+                config: config.clone(),
+                params: init.finish(),
+                visual,
+                text,
+                logit_scale,
+                device,
+            })
         };
         build().context(|| format!("creating the model on {device:?}"))
     }
@@ -103,7 +110,12 @@ impl ClipModel {
 
     /// L2-normalised image embeddings `[B, embed_dim]` for u8 `[B, H, W, 3]` images (any device:
     /// moved to the model's). `mask` keeps a subset of patches; `None` encodes every patch.
-    pub fn image_features(&self, images: &Tensor, mask: Option<&PatchMask>, compute: Compute) -> Result<Tensor> {
+    pub fn image_features(
+        &self,
+        images: &Tensor,
+        mask: Option<&PatchMask>,
+        compute: Compute,
+    ) -> Result<Tensor> {
         check_images(images, &self.config)?;
         if let Some(m) = mask {
             check_mask(m, images.size().first().copied().unwrap_or(0), &self.config)?;
@@ -120,7 +132,13 @@ impl ClipModel {
     /// context_length` (any device: moved to the model's).
     pub fn text_features(&self, tokens: &Tensor, compute: Compute) -> Result<Tensor> {
         check_tokens(tokens, &self.config)?;
-        let run = || l2_normalize(&self.text.forward(&tokens.f_to_device(self.device)?, compute)?);
+        let run = || {
+            l2_normalize(
+                &self
+                    .text
+                    .forward(&tokens.f_to_device(self.device)?, compute)?,
+            )
+        };
         run().context(|| "text tower forward".to_string())
     }
 
@@ -138,13 +156,21 @@ impl ClipModel {
     }
 
     /// Both towers and the logit scale: what the contrastive loss needs.
-    pub fn forward(&self, images: &Tensor, tokens: &Tensor, mask: Option<&PatchMask>, compute: Compute) -> Result<ClipOutput> {
+    pub fn forward(
+        &self,
+        images: &Tensor,
+        tokens: &Tensor,
+        mask: Option<&PatchMask>,
+        compute: Compute,
+    ) -> Result<ClipOutput> {
         let b_img = images.size().first().copied().unwrap_or(0);
         let b_txt = tokens.size().first().copied().unwrap_or(0);
         if b_img != b_txt {
             return Err(TrainError::Input {
                 what: "batch",
-                detail: format!("{b_img} images but {b_txt} token rows: every image needs its caption"),
+                detail: format!(
+                    "{b_img} images but {b_txt} token rows: every image needs its caption"
+                ),
             });
         }
         Ok(ClipOutput {
@@ -158,31 +184,44 @@ impl ClipModel {
     /// step, as CLIP does), so that it cannot drift beyond the clamp where its gradient is zero.
     pub fn clamp_logit_scale_(&self) -> Result<()> {
         let mut p = self.logit_scale.shallow_clone();
-        tch::no_grad(|| p.f_clamp_(0.0, self.config.logit_scale_max).map(|_| ())).context(|| "clamping the logit scale".to_string())
+        tch::no_grad(|| p.f_clamp_(0.0, self.config.logit_scale_max).map(|_| ()))
+            .context(|| "clamping the logit scale".to_string())
     }
 }
 
 fn l2_normalize(x: &Tensor) -> std::result::Result<Tensor, tch::TchError> {
-    x.f_div(&x.f_norm_scalaropt_dim(2.0, [-1i64].as_slice(), true)?.f_clamp_min(1e-12)?)
+    x.f_div(
+        &x.f_norm_scalaropt_dim(2.0, [-1i64].as_slice(), true)?
+            .f_clamp_min(1e-12)?,
+    )
 }
 
 /// Checks that `images` is a u8 `[B, image_size, image_size, 3]` tensor.
 pub fn check_images(images: &Tensor, cfg: &ModelConfig) -> Result<()> {
-    let bad = |detail: String| Err(TrainError::Input { what: "images", detail });
+    let bad = |detail: String| {
+        Err(TrainError::Input {
+            what: "images",
+            detail,
+        })
+    };
     if !images.defined() {
         return bad("undefined tensor".into());
     }
     let size = images.size();
     let side = cfg.image_size as i64;
     if size.len() != 4 || size[1] != side || size[2] != side || size[3] != 3 {
-        return bad(format!("shape {size:?}, expected [batch, {side}, {side}, 3] (HWC RGB at model.image_size)"));
+        return bad(format!(
+            "shape {size:?}, expected [batch, {side}, {side}, 3] (HWC RGB at model.image_size)"
+        ));
     }
     if size[0] == 0 {
         return bad("empty batch".into());
     }
     let kind = images.f_kind().context(|| "images kind".to_string())?;
     if kind != Kind::Uint8 {
-        return bad(format!("kind {kind:?}, expected Uint8 (pixel values 0–255)"));
+        return bad(format!(
+            "kind {kind:?}, expected Uint8 (pixel values 0–255)"
+        ));
     }
     Ok(())
 }
@@ -190,24 +229,38 @@ pub fn check_images(images: &Tensor, cfg: &ModelConfig) -> Result<()> {
 /// Checks that `tokens` is an int64 `[B, n]` tensor, `1 ≤ n ≤ context_length`, ids below
 /// `vocab_size` (an out-of-range id would be a device-side assert on CUDA).
 pub fn check_tokens(tokens: &Tensor, cfg: &ModelConfig) -> Result<()> {
-    let bad = |detail: String| Err(TrainError::Input { what: "tokens", detail });
+    let bad = |detail: String| {
+        Err(TrainError::Input {
+            what: "tokens",
+            detail,
+        })
+    };
     if !tokens.defined() {
         return bad("undefined tensor".into());
     }
     let size = tokens.size();
     if size.len() != 2 || size[0] == 0 || size[1] == 0 || size[1] > cfg.context_length as i64 {
-        return bad(format!("shape {size:?}, expected [batch, n] with 1 ≤ n ≤ model.context_length = {}", cfg.context_length));
+        return bad(format!(
+            "shape {size:?}, expected [batch, n] with 1 ≤ n ≤ model.context_length = {}",
+            cfg.context_length
+        ));
     }
     let kind = tokens.f_kind().context(|| "tokens kind".to_string())?;
     if kind != Kind::Int64 {
         return bad(format!("kind {kind:?}, expected Int64 token ids"));
     }
     let range = || -> std::result::Result<(i64, i64), tch::TchError> {
-        Ok((tokens.f_min()?.f_int64_value(&[])?, tokens.f_max()?.f_int64_value(&[])?))
+        Ok((
+            tokens.f_min()?.f_int64_value(&[])?,
+            tokens.f_max()?.f_int64_value(&[])?,
+        ))
     };
     let (lo, hi) = range().context(|| "token id range".to_string())?;
     if lo < 0 || hi >= cfg.vocab_size as i64 {
-        return bad(format!("ids range {lo}..={hi}, outside 0..{} (model.vocab_size)", cfg.vocab_size));
+        return bad(format!(
+            "ids range {lo}..={hi}, outside 0..{} (model.vocab_size)",
+            cfg.vocab_size
+        ));
     }
     Ok(())
 }
@@ -217,7 +270,10 @@ fn check_mask(mask: &PatchMask, batch: i64, cfg: &ModelConfig) -> Result<()> {
     if size.len() != 2 || size[0] != batch || size[1] < 1 || size[1] > cfg.num_patches() as i64 {
         return Err(TrainError::Input {
             what: "patch mask",
-            detail: format!("ids_keep shape {size:?}, expected [{batch}, K] with 1 ≤ K ≤ {}", cfg.num_patches()),
+            detail: format!(
+                "ids_keep shape {size:?}, expected [{batch}, K] with 1 ≤ K ≤ {}",
+                cfg.num_patches()
+            ),
         });
     }
     Ok(())

@@ -93,7 +93,11 @@ pub struct Initializer {
 impl Initializer {
     /// A fresh initializer drawing from `seed`.
     pub fn new(seed: u64, device: Device) -> Self {
-        Initializer { rng: ChaCha8Rng::seed_from_u64(seed), device, store: ParamStore::default() }
+        Initializer {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            device,
+            store: ParamStore::default(),
+        }
     }
 
     /// The parameters created so far.
@@ -104,14 +108,18 @@ impl Initializer {
     /// Normal(0, std²) values.
     pub fn normal(&mut self, name: &str, shape: &[i64], std: f64) -> Result<Tensor, TchError> {
         let std = std as f32;
-        let values = (0..numel(shape)).map(|_| self.rng.sample::<f32, _>(StandardNormal) * std).collect::<Vec<_>>();
+        let values = (0..numel(shape))
+            .map(|_| self.rng.sample::<f32, _>(StandardNormal) * std)
+            .collect::<Vec<_>>();
         self.add(name, &values, shape)
     }
 
     /// Uniform values in [-bound, bound).
     pub fn uniform(&mut self, name: &str, shape: &[i64], bound: f64) -> Result<Tensor, TchError> {
         let bound = bound as f32;
-        let values = (0..numel(shape)).map(|_| self.rng.random_range(-bound..bound)).collect::<Vec<_>>();
+        let values = (0..numel(shape))
+            .map(|_| self.rng.random_range(-bound..bound))
+            .collect::<Vec<_>>();
         self.add(name, &values, shape)
     }
 
@@ -129,9 +137,15 @@ impl Initializer {
     }
 
     fn add(&mut self, name: &str, values: &[f32], shape: &[i64]) -> Result<Tensor, TchError> {
-        let tensor = Tensor::f_from_slice(values)?.f_view(shape)?.f_to_device(self.device)?.f_to_kind(Kind::Float)?;
+        let tensor = Tensor::f_from_slice(values)?
+            .f_view(shape)?
+            .f_to_device(self.device)?
+            .f_to_kind(Kind::Float)?;
         let tensor = tensor.f_set_requires_grad(true)?;
-        self.store.params.push(Param { name: name.to_string(), tensor: tensor.shallow_clone() });
+        self.store.params.push(Param {
+            name: name.to_string(),
+            tensor: tensor.shallow_clone(),
+        });
         Ok(tensor)
     }
 }

@@ -11,7 +11,9 @@
 /// The `[G·G, D]` table as row-major float32 values (computed in f64, rounded once).
 pub fn sincos_2d(grid: usize, width: usize) -> Vec<f32> {
     let quarter = width / 4;
-    let omega: Vec<f64> = (0..quarter).map(|k| 1.0 / 10000f64.powf(k as f64 / quarter as f64)).collect();
+    let omega: Vec<f64> = (0..quarter)
+        .map(|k| 1.0 / 10000f64.powf(k as f64 / quarter as f64))
+        .collect();
     let mut out = Vec::with_capacity(grid * grid * width);
     for row in 0..grid {
         for col in 0..grid {

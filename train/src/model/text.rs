@@ -26,7 +26,11 @@ impl TextTower {
     /// Creates the tower's parameters under `text.` (CLIP's init: token std 0.02, position std 0.01).
     pub fn new(init: &mut Initializer, cfg: &ModelConfig) -> Result<Self, TchError> {
         let width = cfg.text_width as i64;
-        let token_embed = init.normal("text.token_embed.weight", &[cfg.vocab_size as i64, width], 0.02)?;
+        let token_embed = init.normal(
+            "text.token_embed.weight",
+            &[cfg.vocab_size as i64, width],
+            0.02,
+        )?;
         let pos_embed = init.normal("text.pos_embed", &[cfg.context_length as i64, width], 0.01)?;
         let shape = BlockShape {
             width,
@@ -36,7 +40,14 @@ impl TextTower {
         };
         let transformer = Transformer::new(init, "text.blocks", shape)?;
         let norm = LayerNorm::new(init, "text.norm", width)?;
-        let proj = Linear::normal(init, "text.proj", width, cfg.embed_dim as i64, (width as f64).powf(-0.5), false)?;
+        let proj = Linear::normal(
+            init,
+            "text.proj",
+            width,
+            cfg.embed_dim as i64,
+            (width as f64).powf(-0.5),
+            false,
+        )?;
         Ok(TextTower {
             token_embed,
             pos_embed,
@@ -57,7 +68,11 @@ impl TextTower {
         match self.pool {
             TextPool::Eot => {
                 let positions = Tensor::f_arange(n, (Kind::Int64, tokens.device()))?;
-                tokens.f_ne(self.pad_id)?.f_to_kind(Kind::Int64)?.f_mul(&positions)?.f_argmax(1, false)
+                tokens
+                    .f_ne(self.pad_id)?
+                    .f_to_kind(Kind::Int64)?
+                    .f_mul(&positions)?
+                    .f_argmax(1, false)
             }
             TextPool::First => Tensor::f_zeros([b], (Kind::Int64, tokens.device())),
         }
@@ -74,12 +89,22 @@ impl TextTower {
         } else {
             // Pads are not attended to; position 0 always is, so that no row is fully masked.
             let first = Tensor::f_arange(n, (Kind::Int64, tokens.device()))?.f_eq(0)?;
-            AttnMask::Keys(tokens.f_ne(self.pad_id)?.f_logical_or(&first)?.f_view([b, 1, 1, n])?)
+            AttnMask::Keys(
+                tokens
+                    .f_ne(self.pad_id)?
+                    .f_logical_or(&first)?
+                    .f_view([b, 1, 1, n])?,
+            )
         };
         let x = self.transformer.forward(&x, &mask, compute)?;
-        let index = self.pool_positions(tokens)?.f_view([b, 1, 1])?.f_expand([b, 1, self.width], false)?;
+        let index = self
+            .pool_positions(tokens)?
+            .f_view([b, 1, 1])?
+            .f_expand([b, 1, self.width], false)?;
         // LayerNorm is per token: normalising only the pooled token gives the same result.
-        let pooled = self.norm.forward(&x.f_gather(1, &index, false)?.f_squeeze_dim(1)?)?;
+        let pooled = self
+            .norm
+            .forward(&x.f_gather(1, &index, false)?.f_squeeze_dim(1)?)?;
         Compute::to_float(&self.proj.forward(&pooled, compute)?)
     }
 }

@@ -46,7 +46,11 @@ pub struct VisionTower {
 
 impl VisionTower {
     /// Creates the tower's parameters under `visual.`.
-    pub fn new(init: &mut Initializer, cfg: &ModelConfig, device: Device) -> Result<Self, TchError> {
+    pub fn new(
+        init: &mut Initializer,
+        cfg: &ModelConfig,
+        device: Device,
+    ) -> Result<Self, TchError> {
         let width = cfg.vision_width as i64;
         let patch = cfg.patch_size as i64;
         let grid = cfg.grid_size() as i64;
@@ -67,15 +71,27 @@ impl VisionTower {
         };
         let transformer = Transformer::new(init, "visual.blocks", shape)?;
         let norm = LayerNorm::new(init, "visual.norm", width)?;
-        let proj = Linear::normal(init, "visual.proj", width, cfg.embed_dim as i64, (width as f64).powf(-0.5), false)?;
-        let pos_embed =
-            Tensor::f_from_slice(&sincos_2d(cfg.grid_size(), cfg.vision_width))?.f_view([grid * grid, width])?.f_to_device(device)?;
+        let proj = Linear::normal(
+            init,
+            "visual.proj",
+            width,
+            cfg.embed_dim as i64,
+            (width as f64).powf(-0.5),
+            false,
+        )?;
+        let pos_embed = Tensor::f_from_slice(&sincos_2d(cfg.grid_size(), cfg.vision_width))?
+            .f_view([grid * grid, width])?
+            .f_to_device(device)?;
         // Normalisation folded into one multiply-add per value, laid out like a patch (c, y, x).
         let per_value = |f: &dyn Fn(usize) -> f64| -> Vec<f32> {
-            (0..3).flat_map(|c| std::iter::repeat_n(f(c) as f32, (patch * patch) as usize)).collect()
+            (0..3)
+                .flat_map(|c| std::iter::repeat_n(f(c) as f32, (patch * patch) as usize))
+                .collect()
         };
-        let pixel_scale = Tensor::f_from_slice(&per_value(&|c| 1.0 / (255.0 * CLIP_STD[c])))?.f_to_device(device)?;
-        let pixel_shift = Tensor::f_from_slice(&per_value(&|c| -CLIP_MEAN[c] / CLIP_STD[c]))?.f_to_device(device)?;
+        let pixel_scale = Tensor::f_from_slice(&per_value(&|c| 1.0 / (255.0 * CLIP_STD[c])))?
+            .f_to_device(device)?;
+        let pixel_shift = Tensor::f_from_slice(&per_value(&|c| -CLIP_MEAN[c] / CLIP_STD[c]))?
+            .f_to_device(device)?;
         Ok(VisionTower {
             patch_weight,
             pos_embed,
@@ -101,31 +117,52 @@ impl VisionTower {
     pub fn patchify(&self, images: &Tensor) -> Result<Tensor, TchError> {
         let b = images.size().first().copied().unwrap_or(0);
         let (g, p) = (self.grid, self.patch);
-        images.f_view([b, g, p, g, p, 3])?.f_permute([0, 1, 3, 5, 2, 4])?.f_reshape([b, g * g, 3 * p * p])
+        images
+            .f_view([b, g, p, g, p, 3])?
+            .f_permute([0, 1, 3, 5, 2, 4])?
+            .f_reshape([b, g * g, 3 * p * p])
     }
 
     /// Unnormalised image embeddings `[B, embed_dim]` (float32). `images` is u8 `[B, H, W, 3]` on
     /// the model's device; `mask` (on the same device) selects the kept patches, `None` uses all.
-    pub fn forward(&self, images: &Tensor, mask: Option<&PatchMask>, compute: Compute) -> Result<Tensor, TchError> {
+    pub fn forward(
+        &self,
+        images: &Tensor,
+        mask: Option<&PatchMask>,
+        compute: Compute,
+    ) -> Result<Tensor, TchError> {
         let patches = self.patchify(images)?;
         let (b, _, patch_dim) = patches.size3()?;
         let (patches, pos) = match mask {
             Some(m) => {
                 let keep = m.kept();
-                let index = m.ids_keep.f_unsqueeze(-1)?.f_expand([b, keep, patch_dim], false)?;
-                let pos = self.pos_embed.f_index_select(0, &m.ids_keep.f_reshape([-1])?)?.f_view([b, keep, self.width])?;
+                let index = m
+                    .ids_keep
+                    .f_unsqueeze(-1)?
+                    .f_expand([b, keep, patch_dim], false)?;
+                let pos = self
+                    .pos_embed
+                    .f_index_select(0, &m.ids_keep.f_reshape([-1])?)?
+                    .f_view([b, keep, self.width])?;
                 (patches.f_gather(1, &index, false)?, pos)
             }
             None => (patches, self.pos_embed.f_unsqueeze(0)?),
         };
-        let pixels = self.pixel_shift.f_addcmul(&patches.f_to_kind(Kind::Float)?, &self.pixel_scale)?;
-        let mut x = Compute::to_float(&self.patch_weight.forward(&pixels, compute)?)?.f_add(&pos)?;
+        let pixels = self
+            .pixel_shift
+            .f_addcmul(&patches.f_to_kind(Kind::Float)?, &self.pixel_scale)?;
+        let mut x =
+            Compute::to_float(&self.patch_weight.forward(&pixels, compute)?)?.f_add(&pos)?;
         if let Some(cls) = &self.cls_token {
             x = Tensor::f_cat(&[cls.f_expand([b, 1, self.width], false)?, x], 1)?;
         }
         let x = self.transformer.forward(&x, &AttnMask::Full, compute)?;
         let pooled = match self.pool {
-            VisionPool::Avg => self.norm.forward(&x)?.f_mean_dim([1i64].as_slice(), false, Kind::Float)?,
+            VisionPool::Avg => {
+                self.norm
+                    .forward(&x)?
+                    .f_mean_dim([1i64].as_slice(), false, Kind::Float)?
+            }
             // LayerNorm is per token: normalising only the CLS token gives the same result.
             VisionPool::Cls => self.norm.forward(&x.f_select(1, 0)?)?,
         };

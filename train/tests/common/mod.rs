@@ -1,7 +1,7 @@
 //! Helpers shared by the trainer's integration tests: a very small model config and a learnable
 //! synthetic task (solid-colour images ↔ one token per colour).
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use flipstream_train::{ModelConfig, Precision, Preset, RunConfig, TrainConfig, VisionPool};
 use rand::{Rng, SeedableRng};
@@ -9,8 +9,16 @@ use rand_chacha::ChaCha8Rng;
 use tch::Tensor;
 
 /// Eight colours, the corners of the RGB cube: the classes of the synthetic task.
-pub const COLOURS: [[u8; 3]; 8] =
-    [[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [255, 0, 255], [0, 255, 255], [255, 255, 255]];
+pub const COLOURS: [[u8; 3]; 8] = [
+    [0, 0, 0],
+    [255, 0, 0],
+    [0, 255, 0],
+    [0, 0, 255],
+    [255, 255, 0],
+    [255, 0, 255],
+    [0, 255, 255],
+    [255, 255, 255],
+];
 
 /// A model far smaller than the tiny preset: 32 px, patch 8 (16 patches), width 64 × 2 blocks;
 /// text 32 wide, 1 block, ctx 8, vocab 16.
@@ -48,7 +56,10 @@ pub fn micro_train() -> TrainConfig {
 
 /// The micro run config.
 pub fn micro_run() -> RunConfig {
-    RunConfig { model: micro_model(), train: micro_train() }
+    RunConfig {
+        model: micro_model(),
+        train: micro_train(),
+    }
 }
 
 /// The micro run with CLS pooling.
@@ -71,9 +82,9 @@ pub fn colour_batch(model: &ModelConfig, step: u64) -> (Tensor, Tensor) {
     let mut tokens = vec![0i64; classes.len() * model.context_length];
     for (row, &c) in classes.iter().enumerate() {
         for _ in 0..side * side {
-            for ch in 0..3 {
+            for value in COLOURS[c] {
                 let noise: i32 = rng.random_range(-20..=20);
-                pixels.push((COLOURS[c][ch] as i32 + noise).clamp(0, 255) as u8);
+                pixels.push((value as i32 + noise).clamp(0, 255) as u8);
             }
         }
         tokens[row * model.context_length] = c as i64 + 1;

@@ -206,6 +206,9 @@ impl AdamW {
         let bias_correction1 = 1.0 - beta1.powi(t);
         let bias_correction2_sqrt = (1.0 - beta2.powi(t)).sqrt();
         let step_size = lr / bias_correction1;
+        // step·m/(√v/√bc2 + ε) = (step·√bc2)·m/(√v + ε·√bc2): one pass fewer over the moments.
+        let scaled_eps = eps * bias_correction2_sqrt;
+        let scaled_step = step_size * bias_correction2_sqrt;
         let decay_factor = 1.0 - lr * weight_decay;
         let update = |p: &Tensor,
                       g: &Tensor,
@@ -218,12 +221,11 @@ impl AdamW {
             }
             let _ = m.exp_avg.f_lerp_(g, 1.0 - beta1)?;
             let _ = m.exp_avg_sq.f_lerp_(&g.f_square()?, 1.0 - beta2)?;
-            if step_size != 0.0 {
-                // p += m / denom with denom = −(√v/√bc2 + ε)/step_size: one temporary.
+            if scaled_step != 0.0 {
+                // p += m / denom with denom = −(√v + ε·√bc2)/(step·√bc2): one temporary.
                 let mut denom = m.exp_avg_sq.f_sqrt()?;
-                let _ = denom.f_div_scalar_(bias_correction2_sqrt)?;
-                let _ = denom.f_add_scalar_(eps)?;
-                let _ = denom.f_mul_scalar_(-1.0 / step_size)?;
+                let _ = denom.f_add_scalar_(scaled_eps)?;
+                let _ = denom.f_mul_scalar_(-1.0 / scaled_step)?;
                 let _ = p.f_addcdiv_(&m.exp_avg, &denom)?;
             }
             Ok(())
@@ -317,4 +319,91 @@ pub fn shape_differences(
             .map(|n| format!("tensor {n} is not part of this model")),
     );
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::params::Initializer;
+    use tch::Device;
+
+    /// PyTorch's AdamW for one scalar, in f64.
+    fn reference(mut p: f64, grads: &[f64], lrs: &[f64], wd: f64) -> f64 {
+        let (b1, b2, eps) = (0.9, 0.95, 1e-8);
+        let (mut m, mut v) = (0.0, 0.0);
+        for (t, (&g, &lr)) in grads.iter().zip(lrs).enumerate() {
+            let t = t as i32 + 1;
+            p *= 1.0 - lr * wd;
+            m = b1 * m + (1.0 - b1) * g;
+            v = b2 * v + (1.0 - b2) * g * g;
+            let denom = (v.sqrt() / (1.0 - b2.powi(t)).sqrt()) + eps;
+            p -= lr / (1.0 - b1.powi(t)) * m / denom;
+        }
+        p
+    }
+
+    #[test]
+    fn matches_pytorch_adamw_and_skips_decay_for_vectors() {
+        let mut init = Initializer::new(0, Device::Cpu);
+        let w = init.constant("layer.weight", &[2, 2], 0.5).unwrap();
+        let b = init.constant("layer.bias", &[2], 0.5).unwrap();
+        let params = init.finish();
+        let config = AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.2,
+        };
+        let mut opt = AdamW::new(&params, config).unwrap();
+        assert_eq!(opt.decayed(), ["layer.weight"]);
+        assert_eq!(opt.not_decayed(), ["layer.bias"]);
+        let grads = [0.3, -0.1, 0.02, 0.0];
+        let lrs = [1e-2, 5e-3, 2e-3, 1e-3];
+        for (g, lr) in grads.iter().zip(lrs) {
+            let gw = Tensor::full([2, 2], *g, (Kind::Float, Device::Cpu));
+            let gb = Tensor::full([2], *g, (Kind::Float, Device::Cpu));
+            opt.step(
+                &params,
+                &Gradients {
+                    grads: vec![gw, gb],
+                },
+                lr,
+            )
+            .unwrap();
+        }
+        let expect_w = reference(0.5, &grads, &lrs, 0.2);
+        let expect_b = reference(0.5, &grads, &lrs, 0.0);
+        assert!(
+            (w.double_value(&[0, 1]) - expect_w).abs() < 1e-6,
+            "{} vs {expect_w}",
+            w.double_value(&[0, 1])
+        );
+        assert!(
+            (b.double_value(&[1]) - expect_b).abs() < 1e-6,
+            "{} vs {expect_b}",
+            b.double_value(&[1])
+        );
+        assert!(
+            expect_w < expect_b,
+            "decay must pull the matrix further down"
+        );
+        assert_eq!(opt.steps(), 4);
+    }
+
+    #[test]
+    fn clipping_scales_to_the_max_norm() {
+        let mut g = Gradients {
+            grads: vec![
+                Tensor::from_slice(&[3.0f32, 0.0]),
+                Tensor::from_slice(&[4.0f32]),
+            ],
+        };
+        let norm = g.global_norm().unwrap();
+        assert!((norm.double_value(&[]) - 5.0).abs() < 1e-6);
+        g.clip_(&norm, 1.0).unwrap();
+        assert!((g.global_norm().unwrap().double_value(&[]) - 1.0).abs() < 1e-5);
+        let norm = g.global_norm().unwrap();
+        g.clip_(&norm, 10.0).unwrap(); // below the maximum: unchanged
+        assert!((g.as_slice()[1].double_value(&[0]) - 0.8).abs() < 1e-5);
+    }
 }

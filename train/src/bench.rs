@@ -63,6 +63,9 @@ pub struct MaskTiming {
     pub max_s: f64,
     /// Every timed step, in order.
     pub step_times_s: Vec<f64>,
+    /// Median CPU time of the process per timed step (user + system, all threads; Linux only).
+    /// Less sensitive than wall time to other processes on a shared machine.
+    pub median_cpu_s: Option<f64>,
     /// `batch / median_s`.
     pub images_per_s: f64,
     /// Median step time at mask 0 divided by this one (when mask 0 was measured).
@@ -192,14 +195,19 @@ pub fn run_train_step_bench(
         parameters = trainer.model().params().num_elements();
         let total = opts.warmup + opts.steps;
         let mut times = Vec::with_capacity(opts.steps);
+        let mut cpu_times = Vec::with_capacity(opts.steps);
         let mut last_loss = f64::NAN;
         for i in 0..total {
+            let cpu_start = process_cpu_seconds();
             let start = Instant::now();
             let metrics = trainer.step(&images, &tokens)?;
             let seconds = start.elapsed().as_secs_f64();
             last_loss = metrics.loss;
             if i >= opts.warmup {
                 times.push(seconds);
+                if let (Some(a), Some(b)) = (cpu_start, process_cpu_seconds()) {
+                    cpu_times.push(b - a);
+                }
             }
             progress(BenchProgress {
                 mask_ratio,
@@ -218,6 +226,7 @@ pub fn run_train_step_bench(
             min_s: times.iter().copied().fold(f64::INFINITY, f64::min),
             max_s: times.iter().copied().fold(0.0, f64::max),
             step_times_s: times,
+            median_cpu_s: (cpu_times.len() == opts.steps).then(|| median(&cpu_times)),
             images_per_s: opts.batch as f64 / median_s,
             speedup_vs_unmasked: None,
             flops_per_sample: flops,
@@ -251,6 +260,19 @@ pub fn run_train_step_bench(
         results,
     })
 }
+
+/// User + system CPU time of this process so far, from `/proc/self/stat` (Linux); `None` elsewhere.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / CLOCK_TICKS_PER_SECOND)
+}
+
+/// `sysconf(_SC_CLK_TCK)`, 100 on every Linux platform Rust supports.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 /// Median of a non-empty list (mean of the middle two for even lengths); NaN when empty.
 pub fn median(values: &[f64]) -> f64 {

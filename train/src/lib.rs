@@ -8,11 +8,13 @@
 //! - [`checkpoint`]: safetensors weights and moments plus a JSON sidecar, atomic writes.
 //! - [`step`]: [`TrainStep`], one optimizer step from u8 images and token ids.
 //! - [`bench`]: the train-step benchmark behind `flipstream bench train-step`.
+//! - [`cpu_memory`]: keeps freed memory in the process for CPU training (fewer page faults).
 //! - [`device`] picks where tensors live (`cpu`, `cuda`, `cuda:N`, `auto`).
 
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod cpu_memory;
 pub mod device;
 pub mod error;
 pub mod loss;

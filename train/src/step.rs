@@ -84,8 +84,12 @@ impl Batch {
 
 impl TrainStep {
     /// A fresh run: validated config, model initialised from `train.seed`, zero optimizer state.
+    /// On the CPU this also calls [`crate::cpu_memory::retain_freed_memory`].
     pub fn new(config: RunConfig, device: Device) -> Result<Self> {
         config.validate()?;
+        if device == Device::Cpu {
+            crate::cpu_memory::retain_freed_memory();
+        }
         let model = ClipModel::new(&config.model, config.train.seed, device)?;
         let optim = AdamW::new(model.params(), (&config.train).into())?;
         let schedule = Schedule::new(&config.train);

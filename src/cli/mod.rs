@@ -24,6 +24,7 @@ pub struct Cli {
     pub command: Command,
 }
 
+mod bench;
 mod info;
 
 /// The subcommands.
@@ -31,6 +32,8 @@ mod info;
 pub enum Command {
     /// Show how this binary was built and what it can use here (features, libtorch, CPU, CUDA).
     Info(info::InfoArgs),
+    /// Run a benchmark (see docs/benchmarks.md).
+    Bench(bench::BenchArgs),
 }
 
 /// Options every subcommand sees.
@@ -70,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = Global { json: cli.json, quiet: cli.quiet };
     match cli.command {
         Command::Info(args) => info::run(args, global),
+        Command::Bench(args) => bench::run(args, global),
     }
 }
 

@@ -63,7 +63,11 @@ impl fmt::Display for DeviceSpec {
 impl DeviceSpec {
     /// Resolves to a libtorch device, checking that a requested CUDA device exists.
     pub fn resolve(self) -> Result<Device, DeviceError> {
-        let available = if tch::Cuda::is_available() { tch::Cuda::device_count().max(0) as usize } else { 0 };
+        let available = if tch::Cuda::is_available() {
+            tch::Cuda::device_count().max(0) as usize
+        } else {
+            0
+        };
         match self {
             DeviceSpec::Cpu => Ok(Device::Cpu),
             DeviceSpec::Auto if available > 0 => Ok(Device::Cuda(0)),

@@ -1,5 +1,35 @@
 //! flipstream trainer on libtorch (tch): the only crate that links libtorch.
 //!
-//! [`device`] picks where tensors live (`cpu`, `cuda`, `cuda:N`, `auto`).
+//! - [`config`]: [`RunConfig`] = [`ModelConfig`] + [`TrainConfig`], presets, TOML, validation.
+//! - [`model`]: [`ClipModel`], the FLIP/CLIP model (masked ViT + text Transformer), and FLOP counts.
+//! - [`loss`]: symmetric InfoNCE ([`clip_loss`]).
+//! - [`optim`]: [`AdamW`] with saveable state, [`Gradients`] (accumulation, clipping).
+//! - [`schedule`]: warmup + cosine learning rate, unmasked tuning phase ([`Schedule`]).
+//! - [`checkpoint`]: safetensors weights and moments plus a JSON sidecar, atomic writes.
+//! - [`step`]: [`TrainStep`], one optimizer step from u8 images and token ids.
+//! - [`bench`]: the train-step benchmark behind `flipstream bench train-step`.
+//! - [`cpu_memory`]: keeps freed memory in the process for CPU training (fewer page faults).
+//! - [`device`] picks where tensors live (`cpu`, `cuda`, `cuda:N`, `auto`).
 
+pub mod bench;
+pub mod checkpoint;
+pub mod config;
+pub mod cpu_memory;
 pub mod device;
+pub mod error;
+pub mod loss;
+pub mod model;
+pub mod optim;
+pub mod schedule;
+pub mod step;
+
+pub use checkpoint::{CheckpointMeta, TrainProgress};
+pub use config::{
+    ModelConfig, Precision, Preset, RunConfig, TextPool, TrainConfig, UnmaskedTune, VisionPool,
+};
+pub use error::{Result, TrainError};
+pub use loss::{ContrastiveLoss, clip_loss};
+pub use model::{ClipModel, ClipOutput, PatchMask, flops_per_sample};
+pub use optim::{AdamW, AdamWConfig, Gradients};
+pub use schedule::{Phase, Schedule, ScheduleValue};
+pub use step::{StepMetrics, TrainStep};

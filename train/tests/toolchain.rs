@@ -17,15 +17,31 @@ fn tiny_mlp_forward_backward_learns_xor() {
     let y = Tensor::from_slice(&[0f32, 1., 1., 0.]).view([4, 1]);
     let mut opt = nn::AdamW::default().build(&vs, 0.05).unwrap();
 
-    let first = net.forward(&x).binary_cross_entropy_with_logits::<Tensor>(&y, None, None, tch::Reduction::Mean);
+    let first = net.forward(&x).binary_cross_entropy_with_logits::<Tensor>(
+        &y,
+        None,
+        None,
+        tch::Reduction::Mean,
+    );
     let first = first.double_value(&[]);
     let mut last = first;
     for _ in 0..300 {
-        let loss = net.forward(&x).binary_cross_entropy_with_logits::<Tensor>(&y, None, None, tch::Reduction::Mean);
+        let loss = net.forward(&x).binary_cross_entropy_with_logits::<Tensor>(
+            &y,
+            None,
+            None,
+            tch::Reduction::Mean,
+        );
         opt.backward_step(&loss);
         last = loss.double_value(&[]);
     }
-    assert!(last < first * 0.1, "loss {first} -> {last}: autograd or optimizer broken");
+    assert!(
+        last < first * 0.1,
+        "loss {first} -> {last}: autograd or optimizer broken"
+    );
     let pred = net.forward(&x).sigmoid().gt(0.5).to_kind(Kind::Float);
-    assert_eq!(Vec::<f32>::try_from(pred.view([-1])).unwrap(), vec![0., 1., 1., 0.]);
+    assert_eq!(
+        Vec::<f32>::try_from(pred.view([-1])).unwrap(),
+        vec![0., 1., 1., 0.]
+    );
 }

@@ -1,0 +1,245 @@
+//! `flipstream bench <kind>`: benchmarks that print a table on stdout (JSON with `--json`) and their
+//! progress on stderr. Each kind is a subcommand of [`BenchKind`].
+//!
+//! `bench train-step` times full training steps (forward, loss, backward, AdamW) of the FLIP/CLIP
+//! model on random data, per mask ratio, in one run; `scripts/bench-openclip.sh` measures open_clip
+//! the same way for comparison (see docs/benchmarks.md).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::Global;
+
+/// Arguments of `flipstream bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[command(subcommand)]
+    pub kind: BenchKind,
+}
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchKind {
+    /// Time training steps (forward + loss + backward + AdamW) on random data for each mask ratio
+    /// and report the median, images/s, speedup over mask 0 and achieved FLOP/s.
+    TrainStep(TrainStepArgs),
+}
+
+/// Arguments of `flipstream bench train-step`.
+#[derive(Debug, Args)]
+pub struct TrainStepArgs {
+    /// Model preset: tiny, small, b16 or l16.
+    #[arg(long, default_value = "small")]
+    pub preset: String,
+
+    /// A config file (TOML); its [model] table replaces the preset's architecture.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Images (image-text pairs) per step.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+
+    /// Mask ratios to measure, comma-separated, each in [0, 1).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0,0.5,0.75",
+        value_name = "RATIOS"
+    )]
+    pub mask: Vec<f64>,
+
+    /// Timed steps per mask ratio; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+
+    /// Untimed steps per mask ratio before timing (allocator and kernel warm-up).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+
+    /// libtorch intra-op CPU threads (default: libtorch's choice, usually one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Device: cpu, cuda, cuda:N or auto (CUDA when available).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+
+    /// Matmul precision: fp32, or bf16 (bfloat16 matmuls, float32 weights and loss).
+    #[arg(long, default_value = "fp32")]
+    pub precision: String,
+
+    /// Seed of the weights, the random batch and the masks.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// The device's peak TFLOP/s for the chosen precision, to report MFU (e.g. 989 for an H100
+    /// SXM in bf16).
+    #[arg(long, value_name = "TFLOPS")]
+    pub peak_tflops: Option<f64>,
+}
+
+/// Runs `flipstream bench …`.
+pub fn run(args: BenchArgs, global: Global) -> anyhow::Result<ExitCode> {
+    match args.kind {
+        BenchKind::TrainStep(a) => train_step(a, global),
+    }
+}
+
+#[cfg(not(feature = "train"))]
+fn train_step(_args: TrainStepArgs, _global: Global) -> anyhow::Result<ExitCode> {
+    crate::usage_bail!(
+        "bench train-step needs the training build; this binary was built with --no-default-features"
+    )
+}
+
+#[cfg(feature = "train")]
+fn train_step(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    use flipstream_train::bench::{BenchProgress, StepBenchOptions, run_train_step_bench};
+    use flipstream_train::device::DeviceSpec;
+    use flipstream_train::{Preset, RunConfig, TrainError};
+    use indicatif::{ProgressBar, ProgressStyle};
+
+    let usage = |e: TrainError| match e {
+        TrainError::InvalidConfig { .. }
+        | TrainError::UnknownPreset { .. }
+        | TrainError::ConfigParse { .. } => anyhow::Error::new(super::UsageError(e.to_string())),
+        TrainError::Io { .. } => anyhow::Error::new(super::UsageError(e.to_string())),
+        other => anyhow::Error::new(other),
+    };
+    if args.steps == 0 {
+        crate::usage_bail!("--steps must be at least 1");
+    }
+    if args.batch == 0 {
+        crate::usage_bail!("--batch must be at least 1");
+    }
+    if args.threads == Some(0) {
+        crate::usage_bail!("--threads must be at least 1");
+    }
+    if let Some(r) = args.mask.iter().find(|r| !(0.0..1.0).contains(*r)) {
+        crate::usage_bail!("--mask {r} is outside [0, 1)");
+    }
+    if args
+        .peak_tflops
+        .is_some_and(|p| !(p.is_finite() && p > 0.0))
+    {
+        crate::usage_bail!("--peak-tflops must be a positive number");
+    }
+    let precision = match args.precision.parse() {
+        Ok(p) => p,
+        Err(e) => crate::usage_bail!("--precision: {e}"),
+    };
+    let device = match args
+        .device
+        .parse::<DeviceSpec>()
+        .and_then(DeviceSpec::resolve)
+    {
+        Ok(d) => d,
+        Err(e) => crate::usage_bail!("--device: {e}"),
+    };
+    let (model_name, model) = match &args.config {
+        Some(path) => (
+            path.display().to_string(),
+            RunConfig::from_file(path).map_err(usage)?.model,
+        ),
+        None => {
+            let preset: Preset = args.preset.parse().map_err(usage)?;
+            (preset.name().to_string(), preset.model())
+        }
+    };
+    let opts = StepBenchOptions {
+        model_name,
+        model,
+        batch: args.batch,
+        mask_ratios: args.mask.clone(),
+        steps: args.steps,
+        warmup: args.warmup,
+        threads: args.threads,
+        device,
+        precision,
+        seed: args.seed,
+        peak_tflops: args.peak_tflops,
+    };
+
+    let total = ((args.steps + args.warmup) * args.mask.len()) as u64;
+    let bar = if global.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} train-step [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut on_step = |p: BenchProgress| {
+        bar.inc(1);
+        bar.set_message(format!(
+            "mask {:.2}: step {}/{} {:.3} s",
+            p.mask_ratio, p.done, p.total, p.seconds
+        ));
+    };
+    let report = run_train_step_bench(&opts, &mut on_step)
+        .map_err(usage)
+        .context("train-step benchmark")?;
+    bar.finish_and_clear();
+
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let on_cuda = report.device.starts_with("cuda");
+    println!(
+        "train-step: {} ({:.1} M parameters), batch {}, {}, {} thread(s), {}, median of {} step(s) after {} warm-up",
+        report.model_name,
+        report.parameters as f64 / 1e6,
+        report.batch,
+        report.device,
+        report.threads,
+        report.precision,
+        report.steps,
+        report.warmup
+    );
+    let mut header = format!(
+        "{:>5} {:>5} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9}",
+        "mask", "kept", "median s", "min s", "max s", "images/s", "speedup", "TFLOP/s"
+    );
+    if on_cuda || report.results.iter().any(|r| r.mfu.is_some()) {
+        header.push_str(&format!(" {:>6}", "MFU"));
+    }
+    println!("{header}");
+    for r in &report.results {
+        let speedup = r
+            .speedup_vs_unmasked
+            .map_or_else(|| "-".to_string(), |s| format!("{s:.2}x"));
+        let mut line = format!(
+            "{:>5.2} {:>5} {:>9.3} {:>9.3} {:>9.3} {:>9.1} {:>8} {:>9.3}",
+            r.mask_ratio,
+            r.kept_patches,
+            r.median_s,
+            r.min_s,
+            r.max_s,
+            r.images_per_s,
+            speedup,
+            r.achieved_tflops
+        );
+        if on_cuda || r.mfu.is_some() {
+            line.push_str(&r.mfu.map_or_else(
+                || format!(" {:>6}", "-"),
+                |m| format!(" {:>5.1}%", m * 100.0),
+            ));
+        }
+        println!("{line}");
+    }
+    if on_cuda && args.peak_tflops.is_none() {
+        eprintln!(
+            "note: pass --peak-tflops (the GPU's peak for {}) to get MFU",
+            report.precision
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

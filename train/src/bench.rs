@@ -1,0 +1,298 @@
+//! The train-step benchmark (`flipstream bench train-step`): full optimizer steps (forward, loss,
+//! backward, AdamW) on random data, timed per mask ratio in one process.
+//!
+//! Each mask ratio gets a fresh [`TrainStep`] (same seed, same batch), `warmup` untimed steps and
+//! `steps` timed ones; the median is reported with images/s, the speedup over mask 0 and the
+//! achieved matmul FLOP/s from [`flops_per_sample`] (MFU when the device's peak is given). Every
+//! step reads its metrics back to the host, so a step's time includes all device work.
+//!
+//! Settings mirror `bench/openclip_step.py`, the open_clip peer: no gradient clipping, no
+//! accumulation, AdamW (0.9, 0.95), wd 0.2, the same random batch every step.
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use tch::{Device, Tensor};
+
+use crate::config::{ModelConfig, Precision, Preset, RunConfig, TrainConfig, kept_patches};
+use crate::error::{Result, TorchContext, TrainError};
+use crate::model::flops_per_sample;
+use crate::step::TrainStep;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct StepBenchOptions {
+    /// Name shown in the report (a preset name or a config path).
+    pub model_name: String,
+    /// The architecture.
+    pub model: ModelConfig,
+    /// Images per step.
+    pub batch: usize,
+    /// Mask ratios, each in [0, 1), measured in this order.
+    pub mask_ratios: Vec<f64>,
+    /// Timed steps per mask ratio.
+    pub steps: usize,
+    /// Untimed steps per mask ratio before timing.
+    pub warmup: usize,
+    /// libtorch intra-op threads; `None` keeps libtorch's default.
+    pub threads: Option<usize>,
+    /// Where to run.
+    pub device: Device,
+    /// fp32 or bf16.
+    pub precision: Precision,
+    /// Seed of the weights, data and masks.
+    pub seed: u64,
+    /// The device's peak in TFLOP/s, for MFU.
+    pub peak_tflops: Option<f64>,
+}
+
+/// Timings of one mask ratio.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaskTiming {
+    /// Fraction of patches removed.
+    pub mask_ratio: f64,
+    /// Patch tokens kept per image.
+    pub kept_patches: usize,
+    /// Median step time.
+    pub median_s: f64,
+    /// Fastest step.
+    pub min_s: f64,
+    /// Slowest step.
+    pub max_s: f64,
+    /// Every timed step, in order.
+    pub step_times_s: Vec<f64>,
+    /// Median CPU time of the process per timed step (user + system, all threads; Linux only).
+    /// Less sensitive than wall time to other processes on a shared machine.
+    pub median_cpu_s: Option<f64>,
+    /// `batch / median_s`.
+    pub images_per_s: f64,
+    /// Median step time at mask 0 divided by this one (when mask 0 was measured).
+    pub speedup_vs_unmasked: Option<f64>,
+    /// Training matmul FLOPs per image-text pair.
+    pub flops_per_sample: f64,
+    /// Achieved matmul TFLOP/s at the median.
+    pub achieved_tflops: f64,
+    /// `achieved_tflops / peak_tflops`, when the peak was given.
+    pub mfu: Option<f64>,
+    /// Loss of the last step (a sanity check: finite, near ln(batch)).
+    pub last_loss: f64,
+}
+
+/// The whole benchmark's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepBenchReport {
+    /// Model name (preset or config).
+    pub model_name: String,
+    /// The architecture measured.
+    pub model: ModelConfig,
+    /// Trainable scalars.
+    pub parameters: usize,
+    /// Images per step.
+    pub batch: usize,
+    /// Timed steps per mask ratio.
+    pub steps: usize,
+    /// Untimed steps per mask ratio.
+    pub warmup: usize,
+    /// libtorch intra-op threads in effect.
+    pub threads: i32,
+    /// Device, as libtorch names it.
+    pub device: String,
+    /// Precision.
+    pub precision: Precision,
+    /// One entry per mask ratio.
+    pub results: Vec<MaskTiming>,
+}
+
+/// Progress of the benchmark, for a progress bar.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchProgress {
+    /// Mask ratio being measured.
+    pub mask_ratio: f64,
+    /// Steps done for this ratio (warmup included).
+    pub done: usize,
+    /// Steps planned for this ratio (warmup included).
+    pub total: usize,
+    /// Duration of the step just done.
+    pub seconds: f64,
+}
+
+/// A random batch: u8 images and right-padded token ids ending in the highest id (CLIP's EOT).
+pub fn random_batch(model: &ModelConfig, batch: usize, seed: u64) -> Result<(Tensor, Tensor)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let side = model.image_size;
+    let pixels: Vec<u8> = (0..batch * side * side * 3).map(|_| rng.random()).collect();
+    let ctx = model.context_length;
+    let eot = model.vocab_size.saturating_sub(1) as i64;
+    let mut tokens = vec![model.pad_id as i64; batch * ctx];
+    for row in tokens.chunks_mut(ctx) {
+        let len = rng.random_range(ctx.min(2)..=ctx);
+        for t in row.iter_mut().take(len) {
+            *t = rng.random_range(1..eot.max(2));
+        }
+        if let Some(last) = row.get_mut(len.saturating_sub(1)) {
+            *last = eot;
+        }
+    }
+    let build = || -> std::result::Result<(Tensor, Tensor), tch::TchError> {
+        Ok((
+            Tensor::f_from_slice(&pixels)?.f_view([batch as i64, side as i64, side as i64, 3])?,
+            Tensor::f_from_slice(&tokens)?.f_view([batch as i64, ctx as i64])?,
+        ))
+    };
+    build().context(|| "building the random batch".into())
+}
+
+/// The training config the benchmark uses for `mask_ratio`.
+fn bench_train_config(opts: &StepBenchOptions, mask_ratio: f64) -> TrainConfig {
+    TrainConfig {
+        batch_size: opts.batch,
+        warmup_steps: 0,
+        total_steps: 1_000_000,
+        grad_clip_norm: None,
+        accum_steps: 1,
+        mask_ratio,
+        unmasked_tune: None,
+        seed: opts.seed,
+        precision: opts.precision,
+        ..Preset::Small.train()
+    }
+}
+
+/// Runs the benchmark; `progress` is called after every step.
+pub fn run_train_step_bench(
+    opts: &StepBenchOptions,
+    progress: &mut dyn FnMut(BenchProgress),
+) -> Result<StepBenchReport> {
+    if opts.steps == 0 || opts.batch == 0 || opts.mask_ratios.is_empty() {
+        return Err(TrainError::InvalidConfig {
+            problems: vec![
+                "the benchmark needs at least one step, one image per batch and one mask ratio"
+                    .into(),
+            ],
+        });
+    }
+    for &r in &opts.mask_ratios {
+        RunConfig {
+            model: opts.model.clone(),
+            train: bench_train_config(opts, r),
+        }
+        .validate()?;
+    }
+    if let Some(n) = opts.threads {
+        tch::set_num_threads(n.clamp(1, i32::MAX as usize) as i32);
+    }
+    let (images, tokens) = random_batch(&opts.model, opts.batch, opts.seed)?;
+    let mut results: Vec<MaskTiming> = Vec::new();
+    let mut parameters = 0;
+    for &mask_ratio in &opts.mask_ratios {
+        let config = RunConfig {
+            model: opts.model.clone(),
+            train: bench_train_config(opts, mask_ratio),
+        };
+        let mut trainer = TrainStep::new(config, opts.device)?;
+        parameters = trainer.model().params().num_elements();
+        let total = opts.warmup + opts.steps;
+        let mut times = Vec::with_capacity(opts.steps);
+        let mut cpu_times = Vec::with_capacity(opts.steps);
+        let mut last_loss = f64::NAN;
+        for i in 0..total {
+            let cpu_start = process_cpu_seconds();
+            let start = Instant::now();
+            let metrics = trainer.step(&images, &tokens)?;
+            let seconds = start.elapsed().as_secs_f64();
+            last_loss = metrics.loss;
+            if i >= opts.warmup {
+                times.push(seconds);
+                if let (Some(a), Some(b)) = (cpu_start, process_cpu_seconds()) {
+                    cpu_times.push(b - a);
+                }
+            }
+            progress(BenchProgress {
+                mask_ratio,
+                done: i + 1,
+                total,
+                seconds,
+            });
+        }
+        let median_s = median(&times);
+        let flops = flops_per_sample(&opts.model, mask_ratio);
+        let achieved_tflops = flops * opts.batch as f64 / median_s / 1e12;
+        results.push(MaskTiming {
+            mask_ratio,
+            kept_patches: kept_patches(opts.model.num_patches(), mask_ratio),
+            median_s,
+            min_s: times.iter().copied().fold(f64::INFINITY, f64::min),
+            max_s: times.iter().copied().fold(0.0, f64::max),
+            step_times_s: times,
+            median_cpu_s: (cpu_times.len() == opts.steps).then(|| median(&cpu_times)),
+            images_per_s: opts.batch as f64 / median_s,
+            speedup_vs_unmasked: None,
+            flops_per_sample: flops,
+            achieved_tflops,
+            mfu: opts
+                .peak_tflops
+                .filter(|p| *p > 0.0)
+                .map(|p| achieved_tflops / p),
+            last_loss,
+        });
+    }
+    if let Some(base) = results
+        .iter()
+        .find(|r| r.mask_ratio == 0.0)
+        .map(|r| r.median_s)
+    {
+        for r in &mut results {
+            r.speedup_vs_unmasked = Some(base / r.median_s);
+        }
+    }
+    Ok(StepBenchReport {
+        model_name: opts.model_name.clone(),
+        model: opts.model.clone(),
+        parameters,
+        batch: opts.batch,
+        steps: opts.steps,
+        warmup: opts.warmup,
+        threads: tch::get_num_threads(),
+        device: format!("{:?}", opts.device).to_lowercase(),
+        precision: opts.precision,
+        results,
+    })
+}
+
+/// User + system CPU time of this process so far, from `/proc/self/stat` (Linux); `None` elsewhere.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / CLOCK_TICKS_PER_SECOND)
+}
+
+/// `sysconf(_SC_CLK_TCK)`, 100 on every Linux platform Rust supports.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
+/// Median of a non-empty list (mean of the middle two for even lengths); NaN when empty.
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+}

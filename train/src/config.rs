@@ -1,0 +1,739 @@
+//! Model and training configuration: [`ModelConfig`], [`TrainConfig`], the [`RunConfig`] pair that a
+//! run is described by, the named [`Preset`]s, TOML loading and [`RunConfig::validate`].
+//!
+//! A config file names a preset and overrides single keys:
+//!
+//! ```toml
+//! preset = "small"          # tiny | small | b16 | l16 (default: small)
+//!
+//! [model]
+//! vision_depth = 8
+//!
+//! [train]
+//! batch_size = 64
+//! mask_ratio = 0.75
+//! [train.unmasked_tune]
+//! steps = 200
+//! base_lr = 1e-5
+//! ```
+//!
+//! Unknown keys are errors that name the key. The resolved config (preset plus overrides) serialises
+//! back to TOML with every key spelled out, so that a run directory records exactly what ran, and
+//! that file loads again to the same config.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+
+/// How the image tower turns its tokens into one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VisionPool {
+    /// Mean over the (kept) patch tokens, as FLIP does. No CLS token is created.
+    Avg,
+    /// A learned CLS token, appended after masking; its output is the image embedding.
+    Cls,
+}
+
+/// Which text token's output becomes the text embedding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TextPool {
+    /// The last non-pad token (the end-of-text token of a right-padded sequence), as CLIP does.
+    Eot,
+    /// The first token.
+    First,
+}
+
+/// Numeric precision of the matrix multiplications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in float32.
+    #[default]
+    Fp32,
+    /// Matmuls and attention in bfloat16 with float32 master weights, residual stream, norms and
+    /// loss (what autocast does; implemented explicitly so that it works on every device).
+    Bf16,
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+impl FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "fp32" | "float32" => Ok(Precision::Fp32),
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            other => Err(format!(
+                "unknown precision {other:?}: expected fp32 or bf16"
+            )),
+        }
+    }
+}
+
+/// The architecture: a ViT image tower and a Transformer text tower projected into one space.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Side of the square input image in pixels.
+    pub image_size: usize,
+    /// Side of a square patch in pixels; must divide `image_size`.
+    pub patch_size: usize,
+    /// Width of the image Transformer; a multiple of 4 (2-D sin-cos position embeddings).
+    pub vision_width: usize,
+    /// Number of image Transformer blocks.
+    pub vision_depth: usize,
+    /// Attention heads of the image Transformer; must divide `vision_width`.
+    pub vision_heads: usize,
+    /// MLP hidden width as a multiple of `vision_width`.
+    pub vision_mlp_ratio: f64,
+    /// `avg` (FLIP) or `cls`.
+    pub vision_pool: VisionPool,
+    /// Token vocabulary size (49408 for CLIP's BPE).
+    pub vocab_size: usize,
+    /// Maximum number of tokens per caption.
+    pub context_length: usize,
+    /// The padding token id (right padding).
+    pub pad_id: usize,
+    /// Width of the text Transformer.
+    pub text_width: usize,
+    /// Number of text Transformer blocks.
+    pub text_depth: usize,
+    /// Attention heads of the text Transformer; must divide `text_width`.
+    pub text_heads: usize,
+    /// MLP hidden width as a multiple of `text_width`.
+    pub text_mlp_ratio: f64,
+    /// Causal self-attention in the text tower (CLIP); otherwise pads are masked out as keys.
+    pub text_causal: bool,
+    /// `eot` (last non-pad token) or `first`.
+    pub text_pool: TextPool,
+    /// Dimension of the joint image-text embedding space.
+    pub embed_dim: usize,
+    /// Initial value of the learnable log logit scale: ln(1/0.07).
+    pub logit_scale_init: f64,
+    /// The log logit scale is clamped to at most this: ln(100).
+    pub logit_scale_max: f64,
+}
+
+/// The optional unmasked tuning phase at the end of training (FLIP §3: a short phase at mask 0
+/// closes the train/eval distribution gap).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnmaskedTune {
+    /// Optimizer steps of the phase, after `total_steps` masked steps.
+    pub steps: u64,
+    /// Its own base learning rate per 256 samples (scaled like `base_lr`).
+    pub base_lr: f64,
+    /// Linear warmup steps at the start of the phase (then cosine to 0).
+    #[serde(default)]
+    pub warmup_steps: u64,
+}
+
+/// Optimization: batch, learning-rate schedule, AdamW, masking, precision, seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Samples per optimizer step (over all accumulation micro-batches).
+    pub batch_size: usize,
+    /// Learning rate per 256 samples; the peak lr is `base_lr * batch_size / 256` (FLIP's linear
+    /// scaling rule; FLIP uses 4e-6).
+    pub base_lr: f64,
+    /// Lowest learning rate of the cosine decay as a fraction of the peak (0: decay to zero).
+    pub min_lr_ratio: f64,
+    /// Linear warmup steps.
+    pub warmup_steps: u64,
+    /// Optimizer steps of the masked phase (the unmasked tuning phase comes after).
+    pub total_steps: u64,
+    /// Decoupled weight decay (not applied to biases, norms, CLS token, position embeddings and
+    /// the logit scale).
+    pub weight_decay: f64,
+    /// AdamW (β1, β2).
+    pub betas: [f64; 2],
+    /// AdamW ε.
+    pub eps: f64,
+    /// Clip gradients to this global L2 norm; absent: no clipping (the norm is still reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_clip_norm: Option<f64>,
+    /// Micro-batches per optimizer step. The contrastive loss still sees the whole batch: features
+    /// of the other micro-batches are computed once without gradients and reused.
+    pub accum_steps: usize,
+    /// Fraction of image patches removed during the masked phase, in [0, 1).
+    pub mask_ratio: f64,
+    /// Optional unmasked tuning phase after `total_steps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmasked_tune: Option<UnmaskedTune>,
+    /// Seed of the initial weights and of the per-step patch masks.
+    pub seed: u64,
+    /// `fp32` or `bf16`.
+    pub precision: Precision,
+}
+
+impl TrainConfig {
+    /// Peak learning rate of the masked phase: `base_lr * batch_size / 256`.
+    pub fn peak_lr(&self) -> f64 {
+        self.base_lr * self.batch_size as f64 / 256.0
+    }
+}
+
+/// A whole run: model plus training. This is what a config file resolves to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// The architecture.
+    pub model: ModelConfig,
+    /// The optimization.
+    pub train: TrainConfig,
+}
+
+/// Named starting points; see `docs/training.md` for the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Preset {
+    /// 64 px, patch 8, ViT 192×4; text 128×2: trains in minutes on 2 CPU cores.
+    Tiny,
+    /// The anchor model: ViT 384×6 (6 heads), patch 16 @ 224; text 256×4, ctx 32; embed 256.
+    #[default]
+    Small,
+    /// ViT-B/16 with CLIP's text encoder (512×12, 8 heads, ctx 77); embed 512.
+    B16,
+    /// ViT-L/16 with a 768×12 text encoder (12 heads, ctx 77); embed 768.
+    L16,
+}
+
+impl Preset {
+    /// The accepted names, in order.
+    pub const NAMES: [&'static str; 4] = ["tiny", "small", "b16", "l16"];
+
+    /// The preset's name as written in config files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Tiny => "tiny",
+            Preset::Small => "small",
+            Preset::B16 => "b16",
+            Preset::L16 => "l16",
+        }
+    }
+
+    /// The preset's full configuration.
+    pub fn config(self) -> RunConfig {
+        RunConfig {
+            model: self.model(),
+            train: self.train(),
+        }
+    }
+
+    /// The preset's architecture.
+    pub fn model(self) -> ModelConfig {
+        let clip_text = |width, depth, heads, context_length| ModelConfig {
+            image_size: 224,
+            patch_size: 16,
+            vision_width: 768,
+            vision_depth: 12,
+            vision_heads: 12,
+            vision_mlp_ratio: 4.0,
+            vision_pool: VisionPool::Avg,
+            vocab_size: 49408,
+            context_length,
+            pad_id: 0,
+            text_width: width,
+            text_depth: depth,
+            text_heads: heads,
+            text_mlp_ratio: 4.0,
+            text_causal: true,
+            text_pool: TextPool::Eot,
+            embed_dim: 512,
+            logit_scale_init: (1.0f64 / 0.07).ln(),
+            logit_scale_max: 100.0f64.ln(),
+        };
+        match self {
+            Preset::Tiny => ModelConfig {
+                image_size: 64,
+                patch_size: 8,
+                vision_width: 192,
+                vision_depth: 4,
+                vision_heads: 3,
+                embed_dim: 128,
+                ..clip_text(128, 2, 2, 32)
+            },
+            Preset::Small => ModelConfig {
+                vision_width: 384,
+                vision_depth: 6,
+                vision_heads: 6,
+                embed_dim: 256,
+                ..clip_text(256, 4, 4, 32)
+            },
+            Preset::B16 => clip_text(512, 12, 8, 77),
+            Preset::L16 => ModelConfig {
+                vision_width: 1024,
+                vision_depth: 24,
+                vision_heads: 16,
+                embed_dim: 768,
+                ..clip_text(768, 12, 12, 77)
+            },
+        }
+    }
+
+    /// The preset's optimization settings.
+    pub fn train(self) -> TrainConfig {
+        // FLIP's recipe (Table 8 of the paper): AdamW (0.9, 0.95), wd 0.2, lr 4e-6 per 256 samples
+        // at batch 32k, cosine decay, 50 % masking.
+        let flip = TrainConfig {
+            batch_size: 32768,
+            base_lr: 4e-6,
+            min_lr_ratio: 0.0,
+            warmup_steps: 4000,
+            total_steps: 78125,
+            weight_decay: 0.2,
+            betas: [0.9, 0.95],
+            eps: 1e-8,
+            grad_clip_norm: None,
+            accum_steps: 1,
+            mask_ratio: 0.5,
+            unmasked_tune: None,
+            seed: 0,
+            precision: Precision::Bf16,
+        };
+        match self {
+            // Small batches need a far larger lr per 256 samples than FLIP's 32k batches (linear
+            // scaling does not hold that far down); these are tuned for the synthetic demo data.
+            Preset::Tiny => TrainConfig {
+                batch_size: 64,
+                base_lr: 4e-3,
+                warmup_steps: 20,
+                total_steps: 500,
+                grad_clip_norm: Some(1.0),
+                precision: Precision::Fp32,
+                ..flip
+            },
+            Preset::Small => TrainConfig {
+                batch_size: 256,
+                base_lr: 5e-4,
+                warmup_steps: 500,
+                total_steps: 20000,
+                grad_clip_norm: Some(1.0),
+                precision: Precision::Fp32,
+                ..flip
+            },
+            Preset::B16 | Preset::L16 => flip,
+        }
+    }
+}
+
+impl FromStr for Preset {
+    type Err = TrainError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "tiny" => Ok(Preset::Tiny),
+            "small" => Ok(Preset::Small),
+            "b16" | "vit-b/16" | "vit-b-16" => Ok(Preset::B16),
+            "l16" | "vit-l/16" | "vit-l-16" => Ok(Preset::L16),
+            _ => Err(TrainError::UnknownPreset {
+                name: s.to_string(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Preset::default().model()
+    }
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Preset::default().train()
+    }
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Preset::default().config()
+    }
+}
+
+impl ModelConfig {
+    /// Patches along one side of the image.
+    pub fn grid_size(&self) -> usize {
+        self.image_size.checked_div(self.patch_size).unwrap_or(0)
+    }
+
+    /// Patch tokens per image (before masking).
+    pub fn num_patches(&self) -> usize {
+        self.grid_size() * self.grid_size()
+    }
+
+    /// Values per patch: 3 channels × patch².
+    pub fn patch_dim(&self) -> usize {
+        3 * self.patch_size * self.patch_size
+    }
+
+    /// Hidden width of the image MLPs.
+    pub fn vision_mlp_width(&self) -> usize {
+        mlp_width(self.vision_width, self.vision_mlp_ratio)
+    }
+
+    /// Hidden width of the text MLPs.
+    pub fn text_mlp_width(&self) -> usize {
+        mlp_width(self.text_width, self.text_mlp_ratio)
+    }
+
+    /// Every problem of this config, each naming the key and what to change. Empty when valid.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let positive = [
+            ("image_size", self.image_size),
+            ("patch_size", self.patch_size),
+            ("vision_width", self.vision_width),
+            ("vision_depth", self.vision_depth),
+            ("vision_heads", self.vision_heads),
+            ("vocab_size", self.vocab_size),
+            ("context_length", self.context_length),
+            ("text_width", self.text_width),
+            ("text_depth", self.text_depth),
+            ("text_heads", self.text_heads),
+            ("embed_dim", self.embed_dim),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                p.push(format!("model.{key} is 0: it must be at least 1"));
+            }
+        }
+        if self.patch_size > 0 && self.image_size > 0 {
+            if !self.image_size.is_multiple_of(self.patch_size) {
+                let lower = self.image_size / self.patch_size * self.patch_size;
+                let upper = lower + self.patch_size;
+                let suggestion = if lower > 0 {
+                    format!("{lower} or {upper}")
+                } else {
+                    upper.to_string()
+                };
+                p.push(format!(
+                    "model.patch_size = {} does not divide model.image_size = {}: use an image size \
+                     that is a multiple of the patch size (e.g. {suggestion}) or another patch size",
+                    self.patch_size, self.image_size
+                ));
+            } else if self.image_size < self.patch_size {
+                p.push(format!(
+                    "model.patch_size = {} is larger than model.image_size = {}",
+                    self.patch_size, self.image_size
+                ));
+            }
+        }
+        for (tower, width, heads) in [
+            ("vision", self.vision_width, self.vision_heads),
+            ("text", self.text_width, self.text_heads),
+        ] {
+            if heads > 0 && width > 0 && !width.is_multiple_of(heads) {
+                p.push(format!(
+                    "model.{tower}_heads = {heads} does not divide model.{tower}_width = {width}: choose \
+                     heads among the divisors of the width (e.g. {}) or change the width",
+                    divisors_near(width, heads)
+                ));
+            }
+        }
+        if self.vision_width > 0 && !self.vision_width.is_multiple_of(4) {
+            p.push(format!(
+                "model.vision_width = {} is not a multiple of 4, which the 2-D sin-cos position \
+                 embedding needs: use {} or {}",
+                self.vision_width,
+                self.vision_width / 4 * 4,
+                self.vision_width / 4 * 4 + 4
+            ));
+        }
+        for (key, ratio) in [
+            ("vision_mlp_ratio", self.vision_mlp_ratio),
+            ("text_mlp_ratio", self.text_mlp_ratio),
+        ] {
+            if !(ratio.is_finite() && ratio > 0.0) {
+                p.push(format!(
+                    "model.{key} = {ratio} must be a positive number (4.0 is usual)"
+                ));
+            }
+        }
+        if self.vocab_size > 0 && self.pad_id >= self.vocab_size {
+            p.push(format!(
+                "model.pad_id = {} is not a token id: it must be below model.vocab_size = {}",
+                self.pad_id, self.vocab_size
+            ));
+        }
+        if !self.logit_scale_init.is_finite() || !self.logit_scale_max.is_finite() {
+            p.push(
+                "model.logit_scale_init and model.logit_scale_max must be finite numbers"
+                    .to_string(),
+            );
+        } else if self.logit_scale_init > self.logit_scale_max {
+            p.push(format!(
+                "model.logit_scale_init = {} exceeds model.logit_scale_max = {}: lower the initial value \
+                 (ln(1/0.07) ≈ 2.659 is usual) or raise the maximum (ln(100) ≈ 4.605)",
+                self.logit_scale_init, self.logit_scale_max
+            ));
+        }
+        p
+    }
+
+    /// `Ok` when [`ModelConfig::problems`] is empty.
+    pub fn validate(&self) -> Result<()> {
+        into_result(self.problems())
+    }
+}
+
+impl TrainConfig {
+    /// Every problem of this training config for `model`, each naming the key and what to change.
+    pub fn problems(&self, model: &ModelConfig) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.batch_size == 0 {
+            p.push(
+                "train.batch_size is 0: it must be at least 1 (at least 2 for a contrastive loss)"
+                    .to_string(),
+            );
+        }
+        if self.accum_steps == 0 {
+            p.push("train.accum_steps is 0: use 1 for no gradient accumulation".to_string());
+        } else if self.batch_size > 0 && !self.batch_size.is_multiple_of(self.accum_steps) {
+            p.push(format!(
+                "train.accum_steps = {} does not divide train.batch_size = {}: each micro-batch must \
+                 have the same size",
+                self.accum_steps, self.batch_size
+            ));
+        }
+        if !(self.base_lr.is_finite() && self.base_lr > 0.0) {
+            p.push(format!(
+                "train.base_lr = {} must be a positive number",
+                self.base_lr
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.min_lr_ratio) {
+            p.push(format!(
+                "train.min_lr_ratio = {} must be in [0, 1]",
+                self.min_lr_ratio
+            ));
+        }
+        if self.total_steps == 0 {
+            p.push("train.total_steps is 0: it must be at least 1".to_string());
+        }
+        if self.warmup_steps > self.total_steps {
+            p.push(format!(
+                "train.warmup_steps = {} exceeds train.total_steps = {}: shorten the warmup",
+                self.warmup_steps, self.total_steps
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            p.push(format!(
+                "train.weight_decay = {} must be a number ≥ 0",
+                self.weight_decay
+            ));
+        }
+        for (i, beta) in self.betas.iter().enumerate() {
+            if !(0.0..1.0).contains(beta) {
+                p.push(format!(
+                    "train.betas[{i}] = {beta} must be in [0, 1) (FLIP uses [0.9, 0.95])"
+                ));
+            }
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            p.push(format!(
+                "train.eps = {} must be a positive number (1e-8 is usual)",
+                self.eps
+            ));
+        }
+        if let Some(clip) = self.grad_clip_norm
+            && !(clip.is_finite() && clip > 0.0)
+        {
+            p.push(format!(
+                "train.grad_clip_norm = {clip} must be a positive number; leave the key out to disable clipping"
+            ));
+        }
+        if !(0.0..1.0).contains(&self.mask_ratio) {
+            p.push(format!(
+                "train.mask_ratio = {} is outside [0, 1): use 0 for CLIP, 0.5 or 0.75 for FLIP",
+                self.mask_ratio
+            ));
+        } else if model.num_patches() > 0 && kept_patches(model.num_patches(), self.mask_ratio) == 0
+        {
+            p.push(format!(
+                "train.mask_ratio = {} keeps no patch of the {} per image: lower it",
+                self.mask_ratio,
+                model.num_patches()
+            ));
+        }
+        if let Some(tune) = &self.unmasked_tune {
+            if tune.steps == 0 {
+                p.push("train.unmasked_tune.steps is 0: remove [train.unmasked_tune] to skip the phase".to_string());
+            }
+            if !(tune.base_lr.is_finite() && tune.base_lr > 0.0) {
+                p.push(format!(
+                    "train.unmasked_tune.base_lr = {} must be a positive number",
+                    tune.base_lr
+                ));
+            }
+            if tune.warmup_steps > tune.steps {
+                p.push(format!(
+                    "train.unmasked_tune.warmup_steps = {} exceeds train.unmasked_tune.steps = {}",
+                    tune.warmup_steps, tune.steps
+                ));
+            }
+        }
+        p
+    }
+}
+
+impl RunConfig {
+    /// Every problem of the model and training config.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = self.model.problems();
+        p.extend(self.train.problems(&self.model));
+        p
+    }
+
+    /// Checks the whole config; the error lists every problem with what to change.
+    pub fn validate(&self) -> Result<()> {
+        into_result(self.problems())
+    }
+
+    /// Parses a config file's text (`preset` plus `[model]` / `[train]` overrides) and validates it.
+    /// `origin` names the text in error messages (usually the path).
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<RunConfig> {
+        let parse_err = |message: String| TrainError::ConfigParse {
+            origin: origin.to_string(),
+            message,
+        };
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        for key in table.keys() {
+            if !matches!(key.as_str(), "preset" | "model" | "train") {
+                return Err(parse_err(format!(
+                    "unknown top-level key `{key}`: expected `preset`, a [model] table or a [train] table"
+                )));
+            }
+        }
+        let preset = match table.remove("preset") {
+            None => Preset::default(),
+            Some(toml::Value::String(name)) => name.parse()?,
+            Some(other) => {
+                return Err(parse_err(format!(
+                    "`preset` must be a string such as \"small\", not {other}"
+                )));
+            }
+        };
+        let base = preset.config();
+        let model = overlay(&base.model, table.remove("model"), "model").map_err(parse_err)?;
+        let train = overlay(&base.train, table.remove("train"), "train").map_err(parse_err)?;
+        let config = RunConfig { model, train };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a config file (see [`RunConfig::from_toml_str`]).
+    pub fn from_file(path: &Path) -> Result<RunConfig> {
+        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// The resolved config as TOML, every key spelled out; loads back to an equal config.
+    pub fn to_toml_string(&self) -> Result<String> {
+        toml::to_string(self).map_err(|e| TrainError::ConfigParse {
+            origin: "<resolved config>".into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// A short stable hash of the model config (hex): equal for equal architectures.
+    pub fn model_fingerprint(&self) -> String {
+        self.model.fingerprint()
+    }
+}
+
+impl ModelConfig {
+    /// A short stable hash of this config (16 hex digits of BLAKE3 over its canonical JSON).
+    pub fn fingerprint(&self) -> String {
+        // Serialising plain numbers, strings and booleans cannot fail.
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        blake3::hash(&json).to_hex()[..16].to_string()
+    }
+}
+
+/// Number of patches kept at `mask_ratio`: ⌊L·(1−r)⌋, as FLIP and MAE compute it.
+pub fn kept_patches(num_patches: usize, mask_ratio: f64) -> usize {
+    let keep = (num_patches as f64 * (1.0 - mask_ratio)).floor();
+    if keep <= 0.0 {
+        0
+    } else {
+        (keep as usize).min(num_patches)
+    }
+}
+
+fn mlp_width(width: usize, ratio: f64) -> usize {
+    (width as f64 * ratio).round().max(1.0) as usize
+}
+
+/// The divisors of `width` nearest to `heads`, for error messages.
+fn divisors_near(width: usize, heads: usize) -> String {
+    let mut divisors: Vec<usize> = (1..=width.min(64))
+        .filter(|d| width.is_multiple_of(*d))
+        .collect();
+    divisors.sort_by_key(|d| d.abs_diff(heads));
+    divisors.truncate(3);
+    divisors.sort_unstable();
+    divisors
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn into_result(problems: Vec<String>) -> Result<()> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(TrainError::InvalidConfig { problems })
+    }
+}
+
+/// `base` with the keys of `overrides` (a TOML table) replaced, deserialised with
+/// `deny_unknown_fields` so that an unknown key is an error naming it.
+fn overlay<T>(
+    base: &T,
+    overrides: Option<toml::Value>,
+    section: &str,
+) -> std::result::Result<T, String>
+where
+    T: Serialize + for<'de> Deserialize<'de>,
+{
+    let mut merged = toml::Table::try_from(base).map_err(|e| format!("[{section}]: {e}"))?;
+    match overrides {
+        None => {}
+        Some(toml::Value::Table(t)) => merged.extend(t),
+        Some(other) => {
+            return Err(format!(
+                "`{section}` must be a table ([{section}]), not {other}"
+            ));
+        }
+    }
+    toml::Value::Table(merged)
+        .try_into::<T>()
+        .map_err(|e| format!("[{section}]: {}", e.message()))
+}

@@ -1,0 +1,107 @@
+//! The trainer's error type, [`TrainError`]: every variant says where it happened (config key,
+//! file, step, tensor) so that a failure can be acted on without a debugger.
+
+use std::path::PathBuf;
+
+use tch::TchError;
+
+/// Everything that can go wrong in the trainer crate.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A config file that is not valid TOML, has an unknown key or a value of the wrong type.
+    #[error("config {origin}: {message}")]
+    ConfigParse {
+        /// Where the text came from (a path, or `<string>`).
+        origin: String,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// A config that parses but cannot work; each entry names the key and what to change.
+    #[error("invalid config: {}", .problems.join("; "))]
+    InvalidConfig {
+        /// One message per problem.
+        problems: Vec<String>,
+    },
+    /// A preset name that does not exist.
+    #[error("unknown preset {name:?}: expected one of {}", crate::config::Preset::NAMES.join(", "))]
+    UnknownPreset {
+        /// The name given.
+        name: String,
+    },
+    /// Input tensors with the wrong shape, kind or values (images, tokens).
+    #[error("bad {what}: {detail}")]
+    Input {
+        /// Which input (`images`, `tokens`).
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A libtorch operation failed.
+    #[error("{context}: {source}")]
+    Torch {
+        /// What the trainer was doing.
+        context: String,
+        /// libtorch's error.
+        #[source]
+        source: TchError,
+    },
+    /// The loss or the gradient norm is NaN or infinite: training diverged.
+    #[error(
+        "{what} is {value} at step {step} (lr {lr:.3e}, mask ratio {mask_ratio}): training diverged; lower the learning rate, enable gradient clipping or use fp32"
+    )]
+    NonFinite {
+        /// `loss` or `gradient norm`.
+        what: &'static str,
+        /// The offending value.
+        value: f64,
+        /// The optimizer step (0-based) that produced it.
+        step: u64,
+        /// The learning rate of that step.
+        lr: f64,
+        /// The mask ratio of that step.
+        mask_ratio: f64,
+    },
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checkpoint that is unreadable, incomplete or inconsistent.
+    #[error("checkpoint {}: {detail}", .path.display())]
+    Checkpoint {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A checkpoint made with another model config (or for a model with other tensors).
+    #[error("checkpoint {} does not fit this model: {}", .path.display(), .differences.join("; "))]
+    CheckpointMismatch {
+        /// The checkpoint folder or file.
+        path: PathBuf,
+        /// Each differing config field or tensor, with both values.
+        differences: Vec<String>,
+    },
+}
+
+/// Short for `Result<T, TrainError>`.
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+
+/// Adds a context line to libtorch errors.
+pub(crate) trait TorchContext<T> {
+    /// Wraps a [`TchError`] into [`TrainError::Torch`] with `context`.
+    fn context(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> TorchContext<T> for std::result::Result<T, TchError> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| TrainError::Torch {
+            context: context(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,110 @@
+//! The text tower: token + learned position embeddings, a Transformer (causal by default), the
+//! final LayerNorm, and one token's output (the last non-pad token, or the first) projected into
+//! the joint space.
+
+use tch::{Kind, TchError, Tensor};
+
+use super::layers::{AttnMask, BlockShape, Compute, LayerNorm, Linear, Transformer};
+use super::params::Initializer;
+use crate::config::{ModelConfig, TextPool};
+
+/// The Transformer text encoder.
+#[derive(Debug)]
+pub struct TextTower {
+    token_embed: Tensor,
+    pos_embed: Tensor,
+    transformer: Transformer,
+    norm: LayerNorm,
+    proj: Linear,
+    causal: bool,
+    pool: TextPool,
+    pad_id: i64,
+    width: i64,
+}
+
+impl TextTower {
+    /// Creates the tower's parameters under `text.` (CLIP's init: token std 0.02, position std 0.01).
+    pub fn new(init: &mut Initializer, cfg: &ModelConfig) -> Result<Self, TchError> {
+        let width = cfg.text_width as i64;
+        let token_embed = init.normal(
+            "text.token_embed.weight",
+            &[cfg.vocab_size as i64, width],
+            0.02,
+        )?;
+        let pos_embed = init.normal("text.pos_embed", &[cfg.context_length as i64, width], 0.01)?;
+        let shape = BlockShape {
+            width,
+            heads: cfg.text_heads as i64,
+            mlp_width: cfg.text_mlp_width() as i64,
+            depth: cfg.text_depth as i64,
+        };
+        let transformer = Transformer::new(init, "text.blocks", shape)?;
+        let norm = LayerNorm::new(init, "text.norm", width)?;
+        let proj = Linear::normal(
+            init,
+            "text.proj",
+            width,
+            cfg.embed_dim as i64,
+            (width as f64).powf(-0.5),
+            false,
+        )?;
+        Ok(TextTower {
+            token_embed,
+            pos_embed,
+            transformer,
+            norm,
+            proj,
+            causal: cfg.text_causal,
+            pool: cfg.text_pool,
+            pad_id: cfg.pad_id as i64,
+            width,
+        })
+    }
+
+    /// Position of the pooled token for each row of `tokens` `[B, n]`: the last non-pad token
+    /// (position 0 when a row is all padding), or 0 for `first` pooling.
+    pub fn pool_positions(&self, tokens: &Tensor) -> Result<Tensor, TchError> {
+        let (b, n) = tokens.size2()?;
+        match self.pool {
+            TextPool::Eot => {
+                let positions = Tensor::f_arange(n, (Kind::Int64, tokens.device()))?;
+                tokens
+                    .f_ne(self.pad_id)?
+                    .f_to_kind(Kind::Int64)?
+                    .f_mul(&positions)?
+                    .f_argmax(1, false)
+            }
+            TextPool::First => Tensor::f_zeros([b], (Kind::Int64, tokens.device())),
+        }
+    }
+
+    /// Unnormalised text embeddings `[B, embed_dim]` (float32) for int64 `tokens` `[B, n]`,
+    /// `n ≤ context_length`, on the model's device.
+    pub fn forward(&self, tokens: &Tensor, compute: Compute) -> Result<Tensor, TchError> {
+        let (b, n) = tokens.size2()?;
+        let x = Tensor::f_embedding(&self.token_embed, tokens, -1, false, false)?;
+        let x = x.f_add(&self.pos_embed.f_narrow(0, 0, n)?)?;
+        let mask = if self.causal {
+            AttnMask::Causal
+        } else {
+            // Pads are not attended to; position 0 always is, so that no row is fully masked.
+            let first = Tensor::f_arange(n, (Kind::Int64, tokens.device()))?.f_eq(0)?;
+            AttnMask::Keys(
+                tokens
+                    .f_ne(self.pad_id)?
+                    .f_logical_or(&first)?
+                    .f_view([b, 1, 1, n])?,
+            )
+        };
+        let x = self.transformer.forward(&x, &mask, compute)?;
+        let index = self
+            .pool_positions(tokens)?
+            .f_view([b, 1, 1])?
+            .f_expand([b, 1, self.width], false)?;
+        // LayerNorm is per token: normalising only the pooled token gives the same result.
+        let pooled = self
+            .norm
+            .forward(&x.f_gather(1, &index, false)?.f_squeeze_dim(1)?)?;
+        Compute::to_float(&self.proj.forward(&pooled, compute)?)
+    }
+}

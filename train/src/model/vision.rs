@@ -1,0 +1,171 @@
+//! The image tower: a ViT that reads u8 images, keeps only the unmasked patches, and pools.
+//!
+//! Order of operations (FLIP / MAE): patch embedding, + fixed 2-D sin-cos position embedding,
+//! masking, CLS token appended (only with `cls` pooling), pre-norm blocks, final LayerNorm, pooling,
+//! projection. Two equivalent rewrites make masking cheaper:
+//!
+//! - The patch embedding is a convolution with kernel = stride = patch; it is computed as a matmul
+//!   over the patches that are kept, so removed patches cost nothing (the weight keeps the
+//!   convolution's `[width, 3, p, p]` layout).
+//! - The position embedding of each kept patch is gathered with the same indices and added after
+//!   the gather: the same values as adding before masking.
+//!
+//! Images arrive as `[B, H, W, 3]` u8 (HWC, RGB). Patches are cut from the u8 tensor (a quarter of the
+//! bytes of float), and only kept patches are converted to float and normalised with CLIP's
+//! mean/std, on the device.
+
+use tch::{Device, Kind, TchError, Tensor};
+
+use super::layers::{AttnMask, BlockShape, Compute, LayerNorm, Linear, Transformer};
+use super::masking::PatchMask;
+use super::params::Initializer;
+use super::posembed::sincos_2d;
+use crate::config::{ModelConfig, VisionPool};
+
+/// CLIP's per-channel pixel mean (RGB, on the 0–1 scale).
+pub const CLIP_MEAN: [f64; 3] = [0.48145466, 0.4578275, 0.40821073];
+/// CLIP's per-channel pixel standard deviation (RGB, on the 0–1 scale).
+pub const CLIP_STD: [f64; 3] = [0.26862954, 0.26130258, 0.27577711];
+
+/// The ViT image encoder.
+#[derive(Debug)]
+pub struct VisionTower {
+    patch_weight: Linear,
+    pos_embed: Tensor,
+    cls_token: Option<Tensor>,
+    transformer: Transformer,
+    norm: LayerNorm,
+    proj: Linear,
+    pixel_scale: Tensor,
+    pixel_shift: Tensor,
+    patch: i64,
+    grid: i64,
+    width: i64,
+    pool: VisionPool,
+}
+
+impl VisionTower {
+    /// Creates the tower's parameters under `visual.`.
+    pub fn new(
+        init: &mut Initializer,
+        cfg: &ModelConfig,
+        device: Device,
+    ) -> Result<Self, TchError> {
+        let width = cfg.vision_width as i64;
+        let patch = cfg.patch_size as i64;
+        let grid = cfg.grid_size() as i64;
+        let patch_dim = cfg.patch_dim() as i64;
+        // MAE initialises the patch projection like a linear layer (xavier on the flattened weight).
+        let weight = init.xavier_uniform("visual.patch_embed.weight", &[width, 3, patch, patch])?;
+        let bias = init.constant("visual.patch_embed.bias", &[width], 0.0)?;
+        let patch_weight = Linear::from_parts(weight.f_view([width, patch_dim])?, Some(bias));
+        let cls_token = match cfg.vision_pool {
+            VisionPool::Cls => Some(init.normal("visual.cls_token", &[1, 1, width], 0.02)?),
+            VisionPool::Avg => None,
+        };
+        let shape = BlockShape {
+            width,
+            heads: cfg.vision_heads as i64,
+            mlp_width: cfg.vision_mlp_width() as i64,
+            depth: cfg.vision_depth as i64,
+        };
+        let transformer = Transformer::new(init, "visual.blocks", shape)?;
+        let norm = LayerNorm::new(init, "visual.norm", width)?;
+        let proj = Linear::normal(
+            init,
+            "visual.proj",
+            width,
+            cfg.embed_dim as i64,
+            (width as f64).powf(-0.5),
+            false,
+        )?;
+        let pos_embed = Tensor::f_from_slice(&sincos_2d(cfg.grid_size(), cfg.vision_width))?
+            .f_view([grid * grid, width])?
+            .f_to_device(device)?;
+        // Normalisation folded into one multiply-add per value, laid out like a patch (c, y, x).
+        let per_value = |f: &dyn Fn(usize) -> f64| -> Vec<f32> {
+            (0..3)
+                .flat_map(|c| std::iter::repeat_n(f(c) as f32, (patch * patch) as usize))
+                .collect()
+        };
+        let pixel_scale = Tensor::f_from_slice(&per_value(&|c| 1.0 / (255.0 * CLIP_STD[c])))?
+            .f_to_device(device)?;
+        let pixel_shift = Tensor::f_from_slice(&per_value(&|c| -CLIP_MEAN[c] / CLIP_STD[c]))?
+            .f_to_device(device)?;
+        Ok(VisionTower {
+            patch_weight,
+            pos_embed,
+            cls_token,
+            transformer,
+            norm,
+            proj,
+            pixel_scale,
+            pixel_shift,
+            patch,
+            grid,
+            width,
+            pool: cfg.vision_pool,
+        })
+    }
+
+    /// The fixed position embedding table `[L, width]` (float32, not a parameter).
+    pub fn position_embedding(&self) -> &Tensor {
+        &self.pos_embed
+    }
+
+    /// `[B, H, W, 3]` u8 → `[B, L, 3·p²]` u8, patches row-major, values in (c, y, x) order.
+    pub fn patchify(&self, images: &Tensor) -> Result<Tensor, TchError> {
+        let b = images.size().first().copied().unwrap_or(0);
+        let (g, p) = (self.grid, self.patch);
+        images
+            .f_view([b, g, p, g, p, 3])?
+            .f_permute([0, 1, 3, 5, 2, 4])?
+            .f_reshape([b, g * g, 3 * p * p])
+    }
+
+    /// Unnormalised image embeddings `[B, embed_dim]` (float32). `images` is u8 `[B, H, W, 3]` on
+    /// the model's device; `mask` (on the same device) selects the kept patches, `None` uses all.
+    pub fn forward(
+        &self,
+        images: &Tensor,
+        mask: Option<&PatchMask>,
+        compute: Compute,
+    ) -> Result<Tensor, TchError> {
+        let patches = self.patchify(images)?;
+        let (b, _, patch_dim) = patches.size3()?;
+        let (patches, pos) = match mask {
+            Some(m) => {
+                let keep = m.kept();
+                let index = m
+                    .ids_keep
+                    .f_unsqueeze(-1)?
+                    .f_expand([b, keep, patch_dim], false)?;
+                let pos = self
+                    .pos_embed
+                    .f_index_select(0, &m.ids_keep.f_reshape([-1])?)?
+                    .f_view([b, keep, self.width])?;
+                (patches.f_gather(1, &index, false)?, pos)
+            }
+            None => (patches, self.pos_embed.f_unsqueeze(0)?),
+        };
+        let pixels = self
+            .pixel_shift
+            .f_addcmul(&patches.f_to_kind(Kind::Float)?, &self.pixel_scale)?;
+        let mut x =
+            Compute::to_float(&self.patch_weight.forward(&pixels, compute)?)?.f_add(&pos)?;
+        if let Some(cls) = &self.cls_token {
+            x = Tensor::f_cat(&[cls.f_expand([b, 1, self.width], false)?, x], 1)?;
+        }
+        let x = self.transformer.forward(&x, &AttnMask::Full, compute)?;
+        let pooled = match self.pool {
+            VisionPool::Avg => {
+                self.norm
+                    .forward(&x)?
+                    .f_mean_dim([1i64].as_slice(), false, Kind::Float)?
+            }
+            // LayerNorm is per token: normalising only the CLS token gives the same result.
+            VisionPool::Cls => self.norm.forward(&x.f_select(1, 0)?)?,
+        };
+        Compute::to_float(&self.proj.forward(&pooled, compute)?)
+    }
+}

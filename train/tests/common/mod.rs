@@ -1,0 +1,108 @@
+//! Helpers shared by the trainer's integration tests: a very small model config and a learnable
+//! synthetic task (solid-colour images ↔ one token per colour).
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use flipstream_train::{ModelConfig, Precision, Preset, RunConfig, TrainConfig, VisionPool};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::Tensor;
+
+/// Eight colours, the corners of the RGB cube: the classes of the synthetic task.
+pub const COLOURS: [[u8; 3]; 8] = [
+    [0, 0, 0],
+    [255, 0, 0],
+    [0, 255, 0],
+    [0, 0, 255],
+    [255, 255, 0],
+    [255, 0, 255],
+    [0, 255, 255],
+    [255, 255, 255],
+];
+
+/// A model far smaller than the tiny preset: 32 px, patch 8 (16 patches), width 64 × 2 blocks;
+/// text 32 wide, 1 block, ctx 8, vocab 16.
+pub fn micro_model() -> ModelConfig {
+    ModelConfig {
+        image_size: 32,
+        patch_size: 8,
+        vision_width: 64,
+        vision_depth: 2,
+        vision_heads: 2,
+        vocab_size: 16,
+        context_length: 8,
+        text_width: 32,
+        text_depth: 1,
+        text_heads: 2,
+        embed_dim: 32,
+        ..Preset::Tiny.model()
+    }
+}
+
+/// Training settings for [`micro_model`]: batch 8, lr 2e-3, 10 warmup steps, mask 0.5.
+pub fn micro_train() -> TrainConfig {
+    TrainConfig {
+        batch_size: 8,
+        base_lr: 2e-3 * 256.0 / 8.0,
+        warmup_steps: 10,
+        total_steps: 200,
+        mask_ratio: 0.5,
+        seed: 7,
+        precision: Precision::Fp32,
+        grad_clip_norm: Some(1.0),
+        ..Preset::Tiny.train()
+    }
+}
+
+/// The micro run config.
+pub fn micro_run() -> RunConfig {
+    RunConfig {
+        model: micro_model(),
+        train: micro_train(),
+    }
+}
+
+/// The micro run with CLS pooling.
+pub fn micro_run_cls() -> RunConfig {
+    let mut run = micro_run();
+    run.model.vision_pool = VisionPool::Cls;
+    run
+}
+
+/// A batch of the colour task for `step`: each of the 8 classes once (shuffled), images of that
+/// colour with ±20 noise, captions `[class + 1, 15 (EOT), pad…]`.
+pub fn colour_batch(model: &ModelConfig, step: u64) -> (Tensor, Tensor) {
+    let mut rng = ChaCha8Rng::seed_from_u64(1000 + step);
+    let mut classes: Vec<usize> = (0..COLOURS.len()).collect();
+    for i in (1..classes.len()).rev() {
+        classes.swap(i, rng.random_range(0..=i));
+    }
+    let side = model.image_size;
+    let mut pixels = Vec::with_capacity(classes.len() * side * side * 3);
+    let mut tokens = vec![0i64; classes.len() * model.context_length];
+    for (row, &c) in classes.iter().enumerate() {
+        for _ in 0..side * side {
+            for value in COLOURS[c] {
+                let noise: i32 = rng.random_range(-20..=20);
+                pixels.push((value as i32 + noise).clamp(0, 255) as u8);
+            }
+        }
+        tokens[row * model.context_length] = c as i64 + 1;
+        tokens[row * model.context_length + 1] = model.vocab_size as i64 - 1;
+    }
+    let b = classes.len() as i64;
+    (
+        Tensor::from_slice(&pixels).view([b, side as i64, side as i64, 3]),
+        Tensor::from_slice(&tokens).view([b, model.context_length as i64]),
+    )
+}
+
+/// Element-wise equality of two tensors' values (bit for bit for float32).
+pub fn same_values(a: &Tensor, b: &Tensor) -> bool {
+    a.size() == b.size() && a.eq_tensor(b).all().int64_value(&[]) == 1
+}
+
+/// Largest absolute difference.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}

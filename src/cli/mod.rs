@@ -24,13 +24,24 @@ pub struct Cli {
     pub command: Command,
 }
 
+mod bench;
 mod info;
+mod shard;
+mod stats;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show how this binary was built and what it can use here (features, libtorch, CPU, CUDA).
     Info(info::InfoArgs),
+    /// Make the statistics report of a committed dataset (report.json, report.md, report.html
+    /// with charts): counts, rejections by reason, duplicates, image and caption distributions,
+    /// frequent words, passthrough columns, per-shard outliers. Reads only small columns.
+    Stats(stats::StatsArgs),
+    /// Dataset tools: list (ls), check (verify) and split (split) a committed dataset.
+    Shard(shard::ShardArgs),
+    /// Benchmarks that print JSON (see docs/benchmarks.md).
+    Bench(bench::BenchArgs),
 }
 
 /// Options every subcommand sees.
@@ -70,6 +81,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = Global { json: cli.json, quiet: cli.quiet };
     match cli.command {
         Command::Info(args) => info::run(args, global),
+        Command::Stats(args) => stats::run(args, global),
+        Command::Shard(args) => shard::run(args, global),
+        Command::Bench(args) => bench::run(args, global),
     }
 }
 

@@ -57,7 +57,8 @@ pub fn bytes(n: f64) -> String {
 /// A value of a metric in its unit.
 pub fn value(x: f64, unit: ValueUnit) -> String {
     match unit {
-        ValueUnit::Integer if (x - x.round()).abs() < 1e-9 && x >= 0.0 => count(x.round() as u64),
+        // percentiles and means of whole numbers: one decimal below 100, whole numbers above
+        ValueUnit::Integer if x >= 0.0 && ((x - x.round()).abs() < 1e-9 || x >= 100.0) => count(x.round() as u64),
         ValueUnit::Integer => format!("{x:.1}"),
         ValueUnit::Bytes => bytes(x),
         ValueUnit::Ratio => format!("{x:.2}"),
@@ -105,6 +106,8 @@ mod tests {
         assert_eq!(bytes(20_480.0), "20.5 kB");
         assert_eq!(bytes(1_234_567.0), "1.23 MB");
         assert_eq!(value(256.0, ValueUnit::Integer), "256");
+        assert_eq!(value(1300.4, ValueUnit::Integer), "1,300");
+        assert_eq!(value(50.94, ValueUnit::Integer), "50.9");
         assert_eq!(value(1.5, ValueUnit::Ratio), "1.50");
         assert_eq!(value(0.065_536, ValueUnit::Decimal), "0.0655");
         assert_eq!(seconds(12.34), "12.3 s");

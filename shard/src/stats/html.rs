@@ -8,7 +8,6 @@ use base64::Engine;
 use super::StatsError;
 use super::charts::{bars_svg, histogram_svg, scatter_svg};
 use super::format::{bytes, count, opt_value, percent, rate, seconds, significant};
-use super::histogram::BinSpec;
 use super::markdown::shards_to_show;
 use super::metrics::{Metric, ValueUnit};
 use super::report::StatsReport;
@@ -45,7 +44,7 @@ h3 { font-size: 16px; margin: 18px 0 8px; }
 .card .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
 .card .value { font-size: 22px; font-weight: 600; margin-top: 2px; }
 .card .sub { color: var(--muted); font-size: 12px; }
-.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(600px, 1fr)); gap: 14px; }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(600px, 1fr)); gap: 14px; align-items: start; margin: 8px 0; }
 .chart { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 6px; overflow: hidden; }
 .chart svg { display: block; width: 100%; height: auto; }
 table { border-collapse: collapse; background: #fff; border: 1px solid var(--line); margin: 8px 0 12px; font-size: 13.5px; }
@@ -53,6 +52,7 @@ th, td { padding: 5px 10px; border-bottom: 1px solid var(--line); text-align: le
 th { background: #eef0f4; font-weight: 600; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.outlier td { background: #fdecea; }
+.chart table.plain { border: none; margin: 8px; }
 code { font: 12.5px/1.3 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: #eef0f4; padding: 1px 4px; border-radius: 3px; }
 .examples { font-size: 12.5px; color: var(--muted); }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap: 12px; }
@@ -120,7 +120,7 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
             &mut o,
             "ingest throughput",
             &rate(i.items_per_worker_second),
-            &format!("items per worker-second · {} workers", count(i.workers)),
+            &format!("items per second per worker · {} worker(s)", count(i.workers)),
         ),
         None => card(&mut o, "ingest throughput", "unknown", "no timings in the commit records"),
     }
@@ -207,8 +207,7 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
     o.push_str(r#"</table><p class="note">Percentiles are within 1 % of an observed value. Histograms of sizes use log-spaced bins (8 per doubling; megapixels 4).</p><div class="charts">"#);
     for m in Metric::ALL {
         let s = r.distributions.get(m);
-        let log = matches!(s.histogram.spec, Some(BinSpec::Log2 { .. }));
-        chart(&mut o, &histogram_svg(m.title(), &s.histogram, m.unit(), log)?);
+        chart(&mut o, &histogram_svg(m.title(), &s.histogram, m.unit())?);
     }
     o.push_str("</div>");
 
@@ -228,12 +227,20 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
         let items: Vec<(String, u64)> = w.top.iter().take(30).map(|c| (c.item.clone(), c.count)).collect();
         o.push_str(r#"<div class="charts">"#);
         chart(&mut o, &bars_svg("Top caption words", &items, None)?);
-        o.push_str("</div>");
-        o.push_str(r#"<table><tr><th>word</th><th class="n">count</th></tr>"#);
-        for c in &w.top {
-            let _ = write!(o, r#"<tr><td>{}</td><td class="n">{}</td></tr>"#, escape(&c.item), count(c.count));
+        // every listed word, three word/count pairs per row
+        o.push_str(r#"<div class="chart"><table class="plain"><tr>"#);
+        for _ in 0..3 {
+            o.push_str(r#"<th>word</th><th class="n">count</th>"#);
         }
-        o.push_str("</table>");
+        o.push_str("</tr>");
+        for row in w.top.chunks(3) {
+            o.push_str("<tr>");
+            for c in row {
+                let _ = write!(o, r#"<td>{}</td><td class="n">{}</td>"#, escape(&c.item), count(c.count));
+            }
+            o.push_str("</tr>");
+        }
+        o.push_str("</table></div></div>");
     }
 
     // passthrough
@@ -252,9 +259,11 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
             if let Some(s) = &p.numeric {
                 let u = ValueUnit::Decimal;
                 let q = s.quantiles.as_ref();
+                o.push_str(r#"<div class="charts">"#);
+                chart(&mut o, &histogram_svg(&p.column, &s.histogram, u)?);
                 let _ = write!(
                     o,
-                    r#"<table><tr><th class="n">min</th><th class="n">p5</th><th class="n">median</th><th class="n">mean</th><th class="n">p95</th><th class="n">max</th></tr><tr><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td></tr></table>"#,
+                    r#"<div class="chart"><table class="plain"><tr><th class="n">min</th><th class="n">p5</th><th class="n">median</th><th class="n">mean</th><th class="n">p95</th><th class="n">max</th></tr><tr><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td></tr></table></div></div>"#,
                     opt_value(s.min, u),
                     opt_value(q.map(|q| q.p05), u),
                     opt_value(q.map(|q| q.p50), u),
@@ -262,9 +271,6 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
                     opt_value(q.map(|q| q.p95), u),
                     opt_value(s.max, u)
                 );
-                o.push_str(r#"<div class="charts">"#);
-                chart(&mut o, &histogram_svg(&p.column, &s.histogram, u, false)?);
-                o.push_str("</div>");
             }
             if let Some(tx) = &p.text {
                 let _ = write!(
@@ -278,12 +284,11 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
                 let items: Vec<(String, u64)> = tx.top.iter().map(|c| (c.item.clone(), c.count)).collect();
                 o.push_str(r#"<div class="charts">"#);
                 chart(&mut o, &bars_svg(&format!("{}: most frequent values", p.column), &items, Some(p.rows))?);
-                o.push_str("</div>");
-                o.push_str(r#"<table><tr><th>value</th><th class="n">count</th></tr>"#);
+                o.push_str(r#"<div class="chart"><table class="plain"><tr><th>value</th><th class="n">count</th></tr>"#);
                 for c in &tx.top {
                     let _ = write!(o, r#"<tr><td>{}</td><td class="n">{}</td></tr>"#, escape(&c.item), count(c.count));
                 }
-                o.push_str("</table>");
+                o.push_str("</table></div></div>");
             }
             if let Some(b) = &p.boolean {
                 let _ = write!(o, "<p>true {} · false {}</p>", count(b.true_count), count(b.false_count));

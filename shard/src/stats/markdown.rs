@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::format::{bytes, count, opt_value, percent, rate, seconds, significant, value};
+use super::format::{bytes, count, opt_value, percent, rate, seconds, significant};
 use super::metrics::{Metric, ValueUnit};
 use super::report::{ShardSummary, StatsReport};
 
@@ -50,7 +50,7 @@ pub fn render_markdown(r: &StatsReport) -> String {
         Some(i) => {
             let _ = writeln!(
                 o,
-                "| ingest throughput | {} items per worker-second ({} worker-seconds, {} workers) |",
+                "| ingest throughput | {} items per worker ({} of worker time, {} worker(s)) |",
                 rate(i.items_per_worker_second),
                 seconds(i.worker_seconds),
                 count(i.workers)
@@ -268,6 +268,5 @@ pub fn render_markdown(r: &StatsReport) -> String {
         bytes(sc.sample_bytes_fetched as f64),
         sc.columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
     );
-    let _ = value; // shared formatter, used through opt_value
     o
 }

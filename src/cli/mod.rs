@@ -87,9 +87,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The error chain as one line: `outer: inner: root cause`.
+/// The error chain as one line: `outer: inner: root cause`. Many errors print their source as
+/// part of their own message (object_store's do, at every level); such repeats are cut so that
+/// each cause appears once.
 pub fn render_error(err: &anyhow::Error) -> String {
-    format!("{err:#}")
+    let messages: Vec<String> = err.chain().map(|e| e.to_string()).collect();
+    let mut parts: Vec<&str> = Vec::new();
+    for (i, msg) in messages.iter().enumerate() {
+        let mut own = msg.as_str();
+        if let Some(next) = messages.get(i + 1)
+            && !next.is_empty()
+            && let Some(head) = own.strip_suffix(next.as_str())
+        {
+            own = head.trim_end_matches([':', ' ', '-']);
+        }
+        if !own.is_empty() && parts.last() != Some(&own) {
+            parts.push(own);
+        }
+    }
+    parts.join(": ")
 }
 
 /// 2 for usage errors anywhere in the chain, 1 otherwise.

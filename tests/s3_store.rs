@@ -6,6 +6,9 @@
 //! process environment (as `StoreRoot::parse("s3://…")` does in production), and setting
 //! environment variables is only sound while no other thread reads them.
 
+// Helpers outside #[test] functions unwrap too: in tests a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::{Duration, Instant};
@@ -38,15 +41,35 @@ fn s3_dataset_end_to_end_and_unreachable_endpoint() {
         rows_per_unit: 50,
         rejections_per_unit: 4,
         mean_image_bytes: 6_000,
-        settings: WriterSettings { row_group_rows: 20, shard_rows: 30, ..Default::default() },
+        settings: WriterSettings {
+            row_group_rows: 20,
+            shard_rows: 30,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let records = write_dataset(&url, &spec);
-    let shard_bytes: u64 = records.iter().flat_map(|r| &r.shards).map(|s| s.bytes).sum();
+    let shard_bytes: u64 = records
+        .iter()
+        .flat_map(|r| &r.shards)
+        .map(|s| s.bytes)
+        .sum();
     let cwd = tempfile::tempdir().unwrap();
     let out = cwd.path().join("report");
 
-    let stats = run_in(cwd.path(), &["stats", &url, "--json", "-q", "--out", out.to_str().unwrap()], &env).expect_code(0);
+    let stats = run_in(
+        cwd.path(),
+        &[
+            "stats",
+            &url,
+            "--json",
+            "-q",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &env,
+    )
+    .expect_code(0);
     let j = stats.json();
     assert_eq!(j["dataset"]["url"], url.as_str());
     assert_eq!(j["totals"]["read"], 108);
@@ -56,18 +79,35 @@ fn s3_dataset_end_to_end_and_unreachable_endpoint() {
     assert_eq!(j["dataset"]["shards"], 4);
     assert_eq!(j["scan"]["rows"], 100);
     assert_eq!(j["distributions"]["image_bytes"]["count"], 100);
-    assert!(j["scan"]["fetched_share"].as_f64().unwrap() < 0.2, "{}", j["scan"]);
+    assert!(
+        j["scan"]["fetched_share"].as_f64().unwrap() < 0.2,
+        "{}",
+        j["scan"]
+    );
     assert!(out.join("report.html").is_file());
 
-    let ls = run_in(cwd.path(), &["shard", "ls", &url, "--json"], &env).expect_code(0).json();
+    let ls = run_in(cwd.path(), &["shard", "ls", &url, "--json"], &env)
+        .expect_code(0)
+        .json();
     assert_eq!(ls["totals"]["rows"], 100);
     assert_eq!(ls["totals"]["shards"], 4);
     assert_eq!(ls["totals"]["shard_bytes"].as_u64(), Some(shard_bytes));
-    let shards: Vec<u64> = ls["units"][1]["shards"].as_array().unwrap().iter().map(|s| s["rows"].as_u64().unwrap()).collect();
+    let shards: Vec<u64> = ls["units"][1]["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["rows"].as_u64().unwrap())
+        .collect();
     assert_eq!(shards, [30, 20]);
 
-    let verify = run_in(cwd.path(), &["shard", "verify", &url, "--json"], &env).expect_code(0).json();
-    assert_eq!(verify["problems"].as_array().map(Vec::len), Some(0), "{verify}");
+    let verify = run_in(cwd.path(), &["shard", "verify", &url, "--json"], &env)
+        .expect_code(0)
+        .json();
+    assert_eq!(
+        verify["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{verify}"
+    );
     assert_eq!(verify["files"], 6);
     assert!(verify["bytes_hashed"].as_u64().unwrap() > shard_bytes);
 
@@ -79,8 +119,21 @@ fn s3_dataset_end_to_end_and_unreachable_endpoint() {
         }
     }
     let started = Instant::now();
-    let r = run_in(cwd.path(), &["stats", &url, "-q", "--out", out.to_str().unwrap()], &dead).expect_code(1);
-    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
-    assert!(r.stderr.contains("error:") && r.stderr.contains(&url), "{}", r.stderr);
+    let r = run_in(
+        cwd.path(),
+        &["stats", &url, "-q", "--out", out.to_str().unwrap()],
+        &dead,
+    )
+    .expect_code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        r.stderr.contains("error:") && r.stderr.contains(&url),
+        "{}",
+        r.stderr
+    );
     drop(server);
 }

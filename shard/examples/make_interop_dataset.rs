@@ -24,12 +24,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         rejections_per_unit: 6,
         real_images: true,
         seed: 7,
-        settings: WriterSettings { row_group_rows: 16, shard_rows: 25, ..WriterSettings::default() },
+        settings: WriterSettings {
+            row_group_rows: 16,
+            shard_rows: 25,
+            ..WriterSettings::default()
+        },
         ..SyntheticSpec::default()
     };
     let root = StoreRoot::parse(&dir)?;
     let records = write_synthetic(&root, &spec).await?;
     let rows: u64 = records.iter().map(|r| r.counts.accepted).sum();
-    eprintln!("wrote {} units, {rows} accepted rows to {}", records.len(), root.url());
+    eprintln!(
+        "wrote {} units, {rows} accepted rows to {}",
+        records.len(),
+        root.url()
+    );
     Ok(())
 }

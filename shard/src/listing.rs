@@ -109,14 +109,21 @@ fn unit_listing(c: &CommitRecord) -> UnitListing {
                 image_bytes: s.image_bytes,
             })
             .collect(),
-        rejections: c.rejections.as_ref().map(|r| RejectionListing { path: r.path.clone(), rows: r.rows, bytes: r.bytes }),
+        rejections: c.rejections.as_ref().map(|r| RejectionListing {
+            path: r.path.clone(),
+            rows: r.rows,
+            bytes: r.bytes,
+        }),
     }
 }
 
 /// Lists the committed units of `ds`.
 pub fn list_dataset(ds: &Dataset) -> Listing {
     let units: Vec<UnitListing> = ds.commits().iter().map(unit_listing).collect();
-    let mut t = ListingTotals { units: units.len() as u64, ..Default::default() };
+    let mut t = ListingTotals {
+        units: units.len() as u64,
+        ..Default::default()
+    };
     for u in &units {
         t.read += u.read;
         t.rejected += u.rejected;
@@ -131,5 +138,9 @@ pub fn list_dataset(ds: &Dataset) -> Listing {
             t.rejection_bytes += r.bytes;
         }
     }
-    Listing { url: ds.root().url().to_string(), units, totals: t }
+    Listing {
+        url: ds.root().url().to_string(),
+        units,
+        totals: t,
+    }
 }

@@ -15,7 +15,9 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::DataType;
 use bytes::Bytes;
 use flipstream_schemas::records::SPLIT_FORMAT;
-use flipstream_schemas::{SCHEMA_VERSION, Split, SplitManifest, SplitRowGroup, columns, layout, now_rfc3339, split_of};
+use flipstream_schemas::{
+    SCHEMA_VERSION, Split, SplitManifest, SplitRowGroup, columns, layout, now_rfc3339, split_of,
+};
 use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
@@ -39,7 +41,10 @@ impl SplitOptions {
     /// Checks the fraction; the message says what is wrong.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if !self.val_fraction.is_finite() || !(0.0..=1.0).contains(&self.val_fraction) {
-            return Err(format!("the validation fraction must be between 0 and 1, got {}", self.val_fraction));
+            return Err(format!(
+                "the validation fraction must be between 0 and 1, got {}",
+                self.val_fraction
+            ));
         }
         Ok(())
     }
@@ -79,18 +84,26 @@ async fn count_row_group(
     rg: &RowGroupRef,
     options: &SplitOptions,
 ) -> Result<SplitRowGroup> {
-    let batch = reader.read_row_group(rg.index, Some(&[columns::KEY])).await?;
+    let batch = reader
+        .read_row_group(rg.index, Some(&[columns::KEY]))
+        .await?;
     let location = ds.root().location(&rg.shard);
-    let col = batch.column_by_name(columns::KEY).ok_or_else(|| ShardError::BadRecord {
-        path: location.clone(),
-        detail: format!("row group {} has no `key` column", rg.index),
-    })?;
-    let keys = arrow::compute::cast(col, &DataType::Utf8).map_err(|e| ShardError::arrow(format!("{location} key column"), e))?;
+    let col = batch
+        .column_by_name(columns::KEY)
+        .ok_or_else(|| ShardError::BadRecord {
+            path: location.clone(),
+            detail: format!("row group {} has no `key` column", rg.index),
+        })?;
+    let keys = arrow::compute::cast(col, &DataType::Utf8)
+        .map_err(|e| ShardError::arrow(format!("{location} key column"), e))?;
     let keys = keys.as_string::<i32>();
     let (mut train, mut val) = (0u64, 0u64);
     for i in 0..keys.len() {
         if keys.is_null(i) {
-            return Err(ShardError::BadRecord { path: location, detail: format!("row group {} has a null key", rg.index) });
+            return Err(ShardError::BadRecord {
+                path: location,
+                detail: format!("row group {} has a null key", rg.index),
+            });
         }
         match split_of(keys.value(i), options.seed, options.val_fraction) {
             Split::Train => train += 1,
@@ -100,17 +113,36 @@ async fn count_row_group(
     if train + val != rg.rows {
         return Err(ShardError::BadRecord {
             path: location,
-            detail: format!("row group {} holds {} rows, the commit record says {}", rg.index, train + val, rg.rows),
+            detail: format!(
+                "row group {} holds {} rows, the commit record says {}",
+                rg.index,
+                train + val,
+                rg.rows
+            ),
         });
     }
-    let row_group = u32::try_from(rg.index)
-        .map_err(|_| ShardError::BadRecord { path: location, detail: format!("row group index {} too large", rg.index) })?;
-    Ok(SplitRowGroup { shard: rg.shard.clone(), row_group, train, val })
+    let row_group = u32::try_from(rg.index).map_err(|_| ShardError::BadRecord {
+        path: location,
+        detail: format!("row group index {} too large", rg.index),
+    })?;
+    Ok(SplitRowGroup {
+        shard: rg.shard.clone(),
+        row_group,
+        train,
+        val,
+    })
 }
 
 /// Computes the split view of `ds` (without writing it) and the bytes fetched.
-pub async fn compute_split(ds: &Dataset, options: &SplitOptions, progress: Option<&ProgressBar>) -> Result<(SplitManifest, u64)> {
-    options.validate().map_err(|detail| ShardError::BadRecord { path: ds.root().location(layout::SPLIT), detail })?;
+pub async fn compute_split(
+    ds: &Dataset,
+    options: &SplitOptions,
+    progress: Option<&ProgressBar>,
+) -> Result<(SplitManifest, u64)> {
+    options.validate().map_err(|detail| ShardError::BadRecord {
+        path: ds.root().location(layout::SPLIT),
+        detail,
+    })?;
     if let Some(p) = progress {
         p.set_length(ds.rows());
     }
@@ -123,7 +155,12 @@ pub async fn compute_split(ds: &Dataset, options: &SplitOptions, progress: Optio
             .row_groups
             .iter()
             .enumerate()
-            .map(|(index, &rows)| RowGroupRef { shard: shard.path.clone(), shard_bytes: shard.bytes, index, rows })
+            .map(|(index, &rows)| RowGroupRef {
+                shard: shard.path.clone(),
+                shard_bytes: shard.bytes,
+                index,
+                rows,
+            })
             .collect();
         let counted: Vec<SplitRowGroup> = futures::stream::iter(refs.iter())
             .map(|rg| count_row_group(ds, &reader, rg, options))
@@ -164,22 +201,43 @@ fn same_split(a: &SplitManifest, b: &SplitManifest) -> bool {
 }
 
 /// Computes the split view and stores it as `_flipstream/split.json`; see the module docs.
-pub async fn write_split(ds: &Dataset, options: &SplitOptions, progress: Option<&ProgressBar>) -> Result<SplitResult> {
+pub async fn write_split(
+    ds: &Dataset,
+    options: &SplitOptions,
+    progress: Option<&ProgressBar>,
+) -> Result<SplitResult> {
     let (manifest, bytes_fetched) = compute_split(ds, options, progress).await?;
-    let previous: Option<std::result::Result<SplitManifest, ShardError>> = match ds.root().get_opt(layout::SPLIT).await? {
-        None => None,
-        Some(bytes) => Some(crate::dataset::parse_json(ds.root(), layout::SPLIT, &bytes)),
-    };
+    let previous: Option<std::result::Result<SplitManifest, ShardError>> = ds
+        .root()
+        .get_opt(layout::SPLIT)
+        .await?
+        .map(|bytes| crate::dataset::parse_json(ds.root(), layout::SPLIT, &bytes));
     let outcome = match &previous {
         None => SplitOutcome::Created,
         Some(Ok(old)) if same_split(old, &manifest) => {
-            return Ok(SplitResult { manifest: old.clone(), outcome: SplitOutcome::Unchanged, bytes_fetched });
+            return Ok(SplitResult {
+                manifest: old.clone(),
+                outcome: SplitOutcome::Unchanged,
+                bytes_fetched,
+            });
         }
-        Some(Ok(old)) => SplitOutcome::Replaced { previous_val_fraction: Some(old.val_fraction), previous_seed: Some(old.seed) },
-        Some(Err(_)) => SplitOutcome::Replaced { previous_val_fraction: None, previous_seed: None },
+        Some(Ok(old)) => SplitOutcome::Replaced {
+            previous_val_fraction: Some(old.val_fraction),
+            previous_seed: Some(old.seed),
+        },
+        Some(Err(_)) => SplitOutcome::Replaced {
+            previous_val_fraction: None,
+            previous_seed: None,
+        },
     };
-    let body = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| ShardError::BadRecord { path: ds.root().location(layout::SPLIT), detail: e.to_string() })?;
+    let body = serde_json::to_vec_pretty(&manifest).map_err(|e| ShardError::BadRecord {
+        path: ds.root().location(layout::SPLIT),
+        detail: e.to_string(),
+    })?;
     ds.root().put(layout::SPLIT, Bytes::from(body)).await?;
-    Ok(SplitResult { manifest, outcome, bytes_fetched })
+    Ok(SplitResult {
+        manifest,
+        outcome,
+        bytes_fetched,
+    })
 }

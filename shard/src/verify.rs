@@ -20,7 +20,10 @@ use std::ops::Range;
 
 use arrow::datatypes::{Field, Schema};
 use bytes::Bytes;
-use flipstream_schemas::{CommitRecord, FileKind, ValidationError, layout, metadata, validate_parquet_file, validate_schema};
+use flipstream_schemas::{
+    CommitRecord, FileKind, ValidationError, layout, metadata, validate_parquet_file,
+    validate_schema,
+};
 use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
 use object_store::ObjectStoreExt;
@@ -36,10 +39,17 @@ use crate::store::StoreRoot;
 /// Checks a footer's flipstream metadata (schema version, file kind) and its schema against
 /// schema v1; returns the passthrough columns. The same checks as
 /// [`validate_parquet_file`], for a footer that is already parsed.
-pub fn check_footer(meta: &ParquetMetaData, schema: &Schema, kind: FileKind) -> Result<Vec<Field>, ValidationError> {
+pub fn check_footer(
+    meta: &ParquetMetaData,
+    schema: &Schema,
+    kind: FileKind,
+) -> Result<Vec<Field>, ValidationError> {
     let kv = meta.file_metadata().key_value_metadata();
     let version = metadata::lookup(kv, metadata::SCHEMA_VERSION_KEY).ok_or_else(|| {
-        ValidationError::Metadata(format!("no `{}` key: not written by flipstream", metadata::SCHEMA_VERSION_KEY))
+        ValidationError::Metadata(format!(
+            "no `{}` key: not written by flipstream",
+            metadata::SCHEMA_VERSION_KEY
+        ))
     })?;
     if version != flipstream_schemas::SCHEMA_VERSION.to_string() {
         return Err(ValidationError::Metadata(format!(
@@ -69,7 +79,10 @@ pub struct VerifyOptions {
 
 impl Default for VerifyOptions {
     fn default() -> Self {
-        Self { checksums: true, concurrency: 16 }
+        Self {
+            checksums: true,
+            concurrency: 16,
+        }
     }
 }
 
@@ -163,7 +176,11 @@ struct Expected {
 }
 
 fn problem(object: &str, kind: ProblemKind, detail: impl Into<String>) -> Problem {
-    Problem { object: object.to_string(), kind, detail: detail.into() }
+    Problem {
+        object: object.to_string(),
+        kind,
+        detail: detail.into(),
+    }
 }
 
 /// The end of a file, served to the Parquet footer parser as if it were the whole file.
@@ -212,31 +229,54 @@ const TAIL_GUESS: u64 = 64 * 1024;
 
 async fn fetch_tail(root: &StoreRoot, path: &str, size: u64) -> Result<Tail> {
     let get = |r: Range<u64>| async move {
-        root.store().get_range(&Path::from(path), r).await.map_err(|e| ShardError::store("get", root.location(path), e))
+        root.store()
+            .get_range(&Path::from(path), r)
+            .await
+            .map_err(|e| ShardError::store("get", root.location(path), e))
     };
     if size == 0 {
-        return Ok(Tail { file_len: 0, start: 0, bytes: Bytes::new() });
+        return Ok(Tail {
+            file_len: 0,
+            start: 0,
+            bytes: Bytes::new(),
+        });
     }
     let first = size.saturating_sub(TAIL_GUESS);
     let bytes = get(first..size).await?;
-    let mut tail = Tail { file_len: size, start: first, bytes };
+    let mut tail = Tail {
+        file_len: size,
+        start: first,
+        bytes,
+    };
     let n = tail.bytes.len();
     if let Some(len) = n.checked_sub(8).and_then(|i| tail.bytes.get(i..i + 4)) {
         let footer_len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as u64;
         let need = footer_len + 8;
         if need > size - first && need <= size {
-            tail = Tail { file_len: size, start: size - need, bytes: get(size - need..size).await? };
+            tail = Tail {
+                file_len: size,
+                start: size - need,
+                bytes: get(size - need..size).await?,
+            };
         }
     }
     Ok(tail)
 }
 
 async fn hash_object(root: &StoreRoot, path: &str) -> Result<(String, u64)> {
-    let res = root.store().get(&Path::from(path)).await.map_err(|e| ShardError::store("get", root.location(path), e))?;
+    let res = root
+        .store()
+        .get(&Path::from(path))
+        .await
+        .map_err(|e| ShardError::store("get", root.location(path), e))?;
     let mut stream = res.into_stream();
     let mut hasher = blake3::Hasher::new();
     let mut n = 0u64;
-    while let Some(chunk) = stream.try_next().await.map_err(|e| ShardError::store("get", root.location(path), e))? {
+    while let Some(chunk) = stream
+        .try_next()
+        .await
+        .map_err(|e| ShardError::store("get", root.location(path), e))?
+    {
         hasher.update(&chunk);
         n += chunk.len() as u64;
     }
@@ -245,7 +285,11 @@ async fn hash_object(root: &StoreRoot, path: &str) -> Result<(String, u64)> {
 
 fn store_problem(path: &str, e: ShardError) -> Problem {
     if e.is_not_found() {
-        problem(path, ProblemKind::MissingFile, "named by the commit record but does not exist")
+        problem(
+            path,
+            ProblemKind::MissingFile,
+            "named by the commit record but does not exist",
+        )
     } else {
         problem(path, ProblemKind::Unreadable, e.to_string())
     }
@@ -257,12 +301,25 @@ async fn check_file(root: &StoreRoot, e: &Expected, checksums: bool) -> (Vec<Pro
     let path = e.path.as_str();
     let meta = match root.head(path).await {
         Ok(Some(m)) => m,
-        Ok(None) => return (vec![problem(path, ProblemKind::MissingFile, "named by the commit record but does not exist")], 0),
+        Ok(None) => {
+            return (
+                vec![problem(
+                    path,
+                    ProblemKind::MissingFile,
+                    "named by the commit record but does not exist",
+                )],
+                0,
+            );
+        }
         Err(err) => return (vec![store_problem(path, err)], 0),
     };
     let size = meta.size;
     if size != e.bytes {
-        problems.push(problem(path, ProblemKind::SizeMismatch, format!("{size} bytes, the commit record says {}", e.bytes)));
+        problems.push(problem(
+            path,
+            ProblemKind::SizeMismatch,
+            format!("{size} bytes, the commit record says {}", e.bytes),
+        ));
     }
     let mut hashed = 0;
     if checksums {
@@ -271,7 +328,11 @@ async fn check_file(root: &StoreRoot, e: &Expected, checksums: bool) -> (Vec<Pro
                 hashed = n;
                 // a size change already says the content changed
                 if hash != e.blake3 && size == e.bytes {
-                    problems.push(problem(path, ProblemKind::ChecksumMismatch, format!("BLAKE3 {hash}, the commit record says {}", e.blake3)));
+                    problems.push(problem(
+                        path,
+                        ProblemKind::ChecksumMismatch,
+                        format!("BLAKE3 {hash}, the commit record says {}", e.blake3),
+                    ));
                 }
             }
             Err(err) => problems.push(store_problem(path, err)),
@@ -285,21 +346,34 @@ async fn check_file(root: &StoreRoot, e: &Expected, checksums: bool) -> (Vec<Pro
         }
     };
     match validate_parquet_file(tail, Some(e.kind)) {
-        Err(ValidationError::NotParquet(err)) => {
-            problems.push(problem(path, ProblemKind::NotParquet, format!("not a readable Parquet file (truncated or damaged?): {err}")))
+        Err(ValidationError::NotParquet(err)) => problems.push(problem(
+            path,
+            ProblemKind::NotParquet,
+            format!("not a readable Parquet file (truncated or damaged?): {err}"),
+        )),
+        Err(ValidationError::Metadata(m)) => {
+            problems.push(problem(path, ProblemKind::WrongMetadata, m))
         }
-        Err(ValidationError::Metadata(m)) => problems.push(problem(path, ProblemKind::WrongMetadata, m)),
-        Err(ValidationError::Schema(diff)) => problems.push(problem(path, ProblemKind::WrongSchema, diff.to_string())),
+        Err(ValidationError::Schema(diff)) => {
+            problems.push(problem(path, ProblemKind::WrongSchema, diff.to_string()))
+        }
         Ok(info) => {
             if info.unit.as_deref() != Some(e.unit.as_str()) {
                 problems.push(problem(
                     path,
                     ProblemKind::WrongUnit,
-                    format!("file metadata says unit {:?}, the commit record is unit {:?}", info.unit, e.unit),
+                    format!(
+                        "file metadata says unit {:?}, the commit record is unit {:?}",
+                        info.unit, e.unit
+                    ),
                 ));
             }
             if info.rows != e.rows {
-                problems.push(problem(path, ProblemKind::RowCountMismatch, format!("{} rows, the commit record says {}", info.rows, e.rows)));
+                problems.push(problem(
+                    path,
+                    ProblemKind::RowCountMismatch,
+                    format!("{} rows, the commit record says {}", info.rows, e.rows),
+                ));
             }
             if let Some(rgs) = &e.row_groups
                 && &info.row_groups != rgs
@@ -307,7 +381,13 @@ async fn check_file(root: &StoreRoot, e: &Expected, checksums: bool) -> (Vec<Pro
                 problems.push(problem(
                     path,
                     ProblemKind::RowGroupMismatch,
-                    format!("{} row groups {:?}, the commit record says {} {:?}", info.row_groups.len(), info.row_groups, rgs.len(), rgs),
+                    format!(
+                        "{} row groups {:?}, the commit record says {} {:?}",
+                        info.row_groups.len(),
+                        info.row_groups,
+                        rgs.len(),
+                        rgs
+                    ),
                 ));
             }
         }
@@ -345,22 +425,32 @@ fn expected_files(record: &CommitRecord) -> Vec<Expected> {
 }
 
 /// Classifies an object no commit record names.
-fn unreferenced_problem(path: &str, committed: &BTreeSet<String>, broken: &BTreeSet<String>) -> Problem {
+fn unreferenced_problem(
+    path: &str,
+    committed: &BTreeSet<String>,
+    broken: &BTreeSet<String>,
+) -> Problem {
     // local multipart uploads stage as `<target>#<n>`
     let target = path.split('#').next().unwrap_or(path);
     match layout::unit_of_data_path(target) {
         Some(unit) if committed.contains(unit) => problem(
             path,
             ProblemKind::Orphan,
-            format!("belongs to committed unit {unit:?} but its commit record does not name it (left by an earlier attempt?)"),
+            format!(
+                "belongs to committed unit {unit:?} but its commit record does not name it (left by an earlier attempt?)"
+            ),
         ),
-        Some(unit) if broken.contains(unit) => {
-            problem(path, ProblemKind::Uncommitted, format!("belongs to unit {unit:?}, whose commit record is unreadable"))
-        }
+        Some(unit) if broken.contains(unit) => problem(
+            path,
+            ProblemKind::Uncommitted,
+            format!("belongs to unit {unit:?}, whose commit record is unreadable"),
+        ),
         Some(unit) => problem(
             path,
             ProblemKind::Uncommitted,
-            format!("belongs to unit {unit:?}, which has no commit record (interrupted or still running; re-run ingest to finish it)"),
+            format!(
+                "belongs to unit {unit:?}, which has no commit record (interrupted or still running; re-run ingest to finish it)"
+            ),
         ),
         None => problem(path, ProblemKind::Stray, "not part of the dataset layout"),
     }
@@ -368,16 +458,28 @@ fn unreferenced_problem(path: &str, committed: &BTreeSet<String>, broken: &BTree
 
 /// Verifies the dataset at `root`; see the module docs. Fails only when the store itself cannot
 /// be listed; every problem with the dataset's objects is in the report.
-pub async fn verify_dataset(root: &StoreRoot, options: &VerifyOptions, progress: Option<&ProgressBar>) -> Result<VerifyReport> {
+pub async fn verify_dataset(
+    root: &StoreRoot,
+    options: &VerifyOptions,
+    progress: Option<&ProgressBar>,
+) -> Result<VerifyReport> {
     let mut problems = Vec::new();
     let manifest = match read_manifest(root).await {
         Ok(m) => Some(m),
         Err(ShardError::NotADataset { .. }) => {
-            problems.push(problem(layout::MANIFEST, ProblemKind::MissingManifest, "the dataset manifest is missing"));
+            problems.push(problem(
+                layout::MANIFEST,
+                ProblemKind::MissingManifest,
+                "the dataset manifest is missing",
+            ));
             None
         }
         Err(e @ ShardError::BadRecord { .. }) => {
-            problems.push(problem(layout::MANIFEST, ProblemKind::BadManifest, e.to_string()));
+            problems.push(problem(
+                layout::MANIFEST,
+                ProblemKind::BadManifest,
+                e.to_string(),
+            ));
             None
         }
         Err(e) => return Err(e),
@@ -404,12 +506,19 @@ pub async fn verify_dataset(root: &StoreRoot, options: &VerifyOptions, progress:
             problems.push(problem(
                 &layout::commit_path(&r.unit.id),
                 ProblemKind::ConfigMismatch,
-                format!("configuration fingerprint {}, the manifest's is {}", r.config_fingerprint, m.config_fingerprint),
+                format!(
+                    "configuration fingerprint {}, the manifest's is {}",
+                    r.config_fingerprint, m.config_fingerprint
+                ),
             ));
         }
         for e in expected_files(r) {
             if let Some(other) = named.insert(e.path.clone(), e.unit.clone()) {
-                problems.push(problem(&e.path, ProblemKind::DuplicateReference, format!("named by units {other:?} and {:?}", e.unit)));
+                problems.push(problem(
+                    &e.path,
+                    ProblemKind::DuplicateReference,
+                    format!("named by units {other:?} and {:?}", e.unit),
+                ));
                 continue;
             }
             expected.push(e);

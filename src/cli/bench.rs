@@ -123,7 +123,11 @@ fn bench_stats(args: BenchStatsArgs, global: Global) -> anyhow::Result<ExitCode>
                 ),
                 None => {
                     if !global.quiet {
-                        eprintln!("generating {} rows of ~{} B images in {url}", spec.rows_per_unit * units, args.image_bytes);
+                        eprintln!(
+                            "generating {} rows of ~{} B images in {url}",
+                            spec.rows_per_unit * units,
+                            args.image_bytes
+                        );
                     }
                     let started = Instant::now();
                     let root = StoreRoot::parse(&url)?;
@@ -134,7 +138,10 @@ fn bench_stats(args: BenchStatsArgs, global: Global) -> anyhow::Result<ExitCode>
         }
     };
     let ds = rt.block_on(Dataset::open(&url))?;
-    let options = StatsOptions { concurrency: args.concurrency as usize, ..StatsOptions::default() };
+    let options = StatsOptions {
+        concurrency: args.concurrency as usize,
+        ..StatsOptions::default()
+    };
     let mut runs = Vec::new();
     let mut last = None;
     for i in 0..args.repeat {
@@ -153,7 +160,9 @@ fn bench_stats(args: BenchStatsArgs, global: Global) -> anyhow::Result<ExitCode>
         });
         last = Some(out.report);
     }
-    let Some(report) = last else { usage_bail!("--repeat must be at least 1") };
+    let Some(report) = last else {
+        usage_bail!("--repeat must be at least 1")
+    };
     let mut times: Vec<f64> = runs.iter().map(|r| r.elapsed_s).collect();
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];

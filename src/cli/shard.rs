@@ -118,7 +118,13 @@ fn ls(args: LsArgs, global: Global) -> anyhow::Result<ExitCode> {
             );
         }
         if let Some(r) = &u.rejections {
-            println!("  {:<48} {:>12} rows {:>16} {:>10}", r.path, format::count(r.rows), "", format::bytes(r.bytes as f64));
+            println!(
+                "  {:<48} {:>12} rows {:>16} {:>10}",
+                r.path,
+                format::count(r.rows),
+                "",
+                format::bytes(r.bytes as f64)
+            );
         }
     }
     let t = &listing.totals;
@@ -138,7 +144,10 @@ fn ls(args: LsArgs, global: Global) -> anyhow::Result<ExitCode> {
 
 fn verify(args: VerifyArgs, global: Global) -> anyhow::Result<ExitCode> {
     let root = StoreRoot::parse(&args.url)?;
-    let options = VerifyOptions { checksums: !args.no_checksums, concurrency: args.concurrency as usize };
+    let options = VerifyOptions {
+        checksums: !args.no_checksums,
+        concurrency: args.concurrency as usize,
+    };
     let progress = progress_bar(global, "verify", "files");
     let report = runtime()?.block_on(verify_dataset(&root, &options, progress.as_ref()))?;
     if global.json {
@@ -146,7 +155,12 @@ fn verify(args: VerifyArgs, global: Global) -> anyhow::Result<ExitCode> {
     } else {
         for p in &report.problems {
             let kind = serde_json::to_value(p.kind)?;
-            println!("{}: {}: {}", p.object, kind.as_str().unwrap_or("problem"), p.detail);
+            println!(
+                "{}: {}: {}",
+                p.object,
+                kind.as_str().unwrap_or("problem"),
+                p.detail
+            );
         }
         println!(
             "{}: {} units, {} files checked{}: {}",
@@ -158,14 +172,26 @@ fn verify(args: VerifyArgs, global: Global) -> anyhow::Result<ExitCode> {
             } else {
                 " (sizes and footers only, no checksums)".to_string()
             },
-            if report.is_clean() { "OK".to_string() } else { format!("{} problem(s)", report.problems.len()) }
+            if report.is_clean() {
+                "OK".to_string()
+            } else {
+                format!("{} problem(s)", report.problems.len())
+            }
         );
     }
-    Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn split(args: SplitArgs, global: Global) -> anyhow::Result<ExitCode> {
-    let options = SplitOptions { val_fraction: args.val_fraction, seed: args.seed, concurrency: args.concurrency as usize };
+    let options = SplitOptions {
+        val_fraction: args.val_fraction,
+        seed: args.seed,
+        concurrency: args.concurrency as usize,
+    };
     if let Err(e) = options.validate() {
         usage_bail!("--val-fraction: {e}");
     }
@@ -184,7 +210,10 @@ fn split(args: SplitArgs, global: Global) -> anyhow::Result<ExitCode> {
     let what = match &result.outcome {
         SplitOutcome::Created => "written".to_string(),
         SplitOutcome::Unchanged => "unchanged (the same split was already there)".to_string(),
-        SplitOutcome::Replaced { previous_val_fraction: Some(f), previous_seed: Some(s) } => {
+        SplitOutcome::Replaced {
+            previous_val_fraction: Some(f),
+            previous_seed: Some(s),
+        } => {
             format!("replaced the previous split (val fraction {f}, seed {s})")
         }
         SplitOutcome::Replaced { .. } => "replaced an unreadable previous split".to_string(),

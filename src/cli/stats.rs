@@ -37,7 +37,10 @@ pub struct StatsArgs {
 
 /// A multi-threaded tokio runtime for the data commands.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 /// A progress bar on stderr counting `unit`, or none with `--quiet`. indicatif hides it when
@@ -46,8 +49,12 @@ pub fn progress_bar(global: Global, message: &'static str, unit: &str) -> Option
     if global.quiet {
         return None;
     }
-    let template = format!("{{msg}} [{{bar:36}}] {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, eta {{eta}})");
-    let style = ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> ");
+    let template = format!(
+        "{{msg}} [{{bar:36}}] {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, eta {{eta}})"
+    );
+    let style = ProgressStyle::with_template(&template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
     Some(ProgressBar::new(0).with_style(style).with_message(message))
 }
 
@@ -100,7 +107,10 @@ pub fn run(args: StatsArgs, global: Global) -> anyhow::Result<ExitCode> {
         t.mean_image_bytes.map_or("–".into(), format::bytes)
     );
     if r.outliers.flagged_shards > 0 {
-        println!("outliers  {} shards (see the Shards section)", format::count(r.outliers.flagged_shards));
+        println!(
+            "outliers  {} shards (see the Shards section)",
+            format::count(r.outliers.flagged_shards)
+        );
     }
     for w in &r.warnings {
         println!("warning   {w}");
@@ -112,6 +122,11 @@ pub fn run(args: StatsArgs, global: Global) -> anyhow::Result<ExitCode> {
         format::percent(r.scan.fetched_share),
         format::seconds(r.scan.elapsed_s)
     );
-    println!("report    {} (also {}, {})", files.html.display(), files.markdown.display(), files.json.display());
+    println!(
+        "report    {} (also {}, {})",
+        files.html.display(),
+        files.markdown.display(),
+        files.json.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

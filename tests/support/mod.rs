@@ -40,14 +40,23 @@ impl Run {
 
     /// Panics with both streams unless the exit code is `code`.
     pub fn expect_code(self, code: i32) -> Self {
-        assert_eq!(self.code, code, "exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
-        assert!(!self.stderr.contains("panicked"), "the binary panicked:\n{}", self.stderr);
+        assert_eq!(
+            self.code, code,
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            !self.stderr.contains("panicked"),
+            "the binary panicked:\n{}",
+            self.stderr
+        );
         self
     }
 
     /// Standard output parsed as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
 }
 
@@ -70,7 +79,10 @@ pub fn run(args: &[&str]) -> Run {
 /// Writes a synthetic dataset at `url` (any store URL the library accepts) and returns its commit
 /// records.
 pub fn write_dataset(url: &str, spec: &SyntheticSpec) -> Vec<CommitRecord> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         let root = StoreRoot::parse(url).expect("store url");
         write_synthetic(&root, spec).await.unwrap_or_else(|e| {

@@ -37,7 +37,9 @@ pub fn free_port() -> u16 {
 }
 
 fn answers_http(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)) else {
+    let Ok(mut s) =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+    else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
@@ -55,7 +57,14 @@ impl MotoServer {
         let python = python();
         let port = free_port();
         let mut child = Command::new(&python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -78,9 +87,16 @@ impl MotoServer {
         }
         // moto logs every request to stderr: stop collecting it so the pipe never fills
         drop(child.stderr.take());
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
         let bucket = format!("flipstream-test-{}-{nanos}", std::process::id());
-        let server = MotoServer { child, endpoint: format!("http://127.0.0.1:{port}"), bucket, python };
+        let server = MotoServer {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            bucket,
+            python,
+        };
         server.create_bucket();
         server
     }
@@ -93,8 +109,16 @@ impl MotoServer {
              s3.create_bucket(Bucket='{}')\n",
             self.endpoint, self.bucket
         );
-        let out = Command::new(&self.python).args(["-c", &script]).output().expect("running boto3");
-        assert!(out.status.success(), "creating bucket {}: {}", self.bucket, String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(&self.python)
+            .args(["-c", &script])
+            .output()
+            .expect("running boto3");
+        assert!(
+            out.status.success(),
+            "creating bucket {}: {}",
+            self.bucket,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Environment variables that point S3 clients at this server.

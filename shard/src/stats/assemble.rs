@@ -38,13 +38,29 @@ pub struct Inputs<'a> {
 }
 
 fn share(part: u64, whole: u64) -> f64 {
-    if whole == 0 { 0.0 } else { part as f64 / whole as f64 }
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
 }
 
 fn totals(commits: &[CommitRecord], counts: &UnitCounts) -> Totals {
-    let shard_bytes: u64 = commits.iter().flat_map(|c| &c.shards).map(|s| s.bytes).sum();
-    let rejection_bytes: u64 = commits.iter().filter_map(|c| c.rejections.as_ref()).map(|r| r.bytes).sum();
-    let image_bytes: u64 = commits.iter().flat_map(|c| &c.shards).map(|s| s.image_bytes).sum();
+    let shard_bytes: u64 = commits
+        .iter()
+        .flat_map(|c| &c.shards)
+        .map(|s| s.bytes)
+        .sum();
+    let rejection_bytes: u64 = commits
+        .iter()
+        .filter_map(|c| c.rejections.as_ref())
+        .map(|r| r.bytes)
+        .sum();
+    let image_bytes: u64 = commits
+        .iter()
+        .flat_map(|c| &c.shards)
+        .map(|s| s.image_bytes)
+        .sum();
     Totals {
         read: counts.read,
         accepted: counts.accepted,
@@ -56,7 +72,8 @@ fn totals(commits: &[CommitRecord], counts: &UnitCounts) -> Totals {
         rejection_bytes,
         stored_bytes: shard_bytes + rejection_bytes,
         image_bytes,
-        mean_image_bytes: (counts.accepted > 0).then(|| image_bytes as f64 / counts.accepted as f64),
+        mean_image_bytes: (counts.accepted > 0)
+            .then(|| image_bytes as f64 / counts.accepted as f64),
     }
 }
 
@@ -72,12 +89,22 @@ fn reasons(
         .map(|(code, &count)| ReasonSummary {
             reason: code.clone(),
             description: RejectReason::from_code(code)
-                .map_or("unknown reason code (written by a newer flipstream?)", RejectReason::description)
+                .map_or(
+                    "unknown reason code (written by a newer flipstream?)",
+                    RejectReason::description,
+                )
                 .to_string(),
             count,
             share_of_read: share(count, counts.read),
-            units: commits.iter().filter(|c| c.counts.rejected_by_reason.get(code).is_some_and(|&n| n > 0)).count()
-                as u64,
+            units: commits
+                .iter()
+                .filter(|c| {
+                    c.counts
+                        .rejected_by_reason
+                        .get(code)
+                        .is_some_and(|&n| n > 0)
+                })
+                .count() as u64,
             examples: examples.remove(code).unwrap_or_default(),
         })
         .collect();
@@ -86,18 +113,31 @@ fn reasons(
 }
 
 fn ingest(commits: &[CommitRecord], counts: &UnitCounts) -> Option<IngestThroughput> {
-    let worker_seconds: f64 = commits.iter().map(|c| c.elapsed_s).filter(|s| s.is_finite() && *s > 0.0).sum();
+    let worker_seconds: f64 = commits
+        .iter()
+        .map(|c| c.elapsed_s)
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .sum();
     if worker_seconds <= 0.0 {
         return None;
     }
     let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
-    let first = commits.iter().filter_map(|c| parse(&c.started_at).map(|t| (t, &c.started_at))).min_by_key(|(t, _)| *t);
-    let last = commits.iter().filter_map(|c| parse(&c.finished_at).map(|t| (t, &c.finished_at))).max_by_key(|(t, _)| *t);
+    let first = commits
+        .iter()
+        .filter_map(|c| parse(&c.started_at).map(|t| (t, &c.started_at)))
+        .min_by_key(|(t, _)| *t);
+    let last = commits
+        .iter()
+        .filter_map(|c| parse(&c.finished_at).map(|t| (t, &c.finished_at)))
+        .max_by_key(|(t, _)| *t);
     let wall_seconds = match (first, last) {
         (Some((a, _)), Some((b, _))) if b > a => Some((b - a).num_milliseconds() as f64 / 1000.0),
         _ => None,
     };
-    let workers: BTreeSet<(u32, &str)> = commits.iter().map(|c| (c.worker.index, c.worker.host.as_str())).collect();
+    let workers: BTreeSet<(u32, &str)> = commits
+        .iter()
+        .map(|c| (c.worker.index, c.worker.host.as_str()))
+        .collect();
     Some(IngestThroughput {
         worker_seconds,
         items_per_worker_second: counts.read as f64 / worker_seconds,
@@ -106,7 +146,9 @@ fn ingest(commits: &[CommitRecord], counts: &UnitCounts) -> Option<IngestThrough
         first_started_at: first.map(|(_, s)| s.clone()),
         last_finished_at: last.map(|(_, s)| s.clone()),
         wall_seconds,
-        items_per_second: wall_seconds.filter(|w| *w > 0.0).map(|w| counts.read as f64 / w),
+        items_per_second: wall_seconds
+            .filter(|w| *w > 0.0)
+            .map(|w| counts.read as f64 / w),
         workers: workers.len() as u64,
     })
 }
@@ -144,8 +186,10 @@ fn passthrough(state: &ScanState, top_values: usize) -> Vec<PassthroughSummary> 
                 exact: c.text.is_exact(),
                 top: c.text.items().iter().take(top_values).cloned().collect(),
             }),
-            boolean: (c.kind == ColumnKind::Boolean)
-                .then_some(BooleanSummary { true_count: c.trues, false_count: c.falses }),
+            boolean: (c.kind == ColumnKind::Boolean).then_some(BooleanSummary {
+                true_count: c.trues,
+                false_count: c.falses,
+            }),
         })
         .collect()
 }
@@ -163,7 +207,10 @@ fn outlier_metric(name: &str, scores: &RobustScores, flagged: u64) -> OutlierMet
 
 /// The per-shard table and the outlier summary.
 fn shards(commits: &[CommitRecord]) -> (Vec<ShardSummary>, OutlierSummary) {
-    let unit_share: Vec<f64> = commits.iter().map(|c| share(c.counts.rejected, c.counts.read)).collect();
+    let unit_share: Vec<f64> = commits
+        .iter()
+        .map(|c| share(c.counts.rejected, c.counts.read))
+        .collect();
     let unit_scores = outliers::robust_scores(&unit_share);
     let mut rows = Vec::new();
     for (u, c) in commits.iter().enumerate() {
@@ -175,9 +222,16 @@ fn shards(commits: &[CommitRecord]) -> (Vec<ShardSummary>, OutlierSummary) {
                 row_groups: s.row_groups.len() as u64,
                 bytes: s.bytes,
                 image_bytes: s.image_bytes,
-                mean_image_bytes: if s.rows == 0 { 0.0 } else { s.image_bytes as f64 / s.rows as f64 },
+                mean_image_bytes: if s.rows == 0 {
+                    0.0
+                } else {
+                    s.image_bytes as f64 / s.rows as f64
+                },
                 unit_rejection_share: unit_share[u],
-                robust_z: ShardScores { mean_image_bytes: 0.0, unit_rejection_share: unit_scores.z[u] },
+                robust_z: ShardScores {
+                    mean_image_bytes: 0.0,
+                    unit_rejection_share: unit_scores.z[u],
+                },
                 outlier: Vec::new(),
             });
         }
@@ -218,14 +272,27 @@ pub fn assemble(inputs: Inputs<'_>) -> StatsReport {
     let manifest = ds.manifest();
     let totals = totals(commits, &counts);
     let (shard_rows, outlier_summary) = shards(commits);
-    let mut image_formats: Vec<ValueCount> =
-        state.formats.iter().map(|(value, &count)| ValueCount { value: value.clone(), count }).collect();
+    let mut image_formats: Vec<ValueCount> = state
+        .formats
+        .iter()
+        .map(|(value, &count)| ValueCount {
+            value: value.clone(),
+            count,
+        })
+        .collect();
     image_formats.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
     let distinct_content = state.content_hashes.estimate();
     let distinct_phash = state.phashes.estimate();
-    let reason_count = |code: RejectReason| counts.rejected_by_reason.get(code.code()).copied().unwrap_or(0);
+    let reason_count = |code: RejectReason| {
+        counts
+            .rejected_by_reason
+            .get(code.code())
+            .copied()
+            .unwrap_or(0)
+    };
     let scan = inputs.scan;
-    let bytes_fetched = scan.bytes_fetched + inputs.rejection_bytes_fetched + inputs.sample_bytes_fetched;
+    let bytes_fetched =
+        scan.bytes_fetched + inputs.rejection_bytes_fetched + inputs.sample_bytes_fetched;
     let mut warnings = inputs.warnings;
     if state.rows != counts.accepted {
         warnings.push(format!(
@@ -272,7 +339,13 @@ pub fn assemble(inputs: Inputs<'_>) -> StatsReport {
             exact: state.words.is_exact(),
             floor: state.words.floor(),
             words_counted: state.words_counted,
-            top: state.words.items().iter().take(inputs.options.top_words).cloned().collect(),
+            top: state
+                .words
+                .items()
+                .iter()
+                .take(inputs.options.top_words)
+                .cloned()
+                .collect(),
         },
         passthrough: passthrough(state, inputs.options.top_values),
         shards: shard_rows,
@@ -289,7 +362,11 @@ pub fn assemble(inputs: Inputs<'_>) -> StatsReport {
             dataset_bytes: totals.stored_bytes,
             fetched_share: share(bytes_fetched, totals.stored_bytes),
             elapsed_s: inputs.elapsed_s,
-            rows_per_s: if inputs.elapsed_s > 0.0 { state.rows as f64 / inputs.elapsed_s } else { 0.0 },
+            rows_per_s: if inputs.elapsed_s > 0.0 {
+                state.rows as f64 / inputs.elapsed_s
+            } else {
+                0.0
+            },
             concurrency: inputs.options.concurrency as u64,
         },
         totals,

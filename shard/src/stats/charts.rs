@@ -32,11 +32,15 @@ pub const MIN_DISPLAY_BINS: usize = 12;
 /// The bins to draw: the report's bins, widened to [`MIN_DISPLAY_BINS`] with empty fixed bins on
 /// both sides when there are fewer.
 pub fn display_bins(h: &HistogramSummary) -> Vec<BinCount> {
-    let (Some(spec), Some(first)) = (h.spec, h.bins.first()) else { return h.bins.clone() };
+    let (Some(spec), Some(first)) = (h.spec, h.bins.first()) else {
+        return h.bins.clone();
+    };
     if h.bins.len() >= MIN_DISPLAY_BINS {
         return h.bins.clone();
     }
-    let Slot::Bin(i0) = spec.slot(first.lo) else { return h.bins.clone() };
+    let Slot::Bin(i0) = spec.slot(first.lo) else {
+        return h.bins.clone();
+    };
     let missing = MIN_DISPLAY_BINS - h.bins.len();
     let start = i0.saturating_sub(missing / 2);
     let end = (start + MIN_DISPLAY_BINS).min(spec.bins());
@@ -45,7 +49,11 @@ pub fn display_bins(h: &HistogramSummary) -> Vec<BinCount> {
         .map(|i| {
             let lo = spec.edge(i);
             let count = h.bins.iter().find(|b| b.lo == lo).map_or(0, |b| b.count);
-            BinCount { lo, hi: spec.edge(i + 1), count }
+            BinCount {
+                lo,
+                hi: spec.edge(i + 1),
+                count,
+            }
         })
         .collect()
 }
@@ -59,7 +67,10 @@ fn axis_label(x: f64, unit: ValueUnit) -> String {
 }
 
 fn chart_err(chart: &str) -> impl Fn(String) -> StatsError + '_ {
-    move |detail| StatsError::Chart { chart: chart.to_string(), detail }
+    move |detail| StatsError::Chart {
+        chart: chart.to_string(),
+        detail,
+    }
 }
 
 /// Draws bars for `bins` on an x axis given as a plotters range expression (linear or log).
@@ -98,7 +109,11 @@ macro_rules! draw_histogram {
 }
 
 /// A histogram of `h` on a real-valued axis: log base 2 for log-spaced bins, linear otherwise.
-pub fn histogram_svg(title: &str, h: &HistogramSummary, unit: ValueUnit) -> Result<String, StatsError> {
+pub fn histogram_svg(
+    title: &str,
+    h: &HistogramSummary,
+    unit: ValueUnit,
+) -> Result<String, StatsError> {
     let err = chart_err(title);
     let bins = display_bins(h);
     let mut svg = String::new();
@@ -106,9 +121,14 @@ pub fn histogram_svg(title: &str, h: &HistogramSummary, unit: ValueUnit) -> Resu
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
         let (Some(first), Some(last)) = (bins.first(), bins.last()) else {
-            root.titled(title, (FONT, TITLE_PX).into_font().color(&INK)).map_err(|e| err(e.to_string()))?;
-            root.draw_text("no values", &(FONT, LABEL_PX).into_font().color(&INK), (WIDTH as i32 / 2 - 30, HEIGHT as i32 / 2))
+            root.titled(title, (FONT, TITLE_PX).into_font().color(&INK))
                 .map_err(|e| err(e.to_string()))?;
+            root.draw_text(
+                "no values",
+                &(FONT, LABEL_PX).into_font().color(&INK),
+                (WIDTH as i32 / 2 - 30, HEIGHT as i32 / 2),
+            )
+            .map_err(|e| err(e.to_string()))?;
             root.present().map_err(|e| err(e.to_string()))?;
             drop(root);
             return Ok(svg);
@@ -118,16 +138,45 @@ pub fn histogram_svg(title: &str, h: &HistogramSummary, unit: ValueUnit) -> Resu
         let thin = bins.len() > 60;
         let log = matches!(h.spec, Some(BinSpec::Log2 { .. })) && lo > 0.0;
         if log {
-            let gap = |a: f64, b: f64| if thin { (a, b) } else { (a * (b / a).powf(0.08), a * (b / a).powf(0.92)) };
-            draw_histogram!(&root, title, err, (lo..hi).log_scale().base(2.0), bins, ymax, unit, gap);
+            let gap = |a: f64, b: f64| {
+                if thin {
+                    (a, b)
+                } else {
+                    (a * (b / a).powf(0.08), a * (b / a).powf(0.92))
+                }
+            };
+            draw_histogram!(
+                &root,
+                title,
+                err,
+                (lo..hi).log_scale().base(2.0),
+                bins,
+                ymax,
+                unit,
+                gap
+            );
         } else {
-            let gap = |a: f64, b: f64| if thin { (a, b) } else { (a + (b - a) * 0.08, a + (b - a) * 0.92) };
+            let gap = |a: f64, b: f64| {
+                if thin {
+                    (a, b)
+                } else {
+                    (a + (b - a) * 0.08, a + (b - a) * 0.92)
+                }
+            };
             draw_histogram!(&root, title, err, lo..hi, bins, ymax, unit, gap);
         }
         if h.below > 0 || h.above > 0 {
-            let note = format!("outside the bins: {} below, {} above", count(h.below), count(h.above));
-            root.draw_text(&note, &(FONT, LABEL_PX - 1).into_font().color(&ALERT), (WIDTH as i32 - 270, 36))
-                .map_err(|e| err(e.to_string()))?;
+            let note = format!(
+                "outside the bins: {} below, {} above",
+                count(h.below),
+                count(h.above)
+            );
+            root.draw_text(
+                &note,
+                &(FONT, LABEL_PX - 1).into_font().color(&ALERT),
+                (WIDTH as i32 - 270, 36),
+            )
+            .map_err(|e| err(e.to_string()))?;
         }
         root.present().map_err(|e| err(e.to_string()))?;
     }
@@ -149,7 +198,11 @@ fn shorten(s: &str) -> String {
 
 /// Horizontal bars, one per item, largest first as given; `total`, when given, adds each bar's
 /// share to its label.
-pub fn bars_svg(title: &str, items: &[(String, u64)], total: Option<u64>) -> Result<String, StatsError> {
+pub fn bars_svg(
+    title: &str,
+    items: &[(String, u64)],
+    total: Option<u64>,
+) -> Result<String, StatsError> {
     let err = chart_err(title);
     let row = 27u32;
     let height = 60 + row * items.len().max(1) as u32;
@@ -157,27 +210,46 @@ pub fn bars_svg(title: &str, items: &[(String, u64)], total: Option<u64>) -> Res
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-        let title_area = root.titled(title, (FONT, TITLE_PX).into_font().color(&INK)).map_err(|e| err(e.to_string()))?;
+        let title_area = root
+            .titled(title, (FONT, TITLE_PX).into_font().color(&INK))
+            .map_err(|e| err(e.to_string()))?;
         let max = items.iter().map(|(_, c)| *c).max().unwrap_or(1).max(1) as f64;
         let label_w = 200i32;
         let bar_w = WIDTH as i32 - label_w - 150;
-        let label_style = (FONT, LABEL_PX).into_font().color(&INK).pos(Pos::new(HPos::Right, VPos::Center));
-        let count_style = (FONT, LABEL_PX - 1).into_font().color(&INK).pos(Pos::new(HPos::Left, VPos::Center));
+        let label_style = (FONT, LABEL_PX)
+            .into_font()
+            .color(&INK)
+            .pos(Pos::new(HPos::Right, VPos::Center));
+        let count_style = (FONT, LABEL_PX - 1)
+            .into_font()
+            .color(&INK)
+            .pos(Pos::new(HPos::Left, VPos::Center));
         for (i, (name, c)) in items.iter().enumerate() {
             let y = 14 + i as i32 * row as i32;
             let w = ((*c as f64 / max) * bar_w as f64).round().max(1.0) as i32;
             title_area
-                .draw(&Rectangle::new([(label_w, y), (label_w + w, y + row as i32 - 6)], BAR.filled()))
+                .draw(&Rectangle::new(
+                    [(label_w, y), (label_w + w, y + row as i32 - 6)],
+                    BAR.filled(),
+                ))
                 .map_err(|e| err(e.to_string()))?;
             title_area
-                .draw(&Text::new(shorten(name), (label_w - 8, y + (row as i32 - 6) / 2), label_style.clone()))
+                .draw(&Text::new(
+                    shorten(name),
+                    (label_w - 8, y + (row as i32 - 6) / 2),
+                    label_style.clone(),
+                ))
                 .map_err(|e| err(e.to_string()))?;
             let label = match total {
                 Some(t) if t > 0 => format!("{} ({})", count(*c), percent(*c as f64 / t as f64)),
                 _ => count(*c),
             };
             title_area
-                .draw(&Text::new(label, (label_w + w + 6, y + (row as i32 - 6) / 2), count_style.clone()))
+                .draw(&Text::new(
+                    label,
+                    (label_w + w + 6, y + (row as i32 - 6) / 2),
+                    count_style.clone(),
+                ))
                 .map_err(|e| err(e.to_string()))?;
         }
         root.present().map_err(|e| err(e.to_string()))?;
@@ -186,7 +258,12 @@ pub fn bars_svg(title: &str, items: &[(String, u64)], total: Option<u64>) -> Res
 }
 
 /// One point per shard (x: shard position, y: value); flagged shards in red.
-pub fn scatter_svg(title: &str, y_desc: &str, points: &[(f64, bool)], unit: ValueUnit) -> Result<String, StatsError> {
+pub fn scatter_svg(
+    title: &str,
+    y_desc: &str,
+    points: &[(f64, bool)],
+    unit: ValueUnit,
+) -> Result<String, StatsError> {
     let err = chart_err(title);
     let mut svg = String::new();
     {
@@ -222,7 +299,15 @@ pub fn scatter_svg(title: &str, y_desc: &str, points: &[(f64, bool)], unit: Valu
         let radius = if points.len() > 500 { 2 } else { 4 };
         chart
             .draw_series(points.iter().enumerate().map(|(i, &(y, flagged))| {
-                Circle::new((i as f64, y), radius, if flagged { ALERT.filled() } else { BAR.mix(0.8).filled() })
+                Circle::new(
+                    (i as f64, y),
+                    radius,
+                    if flagged {
+                        ALERT.filled()
+                    } else {
+                        BAR.mix(0.8).filled()
+                    },
+                )
             }))
             .map_err(|e| err(e.to_string()))?;
         root.present().map_err(|e| err(e.to_string()))?;
@@ -237,24 +322,48 @@ mod tests {
 
     #[test]
     fn charts_are_svg_with_their_labels() {
-        let mut hist = Histogram::new(BinSpec::Log2 { lo: 8.0, per_octave: 8, bins: 104 });
-        for x in [256.0, 256.0, 256.0, 256.0, 256.0, 256.0, 256.0, 300.0, 300.0, 300.0, 1e9] {
+        let mut hist = Histogram::new(BinSpec::Log2 {
+            lo: 8.0,
+            per_octave: 8,
+            bins: 104,
+        });
+        for x in [
+            256.0, 256.0, 256.0, 256.0, 256.0, 256.0, 256.0, 300.0, 300.0, 300.0, 1e9,
+        ] {
             hist.add(x);
         }
         let h = hist.summary();
         let shown = display_bins(&h);
-        assert_eq!(shown.len(), MIN_DISPLAY_BINS, "narrow histograms are widened");
+        assert_eq!(
+            shown.len(),
+            MIN_DISPLAY_BINS,
+            "narrow histograms are widened"
+        );
         assert_eq!(shown.iter().map(|b| b.count).sum::<u64>(), 10);
         assert!(shown.windows(2).all(|w| w[0].hi == w[1].lo));
         let svg = histogram_svg("Stored width (px)", &h, ValueUnit::Integer).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..40]);
         assert!(svg.contains("Stored width (px)"));
         assert!(svg.contains("\n256\n"), "x labels show bin edges: {svg}");
-        assert!(!svg.contains("277.1"), "integer axes have integer labels: {svg}");
+        assert!(
+            !svg.contains("277.1"),
+            "integer axes have integer labels: {svg}"
+        );
         assert!(svg.contains("1 above"));
-        let bars = bars_svg("Rejections", &[("too_small".into(), 30), ("decode_error".into(), 10)], Some(100)).unwrap();
+        let bars = bars_svg(
+            "Rejections",
+            &[("too_small".into(), 30), ("decode_error".into(), 10)],
+            Some(100),
+        )
+        .unwrap();
         assert!(bars.contains("too_small") && bars.contains("30 (30.0 %)"));
-        let sc = scatter_svg("Bytes", "bytes", &[(1.0, false), (9.0, true)], ValueUnit::Bytes).unwrap();
+        let sc = scatter_svg(
+            "Bytes",
+            "bytes",
+            &[(1.0, false), (9.0, true)],
+            ValueUnit::Bytes,
+        )
+        .unwrap();
         assert!(sc.contains("<circle"));
     }
 }

@@ -30,7 +30,9 @@ impl Default for Distinct {
 impl Distinct {
     /// An empty sketch.
     pub fn new() -> Self {
-        Self { registers: vec![0; REGISTERS] }
+        Self {
+            registers: vec![0; REGISTERS],
+        }
     }
 
     /// Adds an item given as bytes.
@@ -61,7 +63,11 @@ impl Distinct {
         let sum: f64 = self.registers.iter().map(|&r| (-(r as f64)).exp2()).sum();
         let raw = alpha * m * m / sum;
         let zeros = self.registers.iter().filter(|&&r| r == 0).count();
-        let est = if raw <= 2.5 * m && zeros > 0 { m * (m / zeros as f64).ln() } else { raw };
+        let est = if raw <= 2.5 * m && zeros > 0 {
+            m * (m / zeros as f64).ln()
+        } else {
+            raw
+        };
         est.round() as u64
     }
 }
@@ -85,7 +91,11 @@ mod tests {
     fn large_counts_are_within_a_few_standard_errors_and_merge() {
         let (mut a, mut b) = (Distinct::new(), Distinct::new());
         for i in 0..200_000u64 {
-            if i % 2 == 0 { a.add(&i.to_le_bytes()) } else { b.add(&i.to_le_bytes()) }
+            if i % 2 == 0 {
+                a.add(&i.to_le_bytes())
+            } else {
+                b.add(&i.to_le_bytes())
+            }
         }
         a.merge(&b);
         let e = a.estimate() as f64;

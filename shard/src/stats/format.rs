@@ -8,7 +8,7 @@ pub fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -51,14 +51,20 @@ pub fn bytes(n: f64) -> String {
         v /= 1000.0;
         unit += 1;
     }
-    if unit == 0 { format!("{} B", v.round() as i64) } else { format!("{} {}", significant(v, 3), UNITS[unit]) }
+    if unit == 0 {
+        format!("{} B", v.round() as i64)
+    } else {
+        format!("{} {}", significant(v, 3), UNITS[unit])
+    }
 }
 
 /// A value of a metric in its unit.
 pub fn value(x: f64, unit: ValueUnit) -> String {
     match unit {
         // percentiles and means of whole numbers: one decimal below 100, whole numbers above
-        ValueUnit::Integer if x >= 0.0 && ((x - x.round()).abs() < 1e-9 || x >= 100.0) => count(x.round() as u64),
+        ValueUnit::Integer if x >= 0.0 && ((x - x.round()).abs() < 1e-9 || x >= 100.0) => {
+            count(x.round() as u64)
+        }
         ValueUnit::Integer => format!("{x:.1}"),
         ValueUnit::Bytes => bytes(x),
         ValueUnit::Ratio => format!("{x:.2}"),
@@ -86,7 +92,11 @@ pub fn seconds(s: f64) -> String {
 
 /// A rate per second: `1,234/s` (three significant digits below 100).
 pub fn rate(per_s: f64) -> String {
-    if per_s >= 100.0 { format!("{}/s", count(per_s.round() as u64)) } else { format!("{}/s", significant(per_s, 3)) }
+    if per_s >= 100.0 {
+        format!("{}/s", count(per_s.round() as u64))
+    } else {
+        format!("{}/s", significant(per_s, 3))
+    }
 }
 
 #[cfg(test)]

@@ -103,7 +103,12 @@ pub struct Histogram {
 impl Histogram {
     /// An empty histogram with `spec`'s bins.
     pub fn new(spec: BinSpec) -> Self {
-        Self { spec, counts: vec![0; spec.bins()], below: 0, above: 0 }
+        Self {
+            spec,
+            counts: vec![0; spec.bins()],
+            below: 0,
+            above: 0,
+        }
     }
 
     /// Counts one value.
@@ -138,11 +143,20 @@ impl Histogram {
         let last = self.counts.iter().rposition(|&c| c > 0);
         let bins = match (first, last) {
             (Some(f), Some(l)) => (f..=l)
-                .map(|i| BinCount { lo: self.spec.edge(i), hi: self.spec.edge(i + 1), count: self.counts[i] })
+                .map(|i| BinCount {
+                    lo: self.spec.edge(i),
+                    hi: self.spec.edge(i + 1),
+                    count: self.counts[i],
+                })
                 .collect(),
             _ => Vec::new(),
         };
-        HistogramSummary { spec: Some(self.spec), bins, below: self.below, above: self.above }
+        HistogramSummary {
+            spec: Some(self.spec),
+            bins,
+            below: self.below,
+            above: self.above,
+        }
     }
 }
 
@@ -279,7 +293,12 @@ impl Distribution {
     pub fn summary(&self) -> DistributionSummary {
         let has = self.count > 0;
         // sketch values are within 1 %; never report a percentile outside the exact range
-        let q = |p: f64| self.sketch.quantile(p).map(|v| v.clamp(self.min, self.max)).unwrap_or(0.0);
+        let q = |p: f64| {
+            self.sketch
+                .quantile(p)
+                .map(|v| v.clamp(self.min, self.max))
+                .unwrap_or(0.0)
+        };
         let quantiles = has.then(|| Quantiles {
             p01: q(0.01),
             p05: q(0.05),
@@ -307,7 +326,12 @@ impl Distribution {
 
     fn sketch_histogram(&self) -> HistogramSummary {
         if self.count == 0 {
-            return HistogramSummary { spec: None, bins: Vec::new(), below: 0, above: 0 };
+            return HistogramSummary {
+                spec: None,
+                bins: Vec::new(),
+                below: 0,
+                above: 0,
+            };
         }
         let (lo, hi) = (self.min, self.max);
         let n = if hi > lo { SKETCH_HISTOGRAM_BINS } else { 1 };
@@ -345,11 +369,20 @@ impl Distribution {
             .enumerate()
             .map(|(i, count)| BinCount {
                 lo: lo + i as f64 * width,
-                hi: if i + 1 == n { hi.max(lo + width) } else { lo + (i + 1) as f64 * width },
+                hi: if i + 1 == n {
+                    hi.max(lo + width)
+                } else {
+                    lo + (i + 1) as f64 * width
+                },
                 count,
             })
             .collect();
-        HistogramSummary { spec: None, bins, below: 0, above: 0 }
+        HistogramSummary {
+            spec: None,
+            bins,
+            below: 0,
+            above: 0,
+        }
     }
 }
 
@@ -359,7 +392,11 @@ mod tests {
 
     #[test]
     fn log_bins_put_powers_of_two_on_edges() {
-        let spec = BinSpec::Log2 { lo: 1.0, per_octave: 8, bins: 128 };
+        let spec = BinSpec::Log2 {
+            lo: 1.0,
+            per_octave: 8,
+            bins: 128,
+        };
         assert_eq!(spec.slot(256.0), Slot::Bin(64));
         assert_eq!(spec.slot(255.999), Slot::Bin(63));
         assert_eq!(spec.slot(0.5), Slot::Below);
@@ -371,7 +408,11 @@ mod tests {
 
     #[test]
     fn linear_bins_and_overflow() {
-        let spec = BinSpec::Linear { lo: 0.0, width: 10.0, bins: 5 };
+        let spec = BinSpec::Linear {
+            lo: 0.0,
+            width: 10.0,
+            bins: 5,
+        };
         let mut h = Histogram::new(spec);
         for x in [-1.0, 0.0, 9.99, 10.0, 49.0, 50.0, 1e9] {
             h.add(x);
@@ -386,11 +427,23 @@ mod tests {
 
     #[test]
     fn distributions_merge_exactly() {
-        let spec = Some(BinSpec::Linear { lo: 0.0, width: 1.0, bins: 100 });
-        let (mut a, mut b, mut all) = (Distribution::new(spec), Distribution::new(spec), Distribution::new(spec));
+        let spec = Some(BinSpec::Linear {
+            lo: 0.0,
+            width: 1.0,
+            bins: 100,
+        });
+        let (mut a, mut b, mut all) = (
+            Distribution::new(spec),
+            Distribution::new(spec),
+            Distribution::new(spec),
+        );
         for i in 0..100 {
             let x = (i * 7 % 100) as f64;
-            if i % 3 == 0 { a.add(x) } else { b.add(x) }
+            if i % 3 == 0 {
+                a.add(x)
+            } else {
+                b.add(x)
+            }
             all.add(x);
         }
         a.merge(&b);
@@ -415,7 +468,12 @@ mod tests {
         assert_eq!(s.histogram.bins.iter().map(|b| b.count).sum::<u64>(), 1000);
         assert!((s.histogram.bins[0].lo - 0.2).abs() < 1e-12);
         // roughly uniform: no bin holds more than twice its share
-        assert!(s.histogram.bins.iter().all(|b| b.count < 2 * 1000 / SKETCH_HISTOGRAM_BINS as u64));
+        assert!(
+            s.histogram
+                .bins
+                .iter()
+                .all(|b| b.count < 2 * 1000 / SKETCH_HISTOGRAM_BINS as u64)
+        );
         let mut one = Distribution::new(None);
         one.add(3.0);
         assert_eq!(one.summary().histogram.bins.len(), 1);

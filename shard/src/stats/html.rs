@@ -99,33 +99,78 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
         escape(&r.generated_by)
     );
     for w in &r.warnings {
-        let _ = write!(o, r#"<div class="warn"><b>Warning:</b> {}</div>"#, escape(w));
+        let _ = write!(
+            o,
+            r#"<div class="warn"><b>Warning:</b> {}</div>"#,
+            escape(w)
+        );
     }
 
     // summary cards
     o.push_str(r#"<div class="cards">"#);
-    card(&mut o, "items read", &count(t.read), &format!("{} units", count(r.dataset.units)));
-    card(&mut o, "accepted", &count(t.accepted), &percent(t.accepted_share));
-    card(&mut o, "rejected", &count(t.rejected), &percent(t.rejected_share));
+    card(
+        &mut o,
+        "items read",
+        &count(t.read),
+        &format!("{} units", count(r.dataset.units)),
+    );
+    card(
+        &mut o,
+        "accepted",
+        &count(t.accepted),
+        &percent(t.accepted_share),
+    );
+    card(
+        &mut o,
+        "rejected",
+        &count(t.rejected),
+        &percent(t.rejected_share),
+    );
     card(
         &mut o,
         "shards",
         &count(r.dataset.shards),
         &format!("{} row groups", count(r.dataset.row_groups)),
     );
-    card(&mut o, "stored", &bytes(t.stored_bytes as f64), "shards + rejection files");
-    card(&mut o, "mean bytes per image", &t.mean_image_bytes.map_or("–".into(), bytes), &format!("{} of images", bytes(t.image_bytes as f64)));
+    card(
+        &mut o,
+        "stored",
+        &bytes(t.stored_bytes as f64),
+        "shards + rejection files",
+    );
+    card(
+        &mut o,
+        "mean bytes per image",
+        &t.mean_image_bytes.map_or("–".into(), bytes),
+        &format!("{} of images", bytes(t.image_bytes as f64)),
+    );
     match &r.ingest {
         Some(i) => card(
             &mut o,
             "ingest throughput",
             &rate(i.items_per_worker_second),
-            &format!("items per second per worker · {} worker(s)", count(i.workers)),
+            &format!(
+                "items per second per worker · {} worker(s)",
+                count(i.workers)
+            ),
         ),
-        None => card(&mut o, "ingest throughput", "unknown", "no timings in the commit records"),
+        None => card(
+            &mut o,
+            "ingest throughput",
+            "unknown",
+            "no timings in the commit records",
+        ),
     }
     if let Some(s) = &r.dataset.split {
-        card(&mut o, "split", &format!("{} / {}", count(s.train_rows), count(s.val_rows)), &format!("train / val, val fraction {}", significant(s.val_fraction, 3)));
+        card(
+            &mut o,
+            "split",
+            &format!("{} / {}", count(s.train_rows), count(s.val_rows)),
+            &format!(
+                "train / val, val fraction {}",
+                significant(s.val_fraction, 3)
+            ),
+        );
     }
     o.push_str("</div>");
 
@@ -134,9 +179,20 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
     if r.rejections.is_empty() {
         o.push_str("<p>No item was rejected.</p>");
     } else {
-        let items: Vec<(String, u64)> = r.rejections.iter().map(|x| (x.reason.clone(), x.count)).collect();
+        let items: Vec<(String, u64)> = r
+            .rejections
+            .iter()
+            .map(|x| (x.reason.clone(), x.count))
+            .collect();
         o.push_str(r#"<div class="charts">"#);
-        chart(&mut o, &bars_svg("Rejected items by reason (share of items read)", &items, Some(t.read))?);
+        chart(
+            &mut o,
+            &bars_svg(
+                "Rejected items by reason (share of items read)",
+                &items,
+                Some(t.read),
+            )?,
+        );
         o.push_str("</div>");
         o.push_str(r#"<table><tr><th>reason</th><th class="n">count</th><th class="n">share of read</th><th class="n">units</th><th>meaning</th><th>examples</th></tr>"#);
         for x in &r.rejections {
@@ -165,12 +221,28 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
     for (label, v) in [
         ("rejected as exact duplicates", d.rejected_exact),
         ("rejected as near duplicates", d.rejected_near),
-        ("distinct content hashes among accepted (estimate)", d.distinct_content_hashes),
-        ("distinct perceptual hashes among accepted (estimate)", d.distinct_phashes),
-        ("accepted rows repeating another's bytes (estimate)", d.residual_exact_estimate),
-        ("accepted rows repeating another's perceptual hash (estimate)", d.residual_near_estimate),
+        (
+            "distinct content hashes among accepted (estimate)",
+            d.distinct_content_hashes,
+        ),
+        (
+            "distinct perceptual hashes among accepted (estimate)",
+            d.distinct_phashes,
+        ),
+        (
+            "accepted rows repeating another's bytes (estimate)",
+            d.residual_exact_estimate,
+        ),
+        (
+            "accepted rows repeating another's perceptual hash (estimate)",
+            d.residual_near_estimate,
+        ),
     ] {
-        let _ = write!(o, r#"<tr><td>{label}</td><td class="n">{}</td></tr>"#, count(v));
+        let _ = write!(
+            o,
+            r#"<tr><td>{label}</td><td class="n">{}</td></tr>"#,
+            count(v)
+        );
     }
     let _ = write!(
         o,
@@ -181,14 +253,19 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
     // distributions
     o.push_str("<h2>Images and captions</h2>");
     if !r.image_formats.is_empty() {
-        let formats: Vec<String> = r.image_formats.iter().map(|f| format!("{} {}", escape(&f.value), count(f.count))).collect();
+        let formats: Vec<String> = r
+            .image_formats
+            .iter()
+            .map(|f| format!("{} {}", escape(&f.value), count(f.count)))
+            .collect();
         let _ = write!(o, "<p>Stored formats: {}.</p>", formats.join(", "));
     }
     o.push_str(r#"<table><tr><th>measure</th><th class="n">rows</th><th class="n">min</th><th class="n">p5</th><th class="n">p25</th><th class="n">median</th><th class="n">mean</th><th class="n">p75</th><th class="n">p95</th><th class="n">max</th></tr>"#);
     for m in Metric::ALL {
         let s = r.distributions.get(m);
         let u = m.unit();
-        let q = |f: fn(&super::histogram::Quantiles) -> f64| opt_value(s.quantiles.as_ref().map(f), u);
+        let q =
+            |f: fn(&super::histogram::Quantiles) -> f64| opt_value(s.quantiles.as_ref().map(f), u);
         let _ = write!(
             o,
             r#"<tr><td>{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td></tr>"#,
@@ -220,11 +297,24 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
         let _ = write!(
             o,
             r#"<p class="note">{} of {} word occurrences counted ({}; common English function words, numbers and single letters left out).</p>"#,
-            if w.exact { "Exact counts" } else { "Upper-bound counts" },
+            if w.exact {
+                "Exact counts"
+            } else {
+                "Upper-bound counts"
+            },
             count(w.words_counted),
-            if w.exact { "every word fits the summary".to_string() } else { format!("words not listed occur at most {} times", count(w.floor)) }
+            if w.exact {
+                "every word fits the summary".to_string()
+            } else {
+                format!("words not listed occur at most {} times", count(w.floor))
+            }
         );
-        let items: Vec<(String, u64)> = w.top.iter().take(30).map(|c| (c.item.clone(), c.count)).collect();
+        let items: Vec<(String, u64)> = w
+            .top
+            .iter()
+            .take(30)
+            .map(|c| (c.item.clone(), c.count))
+            .collect();
         o.push_str(r#"<div class="charts">"#);
         chart(&mut o, &bars_svg("Top caption words", &items, None)?);
         // every listed word, three word/count pairs per row
@@ -236,7 +326,12 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
         for row in w.top.chunks(3) {
             o.push_str("<tr>");
             for c in row {
-                let _ = write!(o, r#"<td>{}</td><td class="n">{}</td>"#, escape(&c.item), count(c.count));
+                let _ = write!(
+                    o,
+                    r#"<td>{}</td><td class="n">{}</td>"#,
+                    escape(&c.item),
+                    count(c.count)
+                );
             }
             o.push_str("</tr>");
         }
@@ -278,20 +373,39 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
                     "<p>{}</p>",
                     match tx.distinct {
                         Some(n) => format!("{} distinct values.", count(n)),
-                        None => "Many distinct values; the most frequent (upper-bound counts):".to_string(),
+                        None => "Many distinct values; the most frequent (upper-bound counts):"
+                            .to_string(),
                     }
                 );
-                let items: Vec<(String, u64)> = tx.top.iter().map(|c| (c.item.clone(), c.count)).collect();
+                let items: Vec<(String, u64)> =
+                    tx.top.iter().map(|c| (c.item.clone(), c.count)).collect();
                 o.push_str(r#"<div class="charts">"#);
-                chart(&mut o, &bars_svg(&format!("{}: most frequent values", p.column), &items, Some(p.rows))?);
+                chart(
+                    &mut o,
+                    &bars_svg(
+                        &format!("{}: most frequent values", p.column),
+                        &items,
+                        Some(p.rows),
+                    )?,
+                );
                 o.push_str(r#"<div class="chart"><table class="plain"><tr><th>value</th><th class="n">count</th></tr>"#);
                 for c in &tx.top {
-                    let _ = write!(o, r#"<tr><td>{}</td><td class="n">{}</td></tr>"#, escape(&c.item), count(c.count));
+                    let _ = write!(
+                        o,
+                        r#"<tr><td>{}</td><td class="n">{}</td></tr>"#,
+                        escape(&c.item),
+                        count(c.count)
+                    );
                 }
                 o.push_str("</table></div></div>");
             }
             if let Some(b) = &p.boolean {
-                let _ = write!(o, "<p>true {} · false {}</p>", count(b.true_count), count(b.false_count));
+                let _ = write!(
+                    o,
+                    "<p>true {} · false {}</p>",
+                    count(b.true_count),
+                    count(b.false_count)
+                );
             }
         }
     }
@@ -322,25 +436,63 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
     let bytes_points: Vec<(f64, bool)> = r
         .shards
         .iter()
-        .map(|s| (s.mean_image_bytes, s.outlier.iter().any(|m| m == "mean_image_bytes")))
+        .map(|s| {
+            (
+                s.mean_image_bytes,
+                s.outlier.iter().any(|m| m == "mean_image_bytes"),
+            )
+        })
         .collect();
     let share_points: Vec<(f64, bool)> = r
         .shards
         .iter()
-        .map(|s| (s.unit_rejection_share, s.outlier.iter().any(|m| m == "unit_rejection_share")))
+        .map(|s| {
+            (
+                s.unit_rejection_share,
+                s.outlier.iter().any(|m| m == "unit_rejection_share"),
+            )
+        })
         .collect();
     o.push_str(r#"<div class="charts">"#);
-    chart(&mut o, &scatter_svg("Mean bytes per image, per shard (outliers red)", "bytes per image", &bytes_points, ValueUnit::Bytes)?);
-    chart(&mut o, &scatter_svg("Rejection share of the shard's unit (outliers red)", "rejected / read", &share_points, ValueUnit::Ratio)?);
+    chart(
+        &mut o,
+        &scatter_svg(
+            "Mean bytes per image, per shard (outliers red)",
+            "bytes per image",
+            &bytes_points,
+            ValueUnit::Bytes,
+        )?,
+    );
+    chart(
+        &mut o,
+        &scatter_svg(
+            "Rejection share of the shard's unit (outliers red)",
+            "rejected / read",
+            &share_points,
+            ValueUnit::Ratio,
+        )?,
+    );
     o.push_str("</div>");
     let (shown, all) = shards_to_show(r);
-    let _ = write!(o, "<p>{}</p>", if all { "Every shard:" } else { "Outlier shards (the full table is in report.json):" });
+    let _ = write!(
+        o,
+        "<p>{}</p>",
+        if all {
+            "Every shard:"
+        } else {
+            "Outlier shards (the full table is in report.json):"
+        }
+    );
     o.push_str(r#"<table><tr><th>shard</th><th>unit</th><th class="n">rows</th><th class="n">bytes</th><th class="n">mean bytes/image</th><th class="n">unit rejected</th><th>outlier</th></tr>"#);
     for s in shown {
         let _ = write!(
             o,
             r#"<tr{}><td><code>{}</code></td><td>{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td>{}</td></tr>"#,
-            if s.outlier.is_empty() { "" } else { r#" class="outlier""# },
+            if s.outlier.is_empty() {
+                ""
+            } else {
+                r#" class="outlier""#
+            },
             escape(&s.path),
             escape(&s.unit),
             count(s.rows),
@@ -367,7 +519,12 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
                         base64::engine::general_purpose::STANDARD.encode(&t.jpeg)
                     )
                 })
-                .unwrap_or_else(|| format!("<p>no thumbnail: {}</p>", escape(s.error.as_deref().unwrap_or("missing"))));
+                .unwrap_or_else(|| {
+                    format!(
+                        "<p>no thumbnail: {}</p>",
+                        escape(s.error.as_deref().unwrap_or("missing"))
+                    )
+                });
             let _ = write!(
                 o,
                 "<figure>{img}<figcaption><code>{}</code> {}×{} {}<br>{}</figcaption></figure>",
@@ -399,7 +556,11 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
         bytes(sc.shard_bytes_fetched as f64),
         bytes(sc.rejection_bytes_fetched as f64),
         bytes(sc.sample_bytes_fetched as f64),
-        sc.columns.iter().map(|c| format!("<code>{}</code>", escape(c))).collect::<Vec<_>>().join(", ")
+        sc.columns
+            .iter()
+            .map(|c| format!("<code>{}</code>", escape(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     o.push_str("</main></body></html>\n");
     Ok(o)
@@ -411,6 +572,9 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(escape(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            escape(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
     }
 }

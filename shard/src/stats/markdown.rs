@@ -19,7 +19,15 @@ pub fn shards_to_show(report: &StatsReport) -> (Vec<&ShardSummary>, bool) {
     if report.shards.len() <= SHARD_TABLE_LIMIT {
         (report.shards.iter().collect(), true)
     } else {
-        (report.shards.iter().filter(|s| !s.outlier.is_empty()).take(SHARD_TABLE_LIMIT).collect(), false)
+        (
+            report
+                .shards
+                .iter()
+                .filter(|s| !s.outlier.is_empty())
+                .take(SHARD_TABLE_LIMIT)
+                .collect(),
+            false,
+        )
     }
 }
 
@@ -31,7 +39,12 @@ pub fn render_markdown(r: &StatsReport) -> String {
     let _ = writeln!(
         o,
         "`{}` · created {} by {} · report v{} generated {} by {}\n",
-        r.dataset.url, r.dataset.created_at, r.dataset.created_by, r.report_version, r.generated_at, r.generated_by
+        r.dataset.url,
+        r.dataset.created_at,
+        r.dataset.created_by,
+        r.report_version,
+        r.generated_at,
+        r.generated_by
     );
     for w in &r.warnings {
         let _ = writeln!(o, "> **Warning:** {}\n", cell(w));
@@ -39,13 +52,41 @@ pub fn render_markdown(r: &StatsReport) -> String {
 
     let _ = writeln!(o, "## Summary\n\n| | |\n|---|---:|");
     let _ = writeln!(o, "| items read | {} |", count(t.read));
-    let _ = writeln!(o, "| accepted | {} ({}) |", count(t.accepted), percent(t.accepted_share));
-    let _ = writeln!(o, "| rejected | {} ({}) |", count(t.rejected), percent(t.rejected_share));
-    let _ = writeln!(o, "| units / shards / row groups | {} / {} / {} |", count(r.dataset.units), count(r.dataset.shards), count(r.dataset.row_groups));
-    let _ = writeln!(o, "| stored (shards + rejections) | {} |", bytes(t.stored_bytes as f64));
+    let _ = writeln!(
+        o,
+        "| accepted | {} ({}) |",
+        count(t.accepted),
+        percent(t.accepted_share)
+    );
+    let _ = writeln!(
+        o,
+        "| rejected | {} ({}) |",
+        count(t.rejected),
+        percent(t.rejected_share)
+    );
+    let _ = writeln!(
+        o,
+        "| units / shards / row groups | {} / {} / {} |",
+        count(r.dataset.units),
+        count(r.dataset.shards),
+        count(r.dataset.row_groups)
+    );
+    let _ = writeln!(
+        o,
+        "| stored (shards + rejections) | {} |",
+        bytes(t.stored_bytes as f64)
+    );
     let _ = writeln!(o, "| encoded images | {} |", bytes(t.image_bytes as f64));
-    let _ = writeln!(o, "| mean bytes per image | {} |", t.mean_image_bytes.map_or("–".into(), bytes));
-    let _ = writeln!(o, "| source bytes read by ingest | {} |", bytes(t.input_bytes as f64));
+    let _ = writeln!(
+        o,
+        "| mean bytes per image | {} |",
+        t.mean_image_bytes.map_or("–".into(), bytes)
+    );
+    let _ = writeln!(
+        o,
+        "| source bytes read by ingest | {} |",
+        bytes(t.input_bytes as f64)
+    );
     match &r.ingest {
         Some(i) => {
             let _ = writeln!(
@@ -56,11 +97,19 @@ pub fn render_markdown(r: &StatsReport) -> String {
                 count(i.workers)
             );
             if let (Some(w), Some(ips)) = (i.wall_seconds, i.items_per_second) {
-                let _ = writeln!(o, "| ingest wall clock | {} ({} items overall) |", seconds(w), rate(ips));
+                let _ = writeln!(
+                    o,
+                    "| ingest wall clock | {} ({} items overall) |",
+                    seconds(w),
+                    rate(ips)
+                );
             }
         }
         None => {
-            let _ = writeln!(o, "| ingest throughput | unknown (no timings in the commit records) |");
+            let _ = writeln!(
+                o,
+                "| ingest throughput | unknown (no timings in the commit records) |"
+            );
         }
     }
     if let Some(s) = &r.dataset.split {
@@ -78,10 +127,16 @@ pub fn render_markdown(r: &StatsReport) -> String {
     if r.rejections.is_empty() {
         let _ = writeln!(o, "No item was rejected.");
     } else {
-        let _ = writeln!(o, "| reason | count | share of read | units | meaning | examples |\n|---|---:|---:|---:|---|---|");
+        let _ = writeln!(
+            o,
+            "| reason | count | share of read | units | meaning | examples |\n|---|---:|---:|---:|---|---|"
+        );
         for x in &r.rejections {
-            let ex: Vec<String> =
-                x.examples.iter().map(|e| format!("`{}`: {}", cell(&e.key), cell(&e.detail))).collect();
+            let ex: Vec<String> = x
+                .examples
+                .iter()
+                .map(|e| format!("`{}`: {}", cell(&e.key), cell(&e.detail)))
+                .collect();
             let _ = writeln!(
                 o,
                 "| `{}` | {} | {} | {} | {} | {} |",
@@ -97,24 +152,60 @@ pub fn render_markdown(r: &StatsReport) -> String {
 
     let d = &r.duplicates;
     let _ = writeln!(o, "\n## Duplicates\n\n| | |\n|---|---:|");
-    let _ = writeln!(o, "| rejected as exact duplicates | {} |", count(d.rejected_exact));
-    let _ = writeln!(o, "| rejected as near duplicates | {} |", count(d.rejected_near));
-    let _ = writeln!(o, "| distinct content hashes among accepted (estimate) | {} |", count(d.distinct_content_hashes));
-    let _ = writeln!(o, "| distinct perceptual hashes among accepted (estimate) | {} |", count(d.distinct_phashes));
-    let _ = writeln!(o, "| accepted rows repeating another's bytes (estimate) | {} |", count(d.residual_exact_estimate));
-    let _ = writeln!(o, "| accepted rows repeating another's perceptual hash (estimate) | {} |", count(d.residual_near_estimate));
-    let _ = writeln!(o, "\nEstimates are HyperLogLog counts (relative standard error {}).", percent(d.estimate_standard_error));
+    let _ = writeln!(
+        o,
+        "| rejected as exact duplicates | {} |",
+        count(d.rejected_exact)
+    );
+    let _ = writeln!(
+        o,
+        "| rejected as near duplicates | {} |",
+        count(d.rejected_near)
+    );
+    let _ = writeln!(
+        o,
+        "| distinct content hashes among accepted (estimate) | {} |",
+        count(d.distinct_content_hashes)
+    );
+    let _ = writeln!(
+        o,
+        "| distinct perceptual hashes among accepted (estimate) | {} |",
+        count(d.distinct_phashes)
+    );
+    let _ = writeln!(
+        o,
+        "| accepted rows repeating another's bytes (estimate) | {} |",
+        count(d.residual_exact_estimate)
+    );
+    let _ = writeln!(
+        o,
+        "| accepted rows repeating another's perceptual hash (estimate) | {} |",
+        count(d.residual_near_estimate)
+    );
+    let _ = writeln!(
+        o,
+        "\nEstimates are HyperLogLog counts (relative standard error {}).",
+        percent(d.estimate_standard_error)
+    );
 
     let _ = writeln!(o, "\n## Images and captions\n");
     if !r.image_formats.is_empty() {
-        let formats: Vec<String> = r.image_formats.iter().map(|f| format!("{} {}", f.value, count(f.count))).collect();
+        let formats: Vec<String> = r
+            .image_formats
+            .iter()
+            .map(|f| format!("{} {}", f.value, count(f.count)))
+            .collect();
         let _ = writeln!(o, "Stored formats: {}.\n", formats.join(", "));
     }
-    let _ = writeln!(o, "| measure | rows | min | p5 | p25 | median | mean | p75 | p95 | max |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        o,
+        "| measure | rows | min | p5 | p25 | median | mean | p75 | p95 | max |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for m in Metric::ALL {
         let s = r.distributions.get(m);
         let u = m.unit();
-        let q = |f: fn(&super::histogram::Quantiles) -> f64| opt_value(s.quantiles.as_ref().map(f), u);
+        let q =
+            |f: fn(&super::histogram::Quantiles) -> f64| opt_value(s.quantiles.as_ref().map(f), u);
         let _ = writeln!(
             o,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -130,7 +221,10 @@ pub fn render_markdown(r: &StatsReport) -> String {
             opt_value(s.max, u)
         );
     }
-    let _ = writeln!(o, "\nPercentiles are within 1 % of an observed value; histograms are in `report.html`.");
+    let _ = writeln!(
+        o,
+        "\nPercentiles are within 1 % of an observed value; histograms are in `report.html`."
+    );
 
     let w = &r.caption_words;
     let _ = writeln!(o, "\n## Most frequent caption words\n");
@@ -140,9 +234,17 @@ pub fn render_markdown(r: &StatsReport) -> String {
         let _ = writeln!(
             o,
             "{} of {} word occurrences counted ({}; common English function words, numbers and single letters left out).\n",
-            if w.exact { "Exact counts" } else { "Upper-bound counts" },
+            if w.exact {
+                "Exact counts"
+            } else {
+                "Upper-bound counts"
+            },
             count(w.words_counted),
-            if w.exact { "every word fits the summary".to_string() } else { format!("words not listed occur at most {} times", count(w.floor)) }
+            if w.exact {
+                "every word fits the summary".to_string()
+            } else {
+                format!("words not listed occur at most {} times", count(w.floor))
+            }
         );
         let _ = writeln!(o, "| word | count |\n|---|---:|");
         for c in &w.top {
@@ -182,7 +284,8 @@ pub fn render_markdown(r: &StatsReport) -> String {
                     "{}\n\n| value | count |\n|---|---:|",
                     match tx.distinct {
                         Some(n) => format!("{} distinct values.", count(n)),
-                        None => "Many distinct values; the most frequent (upper-bound counts):".to_string(),
+                        None => "Many distinct values; the most frequent (upper-bound counts):"
+                            .to_string(),
                     }
                 );
                 for c in &tx.top {
@@ -191,7 +294,12 @@ pub fn render_markdown(r: &StatsReport) -> String {
                 let _ = writeln!(o);
             }
             if let Some(b) = &p.boolean {
-                let _ = writeln!(o, "true {} · false {}\n", count(b.true_count), count(b.false_count));
+                let _ = writeln!(
+                    o,
+                    "true {} · false {}\n",
+                    count(b.true_count),
+                    count(b.false_count)
+                );
             }
         }
     }
@@ -204,7 +312,10 @@ pub fn render_markdown(r: &StatsReport) -> String {
         count(r.shards.len() as u64),
         r.outliers.threshold
     );
-    let _ = writeln!(o, "| measure | values | median | MAD | spread used | flagged shards |\n|---|---:|---:|---:|---|---:|");
+    let _ = writeln!(
+        o,
+        "| measure | values | median | MAD | spread used | flagged shards |\n|---|---:|---:|---:|---|---:|"
+    );
     for m in &r.outliers.metrics {
         let _ = writeln!(
             o,
@@ -218,8 +329,19 @@ pub fn render_markdown(r: &StatsReport) -> String {
         );
     }
     let (shown, all) = shards_to_show(r);
-    let _ = writeln!(o, "\n{}\n", if all { "Every shard:" } else { "Outlier shards (the full table is in report.json):" });
-    let _ = writeln!(o, "| shard | unit | rows | bytes | mean bytes/image | unit rejected | outlier |\n|---|---|---:|---:|---:|---:|---|");
+    let _ = writeln!(
+        o,
+        "\n{}\n",
+        if all {
+            "Every shard:"
+        } else {
+            "Outlier shards (the full table is in report.json):"
+        }
+    );
+    let _ = writeln!(
+        o,
+        "| shard | unit | rows | bytes | mean bytes/image | unit rejected | outlier |\n|---|---|---:|---:|---:|---:|---|"
+    );
     for s in shown {
         let _ = writeln!(
             o,
@@ -230,7 +352,11 @@ pub fn render_markdown(r: &StatsReport) -> String {
             bytes(s.bytes as f64),
             bytes(s.mean_image_bytes),
             percent(s.unit_rejection_share),
-            if s.outlier.is_empty() { String::new() } else { format!("**{}**", s.outlier.join(", ")) }
+            if s.outlier.is_empty() {
+                String::new()
+            } else {
+                format!("**{}**", s.outlier.join(", "))
+            }
         );
     }
 
@@ -239,10 +365,25 @@ pub fn render_markdown(r: &StatsReport) -> String {
         for s in &r.samples {
             match &s.thumbnail {
                 Some(t) => {
-                    let _ = writeln!(o, "![{}]({}) `{}` {}×{}: {}\n", cell(&s.key), t, cell(&s.key), s.width, s.height, cell(&s.caption));
+                    let _ = writeln!(
+                        o,
+                        "![{}]({}) `{}` {}×{}: {}\n",
+                        cell(&s.key),
+                        t,
+                        cell(&s.key),
+                        s.width,
+                        s.height,
+                        cell(&s.caption)
+                    );
                 }
                 None => {
-                    let _ = writeln!(o, "`{}` (no thumbnail: {}): {}\n", cell(&s.key), cell(s.error.as_deref().unwrap_or("")), cell(&s.caption));
+                    let _ = writeln!(
+                        o,
+                        "`{}` (no thumbnail: {}): {}\n",
+                        cell(&s.key),
+                        cell(s.error.as_deref().unwrap_or("")),
+                        cell(&s.caption)
+                    );
                 }
             }
         }
@@ -266,7 +407,11 @@ pub fn render_markdown(r: &StatsReport) -> String {
         bytes(sc.shard_bytes_fetched as f64),
         bytes(sc.rejection_bytes_fetched as f64),
         bytes(sc.sample_bytes_fetched as f64),
-        sc.columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+        sc.columns
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     o
 }

@@ -30,17 +30,41 @@ pub enum Metric {
 }
 
 /// Image sides: 8 px to 64 Ki px, eight bins per doubling (each about 9 % wide).
-const SIDE_BINS: BinSpec = BinSpec::Log2 { lo: 8.0, per_octave: 8, bins: 8 * 13 };
+const SIDE_BINS: BinSpec = BinSpec::Log2 {
+    lo: 8.0,
+    per_octave: 8,
+    bins: 8 * 13,
+};
 /// Aspect ratios 1:16.7 to 16.7:1, eight bins per doubling, 1.0 in the middle of a bin.
-const ASPECT_BINS: BinSpec = BinSpec::Log2 { lo: 0.059_850_205_043_660_856, per_octave: 8, bins: 65 };
+const ASPECT_BINS: BinSpec = BinSpec::Log2 {
+    lo: 0.059_850_205_043_660_856,
+    per_octave: 8,
+    bins: 65,
+};
 /// Megapixels: 2^-14 (an 8×8 image) to 1024, four bins per doubling.
-const MEGAPIXEL_BINS: BinSpec = BinSpec::Log2 { lo: 1.0 / 16_384.0, per_octave: 4, bins: 4 * 24 };
+const MEGAPIXEL_BINS: BinSpec = BinSpec::Log2 {
+    lo: 1.0 / 16_384.0,
+    per_octave: 4,
+    bins: 4 * 24,
+};
 /// Encoded sizes: 64 B to 64 MiB, eight bins per doubling.
-const BYTE_BINS: BinSpec = BinSpec::Log2 { lo: 64.0, per_octave: 8, bins: 8 * 20 };
+const BYTE_BINS: BinSpec = BinSpec::Log2 {
+    lo: 64.0,
+    per_octave: 8,
+    bins: 8 * 20,
+};
 /// Caption characters: 0 to 1000 in steps of 10.
-const CHAR_BINS: BinSpec = BinSpec::Linear { lo: 0.0, width: 10.0, bins: 100 };
+const CHAR_BINS: BinSpec = BinSpec::Linear {
+    lo: 0.0,
+    width: 10.0,
+    bins: 100,
+};
 /// Caption words: 0 to 128, one bin per count.
-const WORD_BINS: BinSpec = BinSpec::Linear { lo: 0.0, width: 1.0, bins: 128 };
+const WORD_BINS: BinSpec = BinSpec::Linear {
+    lo: 0.0,
+    width: 1.0,
+    bins: 128,
+};
 
 impl Metric {
     /// Every metric, in report order.

@@ -123,7 +123,14 @@ pub struct StatsOptions {
 
 impl Default for StatsOptions {
     fn default() -> Self {
-        Self { concurrency: 16, sample_images: 0, examples_per_reason: 3, top_words: 50, top_values: 20, progress: None }
+        Self {
+            concurrency: 16,
+            sample_images: 0,
+            examples_per_reason: 3,
+            top_words: 50,
+            top_values: 20,
+            progress: None,
+        }
     }
 }
 
@@ -143,20 +150,39 @@ pub async fn dataset_stats(url: &str, options: &StatsOptions) -> Result<StatsOut
 }
 
 /// Makes the report of an opened dataset; see the module docs.
-pub async fn compute_stats(ds: &Dataset, options: &StatsOptions) -> Result<StatsOutput, StatsError> {
+pub async fn compute_stats(
+    ds: &Dataset,
+    options: &StatsOptions,
+) -> Result<StatsOutput, StatsError> {
     if ds.commits().is_empty() {
-        return Err(StatsError::Empty { url: ds.root().url().to_string(), dir: layout::COMMITS_DIR });
+        return Err(StatsError::Empty {
+            url: ds.root().url().to_string(),
+            dir: layout::COMMITS_DIR,
+        });
     }
     let started = Instant::now();
     let root = ds.root();
     if let Some(p) = &options.progress {
         p.set_length(ds.rows());
     }
-    let scan = scan::scan_shards(root, ds.commits(), options.concurrency, options.progress.as_ref()).await?;
+    let scan = scan::scan_shards(
+        root,
+        ds.commits(),
+        options.concurrency,
+        options.progress.as_ref(),
+    )
+    .await?;
     let plans = rejections::plan_examples(ds.commits(), options.examples_per_reason);
-    let (examples, rejection_bytes) = rejections::read_examples(root, &plans, options.concurrency).await?;
+    let (examples, rejection_bytes) =
+        rejections::read_examples(root, &plans, options.concurrency).await?;
     let (samples, thumbnails, sample_bytes) = if options.sample_images > 0 {
-        samples::read_samples(root, &ds.row_groups(), options.sample_images, options.concurrency).await?
+        samples::read_samples(
+            root,
+            &ds.row_groups(),
+            options.sample_images,
+            options.concurrency,
+        )
+        .await?
     } else {
         (Vec::new(), Vec::new(), 0)
     };
@@ -201,42 +227,76 @@ pub struct ReportFiles {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StatsError> {
-    std::fs::write(path, bytes).map_err(|source| StatsError::Io { path: path.to_path_buf(), source })
+    std::fs::write(path, bytes).map_err(|source| StatsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes `report.json`, `report.md`, `report.html` and the thumbnails into `dir` (created if
 /// needed; existing report files are replaced).
 pub fn write_report(dir: &Path, output: &StatsOutput) -> Result<ReportFiles, StatsError> {
-    std::fs::create_dir_all(dir).map_err(|source| StatsError::Io { path: dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| StatsError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let json = dir.join("report.json");
-    let body = serde_json::to_vec_pretty(&output.report)
-        .map_err(|e| StatsError::Io { path: json.clone(), source: std::io::Error::other(e) })?;
+    let body = serde_json::to_vec_pretty(&output.report).map_err(|e| StatsError::Io {
+        path: json.clone(),
+        source: std::io::Error::other(e),
+    })?;
     write_file(&json, &body)?;
     let markdown = dir.join("report.md");
     write_file(&markdown, render_markdown(&output.report).as_bytes())?;
     let html = dir.join("report.html");
-    write_file(&html, render_html(&output.report, &output.thumbnails)?.as_bytes())?;
+    write_file(
+        &html,
+        render_html(&output.report, &output.thumbnails)?.as_bytes(),
+    )?;
     let mut thumbnails = Vec::new();
     if !output.thumbnails.is_empty() {
         let samples = dir.join("samples");
-        std::fs::create_dir_all(&samples).map_err(|source| StatsError::Io { path: samples.clone(), source })?;
+        std::fs::create_dir_all(&samples).map_err(|source| StatsError::Io {
+            path: samples.clone(),
+            source,
+        })?;
         for t in &output.thumbnails {
             let path = dir.join(&t.file_name);
             write_file(&path, &t.jpeg)?;
             thumbnails.push(path);
         }
     }
-    Ok(ReportFiles { json, markdown, html, thumbnails })
+    Ok(ReportFiles {
+        json,
+        markdown,
+        html,
+        thumbnails,
+    })
 }
 
 /// Short name of a dataset URL: its last path segment (`s3://bucket/laion/part1` → `part1`),
 /// made safe for a folder name.
 pub fn dataset_name(url: &str) -> String {
     let trimmed = url.trim_end_matches('/');
-    let last = trimmed.rsplit(['/', '\\']).find(|s| !s.is_empty() && !s.ends_with(':')).unwrap_or("dataset");
-    let safe: String =
-        last.chars().map(|c| if c.is_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
-    if safe.is_empty() || safe.starts_with('.') { format!("dataset{safe}") } else { safe }
+    let last = trimmed
+        .rsplit(['/', '\\'])
+        .find(|s| !s.is_empty() && !s.ends_with(':'))
+        .unwrap_or("dataset");
+    let safe: String = last
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if safe.is_empty() || safe.starts_with('.') {
+        format!("dataset{safe}")
+    } else {
+        safe
+    }
 }
 
 #[cfg(test)]

@@ -63,8 +63,11 @@ pub fn robust_scores(values: &[f64]) -> RobustScores {
     let finite = sorted(values.iter().copied().filter(|x| x.is_finite()));
     let med = median(&finite);
     let mad = median(&sorted(finite.iter().map(|x| (x - med).abs())));
-    let mean_ad =
-        if finite.is_empty() { 0.0 } else { finite.iter().map(|x| (x - med).abs()).sum::<f64>() / finite.len() as f64 };
+    let mean_ad = if finite.is_empty() {
+        0.0
+    } else {
+        finite.iter().map(|x| (x - med).abs()).sum::<f64>() / finite.len() as f64
+    };
     let (spread, scale) = if mad > 0.0 {
         (Spread::Mad, mad / 0.6745)
     } else if mean_ad > 0.0 {
@@ -74,9 +77,20 @@ pub fn robust_scores(values: &[f64]) -> RobustScores {
     };
     let z = values
         .iter()
-        .map(|&x| if scale > 0.0 && x.is_finite() { (x - med) / scale } else { 0.0 })
+        .map(|&x| {
+            if scale > 0.0 && x.is_finite() {
+                (x - med) / scale
+            } else {
+                0.0
+            }
+        })
         .collect();
-    RobustScores { median: med, mad, spread, z }
+    RobustScores {
+        median: med,
+        mad,
+        spread,
+        z,
+    }
 }
 
 #[cfg(test)]
@@ -89,7 +103,12 @@ mod tests {
         let s = robust_scores(&values);
         assert_eq!(s.spread, Spread::Mad);
         assert_eq!(s.median, 10.2);
-        let flagged: Vec<usize> = s.z.iter().enumerate().filter(|(_, z)| z.abs() > THRESHOLD).map(|(i, _)| i).collect();
+        let flagged: Vec<usize> =
+            s.z.iter()
+                .enumerate()
+                .filter(|(_, z)| z.abs() > THRESHOLD)
+                .map(|(i, _)| i)
+                .collect();
         assert_eq!(flagged, [6]);
     }
 

@@ -48,7 +48,12 @@ pub fn plan_examples(commits: &[CommitRecord], per_reason: usize) -> Vec<Example
             }
         }
         if !take.is_empty() {
-            plans.push(ExamplePlan { unit: c.unit.id.clone(), path: file.path.clone(), bytes: file.bytes, take });
+            plans.push(ExamplePlan {
+                unit: c.unit.id.clone(),
+                path: file.path.clone(),
+                bytes: file.bytes,
+                take,
+            });
         }
     }
     plans
@@ -56,11 +61,18 @@ pub fn plan_examples(commits: &[CommitRecord], per_reason: usize) -> Vec<Example
 
 const EXAMPLE_COLUMNS: [&str; 4] = [columns::KEY, columns::URL, columns::REASON, columns::DETAIL];
 
-async fn read_plan(root: &StoreRoot, plan: &ExamplePlan) -> Result<(Vec<(String, RejectionExample)>, u64), StatsError> {
+async fn read_plan(
+    root: &StoreRoot,
+    plan: &ExamplePlan,
+) -> Result<(Vec<(String, RejectionExample)>, u64), StatsError> {
     let location = root.location(&plan.path);
     let reader = ShardReader::open(root, &plan.path, Some(plan.bytes)).await?;
-    check_footer(reader.metadata(), reader.schema(), FileKind::Rejections)
-        .map_err(|source| crate::ShardError::Invalid { path: location.clone(), source })?;
+    check_footer(reader.metadata(), reader.schema(), FileKind::Rejections).map_err(|source| {
+        crate::ShardError::Invalid {
+            path: location.clone(),
+            source,
+        }
+    })?;
     let mut take = plan.take.clone();
     let mut out = Vec::new();
     for rg in 0..reader.num_row_groups() {
@@ -69,35 +81,55 @@ async fn read_plan(root: &StoreRoot, plan: &ExamplePlan) -> Result<(Vec<(String,
         }
         let batch = reader.read_row_group(rg, Some(&EXAMPLE_COLUMNS)).await?;
         let text = |name: &str| -> Result<arrow::array::ArrayRef, StatsError> {
-            let col = batch.column_by_name(name).ok_or_else(|| StatsError::Column {
-                path: format!("{location} row group {rg}"),
-                column: name.to_string(),
-                detail: "missing from the row group".into(),
-            })?;
+            let col = batch
+                .column_by_name(name)
+                .ok_or_else(|| StatsError::Column {
+                    path: format!("{location} row group {rg}"),
+                    column: name.to_string(),
+                    detail: "missing from the row group".into(),
+                })?;
             arrow::compute::cast(col, &DataType::Utf8).map_err(|e| StatsError::Column {
                 path: format!("{location} row group {rg}"),
                 column: name.to_string(),
                 detail: format!("cannot read {} as text: {e}", col.data_type()),
             })
         };
-        let (keys, urls, reasons, details) =
-            (text(columns::KEY)?, text(columns::URL)?, text(columns::REASON)?, text(columns::DETAIL)?);
-        let (keys, urls, reasons, details) =
-            (keys.as_string::<i32>(), urls.as_string::<i32>(), reasons.as_string::<i32>(), details.as_string::<i32>());
+        let (keys, urls, reasons, details) = (
+            text(columns::KEY)?,
+            text(columns::URL)?,
+            text(columns::REASON)?,
+            text(columns::DETAIL)?,
+        );
+        let (keys, urls, reasons, details) = (
+            keys.as_string::<i32>(),
+            urls.as_string::<i32>(),
+            reasons.as_string::<i32>(),
+            details.as_string::<i32>(),
+        );
         for i in 0..batch.num_rows() {
             if reasons.is_null(i) {
                 continue;
             }
-            let Some(left) = take.get_mut(reasons.value(i)) else { continue };
+            let Some(left) = take.get_mut(reasons.value(i)) else {
+                continue;
+            };
             if *left == 0 {
                 continue;
             }
             *left -= 1;
             let example = RejectionExample {
                 unit: plan.unit.clone(),
-                key: if keys.is_null(i) { String::new() } else { keys.value(i).to_string() },
+                key: if keys.is_null(i) {
+                    String::new()
+                } else {
+                    keys.value(i).to_string()
+                },
                 url: (!urls.is_null(i)).then(|| urls.value(i).to_string()),
-                detail: if details.is_null(i) { String::new() } else { details.value(i).to_string() },
+                detail: if details.is_null(i) {
+                    String::new()
+                } else {
+                    details.value(i).to_string()
+                },
             };
             out.push((reasons.value(i).to_string(), example));
         }
@@ -112,7 +144,9 @@ pub async fn read_examples(
     plans: &[ExamplePlan],
     concurrency: usize,
 ) -> Result<(BTreeMap<String, Vec<RejectionExample>>, u64), StatsError> {
-    let mut results = futures::stream::iter(plans).map(|p| read_plan(root, p)).buffered(concurrency.max(1));
+    let mut results = futures::stream::iter(plans)
+        .map(|p| read_plan(root, p))
+        .buffered(concurrency.max(1));
     let mut by_reason: BTreeMap<String, Vec<RejectionExample>> = BTreeMap::new();
     let mut fetched = 0;
     while let Some(r) = results.next().await {

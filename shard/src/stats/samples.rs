@@ -17,9 +17,11 @@ use flipstream_schemas::columns;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowSelection, RowSelector};
 use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, RowSelection, RowSelector,
+};
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
@@ -63,7 +65,9 @@ pub fn sample_positions(row_groups: &[RowGroupRef], n: usize) -> Vec<(RowGroupRe
         return Vec::new();
     }
     let n = (n as u64).min(total);
-    let wanted: Vec<u64> = (0..n).map(|i| ((2 * i + 1) as u128 * total as u128 / (2 * n) as u128) as u64).collect();
+    let wanted: Vec<u64> = (0..n)
+        .map(|i| ((2 * i + 1) as u128 * total as u128 / (2 * n) as u128) as u64)
+        .collect();
     let mut out: Vec<(RowGroupRef, Vec<u64>)> = Vec::new();
     let mut start = 0u64;
     let mut next = wanted.iter().peekable();
@@ -99,17 +103,29 @@ fn external(e: object_store::Error) -> ParquetError {
 impl AsyncFileReader for Counted {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
-            let b = self.store.get_range(&self.path, range).await.map_err(external)?;
+            let b = self
+                .store
+                .get_range(&self.path, range)
+                .await
+                .map_err(external)?;
             self.fetched.fetch_add(b.len() as u64, Ordering::Relaxed);
             Ok(b)
         }
         .boxed()
     }
 
-    fn get_byte_ranges(&mut self, ranges: Vec<Range<u64>>) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         async move {
-            let v = self.store.get_ranges(&self.path, &ranges).await.map_err(external)?;
-            self.fetched.fetch_add(v.iter().map(|b| b.len() as u64).sum(), Ordering::Relaxed);
+            let v = self
+                .store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(external)?;
+            self.fetched
+                .fetch_add(v.iter().map(|b| b.len() as u64).sum(), Ordering::Relaxed);
             Ok(v)
         }
         .boxed()
@@ -133,12 +149,18 @@ impl AsyncFileReader for Counted {
 }
 
 fn text(batch: &RecordBatch, name: &str, at: &str) -> Result<ArrayRef, StatsError> {
-    let col = batch.column_by_name(name).ok_or_else(|| StatsError::Column {
-        path: at.to_string(),
-        column: name.to_string(),
-        detail: "missing".into(),
-    })?;
-    let to = if name == columns::IMAGE { DataType::Binary } else { DataType::Utf8 };
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| StatsError::Column {
+            path: at.to_string(),
+            column: name.to_string(),
+            detail: "missing".into(),
+        })?;
+    let to = if name == columns::IMAGE {
+        DataType::Binary
+    } else {
+        DataType::Utf8
+    };
     arrow::compute::cast(col, &to).map_err(|e| StatsError::Column {
         path: at.to_string(),
         column: name.to_string(),
@@ -147,24 +169,31 @@ fn text(batch: &RecordBatch, name: &str, at: &str) -> Result<ArrayRef, StatsErro
 }
 
 fn number(batch: &RecordBatch, name: &str, at: &str, i: usize) -> Result<u64, StatsError> {
-    let col = batch.column_by_name(name).ok_or_else(|| StatsError::Column {
-        path: at.to_string(),
-        column: name.to_string(),
-        detail: "missing".into(),
-    })?;
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| StatsError::Column {
+            path: at.to_string(),
+            column: name.to_string(),
+            detail: "missing".into(),
+        })?;
     let f = arrow::compute::cast(col, &DataType::Float64).map_err(|e| StatsError::Column {
         path: at.to_string(),
         column: name.to_string(),
         detail: e.to_string(),
     })?;
     let f = f.as_primitive::<Float64Type>();
-    Ok(if f.is_null(i) { 0 } else { f.value(i).max(0.0) as u64 })
+    Ok(if f.is_null(i) {
+        0
+    } else {
+        f.value(i).max(0.0) as u64
+    })
 }
 
 /// Decodes an image with limits and encodes a JPEG thumbnail.
 pub fn thumbnail(bytes: &[u8], px: u32) -> Result<Vec<u8>, String> {
-    let mut reader =
-        image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
@@ -173,7 +202,9 @@ pub fn thumbnail(bytes: &[u8], px: u32) -> Result<Vec<u8>, String> {
     let img = reader.decode().map_err(|e| e.to_string())?;
     let thumb = image::DynamicImage::ImageRgb8(img.thumbnail(px, px).to_rgb8());
     let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 82).encode_image(&thumb).map_err(|e| e.to_string())?;
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 82)
+        .encode_image(&thumb)
+        .map_err(|e| e.to_string())?;
     Ok(out)
 }
 
@@ -186,10 +217,15 @@ async fn read_row_group_samples(
     let location = root.location(&rg.shard);
     let at = format!("{location} row group {}", rg.index);
     let parquet_err = |e| StatsError::Shard(ShardError::parquet(&at, e));
-    let mut reader =
-        Counted { store: root.store().clone(), path: Path::from(rg.shard.as_str()), size: rg.shard_bytes, fetched };
+    let mut reader = Counted {
+        store: root.store().clone(),
+        path: Path::from(rg.shard.as_str()),
+        size: rg.shard_bytes,
+        fetched,
+    };
     let meta = reader.get_metadata(None).await.map_err(parquet_err)?;
-    let meta = ArrowReaderMetadata::try_new(meta, ArrowReaderOptions::new()).map_err(parquet_err)?;
+    let meta =
+        ArrowReaderMetadata::try_new(meta, ArrowReaderOptions::new()).map_err(parquet_err)?;
     let schema = meta.schema().clone();
     let mut roots = Vec::new();
     for name in SAMPLE_COLUMNS {
@@ -225,11 +261,21 @@ async fn read_row_group_samples(
             text(batch, columns::IMAGE, &at)?,
             text(batch, columns::IMAGE_FORMAT, &at)?,
         );
-        let (keys, captions, images, formats) =
-            (keys.as_string::<i32>(), captions.as_string::<i32>(), images.as_binary::<i32>(), formats.as_string::<i32>());
+        let (keys, captions, images, formats) = (
+            keys.as_string::<i32>(),
+            captions.as_string::<i32>(),
+            images.as_binary::<i32>(),
+            formats.as_string::<i32>(),
+        );
         for i in 0..batch.num_rows() {
             let row = row_iter.next().copied().unwrap_or_default();
-            let value = |a: &arrow::array::StringArray| if a.is_null(i) { String::new() } else { a.value(i).to_string() };
+            let value = |a: &arrow::array::StringArray| {
+                if a.is_null(i) {
+                    String::new()
+                } else {
+                    a.value(i).to_string()
+                }
+            };
             let (thumb, error) = if images.is_null(i) {
                 (None, Some("image is null".to_string()))
             } else {
@@ -290,7 +336,12 @@ mod tests {
     use super::*;
 
     fn rg(shard: &str, index: usize, rows: u64) -> RowGroupRef {
-        RowGroupRef { shard: shard.into(), shard_bytes: 1, index, rows }
+        RowGroupRef {
+            shard: shard.into(),
+            shard_bytes: 1,
+            index,
+            rows,
+        }
     }
 
     #[test]
@@ -298,12 +349,22 @@ mod tests {
         let rgs = [rg("a", 0, 10), rg("a", 1, 10), rg("b", 0, 5)];
         let plan = sample_positions(&rgs, 5);
         // total 25, rows 2, 7, 12, 17, 22
-        let flat: Vec<(String, usize, Vec<u64>)> = plan.into_iter().map(|(r, rows)| (r.shard, r.index, rows)).collect();
+        let flat: Vec<(String, usize, Vec<u64>)> = plan
+            .into_iter()
+            .map(|(r, rows)| (r.shard, r.index, rows))
+            .collect();
         assert_eq!(
             flat,
-            [("a".to_string(), 0, vec![2, 7]), ("a".to_string(), 1, vec![2, 7]), ("b".to_string(), 0, vec![2])]
+            [
+                ("a".to_string(), 0, vec![2, 7]),
+                ("a".to_string(), 1, vec![2, 7]),
+                ("b".to_string(), 0, vec![2])
+            ]
         );
-        let all: usize = sample_positions(&rgs, 100).iter().map(|(_, r)| r.len()).sum();
+        let all: usize = sample_positions(&rgs, 100)
+            .iter()
+            .map(|(_, r)| r.len())
+            .sum();
         assert_eq!(all, 25);
         assert!(sample_positions(&rgs, 0).is_empty());
     }

@@ -49,8 +49,13 @@ struct OpenShard {
 async fn open_shard(root: &StoreRoot, entry: &ShardEntry) -> Result<OpenShard, StatsError> {
     let location = root.location(&entry.path);
     let reader = ShardReader::open(root, &entry.path, Some(entry.bytes)).await?;
-    let passthrough = check_footer(reader.metadata(), reader.schema(), FileKind::Shard)
-        .map_err(|source| crate::ShardError::Invalid { path: location.clone(), source })?;
+    let passthrough =
+        check_footer(reader.metadata(), reader.schema(), FileKind::Shard).map_err(|source| {
+            crate::ShardError::Invalid {
+                path: location.clone(),
+                source,
+            }
+        })?;
     let found = reader.row_group_rows();
     if found != entry.row_groups {
         return Err(StatsError::Mismatch {
@@ -64,13 +69,22 @@ async fn open_shard(root: &StoreRoot, entry: &ShardEntry) -> Result<OpenShard, S
     }
     let mut columns: Vec<String> = SCAN_COLUMNS.iter().map(|s| s.to_string()).collect();
     columns.extend(passthrough.iter().map(|f| f.name().clone()));
-    Ok(OpenShard { reader, location: location.into(), columns: Arc::new(columns), passthrough: Arc::new(passthrough) })
+    Ok(OpenShard {
+        reader,
+        location: location.into(),
+        columns: Arc::new(columns),
+        passthrough: Arc::new(passthrough),
+    })
 }
 
 /// At most the first few row-group sizes, for messages.
 fn summarize(rows: &[u64]) -> String {
     let head: Vec<String> = rows.iter().take(8).map(u64::to_string).collect();
-    let more = if rows.len() > 8 { format!(", … ({} row groups)", rows.len()) } else { String::new() };
+    let more = if rows.len() > 8 {
+        format!(", … ({} row groups)", rows.len())
+    } else {
+        String::new()
+    };
     format!("[{}{more}]", head.join(", "))
 }
 
@@ -78,25 +92,40 @@ async fn scan_row_group(shard: &OpenShard, index: usize) -> Result<ScanState, St
     let names: Vec<&str> = shard.columns.iter().map(String::as_str).collect();
     let batch = shard.reader.read_row_group(index, Some(&names)).await?;
     let mut state = ScanState::new();
-    state.observe(&batch, &shard.passthrough, &BatchOrigin { shard: &shard.location, row_group: index })?;
+    state.observe(
+        &batch,
+        &shard.passthrough,
+        &BatchOrigin {
+            shard: &shard.location,
+            row_group: index,
+        },
+    )?;
     Ok(state)
 }
 
 /// A row group's result: its state, whether it was a row group (a shard without row groups gives
 /// one empty outcome), and, from the shard's last row group, the reader and the columns read, so
 /// that the shard's byte count is taken once all of its row groups are done.
-type RowGroupOutcome = Result<(ScanState, bool, Option<(ShardReader, Arc<Vec<String>>)>), StatsError>;
+type RowGroupOutcome =
+    Result<(ScanState, bool, Option<(ShardReader, Arc<Vec<String>>)>), StatsError>;
 
-fn row_group_tasks(opened: Result<OpenShard, StatsError>) -> BoxStream<'static, BoxFuture<'static, RowGroupOutcome>> {
+fn row_group_tasks(
+    opened: Result<OpenShard, StatsError>,
+) -> BoxStream<'static, BoxFuture<'static, RowGroupOutcome>> {
     let shard = match opened {
         Ok(s) => s,
-        Err(e) => return futures::stream::once(async move { futures::future::ready(Err(e)).boxed() }).boxed(),
+        Err(e) => return futures::stream::iter([futures::future::ready(Err(e)).boxed()]).boxed(),
     };
     let n = shard.reader.num_row_groups();
     if n == 0 {
         let done = Some((shard.reader.clone(), shard.columns.clone()));
-        return futures::stream::once(async move { futures::future::ready(Ok((ScanState::new(), false, done))).boxed() })
-            .boxed();
+        return futures::stream::iter([futures::future::ready(Ok((
+            ScanState::new(),
+            false,
+            done,
+        )))
+        .boxed()])
+        .boxed();
     }
     futures::stream::iter(0..n)
         .map(move |i| {
@@ -104,7 +133,11 @@ fn row_group_tasks(opened: Result<OpenShard, StatsError>) -> BoxStream<'static, 
             // spawned so that row groups are decoded and summarised on all worker threads
             let handle = tokio::spawn(async move {
                 let state = scan_row_group(&shard, i).await?;
-                Ok((state, true, (i + 1 == n).then(|| (shard.reader.clone(), shard.columns.clone()))))
+                Ok((
+                    state,
+                    true,
+                    (i + 1 == n).then(|| (shard.reader.clone(), shard.columns.clone())),
+                ))
             });
             async move { handle.await.map_err(|e| StatsError::Task(e.to_string()))? }.boxed()
         })
@@ -119,7 +152,10 @@ pub async fn scan_shards(
     progress: Option<&ProgressBar>,
 ) -> Result<ScanResult, StatsError> {
     let concurrency = concurrency.max(1);
-    let entries: Vec<ShardEntry> = commits.iter().flat_map(|c| c.shards.iter().cloned()).collect();
+    let entries: Vec<ShardEntry> = commits
+        .iter()
+        .flat_map(|c| c.shards.iter().cloned())
+        .collect();
     let root_owned = root.clone();
     let mut outcomes = futures::stream::iter(entries)
         .map(move |entry| {
@@ -130,8 +166,13 @@ pub async fn scan_shards(
         .flat_map(row_group_tasks)
         .buffered(concurrency);
 
-    let mut result =
-        ScanResult { state: ScanState::new(), shards: 0, row_groups: 0, bytes_fetched: 0, columns: Vec::new() };
+    let mut result = ScanResult {
+        state: ScanState::new(),
+        shards: 0,
+        row_groups: 0,
+        bytes_fetched: 0,
+        columns: Vec::new(),
+    };
     let mut extra_columns: BTreeSet<String> = BTreeSet::new();
     while let Some(outcome) = outcomes.next().await {
         let (state, is_row_group, finished_shard) = outcome?;
@@ -146,6 +187,10 @@ pub async fn scan_shards(
             extra_columns.extend(columns.iter().skip(SCAN_COLUMNS.len()).cloned());
         }
     }
-    result.columns = SCAN_COLUMNS.iter().map(|s| s.to_string()).chain(extra_columns).collect();
+    result.columns = SCAN_COLUMNS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(extra_columns)
+        .collect();
     Ok(result)
 }

@@ -85,7 +85,11 @@ impl QuantileSketch {
 
     /// Every bucket as (representative value, count), in increasing value order.
     pub fn iter(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
-        let neg = self.negative.iter().rev().map(|(&i, &c)| (-bucket_value(i), c));
+        let neg = self
+            .negative
+            .iter()
+            .rev()
+            .map(|(&i, &c)| (-bucket_value(i), c));
         let zero = (self.zero > 0).then_some((0.0, self.zero));
         let pos = self.positive.iter().map(|(&i, &c)| (bucket_value(i), c));
         neg.chain(zero).chain(pos)
@@ -128,9 +132,18 @@ mod tests {
         for i in 1..=10_000 {
             s.add(i as f64);
         }
-        for (q, exact) in [(0.0, 1.0), (0.5, 5000.0), (0.9, 9000.0), (0.99, 9900.0), (1.0, 10_000.0)] {
+        for (q, exact) in [
+            (0.0, 1.0),
+            (0.5, 5000.0),
+            (0.9, 9000.0),
+            (0.99, 9900.0),
+            (1.0, 10_000.0),
+        ] {
             let got = s.quantile(q).unwrap();
-            assert!((got - exact).abs() <= exact * RELATIVE_ACCURACY + 1.0, "q{q}: {got} vs {exact}");
+            assert!(
+                (got - exact).abs() <= exact * RELATIVE_ACCURACY + 1.0,
+                "q{q}: {got} vs {exact}"
+            );
         }
         assert!(s.buckets() < 500, "{} buckets", s.buckets());
     }

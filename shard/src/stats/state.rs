@@ -54,7 +54,9 @@ impl ColumnKind {
         match dt {
             DataType::Boolean => Some(ColumnKind::Boolean),
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Some(ColumnKind::Text),
-            DataType::Dictionary(_, v) if ColumnKind::of(v) == Some(ColumnKind::Text) => Some(ColumnKind::Text),
+            DataType::Dictionary(_, v) if ColumnKind::of(v) == Some(ColumnKind::Text) => {
+                Some(ColumnKind::Text)
+            }
             d if d.is_integer() || d.is_floating() => Some(ColumnKind::Numeric),
             _ => None,
         }
@@ -161,20 +163,45 @@ impl BatchOrigin<'_> {
     }
 }
 
-fn column<'b>(batch: &'b RecordBatch, name: &str, origin: &BatchOrigin<'_>) -> Result<&'b ArrayRef, StatsError> {
-    batch.column_by_name(name).ok_or_else(|| origin.error(name, "missing from the row group"))
+fn column<'b>(
+    batch: &'b RecordBatch,
+    name: &str,
+    origin: &BatchOrigin<'_>,
+) -> Result<&'b ArrayRef, StatsError> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| origin.error(name, "missing from the row group"))
 }
 
-fn cast(col: &ArrayRef, to: &DataType, name: &str, origin: &BatchOrigin<'_>) -> Result<ArrayRef, StatsError> {
+fn cast(
+    col: &ArrayRef,
+    to: &DataType,
+    name: &str,
+    origin: &BatchOrigin<'_>,
+) -> Result<ArrayRef, StatsError> {
     if col.data_type() == to {
         return Ok(col.clone());
     }
-    arrow::compute::cast(col, to).map_err(|e| origin.error(name, format!("cannot read {} as {to}: {e}", col.data_type())))
+    arrow::compute::cast(col, to).map_err(|e| {
+        origin.error(
+            name,
+            format!("cannot read {} as {to}: {e}", col.data_type()),
+        )
+    })
 }
 
 /// Values of a numeric column as f64 (nulls as `None`).
-fn f64s(batch: &RecordBatch, name: &str, origin: &BatchOrigin<'_>) -> Result<Vec<Option<f64>>, StatsError> {
-    let col = cast(column(batch, name, origin)?, &DataType::Float64, name, origin)?;
+fn f64s(
+    batch: &RecordBatch,
+    name: &str,
+    origin: &BatchOrigin<'_>,
+) -> Result<Vec<Option<f64>>, StatsError> {
+    let col = cast(
+        column(batch, name, origin)?,
+        &DataType::Float64,
+        name,
+        origin,
+    )?;
     Ok(col.as_primitive::<Float64Type>().iter().collect())
 }
 
@@ -183,7 +210,10 @@ impl ScanState {
     pub fn new() -> Self {
         Self {
             rows: 0,
-            metrics: Metric::ALL.iter().map(|m| Distribution::new(Some(m.bins()))).collect(),
+            metrics: Metric::ALL
+                .iter()
+                .map(|m| Distribution::new(Some(m.bins())))
+                .collect(),
             formats: BTreeMap::new(),
             words: TopK::new(WORD_CAPACITY),
             words_counted: 0,
@@ -198,7 +228,12 @@ impl ScanState {
     }
 
     /// Observes one row group read with [`SCAN_COLUMNS`] plus the shard's `passthrough` columns.
-    pub fn observe(&mut self, batch: &RecordBatch, passthrough: &[Field], origin: &BatchOrigin<'_>) -> Result<(), StatsError> {
+    pub fn observe(
+        &mut self,
+        batch: &RecordBatch,
+        passthrough: &[Field],
+        origin: &BatchOrigin<'_>,
+    ) -> Result<(), StatsError> {
         let n = batch.num_rows();
         self.rows += n as u64;
         let w = f64s(batch, columns::WIDTH, origin)?;
@@ -226,12 +261,22 @@ impl ScanState {
             }
         }
 
-        let formats = cast(column(batch, columns::IMAGE_FORMAT, origin)?, &DataType::Utf8, columns::IMAGE_FORMAT, origin)?;
+        let formats = cast(
+            column(batch, columns::IMAGE_FORMAT, origin)?,
+            &DataType::Utf8,
+            columns::IMAGE_FORMAT,
+            origin,
+        )?;
         for f in formats.as_string::<i32>().iter().flatten() {
             *self.formats.entry(f.to_string()).or_insert(0) += 1;
         }
 
-        let captions = cast(column(batch, columns::CAPTION, origin)?, &DataType::Utf8, columns::CAPTION, origin)?;
+        let captions = cast(
+            column(batch, columns::CAPTION, origin)?,
+            &DataType::Utf8,
+            columns::CAPTION,
+            origin,
+        )?;
         let mut counts: HashMap<String, u64> = HashMap::new();
         for caption in captions.as_string::<i32>().iter().flatten() {
             self.metrics[Metric::CaptionChars.index()].add(words::char_count(caption) as f64);
@@ -262,7 +307,12 @@ impl ScanState {
                 }
             }
         }
-        let phash = cast(column(batch, columns::PHASH, origin)?, &DataType::UInt64, columns::PHASH, origin)?;
+        let phash = cast(
+            column(batch, columns::PHASH, origin)?,
+            &DataType::UInt64,
+            columns::PHASH,
+            origin,
+        )?;
         for v in phash.as_primitive::<UInt64Type>().iter().flatten() {
             self.phashes.add(&v.to_le_bytes());
         }
@@ -273,17 +323,28 @@ impl ScanState {
         Ok(())
     }
 
-    fn observe_column(&mut self, batch: &RecordBatch, field: &Field, origin: &BatchOrigin<'_>) -> Result<(), StatsError> {
+    fn observe_column(
+        &mut self,
+        batch: &RecordBatch,
+        field: &Field,
+        origin: &BatchOrigin<'_>,
+    ) -> Result<(), StatsError> {
         let name = field.name();
         let Some(kind) = ColumnKind::of(field.data_type()) else {
-            return Err(origin.error(name, format!("type {} is not a passthrough type", field.data_type())));
+            return Err(origin.error(
+                name,
+                format!("type {} is not a passthrough type", field.data_type()),
+            ));
         };
         let col = column(batch, name, origin)?;
         let key = match self.columns.get(name.as_str()) {
             Some(existing) if existing.kind != kind => format!("{name} [{}]", kind.as_str()),
             _ => name.clone(),
         };
-        let state = self.columns.entry(key).or_insert_with(|| ColumnState::new(field, kind));
+        let state = self
+            .columns
+            .entry(key)
+            .or_insert_with(|| ColumnState::new(field, kind));
         state.rows += col.len() as u64;
         state.nulls += col.null_count() as u64;
         match kind {
@@ -294,7 +355,11 @@ impl ScanState {
             }
             ColumnKind::Boolean => {
                 for v in col.as_boolean().iter().flatten() {
-                    if v { state.trues += 1 } else { state.falses += 1 }
+                    if v {
+                        state.trues += 1
+                    } else {
+                        state.falses += 1
+                    }
                 }
             }
             ColumnKind::Text => {
@@ -327,7 +392,10 @@ impl ScanState {
                 Some(mine) if mine.kind == v.kind => mine.merge(v),
                 Some(_) => {
                     let key = format!("{k} [{}]", v.kind.as_str());
-                    self.columns.entry(key).and_modify(|m| m.merge(v)).or_insert_with(|| v.clone());
+                    self.columns
+                        .entry(key)
+                        .and_modify(|m| m.merge(v))
+                        .or_insert_with(|| v.clone());
                 }
                 None => {
                     self.columns.insert(k.clone(), v.clone());

@@ -10,7 +10,9 @@
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, SchemaRef};
-use flipstream_schemas::{CommitRecord, DatasetManifest, RejectReason, UnitSpec, WorkerInfo, shard_schema_with_extras};
+use flipstream_schemas::{
+    CommitRecord, DatasetManifest, RejectReason, UnitSpec, WorkerInfo, shard_schema_with_extras,
+};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -23,11 +25,20 @@ use crate::writer::WriterSettings;
 /// Shapes drawn (and named in captions and `label_shape`).
 pub const SHAPES: [&str; 4] = ["circle", "square", "triangle", "stripe"];
 /// Colours drawn (and named in captions).
-pub const COLORS: [(&str, [u8; 3]); 5] =
-    [("red", [200, 40, 40]), ("green", [40, 160, 60]), ("blue", [40, 80, 200]), ("yellow", [230, 200, 40]), ("purple", [130, 50, 160])];
+pub const COLORS: [(&str, [u8; 3]); 5] = [
+    ("red", [200, 40, 40]),
+    ("green", [40, 160, 60]),
+    ("blue", [40, 80, 200]),
+    ("yellow", [230, 200, 40]),
+    ("purple", [130, 50, 160]),
+];
 /// Reasons given to rejections, in turn.
-pub const REJECT_CYCLE: [RejectReason; 4] =
-    [RejectReason::TooSmall, RejectReason::DecodeError, RejectReason::CaptionTooShort, RejectReason::DuplicateExact];
+pub const REJECT_CYCLE: [RejectReason; 4] = [
+    RejectReason::TooSmall,
+    RejectReason::DecodeError,
+    RejectReason::CaptionTooShort,
+    RejectReason::DuplicateExact,
+];
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,11 +75,20 @@ impl Default for SyntheticSpec {
 
 /// The shard schema of generated datasets.
 pub fn schema() -> SchemaRef {
-    shard_schema_with_extras(&[Field::new("similarity", DataType::Float32, true), Field::new("label_shape", DataType::Utf8, true)])
+    shard_schema_with_extras(&[
+        Field::new("similarity", DataType::Float32, true),
+        Field::new("label_shape", DataType::Utf8, true),
+    ])
 }
 
 /// A small real JPEG: a `color` `shape` on a light background.
-pub fn draw_jpeg(width: u32, height: u32, shape: usize, color: [u8; 3], quality: u8) -> Result<Vec<u8>> {
+pub fn draw_jpeg(
+    width: u32,
+    height: u32,
+    shape: usize,
+    color: [u8; 3],
+    quality: u8,
+) -> Result<Vec<u8>> {
     let (cx, cy) = (width as f32 / 2.0, height as f32 / 2.0);
     let r = width.min(height) as f32 * 0.35;
     let img = image::RgbImage::from_fn(width, height, |x, y| {
@@ -79,12 +99,19 @@ pub fn draw_jpeg(width: u32, height: u32, shape: usize, color: [u8; 3], quality:
             2 => dy > -r && dy < r && dx.abs() < (dy + r) / 2.0,
             _ => ((x / 12) % 2) == 0,
         };
-        if inside { image::Rgb(color) } else { image::Rgb([235, 235 - (y % 40) as u8, 225]) }
+        if inside {
+            image::Rgb(color)
+        } else {
+            image::Rgb([235, 235 - (y % 40) as u8, 225])
+        }
     });
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
         .encode_image(&img)
-        .map_err(|e| ShardError::BadRecord { path: "synthetic image".into(), detail: e.to_string() })?;
+        .map_err(|e| ShardError::BadRecord {
+            path: "synthetic image".into(),
+            detail: e.to_string(),
+        })?;
     Ok(out)
 }
 
@@ -106,7 +133,11 @@ fn row(spec: &SyntheticSpec, unit: &str, i: usize, rng: &mut ChaCha8Rng) -> Resu
         rng.fill_bytes(&mut b);
         b
     };
-    let (width, height) = if spec.real_images { (width / 2, height / 2) } else { (width, height) };
+    let (width, height) = if spec.real_images {
+        (width / 2, height / 2)
+    } else {
+        (width, height)
+    };
     let shape_name = SHAPES[shape];
     Ok(ShardRow {
         key: format!("{unit}/{i:06}"),
@@ -121,7 +152,10 @@ fn row(spec: &SyntheticSpec, unit: &str, i: usize, rng: &mut ChaCha8Rng) -> Resu
         url: Some(format!("https://example.com/{unit}/{i}.jpg")),
         source: format!("{unit}.parquet"),
         phash: rng.random(),
-        extras: vec![Some(Scalar::Float(rng.random_range(0.2..0.45))), Some(Scalar::Str(shape_name.to_string()))],
+        extras: vec![
+            Some(Scalar::Float(rng.random_range(0.2..0.45))),
+            Some(Scalar::Str(shape_name.to_string())),
+        ],
     })
 }
 
@@ -138,7 +172,8 @@ pub async fn write_synthetic(root: &StoreRoot, spec: &SyntheticSpec) -> Result<V
     let mut records = Vec::with_capacity(spec.units);
     for u in 0..spec.units {
         let unit = format!("unit-{u:04}");
-        let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ (u as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(spec.seed ^ (u as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let spec_unit = UnitSpec {
             id: unit.clone(),
             source: format!("synthetic://{unit}"),
@@ -146,7 +181,9 @@ pub async fn write_synthetic(root: &StoreRoot, spec: &SyntheticSpec) -> Result<V
             start: None,
             end: None,
         };
-        let mut w = writer.begin_unit(spec_unit, schema.clone(), WorkerInfo::default()).await?;
+        let mut w = writer
+            .begin_unit(spec_unit, schema.clone(), WorkerInfo::default())
+            .await?;
         let mut builder = ShardBatchBuilder::new(Arc::clone(&schema));
         let mut input_bytes = 0u64;
         for i in 0..spec.rows_per_unit {

@@ -40,14 +40,27 @@ fn rank(a: &Counter, b: &Counter) -> std::cmp::Ordering {
 impl TopK {
     /// An empty summary keeping at most `capacity` items.
     pub fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), counters: Vec::new(), floor: 0 }
+        Self {
+            capacity: capacity.max(1),
+            counters: Vec::new(),
+            floor: 0,
+        }
     }
 
     /// A summary of exact counts, truncated to the `capacity` most frequent items.
-    pub fn from_counts<S: AsRef<str>>(capacity: usize, counts: impl IntoIterator<Item = (S, u64)>) -> Self {
+    pub fn from_counts<S: AsRef<str>>(
+        capacity: usize,
+        counts: impl IntoIterator<Item = (S, u64)>,
+    ) -> Self {
         let mut s = Self::new(capacity);
-        s.counters =
-            counts.into_iter().map(|(item, count)| Counter { item: item.as_ref().to_string(), count, error: 0 }).collect();
+        s.counters = counts
+            .into_iter()
+            .map(|(item, count)| Counter {
+                item: item.as_ref().to_string(),
+                count,
+                error: 0,
+            })
+            .collect();
         s.truncate(0);
         s
     }
@@ -64,7 +77,8 @@ impl TopK {
         if other.counters.is_empty() && other.floor == 0 {
             return;
         }
-        let mut merged: HashMap<&str, (u64, u64)> = HashMap::with_capacity(self.counters.len() + other.counters.len());
+        let mut merged: HashMap<&str, (u64, u64)> =
+            HashMap::with_capacity(self.counters.len() + other.counters.len());
         let (fa, fb) = (self.floor, other.floor);
         for c in &self.counters {
             merged.insert(c.item.as_str(), (c.count + fb, c.error + fb));
@@ -81,7 +95,11 @@ impl TopK {
         }
         let counters: Vec<Counter> = merged
             .into_iter()
-            .map(|(item, (count, error))| Counter { item: item.to_string(), count, error })
+            .map(|(item, (count, error))| Counter {
+                item: item.to_string(),
+                count,
+                error,
+            })
             .collect();
         self.counters = counters;
         self.truncate(fa + fb);
@@ -122,7 +140,11 @@ mod tests {
         let mut a = counts(&[("cat", 3), ("dog", 1)]);
         a.merge(&counts(&[("dog", 2)]));
         assert!(a.is_exact());
-        let got: Vec<(&str, u64)> = a.items().iter().map(|c| (c.item.as_str(), c.count)).collect();
+        let got: Vec<(&str, u64)> = a
+            .items()
+            .iter()
+            .map(|c| (c.item.as_str(), c.count))
+            .collect();
         assert_eq!(got, [("cat", 3), ("dog", 3)]);
     }
 
@@ -149,6 +171,11 @@ mod tests {
             assert!(c.count >= t && c.count - c.error <= t, "{c:?} true {t}");
         }
         assert!(!total.is_exact());
-        assert!(truth.iter().filter(|(k, _)| !items.iter().any(|c| &c.item == *k)).all(|(_, &v)| v <= total.floor()));
+        assert!(
+            truth
+                .iter()
+                .filter(|(k, _)| !items.iter().any(|c| &c.item == *k))
+                .all(|(_, &v)| v <= total.floor())
+        );
     }
 }

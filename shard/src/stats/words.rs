@@ -8,14 +8,15 @@
 
 /// Function words left out of the frequent-words table.
 pub const STOPWORDS: &[&str] = &[
-    "a", "about", "above", "after", "again", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be",
-    "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does",
-    "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he",
-    "her", "here", "hers", "him", "his", "how", "if", "in", "into", "is", "it", "its", "itself", "just", "me",
-    "more", "most", "my", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our",
-    "ours", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their",
-    "theirs", "them", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under",
-    "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom",
+    "a", "about", "above", "after", "again", "all", "also", "am", "an", "and", "any", "are", "as",
+    "at", "be", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could",
+    "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had",
+    "has", "have", "having", "he", "her", "here", "hers", "him", "his", "how", "if", "in", "into",
+    "is", "it", "its", "itself", "just", "me", "more", "most", "my", "no", "nor", "not", "now",
+    "of", "off", "on", "once", "only", "or", "other", "our", "ours", "out", "over", "own", "same",
+    "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them",
+    "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until",
+    "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom",
     "why", "will", "with", "would", "you", "your", "yours",
 ];
 
@@ -61,7 +62,9 @@ mod tests {
     #[test]
     fn topic_words_skip_function_words_numbers_and_single_letters() {
         let mut got = Vec::new();
-        for_each_topic_word("A red Fox, the 2 foxes & 1990s—Café x", |w| got.push(w.to_string()));
+        for_each_topic_word("A red Fox, the 2 foxes & 1990s—Café x", |w| {
+            got.push(w.to_string())
+        });
         assert_eq!(got, ["red", "fox", "foxes", "1990s", "café"]);
         assert_eq!(char_count("Café ☕"), 6);
         assert_eq!(word_count("  two   words "), 2);

@@ -16,7 +16,7 @@ use arrow::datatypes::DataType;
 use bytes::Bytes;
 use flipstream_schemas::records::SPLIT_FORMAT;
 use flipstream_schemas::{
-    SCHEMA_VERSION, Split, SplitManifest, SplitRowGroup, columns, layout, now_rfc3339, split_of,
+    SCHEMA_VERSION, ShardEntry, Split, SplitManifest, SplitRowGroup, columns, layout, now_rfc3339, split_of,
 };
 use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
@@ -149,8 +149,25 @@ pub async fn compute_split(
     let concurrency = options.concurrency.max(1);
     let mut row_groups = Vec::new();
     let mut fetched = 0u64;
-    for shard in ds.shards() {
-        let reader = ShardReader::open(ds.root(), &shard.path, Some(shard.bytes)).await?;
+    // footers are fetched ahead, `concurrency` at a time, as tasks of their own so that they
+    // progress while the current shard's row groups are read
+    let root = ds.root().clone();
+    let shards: Vec<ShardEntry> = ds.shards().cloned().collect();
+    let mut opened = futures::stream::iter(shards)
+        .map(|shard| {
+            let root = root.clone();
+            tokio::spawn(async move {
+                let reader = ShardReader::open(&root, &shard.path, Some(shard.bytes)).await;
+                (shard, reader)
+            })
+        })
+        .buffered(concurrency);
+    while let Some(joined) = opened.next().await {
+        let (shard, reader) = joined.map_err(|e| ShardError::BadRecord {
+            path: ds.root().location(layout::SHARDS_DIR),
+            detail: format!("opening a shard failed: {e}"),
+        })?;
+        let reader = reader?;
         let refs: Vec<RowGroupRef> = shard
             .row_groups
             .iter()

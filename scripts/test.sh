@@ -25,6 +25,13 @@ fi
 cargo build --bin flipstream --no-default-features --locked --target-dir target/data-only
 
 step "python interop tests"
+# The dataset the independent readers check. Written through the library until `flipstream ingest`
+# exists; then this becomes an ingest run.
+interop_dir="$(mktemp -d)"
+trap 'rm -rf "$interop_dir"' EXIT
+cargo run -q --locked -p flipstream-shard --example make_interop_dataset -- "$interop_dir/ds"
+export FLIPSTREAM_INTEROP_DATASET="$interop_dir/ds"
+export FLIPSTREAM_BIN="$PWD/target/debug/flipstream"
 "$FLIPSTREAM_PYTHON" -m pytest -q tests/python
 
 step "all tests passed"

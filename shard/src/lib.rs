@@ -6,13 +6,21 @@
 //! - [`commit`]: the commit protocol's write side ([`DatasetWriter`], [`UnitWriter`]).
 //! - [`dataset`]: the read side ([`Dataset`]: manifest + commit records → committed row groups).
 //! - [`reader`]: ranged reads of single row groups with column projection ([`ShardReader`]).
+//! - [`listing`]: `shard ls`, committed units and files from the commit records.
+//! - [`verify`]: `shard verify`, every object checked against its commit record.
+//! - [`split`]: `shard split`, the train/validation split view.
+//! - [`stats`]: the dataset statistics report (JSON, Markdown, HTML with SVG charts).
 
 pub mod commit;
 pub mod dataset;
 pub mod error;
+pub mod listing;
 pub mod reader;
 pub mod rows;
+pub mod split;
+pub mod stats;
 pub mod store;
+pub mod verify;
 pub mod writer;
 
 pub use commit::{DatasetWriter, Rejection, UnitWriter};

@@ -19,15 +19,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
-use object_store::azure::MicrosoftAzureBuilder;
-use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
-    ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutMode, PutOptions,
+    ClientConfigKey, ObjectMeta, ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutMode, PutOptions,
     PutPayload, RetryConfig,
 };
 use url::Url;
@@ -50,9 +50,10 @@ fn retry_config() -> RetryConfig {
     RetryConfig { max_retries: 4, retry_timeout: Duration::from_secs(30), ..Default::default() }
 }
 
-fn client_options() -> ClientOptions {
-    ClientOptions::new().with_connect_timeout(Duration::from_secs(10)).with_timeout(Duration::from_secs(120))
-}
+/// Connect and request timeouts, set key by key so that the client settings read from the
+/// environment (`AWS_ALLOW_HTTP`, proxies, …) are kept: `with_client_options` would replace them.
+const CONNECT_TIMEOUT: &str = "10s";
+const REQUEST_TIMEOUT: &str = "120s";
 
 impl StoreRoot {
     /// Parses a URL or local path. Does not touch the store: an unreachable store or a missing
@@ -88,7 +89,8 @@ impl StoreRoot {
                 AmazonS3Builder::from_env()
                     .with_url(trimmed)
                     .with_retry(retry_config())
-                    .with_client_options(client_options())
+                    .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout), CONNECT_TIMEOUT)
+                    .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), REQUEST_TIMEOUT)
                     .build()
                     .map_err(|e| invalid(e.to_string()))?,
             ),
@@ -96,7 +98,8 @@ impl StoreRoot {
                 GoogleCloudStorageBuilder::from_env()
                     .with_url(trimmed)
                     .with_retry(retry_config())
-                    .with_client_options(client_options())
+                    .with_config(GoogleConfigKey::Client(ClientConfigKey::ConnectTimeout), CONNECT_TIMEOUT)
+                    .with_config(GoogleConfigKey::Client(ClientConfigKey::Timeout), REQUEST_TIMEOUT)
                     .build()
                     .map_err(|e| invalid(e.to_string()))?,
             ),
@@ -104,7 +107,8 @@ impl StoreRoot {
                 MicrosoftAzureBuilder::from_env()
                     .with_url(trimmed)
                     .with_retry(retry_config())
-                    .with_client_options(client_options())
+                    .with_config(AzureConfigKey::Client(ClientConfigKey::ConnectTimeout), CONNECT_TIMEOUT)
+                    .with_config(AzureConfigKey::Client(ClientConfigKey::Timeout), REQUEST_TIMEOUT)
                     .build()
                     .map_err(|e| invalid(e.to_string()))?,
             ),

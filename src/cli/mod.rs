@@ -26,13 +26,21 @@ pub struct Cli {
 
 mod bench;
 mod info;
+mod shard;
+mod stats;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show how this binary was built and what it can use here (features, libtorch, CPU, CUDA).
     Info(info::InfoArgs),
-    /// Run a benchmark (see docs/benchmarks.md).
+    /// Make the statistics report of a committed dataset (report.json, report.md, report.html
+    /// with charts): counts, rejections by reason, duplicates, image and caption distributions,
+    /// frequent words, passthrough columns, per-shard outliers. Reads only small columns.
+    Stats(stats::StatsArgs),
+    /// Dataset tools: list (ls), check (verify) and split (split) a committed dataset.
+    Shard(shard::ShardArgs),
+    /// Benchmarks that print JSON (see docs/benchmarks.md).
     Bench(bench::BenchArgs),
 }
 
@@ -73,13 +81,31 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = Global { json: cli.json, quiet: cli.quiet };
     match cli.command {
         Command::Info(args) => info::run(args, global),
+        Command::Stats(args) => stats::run(args, global),
+        Command::Shard(args) => shard::run(args, global),
         Command::Bench(args) => bench::run(args, global),
     }
 }
 
-/// The error chain as one line: `outer: inner: root cause`.
+/// The error chain as one line: `outer: inner: root cause`. Many errors print their source as
+/// part of their own message (object_store's do, at every level); such repeats are cut so that
+/// each cause appears once.
 pub fn render_error(err: &anyhow::Error) -> String {
-    format!("{err:#}")
+    let messages: Vec<String> = err.chain().map(|e| e.to_string()).collect();
+    let mut parts: Vec<&str> = Vec::new();
+    for (i, msg) in messages.iter().enumerate() {
+        let mut own = msg.as_str();
+        if let Some(next) = messages.get(i + 1)
+            && !next.is_empty()
+            && let Some(head) = own.strip_suffix(next.as_str())
+        {
+            own = head.trim_end_matches([':', ' ', '-']);
+        }
+        if !own.is_empty() && parts.last() != Some(&own) {
+            parts.push(own);
+        }
+    }
+    parts.join(": ")
 }
 
 /// 2 for usage errors anywhere in the chain, 1 otherwise.

@@ -1,32 +1,13 @@
-//! `flipstream bench <kind>`: benchmarks that print a table on stdout (JSON with `--json`) and their
-//! progress on stderr. Each kind is a subcommand of [`BenchKind`].
-//!
-//! `bench train-step` times full training steps (forward, loss, backward, AdamW) of the FLIP/CLIP
-//! model on random data, per mask ratio, in one run; `scripts/bench-openclip.sh` measures open_clip
-//! the same way for comparison (see docs/benchmarks.md).
+//! `flipstream bench train-step`: times full training steps (forward, loss, backward, AdamW) of
+//! the FLIP/CLIP model on random data, per mask ratio, in one run; `scripts/bench-openclip.sh`
+//! measures open_clip the same way for comparison (see docs/benchmarks.md).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Subcommand};
+use clap::Args;
 
-use super::Global;
-
-/// Arguments of `flipstream bench`.
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// What to measure.
-    #[command(subcommand)]
-    pub kind: BenchKind,
-}
-
-/// The benchmarks.
-#[derive(Debug, Subcommand)]
-pub enum BenchKind {
-    /// Time training steps (forward + loss + backward + AdamW) on random data for each mask ratio
-    /// and report the median, images/s, speedup over mask 0 and achieved FLOP/s.
-    TrainStep(TrainStepArgs),
-}
+use crate::cli::Global;
 
 /// Arguments of `flipstream bench train-step`.
 #[derive(Debug, Args)]
@@ -82,22 +63,15 @@ pub struct TrainStepArgs {
     pub peak_tflops: Option<f64>,
 }
 
-/// Runs `flipstream bench …`.
-pub fn run(args: BenchArgs, global: Global) -> anyhow::Result<ExitCode> {
-    match args.kind {
-        BenchKind::TrainStep(a) => train_step(a, global),
-    }
-}
-
 #[cfg(not(feature = "train"))]
-fn train_step(_args: TrainStepArgs, _global: Global) -> anyhow::Result<ExitCode> {
+pub fn run(_args: TrainStepArgs, _global: Global) -> anyhow::Result<ExitCode> {
     crate::usage_bail!(
         "bench train-step needs the training build; this binary was built with --no-default-features"
     )
 }
 
 #[cfg(feature = "train")]
-fn train_step(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
+pub fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
     use flipstream_train::bench::{BenchProgress, StepBenchOptions, run_train_step_bench};
     use flipstream_train::device::DeviceSpec;
@@ -107,8 +81,8 @@ fn train_step(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
     let usage = |e: TrainError| match e {
         TrainError::InvalidConfig { .. }
         | TrainError::UnknownPreset { .. }
-        | TrainError::ConfigParse { .. } => anyhow::Error::new(super::UsageError(e.to_string())),
-        TrainError::Io { .. } => anyhow::Error::new(super::UsageError(e.to_string())),
+        | TrainError::ConfigParse { .. } => anyhow::Error::new(crate::cli::UsageError(e.to_string())),
+        TrainError::Io { .. } => anyhow::Error::new(crate::cli::UsageError(e.to_string())),
         other => anyhow::Error::new(other),
     };
     if args.steps == 0 {

@@ -1,0 +1,39 @@
+//! `flipstream bench <kind>`: benchmarks that print a table or JSON on stdout and their progress on
+//! stderr. Each kind is a subcommand of [`BenchKind`] in a module of its own; the figures and the
+//! commands that produced them are in docs/benchmarks.md.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::Global;
+
+mod stats;
+mod train_step;
+
+/// Arguments of `flipstream bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[command(subcommand)]
+    pub kind: BenchKind,
+}
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchKind {
+    /// Time training steps (forward + loss + backward + AdamW) on random data for each mask ratio
+    /// and report the median, images/s, speedup over mask 0 and achieved FLOP/s.
+    TrainStep(train_step::TrainStepArgs),
+    /// Measure `flipstream stats`: rows per second and bytes fetched as a share of the dataset.
+    /// Without URL, generates a dataset of random-byte images first (or reuses the one in --dir).
+    Stats(stats::BenchStatsArgs),
+}
+
+/// Runs `flipstream bench …`.
+pub fn run(args: BenchArgs, global: Global) -> anyhow::Result<ExitCode> {
+    match args.kind {
+        BenchKind::TrainStep(a) => train_step::run(a, global),
+        BenchKind::Stats(a) => stats::run(a, global),
+    }
+}

@@ -1,0 +1,132 @@
+//! `flipstream stats URL`: the statistics report of a committed dataset (report.json, report.md,
+//! report.html), made by reading only the small columns of every row group.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use flipstream_shard::stats::{self, StatsOptions, format};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::Global;
+use crate::usage_bail;
+
+/// Arguments of `flipstream stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The dataset: a local path, file://, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix
+    /// (credentials and endpoints from the usual AWS_* / GOOGLE_* / AZURE_* variables).
+    #[arg(value_name = "URL")]
+    pub url: String,
+
+    /// Folder for report.json, report.md, report.html (and samples/ with thumbnails). Created if
+    /// needed; existing report files in it are replaced. Default: ./stats-<dataset name>/.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Also sample N rows spread evenly over the dataset and show their images as a thumbnail
+    /// grid. Only then are images read, and only the pages holding those N rows.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub sample_images: usize,
+
+    /// Row groups (and files) read at once. Higher helps on object stores with high latency.
+    #[arg(long, value_name = "C", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+}
+
+/// A multi-threaded tokio runtime for the data commands.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// A progress bar on stderr counting `unit`, or none with `--quiet`. indicatif hides it when
+/// stderr is not a terminal.
+pub fn progress_bar(global: Global, message: &'static str, unit: &str) -> Option<ProgressBar> {
+    if global.quiet {
+        return None;
+    }
+    let template = format!(
+        "{{msg}} [{{bar:36}}] {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, eta {{eta}})"
+    );
+    let style = ProgressStyle::with_template(&template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    Some(ProgressBar::new(0).with_style(style).with_message(message))
+}
+
+/// Makes the report and writes it.
+pub fn run(args: StatsArgs, global: Global) -> anyhow::Result<ExitCode> {
+    let out = match &args.out {
+        Some(dir) => {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                usage_bail!("cannot create the output folder {}: {e}", dir.display());
+            }
+            dir.clone()
+        }
+        None => PathBuf::from(format!("stats-{}", stats::dataset_name(&args.url))),
+    };
+    let options = StatsOptions {
+        concurrency: args.concurrency as usize,
+        sample_images: args.sample_images,
+        progress: progress_bar(global, "stats", "rows"),
+        ..StatsOptions::default()
+    };
+    let output = runtime()?.block_on(stats::dataset_stats(&args.url, &options))?;
+    let files = stats::write_report(&out, &output)?;
+    let r = &output.report;
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let t = &r.totals;
+    println!(
+        "dataset   {} ({} units, {} shards, {} row groups)",
+        r.dataset.url,
+        format::count(r.dataset.units),
+        format::count(r.dataset.shards),
+        format::count(r.dataset.row_groups)
+    );
+    println!(
+        "items     {} read, {} accepted ({}), {} rejected ({})",
+        format::count(t.read),
+        format::count(t.accepted),
+        format::percent(t.accepted_share),
+        format::count(t.rejected),
+        format::percent(t.rejected_share)
+    );
+    for x in r.rejections.iter().take(5) {
+        println!("          {:>12} {}", format::count(x.count), x.reason);
+    }
+    println!(
+        "stored    {} ({} per image)",
+        format::bytes(t.stored_bytes as f64),
+        t.mean_image_bytes.map_or("–".into(), format::bytes)
+    );
+    if r.outliers.flagged_shards > 0 {
+        println!(
+            "outliers  {} shards (see the Shards section)",
+            format::count(r.outliers.flagged_shards)
+        );
+    }
+    for w in &r.warnings {
+        println!("warning   {w}");
+    }
+    println!(
+        "fetched   {} of {} ({}) in {}",
+        format::bytes(r.scan.bytes_fetched as f64),
+        format::bytes(r.scan.dataset_bytes as f64),
+        format::percent(r.scan.fetched_share),
+        format::seconds(r.scan.elapsed_s)
+    );
+    println!(
+        "report    {} (also {}, {})",
+        files.html.display(),
+        files.markdown.display(),
+        files.json.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,139 @@
+//! Real object storage: a dataset written to a real S3-compatible server (moto on 127.0.0.1)
+//! through the library, then `stats`, `shard ls` and `shard verify` run by the real binary
+//! against the `s3://` URL; and an unreachable endpoint failing fast with a clear message.
+//!
+//! Everything runs in one test function: the in-process part reads its S3 settings from the
+//! process environment (as `StoreRoot::parse("s3://…")` does in production), and setting
+//! environment variables is only sound while no other thread reads them.
+
+// Helpers outside #[test] functions unwrap too: in tests a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use flipstream_shard::WriterSettings;
+use flipstream_shard::stats::synthetic::SyntheticSpec;
+use support::s3::{MotoServer, free_port};
+use support::{run_in, write_dataset};
+
+fn set_process_env(vars: &[(String, String)]) {
+    for (k, v) in vars {
+        // SAFETY: this is the only test in this binary and it sets the variables before starting
+        // any thread of its own (the runtime is created afterwards), so nothing reads the
+        // environment concurrently.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var(k, v)
+        };
+    }
+}
+
+#[test]
+fn s3_dataset_end_to_end_and_unreachable_endpoint() {
+    let server = MotoServer::start();
+    let env = server.env();
+    set_process_env(&env);
+    let url = server.url("datasets/pets");
+    let spec = SyntheticSpec {
+        units: 2,
+        rows_per_unit: 50,
+        rejections_per_unit: 4,
+        mean_image_bytes: 6_000,
+        settings: WriterSettings {
+            row_group_rows: 20,
+            shard_rows: 30,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let records = write_dataset(&url, &spec);
+    let shard_bytes: u64 = records
+        .iter()
+        .flat_map(|r| &r.shards)
+        .map(|s| s.bytes)
+        .sum();
+    let cwd = tempfile::tempdir().unwrap();
+    let out = cwd.path().join("report");
+
+    let stats = run_in(
+        cwd.path(),
+        &[
+            "stats",
+            &url,
+            "--json",
+            "-q",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &env,
+    )
+    .expect_code(0);
+    let j = stats.json();
+    assert_eq!(j["dataset"]["url"], url.as_str());
+    assert_eq!(j["totals"]["read"], 108);
+    assert_eq!(j["totals"]["accepted"], 100);
+    assert_eq!(j["totals"]["rejected"], 8);
+    assert_eq!(j["totals"]["shard_bytes"].as_u64(), Some(shard_bytes));
+    assert_eq!(j["dataset"]["shards"], 4);
+    assert_eq!(j["scan"]["rows"], 100);
+    assert_eq!(j["distributions"]["image_bytes"]["count"], 100);
+    assert!(
+        j["scan"]["fetched_share"].as_f64().unwrap() < 0.2,
+        "{}",
+        j["scan"]
+    );
+    assert!(out.join("report.html").is_file());
+
+    let ls = run_in(cwd.path(), &["shard", "ls", &url, "--json"], &env)
+        .expect_code(0)
+        .json();
+    assert_eq!(ls["totals"]["rows"], 100);
+    assert_eq!(ls["totals"]["shards"], 4);
+    assert_eq!(ls["totals"]["shard_bytes"].as_u64(), Some(shard_bytes));
+    let shards: Vec<u64> = ls["units"][1]["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["rows"].as_u64().unwrap())
+        .collect();
+    assert_eq!(shards, [30, 20]);
+
+    let verify = run_in(cwd.path(), &["shard", "verify", &url, "--json"], &env)
+        .expect_code(0)
+        .json();
+    assert_eq!(
+        verify["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{verify}"
+    );
+    assert_eq!(verify["files"], 6);
+    assert!(verify["bytes_hashed"].as_u64().unwrap() > shard_bytes);
+
+    // an endpoint where nothing listens: a clear error within seconds, not a hang
+    let mut dead = env.clone();
+    for (k, v) in dead.iter_mut() {
+        if k == "AWS_ENDPOINT_URL" {
+            *v = format!("http://127.0.0.1:{}", free_port());
+        }
+    }
+    let started = Instant::now();
+    let r = run_in(
+        cwd.path(),
+        &["stats", &url, "-q", "--out", out.to_str().unwrap()],
+        &dead,
+    )
+    .expect_code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        r.stderr.contains("error:") && r.stderr.contains(&url),
+        "{}",
+        r.stderr
+    );
+    drop(server);
+}

@@ -1,1 +1,2 @@
 //! flipstream ingestion: web pairs in, committed Parquet shards out.
+pub mod synth;

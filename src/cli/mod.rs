@@ -25,12 +25,15 @@ pub struct Cli {
 }
 
 mod info;
+mod synth;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show how this binary was built and what it can use here (features, libtorch, CPU, CUDA).
     Info(info::InfoArgs),
+    /// Generate synthetic web image-text pairs with ground truth and optional planted dirt.
+    Synth(synth::SynthArgs),
 }
 
 /// Options every subcommand sees.
@@ -70,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = Global { json: cli.json, quiet: cli.quiet };
     match cli.command {
         Command::Info(args) => info::run(args, global),
+        Command::Synth(args) => synth::run(args, global),
     }
 }
 

@@ -13,8 +13,15 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("synth");
     group.sample_size(10);
     group.throughput(Throughput::Elements(ITEMS));
-    for (name, dirt) in [("clean", DirtMix::none()), ("dirt_default", DirtMix::web_default())] {
-        let cfg = SynthConfig { count: 100_000, dirt, ..SynthConfig::default() };
+    for (name, dirt) in [
+        ("clean", DirtMix::none()),
+        ("dirt_default", DirtMix::web_default()),
+    ] {
+        let cfg = SynthConfig {
+            count: 100_000,
+            dirt,
+            ..SynthConfig::default()
+        };
         let plan = SynthPlan::new(&cfg).expect("valid config");
         group.bench_function(format!("render_pair_1_thread/{name}"), |b| {
             let mut next = 0u64;
@@ -27,9 +34,16 @@ fn bench(c: &mut Criterion) {
         });
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = SynthConfig { count: ITEMS, layout: Layout::Webdataset, dirt: DirtMix::web_default(), ..SynthConfig::default() };
+    let cfg = SynthConfig {
+        count: ITEMS,
+        layout: Layout::Webdataset,
+        dirt: DirtMix::web_default(),
+        ..SynthConfig::default()
+    };
     group.bench_function("generate_webdataset_all_threads", |b| {
-        b.iter(|| generate(&cfg, &dir.path().join("out"), Overwrite::Replace, &|_| {}).expect("generate"))
+        b.iter(|| {
+            generate(&cfg, &dir.path().join("out"), Overwrite::Replace, &|_| {}).expect("generate")
+        })
     });
     group.finish();
 }

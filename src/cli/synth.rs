@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use flipstream_ingest::synth::{self, DirtKind, DirtMix, Layout, Overwrite, SynthConfig, SynthError, SynthSummary};
+use flipstream_ingest::synth::{
+    self, DirtKind, DirtMix, Layout, Overwrite, SynthConfig, SynthError, SynthSummary,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{Global, UsageError};
@@ -97,11 +99,19 @@ impl From<LayoutArg> for Layout {
 
 /// Usage errors of the library become [`UsageError`] (exit code 2).
 fn cli_error(e: SynthError) -> anyhow::Error {
-    if e.is_usage() { anyhow::Error::new(UsageError(e.to_string())) } else { anyhow::Error::new(e) }
+    if e.is_usage() {
+        anyhow::Error::new(UsageError(e.to_string()))
+    } else {
+        anyhow::Error::new(e)
+    }
 }
 
 fn progress_bar(count: u64, quiet: bool) -> ProgressBar {
-    let target = if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
+    let target = if quiet {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    };
     let bar = ProgressBar::with_draw_target(Some(count), target);
     if let Ok(style) =
         ProgressStyle::with_template("synth {bar:32} {pos}/{len} pairs  {per_sec}  eta {eta}")
@@ -123,14 +133,22 @@ pub fn run(args: SynthArgs, global: Global) -> anyhow::Result<ExitCode> {
         url_base: args.url_base,
     };
     config.validate().map_err(cli_error)?;
-    let overwrite = if args.force { Overwrite::Replace } else { Overwrite::Refuse };
+    let overwrite = if args.force {
+        Overwrite::Replace
+    } else {
+        Overwrite::Refuse
+    };
     let bar = progress_bar(config.count, global.quiet);
     let started = Instant::now();
-    let summary = synth::generate(&config, &args.out, overwrite, &|n| bar.set_position(n)).map_err(cli_error)?;
+    let summary = synth::generate(&config, &args.out, overwrite, &|n| bar.set_position(n))
+        .map_err(cli_error)?;
     bar.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&summary).context("serialising the summary")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).context("serialising the summary")?
+        );
     } else {
         print_summary(&summary, &args.out, elapsed);
     }
@@ -138,7 +156,10 @@ pub fn run(args: SynthArgs, global: Global) -> anyhow::Result<ExitCode> {
 }
 
 fn counts<K: std::fmt::Display>(map: impl IntoIterator<Item = (K, u64)>) -> String {
-    map.into_iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+    map.into_iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn print_summary(s: &SynthSummary, out: &std::path::Path, elapsed: f64) {
@@ -154,7 +175,11 @@ fn print_summary(s: &SynthSummary, out: &std::path::Path, elapsed: f64) {
     );
     let mut files = s.data_files.join(", ");
     if s.loose_files > 0 {
-        let sub = if s.config.layout == Layout::Urls { "files/" } else { "images/" };
+        let sub = if s.config.layout == Layout::Urls {
+            "files/"
+        } else {
+            "images/"
+        };
         files = [files, format!("{} files under {sub}", s.loose_files)]
             .into_iter()
             .filter(|f| !f.is_empty())
@@ -162,7 +187,10 @@ fn print_summary(s: &SynthSummary, out: &std::path::Path, elapsed: f64) {
             .join(" and ");
     }
     println!("files:   {files}");
-    println!("formats: {}", counts(s.formats.iter().map(|(k, n)| (k, *n))));
+    println!(
+        "formats: {}",
+        counts(s.formats.iter().map(|(k, n)| (k, *n)))
+    );
     if dirty == 0 {
         println!("dirt:    none ({} clean)", s.clean);
     } else {
@@ -170,11 +198,18 @@ fn print_summary(s: &SynthSummary, out: &std::path::Path, elapsed: f64) {
             "dirt:    {dirty} items ({:.1} %), {} clean: {}",
             100.0 * dirty as f64 / s.items.max(1) as f64,
             s.clean,
-            counts(DirtKind::ALL.iter().filter_map(|k| s.dirt.get(k).map(|n| (k, *n))))
+            counts(
+                DirtKind::ALL
+                    .iter()
+                    .filter_map(|k| s.dirt.get(k).map(|n| (k, *n)))
+            )
         );
     }
     if !s.dirt_skipped.is_empty() {
-        println!("skipped: {} (the layout cannot carry them)", counts(s.dirt_skipped.iter().map(|(k, n)| (k, *n))));
+        println!(
+            "skipped: {} (the layout cannot carry them)",
+            counts(s.dirt_skipped.iter().map(|(k, n)| (k, *n)))
+        );
     }
     println!(
         "truth:   {} and {}",

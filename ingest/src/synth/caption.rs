@@ -29,7 +29,11 @@ impl Facts {
             size: l.size,
             position: l.position,
             background: l.background,
-            others: scene.distractors.iter().map(|o: &Object| (o.color, o.shape)).collect(),
+            others: scene
+                .distractors
+                .iter()
+                .map(|o: &Object| (o.color, o.shape))
+                .collect(),
         }
     }
 }
@@ -167,7 +171,9 @@ const SITES: [&str; 10] = [
     "shop.example.org",
 ];
 const EMOJI: [&str; 10] = ["✨", "🔴", "⭐", "📸", "🎨", "👍", "🔥", "💎", "😍", "🛒"];
-const OBJECTS: [&str; 8] = ["cushion", "coaster", "badge", "keychain", "cookie", "sticker", "pendant", "magnet"];
+const OBJECTS: [&str; 8] = [
+    "cushion", "coaster", "badge", "keychain", "cookie", "sticker", "pendant", "magnet",
+];
 
 fn others_phrase(f: &Facts, rng: &mut ItemRng) -> String {
     match f.others.as_slice() {
@@ -267,7 +273,9 @@ fn typo(s: &str, f: &Facts, rng: &mut ItemRng) -> String {
     let candidates: Vec<usize> = (1..words.len())
         .filter(|&i| {
             let w = words[i].to_lowercase();
-            w.len() >= 4 && w.bytes().all(|b| b.is_ascii_alphabetic()) && !protected.iter().any(|p| w.contains(p))
+            w.len() >= 4
+                && w.bytes().all(|b| b.is_ascii_alphabetic())
+                && !protected.iter().any(|p| w.contains(p))
         })
         .collect();
     if let Some(&i) = pick_slice(rng, &candidates) {
@@ -299,15 +307,28 @@ fn add_noise(caption: String, f: &Facts, rng: &mut ItemRng) -> String {
         };
     }
     if rng.random_bool(0.07) {
-        c = format!("{c} #{} #{} #{}", f.color, f.shape, pick(rng, &["art", "design", "geometry", "minimal"]));
+        c = format!(
+            "{c} #{} #{} #{}",
+            f.color,
+            f.shape,
+            pick(rng, &["art", "design", "geometry", "minimal"])
+        );
     }
     if rng.random_bool(0.05) {
         let e = pick(rng, &EMOJI);
-        c = if rng.random_bool(0.5) { format!("{e} {c}") } else { format!("{c} {e}") };
+        c = if rng.random_bool(0.5) {
+            format!("{e} {c}")
+        } else {
+            format!("{c} {e}")
+        };
     }
     if rng.random_bool(0.03) {
         let n = rng.random_range(1000..10_000);
-        c = if rng.random_bool(0.5) { format!("IMG_{n}.JPG {c}") } else { format!("{c} (DSC_{n}.jpg)") };
+        c = if rng.random_bool(0.5) {
+            format!("IMG_{n}.JPG {c}")
+        } else {
+            format!("{c} (DSC_{n}.jpg)")
+        };
     }
     if rng.random_bool(0.10) {
         let sep = pick(rng, &[" | ", " - ", " – ", " :: "]);
@@ -326,8 +347,11 @@ fn add_noise(caption: String, f: &Facts, rng: &mut ItemRng) -> String {
 /// A clean (web-noisy but valid) caption for the scene.
 pub(crate) fn caption(scene: &Scene, rng: &mut ItemRng) -> String {
     let f = Facts::of(scene);
-    let usable: Vec<&str> =
-        TEMPLATES.iter().copied().filter(|t| !t.contains("{n}") || !f.others.is_empty()).collect();
+    let usable: Vec<&str> = TEMPLATES
+        .iter()
+        .copied()
+        .filter(|t| !t.contains("{n}") || !f.others.is_empty())
+        .collect();
     let template = pick_slice(rng, &usable).copied().unwrap_or(TEMPLATES[0]);
     let text = fill(template, &f, rng);
     add_noise(text, &f, rng)
@@ -335,7 +359,9 @@ pub(crate) fn caption(scene: &Scene, rng: &mut ItemRng) -> String {
 
 /// `caption_empty`: nothing, or only whitespace.
 pub(crate) fn empty(rng: &mut ItemRng) -> Vec<u8> {
-    pick(rng, &["", "", "", " ", "\n", "  \t "]).as_bytes().to_vec()
+    pick(rng, &["", "", "", " ", "\n", "  \t "])
+        .as_bytes()
+        .to_vec()
 }
 
 /// `caption_one_word`: a single token (file name, placeholder, a lone label word).
@@ -344,7 +370,18 @@ pub(crate) fn one_word(scene: &Scene, rng: &mut ItemRng) -> Vec<u8> {
     let word = match rng.random_range(0..6) {
         0 => format!("IMG_{}.JPG", rng.random_range(1000..10_000)),
         1 => format!("DSC{:05}", rng.random_range(0..100_000)),
-        2 => pick(rng, &["untitled", "image", "photo", "thumbnail", "null", "undefined"]).to_string(),
+        2 => pick(
+            rng,
+            &[
+                "untitled",
+                "image",
+                "photo",
+                "thumbnail",
+                "null",
+                "undefined",
+            ],
+        )
+        .to_string(),
         3 => l.color.as_str().to_string(),
         4 => l.shape.as_str().to_string(),
         _ => format!("{}{}", l.color, capitalize(l.shape.as_str())),
@@ -379,7 +416,10 @@ pub(crate) fn html(base: &str, rng: &mut ItemRng) -> Vec<u8> {
     let escaped = base.replace('&', "&amp;").replacen(' ', "&nbsp;", 1);
     let wrapped = match rng.random_range(0..4) {
         0 => format!("<div class=\"caption\"><p>{escaped}</p></div>"),
-        1 => format!("<a href=\"https://example.com/p/{}\">{escaped}</a>", rng.random_range(100..100_000)),
+        1 => format!(
+            "<a href=\"https://example.com/p/{}\">{escaped}</a>",
+            rng.random_range(100..100_000)
+        ),
         2 => format!("<span style=\"font-weight:bold\">{escaped}</span><br/>"),
         _ => format!("<p>{escaped} &copy; 2024</p>"),
     };
@@ -423,7 +463,10 @@ mod tests {
     #[test]
     fn templates_are_many_and_well_formed() {
         assert!(TEMPLATES.len() >= 20);
-        let known = ["color", "shape", "size", "pos", "where", "bg", "others", "n", "object", "emoji", "site", "num"];
+        let known = [
+            "color", "shape", "size", "pos", "where", "bg", "others", "n", "object", "emoji",
+            "site", "num",
+        ];
         for t in TEMPLATES {
             assert!(t.contains("{color}") && t.contains("{shape}"), "{t}");
             for part in t.split('{').skip(1) {
@@ -444,11 +487,28 @@ mod tests {
             assert!(!lower.contains('{'), "{c}");
             assert!(c.split_whitespace().count() >= 3, "{c}");
             let shape_named = lower.contains(s.labels.shape.as_str())
-                || ["disc", "dot", "oval", "elliptical", "plus", "donut", "hoop", "rhombus", "lozenge", "moon", "honeycomb", "pyramid", "triang"]
-                    .iter()
-                    .any(|w| lower.contains(w));
+                || [
+                    "disc",
+                    "dot",
+                    "oval",
+                    "elliptical",
+                    "plus",
+                    "donut",
+                    "hoop",
+                    "rhombus",
+                    "lozenge",
+                    "moon",
+                    "honeycomb",
+                    "pyramid",
+                    "triang",
+                ]
+                .iter()
+                .any(|w| lower.contains(w));
             assert!(shape_named, "{c} ({})", s.labels.shape);
-            assert!(!lower.contains(" a orange") && !lower.contains(" a oval"), "{c}");
+            assert!(
+                !lower.contains(" a orange") && !lower.contains(" a oval"),
+                "{c}"
+            );
             distinct.insert(c);
         }
         assert!(distinct.len() > 380);
@@ -459,20 +519,31 @@ mod tests {
         let s = scene(1);
         let mut rng = item_rng(2, 1, Purpose::Dirt);
         for _ in 0..20 {
-            assert!(String::from_utf8(empty(&mut rng)).unwrap().trim().is_empty());
+            assert!(
+                String::from_utf8(empty(&mut rng))
+                    .unwrap()
+                    .trim()
+                    .is_empty()
+            );
             let w = String::from_utf8(one_word(&s, &mut rng)).unwrap();
             assert_eq!(w.split_whitespace().count(), 1, "{w}");
             let long = overlong("a red circle", &s, &mut rng);
             assert!((10_000..=100_000).contains(&long.len()) && long.starts_with(b"a red circle"));
             let h = String::from_utf8(html("red & blue star", &mut rng)).unwrap();
-            assert!(h.contains('<') && h.contains("&amp;") && h.contains("blue"), "{h}");
+            assert!(
+                h.contains('<') && h.contains("&amp;") && h.contains("blue"),
+                "{h}"
+            );
             assert!(std::str::from_utf8(&invalid_utf8("a red circle", &mut rng)).is_err());
         }
     }
 
     #[test]
     fn articles_are_fixed() {
-        assert_eq!(fix_articles("a orange star and a red ring"), "an orange star and a red ring");
+        assert_eq!(
+            fix_articles("a orange star and a red ring"),
+            "an orange star and a red ring"
+        );
         assert_eq!(fix_articles("A oval"), "An oval");
     }
 }

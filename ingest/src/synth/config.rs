@@ -17,7 +17,9 @@ use super::error::SynthError;
 pub const MAX_COUNT: u64 = 1_000_000_000;
 
 /// How the generated pairs are laid out on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Layout {
     /// `shard-00000.tar`, … with members `<key>.<ext>`, `<key>.txt`, `<key>.json`.
@@ -33,7 +35,12 @@ pub enum Layout {
 
 impl Layout {
     /// Every layout.
-    pub const ALL: [Layout; 4] = [Layout::Webdataset, Layout::Parquet, Layout::Folder, Layout::Urls];
+    pub const ALL: [Layout; 4] = [
+        Layout::Webdataset,
+        Layout::Parquet,
+        Layout::Folder,
+        Layout::Urls,
+    ];
 
     /// The name used on the command line and in `synth.json`.
     pub fn as_str(self) -> &'static str {
@@ -61,9 +68,14 @@ impl FromStr for Layout {
     type Err = SynthError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Layout::ALL.into_iter().find(|l| l.as_str() == s).ok_or_else(|| {
-            SynthError::Config(format!("unknown layout {s:?} (known: webdataset, parquet, folder, urls)"))
-        })
+        Layout::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| {
+                SynthError::Config(format!(
+                    "unknown layout {s:?} (known: webdataset, parquet, folder, urls)"
+                ))
+            })
     }
 }
 
@@ -182,10 +194,14 @@ impl FromStr for DirtMix {
                     "bad dirt item {part:?}: expected kind=fraction (or off, default)"
                 )));
             };
-            let kind: DirtKind =
-                name.trim().parse().map_err(|e: super::dirt::UnknownDirtKind| SynthError::Config(e.to_string()))?;
+            let kind: DirtKind = name
+                .trim()
+                .parse()
+                .map_err(|e: super::dirt::UnknownDirtKind| SynthError::Config(e.to_string()))?;
             let fraction: f64 = value.trim().parse().map_err(|_| {
-                SynthError::Config(format!("bad dirt fraction {value:?} for {kind}: expected a number"))
+                SynthError::Config(format!(
+                    "bad dirt fraction {value:?} for {kind}: expected a number"
+                ))
             })?;
             if explicit.insert(kind, fraction).is_some() {
                 return Err(SynthError::Config(format!("dirt kind {kind} given twice")));
@@ -238,7 +254,9 @@ impl SynthConfig {
             )));
         }
         if self.shard_size == 0 {
-            return Err(SynthError::Config("shard size must be at least 1".to_string()));
+            return Err(SynthError::Config(
+                "shard size must be at least 1".to_string(),
+            ));
         }
         self.dirt.validate(self.count)?;
         let url = url::Url::parse(&self.url_base)
@@ -265,7 +283,10 @@ mod tests {
     #[test]
     fn parses_forms() {
         assert!("off".parse::<DirtMix>().unwrap().is_off());
-        assert_eq!("default".parse::<DirtMix>().unwrap(), DirtMix::web_default());
+        assert_eq!(
+            "default".parse::<DirtMix>().unwrap(),
+            DirtMix::web_default()
+        );
         let m: DirtMix = "tiny=0.1, zero_byte=0.05".parse().unwrap();
         assert_eq!(m.0.len(), 2);
         assert_eq!(m.0[&DirtKind::Tiny], 0.1);
@@ -276,7 +297,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_forms() {
-        for bad in ["rotten=0.1", "tiny", "tiny=abc", "tiny=0.1,tiny=0.2", "tiny=0.1,default"] {
+        for bad in [
+            "rotten=0.1",
+            "tiny",
+            "tiny=abc",
+            "tiny=0.1,tiny=0.2",
+            "tiny=0.1,default",
+        ] {
             let err = bad.parse::<DirtMix>().unwrap_err();
             assert!(err.is_usage(), "{bad}: {err}");
         }
@@ -285,31 +312,61 @@ mod tests {
     #[test]
     fn counts_are_ceilings_with_a_minimum_of_one() {
         let m: DirtMix = "tiny=0.07,zero_byte=0.001,corrupt=0.0".parse().unwrap();
-        assert_eq!(m.counts(100), vec![(DirtKind::ZeroByte, 1), (DirtKind::Tiny, 7)]);
-        assert_eq!(m.counts(1000), vec![(DirtKind::ZeroByte, 1), (DirtKind::Tiny, 70)]);
-        assert_eq!(m.counts(1001), vec![(DirtKind::ZeroByte, 2), (DirtKind::Tiny, 71)]);
+        assert_eq!(
+            m.counts(100),
+            vec![(DirtKind::ZeroByte, 1), (DirtKind::Tiny, 7)]
+        );
+        assert_eq!(
+            m.counts(1000),
+            vec![(DirtKind::ZeroByte, 1), (DirtKind::Tiny, 70)]
+        );
+        assert_eq!(
+            m.counts(1001),
+            vec![(DirtKind::ZeroByte, 2), (DirtKind::Tiny, 71)]
+        );
     }
 
     #[test]
     fn validation() {
         let over: DirtMix = "tiny=0.6,corrupt=0.5".parse().unwrap();
-        assert!(over.validate(100).unwrap_err().to_string().contains("sum to"));
+        assert!(
+            over.validate(100)
+                .unwrap_err()
+                .to_string()
+                .contains("sum to")
+        );
         let neg: DirtMix = "tiny=-0.1".parse().unwrap();
         assert!(neg.validate(100).is_err());
-        assert!(DirtMix::web_default().validate(10).unwrap_err().to_string().contains("needs"));
+        assert!(
+            DirtMix::web_default()
+                .validate(10)
+                .unwrap_err()
+                .to_string()
+                .contains("needs")
+        );
         DirtMix::web_default().validate(200).unwrap();
         let full: DirtMix = "tiny=0.5,corrupt=0.5".parse().unwrap();
         full.validate(10).unwrap();
-        let cfg = SynthConfig { count: 0, ..SynthConfig::default() };
+        let cfg = SynthConfig {
+            count: 0,
+            ..SynthConfig::default()
+        };
         assert!(cfg.validate().is_err());
-        let cfg = SynthConfig { url_base: "ftp://x/".into(), ..SynthConfig::default() };
+        let cfg = SynthConfig {
+            url_base: "ftp://x/".into(),
+            ..SynthConfig::default()
+        };
         assert!(cfg.validate().is_err());
         SynthConfig::default().validate().unwrap();
     }
 
     #[test]
     fn config_round_trips_through_json() {
-        let cfg = SynthConfig { dirt: DirtMix::web_default(), layout: Layout::Urls, ..SynthConfig::default() };
+        let cfg = SynthConfig {
+            dirt: DirtMix::web_default(),
+            layout: Layout::Urls,
+            ..SynthConfig::default()
+        };
         let json = serde_json::to_string(&cfg).unwrap();
         assert!(json.contains("\"zero_byte\":0.003"), "{json}");
         let back: SynthConfig = serde_json::from_str(&json).unwrap();

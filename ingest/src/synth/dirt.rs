@@ -185,7 +185,11 @@ impl fmt::Display for DirtKind {
 pub struct UnknownDirtKind(pub String);
 
 fn known_names() -> String {
-    DirtKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+    DirtKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl FromStr for DirtKind {
@@ -207,7 +211,10 @@ mod tests {
     fn names_round_trip_and_match_serde() {
         for k in DirtKind::ALL {
             assert_eq!(k.as_str().parse::<DirtKind>(), Ok(k));
-            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{}\"", k.as_str()));
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.as_str())
+            );
         }
         let err = "rotten".parse::<DirtKind>().unwrap_err();
         assert!(err.to_string().contains("rotten") && err.to_string().contains("zero_byte"));

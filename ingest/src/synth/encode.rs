@@ -18,7 +18,8 @@ pub(crate) type EncodeResult = Result<Vec<u8>, String>;
 
 fn dims16(c: &Canvas) -> Result<(u16, u16), String> {
     let w = u16::try_from(c.width).map_err(|_| format!("width {} too large for JPEG", c.width))?;
-    let h = u16::try_from(c.height).map_err(|_| format!("height {} too large for JPEG", c.height))?;
+    let h =
+        u16::try_from(c.height).map_err(|_| format!("height {} too large for JPEG", c.height))?;
     Ok((w, h))
 }
 
@@ -40,15 +41,19 @@ pub(crate) fn jpeg(c: &Canvas, opts: JpegOptions) -> EncodeResult {
         enc.set_progressive(true);
     }
     if let Some(o) = opts.orientation {
-        enc.add_exif_metadata(&exif_orientation(o)).map_err(|e| e.to_string())?;
+        enc.add_exif_metadata(&exif_orientation(o))
+            .map_err(|e| e.to_string())?;
     }
-    enc.encode(&c.data, w, h, ColorType::Rgb).map_err(|e| e.to_string())?;
+    enc.encode(&c.data, w, h, ColorType::Rgb)
+        .map_err(|e| e.to_string())?;
     Ok(out)
 }
 
 /// ITU-R BT.601 luma of each pixel, 0..=65280 (8.8 fixed point).
 fn luma16(c: &Canvas) -> impl Iterator<Item = u32> + '_ {
-    c.data.chunks_exact(3).map(|p| 77 * p[0] as u32 + 150 * p[1] as u32 + 29 * p[2] as u32)
+    c.data
+        .chunks_exact(3)
+        .map(|p| 77 * p[0] as u32 + 150 * p[1] as u32 + 29 * p[2] as u32)
 }
 
 /// A single-component (grayscale) JPEG.
@@ -56,7 +61,9 @@ pub(crate) fn jpeg_gray(c: &Canvas, quality: u8) -> EncodeResult {
     let (w, h) = dims16(c)?;
     let gray: Vec<u8> = luma16(c).map(|l| (l >> 8) as u8).collect();
     let mut out = Vec::new();
-    Encoder::new(&mut out, quality).encode(&gray, w, h, ColorType::Luma).map_err(|e| e.to_string())?;
+    Encoder::new(&mut out, quality)
+        .encode(&gray, w, h, ColorType::Luma)
+        .map_err(|e| e.to_string())?;
     Ok(out)
 }
 
@@ -68,11 +75,13 @@ pub(crate) fn jpeg_cmyk(c: &Canvas, quality: u8) -> EncodeResult {
     for p in c.data.chunks_exact(3) {
         let max = p[0].max(p[1]).max(p[2]) as u32;
         let k = 255 - max;
-        let ink = |v: u8| if max == 0 { 0 } else { ((max - v as u32) * 255 / max) as u8 };
+        let ink = |v: u8| ((max - v as u32) * 255).checked_div(max).unwrap_or(0) as u8;
         cmyk.extend_from_slice(&[ink(p[0]), ink(p[1]), ink(p[2]), k as u8]);
     }
     let mut out = Vec::new();
-    Encoder::new(&mut out, quality).encode(&cmyk, w, h, ColorType::Cmyk).map_err(|e| e.to_string())?;
+    Encoder::new(&mut out, quality)
+        .encode(&cmyk, w, h, ColorType::Cmyk)
+        .map_err(|e| e.to_string())?;
     Ok(out)
 }
 
@@ -117,8 +126,9 @@ pub(crate) fn png_rgb(c: &Canvas) -> EncodeResult {
 
 /// A 16-bit grayscale PNG (big-endian samples).
 pub(crate) fn png_gray16(c: &Canvas) -> EncodeResult {
-    let data: Vec<u8> =
-        luma16(c).flat_map(|l| (((l * 257) >> 8).min(65535) as u16).to_be_bytes()).collect();
+    let data: Vec<u8> = luma16(c)
+        .flat_map(|l| (((l * 257) >> 8).min(65535) as u16).to_be_bytes())
+        .collect();
     png_with(c.width, c.height, &data, |e| {
         e.set_color(png::ColorType::Grayscale);
         e.set_depth(png::BitDepth::Sixteen);
@@ -172,13 +182,25 @@ pub(crate) fn png_palette_alpha(c: &Canvas, corner: u32) -> EncodeResult {
     let r = corner as i64;
     for y in 0..h {
         for x in 0..w {
-            let cx = if x < r { r } else if x >= w - r { w - 1 - r } else { x };
-            let cy = if y < r { r } else if y >= h - r { h - 1 - r } else { y };
+            let cx = if x < r {
+                r
+            } else if x >= w - r {
+                w - 1 - r
+            } else {
+                x
+            };
+            let cy = if y < r {
+                r
+            } else if y >= h - r {
+                h - 1 - r
+            } else {
+                y
+            };
             let (dx, dy) = (x - cx, y - cy);
-            if dx * dx + dy * dy > r * r {
-                if let Some(p) = idx.get_mut((y * w + x) as usize) {
-                    *p = TRANSPARENT;
-                }
+            if dx * dx + dy * dy > r * r
+                && let Some(p) = idx.get_mut((y * w + x) as usize)
+            {
+                *p = TRANSPARENT;
             }
         }
     }
@@ -196,7 +218,8 @@ pub(crate) fn png_palette_alpha(c: &Canvas, corner: u32) -> EncodeResult {
 
 /// A lossy WebP (libwebp, fast method).
 pub(crate) fn webp_lossy(c: &Canvas, quality: f32) -> EncodeResult {
-    let mut config = webp::WebPConfig::new().map_err(|()| "libwebp config init failed".to_string())?;
+    let mut config =
+        webp::WebPConfig::new().map_err(|()| "libwebp config init failed".to_string())?;
     config.quality = quality;
     config.method = 1;
     let mem = webp::Encoder::from_rgb(&c.data, c.width, c.height)
@@ -220,9 +243,11 @@ pub(crate) fn gif(frames: &[Canvas], delay_cs: u16) -> EncodeResult {
     let (w, h) = dims16(first)?;
     let mut out = Vec::new();
     {
-        let mut enc = gif::Encoder::new(&mut out, w, h, &fixed_palette()).map_err(|e| e.to_string())?;
+        let mut enc =
+            gif::Encoder::new(&mut out, w, h, &fixed_palette()).map_err(|e| e.to_string())?;
         if frames.len() > 1 {
-            enc.set_repeat(gif::Repeat::Infinite).map_err(|e| e.to_string())?;
+            enc.set_repeat(gif::Repeat::Infinite)
+                .map_err(|e| e.to_string())?;
         }
         for f in frames {
             let frame = gif::Frame {
@@ -271,7 +296,8 @@ pub(crate) fn truncate_jpeg(mut bytes: Vec<u8>, fraction: f32) -> EncodeResult {
     if scan_end <= scan_start + 2 {
         return Err("scan too short to truncate".to_string());
     }
-    let cut = scan_start + 1 + ((scan_end - scan_start - 2) as f32 * fraction.clamp(0.0, 1.0)) as usize;
+    let cut =
+        scan_start + 1 + ((scan_end - scan_start - 2) as f32 * fraction.clamp(0.0, 1.0)) as usize;
     bytes.truncate(cut.min(scan_end - 1));
     Ok(bytes)
 }
@@ -281,7 +307,8 @@ pub(crate) fn truncate_jpeg(mut bytes: Vec<u8>, fraction: f32) -> EncodeResult {
 pub(crate) fn corrupt_png(mut bytes: Vec<u8>, garbage: &[u8]) -> EncodeResult {
     let mut pos = 8;
     while pos + 12 <= bytes.len() {
-        let len = u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]]) as usize;
+        let len = u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]])
+            as usize;
         let kind = &bytes[pos + 4..pos + 8];
         if kind == b"IDAT" && len >= 8 {
             let n = garbage.len().min(len / 2);
@@ -352,15 +379,43 @@ mod tests {
     }
 
     fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum::<f64>() / a.len() as f64
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (*x as f64 - *y as f64).abs())
+            .sum::<f64>()
+            / a.len() as f64
     }
 
     #[test]
     fn every_encoding_decodes_to_the_scene() {
         let c = canvas(96, 64);
         let cases: Vec<(&str, Vec<u8>, f64)> = vec![
-            ("jpeg", jpeg(&c, JpegOptions { quality: 90, progressive: false, orientation: None }).unwrap(), 12.0),
-            ("progressive", jpeg(&c, JpegOptions { quality: 90, progressive: true, orientation: None }).unwrap(), 12.0),
+            (
+                "jpeg",
+                jpeg(
+                    &c,
+                    JpegOptions {
+                        quality: 90,
+                        progressive: false,
+                        orientation: None,
+                    },
+                )
+                .unwrap(),
+                12.0,
+            ),
+            (
+                "progressive",
+                jpeg(
+                    &c,
+                    JpegOptions {
+                        quality: 90,
+                        progressive: true,
+                        orientation: None,
+                    },
+                )
+                .unwrap(),
+                12.0,
+            ),
             ("png", png_rgb(&c).unwrap(), 0.0),
             ("webp", webp_lossy(&c, 90.0).unwrap(), 14.0),
             ("webp_lossless", webp_lossless(&c).unwrap(), 0.0),
@@ -388,7 +443,9 @@ mod tests {
         let decoded = image::load_from_memory(&pal).unwrap().to_rgba8();
         assert_eq!(decoded.get_pixel(0, 0)[3], 0, "corner is transparent");
         assert_eq!(decoded.get_pixel(32, 24)[3], 255, "centre is opaque");
-        let reader = png::Decoder::new(std::io::Cursor::new(pal)).read_info().unwrap();
+        let reader = png::Decoder::new(std::io::Cursor::new(pal))
+            .read_info()
+            .unwrap();
         assert_eq!(reader.info().color_type, png::ColorType::Indexed);
         assert!(reader.info().trns.is_some());
     }
@@ -396,16 +453,39 @@ mod tests {
     #[test]
     fn exif_orientation_is_readable() {
         let c = canvas(40, 30);
-        let bytes = jpeg(&c, JpegOptions { quality: 80, progressive: false, orientation: Some(6) }).unwrap();
-        let mut dec = image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format().unwrap().into_decoder().unwrap();
+        let bytes = jpeg(
+            &c,
+            JpegOptions {
+                quality: 80,
+                progressive: false,
+                orientation: Some(6),
+            },
+        )
+        .unwrap();
+        let mut dec = image::ImageReader::new(std::io::Cursor::new(&bytes))
+            .with_guessed_format()
+            .unwrap()
+            .into_decoder()
+            .unwrap();
         use image::ImageDecoder;
-        assert_eq!(dec.orientation().unwrap(), image::metadata::Orientation::Rotate90);
+        assert_eq!(
+            dec.orientation().unwrap(),
+            image::metadata::Orientation::Rotate90
+        );
     }
 
     #[test]
     fn truncated_and_corrupt_do_not_decode() {
         let c = canvas(120, 90);
-        let full = jpeg(&c, JpegOptions { quality: 85, progressive: false, orientation: None }).unwrap();
+        let full = jpeg(
+            &c,
+            JpegOptions {
+                quality: 85,
+                progressive: false,
+                orientation: None,
+            },
+        )
+        .unwrap();
         let cut = truncate_jpeg(full.clone(), 0.5).unwrap();
         assert!(cut.len() < full.len() && cut.len() > full.len() / 4);
         assert_ne!(&cut[cut.len() - 2..], &[0xFF, 0xD9]);
@@ -417,11 +497,27 @@ mod tests {
     fn bombs_declare_huge_dimensions() {
         let png_bomb = bomb_png(50_000, 40_000).unwrap();
         assert!(png_bomb.len() < 64 * 1024);
-        let dims = image::ImageReader::new(std::io::Cursor::new(&png_bomb)).with_guessed_format().unwrap().into_dimensions().unwrap();
+        let dims = image::ImageReader::new(std::io::Cursor::new(&png_bomb))
+            .with_guessed_format()
+            .unwrap()
+            .into_dimensions()
+            .unwrap();
         assert_eq!(dims, (50_000, 40_000));
-        let small = jpeg(&canvas(32, 32), JpegOptions { quality: 80, progressive: false, orientation: None }).unwrap();
+        let small = jpeg(
+            &canvas(32, 32),
+            JpegOptions {
+                quality: 80,
+                progressive: false,
+                orientation: None,
+            },
+        )
+        .unwrap();
         let jpeg_bomb = bomb_jpeg(small, 60_000, 50_000).unwrap();
-        let dims = image::ImageReader::new(std::io::Cursor::new(&jpeg_bomb)).with_guessed_format().unwrap().into_dimensions().unwrap();
+        let dims = image::ImageReader::new(std::io::Cursor::new(&jpeg_bomb))
+            .with_guessed_format()
+            .unwrap()
+            .into_dimensions()
+            .unwrap();
         assert_eq!(dims, (60_000, 50_000));
     }
 }

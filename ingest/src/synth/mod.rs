@@ -40,7 +40,9 @@ pub use output::{Overwrite, URL_LIST_FILE};
 pub use pair::{FileFormat, SynthPair};
 pub use plan::SynthPlan;
 pub use scene::{Background, Color, Labels, Position, Shape, SizeClass};
-pub use sidecar::{Location, SIDECAR_FILE, SUMMARY_FILE, SUMMARY_FORMAT, SidecarRecord, SynthSummary};
+pub use sidecar::{
+    Location, SIDECAR_FILE, SUMMARY_FILE, SUMMARY_FORMAT, SidecarRecord, SynthSummary,
+};
 
 use output::{LayoutWriter, Staging};
 use sidecar::{SidecarWriter, Tally};
@@ -74,7 +76,11 @@ pub fn generate(
     Ok(summary)
 }
 
-fn write_all(plan: &SynthPlan, dir: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<SynthSummary, SynthError> {
+fn write_all(
+    plan: &SynthPlan,
+    dir: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<SynthSummary, SynthError> {
     let config = plan.config();
     let mut writer = LayoutWriter::new(config, dir)?;
     let mut sidecar = SidecarWriter::create(dir)?;
@@ -98,7 +104,11 @@ fn write_all(plan: &SynthPlan, dir: &Path, progress: &(dyn Fn(u64) + Sync)) -> R
         let mut start = 0;
         while start < config.count {
             let end = (start + BATCH).min(config.count);
-            match (start..end).into_par_iter().map(|i| plan.render_pair(i)).collect() {
+            match (start..end)
+                .into_par_iter()
+                .map(|i| plan.render_pair(i))
+                .collect()
+            {
                 Ok(batch) => {
                     if tx.send(batch).is_err() {
                         break; // the writer failed; its error is reported below
@@ -112,7 +122,9 @@ fn write_all(plan: &SynthPlan, dir: &Path, progress: &(dyn Fn(u64) + Sync)) -> R
             start = end;
         }
         drop(tx);
-        let wrote = writing.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let wrote = writing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         wrote.and(rendered)
     })?;
     let written = writer.finish()?;
@@ -134,7 +146,10 @@ fn write_all(plan: &SynthPlan, dir: &Path, progress: &(dyn Fn(u64) + Sync)) -> R
         total_bytes: written.bytes + sidecar_bytes,
     };
     let path = dir.join(SUMMARY_FILE);
-    let mut json = serde_json::to_vec_pretty(&summary).map_err(|source| SynthError::Json { path: path.clone(), source })?;
+    let mut json = serde_json::to_vec_pretty(&summary).map_err(|source| SynthError::Json {
+        path: path.clone(),
+        source,
+    })?;
     json.push(b'\n');
     std::fs::write(&path, json).map_err(SynthError::io(&path))?;
     Ok(summary)

@@ -51,10 +51,17 @@ fn is_nonempty_dir(path: &Path) -> Result<bool, SynthError> {
 fn check_existing(out: &Path, overwrite: Overwrite) -> Result<(), SynthError> {
     match fs::symlink_metadata(out) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(SynthError::OutputUnwritable { path: out.to_path_buf(), source }),
-        Ok(meta) if !meta.is_dir() => Err(SynthError::OutputNotDirectory { path: out.to_path_buf() }),
+        Err(source) => Err(SynthError::OutputUnwritable {
+            path: out.to_path_buf(),
+            source,
+        }),
+        Ok(meta) if !meta.is_dir() => Err(SynthError::OutputNotDirectory {
+            path: out.to_path_buf(),
+        }),
         Ok(_) if overwrite == Overwrite::Refuse && is_nonempty_dir(out)? => {
-            Err(SynthError::OutputExists { path: out.to_path_buf() })
+            Err(SynthError::OutputExists {
+                path: out.to_path_buf(),
+            })
         }
         Ok(_) => Ok(()),
     }
@@ -65,7 +72,9 @@ impl Staging {
     pub fn begin(out: &Path, overwrite: Overwrite) -> Result<Staging, SynthError> {
         let name = out
             .file_name()
-            .ok_or_else(|| SynthError::Config(format!("output path {} has no folder name", out.display())))?
+            .ok_or_else(|| {
+                SynthError::Config(format!("output path {} has no folder name", out.display()))
+            })?
             .to_string_lossy()
             .into_owned();
         check_existing(out, overwrite)?;
@@ -73,14 +82,24 @@ impl Staging {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        fs::create_dir_all(&parent)
-            .map_err(|source| SynthError::OutputUnwritable { path: parent.clone(), source })?;
+        fs::create_dir_all(&parent).map_err(|source| SynthError::OutputUnwritable {
+            path: parent.clone(),
+            source,
+        })?;
         let tmp = parent.join(format!(".{name}.synth-tmp-{}", std::process::id()));
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(SynthError::io(&tmp))?;
         }
-        fs::create_dir(&tmp).map_err(|source| SynthError::OutputUnwritable { path: out.to_path_buf(), source })?;
-        Ok(Staging { out: out.to_path_buf(), tmp, overwrite, committed: false })
+        fs::create_dir(&tmp).map_err(|source| SynthError::OutputUnwritable {
+            path: out.to_path_buf(),
+            source,
+        })?;
+        Ok(Staging {
+            out: out.to_path_buf(),
+            tmp,
+            overwrite,
+            committed: false,
+        })
     }
 
     /// The folder to write into.
@@ -94,7 +113,10 @@ impl Staging {
         if self.out.exists() {
             let old = self.tmp.with_file_name(format!(
                 ".{}.synth-old-{}",
-                self.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                self.out
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 std::process::id()
             ));
             fs::rename(&self.out, &old).map_err(SynthError::io(&self.out))?;
@@ -130,7 +152,13 @@ struct ItemJson<'a> {
 }
 
 fn item_json(pair: &SynthPair) -> Vec<u8> {
-    let doc = ItemJson { key: &pair.key, url: None, width: pair.width, height: pair.height, labels: pair.labels };
+    let doc = ItemJson {
+        key: &pair.key,
+        url: None,
+        width: pair.width,
+        height: pair.height,
+        labels: pair.labels,
+    };
     // Serialising plain strings and numbers cannot fail.
     serde_json::to_vec(&doc).unwrap_or_default()
 }
@@ -193,7 +221,11 @@ impl LayoutWriter {
         match self {
             LayoutWriter::Webdataset(w) => w.finish(),
             LayoutWriter::Parquet(w) => w.finish(),
-            LayoutWriter::Folder(w) => Ok(Written { data_files: Vec::new(), loose_files: w.files, bytes: w.bytes }),
+            LayoutWriter::Folder(w) => Ok(Written {
+                data_files: Vec::new(),
+                loose_files: w.files,
+                bytes: w.bytes,
+            }),
             LayoutWriter::Urls(w) => w.finish(),
         }
     }
@@ -218,7 +250,13 @@ pub(crate) struct Sharded<S> {
 
 impl<S: Shard> Sharded<S> {
     fn new(config: &SynthConfig, dir: &Path) -> Sharded<S> {
-        Sharded { dir: dir.to_path_buf(), layout: config.layout, shard_size: config.shard_size, current: None, files: Vec::new() }
+        Sharded {
+            dir: dir.to_path_buf(),
+            layout: config.layout,
+            shard_size: config.shard_size,
+            current: None,
+            files: Vec::new(),
+        }
     }
 
     fn write(&mut self, pair: &SynthPair) -> Result<Location, SynthError> {
@@ -248,7 +286,11 @@ impl<S: Shard> Sharded<S> {
         for f in &self.files {
             bytes += file_len(&self.dir.join(f))?;
         }
-        Ok(Written { data_files: self.files, loose_files: 0, bytes })
+        Ok(Written {
+            data_files: self.files,
+            loose_files: 0,
+            bytes,
+        })
     }
 }
 
@@ -267,7 +309,9 @@ impl TarShard {
         header.set_uid(0);
         header.set_gid(0);
         header.set_entry_type(tar::EntryType::Regular);
-        self.tar.append_data(&mut header, name, data).map_err(SynthError::io(&self.path))
+        self.tar
+            .append_data(&mut header, name, data)
+            .map_err(SynthError::io(&self.path))
     }
 }
 
@@ -276,7 +320,10 @@ impl Shard for TarShard {
         let file = File::create(path).map_err(SynthError::io(path))?;
         let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, file));
         tar.mode(tar::HeaderMode::Deterministic);
-        Ok(TarShard { path: path.to_path_buf(), tar })
+        Ok(TarShard {
+            path: path.to_path_buf(),
+            tar,
+        })
     }
 
     fn append(&mut self, pair: &SynthPair) -> Result<Location, SynthError> {
@@ -286,7 +333,10 @@ impl Shard for TarShard {
         }
         self.member(&format!("{}.txt", pair.key), &pair.caption)?;
         self.member(&format!("{}.json", pair.key), &item_json(pair))?;
-        Ok(Location { member: Some(member), ..Location::default() })
+        Ok(Location {
+            member: Some(member),
+            ..Location::default()
+        })
     }
 
     fn close(self) -> Result<(), SynthError> {
@@ -317,7 +367,9 @@ fn label_columns(labels: &[Labels]) -> Vec<ArrayRef> {
         text(|l| l.color.as_str()),
         text(|l| l.size.as_str()),
         text(|l| l.position.as_str()),
-        Arc::new(Int32Array::from_iter_values(labels.iter().map(|l| l.num_objects as i32))),
+        Arc::new(Int32Array::from_iter_values(
+            labels.iter().map(|l| l.num_objects as i32),
+        )),
         text(|l| l.background.as_str()),
     ]
 }
@@ -382,29 +434,54 @@ impl<R> ParquetFile<R> {
         to_batch: fn(&SchemaRef, &[R]) -> Result<RecordBatch, arrow::error::ArrowError>,
     ) -> Result<ParquetFile<R>, SynthError> {
         let file = File::create(path).map_err(SynthError::io(path))?;
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
-            .map_err(|source| SynthError::Parquet { path: path.to_path_buf(), source })?;
-        Ok(ParquetFile { path: path.to_path_buf(), schema, writer, rows: Vec::new(), to_batch })
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|source| {
+            SynthError::Parquet {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+        Ok(ParquetFile {
+            path: path.to_path_buf(),
+            schema,
+            writer,
+            rows: Vec::new(),
+            to_batch,
+        })
     }
 
     fn push(&mut self, row: R) -> Result<(), SynthError> {
         self.rows.push(row);
-        if self.rows.len() >= ROW_GROUP_ROWS { self.flush() } else { Ok(()) }
+        if self.rows.len() >= ROW_GROUP_ROWS {
+            self.flush()
+        } else {
+            Ok(())
+        }
     }
 
     fn flush(&mut self) -> Result<(), SynthError> {
         if self.rows.is_empty() {
             return Ok(());
         }
-        let batch = (self.to_batch)(&self.schema, &self.rows)
-            .map_err(|source| SynthError::Arrow { path: self.path.clone(), source })?;
+        let batch =
+            (self.to_batch)(&self.schema, &self.rows).map_err(|source| SynthError::Arrow {
+                path: self.path.clone(),
+                source,
+            })?;
         self.rows.clear();
-        self.writer.write(&batch).map_err(|source| SynthError::Parquet { path: self.path.clone(), source })
+        self.writer
+            .write(&batch)
+            .map_err(|source| SynthError::Parquet {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     fn close(mut self) -> Result<(), SynthError> {
         self.flush()?;
-        self.writer.close().map_err(|source| SynthError::Parquet { path: self.path.clone(), source })?;
+        self.writer.close().map_err(|source| SynthError::Parquet {
+            path: self.path.clone(),
+            source,
+        })?;
         Ok(())
     }
 }
@@ -419,7 +496,10 @@ struct HfRow {
 }
 
 fn hf_schema() -> SchemaRef {
-    let image_fields = vec![Field::new("bytes", DataType::Binary, true), Field::new("path", DataType::Utf8, true)];
+    let image_fields = vec![
+        Field::new("bytes", DataType::Binary, true),
+        Field::new("path", DataType::Utf8, true),
+    ];
     let mut fields = vec![
         Field::new("key", DataType::Utf8, false),
         Field::new("image", DataType::Struct(image_fields.into()), true),
@@ -427,10 +507,17 @@ fn hf_schema() -> SchemaRef {
         Field::new("url", DataType::Utf8, true),
     ];
     fields.extend(label_fields());
-    let mut columns = vec![("key", "string"), ("image", "image"), ("caption", "string"), ("url", "string")];
+    let mut columns = vec![
+        ("key", "string"),
+        ("image", "image"),
+        ("caption", "string"),
+        ("url", "string"),
+    ];
     columns.extend(LABEL_DTYPES);
     let metadata: std::collections::HashMap<String, String> =
-        [("huggingface".to_string(), hf_features(&columns))].into_iter().collect();
+        [("huggingface".to_string(), hf_features(&columns))]
+            .into_iter()
+            .collect();
     Arc::new(Schema::new_with_metadata(fields, metadata))
 }
 
@@ -438,18 +525,26 @@ fn hf_batch(schema: &SchemaRef, rows: &[HfRow]) -> Result<RecordBatch, arrow::er
     let image = StructArray::from(vec![
         (
             Arc::new(Field::new("bytes", DataType::Binary, true)),
-            Arc::new(BinaryArray::from_iter_values(rows.iter().map(|r| r.image.as_slice()))) as ArrayRef,
+            Arc::new(BinaryArray::from_iter_values(
+                rows.iter().map(|r| r.image.as_slice()),
+            )) as ArrayRef,
         ),
         (
             Arc::new(Field::new("path", DataType::Utf8, true)),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.file_name.as_str()))) as ArrayRef,
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.file_name.as_str()),
+            )) as ArrayRef,
         ),
     ]);
     let labels: Vec<Labels> = rows.iter().map(|r| r.labels).collect();
     let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.key.as_str()))),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.key.as_str()),
+        )),
         Arc::new(image),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.caption.as_str()))),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.caption.as_str()),
+        )),
         Arc::new(StringArray::from(vec![None::<&str>; rows.len()])),
     ];
     columns.extend(label_columns(&labels));
@@ -464,7 +559,12 @@ pub(crate) struct ParquetShard {
 
 impl Shard for ParquetShard {
     fn create(path: &Path) -> Result<ParquetShard, SynthError> {
-        let file = ParquetFile::create(path, hf_schema(), parquet_props(Some("image.bytes")), hf_batch)?;
+        let file = ParquetFile::create(
+            path,
+            hf_schema(),
+            parquet_props(Some("image.bytes")),
+            hf_batch,
+        )?;
         Ok(ParquetShard { file, rows: 0 })
     }
 
@@ -478,7 +578,10 @@ impl Shard for ParquetShard {
             caption: String::from_utf8_lossy(&pair.caption).into_owned(),
             labels: pair.labels,
         })?;
-        Ok(Location { row: Some(row), ..Location::default() })
+        Ok(Location {
+            row: Some(row),
+            ..Location::default()
+        })
     }
 
     fn close(self) -> Result<(), SynthError> {
@@ -498,7 +601,12 @@ impl FolderWriter {
     fn new(root: &Path, sub: &'static str) -> Result<FolderWriter, SynthError> {
         let dir = root.join(sub);
         fs::create_dir(&dir).map_err(SynthError::io(&dir))?;
-        Ok(FolderWriter { dir, sub, files: 0, bytes: 0 })
+        Ok(FolderWriter {
+            dir,
+            sub,
+            files: 0,
+            bytes: 0,
+        })
     }
 
     fn put(&mut self, name: &str, data: &[u8]) -> Result<(), SynthError> {
@@ -520,7 +628,10 @@ impl FolderWriter {
         let file = self.write_image(pair)?;
         self.put(&format!("{}.txt", pair.key), &pair.caption)?;
         self.put(&format!("{}.json", pair.key), &item_json(pair))?;
-        Ok(Location { file: Some(file), ..Location::default() })
+        Ok(Location {
+            file: Some(file),
+            ..Location::default()
+        })
     }
 }
 
@@ -542,12 +653,21 @@ fn urls_schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-fn urls_batch(schema: &SchemaRef, rows: &[UrlRow]) -> Result<RecordBatch, arrow::error::ArrowError> {
+fn urls_batch(
+    schema: &SchemaRef,
+    rows: &[UrlRow],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
     let labels: Vec<Labels> = rows.iter().map(|r| r.labels).collect();
     let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.url.as_str()))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.caption.as_str()))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.uid.as_str()))),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.url.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.caption.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.uid.as_str()),
+        )),
     ];
     columns.extend(label_columns(&labels));
     RecordBatch::try_new(schema.clone(), columns)
@@ -567,8 +687,18 @@ pub const URL_LIST_FILE: &str = "urls.parquet";
 impl UrlsWriter {
     fn new(config: &SynthConfig, root: &Path) -> Result<UrlsWriter, SynthError> {
         let files = FolderWriter::new(root, "files")?;
-        let list = ParquetFile::create(&root.join(URL_LIST_FILE), urls_schema(), parquet_props(None), urls_batch)?;
-        Ok(UrlsWriter { root: root.to_path_buf(), url_base: config.url_base.clone(), files, list })
+        let list = ParquetFile::create(
+            &root.join(URL_LIST_FILE),
+            urls_schema(),
+            parquet_props(None),
+            urls_batch,
+        )?;
+        Ok(UrlsWriter {
+            root: root.to_path_buf(),
+            url_base: config.url_base.clone(),
+            files,
+            list,
+        })
     }
 
     fn write(&mut self, pair: &SynthPair) -> Result<Location, SynthError> {
@@ -580,7 +710,11 @@ impl UrlsWriter {
             uid: pair.key.clone(),
             labels: pair.labels,
         })?;
-        Ok(Location { file: Some(file), url: Some(url), ..Location::default() })
+        Ok(Location {
+            file: Some(file),
+            url: Some(url),
+            ..Location::default()
+        })
     }
 
     fn finish(self) -> Result<Written, SynthError> {

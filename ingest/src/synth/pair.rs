@@ -126,9 +126,14 @@ fn choose(seed: u64, index: u64) -> Choice {
     );
     let quality = rng.random_range(70..=95u8);
     match kind {
-        ChoiceKind::Jpeg => Choice::Jpeg { quality, progressive: rng.random_bool(0.1) },
+        ChoiceKind::Jpeg => Choice::Jpeg {
+            quality,
+            progressive: rng.random_bool(0.1),
+        },
         ChoiceKind::Png => Choice::Png,
-        ChoiceKind::WebpLossy => Choice::WebpLossy { quality: quality - 10 },
+        ChoiceKind::WebpLossy => Choice::WebpLossy {
+            quality: quality - 10,
+        },
         ChoiceKind::WebpLossless => Choice::WebpLossless,
         ChoiceKind::Gif => Choice::Gif,
     }
@@ -152,31 +157,67 @@ impl Encoded {
             FileFormat::Webp => "webp",
             FileFormat::Gif => "gif",
         };
-        Encoded { bytes, format, extension, width: c.width, height: c.height, quality }
+        Encoded {
+            bytes,
+            format,
+            extension,
+            width: c.width,
+            height: c.height,
+            quality,
+        }
     }
 }
 
 fn baseline(quality: u8) -> JpegOptions {
-    JpegOptions { quality, progressive: false, orientation: None }
+    JpegOptions {
+        quality,
+        progressive: false,
+        orientation: None,
+    }
 }
 
 fn encode_clean(choice: Choice, c: &Canvas) -> Result<Encoded, (&'static str, String)> {
     Ok(match choice {
-        Choice::Jpeg { quality, progressive } => {
-            let opts = JpegOptions { quality, progressive, orientation: None };
-            Encoded::of(c, encode::jpeg(c, opts).map_err(|e| ("jpeg", e))?, FileFormat::Jpeg, Some(quality))
+        Choice::Jpeg {
+            quality,
+            progressive,
+        } => {
+            let opts = JpegOptions {
+                quality,
+                progressive,
+                orientation: None,
+            };
+            Encoded::of(
+                c,
+                encode::jpeg(c, opts).map_err(|e| ("jpeg", e))?,
+                FileFormat::Jpeg,
+                Some(quality),
+            )
         }
-        Choice::Png => Encoded::of(c, encode::png_rgb(c).map_err(|e| ("png", e))?, FileFormat::Png, None),
+        Choice::Png => Encoded::of(
+            c,
+            encode::png_rgb(c).map_err(|e| ("png", e))?,
+            FileFormat::Png,
+            None,
+        ),
         Choice::WebpLossy { quality } => Encoded::of(
             c,
             encode::webp_lossy(c, quality as f32).map_err(|e| ("webp", e))?,
             FileFormat::Webp,
             Some(quality),
         ),
-        Choice::WebpLossless => {
-            Encoded::of(c, encode::webp_lossless(c).map_err(|e| ("webp", e))?, FileFormat::Webp, None)
-        }
-        Choice::Gif => Encoded::of(c, encode::gif(std::slice::from_ref(c), 0).map_err(|e| ("gif", e))?, FileFormat::Gif, None),
+        Choice::WebpLossless => Encoded::of(
+            c,
+            encode::webp_lossless(c).map_err(|e| ("webp", e))?,
+            FileFormat::Webp,
+            None,
+        ),
+        Choice::Gif => Encoded::of(
+            c,
+            encode::gif(std::slice::from_ref(c), 0).map_err(|e| ("gif", e))?,
+            FileFormat::Gif,
+            None,
+        ),
     })
 }
 
@@ -219,14 +260,19 @@ impl SynthPlan {
     pub fn render_pair(&self, index: u64) -> Result<SynthPair, SynthError> {
         let cfg = &self.config;
         if index >= cfg.count {
-            return Err(SynthError::Config(format!("item {index} out of range (count {})", cfg.count)));
+            return Err(SynthError::Config(format!(
+                "item {index} out of range (count {})",
+                cfg.count
+            )));
         }
         let seed = cfg.seed;
         let (dirt, dirt_skipped) = match self.assigned(index) {
             Some(k) if !k.applies_to(cfg.layout) => (None, Some(k)),
             other => (other, None),
         };
-        let dup_of = self.dup_of(index).filter(|_| dirt.is_some_and(DirtKind::is_duplicate));
+        let dup_of = self
+            .dup_of(index)
+            .filter(|_| dirt.is_some_and(DirtKind::is_duplicate));
         let source = dup_of.unwrap_or(index);
         let mut drng = item_rng(seed, index, Purpose::Dirt);
 
@@ -253,7 +299,11 @@ impl SynthPlan {
         let key = format!("{index:09}");
         let enc = self
             .image(&key, source, dirt, &scene, &mut drng)
-            .map_err(|(what, detail)| SynthError::Encode { index, what, detail })?;
+            .map_err(|(what, detail)| SynthError::Encode {
+                index,
+                what,
+                detail,
+            })?;
         Ok(SynthPair {
             index,
             key,
@@ -290,18 +340,28 @@ impl SynthPlan {
         };
         let jpeg_err = |e| ("jpeg", e);
         let png_err = |e| ("png", e);
-        let Some(kind) = dirt else { return encode_clean(choice, &canvas) };
+        let Some(kind) = dirt else {
+            return encode_clean(choice, &canvas);
+        };
         Ok(match kind {
             DirtKind::Truncated => {
                 let full = encode::jpeg(&canvas, baseline(quality)).map_err(jpeg_err)?;
-                let cut = encode::truncate_jpeg(full, drng.random_range(0.25..0.85)).map_err(jpeg_err)?;
+                let cut =
+                    encode::truncate_jpeg(full, drng.random_range(0.25..0.85)).map_err(jpeg_err)?;
                 Encoded::of(&canvas, cut, FileFormat::Jpeg, Some(quality))
             }
             DirtKind::Corrupt => {
                 let png = encode::png_rgb(&canvas).map_err(png_err)?;
                 // A quarter of the file (64 B to 4 KiB): the chunk CRC and the zlib stream break.
-                let garbage: Vec<u8> = (0..(png.len() / 4).clamp(64, 4096)).map(|_| drng.random()).collect();
-                Encoded::of(&canvas, encode::corrupt_png(png, &garbage).map_err(png_err)?, FileFormat::Png, None)
+                let garbage: Vec<u8> = (0..(png.len() / 4).clamp(64, 4096))
+                    .map(|_| drng.random())
+                    .collect();
+                Encoded::of(
+                    &canvas,
+                    encode::corrupt_png(png, &garbage).map_err(png_err)?,
+                    FileFormat::Png,
+                    None,
+                )
             }
             DirtKind::ZeroByte => Encoded::of(&canvas, Vec::new(), FileFormat::Empty, None),
             DirtKind::NotImage => {
@@ -315,16 +375,34 @@ impl SynthPlan {
                 let nh = ((canvas.height as f32 * scale).round() as u32).max(1);
                 let small = resize_bilinear(&canvas, nw, nh);
                 let step = drng.random_range(6..=15u8);
-                let q = if quality >= 80 { quality - step } else { quality + step };
-                Encoded::of(&small, encode::jpeg(&small, baseline(q)).map_err(jpeg_err)?, FileFormat::Jpeg, Some(q))
+                let q = if quality >= 80 {
+                    quality - step
+                } else {
+                    quality + step
+                };
+                Encoded::of(
+                    &small,
+                    encode::jpeg(&small, baseline(q)).map_err(jpeg_err)?,
+                    FileFormat::Jpeg,
+                    Some(q),
+                )
             }
             DirtKind::ExifRotated => {
                 let orientation: u16 = pick(drng, &[6, 8]);
                 // 6: viewers rotate the stored pixels 90° clockwise, so store them rotated
                 // counter-clockwise; 8 is the mirror case.
                 let stored = rotate90(&canvas, orientation == 8);
-                let opts = JpegOptions { quality, progressive: false, orientation: Some(orientation) };
-                Encoded::of(&canvas, encode::jpeg(&stored, opts).map_err(jpeg_err)?, FileFormat::Jpeg, Some(quality))
+                let opts = JpegOptions {
+                    quality,
+                    progressive: false,
+                    orientation: Some(orientation),
+                };
+                Encoded::of(
+                    &canvas,
+                    encode::jpeg(&stored, opts).map_err(jpeg_err)?,
+                    FileFormat::Jpeg,
+                    Some(quality),
+                )
             }
             DirtKind::Cmyk => Encoded::of(
                 &canvas,
@@ -338,23 +416,40 @@ impl SynthPlan {
                 FileFormat::Jpeg,
                 Some(quality),
             ),
-            DirtKind::Gray16 => {
-                Encoded::of(&canvas, encode::png_gray16(&canvas).map_err(png_err)?, FileFormat::Png, None)
-            }
+            DirtKind::Gray16 => Encoded::of(
+                &canvas,
+                encode::png_gray16(&canvas).map_err(png_err)?,
+                FileFormat::Png,
+                None,
+            ),
             DirtKind::PaletteAlpha => {
-                let corner = (canvas.width.min(canvas.height) as f32 * drng.random_range(0.08..0.15f32)) as u32;
+                let corner = (canvas.width.min(canvas.height) as f32
+                    * drng.random_range(0.08..0.15f32)) as u32;
                 let bytes = encode::png_palette_alpha(&canvas, corner).map_err(png_err)?;
                 Encoded::of(&canvas, bytes, FileFormat::Png, None)
             }
             DirtKind::Animated => {
                 let frames = animation_frames(&canvas, drng);
                 let delay = drng.random_range(10..=50);
-                Encoded::of(&canvas, encode::gif(&frames, delay).map_err(|e| ("gif", e))?, FileFormat::Gif, None)
+                Encoded::of(
+                    &canvas,
+                    encode::gif(&frames, delay).map_err(|e| ("gif", e))?,
+                    FileFormat::Gif,
+                    None,
+                )
             }
             DirtKind::DecompressionBomb => {
-                let (dw, dh) = (drng.random_range(30_000..=60_000u32), drng.random_range(30_000..=60_000u32));
+                let (dw, dh) = (
+                    drng.random_range(30_000..=60_000u32),
+                    drng.random_range(30_000..=60_000u32),
+                );
                 let mut e = if drng.random_bool(0.5) {
-                    Encoded::of(&canvas, encode::bomb_png(dw, dh).map_err(png_err)?, FileFormat::Png, None)
+                    Encoded::of(
+                        &canvas,
+                        encode::bomb_png(dw, dh).map_err(png_err)?,
+                        FileFormat::Png,
+                        None,
+                    )
                 } else {
                     let thumb = resize_bilinear(&canvas, 64, 48);
                     let small = encode::jpeg(&thumb, baseline(quality)).map_err(jpeg_err)?;

@@ -5,9 +5,9 @@
 //! partial Fisher–Yates over a sparse "virtual array", so memory grows with the number of dirty
 //! items, not with `count`. Duplicates then get a source: a random earlier *clean* item of the same
 //! block of `shard_size` items; a duplicate with no clean item before it in its block trades its
-//! kind with the next clean item that has one.
+//! kind with the next (or else the nearest earlier) clean item that has one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rand::Rng;
 
@@ -29,7 +29,11 @@ impl SynthPlan {
     /// Validates the configuration and assigns dirt.
     pub fn new(config: &SynthConfig) -> Result<SynthPlan, SynthError> {
         config.validate()?;
-        let mut plan = SynthPlan { config: config.clone(), dirt: BTreeMap::new(), dup_of: BTreeMap::new() };
+        let mut plan = SynthPlan {
+            config: config.clone(),
+            dirt: BTreeMap::new(),
+            dup_of: BTreeMap::new(),
+        };
         let counts = config.dirt.counts(config.count);
         let total: u64 = counts.iter().map(|(_, n)| n).sum();
         if total == 0 {
@@ -84,41 +88,58 @@ impl SynthPlan {
             return None;
         }
         let from = start + salt % (end - start);
-        (start..=from).rev().chain(from + 1..end).find(|&i| self.is_clean(i))
+        (start..=from)
+            .rev()
+            .chain(from + 1..end)
+            .find(|&i| self.is_clean(i))
     }
 
     fn place_duplicates(&mut self) -> Result<(), SynthError> {
+        let mut sources = BTreeSet::new();
         let mut cursor = 0;
         while let Some((&index, &kind)) = self.dirt.range(cursor..).next() {
             cursor = index + 1;
             if !kind.is_duplicate() {
                 continue;
             }
-            let salt = hash2(self.config.seed ^ 0xD0B1, index);
-            if let Some(source) = self.clean_in(self.block_start(index), index, salt) {
+            if let Some(source) = self.clean_in(self.block_start(index), index, self.salt(index)) {
                 self.dup_of.insert(index, source);
+                sources.insert(source);
                 continue;
             }
-            // No clean item before it in its block: hand the kind to the next clean item that
-            // has one (this item becomes clean and may itself serve as that source).
+            // No clean item before it in its block: this item becomes clean and hands its kind to
+            // the next clean item that has a clean predecessor in its block (it is placed when the
+            // loop reaches it) or, failing that, to the nearest earlier one that is no source.
             self.dirt.remove(&index);
-            let mut j = index + 1;
-            loop {
-                if j >= self.config.count {
-                    return Err(SynthError::Config(format!(
-                        "cannot place {kind} items: too few clean items before them in their \
-                         blocks of {} (use a larger shard size or less dirt)",
-                        self.config.shard_size
-                    )));
+            let movable = |plan: &SynthPlan, j: u64| -> Option<u64> {
+                if plan.is_clean(j) && !sources.contains(&j) {
+                    plan.clean_in(plan.block_start(j), j, plan.salt(j))
+                } else {
+                    None
                 }
-                if self.is_clean(j) && self.clean_in(self.block_start(j), j, 0).is_some() {
-                    self.dirt.insert(j, kind);
-                    break;
-                }
-                j += 1;
+            };
+            if let Some(j) = (index + 1..self.config.count).find(|&j| movable(self, j).is_some()) {
+                self.dirt.insert(j, kind);
+            } else if let Some((j, source)) = (0..index)
+                .rev()
+                .find_map(|j| movable(self, j).map(|s| (j, s)))
+            {
+                self.dirt.insert(j, kind);
+                self.dup_of.insert(j, source);
+                sources.insert(source);
+            } else {
+                return Err(SynthError::Config(format!(
+                    "cannot place {kind} items: too few clean items before them in their blocks of {} \
+                     (use a larger shard size or less dirt)",
+                    self.config.shard_size
+                )));
             }
         }
         Ok(())
+    }
+
+    fn salt(&self, index: u64) -> u64 {
+        hash2(self.config.seed ^ 0xD0B1, index)
     }
 }
 
@@ -144,7 +165,13 @@ mod tests {
     use super::*;
 
     fn config(count: u64, shard_size: u64, dirt: &str) -> SynthConfig {
-        SynthConfig { count, shard_size, dirt: dirt.parse::<DirtMix>().unwrap(), seed: 4, ..SynthConfig::default() }
+        SynthConfig {
+            count,
+            shard_size,
+            dirt: dirt.parse::<DirtMix>().unwrap(),
+            seed: 4,
+            ..SynthConfig::default()
+        }
     }
 
     #[test]
@@ -172,13 +199,22 @@ mod tests {
 
     #[test]
     fn duplicates_copy_an_earlier_clean_item_of_their_block() {
-        for (count, shard, dirt) in [
+        for (count, shard, dirt, seed) in [
             (500, 10, "duplicate_exact=0.3,near_duplicate=0.2"),
             (300, 7, "duplicate_exact=0.2,truncated=0.5"),
             (1000, 1000, "default"),
-        ] {
-            let cfg = config(count, shard, dirt);
-            let plan = SynthPlan::new(&cfg).unwrap();
+            (36, 16, "default"),
+            (40, 4, "duplicate_exact=0.25,near_duplicate=0.25"),
+        ]
+        .into_iter()
+        .flat_map(|case| (0..12).map(move |seed| (case, seed)))
+        .map(|((count, shard, dirt), seed)| (count, shard, dirt, seed))
+        {
+            let cfg = SynthConfig {
+                seed,
+                ..config(count, shard, dirt)
+            };
+            let plan = SynthPlan::new(&cfg).unwrap_or_else(|e| panic!("{dirt} seed {seed}: {e}"));
             let counts = plan.assigned_counts();
             for (kind, n) in cfg.dirt.counts(count) {
                 assert_eq!(counts.get(&kind), Some(&n), "{dirt}: {kind}");
@@ -202,6 +238,9 @@ mod tests {
     #[test]
     fn impossible_duplicates_are_a_config_error() {
         let err = SynthPlan::new(&config(10, 1, "duplicate_exact=0.1")).unwrap_err();
-        assert!(err.is_usage() && err.to_string().contains("shard size"), "{err}");
+        assert!(
+            err.is_usage() && err.to_string().contains("shard size"),
+            "{err}"
+        );
     }
 }

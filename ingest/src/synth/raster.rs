@@ -2,7 +2,7 @@
 //!
 //! Backgrounds are one pass over the image; each object is drawn over its bounding box only, from
 //! a signed distance function (antialiased edges: coverage = ½ − distance, clamped). Sensor noise
-//! comes from [`mix64`] of the pixel coordinates, not from an RNG object per pixel.
+//! comes from a counter-based hash of the pixel coordinates, not from an RNG object per pixel.
 
 use super::rng::mix64;
 use super::scene::{Background, Object, Scene, Shape};
@@ -17,7 +17,11 @@ pub(crate) struct Canvas {
 
 impl Canvas {
     fn new(width: u32, height: u32) -> Canvas {
-        Canvas { width, height, data: vec![0; width as usize * height as usize * 3] }
+        Canvas {
+            width,
+            height,
+            data: vec![0; width as usize * height as usize * 3],
+        }
     }
 }
 
@@ -32,13 +36,30 @@ pub(crate) fn render(scene: &Scene) -> Canvas {
     canvas
 }
 
-/// Per-channel noise in `-amp..=amp` for one pixel, from a counter-based hash.
-#[inline]
-fn pixel_noise(seed: u64, x: u32, y: u32, amp: i32) -> [i32; 3] {
-    let h = mix64(seed ^ ((y as u64) << 32 | x as u64));
-    let scale = 2 * amp + 1;
-    let n = |shift: u32| ((((h >> shift) & 0xFF) as i32 * scale) >> 8) - amp;
-    [n(0), n(8), n(16)]
+/// Per-pixel sensor noise: a counter-based multiply–xorshift hash of `(seed, x, y)` mapped
+/// through a lookup table to `-amp..=amp` per channel.
+struct Noise {
+    seed: u64,
+    lut: [i32; 256],
+}
+
+impl Noise {
+    fn new(seed: u64, amp: u8) -> Noise {
+        let amp = amp as i32;
+        Noise {
+            seed: mix64(seed),
+            lut: std::array::from_fn(|i| ((i as i32 * (2 * amp + 1)) >> 8) - amp),
+        }
+    }
+
+    #[inline]
+    fn at(&self, x: u32, y: u32) -> [i32; 3] {
+        let mut h = (self.seed ^ ((y as u64) << 32 | x as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^= h >> 29;
+        h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let lut = |shift: u32| self.lut[((h >> shift) & 0xFF) as usize];
+        [lut(40), lut(48), lut(56)]
+    }
 }
 
 #[inline]
@@ -46,22 +67,23 @@ fn clamp_u8(v: i32) -> u8 {
     v.clamp(0, 255) as u8
 }
 
-/// Fills the canvas with `c0 + (c1 − c0)·t/256 + noise + cast`, `t = t_of(x, y)` in `0..=256`.
-fn fill_with(canvas: &mut Canvas, scene: &Scene, t_of: impl Fn(u32, u32) -> i32) {
+/// Fills the canvas with `c0 + (c1 − c0)·t/256 + noise + cast`, where `row(y, ts)` writes the
+/// mix `t` (`0..=256`) of every pixel of row `y` into `ts`.
+fn fill_with(canvas: &mut Canvas, scene: &Scene, mut row_mix: impl FnMut(u32, &mut [i32])) {
     let bg = &scene.background;
     let c0: [i32; 3] = std::array::from_fn(|i| bg.c0[i] as i32 + scene.cast[i] as i32);
     let d: [i32; 3] = std::array::from_fn(|i| bg.c1[i] as i32 - bg.c0[i] as i32);
-    let amp = scene.noise_amp as i32;
+    let noise = Noise::new(scene.noise_seed, scene.noise_amp);
     let row_len = canvas.width as usize * 3;
     if row_len == 0 {
         return;
     }
+    let mut ts = vec![0i32; canvas.width as usize];
     for (y, row) in canvas.data.chunks_exact_mut(row_len).enumerate() {
         let y = y as u32;
-        for (x, px) in row.chunks_exact_mut(3).enumerate() {
-            let x = x as u32;
-            let t = t_of(x, y);
-            let n = pixel_noise(scene.noise_seed, x, y, amp);
+        row_mix(y, &mut ts);
+        for ((x, px), &t) in row.chunks_exact_mut(3).enumerate().zip(&ts) {
+            let n = noise.at(x as u32, y);
             for ch in 0..3 {
                 px[ch] = clamp_u8(c0[ch] + ((d[ch] * t) >> 8) + n[ch]);
             }
@@ -74,49 +96,75 @@ fn fill_background(canvas: &mut Canvas, scene: &Scene) {
     let (w, h) = (canvas.width as f32, canvas.height as f32);
     let (sa, ca) = bg.angle.sin_cos();
     let period = bg.period.max(2);
+    let columns = 0..canvas.width;
     match bg.kind {
-        Background::Plain => fill_with(canvas, scene, |_, _| 0),
+        Background::Plain => fill_with(canvas, scene, |_, _| {}),
         Background::Gradient => {
             let corners = [0.0, w * ca, h * sa, w * ca + h * sa];
             let lo = corners.iter().copied().fold(f32::INFINITY, f32::min);
             let hi = corners.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let k = 256.0 / (hi - lo).max(1.0);
-            fill_with(canvas, scene, |x, y| ((x as f32 * ca + y as f32 * sa - lo) * k) as i32);
+            fill_with(canvas, scene, |y, ts| {
+                let start = (y as f32 * sa - lo) * k;
+                for (x, t) in ts.iter_mut().enumerate() {
+                    *t = (start + x as f32 * ca * k) as i32;
+                }
+            });
         }
         Background::Stripes => {
             let inv = 2.0 / period as f32;
-            fill_with(canvas, scene, |x, y| {
-                let u = (x as f32 * ca + y as f32 * sa) * inv;
-                if (u.floor() as i64) & 1 == 1 { 256 } else { 0 }
+            fill_with(canvas, scene, |y, ts| {
+                let start = y as f32 * sa * inv;
+                for (x, t) in ts.iter_mut().enumerate() {
+                    let u = start + x as f32 * ca * inv;
+                    *t = if (u.floor() as i64) & 1 == 1 { 256 } else { 0 };
+                }
             });
         }
         Background::Checkerboard => {
-            fill_with(canvas, scene, |x, y| if ((x / period) + (y / period)) & 1 == 1 { 256 } else { 0 })
+            let cells: Vec<u32> = columns.map(|x| x / period).collect();
+            fill_with(canvas, scene, |y, ts| {
+                let row_cell = y / period;
+                for (t, cell) in ts.iter_mut().zip(&cells) {
+                    *t = if (cell + row_cell) & 1 == 1 { 256 } else { 0 };
+                }
+            })
         }
         Background::Dots => {
             let half = period as f32 / 2.0;
             let r = bg.dot_radius * period as f32;
             let r2 = r * r;
-            fill_with(canvas, scene, |x, y| {
-                let dx = (x % period) as f32 + 0.5 - half;
-                let dy = (y % period) as f32 + 0.5 - half;
-                if dx * dx + dy * dy < r2 { 256 } else { 0 }
+            let dx2: Vec<f32> = columns
+                .map(|x| ((x % period) as f32 + 0.5 - half).powi(2))
+                .collect();
+            fill_with(canvas, scene, |y, ts| {
+                let dy2 = ((y % period) as f32 + 0.5 - half).powi(2);
+                for (t, dx2) in ts.iter_mut().zip(&dx2) {
+                    *t = if dx2 + dy2 < r2 { 256 } else { 0 };
+                }
             });
         }
         Background::Noise => {
-            // Bilinear value noise on a lattice of `period` pixels.
+            // Value noise: random levels on a lattice of `period` pixels, blended with
+            // smoothstep weights (bilinear blending alone shows the lattice).
             let gw = canvas.width / period + 2;
             let gh = canvas.height / period + 2;
             let lattice: Vec<i32> = (0..gw * gh)
-                .map(|i| (mix64(bg.lattice_seed ^ i as u64) & 0x1FF).min(256) as i32)
+                .map(|i| (((mix64(bg.lattice_seed ^ i as u64) & 0xFF) * 257) >> 8) as i32)
                 .collect();
             let at = |gx: u32, gy: u32| lattice.get((gy * gw + gx) as usize).copied().unwrap_or(0);
-            fill_with(canvas, scene, |x, y| {
-                let (gx, fx) = (x / period, ((x % period) * 256 / period) as i32);
-                let (gy, fy) = (y / period, ((y % period) * 256 / period) as i32);
-                let top = at(gx, gy) * (256 - fx) + at(gx + 1, gy) * fx;
-                let bottom = at(gx, gy + 1) * (256 - fx) + at(gx + 1, gy + 1) * fx;
-                (top * (256 - fy) + bottom * fy) >> 16
+            let smooth = |offset: u32| -> i32 {
+                let f = offset as f32 / period as f32;
+                (f * f * (3.0 - 2.0 * f) * 256.0) as i32
+            };
+            let cols: Vec<(u32, i32)> = columns.map(|x| (x / period, smooth(x % period))).collect();
+            fill_with(canvas, scene, |y, ts| {
+                let (gy, fy) = (y / period, smooth(y % period));
+                for (t, &(gx, fx)) in ts.iter_mut().zip(&cols) {
+                    let top = at(gx, gy) * (256 - fx) + at(gx + 1, gy) * fx;
+                    let bottom = at(gx, gy + 1) * (256 - fx) + at(gx + 1, gy + 1) * fx;
+                    *t = (top * (256 - fy) + bottom * fy) >> 16;
+                }
             });
         }
     }
@@ -127,7 +175,7 @@ mod sdf {
     use std::f32::consts::FRAC_1_SQRT_2;
 
     pub fn circle(x: f32, y: f32) -> f32 {
-        x.hypot(y) - 1.0
+        (x * x + y * y).sqrt() - 1.0
     }
     pub fn square(x: f32, y: f32) -> f32 {
         x.abs().max(y.abs()) - 0.78
@@ -145,18 +193,19 @@ mod sdf {
         ax.max(0.5 * ax + 0.866_025_4 * ay) - 0.866_025_4
     }
     pub fn ellipse(x: f32, y: f32) -> f32 {
-        (x.hypot(y / 0.6) - 1.0) * 0.6
+        ((x * x + y * y / 0.36).sqrt() - 1.0) * 0.6
     }
     pub fn cross(x: f32, y: f32) -> f32 {
         let (ax, ay) = (x.abs(), y.abs());
         (ax - 0.95).max(ay - 0.3).min((ax - 0.3).max(ay - 0.95))
     }
     pub fn ring(x: f32, y: f32) -> f32 {
-        (x.hypot(y) - 0.72).abs() - 0.28
+        ((x * x + y * y).sqrt() - 0.72).abs() - 0.28
     }
     pub fn crescent(x: f32, y: f32) -> f32 {
-        let outer = x.hypot(y) - 1.0;
-        let inner = (x - 0.45).hypot(y + 0.15) - 0.85;
+        let outer = (x * x + y * y).sqrt() - 1.0;
+        let (ix, iy) = (x - 0.45, y + 0.15);
+        let inner = (ix * ix + iy * iy).sqrt() - 0.85;
         outer.max(-inner)
     }
     /// Inigo Quilez's exact five-pointed star, outer radius 1, inner ratio 0.45, point up.
@@ -175,7 +224,8 @@ mod sdf {
         py -= 1.0;
         let (bx, by) = (RF * -K1.1, RF * K1.0 - 1.0);
         let h = ((px * bx + py * by) / (bx * bx + by * by)).clamp(0.0, 1.0);
-        let dist = (px - bx * h).hypot(py - by * h);
+        let (dx, dy) = (px - bx * h, py - by * h);
+        let dist = (dx * dx + dy * dy).sqrt();
         if py * bx - px * by < 0.0 { -dist } else { dist }
     }
 }
@@ -207,12 +257,14 @@ fn paint_sdf(canvas: &mut Canvas, o: &Object, scene: &Scene, sdf: impl Fn(f32, f
     let (sin, cos) = (-o.rotation).sin_cos();
     let inv_r = 1.0 / r;
     let rgb: [i32; 3] = std::array::from_fn(|i| o.rgb[i] as i32 + scene.cast[i] as i32);
-    let amp = scene.noise_amp as i32;
+    let noise = Noise::new(scene.noise_seed, scene.noise_amp);
     let stride = canvas.width as usize * 3;
     for y in y0..y1 {
         let py = (y as f32 + 0.5 - o.cy) * inv_r;
         let row_start = y as usize * stride;
-        let Some(row) = canvas.data.get_mut(row_start..row_start + stride) else { continue };
+        let Some(row) = canvas.data.get_mut(row_start..row_start + stride) else {
+            continue;
+        };
         for x in x0..x1 {
             let px = (x as f32 + 0.5 - o.cx) * inv_r;
             let lx = cos * px - sin * py;
@@ -223,9 +275,11 @@ fn paint_sdf(canvas: &mut Canvas, o: &Object, scene: &Scene, sdf: impl Fn(f32, f
             }
             let a = ((0.5 - d).min(1.0) * 256.0) as i32;
             let shade = (256.0 * (1.0 + o.shade.0 * lx + o.shade.1 * ly)) as i32;
-            let n = pixel_noise(scene.noise_seed, x, y, amp);
+            let n = noise.at(x, y);
             let i = x as usize * 3;
-            let Some(px) = row.get_mut(i..i + 3) else { continue };
+            let Some(px) = row.get_mut(i..i + 3) else {
+                continue;
+            };
             for ch in 0..3 {
                 let fg = clamp_u8(((rgb[ch] * shade) >> 8) + n[ch]) as i32;
                 px[ch] = ((px[ch] as i32 * (256 - a) + fg * a) >> 8) as u8;
@@ -243,7 +297,10 @@ pub(crate) fn resize_bilinear(src: &Canvas, width: u32, height: u32) -> Canvas {
     let sx = src.width as f32 / width.max(1) as f32;
     let sy = src.height as f32 / height.max(1) as f32;
     let get = |x: u32, y: u32, ch: usize| -> f32 {
-        let i = (y.min(src.height - 1) as usize * src.width as usize + x.min(src.width - 1) as usize) * 3 + ch;
+        let i = (y.min(src.height - 1) as usize * src.width as usize
+            + x.min(src.width - 1) as usize)
+            * 3
+            + ch;
         src.data.get(i).copied().unwrap_or(0) as f32
     };
     let row_len = width as usize * 3;
@@ -273,7 +330,11 @@ pub(crate) fn rotate90(src: &Canvas, clockwise: bool) -> Canvas {
     // dst is h wide and w tall.
     for y in 0..h {
         for x in 0..w {
-            let (dx, dy) = if clockwise { (h - 1 - y, x) } else { (y, w - 1 - x) };
+            let (dx, dy) = if clockwise {
+                (h - 1 - y, x)
+            } else {
+                (y, w - 1 - x)
+            };
             let s = (y * w + x) * 3;
             let d = (dy * h + dx) * 3;
             dst.data[d..d + 3].copy_from_slice(&src.data[s..s + 3]);
@@ -295,7 +356,8 @@ mod tests {
 
     #[test]
     fn sdfs_are_negative_inside_and_positive_outside() {
-        let all: [(Shape, fn(f32, f32) -> f32); 10] = [
+        type Sdf = fn(f32, f32) -> f32;
+        let all: [(Shape, Sdf); 10] = [
             (Shape::Circle, sdf::circle),
             (Shape::Square, sdf::square),
             (Shape::Triangle, sdf::triangle),
@@ -319,7 +381,10 @@ mod tests {
             assert!(f(inside.0, inside.1) < 0.0, "{shape} inside");
         }
         assert!(sdf::ring(0.0, 0.0) > 0.0, "ring has a hole");
-        assert!(sdf::star(0.7, 0.0) > 0.0 || sdf::star(0.0, 0.7) > 0.0, "star is not convex");
+        assert!(
+            sdf::star(0.7, 0.0) > 0.0 || sdf::star(0.0, 0.7) > 0.0,
+            "star is not convex"
+        );
         // The star's tip is at the top.
         assert!(sdf::star(0.0, -0.97) < 0.0 && sdf::star(0.0, 0.97) > 0.0);
     }
@@ -331,14 +396,25 @@ mod tests {
             let c = render(&scene);
             let m = &scene.main;
             let probe = match m.shape {
-                Shape::Ring => (m.cx + 0.72 * m.radius * m.rotation.cos(), m.cy + 0.72 * m.radius * m.rotation.sin()),
-                Shape::Crescent => (m.cx - 0.8 * m.radius * m.rotation.cos(), m.cy + 0.8 * m.radius * m.rotation.sin()),
+                Shape::Ring => (
+                    m.cx + 0.72 * m.radius * m.rotation.cos(),
+                    m.cy + 0.72 * m.radius * m.rotation.sin(),
+                ),
+                Shape::Crescent => (
+                    m.cx - 0.8 * m.radius * m.rotation.cos(),
+                    m.cy + 0.8 * m.radius * m.rotation.sin(),
+                ),
                 _ => (m.cx, m.cy),
             };
             let p = pixel(&c, probe.0 as u32, probe.1 as u32);
             let want = m.rgb;
             let dist: i32 = (0..3).map(|k| (p[k] as i32 - want[k] as i32).abs()).sum();
-            assert!(dist < 90, "scene {i} {:?} {:?}: {p:?} vs {want:?}", m.shape, m.color);
+            assert!(
+                dist < 90,
+                "scene {i} {:?} {:?}: {p:?} vs {want:?}",
+                m.shape,
+                m.color
+            );
         }
         assert!(Color::ALL.len() >= 10);
     }
@@ -348,8 +424,10 @@ mod tests {
         let scene = Scene::sample(200, 150, &mut item_rng(1, 2, Purpose::Scene));
         let a = render(&scene);
         assert_eq!(a, render(&scene));
-        let distinct: std::collections::BTreeSet<[u8; 3]> =
-            (0..150).flat_map(|y| (0..200).map(move |x| (x, y))).map(|(x, y)| pixel(&a, x, y)).collect();
+        let distinct: std::collections::BTreeSet<[u8; 3]> = (0..150)
+            .flat_map(|y| (0..200).map(move |x| (x, y)))
+            .map(|(x, y)| pixel(&a, x, y))
+            .collect();
         assert!(distinct.len() > 100, "only {} colours", distinct.len());
     }
 

@@ -57,7 +57,11 @@ pub(crate) fn pick<T: Copy, const N: usize>(rng: &mut ItemRng, items: &[T; N]) -
 
 /// A uniformly chosen element of a slice, `None` when it is empty.
 pub(crate) fn pick_slice<'a, T>(rng: &mut ItemRng, items: &'a [T]) -> Option<&'a T> {
-    if items.is_empty() { None } else { items.get(rng.random_range(0..items.len())) }
+    if items.is_empty() {
+        None
+    } else {
+        items.get(rng.random_range(0..items.len()))
+    }
 }
 
 /// An element chosen with the given integer weights (all-zero weights give the first element).

@@ -264,8 +264,15 @@ pub(crate) struct Scene {
 }
 
 /// Common aspect ratios of web images (long side / short side) and their weights.
-const ASPECTS: [(f32, u32); 7] =
-    [(1.0, 15), (4.0 / 3.0, 30), (1.5, 25), (16.0 / 9.0, 12), (1.25, 8), (2.0, 4), (1.6, 6)];
+const ASPECTS: [(f32, u32); 7] = [
+    (1.0, 15),
+    (4.0 / 3.0, 30),
+    (1.5, 25),
+    (16.0 / 9.0, 12),
+    (1.25, 8),
+    (2.0, 4),
+    (1.6, 6),
+];
 
 /// Longest side of any clean image.
 pub(crate) const MAX_SIDE: u32 = 2000;
@@ -276,8 +283,11 @@ pub(crate) const MIN_SIDE: u32 = 64;
 /// thumbnails (median 100 px), shortest side ≥ 64, longest side ≤ 2,000, common aspect ratios in
 /// landscape (70 %) or portrait orientation, a third of them cropped slightly off-ratio.
 pub(crate) fn web_size(rng: &mut ItemRng) -> (u32, u32) {
-    let (median, sigma, hi): (f32, f32, f32) =
-        if rng.random_bool(0.02) { (100.0, 0.3, 160.0) } else { (375.0, 0.42, MAX_SIDE as f32) };
+    let (median, sigma, hi): (f32, f32, f32) = if rng.random_bool(0.02) {
+        (100.0, 0.3, 160.0)
+    } else {
+        (375.0, 0.42, MAX_SIDE as f32)
+    };
     let short = match LogNormal::new(median.ln(), sigma) {
         Ok(d) => d.sample(rng),
         Err(_) => median,
@@ -293,7 +303,10 @@ pub(crate) fn web_size(rng: &mut ItemRng) -> (u32, u32) {
         short *= MAX_SIDE as f32 / long;
         long = MAX_SIDE as f32;
     }
-    let (s, l) = ((short.round() as u32).max(MIN_SIDE), (long.round() as u32).clamp(MIN_SIDE, MAX_SIDE));
+    let (s, l) = (
+        (short.round() as u32).max(MIN_SIDE),
+        (long.round() as u32).clamp(MIN_SIDE, MAX_SIDE),
+    );
     if rng.random_bool(0.7) { (l, s) } else { (s, l) }
 }
 
@@ -301,7 +314,11 @@ pub(crate) fn web_size(rng: &mut ItemRng) -> (u32, u32) {
 pub(crate) fn tiny_size(rng: &mut ItemRng) -> (u32, u32) {
     let short = rng.random_range(8..=40u32);
     let long = ((short as f32) * rng.random_range(1.0..1.5f32)).round() as u32;
-    if rng.random_bool(0.5) { (long, short) } else { (short, long) }
+    if rng.random_bool(0.5) {
+        (long, short)
+    } else {
+        (short, long)
+    }
 }
 
 /// Size of an `extreme_aspect` item: shortest side 64–100 px, aspect 8:1 to 20:1, longest
@@ -309,7 +326,11 @@ pub(crate) fn tiny_size(rng: &mut ItemRng) -> (u32, u32) {
 pub(crate) fn extreme_size(rng: &mut ItemRng) -> (u32, u32) {
     let short = rng.random_range(64..=100u32);
     let long = (short * rng.random_range(8..=20u32)).min(MAX_SIDE);
-    if rng.random_bool(0.75) { (long, short) } else { (short, long) }
+    if rng.random_bool(0.75) {
+        (long, short)
+    } else {
+        (short, long)
+    }
 }
 
 /// Minimum RGB distance between the main object's colour and each background colour.
@@ -342,13 +363,24 @@ fn contrasting_color(avoid: [u8; 3], rng: &mut ItemRng) -> [u8; 3] {
     }
     // Fallback: push away from the object's brightness.
     let bright = avoid.iter().map(|&c| c as u32).sum::<u32>() > 3 * 128;
-    if bright { [40, 45, 50] } else { [215, 210, 200] }
+    if bright {
+        [40, 45, 50]
+    } else {
+        [215, 210, 200]
+    }
 }
 
 /// Rotation limit: small enough that a square never looks like a diamond.
 const MAX_ROTATION: f32 = 0.3;
 
-fn new_object(shape: Shape, color: Color, cx: f32, cy: f32, radius: f32, rng: &mut ItemRng) -> Object {
+fn new_object(
+    shape: Shape,
+    color: Color,
+    cx: f32,
+    cy: f32,
+    radius: f32,
+    rng: &mut ItemRng,
+) -> Object {
     let angle = rng.random_range(0.0..std::f32::consts::TAU);
     let strength = rng.random_range(0.0..0.12f32);
     Object {
@@ -370,15 +402,30 @@ impl Scene {
         let m = w.min(h);
         let shape = pick(rng, &Shape::ALL);
         let color = pick(rng, &Color::ALL);
-        let size =
-            weighted(rng, &[(SizeClass::Small, 25), (SizeClass::Medium, 45), (SizeClass::Large, 30)]);
+        let size = weighted(
+            rng,
+            &[
+                (SizeClass::Small, 25),
+                (SizeClass::Medium, 45),
+                (SizeClass::Large, 30),
+            ],
+        );
         let radius = m * match size {
             SizeClass::Small => rng.random_range(0.10..0.15f32),
             SizeClass::Medium => rng.random_range(0.18..0.25f32),
             SizeClass::Large => rng.random_range(0.29..0.38f32),
         };
         let position = if size == SizeClass::Large {
-            pick(rng, &[Position::Center, Position::Left, Position::Right, Position::Top, Position::Bottom])
+            pick(
+                rng,
+                &[
+                    Position::Center,
+                    Position::Left,
+                    Position::Right,
+                    Position::Top,
+                    Position::Bottom,
+                ],
+            )
         } else {
             pick(rng, &Position::ALL)
         };
@@ -386,11 +433,22 @@ impl Scene {
         let place = |anchor: f32, extent: f32, jit: f32| {
             let c = (anchor + jit) * extent;
             let margin = radius * 1.05;
-            if extent > 2.0 * margin { c.clamp(margin, extent - margin) } else { extent / 2.0 }
+            if extent > 2.0 * margin {
+                c.clamp(margin, extent - margin)
+            } else {
+                extent / 2.0
+            }
         };
         let jx = rng.random_range(-0.04..0.04f32);
         let jy = rng.random_range(-0.04..0.04f32);
-        let main = new_object(shape, color, place(ax, w, jx), place(ay, h, jy), radius, rng);
+        let main = new_object(
+            shape,
+            color,
+            place(ax, w, jx),
+            place(ay, h, jy),
+            radius,
+            rng,
+        );
 
         let wanted = weighted(rng, &[(0usize, 35), (1, 30), (2, 20), (3, 15)]);
         let mut distractors: Vec<Object> = Vec::with_capacity(wanted);
@@ -402,11 +460,20 @@ impl Scene {
             }
             let r = radius * rng.random_range(0.3..0.65f32);
             for _ in 0..10 {
-                let cx = if w > 2.0 * r { rng.random_range(r..w - r) } else { w / 2.0 };
-                let cy = if h > 2.0 * r { rng.random_range(r..h - r) } else { h / 2.0 };
+                let cx = if w > 2.0 * r {
+                    rng.random_range(r..w - r)
+                } else {
+                    w / 2.0
+                };
+                let cy = if h > 2.0 * r {
+                    rng.random_range(r..h - r)
+                } else {
+                    h / 2.0
+                };
                 let clear_of_main = (cx - main.cx).hypot(cy - main.cy) > (radius + r) * 0.95;
-                let clear_of_others =
-                    distractors.iter().all(|o| (cx - o.cx).hypot(cy - o.cy) > (o.radius + r) * 0.8);
+                let clear_of_others = distractors
+                    .iter()
+                    .all(|o| (cx - o.cx).hypot(cy - o.cy) > (o.radius + r) * 0.8);
                 if clear_of_main && clear_of_others {
                     distractors.push(new_object(d_shape, d_color, cx, cy, r, rng));
                     break;
@@ -472,25 +539,49 @@ mod tests {
         assert!(Shape::ALL.len() >= 8);
         assert!(Color::ALL.len() >= 10);
         assert_eq!(Position::TopLeft.as_str(), "top_left");
-        assert_eq!(serde_json::to_string(&Position::BottomRight).unwrap(), "\"bottom_right\"");
+        assert_eq!(
+            serde_json::to_string(&Position::BottomRight).unwrap(),
+            "\"bottom_right\""
+        );
     }
 
     #[test]
     fn size_distribution_is_web_like() {
-        let sizes: Vec<(u32, u32)> =
-            (0..500).map(|i| web_size(&mut item_rng(3, i, Purpose::Scene))).collect();
+        let sizes: Vec<(u32, u32)> = (0..500)
+            .map(|i| web_size(&mut item_rng(3, i, Purpose::Scene)))
+            .collect();
         let mut short: Vec<u32> = sizes.iter().map(|&(w, h)| w.min(h)).collect();
         short.sort_unstable();
         let median = short[short.len() / 2];
         let (q1, q3) = (short[short.len() / 4], short[3 * short.len() / 4]);
-        assert!((330..=420).contains(&median), "median shortest side {median}");
-        assert!(q1 >= 230 && q3 <= 560 && q3 - q1 >= 120, "quartiles {q1}..{q3}");
-        assert!(sizes.iter().all(|&(w, h)| w.min(h) >= MIN_SIDE && w.max(h) <= MAX_SIDE));
-        assert!(sizes.iter().any(|&(w, h)| w.max(h) >= 1000), "no large images");
-        assert!(sizes.iter().all(|&(w, h)| w.max(h) as f32 / w.min(h) as f32 <= 2.2));
+        assert!(
+            (330..=420).contains(&median),
+            "median shortest side {median}"
+        );
+        assert!(
+            q1 >= 230 && q3 <= 560 && q3 - q1 >= 120,
+            "quartiles {q1}..{q3}"
+        );
+        assert!(
+            sizes
+                .iter()
+                .all(|&(w, h)| w.min(h) >= MIN_SIDE && w.max(h) <= MAX_SIDE)
+        );
+        assert!(
+            sizes.iter().any(|&(w, h)| w.max(h) >= 1000),
+            "no large images"
+        );
+        assert!(
+            sizes
+                .iter()
+                .all(|&(w, h)| w.max(h) as f32 / w.min(h) as f32 <= 2.2)
+        );
         let square = sizes.iter().filter(|&&(w, h)| w == h).count();
         let portrait = sizes.iter().filter(|&&(w, h)| w < h).count();
-        assert!(square > 20 && portrait > 50 && portrait < 250, "square {square}, portrait {portrait}");
+        assert!(
+            square > 20 && portrait > 50 && portrait < 250,
+            "square {square}, portrait {portrait}"
+        );
     }
 
     #[test]
@@ -499,7 +590,9 @@ mod tests {
             let (w, h) = tiny_size(&mut item_rng(1, i, Purpose::Dirt));
             assert!((8..=40).contains(&w.min(h)) && w.max(h) <= 60);
             let (w, h) = extreme_size(&mut item_rng(1, i, Purpose::Dirt));
-            assert!((64..=100).contains(&w.min(h)) && w.max(h) / w.min(h) >= 8 && w.max(h) <= MAX_SIDE);
+            assert!(
+                (64..=100).contains(&w.min(h)) && w.max(h) / w.min(h) >= 8 && w.max(h) <= MAX_SIDE
+            );
         }
     }
 
@@ -509,9 +602,19 @@ mod tests {
             let s = Scene::sample(500, 375, &mut item_rng(9, i, Purpose::Scene));
             assert_eq!(s.labels.num_objects as usize, 1 + s.distractors.len());
             assert!(s.distractors.iter().all(|d| d.radius < s.main.radius));
-            assert!(s.distractors.iter().all(|d| (d.shape, d.color) != (s.main.shape, s.main.color)));
-            assert!(rgb_distance(s.background.c0, s.main.rgb) >= MIN_CONTRAST - 1.0 || s.background.c0 == [40, 45, 50] || s.background.c0 == [215, 210, 200]);
-            assert!(s.main.cx >= 0.0 && s.main.cx <= 500.0 && s.main.cy >= 0.0 && s.main.cy <= 375.0);
+            assert!(
+                s.distractors
+                    .iter()
+                    .all(|d| (d.shape, d.color) != (s.main.shape, s.main.color))
+            );
+            assert!(
+                rgb_distance(s.background.c0, s.main.rgb) >= MIN_CONTRAST - 1.0
+                    || s.background.c0 == [40, 45, 50]
+                    || s.background.c0 == [215, 210, 200]
+            );
+            assert!(
+                s.main.cx >= 0.0 && s.main.cx <= 500.0 && s.main.cy >= 0.0 && s.main.cy <= 375.0
+            );
         }
     }
 }

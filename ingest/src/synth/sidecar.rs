@@ -158,7 +158,10 @@ impl Tally {
         if let Some(k) = pair.dirt_skipped {
             *self.dirt_skipped.entry(k).or_insert(0) += 1;
         }
-        *self.formats.entry(pair.format.as_str().to_string()).or_insert(0) += 1;
+        *self
+            .formats
+            .entry(pair.format.as_str().to_string())
+            .or_insert(0) += 1;
         self.image_bytes += pair.image.len() as u64;
         self.caption_bytes += pair.caption.len() as u64;
     }
@@ -174,19 +177,31 @@ impl SidecarWriter {
     pub fn create(dir: &Path) -> Result<SidecarWriter, SynthError> {
         let path = dir.join(SIDECAR_FILE);
         let file = File::create(&path).map_err(SynthError::io(&path))?;
-        Ok(SidecarWriter { path, out: BufWriter::with_capacity(1 << 20, file) })
+        Ok(SidecarWriter {
+            path,
+            out: BufWriter::with_capacity(1 << 20, file),
+        })
     }
 
     pub fn write(&mut self, record: &SidecarRecord<'_>) -> Result<(), SynthError> {
-        serde_json::to_writer(&mut self.out, record)
-            .map_err(|source| SynthError::Json { path: self.path.clone(), source })?;
-        self.out.write_all(b"\n").map_err(SynthError::io(&self.path))
+        serde_json::to_writer(&mut self.out, record).map_err(|source| SynthError::Json {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.out
+            .write_all(b"\n")
+            .map_err(SynthError::io(&self.path))
     }
 
     /// Flushes and returns the file's size.
     pub fn finish(mut self) -> Result<u64, SynthError> {
         self.out.flush().map_err(SynthError::io(&self.path))?;
-        let len = self.out.get_ref().metadata().map_err(SynthError::io(&self.path))?.len();
+        let len = self
+            .out
+            .get_ref()
+            .metadata()
+            .map_err(SynthError::io(&self.path))?
+            .len();
         Ok(len)
     }
 }

@@ -11,7 +11,14 @@ use super::encode::find_jpeg_segment;
 use super::*;
 
 fn config(count: u64, layout: Layout, shard_size: u64, dirt: &str) -> SynthConfig {
-    SynthConfig { count, layout, shard_size, dirt: dirt.parse().unwrap(), seed: 17, ..SynthConfig::default() }
+    SynthConfig {
+        count,
+        layout,
+        shard_size,
+        dirt: dirt.parse().unwrap(),
+        seed: 17,
+        ..SynthConfig::default()
+    }
 }
 
 fn run(cfg: &SynthConfig, out: &Path) -> SynthSummary {
@@ -39,13 +46,18 @@ fn tar_members(path: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// Image bytes, caption bytes and JSON of every item of a WebDataset output, by key.
-fn webdataset_items(out: &Path, recs: &[SidecarRecord<'_>]) -> BTreeMap<String, (Option<Vec<u8>>, Vec<u8>, serde_json::Value)> {
+/// Image bytes (if written), caption bytes and JSON of one WebDataset item.
+type Item = (Option<Vec<u8>>, Vec<u8>, serde_json::Value);
+
+/// Every item of a WebDataset output, by key.
+fn webdataset_items(out: &Path, recs: &[SidecarRecord<'_>]) -> BTreeMap<String, Item> {
     let mut shards: BTreeMap<String, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
     let mut items = BTreeMap::new();
     for r in recs {
         let shard = r.location.shard.clone().unwrap();
-        let members = shards.entry(shard.clone()).or_insert_with(|| tar_members(&out.join(&shard)));
+        let members = shards
+            .entry(shard.clone())
+            .or_insert_with(|| tar_members(&out.join(&shard)));
         let image = members.get(r.location.member.as_ref().unwrap()).cloned();
         let caption = members[&format!("{}.txt", r.key)].clone();
         let json = serde_json::from_slice(&members[&format!("{}.json", r.key)]).unwrap();
@@ -55,11 +67,17 @@ fn webdataset_items(out: &Path, recs: &[SidecarRecord<'_>]) -> BTreeMap<String, 
 }
 
 fn decode(bytes: &[u8]) -> image::ImageResult<image::DynamicImage> {
-    image::ImageReader::new(Cursor::new(bytes)).with_guessed_format()?.decode()
+    image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()?
+        .decode()
 }
 
 fn declared_dims(bytes: &[u8]) -> (u32, u32) {
-    image::ImageReader::new(Cursor::new(bytes)).with_guessed_format().unwrap().into_dimensions().unwrap()
+    image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .unwrap()
+        .into_dimensions()
+        .unwrap()
 }
 
 #[test]
@@ -72,7 +90,10 @@ fn every_dirt_kind_is_planted_as_the_sidecar_says() {
     let recs = records(&out);
     assert_eq!(recs.len(), 150);
     assert_eq!(summary.items, 150);
-    assert_eq!(summary.data_files, ["shard-00000.tar", "shard-00001.tar", "shard-00002.tar"]);
+    assert_eq!(
+        summary.data_files,
+        ["shard-00000.tar", "shard-00001.tar", "shard-00002.tar"]
+    );
 
     // Exact counts: ⌈0.02·150⌉ = 3 per kind; missing_file cannot be carried by WebDataset.
     let mut applied: BTreeMap<DirtKind, u64> = BTreeMap::new();
@@ -91,10 +112,13 @@ fn every_dirt_kind_is_planted_as_the_sidecar_says() {
     assert_eq!(recs.iter().filter(|r| r.dirt_skipped.is_some()).count(), 3);
 
     let items = webdataset_items(&out, &recs);
-    let by_key: BTreeMap<&str, &SidecarRecord<'_>> = recs.iter().map(|r| (r.key.as_ref(), r)).collect();
+    let by_key: BTreeMap<&str, &SidecarRecord<'_>> =
+        recs.iter().map(|r| (r.key.as_ref(), r)).collect();
     for r in &recs {
         let (image, caption, json) = &items[r.key.as_ref()];
-        let image = image.as_ref().expect("every WebDataset item has its image member");
+        let image = image
+            .as_ref()
+            .expect("every WebDataset item has its image member");
         assert_eq!(image.len() as u64, r.bytes, "{}", r.key);
         assert_eq!(json["label_shape"], r.labels.shape.as_str());
         assert_eq!(json["num_objects"], r.labels.num_objects);
@@ -112,8 +136,15 @@ fn every_dirt_kind_is_planted_as_the_sidecar_says() {
             Some(kind) => match kind {
                 DirtKind::Truncated => {
                     assert_eq!(&image[..2], &[0xFF, 0xD8]);
-                    assert_ne!(&image[image.len() - 2..], &[0xFF, 0xD9], "{ctx}: EOI still present");
-                    assert!(find_jpeg_segment(image, 0xDA).is_some(), "{ctx}: cut before the scan");
+                    assert_ne!(
+                        &image[image.len() - 2..],
+                        &[0xFF, 0xD9],
+                        "{ctx}: EOI still present"
+                    );
+                    assert!(
+                        find_jpeg_segment(image, 0xDA).is_some(),
+                        "{ctx}: cut before the scan"
+                    );
                 }
                 DirtKind::Corrupt => assert!(decode(image).is_err(), "{ctx} decodes"),
                 DirtKind::ZeroByte => assert!(image.is_empty()),
@@ -133,7 +164,10 @@ fn every_dirt_kind_is_planted_as_the_sidecar_says() {
                 DirtKind::DuplicateExact | DirtKind::NearDuplicate => {
                     let src_key = r.dup_of.as_deref().expect("dup_of");
                     let src = by_key[src_key];
-                    assert!(src.index < r.index && src.location.shard == r.location.shard, "{ctx}");
+                    assert!(
+                        src.index < r.index && src.location.shard == r.location.shard,
+                        "{ctx}"
+                    );
                     assert_eq!(src.dirt, None, "{ctx}: copies a dirty item");
                     assert_eq!(src.labels, r.labels);
                     let src_image = items[src_key].0.as_ref().unwrap();
@@ -142,17 +176,31 @@ fn every_dirt_kind_is_planted_as_the_sidecar_says() {
                     } else {
                         assert_ne!(image, src_image);
                         let (a, b) = (decode(image).unwrap(), decode(src_image).unwrap());
-                        assert!(a.width() < b.width() && a.width() * 100 >= b.width() * 85, "{ctx}");
+                        assert!(
+                            a.width() < b.width() && a.width() * 100 >= b.width() * 85,
+                            "{ctx}"
+                        );
                     }
                 }
-                DirtKind::CaptionEmpty => assert!(std::str::from_utf8(caption).unwrap().trim().is_empty()),
+                DirtKind::CaptionEmpty => {
+                    assert!(std::str::from_utf8(caption).unwrap().trim().is_empty())
+                }
                 DirtKind::CaptionOneWord => {
-                    assert_eq!(std::str::from_utf8(caption).unwrap().split_whitespace().count(), 1)
+                    assert_eq!(
+                        std::str::from_utf8(caption)
+                            .unwrap()
+                            .split_whitespace()
+                            .count(),
+                        1
+                    )
                 }
                 DirtKind::CaptionOverlong => assert!((10_000..=100_000).contains(&caption.len())),
                 DirtKind::CaptionHtml => {
                     let text = std::str::from_utf8(caption).unwrap();
-                    assert!(text.starts_with('<') && text.contains("</"), "{ctx}: {text}");
+                    assert!(
+                        text.starts_with('<') && text.contains("</"),
+                        "{ctx}: {text}"
+                    );
                 }
                 DirtKind::CaptionInvalidUtf8 => assert!(std::str::from_utf8(caption).is_err()),
                 DirtKind::ExifRotated => {
@@ -163,10 +211,18 @@ fn every_dirt_kind_is_planted_as_the_sidecar_says() {
                         .unwrap();
                     let o = dec.orientation().unwrap();
                     assert!(
-                        matches!(o, image::metadata::Orientation::Rotate90 | image::metadata::Orientation::Rotate270),
+                        matches!(
+                            o,
+                            image::metadata::Orientation::Rotate90
+                                | image::metadata::Orientation::Rotate270
+                        ),
                         "{ctx}: {o:?}"
                     );
-                    assert_eq!(dec.dimensions(), (r.height, r.width), "{ctx}: stored pixels are not rotated");
+                    assert_eq!(
+                        dec.dimensions(),
+                        (r.height, r.width),
+                        "{ctx}: stored pixels are not rotated"
+                    );
                     let mut upright = decode(image).unwrap();
                     upright.apply_orientation(o);
                     assert_eq!((upright.width(), upright.height()), (r.width, r.height));
@@ -177,10 +233,16 @@ fn every_dirt_kind_is_planted_as_the_sidecar_says() {
                     let img = decode(image).unwrap();
                     assert_eq!((img.width(), img.height()), (r.width, r.height));
                 }
-                DirtKind::Gray16 => assert_eq!(decode(image).unwrap().color(), image::ColorType::L16),
-                DirtKind::Grayscale => assert_eq!(decode(image).unwrap().color(), image::ColorType::L8),
+                DirtKind::Gray16 => {
+                    assert_eq!(decode(image).unwrap().color(), image::ColorType::L16)
+                }
+                DirtKind::Grayscale => {
+                    assert_eq!(decode(image).unwrap().color(), image::ColorType::L8)
+                }
                 DirtKind::PaletteAlpha => {
-                    let reader = png::Decoder::new(Cursor::new(image.clone())).read_info().unwrap();
+                    let reader = png::Decoder::new(Cursor::new(image.clone()))
+                        .read_info()
+                        .unwrap();
                     assert_eq!(reader.info().color_type, png::ColorType::Indexed);
                     assert!(reader.info().trns.is_some(), "{ctx}: no tRNS");
                 }
@@ -218,12 +280,20 @@ fn clean_output_has_no_dirt_and_every_image_decodes() {
         let bytes = std::fs::read(&file).unwrap();
         let img = decode(&bytes).unwrap();
         assert_eq!((img.width(), img.height()), (r.width, r.height));
-        assert_eq!(std::fs::read(file.with_extension("txt")).unwrap(), r.caption.as_bytes());
-        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(file.with_extension("json")).unwrap()).unwrap();
+        assert_eq!(
+            std::fs::read(file.with_extension("txt")).unwrap(),
+            r.caption.as_bytes()
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(file.with_extension("json")).unwrap()).unwrap();
         assert_eq!(json["label_color"], r.labels.color.as_str());
     }
     assert!(summary.formats["jpeg"] >= 30, "{:?}", summary.formats);
-    let total: u64 = walk(&out).iter().filter(|p| !p.ends_with(SUMMARY_FILE)).map(|p| p.metadata().unwrap().len()).sum();
+    let total: u64 = walk(&out)
+        .iter()
+        .filter(|p| !p.ends_with(SUMMARY_FILE))
+        .map(|p| p.metadata().unwrap().len())
+        .sum();
     assert_eq!(summary.total_bytes, total);
 }
 
@@ -232,14 +302,29 @@ fn parquet_layout_is_hugging_face_style() {
     use arrow::array::{Array, AsArray};
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("pq");
-    let summary = run(&config(30, Layout::Parquet, 20, "caption_invalid_utf8=0.1,zero_byte=0.05"), &out);
-    assert_eq!(summary.data_files, ["part-00000.parquet", "part-00001.parquet"]);
-    assert_eq!(summary.dirt_skipped.get(&DirtKind::CaptionInvalidUtf8), Some(&3));
+    let summary = run(
+        &config(
+            30,
+            Layout::Parquet,
+            20,
+            "caption_invalid_utf8=0.1,zero_byte=0.05",
+        ),
+        &out,
+    );
+    assert_eq!(
+        summary.data_files,
+        ["part-00000.parquet", "part-00001.parquet"]
+    );
+    assert_eq!(
+        summary.dirt_skipped.get(&DirtKind::CaptionInvalidUtf8),
+        Some(&3)
+    );
     let recs = records(&out);
     let mut rows = 0;
     for name in &summary.data_files {
         let file = std::fs::File::open(out.join(name)).unwrap();
-        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        let builder =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
         let schema = builder.schema().clone();
         assert!(schema.metadata()["huggingface"].contains("\"Image\""));
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -251,7 +336,10 @@ fn parquet_layout_is_hugging_face_style() {
             let image = batch.column_by_name("image").unwrap().as_struct();
             let bytes = image.column_by_name("bytes").unwrap().as_binary::<i32>();
             let paths = image.column_by_name("path").unwrap().as_string::<i32>();
-            assert_eq!(batch.column_by_name("url").unwrap().null_count(), batch.num_rows());
+            assert_eq!(
+                batch.column_by_name("url").unwrap().null_count(),
+                batch.num_rows()
+            );
             for i in 0..batch.num_rows() {
                 let r = recs.iter().find(|r| r.key == keys.value(i)).unwrap();
                 assert_eq!(r.location.shard.as_deref(), Some(name.as_str()));
@@ -273,11 +361,17 @@ fn urls_layout_points_at_files_except_missing_ones() {
     use arrow::array::AsArray;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("urls");
-    let cfg = SynthConfig { url_base: "http://127.0.0.1:9999/".into(), ..config(40, Layout::Urls, 1000, "missing_file=0.1,not_image=0.05") };
+    let cfg = SynthConfig {
+        url_base: "http://127.0.0.1:9999/".into(),
+        ..config(40, Layout::Urls, 1000, "missing_file=0.1,not_image=0.05")
+    };
     let summary = run(&cfg, &out);
     assert_eq!(summary.dirt.get(&DirtKind::MissingFile), Some(&4));
     let file = std::fs::File::open(out.join(URL_LIST_FILE)).unwrap();
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
     let mut urls = Vec::new();
     for batch in reader {
         let batch = batch.unwrap();
@@ -293,7 +387,11 @@ fn urls_layout_points_at_files_except_missing_ones() {
         assert_eq!(r.key, uid.as_str());
         assert_eq!(r.location.url.as_deref(), Some(url.as_str()));
         let rel = url.strip_prefix("http://127.0.0.1:9999/").unwrap();
-        assert_eq!(out.join(rel).exists(), r.dirt != Some(DirtKind::MissingFile), "{url}");
+        assert_eq!(
+            out.join(rel).exists(),
+            r.dirt != Some(DirtKind::MissingFile),
+            "{url}"
+        );
     }
 }
 
@@ -313,7 +411,12 @@ fn digest(dir: &Path) -> Vec<(String, String)> {
         .into_iter()
         .map(|p| {
             let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-            (rel, blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string())
+            (
+                rel,
+                blake3::hash(&std::fs::read(&p).unwrap())
+                    .to_hex()
+                    .to_string(),
+            )
         })
         .collect()
 }
@@ -324,7 +427,10 @@ fn output_is_identical_for_any_thread_count_and_differs_by_seed() {
     let cfg = config(40, Layout::Webdataset, 16, "default,tiny=0.05");
     let in_pool = |threads: usize, cfg: &SynthConfig, name: &str| {
         let out = dir.path().join(name);
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| run(cfg, &out));
         digest(&out)
     };
@@ -332,7 +438,14 @@ fn output_is_identical_for_any_thread_count_and_differs_by_seed() {
     let three = in_pool(3, &cfg, "three");
     assert_eq!(one.len(), 3 + 2, "three shards and two sidecars");
     assert_eq!(one, three);
-    let other = in_pool(2, &SynthConfig { seed: 18, ..cfg.clone() }, "other");
+    let other = in_pool(
+        2,
+        &SynthConfig {
+            seed: 18,
+            ..cfg.clone()
+        },
+        "other",
+    );
     for ((name_a, a), (name_b, b)) in one.iter().zip(&other) {
         assert_eq!(name_a, name_b);
         assert_ne!(a, b, "{name_a} does not depend on the seed");
@@ -351,14 +464,19 @@ fn output_folder_rules() {
     let out = dir.path().join("out");
     let cfg = config(5, Layout::Folder, 1000, "off");
     let siblings = || {
-        let mut names: Vec<String> =
-            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         names.sort();
         names
     };
 
     // An invalid configuration writes nothing.
-    let bad = SynthConfig { dirt: "tiny=0.7,corrupt=0.7".parse().unwrap(), ..cfg.clone() };
+    let bad = SynthConfig {
+        dirt: "tiny=0.7,corrupt=0.7".parse().unwrap(),
+        ..cfg.clone()
+    };
     let err = generate(&bad, &out, Overwrite::Refuse, &|_| {}).unwrap_err();
     assert!(err.is_usage(), "{err}");
     assert!(siblings().is_empty());
@@ -382,7 +500,10 @@ fn output_folder_rules() {
     let file = dir.path().join("file");
     std::fs::write(&file, "x").unwrap();
     let err = generate(&cfg, &file, Overwrite::Replace, &|_| {}).unwrap_err();
-    assert!(matches!(err, SynthError::OutputNotDirectory { .. }), "{err}");
+    assert!(
+        matches!(err, SynthError::OutputNotDirectory { .. }),
+        "{err}"
+    );
     let err = generate(&cfg, &file.join("sub"), Overwrite::Refuse, &|_| {}).unwrap_err();
     assert!(err.is_usage(), "{err}");
     assert_eq!(siblings(), ["file", "out"]);
@@ -392,9 +513,12 @@ fn output_folder_rules() {
 fn progress_reports_every_item() {
     let dir = tempfile::tempdir().unwrap();
     let seen = std::sync::Mutex::new(Vec::new());
-    generate(&config(7, Layout::Webdataset, 3, "off"), &dir.path().join("o"), Overwrite::Refuse, &|n| {
-        seen.lock().unwrap().push(n)
-    })
+    generate(
+        &config(7, Layout::Webdataset, 3, "off"),
+        &dir.path().join("o"),
+        Overwrite::Refuse,
+        &|n| seen.lock().unwrap().push(n),
+    )
     .unwrap();
     assert_eq!(*seen.lock().unwrap(), (1..=7).collect::<Vec<u64>>());
 }
@@ -419,7 +543,22 @@ fn scratch_timing() {
     let t = std::time::Instant::now();
     let mut bytes = 0;
     for c in &canvases {
-        bytes += super::encode::jpeg(c, super::encode::JpegOptions { quality: 85, progressive: false, orientation: None }).unwrap().len();
+        bytes += super::encode::jpeg(
+            c,
+            super::encode::JpegOptions {
+                quality: 85,
+                progressive: false,
+                orientation: None,
+            },
+        )
+        .unwrap()
+        .len();
     }
-    eprintln!("render {:?} encode {:?} mean px {} mean bytes {}", render_t, t.elapsed(), px / 100, bytes / 100);
+    eprintln!(
+        "render {:?} encode {:?} mean px {} mean bytes {}",
+        render_t,
+        t.elapsed(),
+        px / 100,
+        bytes / 100
+    );
 }

@@ -332,8 +332,16 @@ impl SynthPlan {
         drng: &mut ItemRng,
     ) -> Result<Encoded, (&'static str, String)> {
         let seed = self.config.seed;
-        let canvas = render(scene);
         let choice = choose(seed, source);
+        // Lossless files on the web are mostly graphics, not photos: no sensor noise (which also
+        // keeps them from being incompressible).
+        let canvas = match choice {
+            Choice::Png | Choice::WebpLossless | Choice::Gif => render(&Scene {
+                noise_amp: 0,
+                ..scene.clone()
+            }),
+            Choice::Jpeg { .. } | Choice::WebpLossy { .. } => render(scene),
+        };
         let quality = match choice {
             Choice::Jpeg { quality, .. } | Choice::WebpLossy { quality } => quality,
             _ => drng.random_range(70..=95),

@@ -4,6 +4,8 @@
 //! a signed distance function (antialiased edges: coverage = ½ − distance, clamped). Sensor noise
 //! comes from a counter-based hash of the pixel coordinates, not from an RNG object per pixel.
 
+use std::sync::OnceLock;
+
 use super::rng::mix64;
 use super::scene::{Background, Object, Scene, Shape};
 
@@ -27,38 +29,88 @@ impl Canvas {
 
 /// Draws a scene.
 pub(crate) fn render(scene: &Scene) -> Canvas {
+    render_tiled(scene, TILE)
+}
+
+fn render_tiled(scene: &Scene, tile: u32) -> Canvas {
     let mut canvas = Canvas::new(scene.width, scene.height);
     fill_background(&mut canvas, scene);
     for object in &scene.distractors {
-        paint_object(&mut canvas, object, scene);
+        paint_object(&mut canvas, object, scene, tile);
     }
-    paint_object(&mut canvas, &scene.main, scene);
+    paint_object(&mut canvas, &scene.main, scene, tile);
     canvas
 }
 
-/// Per-pixel sensor noise: a counter-based multiply–xorshift hash of `(seed, x, y)` mapped
-/// through a lookup table to `-amp..=amp` per channel.
+/// Bytes in the shared noise table (a power of two).
+const NOISE_TABLE: usize = 1 << 20;
+
+/// A fixed table of uniform noise bytes, built once from [`mix64`].
+fn noise_table() -> &'static [i8] {
+    static TABLE: OnceLock<Vec<i8>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        (0..NOISE_TABLE / 8)
+            .flat_map(|i| mix64(0x6E6F_6973_65 ^ i as u64).to_le_bytes())
+            .map(|b| b as i8)
+            .collect()
+    })
+}
+
+/// Per-pixel sensor noise: row `y` reads the shared table from an offset hashed from
+/// `(seed, y)`, so noise is a pure function of `(seed, x, y)`, scaled to `±amp`.
 struct Noise {
     seed: u64,
-    lut: [i32; 256],
+    amp: i32,
+    table: &'static [i8],
 }
 
 impl Noise {
     fn new(seed: u64, amp: u8) -> Noise {
-        let amp = amp as i32;
         Noise {
-            seed: mix64(seed),
-            lut: std::array::from_fn(|i| ((i as i32 * (2 * amp + 1)) >> 8) - amp),
+            seed,
+            amp: amp as i32,
+            table: noise_table(),
         }
     }
 
+    /// Table offset of row `y`.
     #[inline]
-    fn at(&self, x: u32, y: u32) -> [i32; 3] {
-        let mut h = (self.seed ^ ((y as u64) << 32 | x as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        h ^= h >> 29;
-        h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        let lut = |shift: u32| self.lut[((h >> shift) & 0xFF) as usize];
-        [lut(40), lut(48), lut(56)]
+    fn row(&self, y: u32) -> usize {
+        mix64(self.seed ^ y as u64) as usize
+    }
+
+    /// `out[j] = base[j] + noise` for a whole row (pixel 0 first), clamped to `0..=255`.
+    fn add_row(&self, row: usize, base: &[i16], out: &mut [u8]) {
+        let start = row & (NOISE_TABLE - 1);
+        let amp = self.amp as i16;
+        match self.table.get(start..start + base.len()) {
+            Some(noise) => {
+                for ((o, &b), &n) in out.iter_mut().zip(base).zip(noise) {
+                    *o = (b + ((n as i16 * amp) >> 7)).clamp(0, 255) as u8;
+                }
+            }
+            None => {
+                for (j, (o, &b)) in out.iter_mut().zip(base).enumerate() {
+                    let n = self
+                        .table
+                        .get((start + j) & (NOISE_TABLE - 1))
+                        .copied()
+                        .unwrap_or(0);
+                    *o = (b + ((n as i16 * amp) >> 7)).clamp(0, 255) as u8;
+                }
+            }
+        }
+    }
+
+    /// Noise of channel `ch` of pixel `x` in a row starting at `row`.
+    #[inline]
+    fn at(&self, row: usize, x: u32, ch: usize) -> i32 {
+        let v = self
+            .table
+            .get((row + 3 * x as usize + ch) & (NOISE_TABLE - 1))
+            .copied()
+            .unwrap_or(0);
+        (v as i32 * self.amp) >> 7
     }
 }
 
@@ -73,21 +125,26 @@ fn fill_with(canvas: &mut Canvas, scene: &Scene, mut row_mix: impl FnMut(u32, &m
     let bg = &scene.background;
     let c0: [i32; 3] = std::array::from_fn(|i| bg.c0[i] as i32 + scene.cast[i] as i32);
     let d: [i32; 3] = std::array::from_fn(|i| bg.c1[i] as i32 - bg.c0[i] as i32);
+    // The colour of every mix level, so a pixel costs one lookup before the noise.
+    let palette: Vec<[i16; 3]> = (0..=256)
+        .map(|t| std::array::from_fn(|ch| (c0[ch] + ((d[ch] * t) >> 8)) as i16))
+        .collect();
     let noise = Noise::new(scene.noise_seed, scene.noise_amp);
     let row_len = canvas.width as usize * 3;
     if row_len == 0 {
         return;
     }
     let mut ts = vec![0i32; canvas.width as usize];
+    let mut base = vec![0i16; row_len];
     for (y, row) in canvas.data.chunks_exact_mut(row_len).enumerate() {
         let y = y as u32;
         row_mix(y, &mut ts);
-        for ((x, px), &t) in row.chunks_exact_mut(3).enumerate().zip(&ts) {
-            let n = noise.at(x as u32, y);
-            for ch in 0..3 {
-                px[ch] = clamp_u8(c0[ch] + ((d[ch] * t) >> 8) + n[ch]);
+        for (b, &t) in base.chunks_exact_mut(3).zip(&ts) {
+            if let Some(c) = palette.get(t.clamp(0, 256) as usize) {
+                b.copy_from_slice(c);
             }
         }
+        noise.add_row(noise.row(y), &base, row);
     }
 }
 
@@ -230,23 +287,37 @@ mod sdf {
     }
 }
 
-fn paint_object(canvas: &mut Canvas, object: &Object, scene: &Scene) {
+fn paint_object(canvas: &mut Canvas, object: &Object, scene: &Scene, tile: u32) {
     match object.shape {
-        Shape::Circle => paint_sdf(canvas, object, scene, sdf::circle),
-        Shape::Square => paint_sdf(canvas, object, scene, sdf::square),
-        Shape::Triangle => paint_sdf(canvas, object, scene, sdf::triangle),
-        Shape::Star => paint_sdf(canvas, object, scene, sdf::star),
-        Shape::Hexagon => paint_sdf(canvas, object, scene, sdf::hexagon),
-        Shape::Ellipse => paint_sdf(canvas, object, scene, sdf::ellipse),
-        Shape::Cross => paint_sdf(canvas, object, scene, sdf::cross),
-        Shape::Ring => paint_sdf(canvas, object, scene, sdf::ring),
-        Shape::Diamond => paint_sdf(canvas, object, scene, sdf::diamond),
-        Shape::Crescent => paint_sdf(canvas, object, scene, sdf::crescent),
+        Shape::Circle => paint_sdf(canvas, object, scene, tile, sdf::circle),
+        Shape::Square => paint_sdf(canvas, object, scene, tile, sdf::square),
+        Shape::Triangle => paint_sdf(canvas, object, scene, tile, sdf::triangle),
+        Shape::Star => paint_sdf(canvas, object, scene, tile, sdf::star),
+        Shape::Hexagon => paint_sdf(canvas, object, scene, tile, sdf::hexagon),
+        Shape::Ellipse => paint_sdf(canvas, object, scene, tile, sdf::ellipse),
+        Shape::Cross => paint_sdf(canvas, object, scene, tile, sdf::cross),
+        Shape::Ring => paint_sdf(canvas, object, scene, tile, sdf::ring),
+        Shape::Diamond => paint_sdf(canvas, object, scene, tile, sdf::diamond),
+        Shape::Crescent => paint_sdf(canvas, object, scene, tile, sdf::crescent),
     }
 }
 
+/// Side of the tiles `paint_sdf` classifies as outside / inside / edge.
+const TILE: u32 = 8;
+
 /// Paints one object over its bounding box: coverage from the distance, a lighting ramp, noise.
-fn paint_sdf(canvas: &mut Canvas, o: &Object, scene: &Scene, sdf: impl Fn(f32, f32) -> f32) {
+///
+/// The box is walked in `tile`-pixel squares: the distance at a square's centre (the distance
+/// functions are 1-Lipschitz) tells whether the square is entirely outside (skipped), entirely
+/// inside (full coverage) or on the edge (per-pixel distance). `tile = 1` is the plain per-pixel
+/// evaluation and gives the same pixels.
+fn paint_sdf(
+    canvas: &mut Canvas,
+    o: &Object,
+    scene: &Scene,
+    tile: u32,
+    sdf: impl Fn(f32, f32) -> f32,
+) {
     let r = o.radius.max(0.5);
     let reach = r * 1.2 + 2.0;
     let (w, h) = (canvas.width as f32, canvas.height as f32);
@@ -256,33 +327,54 @@ fn paint_sdf(canvas: &mut Canvas, o: &Object, scene: &Scene, sdf: impl Fn(f32, f
     let y1 = (o.cy + reach).ceil().clamp(0.0, h) as u32;
     let (sin, cos) = (-o.rotation).sin_cos();
     let inv_r = 1.0 / r;
+    let local = |x: f32, y: f32| {
+        let (px, py) = ((x - o.cx) * inv_r, (y - o.cy) * inv_r);
+        (cos * px - sin * py, sin * px + cos * py)
+    };
     let rgb: [i32; 3] = std::array::from_fn(|i| o.rgb[i] as i32 + scene.cast[i] as i32);
     let noise = Noise::new(scene.noise_seed, scene.noise_amp);
     let stride = canvas.width as usize * 3;
-    for y in y0..y1 {
-        let py = (y as f32 + 0.5 - o.cy) * inv_r;
-        let row_start = y as usize * stride;
-        let Some(row) = canvas.data.get_mut(row_start..row_start + stride) else {
-            continue;
-        };
-        for x in x0..x1 {
-            let px = (x as f32 + 0.5 - o.cx) * inv_r;
-            let lx = cos * px - sin * py;
-            let ly = sin * px + cos * py;
-            let d = sdf(lx, ly) * r;
-            if d >= 0.5 {
+    let tile = tile.max(1);
+    for ty in (y0..y1).step_by(tile as usize) {
+        let ty1 = (ty + tile).min(y1);
+        for tx in (x0..x1).step_by(tile as usize) {
+            let tx1 = (tx + tile).min(x1);
+            let (hw, hh) = ((tx1 - tx) as f32 / 2.0, (ty1 - ty) as f32 / 2.0);
+            let half_diagonal = (hw * hw + hh * hh).sqrt();
+            let (cx, cy) = local(tx as f32 + hw, ty as f32 + hh);
+            let centre = sdf(cx, cy) * r;
+            if centre - half_diagonal >= 0.5 {
                 continue;
             }
-            let a = ((0.5 - d).min(1.0) * 256.0) as i32;
-            let shade = (256.0 * (1.0 + o.shade.0 * lx + o.shade.1 * ly)) as i32;
-            let n = noise.at(x, y);
-            let i = x as usize * 3;
-            let Some(px) = row.get_mut(i..i + 3) else {
-                continue;
-            };
-            for ch in 0..3 {
-                let fg = clamp_u8(((rgb[ch] * shade) >> 8) + n[ch]) as i32;
-                px[ch] = ((px[ch] as i32 * (256 - a) + fg * a) >> 8) as u8;
+            let inside = centre + half_diagonal <= -0.5;
+            for y in ty..ty1 {
+                let row_start = y as usize * stride;
+                let Some(row) = canvas.data.get_mut(row_start..row_start + stride) else {
+                    continue;
+                };
+                let noise_row = noise.row(y);
+                for x in tx..tx1 {
+                    let (lx, ly) = local(x as f32 + 0.5, y as f32 + 0.5);
+                    let a = if inside {
+                        256
+                    } else {
+                        let d = sdf(lx, ly) * r;
+                        if d >= 0.5 {
+                            continue;
+                        }
+                        ((0.5 - d).min(1.0) * 256.0) as i32
+                    };
+                    let shade = (256.0 * (1.0 + o.shade.0 * lx + o.shade.1 * ly)) as i32;
+                    let i = x as usize * 3;
+                    let Some(px) = row.get_mut(i..i + 3) else {
+                        continue;
+                    };
+                    for ch in 0..3 {
+                        let fg =
+                            clamp_u8(((rgb[ch] * shade) >> 8) + noise.at(noise_row, x, ch)) as i32;
+                        px[ch] = ((px[ch] as i32 * (256 - a) + fg * a) >> 8) as u8;
+                    }
+                }
             }
         }
     }
@@ -417,6 +509,18 @@ mod tests {
             );
         }
         assert!(Color::ALL.len() >= 10);
+    }
+
+    #[test]
+    fn tiled_painting_equals_per_pixel_painting() {
+        for i in 0..40 {
+            let scene = Scene::sample(240, 180, &mut item_rng(8, i, Purpose::Scene));
+            assert_eq!(
+                render_tiled(&scene, TILE),
+                render_tiled(&scene, 1),
+                "scene {i}"
+            );
+        }
     }
 
     #[test]

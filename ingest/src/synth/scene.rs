@@ -522,7 +522,7 @@ impl Scene {
             main,
             distractors,
             background,
-            noise_amp: rng.random_range(1..=8),
+            noise_amp: rng.random_range(1..=6),
             noise_seed: rng.random(),
             cast: [0; 3].map(|_: i16| rng.random_range(-10..=10)),
         }

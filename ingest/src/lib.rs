@@ -6,6 +6,7 @@
 //! - [`fetch`]: the HTTP downloader for URL lists (timeouts, retries, size caps, opt-outs, and no
 //!   loopback/private/link-local addresses unless allowed).
 //! - [`workers`]: which units this process runs (flags, Slurm, Kubernetes).
+//! - [`synth`]: synthetic web image-text pairs with ground-truth labels and planted dirt.
 //! - [`testing`]: a real HTTP server on 127.0.0.1 with scripted misbehaviour, for tests.
 
 pub mod caption;
@@ -14,3 +15,4 @@ pub mod fetch;
 pub mod source;
 pub mod testing;
 pub mod workers;
+pub mod synth;

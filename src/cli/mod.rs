@@ -28,6 +28,7 @@ mod bench;
 mod info;
 mod shard;
 mod stats;
+mod synth;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -42,6 +43,8 @@ pub enum Command {
     Shard(shard::ShardArgs),
     /// Benchmarks that print JSON (see docs/benchmarks.md).
     Bench(bench::BenchArgs),
+    /// Generate synthetic web image-text pairs with ground truth and optional planted dirt.
+    Synth(synth::SynthArgs),
 }
 
 /// Options every subcommand sees.
@@ -84,6 +87,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats(args) => stats::run(args, global),
         Command::Shard(args) => shard::run(args, global),
         Command::Bench(args) => bench::run(args, global),
+        Command::Synth(args) => synth::run(args, global),
     }
 }
 

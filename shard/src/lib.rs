@@ -6,10 +6,13 @@
 //! - [`commit`]: the commit protocol's write side ([`DatasetWriter`], [`UnitWriter`]).
 //! - [`dataset`]: the read side ([`Dataset`]: manifest + commit records → committed row groups).
 //! - [`reader`]: ranged reads of single row groups with column projection ([`ShardReader`]).
+//! - [`imaging`]: image probe / decode / resize / encode / hashes for ingest and the loader
+//!   ([`imaging::process_for_shard`], [`imaging::decode`], [`imaging::crop_resize_into`]).
 
 pub mod commit;
 pub mod dataset;
 pub mod error;
+pub mod imaging;
 pub mod reader;
 pub mod rows;
 pub mod store;

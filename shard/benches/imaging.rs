@@ -23,7 +23,8 @@ use criterion::{
     BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime,
 };
 use flipstream_shard::imaging::{
-    self, DecodeOptions, EncodeSpec, OutputFormat, ProcessSpec, ResizeFilter, ResizeSpec, fixtures,
+    self, DctScaling, DecodeOptions, EncodeSpec, OutputFormat, ProcessSpec, ResizeFilter,
+    ResizeSpec, fixtures,
 };
 use image::RgbImage;
 
@@ -295,19 +296,24 @@ fn bench_process(c: &mut Criterion, corpus: &Corpus) {
     let files = &corpus.all;
     let mut g = group(c, &format!("process/{}", corpus.name), files.len());
     let default = ProcessSpec::default();
+    let eighths = ProcessSpec {
+        dct_scaling: DctScaling::Eighths,
+        ..ProcessSpec::default()
+    };
     let always_encode = ProcessSpec {
         keep_original: Vec::new(),
         ..ProcessSpec::default()
     };
-    let full_decode = ProcessSpec {
+    let dct_off = ProcessSpec {
         keep_original: Vec::new(),
-        scaled_decode: false,
+        dct_scaling: DctScaling::Off,
         ..ProcessSpec::default()
     };
     for (name, spec) in [
         ("default_256_q90", &default),
+        ("eighths_256_q90", &eighths),
         ("always_encode_256_q90", &always_encode),
-        ("full_decode_256_q90", &full_decode),
+        ("dct_off_always_encode_256_q90", &dct_off),
     ] {
         g.bench_function(name, |b| {
             measure(b, || {

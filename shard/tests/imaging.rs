@@ -7,8 +7,8 @@ use std::cell::Cell;
 use std::io::Cursor;
 
 use flipstream_shard::imaging::{
-    self, CropRect, DecodeOptions, EncodeSpec, ImageError, ImageFormat, Orientation, OutputFormat,
-    ProcessSpec, ResizeFilter, ResizeMode, ResizeSpec, ScaleFactor, fixtures,
+    self, CropRect, DctScaling, DecodeOptions, EncodeSpec, ImageError, ImageFormat, Orientation,
+    OutputFormat, ProcessSpec, ResizeFilter, ResizeMode, ResizeSpec, ScaleFactor, fixtures,
 };
 use image::{ImageEncoder, Rgb, RgbImage, Rgba, RgbaImage, imageops};
 
@@ -423,6 +423,20 @@ fn orientation_with_scaled_decode_reports_the_full_upright_size() {
     let upright = quadrants(1200, 800);
     let stored = stored_for(Orientation::Rotate90, &upright);
     let bytes = fixtures::with_app1(&jpeg_of(&stored, 90), &fixtures::exif_with_orientation(6));
+    for (scaling, scale, size) in [
+        (DctScaling::PowersOfTwo, ScaleFactor::new(1, 2), (600, 400)),
+        (DctScaling::Eighths, ScaleFactor::new(3, 8), (450, 300)),
+    ] {
+        let opts = DecodeOptions {
+            target_min_side: Some(256),
+            dct_scaling: scaling,
+            ..Default::default()
+        };
+        let d = imaging::decode(&bytes, &opts).unwrap();
+        assert_eq!(d.scale, scale);
+        assert_eq!((d.orig_width, d.orig_height), (1200, 800));
+        assert_eq!(d.image.dimensions(), size);
+    }
     let d = imaging::decode(
         &bytes,
         &DecodeOptions {
@@ -431,9 +445,6 @@ fn orientation_with_scaled_decode_reports_the_full_upright_size() {
         },
     )
     .unwrap();
-    assert_eq!(d.scale, ScaleFactor::new(3, 8));
-    assert_eq!((d.orig_width, d.orig_height), (1200, 800));
-    assert_eq!(d.image.dimensions(), (450, 300));
     for (got, want) in quadrant_colors(&d.image).into_iter().zip(QUADRANTS) {
         assert_near(got, want, 10, "rotated and scaled");
     }
@@ -607,30 +618,37 @@ fn harmless_jpeg_warnings_still_decode() {
 
 #[test]
 fn scaled_decode_picks_the_largest_reduction_that_keeps_the_target() {
-    for ((w, h), target, want) in [
-        ((2000, 1500), 256, ScaleFactor::new(1, 4)),
-        ((472, 375), 256, ScaleFactor::new(3, 4)),
-        ((800, 600), 256, ScaleFactor::new(1, 2)),
-        ((4096, 2100), 256, ScaleFactor::new(1, 8)),
-        ((300, 200), 256, ScaleFactor::ONE),
-        ((640, 480), 224, ScaleFactor::new(1, 2)),
+    let eighth = |m| ScaleFactor::new(m, 8);
+    // (size, target, with powers of two, with eighths)
+    for ((w, h), target, pow2, eighths) in [
+        ((2000, 1500), 256, eighth(2), eighth(2)),
+        ((472, 375), 256, ScaleFactor::ONE, eighth(6)),
+        ((800, 600), 256, eighth(4), eighth(4)),
+        ((1200, 900), 256, eighth(4), eighth(3)),
+        ((4096, 2100), 256, eighth(1), eighth(1)),
+        ((300, 200), 256, ScaleFactor::ONE, ScaleFactor::ONE),
+        ((640, 480), 224, eighth(4), eighth(4)),
     ] {
         let bytes = fixtures::jpeg(w, h, 1, 85).unwrap();
-        let d = imaging::decode(
-            &bytes,
-            &DecodeOptions {
+        for (scaling, want) in [
+            (DctScaling::PowersOfTwo, pow2),
+            (DctScaling::Eighths, eighths),
+            (DctScaling::Off, ScaleFactor::ONE),
+        ] {
+            let opts = DecodeOptions {
                 target_min_side: Some(target),
+                dct_scaling: scaling,
                 ..Default::default()
-            },
-        )
-        .unwrap();
-        assert_eq!(d.scale, want, "{w}x{h}");
-        assert_eq!((d.orig_width, d.orig_height), (w, h));
-        assert_eq!(d.image.dimensions(), (want.apply(w), want.apply(h)));
-        assert!(
-            d.image.width().min(d.image.height()) >= target.min(w.min(h)),
-            "{w}x{h}"
-        );
+            };
+            let d = imaging::decode(&bytes, &opts).unwrap();
+            assert_eq!(d.scale, want, "{w}x{h} {scaling:?}");
+            assert_eq!((d.orig_width, d.orig_height), (w, h));
+            assert_eq!(d.image.dimensions(), (want.apply(w), want.apply(h)));
+            assert!(
+                d.image.width().min(d.image.height()) >= target.min(w.min(h)),
+                "{w}x{h}"
+            );
+        }
     }
     // other formats are decoded at full size
     let png = png_of(

@@ -13,7 +13,7 @@ use super::error::ImageError;
 use super::format::ImageFormat;
 use super::orientation::Orientation;
 use super::probe::{ProbeInfo, probe};
-use super::scale::ScaleFactor;
+use super::scale::{DctScaling, ScaleFactor};
 use super::{convert, jpeg};
 
 /// Default [`DecodeOptions::max_pixels`]: 100 megapixels (10,000 × 10,000).
@@ -30,10 +30,12 @@ pub struct DecodeOptions {
     /// Refuse images whose decode would allocate more than this many bytes
     /// ([`ImageError::TooMuchMemory`], also reported as `too_many_pixels`).
     pub max_alloc_bytes: u64,
-    /// When set, JPEGs are decoded at the largest DCT reduction (M/8) whose shortest side is still
-    /// at least this many pixels (after a later resize, the result is as if decoded at full size).
-    /// Other formats are always decoded at full size.
+    /// When set, JPEGs are decoded at the largest DCT reduction allowed by `dct_scaling` whose
+    /// shortest side is still at least this many pixels (after a later resize, the result is as
+    /// if decoded at full size). Other formats are always decoded at full size.
     pub target_min_side: Option<u32>,
+    /// Which DCT reductions `target_min_side` may use (default: 1/2, 1/4, 1/8).
+    pub dct_scaling: DctScaling,
     /// Turn the pixels upright according to the EXIF orientation (default true).
     pub apply_orientation: bool,
 }
@@ -44,6 +46,7 @@ impl Default for DecodeOptions {
             max_pixels: DEFAULT_MAX_PIXELS,
             max_alloc_bytes: DEFAULT_MAX_ALLOC_BYTES,
             target_min_side: None,
+            dct_scaling: DctScaling::PowersOfTwo,
             apply_orientation: true,
         }
     }
@@ -108,7 +111,7 @@ pub fn decode_probed(
         let (w, h) = info.oriented_size();
         let scale = opts
             .target_min_side
-            .map_or(ScaleFactor::ONE, |t| jpeg::choose_scale(w, h, t));
+            .map_or(ScaleFactor::ONE, |t| opts.dct_scaling.choose(w, h, t));
         let need = jpeg::decode_bytes_estimate(info, scale);
         if need > opts.max_alloc_bytes {
             return Err(over_memory(format!("needs about {need} bytes")));

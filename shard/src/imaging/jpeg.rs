@@ -1,5 +1,5 @@
-//! JPEG through libjpeg-turbo 3 (the `turbojpeg` crate): decode with DCT-domain scaling (M/8,
-//! M = 1..16) and encode with 4:2:0 chroma subsampling. One TurboJPEG handle of each kind per
+//! JPEG through libjpeg-turbo 3 (the `turbojpeg` crate): decode with DCT-domain scaling (see
+//! [`super::DctScaling`]) and encode with 4:2:0 chroma subsampling. One TurboJPEG handle of each kind per
 //! thread, reused across images. docs/imaging.md has the measurements behind this choice.
 
 use std::cell::RefCell;
@@ -52,28 +52,6 @@ fn with_handle<H, T>(
         }
         Err(_) => f(&mut fresh()?),
     })
-}
-
-/// The DCT scale factors libjpeg-turbo offers for downscaling, largest reduction first.
-const SCALES: [ScaleFactor; 8] = [
-    ScaleFactor::new(1, 8),
-    ScaleFactor::new(2, 8),
-    ScaleFactor::new(3, 8),
-    ScaleFactor::new(4, 8),
-    ScaleFactor::new(5, 8),
-    ScaleFactor::new(6, 8),
-    ScaleFactor::new(7, 8),
-    ScaleFactor::ONE,
-];
-
-/// The largest DCT reduction that keeps `min(width, height)` at or above `target_min_side`
-/// (`ONE` when the image is already that small).
-pub fn choose_scale(width: u32, height: u32, target_min_side: u32) -> ScaleFactor {
-    let min_side = width.min(height);
-    SCALES
-        .into_iter()
-        .find(|s| s.apply(min_side) >= target_min_side)
-        .unwrap_or(ScaleFactor::ONE)
 }
 
 /// Bytes that decoding `info` at `scale` allocates: the output pixels, plus the whole-image
@@ -193,32 +171,6 @@ pub(crate) fn encode(image: &RgbImage, quality: u8) -> Result<Vec<u8>, ImageErro
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scale_keeps_the_shortest_side_at_or_above_the_target() {
-        // the example from the design notes: 472x375 at 3/4 is 354x282 (>= 256)
-        assert_eq!(choose_scale(472, 375, 256), ScaleFactor::new(6, 8));
-        assert_eq!(choose_scale(4000, 3000, 256), ScaleFactor::new(1, 8));
-        assert_eq!(choose_scale(2048, 2048, 256), ScaleFactor::new(1, 8));
-        assert_eq!(choose_scale(2040, 2040, 256), ScaleFactor::new(2, 8));
-        assert_eq!(choose_scale(2041, 2041, 256), ScaleFactor::new(1, 8));
-        assert_eq!(choose_scale(300, 200, 256), ScaleFactor::ONE);
-        assert_eq!(choose_scale(256, 256, 256), ScaleFactor::ONE);
-        for w in (100..3000).step_by(37) {
-            for h in [100, 255, 256, 257, 511, 512, 1000, 2049] {
-                let s = choose_scale(w, h, 256);
-                let side = s.apply(w).min(s.apply(h));
-                assert!(side >= 256.min(w.min(h)), "{w}x{h} at {s}: {side}");
-                // and no larger reduction would still do
-                if let Some(smaller) = SCALES.iter().take_while(|c| **c != s).last() {
-                    assert!(
-                        smaller.apply(w).min(smaller.apply(h)) < 256,
-                        "{w}x{h}: {smaller} fits too"
-                    );
-                }
-            }
-        }
-    }
 
     #[test]
     fn cmyk_conversion() {

@@ -4,8 +4,8 @@
 //! - [`probe`]: format, declared size and EXIF orientation from the header only.
 //! - [`decode`] with [`DecodeOptions`]: limits checked before allocating (decompression bombs are
 //!   [`ImageError::TooManyPixels`]), everything brought to upright RGB8, JPEGs decoded by
-//!   libjpeg-turbo at the largest DCT reduction (M/8) that keeps the shortest side at or above
-//!   [`DecodeOptions::target_min_side`].
+//!   libjpeg-turbo at the largest DCT reduction ([`DctScaling`]) that keeps the shortest side at
+//!   or above [`DecodeOptions::target_min_side`].
 //! - [`resize`] with [`ResizeSpec`] (img2dataset's modes, SIMD `fast_image_resize`) and, for the
 //!   loader, [`crop_resize_into`] writing straight into a batch buffer.
 //! - [`encode`] with [`EncodeSpec`] (JPEG 4:2:0, WebP, PNG) and [`should_keep_original`].
@@ -38,7 +38,6 @@ pub use encode::{DEFAULT_QUALITY, EncodeSpec, OutputFormat, encode, should_keep_
 pub use error::ImageError;
 pub use format::ImageFormat;
 pub use hash::{content_hash, hamming, phash};
-pub use jpeg::choose_scale;
 pub use orientation::Orientation;
 pub use probe::{ProbeInfo, probe};
 pub use process::{ProcessSpec, Processed, process_for_shard};
@@ -46,4 +45,4 @@ pub use resize::{
     CropRect, DEFAULT_SIZE, ResizeFilter, ResizeMode, ResizePlan, ResizeSpec, crop_resize_into,
     crop_resize_into_with, resize,
 };
-pub use scale::ScaleFactor;
+pub use scale::{DctScaling, ScaleFactor};

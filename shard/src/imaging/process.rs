@@ -8,7 +8,7 @@ use super::format::ImageFormat;
 use super::hash::phash;
 use super::probe::probe;
 use super::resize::{ResizeSpec, resize};
-use super::scale::ScaleFactor;
+use super::scale::{DctScaling, ScaleFactor};
 
 /// Everything ingest decides about an image, in one place (serde: part of the ingest config).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -31,9 +31,9 @@ pub struct ProcessSpec {
     /// Source formats whose bytes are stored as they are when nothing about the pixels changes
     /// (see [`should_keep_original`]). Default: `[jpeg]`.
     pub keep_original: Vec<ImageFormat>,
-    /// Decode JPEGs at the largest DCT reduction that the resize allows (default true; turning it
-    /// off only costs time, for comparisons).
-    pub scaled_decode: bool,
+    /// Which DCT reductions JPEG decoding may use to skip pixels the resize throws away (default
+    /// `powers_of_two`; `off` only costs time, for comparisons).
+    pub dct_scaling: DctScaling,
 }
 
 impl Default for ProcessSpec {
@@ -46,7 +46,7 @@ impl Default for ProcessSpec {
             resize: ResizeSpec::default(),
             encode: EncodeSpec::default(),
             keep_original: vec![ImageFormat::Jpeg],
-            scaled_decode: true,
+            dct_scaling: DctScaling::PowersOfTwo,
         }
     }
 }
@@ -113,11 +113,8 @@ pub fn process_for_shard(bytes: &[u8], spec: &ProcessSpec) -> Result<Processed, 
     let opts = DecodeOptions {
         max_pixels: spec.max_pixels,
         max_alloc_bytes: spec.max_alloc_bytes,
-        target_min_side: if spec.scaled_decode {
-            spec.resize.min_side_needed(w, h)
-        } else {
-            None
-        },
+        target_min_side: spec.resize.min_side_needed(w, h),
+        dct_scaling: spec.dct_scaling,
         apply_orientation: true,
     };
     let decoded = decode_probed(bytes, &info, &opts)?;

@@ -10,6 +10,8 @@ CARGO ?= cargo
 DEMO_OUT ?= demo-out
 WITH_TORCH := source scripts/libtorch-env.sh &&
 WITH_TOOLS := source scripts/pytools-env.sh &&
+# system packages the build needs (cmake + nasm for libjpeg-turbo); installs them once as root
+SETUP := scripts/setup-system.sh &&
 
 .PHONY: help demo test build data-tools lint fmt clean
 
@@ -17,20 +19,20 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
 demo:  ## run the main job end to end on generated data (writes $(DEMO_OUT)/)
-	@$(WITH_TORCH) $(CARGO) build --release --bin flipstream
+	@$(SETUP) $(WITH_TORCH) $(CARGO) build --release --bin flipstream
 	@scripts/demo.sh target/release/flipstream $(DEMO_OUT)
 
 test:  ## build everything and run all tests (Rust, CLI end-to-end, Python interop)
-	@$(WITH_TORCH) $(WITH_TOOLS) scripts/test.sh
+	@$(SETUP) $(WITH_TORCH) $(WITH_TOOLS) scripts/test.sh
 
 build:  ## release build with training (links libtorch)
-	@$(WITH_TORCH) $(CARGO) build --release --bin flipstream
+	@$(SETUP) $(WITH_TORCH) $(CARGO) build --release --bin flipstream
 
 data-tools:  ## release build of the data tools only, without libtorch
-	$(CARGO) build --release --bin flipstream --no-default-features
+	@$(SETUP) $(CARGO) build --release --bin flipstream --no-default-features
 
 lint:  ## clippy on every crate, warnings are errors
-	@$(WITH_TORCH) $(CARGO) clippy --workspace --all-targets -- -D warnings
+	@$(SETUP) $(WITH_TORCH) $(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:  ## format the code
 	$(CARGO) fmt --all

@@ -10,11 +10,14 @@
 //! - [`verify`]: `shard verify`, every object checked against its commit record.
 //! - [`split`]: `shard split`, the train/validation split view.
 //! - [`stats`]: the dataset statistics report (JSON, Markdown, HTML with SVG charts).
+//! - [`imaging`]: image probe / decode / resize / encode / hashes for ingest and the loader
+//!   ([`imaging::process_for_shard`], [`imaging::decode`], [`imaging::crop_resize_into`]).
 
 pub mod commit;
 pub mod dataset;
 pub mod error;
 pub mod listing;
+pub mod imaging;
 pub mod reader;
 pub mod rows;
 pub mod split;

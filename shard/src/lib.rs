@@ -6,18 +6,24 @@
 //! - [`commit`]: the commit protocol's write side ([`DatasetWriter`], [`UnitWriter`]).
 //! - [`dataset`]: the read side ([`Dataset`]: manifest + commit records → committed row groups).
 //! - [`reader`]: ranged reads of single row groups with column projection ([`ShardReader`]).
+//! - [`loader`]: the streaming loader ([`Loader`]): deterministic, elastic, resumable u8 batches.
+//! - [`tokenize`]: caption tokenization and byte-level BPE training ([`TextTokenizer`]).
 
 pub mod commit;
 pub mod dataset;
 pub mod error;
+pub mod loader;
 pub mod reader;
 pub mod rows;
 pub mod store;
+pub mod tokenize;
 pub mod writer;
 
 pub use commit::{DatasetWriter, Rejection, UnitWriter};
 pub use dataset::{Dataset, RowGroupRef};
 pub use error::{Result, ShardError};
+pub use loader::{Batch, Loader, LoaderConfig, LoaderState};
 pub use reader::ShardReader;
 pub use store::StoreRoot;
+pub use tokenize::TextTokenizer;
 pub use writer::{ParquetFile, ShardSink, WriterSettings};

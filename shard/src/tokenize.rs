@@ -284,20 +284,34 @@ impl Default for BpeOptions {
     }
 }
 
+/// Special tokens of trained tokenizers, in id order.
+const TRAINED_SPECIALS: [&str; 3] = [TRAINED_PAD, TRAINED_START, TRAINED_END];
+
+impl BpeOptions {
+    /// Checks the options; the message says what to change.
+    pub fn validate(&self) -> Result<(), TokenizeError> {
+        let floor = 256 + TRAINED_SPECIALS.len();
+        if self.vocab_size < floor {
+            return Err(TokenizeError::Settings(format!(
+                "vocab size {} is below the 256 byte symbols plus {} special tokens; use at least {floor}",
+                self.vocab_size,
+                TRAINED_SPECIALS.len()
+            )));
+        }
+        if self.max_token_length == Some(0) {
+            return Err(TokenizeError::Settings("max token length must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
 /// Trains a byte-level BPE on `captions` (see the module docs for its shape).
 pub fn train_bpe<I, S>(captions: I, options: &BpeOptions) -> Result<Tokenizer, TokenizeError>
 where
     I: Iterator<Item = S> + Send,
     S: AsRef<str> + Send,
 {
-    let specials = [TRAINED_PAD, TRAINED_START, TRAINED_END];
-    if options.vocab_size < 256 + specials.len() {
-        return Err(TokenizeError::Settings(format!(
-            "vocab size {} is below the 256 byte symbols plus {} special tokens",
-            options.vocab_size,
-            specials.len()
-        )));
-    }
+    options.validate()?;
     let train_err = |e: tokenizers::Error| TokenizeError::Train(e.to_string());
     let mut tokenizer = Tokenizer::new(BPE::default());
     tokenizer
@@ -311,7 +325,7 @@ where
         .min_frequency(options.min_frequency)
         .max_token_length(options.max_token_length)
         .show_progress(false)
-        .special_tokens(specials.iter().map(|s| AddedToken::from(*s, true)).collect())
+        .special_tokens(TRAINED_SPECIALS.iter().map(|s| AddedToken::from(*s, true)).collect())
         .initial_alphabet(alphabet)
         .build()
         .into();
@@ -347,6 +361,7 @@ pub fn train_bpe_on_dataset(
     options: &BpeOptions,
     progress: impl Fn(u64) + Send + Sync,
 ) -> Result<(Tokenizer, u64), TokenizeError> {
+    options.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -399,10 +414,11 @@ pub fn train_bpe_on_dataset(
     );
     let read = reader.join().map_err(|_| TokenizeError::Train("the caption reader thread panicked".into()))?;
     read?;
+    let tokenizer = trained?;
     let n = count.load(Ordering::Relaxed);
     progress(n);
     if n == 0 {
         return Err(TokenizeError::Settings(format!("{url} has no captions to train on")));
     }
-    Ok((trained?, n))
+    Ok((tokenizer, n))
 }

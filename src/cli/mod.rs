@@ -24,13 +24,22 @@ pub struct Cli {
     pub command: Command,
 }
 
+mod bench;
 mod info;
+mod loader;
+mod tokenizer;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show how this binary was built and what it can use here (features, libtorch, CPU, CUDA).
     Info(info::InfoArgs),
+    /// Stream a dataset as one rank of a training job would: keys in order, or throughput.
+    Loader(loader::LoaderArgs),
+    /// Train a byte-level BPE on a dataset's captions, or encode text with a tokenizer.json.
+    Tokenizer(tokenizer::TokenizerArgs),
+    /// Benchmarks that write JSON (see docs/benchmarks.md).
+    Bench(bench::BenchArgs),
 }
 
 /// Options every subcommand sees.
@@ -70,6 +79,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = Global { json: cli.json, quiet: cli.quiet };
     match cli.command {
         Command::Info(args) => info::run(args, global),
+        Command::Loader(args) => loader::run(args, global),
+        Command::Tokenizer(args) => tokenizer::run(args, global),
+        Command::Bench(args) => bench::run(args, global),
     }
 }
 

@@ -380,14 +380,20 @@ impl Producer {
     /// Starts fetching the window of batch `t`, forgets units outside it, and returns the
     /// results of the units the batch needs.
     fn units_for(&mut self, order: &EpochOrder, t: u64, sources: &[Source]) -> LoaderResult<HashMap<usize, Arc<UnitData>>> {
-        let wanted: BTreeSet<usize> = order
-            .window(t, self.config.prefetch_row_groups)
-            .into_iter()
-            .flat_map(|(a, b)| (a..=b).map(|k| order.unit_at(k)))
-            .chain(sources.iter().map(|s| s.unit))
-            .collect();
+        // most urgent first (fetches queue on a fair semaphore): the units this batch needs,
+        // then each lane's window in its reading order, the lanes interleaved
+        let windows = order.window(t, self.config.prefetch_row_groups);
+        let longest = windows.iter().map(|&(a, b)| b + 1 - a).max().unwrap_or(0);
+        let mut wanted: BTreeSet<usize> = BTreeSet::new();
+        let mut by_urgency = Vec::new();
+        let ahead = (0..longest).flat_map(|step| windows.iter().filter_map(move |&(a, b)| (a + step <= b).then_some(a + step)));
+        for u in sources.iter().map(|s| s.unit).chain(ahead.map(|k| order.unit_at(k))) {
+            if wanted.insert(u) {
+                by_urgency.push(u);
+            }
+        }
         self.cache.retain(|u, _| wanted.contains(u));
-        for &u in &wanted {
+        for &u in &by_urgency {
             if !self.cache.contains_key(&u) {
                 let Some(unit) = self.units.units().get(u).cloned() else { continue };
                 let task = self.handle.spawn(self.fetcher.clone().fetch(unit));

@@ -12,23 +12,29 @@
 //! - [`stats`]: the dataset statistics report (JSON, Markdown, HTML with SVG charts).
 //! - [`imaging`]: image probe / decode / resize / encode / hashes for ingest and the loader
 //!   ([`imaging::process_for_shard`], [`imaging::decode`], [`imaging::crop_resize_into`]).
+//! - [`loader`]: the streaming loader ([`Loader`]): deterministic, elastic, resumable u8 batches.
+//! - [`tokenize`]: caption tokenization and byte-level BPE training ([`TextTokenizer`]).
 
 pub mod commit;
 pub mod dataset;
 pub mod error;
-pub mod listing;
 pub mod imaging;
+pub mod listing;
+pub mod loader;
 pub mod reader;
 pub mod rows;
 pub mod split;
 pub mod stats;
 pub mod store;
+pub mod tokenize;
 pub mod verify;
 pub mod writer;
 
 pub use commit::{DatasetWriter, Rejection, UnitWriter};
 pub use dataset::{Dataset, RowGroupRef};
 pub use error::{Result, ShardError};
+pub use loader::{Batch, Loader, LoaderConfig, LoaderState};
 pub use reader::ShardReader;
 pub use store::StoreRoot;
+pub use tokenize::TextTokenizer;
 pub use writer::{ParquetFile, ShardSink, WriterSettings};

@@ -26,25 +26,31 @@ pub struct Cli {
 
 mod bench;
 mod info;
+mod loader;
 mod shard;
 mod stats;
 mod synth;
+mod tokenizer;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show how this binary was built and what it can use here (features, libtorch, CPU, CUDA).
     Info(info::InfoArgs),
+    /// Generate synthetic web image-text pairs with ground truth and optional planted dirt.
+    Synth(synth::SynthArgs),
     /// Make the statistics report of a committed dataset (report.json, report.md, report.html
     /// with charts): counts, rejections by reason, duplicates, image and caption distributions,
     /// frequent words, passthrough columns, per-shard outliers. Reads only small columns.
     Stats(stats::StatsArgs),
     /// Dataset tools: list (ls), check (verify) and split (split) a committed dataset.
     Shard(shard::ShardArgs),
-    /// Benchmarks that print JSON (see docs/benchmarks.md).
+    /// Stream a dataset as one rank of a training job would: keys in order, or throughput.
+    Loader(loader::LoaderArgs),
+    /// Train a byte-level BPE on a dataset's captions, or encode text with a tokenizer.json.
+    Tokenizer(tokenizer::TokenizerArgs),
+    /// Benchmarks: tables on stdout, JSON with --json (see docs/benchmarks.md).
     Bench(bench::BenchArgs),
-    /// Generate synthetic web image-text pairs with ground truth and optional planted dirt.
-    Synth(synth::SynthArgs),
 }
 
 /// Options every subcommand sees.
@@ -86,8 +92,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info(args) => info::run(args, global),
         Command::Stats(args) => stats::run(args, global),
         Command::Shard(args) => shard::run(args, global),
-        Command::Bench(args) => bench::run(args, global),
         Command::Synth(args) => synth::run(args, global),
+        Command::Loader(args) => loader::run(args, global),
+        Command::Tokenizer(args) => tokenizer::run(args, global),
+        Command::Bench(args) => bench::run(args, global),
     }
 }
 

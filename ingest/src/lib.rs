@@ -1,5 +1,7 @@
 //! flipstream ingestion: web pairs in, committed Parquet shards out.
 //!
+//! - [`pipeline`]: `flipstream ingest`: plan units, read, filter, dedup, resize, write, commit.
+//! - [`config`]: [`config::IngestConfig`], every setting of an ingest run (TOML or flags).
 //! - [`caption`]: caption cleanup and caption filters.
 //! - [`dedup`]: exact and near-duplicate detection within a unit.
 //! - [`source`]: inputs (WebDataset tars, Parquet, folders, URL lists) → units → raw items.
@@ -10,8 +12,10 @@
 //! - [`testing`]: a real HTTP server on 127.0.0.1 with scripted misbehaviour, for tests.
 
 pub mod caption;
+pub mod config;
 pub mod dedup;
 pub mod fetch;
+pub mod pipeline;
 pub mod source;
 pub mod testing;
 pub mod workers;

@@ -26,7 +26,9 @@ pub struct Cli {
 
 mod bench;
 mod info;
+mod ingest;
 mod loader;
+pub mod progress;
 mod shard;
 mod stats;
 mod synth;
@@ -39,6 +41,8 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Generate synthetic web image-text pairs with ground truth and optional planted dirt.
     Synth(synth::SynthArgs),
+    /// Filter, dedup, resize and re-encode web pairs into committed Parquet shards.
+    Ingest(ingest::IngestArgs),
     /// Make the statistics report of a committed dataset (report.json, report.md, report.html
     /// with charts): counts, rejections by reason, duplicates, image and caption distributions,
     /// frequent words, passthrough columns, per-shard outliers. Reads only small columns.
@@ -90,6 +94,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = Global { json: cli.json, quiet: cli.quiet };
     match cli.command {
         Command::Info(args) => info::run(args, global),
+        Command::Ingest(args) => ingest::run(args, global),
         Command::Stats(args) => stats::run(args, global),
         Command::Shard(args) => shard::run(args, global),
         Command::Synth(args) => synth::run(args, global),
@@ -123,4 +128,25 @@ pub fn render_error(err: &anyhow::Error) -> String {
 /// 2 for usage errors anywhere in the chain, 1 otherwise.
 pub fn exit_code_of(err: &anyhow::Error) -> u8 {
     if err.chain().any(|e| e.is::<UsageError>()) { 2 } else { 1 }
+}
+
+/// The async runtime for I/O (object stores, downloads). CPU work goes to rayon.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("flipstream-io")
+        .build()
+        .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))
+}
+
+/// Sizes rayon's global pool (`--threads`; default: all cores). Must run before any rayon use.
+pub fn init_rayon(threads: Option<usize>) -> anyhow::Result<()> {
+    if threads == Some(0) {
+        usage_bail!("--threads must be at least 1");
+    }
+    let mut b = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("flipstream-cpu-{i}"));
+    if let Some(n) = threads {
+        b = b.num_threads(n);
+    }
+    b.build_global().map_err(|e| anyhow::anyhow!("starting the CPU thread pool: {e}"))
 }

@@ -9,8 +9,8 @@ use flipstream_shard::stats::format;
 use flipstream_shard::verify::{VerifyOptions, verify_dataset};
 use flipstream_shard::{Dataset, StoreRoot};
 
-use super::Global;
-use super::stats::{progress_bar, runtime};
+use super::progress::counter_bar;
+use super::{Global, runtime};
 use crate::usage_bail;
 
 /// Arguments of `flipstream shard`.
@@ -148,7 +148,7 @@ fn verify(args: VerifyArgs, global: Global) -> anyhow::Result<ExitCode> {
         checksums: !args.no_checksums,
         concurrency: args.concurrency as usize,
     };
-    let progress = progress_bar(global, "verify", "files");
+    let progress = counter_bar(global, "verify", "files");
     let report = runtime()?.block_on(verify_dataset(&root, &options, progress.as_ref()))?;
     if global.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -197,7 +197,7 @@ fn split(args: SplitArgs, global: Global) -> anyhow::Result<ExitCode> {
     }
     let rt = runtime()?;
     let ds = rt.block_on(Dataset::open(&args.url))?;
-    let progress = progress_bar(global, "split", "rows");
+    let progress = counter_bar(global, "split", "rows");
     let result = rt.block_on(write_split(&ds, &options, progress.as_ref()))?;
     if let Some(p) = progress {
         p.finish_and_clear();

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use flipstream_shard::stats::{self, StatsOptions, format};
-use indicatif::{ProgressBar, ProgressStyle};
 
-use super::Global;
+use super::progress::counter_bar;
+use super::{Global, runtime};
 use crate::usage_bail;
 
 /// Arguments of `flipstream stats`.
@@ -35,29 +35,6 @@ pub struct StatsArgs {
     pub concurrency: u32,
 }
 
-/// A multi-threaded tokio runtime for the data commands.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
-/// A progress bar on stderr counting `unit`, or none with `--quiet`. indicatif hides it when
-/// stderr is not a terminal.
-pub fn progress_bar(global: Global, message: &'static str, unit: &str) -> Option<ProgressBar> {
-    if global.quiet {
-        return None;
-    }
-    let template = format!(
-        "{{msg}} [{{bar:36}}] {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, eta {{eta}})"
-    );
-    let style = ProgressStyle::with_template(&template)
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    Some(ProgressBar::new(0).with_style(style).with_message(message))
-}
-
 /// Makes the report and writes it.
 pub fn run(args: StatsArgs, global: Global) -> anyhow::Result<ExitCode> {
     let out = match &args.out {
@@ -72,7 +49,7 @@ pub fn run(args: StatsArgs, global: Global) -> anyhow::Result<ExitCode> {
     let options = StatsOptions {
         concurrency: args.concurrency as usize,
         sample_images: args.sample_images,
-        progress: progress_bar(global, "stats", "rows"),
+        progress: counter_bar(global, "stats", "rows"),
         ..StatsOptions::default()
     };
     let output = runtime()?.block_on(stats::dataset_stats(&args.url, &options))?;

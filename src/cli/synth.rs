@@ -11,7 +11,6 @@ use clap::{Args, ValueEnum};
 use flipstream_ingest::synth::{
     self, DirtKind, DirtMix, Layout, Overwrite, SynthConfig, SynthError, SynthSummary,
 };
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{Global, UsageError};
 
@@ -106,21 +105,6 @@ fn cli_error(e: SynthError) -> anyhow::Error {
     }
 }
 
-fn progress_bar(count: u64, quiet: bool) -> ProgressBar {
-    let target = if quiet {
-        ProgressDrawTarget::hidden()
-    } else {
-        ProgressDrawTarget::stderr()
-    };
-    let bar = ProgressBar::with_draw_target(Some(count), target);
-    if let Ok(style) =
-        ProgressStyle::with_template("synth {bar:32} {pos}/{len} pairs  {per_sec}  eta {eta}")
-    {
-        bar.set_style(style);
-    }
-    bar
-}
-
 /// Generates the pairs and prints the summary.
 pub fn run(args: SynthArgs, global: Global) -> anyhow::Result<ExitCode> {
     let dirt: DirtMix = args.dirt.parse().map_err(cli_error)?;
@@ -138,7 +122,8 @@ pub fn run(args: SynthArgs, global: Global) -> anyhow::Result<ExitCode> {
     } else {
         Overwrite::Refuse
     };
-    let bar = progress_bar(config.count, global.quiet);
+    let bar = super::progress::items_bar(global, "synth");
+    bar.set_length(config.count);
     let started = Instant::now();
     let summary = synth::generate(&config, &args.out, overwrite, &|n| bar.set_position(n))
         .map_err(cli_error)?;

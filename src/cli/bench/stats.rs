@@ -12,7 +12,7 @@ use flipstream_shard::{Dataset, StoreRoot, WriterSettings};
 use serde::Serialize;
 
 use crate::cli::Global;
-use crate::cli::stats::runtime;
+use crate::cli::runtime;
 use crate::usage_bail;
 
 /// Arguments of `flipstream bench stats`.

@@ -277,8 +277,7 @@ async fn run_unit(ctx: &Arc<Ctx>, plan: &UnitPlan) -> Result<(flipstream_schemas
     let (mut read, mut input_bytes) = (0u64, 0u64);
 
     let items = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
-    let mut outcomes = items
-        .map(|item| {
+    let mut outcomes = Box::pin(items.map(|item| {
             let ctx = ctx.clone();
             async move {
                 match item {
@@ -287,7 +286,7 @@ async fn run_unit(ctx: &Arc<Ctx>, plan: &UnitPlan) -> Result<(flipstream_schemas
                 }
             }
         })
-        .buffered(ctx.window);
+        .buffered(ctx.window));
 
     while let Some(outcome) = outcomes.next().await {
         let outcome = outcome?;

@@ -19,10 +19,11 @@ pub struct ProcessSpec {
     /// Refuse images whose decode would allocate more than this many bytes (`too_many_pixels`).
     pub max_alloc_bytes: u64,
     /// Refuse images whose shortest side (after EXIF orientation) is below this (`too_small`);
-    /// checked on the header, before decoding. `None`: no minimum.
+    /// checked on the header, before decoding. `None`: no minimum. Default 200 (DataComp's basic
+    /// filtering).
     pub min_side: Option<u32>,
     /// Refuse images whose long side / short side is above this (`aspect_ratio`); checked on the
-    /// header. `None`: no maximum.
+    /// header. `None`: no maximum. Default 3 (DataComp's basic filtering).
     pub max_aspect_ratio: Option<f64>,
     /// How images are resized.
     pub resize: ResizeSpec,
@@ -41,8 +42,8 @@ impl Default for ProcessSpec {
         Self {
             max_pixels: DEFAULT_MAX_PIXELS,
             max_alloc_bytes: DEFAULT_MAX_ALLOC_BYTES,
-            min_side: None,
-            max_aspect_ratio: None,
+            min_side: Some(200),
+            max_aspect_ratio: Some(3.0),
             resize: ResizeSpec::default(),
             encode: EncodeSpec::default(),
             keep_original: vec![ImageFormat::Jpeg],

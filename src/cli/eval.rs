@@ -58,7 +58,9 @@ pub struct EvalArgs {
 
 #[cfg(not(feature = "train"))]
 pub fn run(_args: EvalArgs, _global: Global) -> anyhow::Result<ExitCode> {
-    crate::usage_bail!("eval needs the training build; this binary was built with --no-default-features")
+    crate::usage_bail!(
+        "eval needs the training build; this binary was built with --no-default-features"
+    )
 }
 
 /// Prints an evaluation as a small table (or JSON).
@@ -69,7 +71,10 @@ pub(crate) fn print_eval(r: &flipstream_train::run::EvalReport, json: bool) -> a
         return write_stdout(&serde_json::to_string_pretty(r)?);
     }
     let pct = |x: f64| format!("{:.1} %", x * 100.0);
-    let mut lines = vec![format!("evaluation at step {} on {} validation samples ({:.1} s)", r.step, r.samples, r.seconds)];
+    let mut lines = vec![format!(
+        "evaluation at step {} on {} validation samples ({:.1} s)",
+        r.step, r.samples, r.seconds
+    )];
     if let Some(z) = &r.zero_shot {
         lines.push(format!(
             "zero-shot over {} classes ({}; {} templates, {} labelled samples)",
@@ -79,7 +84,12 @@ pub(crate) fn print_eval(r: &flipstream_train::run::EvalReport, json: bool) -> a
             z.samples
         ));
         lines.push(format!("  {:<22} {:>8} {:>8}", "", "accuracy", "chance"));
-        lines.push(format!("  {:<22} {:>8} {:>8}", "class top-1", pct(z.top1), pct(z.chance_top1)));
+        lines.push(format!(
+            "  {:<22} {:>8} {:>8}",
+            "class top-1",
+            pct(z.top1),
+            pct(z.chance_top1)
+        ));
         lines.push(format!(
             "  {:<22} {:>8} {:>8}",
             "class top-5",
@@ -87,16 +97,37 @@ pub(crate) fn print_eval(r: &flipstream_train::run::EvalReport, json: bool) -> a
             pct((5.0 * z.chance_top1).min(1.0))
         ));
         for c in &z.columns {
-            lines.push(format!("  {:<22} {:>8} {:>8}", c.column, pct(c.accuracy), pct(c.chance)));
+            lines.push(format!(
+                "  {:<22} {:>8} {:>8}",
+                c.column,
+                pct(c.accuracy),
+                pct(c.chance)
+            ));
         }
     } else {
         lines.push("zero-shot: no label columns (retrieval only)".into());
     }
     let ret = &r.retrieval;
-    lines.push(format!("retrieval among {} pairs (R@1 chance {})", ret.samples, pct(ret.chance_r1)));
-    lines.push(format!("  {:<22} {:>8} {:>8} {:>8}", "", "R@1", "R@5", "R@10"));
-    for (name, rc) in [("image → text", &ret.image_to_text), ("text → image", &ret.text_to_image)] {
-        lines.push(format!("  {:<22} {:>8} {:>8} {:>8}", name, pct(rc.r1), pct(rc.r5), pct(rc.r10)));
+    lines.push(format!(
+        "retrieval among {} pairs (R@1 chance {})",
+        ret.samples,
+        pct(ret.chance_r1)
+    ));
+    lines.push(format!(
+        "  {:<22} {:>8} {:>8} {:>8}",
+        "", "R@1", "R@5", "R@10"
+    ));
+    for (name, rc) in [
+        ("image → text", &ret.image_to_text),
+        ("text → image", &ret.text_to_image),
+    ] {
+        lines.push(format!(
+            "  {:<22} {:>8} {:>8} {:>8}",
+            name,
+            pct(rc.r1),
+            pct(rc.r5),
+            pct(rc.r10)
+        ));
     }
     write_stdout(&lines.join("\n"))
 }
@@ -105,21 +136,34 @@ pub(crate) fn print_eval(r: &flipstream_train::run::EvalReport, json: bool) -> a
 pub fn run(args: EvalArgs, global: Global) -> anyhow::Result<ExitCode> {
     use flipstream_train::TrainStep;
     use flipstream_train::run::rundir::{CONFIG_FILE, TOKENIZER_FILE};
-    use flipstream_train::run::{EvalData, RunDir, RunSpec, check_eval_data, evaluate, read_templates};
+    use flipstream_train::run::{
+        EvalData, RunDir, RunSpec, check_eval_data, evaluate, read_templates,
+    };
 
     use crate::cli::train::{device_and_threads, train_error};
 
     let device = device_and_threads(&args.device, args.threads)?;
     let dir = RunDir::open(&args.run).map_err(train_error)?;
     let Some(text) = dir.read_opt(CONFIG_FILE).map_err(train_error)? else {
-        crate::usage_bail!("--run {}: no run there ({CONFIG_FILE} is missing); train one with `flipstream train`", args.run);
+        crate::usage_bail!(
+            "--run {}: no run there ({CONFIG_FILE} is missing); train one with `flipstream train`",
+            args.run
+        );
     };
     let mut spec =
-        RunSpec::from_toml_str(&String::from_utf8_lossy(&text), &dir.display(CONFIG_FILE)).map_err(train_error)?;
-    let dataset = args.dataset.clone().unwrap_or_else(|| spec.run.dataset.clone());
+        RunSpec::from_toml_str(&String::from_utf8_lossy(&text), &dir.display(CONFIG_FILE))
+            .map_err(train_error)?;
+    let dataset = args
+        .dataset
+        .clone()
+        .unwrap_or_else(|| spec.run.dataset.clone());
     let explicit = args.label_columns.is_some();
     if let Some(cols) = &args.label_columns {
-        spec.run.eval.label_columns = cols.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect();
+        spec.run.eval.label_columns = cols
+            .iter()
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect();
     }
     if args.class_format.is_some() {
         spec.run.eval.class_format = args.class_format.clone();
@@ -131,18 +175,24 @@ pub fn run(args: EvalArgs, global: Global) -> anyhow::Result<ExitCode> {
         spec.run.eval.max_samples = n;
     }
     spec.validate().map_err(train_error)?;
-    let (columns, note) = check_eval_data(&dataset, &spec.run.eval.label_columns, explicit).map_err(train_error)?;
+    let (columns, note) =
+        check_eval_data(&dataset, &spec.run.eval.label_columns, explicit).map_err(train_error)?;
     if let Some(note) = note
         && !global.quiet
     {
         eprintln!("{note}");
     }
-    let checkpoint = dir.fetch_checkpoint(args.checkpoint.as_deref()).map_err(train_error)?;
+    let checkpoint = dir
+        .fetch_checkpoint(args.checkpoint.as_deref())
+        .map_err(train_error)?;
     let tokenizer = dir.fetch(TOKENIZER_FILE).map_err(train_error)?;
     let mut trainer = TrainStep::new(spec.config.clone(), device).map_err(train_error)?;
     trainer.load_checkpoint(&checkpoint).map_err(train_error)?;
     if !global.quiet {
-        eprintln!("evaluating {} on the validation split of {dataset}", checkpoint.display());
+        eprintln!(
+            "evaluating {} on the validation split of {dataset}",
+            checkpoint.display()
+        );
     }
     let data = EvalData {
         dataset: &dataset,

@@ -120,7 +120,10 @@ pub(crate) fn train_error(e: flipstream_train::TrainError) -> anyhow::Error {
 
 /// Sets libtorch's thread count and resolves the device.
 #[cfg(feature = "train")]
-pub(crate) fn device_and_threads(device: &str, threads: Option<usize>) -> anyhow::Result<tch::Device> {
+pub(crate) fn device_and_threads(
+    device: &str,
+    threads: Option<usize>,
+) -> anyhow::Result<tch::Device> {
     use flipstream_train::device::DeviceSpec;
     if threads == Some(0) {
         crate::usage_bail!("--threads must be at least 1");
@@ -232,7 +235,9 @@ mod imp {
             seed: args.seed,
             eval_every: args.eval_every,
             checkpoint_every: args.checkpoint_every,
-            split: args.all_data.then_some(flipstream_train::run::DataSplit::All),
+            split: args
+                .all_data
+                .then_some(flipstream_train::run::DataSplit::All),
             label_columns: args.label_columns.clone(),
         })
     }
@@ -249,7 +254,10 @@ mod imp {
                     "--resume continues the run with its own config and tokenizer: leave out --config and --tokenizer"
                 );
             }
-            RunStart::Resume { overrides, dataset: args.dataset.clone() }
+            RunStart::Resume {
+                overrides,
+                dataset: args.dataset.clone(),
+            }
         } else {
             let Some(dataset) = args.dataset.clone() else {
                 crate::usage_bail!("give the DATASET to train on (or --resume to continue a run)");
@@ -261,26 +269,43 @@ mod imp {
             spec.apply(&overrides);
             spec.run.dataset = dataset;
             spec.validate().map_err(train_error)?;
-            RunStart::New { spec: Box::new(spec), tokenizer: args.tokenizer.clone() }
+            RunStart::New {
+                spec: Box::new(spec),
+                tokenizer: args.tokenizer.clone(),
+            }
         };
-        let session = Session { device, decode_threads: args.decode_threads, stop_after: args.stop_after };
+        let session = Session {
+            device,
+            decode_threads: args.decode_threads,
+            stop_after: args.stop_after,
+        };
         let bar = ProgressBar::new(0);
         if global.quiet {
             bar.set_draw_target(ProgressDrawTarget::hidden());
         } else {
             bar.set_style(
-                ProgressStyle::with_template("{spinner} step {pos}/{len} [{bar:25}] {msg}  ETA {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{spinner} step {pos}/{len} [{bar:25}] {msg}  ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
         }
-        let mut progress = Progress { bar, quiet: global.quiet, started: Instant::now() };
+        let mut progress = Progress {
+            bar,
+            quiet: global.quiet,
+            started: Instant::now(),
+        };
         let result = flipstream_train::run::train(&args.run, start, &session, &mut progress);
         progress.bar.finish_and_clear();
         let summary = result.map_err(|e| {
             let hint = matches!(e, TrainError::NonFinite { .. });
             let err = train_error(e);
-            if hint { err.context(format!("training in {} diverged", args.run)) } else { err }
+            if hint {
+                err.context(format!("training in {} diverged", args.run))
+            } else {
+                err
+            }
         })?;
         print_summary(&summary, global)?;
         Ok(ExitCode::SUCCESS)
@@ -291,12 +316,18 @@ mod imp {
             crate::cli::loader::write_stdout(&serde_json::to_string_pretty(s)?)?;
             return Ok(());
         }
-        let loss = s.final_loss_avg10.map_or_else(|| "-".to_string(), |l| format!("{l:.4}"));
+        let loss = s
+            .final_loss_avg10
+            .map_or_else(|| "-".to_string(), |l| format!("{l:.4}"));
         let mut text = format!(
             "{} {} steps ({} → {}) of {} on {}: {} samples seen\n\
              final loss {loss} (mean of the last 10 steps), {:.1} images/s, data wait {:.1} % of step time, {:.1} s\n\
              checkpoint: {}\nmetrics:    {}\nconfig:     {}",
-            if s.finished { "trained" } else { "stopped after" },
+            if s.finished {
+                "trained"
+            } else {
+                "stopped after"
+            },
             s.steps - s.first_step,
             s.first_step,
             s.steps,

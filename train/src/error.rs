@@ -93,7 +93,7 @@ pub enum TrainError {
         context: String,
         /// The loader's error.
         #[source]
-        source: flipstream_shard::loader::LoaderError,
+        source: Box<flipstream_shard::loader::LoaderError>,
     },
     /// Opening a dataset or reading its records failed.
     #[error("{context}: {source}")]
@@ -102,7 +102,7 @@ pub enum TrainError {
         context: String,
         /// The storage error.
         #[source]
-        source: flipstream_shard::ShardError,
+        source: Box<flipstream_shard::ShardError>,
     },
     /// Loading, training or applying the caption tokenizer failed.
     #[error("{context}: {source}")]
@@ -111,7 +111,7 @@ pub enum TrainError {
         context: String,
         /// The tokenizer's error.
         #[source]
-        source: flipstream_shard::tokenize::TokenizeError,
+        source: Box<flipstream_shard::tokenize::TokenizeError>,
     },
     /// A run directory that cannot be used as asked (already holds a run, holds none to resume,
     /// unreadable or unwritable files).
@@ -144,7 +144,7 @@ impl TrainError {
             TrainError::Loader { source, .. } => {
                 source.is_usage()
                     || matches!(
-                        source,
+                        **source,
                         flipstream_shard::loader::LoaderError::Dataset(
                             flipstream_shard::ShardError::NotADataset { .. }
                                 | flipstream_shard::ShardError::InvalidUrl { .. }
@@ -152,12 +152,12 @@ impl TrainError {
                     )
             }
             TrainError::Dataset { source, .. } => matches!(
-                source,
+                **source,
                 flipstream_shard::ShardError::NotADataset { .. }
                     | flipstream_shard::ShardError::InvalidUrl { .. }
             ),
             TrainError::Tokenizer { source, .. } => matches!(
-                source,
+                **source,
                 flipstream_shard::tokenize::TokenizeError::Settings(_)
                     | flipstream_shard::tokenize::TokenizeError::Load { .. }
                     | flipstream_shard::tokenize::TokenizeError::MissingSpecial { .. }

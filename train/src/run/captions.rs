@@ -19,9 +19,16 @@ pub fn training_captions(url: &str, split: DataSplit) -> Result<Vec<String>> {
         .enable_all()
         .build()
         .map_err(|e| TrainError::Request(format!("starting the I/O runtime: {e}")))?;
-    let ds_err = |context: String| move |source| TrainError::Dataset { context, source };
+    let ds_err = |context: String| {
+        move |source| TrainError::Dataset {
+            context,
+            source: Box::new(source),
+        }
+    };
     runtime.block_on(async {
-        let ds = Dataset::open(url).await.map_err(ds_err(format!("opening {url}")))?;
+        let ds = Dataset::open(url)
+            .await
+            .map_err(ds_err(format!("opening {url}")))?;
         let filter = match split {
             DataSplit::All => None,
             DataSplit::Train => {
@@ -60,7 +67,8 @@ pub fn training_captions(url: &str, split: DataSplit) -> Result<Vec<String>> {
                     let keep = match filter {
                         None => true,
                         Some((seed, fraction)) => {
-                            !keys.is_null(i) && split_of(keys.value(i), seed, fraction) == Split::Train
+                            !keys.is_null(i)
+                                && split_of(keys.value(i), seed, fraction) == Split::Train
                         }
                     };
                     if keep {
@@ -83,7 +91,11 @@ pub fn no_split(url: &str) -> TrainError {
 }
 
 /// Trains a byte-level BPE of at most `vocab_size` tokens on the captions of `split`.
-pub fn train_tokenizer(url: &str, split: DataSplit, vocab_size: usize) -> Result<(Tokenizer, usize)> {
+pub fn train_tokenizer(
+    url: &str,
+    split: DataSplit,
+    vocab_size: usize,
+) -> Result<(Tokenizer, usize)> {
     let captions = training_captions(url, split)?;
     if captions.is_empty() {
         return Err(TrainError::Request(format!(
@@ -95,9 +107,10 @@ pub fn train_tokenizer(url: &str, split: DataSplit, vocab_size: usize) -> Result
         vocab_size,
         ..BpeOptions::default()
     };
-    let tok = train_bpe(captions.into_iter(), &options).map_err(|source| TrainError::Tokenizer {
-        context: format!("training a tokenizer on the captions of {url}"),
-        source,
-    })?;
+    let tok =
+        train_bpe(captions.into_iter(), &options).map_err(|source| TrainError::Tokenizer {
+            context: format!("training a tokenizer on the captions of {url}"),
+            source: Box::new(source),
+        })?;
     Ok((tok, n))
 }

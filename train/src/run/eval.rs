@@ -128,7 +128,10 @@ pub fn check_eval_data(
         .map_err(|e| TrainError::Request(format!("starting the I/O runtime: {e}")))?;
     runtime.block_on(async {
         let ds_err = |context: String| {
-            move |source| TrainError::Dataset { context, source }
+            move |source| TrainError::Dataset {
+                context,
+                source: Box::new(source),
+            }
         };
         let ds = Dataset::open(dataset)
             .await
@@ -190,7 +193,10 @@ pub fn check_eval_data(
         if required {
             Err(TrainError::Request(message))
         } else {
-            Ok((Vec::new(), Some(format!("{message}; zero-shot skipped, retrieval only"))))
+            Ok((
+                Vec::new(),
+                Some(format!("{message}; zero-shot skipped, retrieval only")),
+            ))
         }
     })
 }
@@ -242,12 +248,13 @@ fn collect(trainer: &TrainStep, data: &EvalData<'_>, labels: &[String]) -> Resul
         io_threads: 1,
         ..LoaderConfig::default()
     };
-    let loader = Loader::open(data.dataset, config, Rank::SINGLE, Start::Epoch(0)).map_err(
-        |source| TrainError::Loader {
-            context: format!("validation data of {}", data.dataset),
-            source,
-        },
-    )?;
+    let loader =
+        Loader::open(data.dataset, config, Rank::SINGLE, Start::Epoch(0)).map_err(|source| {
+            TrainError::Loader {
+                context: format!("validation data of {}", data.dataset),
+                source: Box::new(source),
+            }
+        })?;
     let limit = if opts.max_samples == 0 {
         usize::MAX
     } else {
@@ -258,7 +265,7 @@ fn collect(trainer: &TrainStep, data: &EvalData<'_>, labels: &[String]) -> Resul
     for batch in loader {
         let batch = batch.map_err(|source| TrainError::Loader {
             context: format!("validation data of {}", data.dataset),
-            source,
+            source: Box::new(source),
         })?;
         let n = batch.len().min(limit - seen);
         if n == 0 {
@@ -313,10 +320,15 @@ fn recall(q: &Tensor, c: &Tensor) -> Result<Recall> {
     let run = || -> std::result::Result<Vec<f64>, tch::TchError> {
         let sims = q.f_matmul(&c.f_transpose(0, 1)?)?;
         let diag = sims.f_diagonal(0, 0, 1)?.f_unsqueeze(1)?;
-        let rank = sims.f_gt_tensor(&diag)?.f_sum_dim_intlist(1, false, Kind::Int64)?;
+        let rank = sims
+            .f_gt_tensor(&diag)?
+            .f_sum_dim_intlist(1, false, Kind::Int64)?;
         let mut out = Vec::new();
         for k in [1i64, 5, 10] {
-            let hit = rank.f_lt(k)?.f_to_kind(Kind::Double)?.f_mean(Kind::Double)?;
+            let hit = rank
+                .f_lt(k)?
+                .f_to_kind(Kind::Double)?
+                .f_mean(Kind::Double)?;
             out.push(hit.f_double_value(&[])?);
         }
         Ok(out)
@@ -346,7 +358,7 @@ fn class_embeddings(
         .encode_batch(&prompts)
         .map_err(|source| TrainError::Tokenizer {
             context: "encoding zero-shot prompts".into(),
-            source,
+            source: Box::new(source),
         })?;
     let tokens = Tensor::from_slice(&ids)
         .f_view([prompts.len() as i64, ctx])
@@ -357,14 +369,18 @@ fn class_embeddings(
     let mut start = 0;
     while start < n {
         let len = chunk.min(n - start);
-        let part = tokens.f_narrow(0, start, len).context(|| "prompt chunk".into())?;
+        let part = tokens
+            .f_narrow(0, start, len)
+            .context(|| "prompt chunk".into())?;
         parts.push(to_cpu(trainer.encode_texts(&part)?)?);
         start += len;
     }
     let run = || -> std::result::Result<Tensor, tch::TchError> {
         let all = Tensor::f_cat(&parts, 0)?;
         let d = all.size().last().copied().unwrap_or(0);
-        let mean = all.f_view([set.len() as i64, t, d])?.f_mean_dim(1, false, Kind::Float)?;
+        let mean = all
+            .f_view([set.len() as i64, t, d])?
+            .f_mean_dim(1, false, Kind::Float)?;
         let norm = mean.f_norm_scalaropt_dim(2, 1, true)?.f_clamp_min(1e-12)?;
         mean.f_div(&norm)
     };
@@ -394,14 +410,16 @@ fn zero_shot(
     let tokenizer = TextTokenizer::from_file(data.tokenizer, trainer.config().model.context_length)
         .map_err(|source| TrainError::Tokenizer {
             context: format!("loading {}", data.tokenizer.display()),
-            source,
+            source: Box::new(source),
         })?;
     let classes = class_embeddings(trainer, &tokenizer, &set, data.options)?;
     let index: Vec<i64> = rows.iter().map(|(i, _)| *i as i64).collect();
     let truth: Vec<Option<usize>> = samples.iter().map(|l| set.class_of(l)).collect();
     let k = 5.min(set.len()) as i64;
     let run = || -> std::result::Result<Vec<i64>, tch::TchError> {
-        let img = collected.images.f_index_select(0, &Tensor::from_slice(&index))?;
+        let img = collected
+            .images
+            .f_index_select(0, &Tensor::from_slice(&index))?;
         let logits = img.f_matmul(&classes.f_transpose(0, 1)?)?;
         let (_, top) = logits.f_topk(k, 1, true, true)?;
         Vec::<i64>::try_from(&top.f_contiguous()?.f_view([-1])?)

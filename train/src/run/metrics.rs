@@ -93,10 +93,8 @@ pub fn parse_metrics(text: &str) -> Result<Vec<MetricsRecord>> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| TrainError::Request(format!(
-                "{METRICS_FILE} line {}: {e}",
-                i + 1
-            )))
+            serde_json::from_str(l)
+                .map_err(|e| TrainError::Request(format!("{METRICS_FILE} line {}: {e}", i + 1)))
         })
         .collect()
 }
@@ -133,9 +131,8 @@ impl MetricsLog {
 
     /// Appends one record.
     pub fn append(&mut self, record: &MetricsRecord) -> Result<()> {
-        let line = serde_json::to_string(record).map_err(|e| TrainError::Request(format!(
-            "serialising a metrics record: {e}"
-        )))?;
+        let line = serde_json::to_string(record)
+            .map_err(|e| TrainError::Request(format!("serialising a metrics record: {e}")))?;
         writeln!(self.file, "{line}").map_err(|source| TrainError::Io {
             path: self.path.clone(),
             source,

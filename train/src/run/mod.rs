@@ -17,7 +17,9 @@ pub mod rundir;
 pub mod spec;
 pub mod train_loop;
 
-pub use eval::{EvalData, EvalReport, Recall, RetrievalReport, ZeroShotReport, check_eval_data, evaluate};
+pub use eval::{
+    EvalData, EvalReport, Recall, RetrievalReport, ZeroShotReport, check_eval_data, evaluate,
+};
 pub use metrics::{MetricsRecord, StepRecord, parse_metrics};
 pub use prompts::{LabelSet, read_templates};
 pub use rundir::RunDir;

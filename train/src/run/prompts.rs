@@ -175,16 +175,27 @@ mod tests {
     #[test]
     fn classes_are_the_product_of_seen_values() {
         let cols = s(&["label_color", "label_shape"]);
-        let samples = vec![s(&["red", "circle"]), s(&["blue", "star"]), s(&["red", "star"])];
+        let samples = vec![
+            s(&["red", "circle"]),
+            s(&["blue", "star"]),
+            s(&["red", "star"]),
+        ];
         let set = LabelSet::from_samples(&cols, &samples, None).unwrap();
         assert_eq!(set.len(), 4);
         let names: Vec<String> = (0..4).map(|c| set.class_name(c)).collect();
-        assert_eq!(names, ["blue circle", "blue star", "red circle", "red star"]);
+        assert_eq!(
+            names,
+            ["blue circle", "blue star", "red circle", "red star"]
+        );
         assert_eq!(set.class_of(&s(&["red", "circle"])), Some(2));
         assert_eq!(set.class_of(&s(&["green", "circle"])), None);
         assert_eq!(set.value_of(3, 1), Some(1));
-        let f = LabelSet::from_samples(&cols, &samples, Some("{label_shape} in {label_color}")).unwrap();
+        let f = LabelSet::from_samples(&cols, &samples, Some("{label_shape} in {label_color}"))
+            .unwrap();
         assert_eq!(f.class_name(0), "circle in blue");
-        assert_eq!(fill_template("a photo of a {}.", "top_left"), "a photo of a top left.");
+        assert_eq!(
+            fill_template("a photo of a {}.", "top_left"),
+            "a photo of a top left."
+        );
     }
 }

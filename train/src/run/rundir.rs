@@ -216,9 +216,7 @@ impl RunDir {
     /// The local folder to save the checkpoint after `step` steps into; pass it to
     /// [`RunDir::publish_checkpoint`] once saved.
     pub fn checkpoint_dir(&self, step: u64) -> PathBuf {
-        self.local
-            .join(CHECKPOINTS_DIR)
-            .join(checkpoint_name(step))
+        self.local.join(CHECKPOINTS_DIR).join(checkpoint_name(step))
     }
 
     /// Uploads a saved checkpoint (sidecar last) and points `latest.json` at it.

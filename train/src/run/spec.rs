@@ -74,7 +74,10 @@ pub const DEFAULT_LABEL_COLUMNS: [&str; 2] = ["label_color", "label_shape"];
 impl Default for EvalOptions {
     fn default() -> Self {
         Self {
-            label_columns: DEFAULT_LABEL_COLUMNS.iter().map(|s| s.to_string()).collect(),
+            label_columns: DEFAULT_LABEL_COLUMNS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             class_format: None,
             templates: DEFAULT_TEMPLATES.iter().map(|s| s.to_string()).collect(),
             max_samples: 2000,
@@ -289,7 +292,7 @@ impl RunSpec {
     pub fn lanes(&self) -> usize {
         self.run.lanes.unwrap_or_else(|| {
             let b = self.config.train.batch_size.max(1);
-            (1..=16).rev().find(|l| b % l == 0).unwrap_or(1)
+            (1..=16).rev().find(|l| b.is_multiple_of(*l)).unwrap_or(1)
         })
     }
 
@@ -306,7 +309,7 @@ impl RunSpec {
         if let Some(l) = self.run.lanes {
             if l == 0 {
                 p.push("run.lanes is 0: it must be at least 1".to_string());
-            } else if b > 0 && b % l != 0 {
+            } else if b > 0 && !b.is_multiple_of(l) {
                 p.push(format!(
                     "run.lanes = {l} does not divide train.batch_size = {b}: use a divisor of the batch \
                      size or leave run.lanes out"
@@ -383,10 +386,12 @@ impl RunSpec {
 /// `key.path → value` for every leaf of the spec's TOML form.
 fn flatten_spec(spec: &RunSpec) -> Result<BTreeMap<String, String>> {
     let text = spec.to_toml_string()?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| TrainError::ConfigParse {
-        origin: "<resolved config>".into(),
-        message: e.to_string(),
-    })?;
+    let table: toml::Table =
+        text.parse()
+            .map_err(|e: toml::de::Error| TrainError::ConfigParse {
+                origin: "<resolved config>".into(),
+                message: e.to_string(),
+            })?;
     let mut out = BTreeMap::new();
     flatten("", &toml::Value::Table(table), &mut out);
     Ok(out)
@@ -430,7 +435,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("evel_every"), "{e}");
-        let e = RunSpec::from_toml_str("[runn]\n", "f.toml").unwrap_err().to_string();
+        let e = RunSpec::from_toml_str("[runn]\n", "f.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("runn"), "{e}");
     }
 
@@ -459,6 +466,9 @@ mod tests {
         b.config.train.total_steps = 9;
         let d = a.resume_differences(&b).unwrap();
         assert_eq!(d.len(), 1, "{d:?}");
-        assert!(d[0].contains("train.total_steps is 500 in the run but 9 here"), "{d:?}");
+        assert!(
+            d[0].contains("train.total_steps is 500 in the run but 9 here"),
+            "{d:?}"
+        );
     }
 }

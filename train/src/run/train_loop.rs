@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use flipstream_shard::TextTokenizer;
-use flipstream_shard::loader::{Loader, LoaderConfig, LoaderState, Mode, Rank, SplitSelection, Start};
+use flipstream_shard::loader::{
+    Loader, LoaderConfig, LoaderState, Mode, Rank, SplitSelection, Start,
+};
 use flipstream_shard::tokenize::save_tokenizer;
 
 use crate::checkpoint::TrainProgress;
@@ -147,10 +149,16 @@ pub fn train(
     let dir = RunDir::open(run_dir)?;
     let resuming = matches!(start, RunStart::Resume { .. });
     let prepared = match start {
-        RunStart::New { spec, tokenizer } => prepare_new(&dir, *spec, tokenizer.as_deref(), session.device, observer)?,
-        RunStart::Resume { overrides, dataset } => {
-            prepare_resume(&dir, &overrides, dataset.as_deref(), session.device, observer)?
+        RunStart::New { spec, tokenizer } => {
+            prepare_new(&dir, *spec, tokenizer.as_deref(), session.device, observer)?
         }
+        RunStart::Resume { overrides, dataset } => prepare_resume(
+            &dir,
+            &overrides,
+            dataset.as_deref(),
+            session.device,
+            observer,
+        )?,
     };
     let Prepared {
         spec,
@@ -191,16 +199,15 @@ pub fn train(
         io_threads: 1,
         ..LoaderConfig::default()
     };
-    let loader_err = |source| TrainError::Loader {
+    let loader_err = |source: flipstream_shard::loader::LoaderError| TrainError::Loader {
         context: format!("training data of {dataset}"),
-        source,
+        source: Box::new(source),
     };
-    let mut loader = Loader::open(&dataset, loader_config, Rank::SINGLE, loader_start).map_err(
-        |e| match e {
+    let mut loader =
+        Loader::open(&dataset, loader_config, Rank::SINGLE, loader_start).map_err(|e| match e {
             flipstream_shard::loader::LoaderError::NoSplit { .. } => no_split(&dataset),
             other => loader_err(other),
-        },
-    )?;
+        })?;
     let info = loader.info().clone();
     observer.message(&format!(
         "{dataset}: {} training rows, {} batches of {} per epoch",
@@ -340,7 +347,7 @@ fn adopt_tokenizer(spec: &mut RunSpec, path: &Path) -> Result<()> {
     let tok = TextTokenizer::from_file(path, spec.config.model.context_length.max(2)).map_err(
         |source| TrainError::Tokenizer {
             context: format!("loading {}", path.display()),
-            source,
+            source: Box::new(source),
         },
     )?;
     spec.config.model.vocab_size = tok.vocab_size();
@@ -388,11 +395,12 @@ fn prepare_new(
                 "training a BPE tokenizer (vocabulary up to {}) on the training captions of {dataset}",
                 spec.run.tokenizer_vocab_size
             ));
-            let (tok, n) = train_tokenizer(&dataset, spec.run.split, spec.run.tokenizer_vocab_size)?;
+            let (tok, n) =
+                train_tokenizer(&dataset, spec.run.split, spec.run.tokenizer_vocab_size)?;
             let local = dir.local_path(TOKENIZER_FILE);
             save_tokenizer(&tok, &local).map_err(|source| TrainError::Tokenizer {
                 context: "saving the trained tokenizer".into(),
-                source,
+                source: Box::new(source),
             })?;
             dir.upload(TOKENIZER_FILE)?;
             observer.message(&format!(
@@ -426,10 +434,13 @@ fn prepare_resume(
     let Some(text) = dir.read_opt(CONFIG_FILE)? else {
         return Err(TrainError::RunDir {
             url: dir.url().to_string(),
-            detail: format!("holds no run to resume ({CONFIG_FILE} is missing): leave out --resume to start one"),
+            detail: format!(
+                "holds no run to resume ({CONFIG_FILE} is missing): leave out --resume to start one"
+            ),
         });
     };
-    let stored = RunSpec::from_toml_str(&String::from_utf8_lossy(&text), &dir.display(CONFIG_FILE))?;
+    let stored =
+        RunSpec::from_toml_str(&String::from_utf8_lossy(&text), &dir.display(CONFIG_FILE))?;
     let mut spec = stored.clone();
     spec.apply(overrides);
     if let Some(d) = dataset {
@@ -462,12 +473,12 @@ fn prepare_resume(
             ),
         });
     }
-    std::fs::create_dir_all(dir.local_path(crate::run::rundir::CHECKPOINTS_DIR)).map_err(|source| {
-        TrainError::Io {
+    std::fs::create_dir_all(dir.local_path(crate::run::rundir::CHECKPOINTS_DIR)).map_err(
+        |source| TrainError::Io {
             path: dir.local_path(crate::run::rundir::CHECKPOINTS_DIR),
             source,
-        }
-    })?;
+        },
+    )?;
     match dir.latest_checkpoint()? {
         None => {
             observer.message("no checkpoint yet: starting the run from step 0");

@@ -19,19 +19,37 @@ use flipstream_train::run::{RunSpec, Session};
 use flipstream_train::{Preset, RunConfig};
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Writes `count` clean synthetic pairs (seed `seed`) into a dataset at `dir`, in units of 100
 /// rows (row groups of 50), and, when `val_fraction` is given, its split view.
 pub fn write_synth_dataset(dir: &Path, count: u64, seed: u64, val_fraction: Option<f64>) -> String {
     let url = dir.display().to_string();
-    let plan = SynthPlan::new(&SynthConfig { count, seed, ..Default::default() }).unwrap();
-    let spec = ProcessSpec { resize: ResizeSpec { size: 64, ..Default::default() }, ..Default::default() };
+    let plan = SynthPlan::new(&SynthConfig {
+        count,
+        seed,
+        ..Default::default()
+    })
+    .unwrap();
+    let spec = ProcessSpec {
+        resize: ResizeSpec {
+            size: 64,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     rt().block_on(async {
         let root = StoreRoot::parse(&url).unwrap();
         let manifest = DatasetManifest::new("train-test".into(), serde_json::json!({"test": true}));
-        let settings = WriterSettings { row_group_rows: 50, shard_rows: 100, ..Default::default() };
+        let settings = WriterSettings {
+            row_group_rows: 50,
+            shard_rows: 100,
+            ..Default::default()
+        };
         let writer = DatasetWriter::open(root, manifest, settings).await.unwrap();
         let schema = shard_schema_with_extras(&[
             Field::new("label_color", DataType::Utf8, true),
@@ -47,7 +65,10 @@ pub fn write_synth_dataset(dir: &Path, count: u64, seed: u64, val_fraction: Opti
                 start: None,
                 end: None,
             };
-            let mut unit = writer.begin_unit(unit_spec, schema.clone(), WorkerInfo::default()).await.unwrap();
+            let mut unit = writer
+                .begin_unit(unit_spec, schema.clone(), WorkerInfo::default())
+                .await
+                .unwrap();
             let mut rows = ShardBatchBuilder::new(schema.clone());
             for i in start..end {
                 let pair = plan.render_pair(i).unwrap();
@@ -78,7 +99,17 @@ pub fn write_synth_dataset(dir: &Path, count: u64, seed: u64, val_fraction: Opti
         }
         if let Some(val_fraction) = val_fraction {
             let ds = Dataset::open(&url).await.unwrap();
-            write_split(&ds, &SplitOptions { val_fraction, seed: 0, concurrency: 4 }, None).await.unwrap();
+            write_split(
+                &ds,
+                &SplitOptions {
+                    val_fraction,
+                    seed: 0,
+                    concurrency: 4,
+                },
+                None,
+            )
+            .await
+            .unwrap();
         }
     });
     url
@@ -137,5 +168,9 @@ pub fn micro_spec(dataset: &str, steps: u64) -> RunSpec {
 
 /// One CPU thread for the loader, the whole schedule.
 pub fn cpu_session() -> Session {
-    Session { device: tch::Device::Cpu, decode_threads: 1, stop_after: None }
+    Session {
+        device: tch::Device::Cpu,
+        decode_threads: 1,
+        stop_after: None,
+    }
 }

@@ -43,9 +43,30 @@ step_synth() {
     head -n 3 "$OUT/raw/synth.jsonl" | cut -c1-240
 }
 
+# Train: the tiny preset on the train side of $OUT/dataset's split view, a few minutes on the CPU,
+# evaluating on the validation side every DEMO_EVAL_EVERY steps. DEMO_TRAIN_STEPS (default 600).
+step_train() {
+    step "train: tiny FLIP model on $OUT/dataset → $OUT/run"
+    rm -rf "$OUT/run"
+    run "$BIN" train "$OUT/dataset" --run "$OUT/run" --preset tiny \
+        --steps "${DEMO_TRAIN_STEPS:-600}" --eval-every "${DEMO_EVAL_EVERY:-200}" \
+        --checkpoint-every 200 --device "${DEMO_DEVICE:-cpu}" --seed "$SEED"
+    run ls "$OUT/run" "$OUT/run/checkpoints"
+    echo "last step record of metrics.jsonl:"
+    grep '"kind":"step"' "$OUT/run/metrics.jsonl" | tail -n 1 | cut -c1-400
+}
+
+# Eval: zero-shot colour × shape and retrieval of the final checkpoint on the validation split.
+step_eval() {
+    step "eval: zero-shot colour × shape and retrieval on the validation split"
+    run "$BIN" eval --run "$OUT/run" --device "${DEMO_DEVICE:-cpu}"
+}
+
 main() {
     mkdir -p "$OUT"
     step_synth
+    step_train
+    step_eval
     step "done: outputs are under $OUT"
 }
 

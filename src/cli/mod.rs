@@ -25,6 +25,7 @@ pub struct Cli {
 }
 
 mod bench;
+mod eval;
 mod info;
 mod ingest;
 mod loader;
@@ -33,6 +34,7 @@ mod shard;
 mod stats;
 mod synth;
 mod tokenizer;
+mod train;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -53,6 +55,12 @@ pub enum Command {
     Loader(loader::LoaderArgs),
     /// Train a byte-level BPE on a dataset's captions, or encode text with a tokenizer.json.
     Tokenizer(tokenizer::TokenizerArgs),
+    /// Train a FLIP/CLIP model on a dataset into a run directory (config, tokenizer, metrics,
+    /// checkpoints); --resume continues a run exactly.
+    Train(train::TrainArgs),
+    /// Zero-shot classification and image-text retrieval of a run's checkpoint on the validation
+    /// split.
+    Eval(eval::EvalArgs),
     /// Benchmarks: tables on stdout, JSON with --json (see docs/benchmarks.md).
     Bench(bench::BenchArgs),
 }
@@ -100,6 +108,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Synth(args) => synth::run(args, global),
         Command::Loader(args) => loader::run(args, global),
         Command::Tokenizer(args) => tokenizer::run(args, global),
+        Command::Train(args) => train::run(args, global),
+        Command::Eval(args) => eval::run(args, global),
         Command::Bench(args) => bench::run(args, global),
     }
 }

@@ -86,6 +86,88 @@ pub enum TrainError {
         /// Each differing config field or tensor, with both values.
         differences: Vec<String>,
     },
+    /// The streaming loader refused the settings or failed while reading the dataset.
+    #[error("{context}: {source}")]
+    Loader {
+        /// What the run was doing (`training data`, `validation data`).
+        context: String,
+        /// The loader's error.
+        #[source]
+        source: Box<flipstream_shard::loader::LoaderError>,
+    },
+    /// Opening a dataset or reading its records failed.
+    #[error("{context}: {source}")]
+    Dataset {
+        /// What the run was doing.
+        context: String,
+        /// The storage error.
+        #[source]
+        source: Box<flipstream_shard::ShardError>,
+    },
+    /// Loading, training or applying the caption tokenizer failed.
+    #[error("{context}: {source}")]
+    Tokenizer {
+        /// Which tokenizer, and what was being done with it.
+        context: String,
+        /// The tokenizer's error.
+        #[source]
+        source: Box<flipstream_shard::tokenize::TokenizeError>,
+    },
+    /// A run directory that cannot be used as asked (already holds a run, holds none to resume,
+    /// unreadable or unwritable files).
+    #[error("run directory {url}: {detail}")]
+    RunDir {
+        /// The run directory (path or URL).
+        url: String,
+        /// What is wrong and what to do.
+        detail: String,
+    },
+    /// What was asked cannot work with this dataset or run (no validation split, missing label
+    /// columns, a resumed run with other settings); the message says what to change.
+    #[error("{0}")]
+    Request(String),
+}
+
+impl TrainError {
+    /// True when the error is caused by what the user asked for (a setting, a flag, a dataset
+    /// without what the request needs) rather than by a failure while working: a CLI exits with
+    /// code 2 on these.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            TrainError::ConfigParse { .. }
+            | TrainError::InvalidConfig { .. }
+            | TrainError::UnknownPreset { .. }
+            | TrainError::CheckpointMismatch { .. }
+            | TrainError::NonFinite { .. }
+            | TrainError::RunDir { .. }
+            | TrainError::Request(_) => true,
+            TrainError::Loader { source, .. } => {
+                source.is_usage()
+                    || matches!(
+                        **source,
+                        flipstream_shard::loader::LoaderError::Dataset(
+                            flipstream_shard::ShardError::NotADataset { .. }
+                                | flipstream_shard::ShardError::InvalidUrl { .. }
+                        )
+                    )
+            }
+            TrainError::Dataset { source, .. } => matches!(
+                **source,
+                flipstream_shard::ShardError::NotADataset { .. }
+                    | flipstream_shard::ShardError::InvalidUrl { .. }
+            ),
+            TrainError::Tokenizer { source, .. } => matches!(
+                **source,
+                flipstream_shard::tokenize::TokenizeError::Settings(_)
+                    | flipstream_shard::tokenize::TokenizeError::Load { .. }
+                    | flipstream_shard::tokenize::TokenizeError::MissingSpecial { .. }
+            ),
+            TrainError::Input { .. }
+            | TrainError::Torch { .. }
+            | TrainError::Io { .. }
+            | TrainError::Checkpoint { .. } => false,
+        }
+    }
 }
 
 /// Short for `Result<T, TrainError>`.

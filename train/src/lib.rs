@@ -7,6 +7,7 @@
 //! - [`schedule`]: warmup + cosine learning rate, unmasked tuning phase ([`Schedule`]).
 //! - [`checkpoint`]: safetensors weights and moments plus a JSON sidecar, atomic writes.
 //! - [`step`]: [`TrainStep`], one optimizer step from u8 images and token ids.
+//! - [`run`]: training runs: run directory, config, the loop, metrics, evaluation.
 //! - [`bench`]: the train-step benchmark behind `flipstream bench train-step`.
 //! - [`cpu_memory`]: keeps freed memory in the process for CPU training (fewer page faults).
 //! - [`device`] picks where tensors live (`cpu`, `cuda`, `cuda:N`, `auto`).
@@ -20,6 +21,7 @@ pub mod error;
 pub mod loss;
 pub mod model;
 pub mod optim;
+pub mod run;
 pub mod schedule;
 pub mod step;
 

@@ -1,0 +1,206 @@
+//! `flipstream eval`: zero-shot classification (prompt templates over the classes named by label
+//! columns) and image↔text retrieval recall@1/5/10 of a run's checkpoint on the validation split
+//! of a dataset, with every patch. A table on stdout, or `--json`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::cli::Global;
+
+/// Arguments of `flipstream eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Dataset URL or path (default: the run's dataset); evaluated on its validation split.
+    pub dataset: Option<String>,
+
+    /// Run directory (path or object-store URL) made by `flipstream train`.
+    #[arg(long, value_name = "DIR")]
+    pub run: String,
+
+    /// Checkpoint to evaluate: a step (`400`), a folder name (`step-00000400`) or a path relative
+    /// to the run directory [default: the latest].
+    #[arg(long, value_name = "STEP|NAME")]
+    pub checkpoint: Option<String>,
+
+    /// Label columns naming the zero-shot class, comma-separated [default: the run's, normally
+    /// label_color,label_shape]. Given explicitly, a dataset without them is an error.
+    #[arg(long, value_delimiter = ',', value_name = "COLS")]
+    pub label_columns: Option<Vec<String>>,
+
+    /// How a class is named from its labels, e.g. "{label_color} {label_shape}" [default: the
+    /// values joined by spaces].
+    #[arg(long, value_name = "FORMAT")]
+    pub class_format: Option<String>,
+
+    /// Prompt templates, one per line with `{}` for the class name [default: five CLIP prompts
+    /// such as "a photo of a {}."].
+    #[arg(long, value_name = "FILE")]
+    pub templates: Option<PathBuf>,
+
+    /// Evaluate at most this many validation samples (0: all) [default: the run's, 2000].
+    #[arg(long)]
+    pub max_samples: Option<usize>,
+
+    /// Device: cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+
+    /// libtorch intra-op CPU threads (default: libtorch's choice).
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Loader decode threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub decode_threads: usize,
+}
+
+#[cfg(not(feature = "train"))]
+pub fn run(_args: EvalArgs, _global: Global) -> anyhow::Result<ExitCode> {
+    crate::usage_bail!(
+        "eval needs the training build; this binary was built with --no-default-features"
+    )
+}
+
+/// Prints an evaluation as a small table (or JSON).
+#[cfg(feature = "train")]
+pub(crate) fn print_eval(r: &flipstream_train::run::EvalReport, json: bool) -> anyhow::Result<()> {
+    use crate::cli::loader::write_stdout;
+    if json {
+        return write_stdout(&serde_json::to_string_pretty(r)?);
+    }
+    let pct = |x: f64| format!("{:.1} %", x * 100.0);
+    let mut lines = vec![format!(
+        "evaluation at step {} on {} validation samples ({:.1} s)",
+        r.step, r.samples, r.seconds
+    )];
+    if let Some(z) = &r.zero_shot {
+        lines.push(format!(
+            "zero-shot over {} classes ({}; {} templates, {} labelled samples)",
+            z.classes,
+            z.label_columns.join(" × "),
+            z.templates,
+            z.samples
+        ));
+        lines.push(format!("  {:<22} {:>8} {:>8}", "", "accuracy", "chance"));
+        lines.push(format!(
+            "  {:<22} {:>8} {:>8}",
+            "class top-1",
+            pct(z.top1),
+            pct(z.chance_top1)
+        ));
+        lines.push(format!(
+            "  {:<22} {:>8} {:>8}",
+            "class top-5",
+            pct(z.top5),
+            pct((5.0 * z.chance_top1).min(1.0))
+        ));
+        for c in &z.columns {
+            lines.push(format!(
+                "  {:<22} {:>8} {:>8}",
+                c.column,
+                pct(c.accuracy),
+                pct(c.chance)
+            ));
+        }
+    } else {
+        lines.push("zero-shot: no label columns (retrieval only)".into());
+    }
+    let ret = &r.retrieval;
+    lines.push(format!(
+        "retrieval among {} pairs (R@1 chance {})",
+        ret.samples,
+        pct(ret.chance_r1)
+    ));
+    lines.push(format!(
+        "  {:<22} {:>8} {:>8} {:>8}",
+        "", "R@1", "R@5", "R@10"
+    ));
+    for (name, rc) in [
+        ("image → text", &ret.image_to_text),
+        ("text → image", &ret.text_to_image),
+    ] {
+        lines.push(format!(
+            "  {:<22} {:>8} {:>8} {:>8}",
+            name,
+            pct(rc.r1),
+            pct(rc.r5),
+            pct(rc.r10)
+        ));
+    }
+    write_stdout(&lines.join("\n"))
+}
+
+#[cfg(feature = "train")]
+pub fn run(args: EvalArgs, global: Global) -> anyhow::Result<ExitCode> {
+    use flipstream_train::TrainStep;
+    use flipstream_train::run::rundir::{CONFIG_FILE, TOKENIZER_FILE};
+    use flipstream_train::run::{
+        EvalData, RunDir, RunSpec, check_eval_data, evaluate, read_templates,
+    };
+
+    use crate::cli::train::{device_and_threads, train_error};
+
+    let device = device_and_threads(&args.device, args.threads)?;
+    let dir = RunDir::open(&args.run).map_err(train_error)?;
+    let Some(text) = dir.read_opt(CONFIG_FILE).map_err(train_error)? else {
+        crate::usage_bail!(
+            "--run {}: no run there ({CONFIG_FILE} is missing); train one with `flipstream train`",
+            args.run
+        );
+    };
+    let mut spec =
+        RunSpec::from_toml_str(&String::from_utf8_lossy(&text), &dir.display(CONFIG_FILE))
+            .map_err(train_error)?;
+    let dataset = args
+        .dataset
+        .clone()
+        .unwrap_or_else(|| spec.run.dataset.clone());
+    let explicit = args.label_columns.is_some();
+    if let Some(cols) = &args.label_columns {
+        spec.run.eval.label_columns = cols
+            .iter()
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect();
+    }
+    if args.class_format.is_some() {
+        spec.run.eval.class_format = args.class_format.clone();
+    }
+    if let Some(path) = &args.templates {
+        spec.run.eval.templates = read_templates(path).map_err(train_error)?;
+    }
+    if let Some(n) = args.max_samples {
+        spec.run.eval.max_samples = n;
+    }
+    spec.validate().map_err(train_error)?;
+    let (columns, note) =
+        check_eval_data(&dataset, &spec.run.eval.label_columns, explicit).map_err(train_error)?;
+    if let Some(note) = note
+        && !global.quiet
+    {
+        eprintln!("{note}");
+    }
+    let checkpoint = dir
+        .fetch_checkpoint(args.checkpoint.as_deref())
+        .map_err(train_error)?;
+    let tokenizer = dir.fetch(TOKENIZER_FILE).map_err(train_error)?;
+    let mut trainer = TrainStep::new(spec.config.clone(), device).map_err(train_error)?;
+    trainer.load_checkpoint(&checkpoint).map_err(train_error)?;
+    if !global.quiet {
+        eprintln!(
+            "evaluating {} on the validation split of {dataset}",
+            checkpoint.display()
+        );
+    }
+    let data = EvalData {
+        dataset: &dataset,
+        tokenizer: &tokenizer,
+        options: &spec.run.eval,
+        decode_threads: args.decode_threads,
+    };
+    let report = evaluate(&trainer, &data, &columns).map_err(train_error)?;
+    print_eval(&report, global.json)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,359 @@
+//! `flipstream train`: train a FLIP/CLIP model on a dataset into a run directory (config,
+//! tokenizer, metrics.jsonl, checkpoints), with a progress bar on stderr and a summary at the end;
+//! `--resume` continues a run exactly where its last checkpoint left it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::cli::Global;
+
+/// Arguments of `flipstream train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Dataset URL or path (trained on the train side of its `flipstream shard split` view).
+    /// With --resume it may be left out (the run's dataset is used).
+    pub dataset: Option<String>,
+
+    /// Run directory (path or object-store URL): config.toml, tokenizer.json, metrics.jsonl,
+    /// checkpoints/.
+    #[arg(long, value_name = "DIR")]
+    pub run: String,
+
+    /// Model and recipe preset: tiny, small, b16 or l16.
+    #[arg(long, default_value = "tiny")]
+    pub preset: String,
+
+    /// A config file (TOML: preset, [model], [train], [run]); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Optimizer steps of the masked phase (train.total_steps).
+    #[arg(long)]
+    pub steps: Option<u64>,
+
+    /// Samples per optimizer step (train.batch_size).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+
+    /// Peak learning rate (sets train.base_lr = lr × 256 / batch size).
+    #[arg(long)]
+    pub lr: Option<f64>,
+
+    /// Fraction of image patches dropped while training, in [0, 1) (train.mask_ratio).
+    #[arg(long)]
+    pub mask_ratio: Option<f64>,
+
+    /// Linear warmup steps (train.warmup_steps).
+    #[arg(long)]
+    pub warmup: Option<u64>,
+
+    /// Device: cpu, cuda, cuda:N or auto (CUDA when available).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+
+    /// Matmul precision: fp32 or bf16 (train.precision).
+    #[arg(long)]
+    pub precision: Option<String>,
+
+    /// Seed of the weights, the masks and the data order (train.seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// Evaluate on the validation split every N steps and at the end (0: never).
+    #[arg(long, value_name = "N")]
+    pub eval_every: Option<u64>,
+
+    /// Save a checkpoint every N steps (one is always saved at the end).
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<u64>,
+
+    /// Label columns naming the zero-shot class, comma-separated (default label_color,label_shape).
+    #[arg(long, value_delimiter = ',', value_name = "COLS")]
+    pub label_columns: Option<Vec<String>>,
+
+    /// A tokenizer.json to use; without it a BPE is trained on the training captions and stored
+    /// in the run directory.
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+
+    /// Train on every row instead of the train side of the split view (evaluation, if asked,
+    /// still uses the validation side).
+    #[arg(long)]
+    pub all_data: bool,
+
+    /// libtorch intra-op CPU threads (default: libtorch's choice, one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Loader decode threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub decode_threads: usize,
+
+    /// Stop this session after N steps (a checkpoint is saved); continue with --resume.
+    #[arg(long, value_name = "N")]
+    pub stop_after: Option<u64>,
+
+    /// Continue the run in --run from its latest checkpoint, with its own config (only
+    /// --eval-every and --checkpoint-every may change).
+    #[arg(long)]
+    pub resume: bool,
+}
+
+#[cfg(not(feature = "train"))]
+pub fn run(_args: TrainArgs, _global: Global) -> anyhow::Result<ExitCode> {
+    crate::usage_bail!(
+        "train needs the training build; this binary was built with --no-default-features"
+    )
+}
+
+/// Maps trainer errors caused by the request to exit code 2.
+#[cfg(feature = "train")]
+pub(crate) fn train_error(e: flipstream_train::TrainError) -> anyhow::Error {
+    if e.is_usage() {
+        anyhow::Error::new(crate::cli::UsageError(e.to_string()))
+    } else {
+        anyhow::Error::new(e)
+    }
+}
+
+/// Sets libtorch's thread count and resolves the device.
+#[cfg(feature = "train")]
+pub(crate) fn device_and_threads(
+    device: &str,
+    threads: Option<usize>,
+) -> anyhow::Result<tch::Device> {
+    use flipstream_train::device::DeviceSpec;
+    if threads == Some(0) {
+        crate::usage_bail!("--threads must be at least 1");
+    }
+    if let Some(n) = threads {
+        tch::set_num_threads(n as i32);
+    }
+    match device.parse::<DeviceSpec>().and_then(DeviceSpec::resolve) {
+        Ok(d) => Ok(d),
+        Err(e) => crate::usage_bail!("--device: {e}"),
+    }
+}
+
+#[cfg(feature = "train")]
+mod imp {
+    use std::time::Instant;
+
+    use flipstream_train::run::{
+        EvalReport, Overrides, RunSpec, RunStart, Session, StepRecord, TrainObserver, TrainSummary,
+    };
+    use flipstream_train::{Preset, TrainError};
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+    use super::{ExitCode, Global, TrainArgs, device_and_threads, train_error};
+    use crate::cli::eval::print_eval;
+
+    /// Progress bar and messages on stderr.
+    struct Progress {
+        bar: ProgressBar,
+        quiet: bool,
+        started: Instant,
+    }
+
+    impl TrainObserver for Progress {
+        fn message(&mut self, text: &str) {
+            if !self.quiet {
+                self.bar.suspend(|| eprintln!("{text}"));
+            }
+        }
+        fn started(&mut self, first: u64, total: u64) {
+            self.bar.set_length(total);
+            self.bar.set_position(first);
+            self.bar.reset_eta();
+            self.started = Instant::now();
+        }
+        fn step(&mut self, r: &StepRecord) {
+            self.bar.set_position(r.step + 1);
+            self.bar.set_message(format!(
+                "loss {:.4}  {:.1} img/s  data wait {:.0} %  lr {:.2e}",
+                r.loss,
+                r.images_per_s,
+                r.data_wait_share * 100.0,
+                r.lr
+            ));
+        }
+        fn eval_started(&mut self, step: u64) {
+            self.bar.set_message(format!("evaluating at step {step}"));
+        }
+        fn eval(&mut self, report: &EvalReport) {
+            if !self.quiet {
+                self.bar.suspend(|| eprintln!("{}", eval_line(report)));
+            }
+        }
+        fn checkpoint(&mut self, _step: u64, _path: &str) {}
+    }
+
+    fn eval_line(r: &EvalReport) -> String {
+        let mut s = format!("eval @ step {}: ", r.step);
+        if let Some(z) = &r.zero_shot {
+            s.push_str(&format!(
+                "zero-shot top-1 {:.1} % (chance {:.1} %)",
+                z.top1 * 100.0,
+                z.chance_top1 * 100.0
+            ));
+            for c in &z.columns {
+                s.push_str(&format!(", {} {:.1} %", c.column, c.accuracy * 100.0));
+            }
+            s.push_str("; ");
+        }
+        s.push_str(&format!(
+            "retrieval R@1 i→t {:.1} %, t→i {:.1} % ({} samples)",
+            r.retrieval.image_to_text.r1 * 100.0,
+            r.retrieval.text_to_image.r1 * 100.0,
+            r.samples
+        ));
+        s
+    }
+
+    fn overrides(args: &TrainArgs) -> anyhow::Result<Overrides> {
+        let precision = match &args.precision {
+            None => None,
+            Some(p) => match p.parse() {
+                Ok(p) => Some(p),
+                Err(e) => crate::usage_bail!("--precision: {e}"),
+            },
+        };
+        if let Some(cols) = &args.label_columns
+            && cols.iter().any(|c| c.trim().is_empty())
+        {
+            crate::usage_bail!("--label-columns: empty column name");
+        }
+        Ok(Overrides {
+            steps: args.steps,
+            batch_size: args.batch_size,
+            lr: args.lr,
+            mask_ratio: args.mask_ratio,
+            warmup: args.warmup,
+            precision,
+            seed: args.seed,
+            eval_every: args.eval_every,
+            checkpoint_every: args.checkpoint_every,
+            split: args
+                .all_data
+                .then_some(flipstream_train::run::DataSplit::All),
+            label_columns: args.label_columns.clone(),
+        })
+    }
+
+    pub fn run(args: TrainArgs, global: Global) -> anyhow::Result<ExitCode> {
+        if args.lr.is_some_and(|lr| !(lr.is_finite() && lr > 0.0)) {
+            crate::usage_bail!("--lr must be a positive number");
+        }
+        let overrides = overrides(&args)?;
+        let device = device_and_threads(&args.device, args.threads)?;
+        let start = if args.resume {
+            if args.config.is_some() || args.tokenizer.is_some() {
+                crate::usage_bail!(
+                    "--resume continues the run with its own config and tokenizer: leave out --config and --tokenizer"
+                );
+            }
+            RunStart::Resume {
+                overrides,
+                dataset: args.dataset.clone(),
+            }
+        } else {
+            let Some(dataset) = args.dataset.clone() else {
+                crate::usage_bail!("give the DATASET to train on (or --resume to continue a run)");
+            };
+            let mut spec = match &args.config {
+                Some(path) => RunSpec::from_file(path).map_err(train_error)?,
+                None => RunSpec::preset(args.preset.parse::<Preset>().map_err(train_error)?),
+            };
+            spec.apply(&overrides);
+            spec.run.dataset = dataset;
+            spec.validate().map_err(train_error)?;
+            RunStart::New {
+                spec: Box::new(spec),
+                tokenizer: args.tokenizer.clone(),
+            }
+        };
+        let session = Session {
+            device,
+            decode_threads: args.decode_threads,
+            stop_after: args.stop_after,
+        };
+        let bar = ProgressBar::new(0);
+        if global.quiet {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+        } else {
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} step {pos}/{len} [{bar:25}] {msg}  ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+        }
+        let mut progress = Progress {
+            bar,
+            quiet: global.quiet,
+            started: Instant::now(),
+        };
+        let result = flipstream_train::run::train(&args.run, start, &session, &mut progress);
+        progress.bar.finish_and_clear();
+        let summary = result.map_err(|e| {
+            let hint = matches!(e, TrainError::NonFinite { .. });
+            let err = train_error(e);
+            if hint {
+                err.context(format!("training in {} diverged", args.run))
+            } else {
+                err
+            }
+        })?;
+        print_summary(&summary, global)?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn print_summary(s: &TrainSummary, global: Global) -> anyhow::Result<()> {
+        if global.json {
+            crate::cli::loader::write_stdout(&serde_json::to_string_pretty(s)?)?;
+            return Ok(());
+        }
+        let loss = s
+            .final_loss_avg10
+            .map_or_else(|| "-".to_string(), |l| format!("{l:.4}"));
+        let mut text = format!(
+            "{} {} steps ({} → {}) of {} on {}: {} samples seen\n\
+             final loss {loss} (mean of the last 10 steps), {:.1} images/s, data wait {:.1} % of step time, {:.1} s\n\
+             checkpoint: {}\nmetrics:    {}\nconfig:     {}",
+            if s.finished {
+                "trained"
+            } else {
+                "stopped after"
+            },
+            s.steps - s.first_step,
+            s.first_step,
+            s.steps,
+            s.total_steps,
+            s.device,
+            s.samples_seen,
+            s.images_per_s,
+            s.data_wait_share * 100.0,
+            s.seconds,
+            s.checkpoint.as_deref().unwrap_or("-"),
+            s.metrics,
+            s.config,
+        );
+        if !s.finished {
+            text.push_str(&format!(
+                "\ncontinue with: flipstream train --run {} --resume",
+                s.run_dir
+            ));
+        }
+        crate::cli::loader::write_stdout(&text)?;
+        if let Some(e) = &s.last_eval {
+            print_eval(e, false)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "train")]
+pub use imp::run;

@@ -1,0 +1,474 @@
+//! [`RunSpec`]: everything a training run is made of — the model and optimization
+//! ([`RunConfig`]) plus the `[run]` table ([`RunOptions`]: dataset, data split, loader, tokenizer,
+//! evaluation and checkpoint cadence). It is what a run directory's `config.toml` holds and what
+//! `--config FILE` files contain:
+//!
+//! ```toml
+//! preset = "tiny"
+//!
+//! [train]
+//! total_steps = 300
+//!
+//! [run]
+//! eval_every = 100
+//! checkpoint_every = 100
+//!
+//! [run.eval]
+//! label_columns = ["label_color", "label_shape"]
+//! ```
+//!
+//! Unknown keys are errors naming the key; [`RunSpec::problems`] adds what only the whole run can
+//! check (lanes dividing the batch, …) to [`RunConfig::problems`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Precision, Preset, RunConfig};
+use crate::error::{Result, TrainError};
+
+/// Which rows train the model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataSplit {
+    /// The train side of the dataset's split view (`flipstream shard split`).
+    #[default]
+    Train,
+    /// Every row, ignoring any split (evaluation, if asked, still uses the validation side).
+    All,
+}
+
+/// Zero-shot and retrieval evaluation settings (`[run.eval]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalOptions {
+    /// Passthrough columns whose values name a sample's class (joined by `class_format`). Empty:
+    /// no zero-shot classification, retrieval only.
+    pub label_columns: Vec<String>,
+    /// How a class is named from its label values: `{column}` is replaced by the value of that
+    /// column. Absent: the values in `label_columns` order, separated by spaces ("red circle").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_format: Option<String>,
+    /// Prompt templates; `{}` is replaced by the class name. The class embedding is the
+    /// normalised mean of its prompts' embeddings (CLIP's prompt ensembling).
+    pub templates: Vec<String>,
+    /// Evaluate on at most this many validation samples (0: all of them).
+    pub max_samples: usize,
+    /// Images per forward pass.
+    pub batch_size: usize,
+}
+
+/// The default prompt templates (a few of CLIP's ImageNet prompts).
+pub const DEFAULT_TEMPLATES: [&str; 5] = [
+    "a photo of a {}.",
+    "a {}.",
+    "an image of a {}.",
+    "a picture of a {}.",
+    "a rendering of a {}.",
+];
+
+/// The label columns of synthetic data (`flipstream synth`): zero-shot class = colour × shape.
+pub const DEFAULT_LABEL_COLUMNS: [&str; 2] = ["label_color", "label_shape"];
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            label_columns: DEFAULT_LABEL_COLUMNS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            class_format: None,
+            templates: DEFAULT_TEMPLATES.iter().map(|s| s.to_string()).collect(),
+            max_samples: 2000,
+            batch_size: 128,
+        }
+    }
+}
+
+/// The `[run]` table: data, loader, tokenizer, evaluation and checkpoint cadence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunOptions {
+    /// The dataset (path or URL) the run trains on; filled in from the command line.
+    pub dataset: String,
+    /// `train` (the train side of the split view) or `all` (every row).
+    pub split: DataSplit,
+    /// Evaluate every this many optimizer steps, and at the end (0: never).
+    pub eval_every: u64,
+    /// Save a checkpoint every this many optimizer steps; one is always saved at the end
+    /// (0: only at the end).
+    pub checkpoint_every: u64,
+    /// Vocabulary size of the BPE trained on the training captions when no tokenizer is given.
+    pub tokenizer_vocab_size: usize,
+    /// Loader lanes (independent shuffle streams); must divide `train.batch_size`. Absent: the
+    /// largest divisor of the batch size up to 16.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lanes: Option<usize>,
+    /// Positions per shuffle block in a lane (the loader's bounded shuffle buffer).
+    pub shuffle_block: usize,
+    /// Row groups the loader fetches ahead per lane.
+    pub prefetch_row_groups: usize,
+    /// Evaluation settings.
+    pub eval: EvalOptions,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            dataset: String::new(),
+            split: DataSplit::Train,
+            eval_every: 0,
+            checkpoint_every: 0,
+            tokenizer_vocab_size: 4096,
+            lanes: None,
+            shuffle_block: 4096,
+            prefetch_row_groups: 8,
+            eval: EvalOptions::default(),
+        }
+    }
+}
+
+/// A whole training run: model, optimization and the `[run]` table.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RunSpec {
+    /// Model and optimization.
+    pub config: RunConfig,
+    /// Data, loader, tokenizer, evaluation, checkpoints.
+    pub run: RunOptions,
+}
+
+/// How `config.toml` is written: the three tables.
+#[derive(Serialize)]
+struct SpecFile<'a> {
+    model: &'a crate::config::ModelConfig,
+    train: &'a crate::config::TrainConfig,
+    run: &'a RunOptions,
+}
+
+/// Command-line overrides of single settings (`None`: keep the config's value).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// `train.total_steps`.
+    pub steps: Option<u64>,
+    /// `train.batch_size`.
+    pub batch_size: Option<usize>,
+    /// Peak learning rate; sets `train.base_lr = lr × 256 / batch_size`.
+    pub lr: Option<f64>,
+    /// `train.mask_ratio`.
+    pub mask_ratio: Option<f64>,
+    /// `train.warmup_steps`.
+    pub warmup: Option<u64>,
+    /// `train.precision`.
+    pub precision: Option<Precision>,
+    /// `train.seed` (weights, masks and the data order).
+    pub seed: Option<u64>,
+    /// `run.eval_every`.
+    pub eval_every: Option<u64>,
+    /// `run.checkpoint_every`.
+    pub checkpoint_every: Option<u64>,
+    /// `run.split`.
+    pub split: Option<DataSplit>,
+    /// `run.eval.label_columns`.
+    pub label_columns: Option<Vec<String>>,
+}
+
+impl Overrides {
+    /// True when no override is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Overrides::default()
+    }
+}
+
+/// `[run]` keys a resumed run may change: they do not affect what is trained.
+const RESUMABLE_KEYS: [&str; 3] = ["run.eval_every", "run.checkpoint_every", "run.eval."];
+
+impl RunSpec {
+    /// The preset's spec with default `[run]` options.
+    pub fn preset(preset: Preset) -> Self {
+        Self {
+            config: preset.config(),
+            run: RunOptions::default(),
+        }
+    }
+
+    /// Parses a config file's text: `preset`, `[model]`, `[train]` (see [`RunConfig`]) and
+    /// `[run]`. Unknown keys are errors that name them; the result is validated.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self> {
+        let parse_err = |message: String| TrainError::ConfigParse {
+            origin: origin.to_string(),
+            message,
+        };
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        let run = match table.remove("run") {
+            None => RunOptions::default(),
+            Some(value @ toml::Value::Table(_)) => value
+                .try_into::<RunOptions>()
+                .map_err(|e| parse_err(format!("[run]: {}", e.message())))?,
+            Some(other) => {
+                return Err(parse_err(format!(
+                    "`run` must be a table ([run]), not {other}"
+                )));
+            }
+        };
+        for key in table.keys() {
+            if !matches!(key.as_str(), "preset" | "model" | "train") {
+                return Err(parse_err(format!(
+                    "unknown top-level key `{key}`: expected `preset`, or a [model], [train] or [run] table"
+                )));
+            }
+        }
+        let rest = toml::to_string(&table).map_err(|e| parse_err(e.to_string()))?;
+        let config = RunConfig::from_toml_str(&rest, origin)?;
+        let spec = RunSpec { config, run };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Reads and parses a config file (see [`RunSpec::from_toml_str`]).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// The spec as TOML with every key spelled out; loads back to an equal spec.
+    pub fn to_toml_string(&self) -> Result<String> {
+        toml::to_string(&SpecFile {
+            model: &self.config.model,
+            train: &self.config.train,
+            run: &self.run,
+        })
+        .map_err(|e| TrainError::ConfigParse {
+            origin: "<resolved config>".into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies command-line overrides (the learning rate after the batch size).
+    pub fn apply(&mut self, o: &Overrides) {
+        let t = &mut self.config.train;
+        if let Some(v) = o.steps {
+            t.total_steps = v;
+        }
+        if let Some(v) = o.batch_size {
+            t.batch_size = v;
+        }
+        if let Some(v) = o.lr {
+            t.base_lr = v * 256.0 / t.batch_size.max(1) as f64;
+        }
+        if let Some(v) = o.mask_ratio {
+            t.mask_ratio = v;
+        }
+        if let Some(v) = o.warmup {
+            t.warmup_steps = v;
+        }
+        if let Some(v) = o.precision {
+            t.precision = v;
+        }
+        if let Some(v) = o.seed {
+            t.seed = v;
+        }
+        let r = &mut self.run;
+        if let Some(v) = o.eval_every {
+            r.eval_every = v;
+        }
+        if let Some(v) = o.checkpoint_every {
+            r.checkpoint_every = v;
+        }
+        if let Some(v) = o.split {
+            r.split = v;
+        }
+        if let Some(v) = &o.label_columns {
+            r.eval.label_columns = v.clone();
+        }
+    }
+
+    /// The loader lanes: `run.lanes`, or the largest divisor of the batch size up to 16.
+    pub fn lanes(&self) -> usize {
+        self.run.lanes.unwrap_or_else(|| {
+            let b = self.config.train.batch_size.max(1);
+            (1..=16).rev().find(|l| b.is_multiple_of(*l)).unwrap_or(1)
+        })
+    }
+
+    /// Every problem of the spec, each naming the key and what to change.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = self.config.problems();
+        let b = self.config.train.batch_size;
+        if b == 1 {
+            p.push(
+                "train.batch_size = 1: a contrastive loss needs at least 2 pairs per batch"
+                    .to_string(),
+            );
+        }
+        if let Some(l) = self.run.lanes {
+            if l == 0 {
+                p.push("run.lanes is 0: it must be at least 1".to_string());
+            } else if b > 0 && !b.is_multiple_of(l) {
+                p.push(format!(
+                    "run.lanes = {l} does not divide train.batch_size = {b}: use a divisor of the batch \
+                     size or leave run.lanes out"
+                ));
+            }
+        }
+        if self.run.shuffle_block == 0 {
+            p.push("run.shuffle_block is 0: it must be at least 1".to_string());
+        }
+        if self.run.prefetch_row_groups == 0 {
+            p.push("run.prefetch_row_groups is 0: it must be at least 1".to_string());
+        }
+        if self.run.tokenizer_vocab_size < 259 {
+            p.push(format!(
+                "run.tokenizer_vocab_size = {} is below the 256 byte symbols plus 3 special tokens: \
+                 use at least 259",
+                self.run.tokenizer_vocab_size
+            ));
+        }
+        let e = &self.run.eval;
+        if e.batch_size == 0 {
+            p.push("run.eval.batch_size is 0: it must be at least 1".to_string());
+        }
+        if e.templates.is_empty() {
+            p.push("run.eval.templates is empty: give at least one template such as \"a photo of a {}.\"".to_string());
+        }
+        for t in &e.templates {
+            if !t.contains("{}") {
+                p.push(format!(
+                    "run.eval.templates: {t:?} has no `{{}}` where the class name goes"
+                ));
+            }
+        }
+        if let Some(f) = &e.class_format {
+            for c in &e.label_columns {
+                if !f.contains(&format!("{{{c}}}")) {
+                    p.push(format!(
+                        "run.eval.class_format {f:?} does not use label column `{{{c}}}`"
+                    ));
+                }
+            }
+        }
+        p
+    }
+
+    /// Checks the whole spec; the error lists every problem with what to change.
+    pub fn validate(&self) -> Result<()> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(TrainError::InvalidConfig { problems })
+        }
+    }
+
+    /// The settings in which `other` differs from this spec, as `key: this → other` lines, leaving
+    /// out the `[run]` keys a resumed run may change (evaluation and checkpoint cadence).
+    pub fn resume_differences(&self, other: &RunSpec) -> Result<Vec<String>> {
+        let a = flatten_spec(self)?;
+        let b = flatten_spec(other)?;
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        let none = "(absent)".to_string();
+        Ok(keys
+            .into_iter()
+            .filter(|k| !RESUMABLE_KEYS.iter().any(|r| k.starts_with(r)))
+            .filter_map(|k| {
+                let (x, y) = (a.get(k).unwrap_or(&none), b.get(k).unwrap_or(&none));
+                (x != y).then(|| format!("{k} is {x} in the run but {y} here"))
+            })
+            .collect())
+    }
+}
+
+/// `key.path → value` for every leaf of the spec's TOML form.
+fn flatten_spec(spec: &RunSpec) -> Result<BTreeMap<String, String>> {
+    let text = spec.to_toml_string()?;
+    let table: toml::Table =
+        text.parse()
+            .map_err(|e: toml::de::Error| TrainError::ConfigParse {
+                origin: "<resolved config>".into(),
+                message: e.to_string(),
+            })?;
+    let mut out = BTreeMap::new();
+    flatten("", &toml::Value::Table(table), &mut out);
+    Ok(out)
+}
+
+fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_toml() {
+        let mut spec = RunSpec::preset(Preset::Tiny);
+        spec.run.dataset = "/data/x".into();
+        spec.run.eval_every = 10;
+        spec.run.lanes = Some(8);
+        let text = spec.to_toml_string().unwrap();
+        assert_eq!(RunSpec::from_toml_str(&text, "t").unwrap(), spec);
+    }
+
+    #[test]
+    fn unknown_run_keys_are_named() {
+        let e = RunSpec::from_toml_str("[run]\nevel_every = 3\n", "f.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("evel_every"), "{e}");
+        let e = RunSpec::from_toml_str("[runn]\n", "f.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("runn"), "{e}");
+    }
+
+    #[test]
+    fn overrides_and_lanes() {
+        let mut spec = RunSpec::preset(Preset::Tiny);
+        spec.apply(&Overrides {
+            batch_size: Some(24),
+            lr: Some(1e-3),
+            ..Default::default()
+        });
+        assert_eq!(spec.config.train.batch_size, 24);
+        assert!((spec.config.train.peak_lr() - 1e-3).abs() < 1e-12);
+        assert_eq!(spec.lanes(), 12);
+        spec.run.lanes = Some(5);
+        let e = spec.validate().unwrap_err().to_string();
+        assert!(e.contains("run.lanes = 5"), "{e}");
+    }
+
+    #[test]
+    fn resume_differences_skip_cadence() {
+        let a = RunSpec::preset(Preset::Tiny);
+        let mut b = a.clone();
+        b.run.eval_every = 7;
+        assert!(a.resume_differences(&b).unwrap().is_empty());
+        b.config.train.total_steps = 9;
+        let d = a.resume_differences(&b).unwrap();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(
+            d[0].contains("train.total_steps is 500 in the run but 9 here"),
+            "{d:?}"
+        );
+    }
+}

@@ -1,0 +1,527 @@
+//! The training loop behind `flipstream train`: streaming loader → [`TrainStep`] → metrics,
+//! periodic evaluation and checkpoints in a [`RunDir`].
+//!
+//! A new run resolves its tokenizer (given, or a BPE trained on the training captions), sets the
+//! model's vocabulary and pad id from it, writes `config.toml` and `tokenizer.json`, and starts
+//! at step 0. A resumed run reads the run directory's config and tokenizer, loads the latest
+//! checkpoint (weights, AdamW moments, step) and restarts the loader from the state saved in it,
+//! so the loss sequence continues exactly as without the interruption (bit for bit on the CPU).
+//!
+//! Each step records the time spent waiting for the loader and computing; the share of waiting
+//! shows whether data loading keeps up.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor};
+
+use flipstream_shard::TextTokenizer;
+use flipstream_shard::loader::{
+    Loader, LoaderConfig, LoaderState, Mode, Rank, SplitSelection, Start,
+};
+use flipstream_shard::tokenize::save_tokenizer;
+
+use crate::checkpoint::TrainProgress;
+use crate::error::{Result, TorchContext, TrainError};
+use crate::run::captions::{no_split, train_tokenizer};
+use crate::run::eval::{EvalData, EvalReport, check_eval_data, evaluate};
+use crate::run::metrics::{MetricsLog, MetricsRecord, StepRecord};
+use crate::run::rundir::{CONFIG_FILE, RunDir, TOKENIZER_FILE};
+use crate::run::spec::{DataSplit, Overrides, RunSpec};
+use crate::step::TrainStep;
+
+/// How a run starts.
+#[derive(Debug, Clone)]
+pub enum RunStart {
+    /// A new run in an empty (or absent) run directory.
+    New {
+        /// The resolved spec; `spec.run.dataset` names the dataset. The model's vocabulary size
+        /// and pad id are replaced by the tokenizer's.
+        spec: Box<RunSpec>,
+        /// A `tokenizer.json` to use; `None`: train a BPE on the training captions.
+        tokenizer: Option<PathBuf>,
+    },
+    /// Continue the run in the run directory from its latest checkpoint.
+    Resume {
+        /// Settings given again; only the evaluation and checkpoint cadence may differ from the
+        /// run's.
+        overrides: Overrides,
+        /// The dataset, when given again (it must be the run's).
+        dataset: Option<String>,
+    },
+}
+
+/// Settings of this process that do not change what is trained.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Where tensors live.
+    pub device: Device,
+    /// Loader decode threads (0: one per core).
+    pub decode_threads: usize,
+    /// Stop after this many optimizer steps in this session (a checkpoint is saved), to continue
+    /// later with `--resume`. `None`: run to the end of the schedule.
+    pub stop_after: Option<u64>,
+}
+
+/// What a run tells its caller as it goes (progress bars, logs). Every method has an empty
+/// default.
+pub trait TrainObserver {
+    /// An informational message.
+    fn message(&mut self, _text: &str) {}
+    /// Training starts at `first_step` of `total_steps`.
+    fn started(&mut self, _first_step: u64, _total_steps: u64) {}
+    /// A step finished.
+    fn step(&mut self, _record: &StepRecord) {}
+    /// An evaluation starts.
+    fn eval_started(&mut self, _step: u64) {}
+    /// An evaluation finished.
+    fn eval(&mut self, _report: &EvalReport) {}
+    /// A checkpoint was saved.
+    fn checkpoint(&mut self, _step: u64, _path: &str) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default)]
+pub struct Silent;
+
+impl TrainObserver for Silent {}
+
+/// What a finished (or stopped) session reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSummary {
+    /// The run directory.
+    pub run_dir: String,
+    /// The dataset.
+    pub dataset: String,
+    /// The device.
+    pub device: String,
+    /// Step this session started at (0 for a new run).
+    pub first_step: u64,
+    /// Optimizer steps completed in total.
+    pub steps: u64,
+    /// Steps of the whole schedule.
+    pub total_steps: u64,
+    /// True when the schedule is complete.
+    pub finished: bool,
+    /// Samples consumed in total.
+    pub samples_seen: u64,
+    /// Loss of the last step.
+    pub final_loss: Option<f64>,
+    /// Mean loss of the last (up to) 10 steps.
+    pub final_loss_avg10: Option<f64>,
+    /// Images per second over this session's steps.
+    pub images_per_s: f64,
+    /// Share of this session's step time spent waiting for data.
+    pub data_wait_share: f64,
+    /// Wall time of this session's steps.
+    pub seconds: f64,
+    /// The last checkpoint (path or URL).
+    pub checkpoint: Option<String>,
+    /// The metrics file (path or URL).
+    pub metrics: String,
+    /// The config file (path or URL).
+    pub config: String,
+    /// The last evaluation of this session.
+    pub last_eval: Option<EvalReport>,
+}
+
+/// A resolved run: spec, tokenizer path, trainer, where to start.
+struct Prepared {
+    spec: RunSpec,
+    tokenizer: PathBuf,
+    trainer: TrainStep,
+    progress: TrainProgress,
+    loader_start: Start,
+}
+
+fn request(msg: String) -> TrainError {
+    TrainError::Request(msg)
+}
+
+/// Runs (or continues) a training run in `run_dir`; see the module docs.
+pub fn train(
+    run_dir: &str,
+    start: RunStart,
+    session: &Session,
+    observer: &mut dyn TrainObserver,
+) -> Result<TrainSummary> {
+    let dir = RunDir::open(run_dir)?;
+    let resuming = matches!(start, RunStart::Resume { .. });
+    let prepared = match start {
+        RunStart::New { spec, tokenizer } => {
+            prepare_new(&dir, *spec, tokenizer.as_deref(), session.device, observer)?
+        }
+        RunStart::Resume { overrides, dataset } => prepare_resume(
+            &dir,
+            &overrides,
+            dataset.as_deref(),
+            session.device,
+            observer,
+        )?,
+    };
+    let Prepared {
+        spec,
+        tokenizer,
+        mut trainer,
+        mut progress,
+        loader_start,
+    } = prepared;
+    let dataset = spec.run.dataset.clone();
+    let eval_columns = if spec.run.eval_every > 0 {
+        let (columns, note) = check_eval_data(&dataset, &spec.run.eval.label_columns, false)?;
+        if let Some(note) = note {
+            observer.message(&note);
+        }
+        Some(columns)
+    } else {
+        None
+    };
+    let mut metrics = MetricsLog::open(&dir, resuming.then_some(trainer.global_step()))?;
+    metrics.sync(&dir)?;
+
+    let loader_config = LoaderConfig {
+        mode: Mode::Train,
+        split: match spec.run.split {
+            DataSplit::Train => SplitSelection::Train,
+            DataSplit::All => SplitSelection::All,
+        },
+        batch_size: spec.config.train.batch_size,
+        lanes: spec.lanes(),
+        seed: spec.config.train.seed,
+        shuffle_block: spec.run.shuffle_block,
+        epochs: None,
+        image_size: spec.config.model.image_size as u32,
+        tokenizer: Some(tokenizer.clone()),
+        context_length: spec.config.model.context_length,
+        prefetch_row_groups: spec.run.prefetch_row_groups,
+        decode_threads: session.decode_threads,
+        io_threads: 1,
+        ..LoaderConfig::default()
+    };
+    let loader_err = |source: flipstream_shard::loader::LoaderError| TrainError::Loader {
+        context: format!("training data of {dataset}"),
+        source: Box::new(source),
+    };
+    let mut loader =
+        Loader::open(&dataset, loader_config, Rank::SINGLE, loader_start).map_err(|e| match e {
+            flipstream_shard::loader::LoaderError::NoSplit { .. } => no_split(&dataset),
+            other => loader_err(other),
+        })?;
+    let info = loader.info().clone();
+    observer.message(&format!(
+        "{dataset}: {} training rows, {} batches of {} per epoch",
+        info.total_rows, info.batches_per_epoch, spec.config.train.batch_size
+    ));
+
+    let total = trainer.schedule().total_steps();
+    let first_step = trainer.global_step();
+    let stop_at = session
+        .stop_after
+        .map_or(total, |n| first_step.saturating_add(n).min(total));
+    observer.started(first_step, total);
+    let eval_data = EvalData {
+        dataset: &dataset,
+        tokenizer: &tokenizer,
+        options: &spec.run.eval,
+        decode_threads: session.decode_threads,
+    };
+    let mut last_eval = None;
+    let mut last_checkpoint = None;
+    let (mut busy, mut waited, mut images) = (0.0f64, 0.0f64, 0u64);
+    let mut recent_losses: Vec<f64> = Vec::new();
+    while trainer.global_step() < stop_at {
+        let t0 = Instant::now();
+        let batch = match loader.next() {
+            Some(b) => b.map_err(loader_err)?,
+            None => return Err(request("the training loader ended unexpectedly".into())),
+        };
+        let wait = t0.elapsed().as_secs_f64();
+        let n = batch.len();
+        let (h, w) = (i64::from(batch.height), i64::from(batch.width));
+        let tokens = batch
+            .tokens
+            .as_deref()
+            .ok_or_else(|| request("the training loader returned no tokens".into()))?;
+        let img = Tensor::from_slice(&batch.images)
+            .f_view([n as i64, h, w, 3])
+            .context(|| "training images".into())?;
+        let tok = Tensor::from_slice(tokens)
+            .f_view([n as i64, batch.context_length as i64])
+            .context(|| "training tokens".into())?;
+        let m = trainer.step(&img, &tok)?;
+        let step_time = t0.elapsed().as_secs_f64();
+        progress.samples_seen += n as u64;
+        progress.epoch = batch.state_after.epoch;
+        let state_after = batch.state_after;
+        busy += step_time;
+        waited += wait;
+        images += n as u64;
+        recent_losses.push(m.loss);
+        if recent_losses.len() > 10 {
+            recent_losses.remove(0);
+        }
+        let record = StepRecord {
+            step: m.step,
+            epoch: batch.epoch,
+            samples_seen: progress.samples_seen,
+            loss: m.loss,
+            accuracy: m.accuracy,
+            lr: m.lr,
+            logit_scale: m.logit_scale,
+            grad_norm: m.grad_norm,
+            mask_ratio: m.mask_ratio,
+            phase: m.phase,
+            step_time_s: step_time,
+            data_wait_s: wait,
+            data_wait_share: wait / step_time.max(1e-12),
+            images_per_s: n as f64 / step_time.max(1e-12),
+        };
+        metrics.append(&MetricsRecord::Step(record.clone()))?;
+        observer.step(&record);
+        let done = trainer.global_step();
+        let last = done == stop_at;
+        let every = spec.run.checkpoint_every;
+        if last || (every > 0 && done.is_multiple_of(every)) {
+            progress.loader_state = serde_json::to_value(&state_after)
+                .map_err(|e| request(format!("serialising the loader state: {e}")))?;
+            let path = save_checkpoint(&dir, &trainer, &progress)?;
+            metrics.append(&MetricsRecord::Checkpoint {
+                step: done,
+                path: path.clone(),
+            })?;
+            metrics.sync(&dir)?;
+            observer.checkpoint(done, &path);
+            last_checkpoint = Some(path);
+        }
+        if let Some(columns) = &eval_columns {
+            let every = spec.run.eval_every;
+            if done.is_multiple_of(every) || (last && done == total) {
+                observer.eval_started(done);
+                let report = evaluate(&trainer, &eval_data, columns)?;
+                metrics.append(&MetricsRecord::Eval(report.clone()))?;
+                metrics.sync(&dir)?;
+                observer.eval(&report);
+                last_eval = Some(report);
+            }
+        }
+    }
+    metrics.sync(&dir)?;
+    let avg = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    Ok(TrainSummary {
+        run_dir: run_dir.to_string(),
+        dataset: dataset.clone(),
+        device: format!("{:?}", trainer.device()).to_lowercase(),
+        first_step,
+        steps: trainer.global_step(),
+        total_steps: total,
+        finished: trainer.global_step() >= total,
+        samples_seen: progress.samples_seen,
+        final_loss: recent_losses.last().copied(),
+        final_loss_avg10: avg(&recent_losses),
+        images_per_s: images as f64 / busy.max(1e-12),
+        data_wait_share: waited / busy.max(1e-12),
+        seconds: busy,
+        checkpoint: last_checkpoint.or_else(|| {
+            dir.latest_checkpoint()
+                .ok()
+                .flatten()
+                .map(|l| dir.display(&l.dir))
+        }),
+        metrics: dir.display(crate::run::rundir::METRICS_FILE),
+        config: dir.display(CONFIG_FILE),
+        last_eval,
+    })
+}
+
+/// Saves the trainer into `checkpoints/step-N` and publishes it; returns where it is.
+fn save_checkpoint(dir: &RunDir, trainer: &TrainStep, progress: &TrainProgress) -> Result<String> {
+    let step = trainer.global_step();
+    trainer.save_checkpoint(&dir.checkpoint_dir(step), progress)?;
+    let latest = dir.publish_checkpoint(step)?;
+    Ok(dir.display(&latest.dir))
+}
+
+/// Sets the model's vocabulary and pad id from the tokenizer at `path`.
+fn adopt_tokenizer(spec: &mut RunSpec, path: &Path) -> Result<()> {
+    let tok = TextTokenizer::from_file(path, spec.config.model.context_length.max(2)).map_err(
+        |source| TrainError::Tokenizer {
+            context: format!("loading {}", path.display()),
+            source: Box::new(source),
+        },
+    )?;
+    spec.config.model.vocab_size = tok.vocab_size();
+    spec.config.model.pad_id = tok.pad_id() as usize;
+    Ok(())
+}
+
+fn prepare_new(
+    dir: &RunDir,
+    mut spec: RunSpec,
+    tokenizer: Option<&Path>,
+    device: Device,
+    observer: &mut dyn TrainObserver,
+) -> Result<Prepared> {
+    if spec.run.dataset.is_empty() {
+        return Err(request("no dataset given".into()));
+    }
+    spec.validate()?;
+    if dir.has_run()? {
+        return Err(TrainError::RunDir {
+            url: dir.url().to_string(),
+            detail: format!(
+                "already holds a run ({CONFIG_FILE}): pass --resume to continue it, or choose another --run"
+            ),
+        });
+    }
+    let dataset = spec.run.dataset.clone();
+    if spec.run.eval_every > 0 {
+        // Fail before the tokenizer is trained when evaluation cannot work.
+        check_eval_data(&dataset, &[], false)?;
+    }
+    dir.create()?;
+    match tokenizer {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|source| TrainError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            // Load before copying, so that a bad file is refused with its own name.
+            adopt_tokenizer(&mut spec, path)?;
+            dir.write(TOKENIZER_FILE, &bytes)?;
+        }
+        None => {
+            observer.message(&format!(
+                "training a BPE tokenizer (vocabulary up to {}) on the training captions of {dataset}",
+                spec.run.tokenizer_vocab_size
+            ));
+            let (tok, n) =
+                train_tokenizer(&dataset, spec.run.split, spec.run.tokenizer_vocab_size)?;
+            let local = dir.local_path(TOKENIZER_FILE);
+            save_tokenizer(&tok, &local).map_err(|source| TrainError::Tokenizer {
+                context: "saving the trained tokenizer".into(),
+                source: Box::new(source),
+            })?;
+            dir.upload(TOKENIZER_FILE)?;
+            observer.message(&format!(
+                "tokenizer: {} tokens from {n} captions → {}",
+                tok.get_vocab_size(true),
+                dir.display(TOKENIZER_FILE)
+            ));
+        }
+    }
+    let local_tokenizer = dir.local_path(TOKENIZER_FILE);
+    adopt_tokenizer(&mut spec, &local_tokenizer)?;
+    spec.validate()?;
+    dir.write(CONFIG_FILE, spec.to_toml_string()?.as_bytes())?;
+    let trainer = TrainStep::new(spec.config.clone(), device)?;
+    Ok(Prepared {
+        spec,
+        tokenizer: local_tokenizer,
+        trainer,
+        progress: TrainProgress::default(),
+        loader_start: Start::Epoch(0),
+    })
+}
+
+fn prepare_resume(
+    dir: &RunDir,
+    overrides: &Overrides,
+    dataset: Option<&str>,
+    device: Device,
+    observer: &mut dyn TrainObserver,
+) -> Result<Prepared> {
+    let Some(text) = dir.read_opt(CONFIG_FILE)? else {
+        return Err(TrainError::RunDir {
+            url: dir.url().to_string(),
+            detail: format!(
+                "holds no run to resume ({CONFIG_FILE} is missing): leave out --resume to start one"
+            ),
+        });
+    };
+    let stored =
+        RunSpec::from_toml_str(&String::from_utf8_lossy(&text), &dir.display(CONFIG_FILE))?;
+    let mut spec = stored.clone();
+    spec.apply(overrides);
+    if let Some(d) = dataset {
+        spec.run.dataset = d.to_string();
+    }
+    let differences = stored.resume_differences(&spec)?;
+    if !differences.is_empty() {
+        return Err(request(format!(
+            "cannot resume {} with other settings ({}); --resume continues with the run's own config: \
+             remove those flags, or start a new run with another --run",
+            dir.url(),
+            differences.join("; ")
+        )));
+    }
+    spec.validate()?;
+    if spec != stored {
+        dir.write(CONFIG_FILE, spec.to_toml_string()?.as_bytes())?;
+    }
+    let tokenizer = dir.fetch(TOKENIZER_FILE)?;
+    let check = {
+        let mut s = spec.clone();
+        adopt_tokenizer(&mut s, &tokenizer)?;
+        s.config.model == spec.config.model
+    };
+    if !check {
+        return Err(TrainError::RunDir {
+            url: dir.url().to_string(),
+            detail: format!(
+                "{TOKENIZER_FILE} does not match model.vocab_size / model.pad_id of {CONFIG_FILE}"
+            ),
+        });
+    }
+    std::fs::create_dir_all(dir.local_path(crate::run::rundir::CHECKPOINTS_DIR)).map_err(
+        |source| TrainError::Io {
+            path: dir.local_path(crate::run::rundir::CHECKPOINTS_DIR),
+            source,
+        },
+    )?;
+    match dir.latest_checkpoint()? {
+        None => {
+            observer.message("no checkpoint yet: starting the run from step 0");
+            let trainer = TrainStep::new(spec.config.clone(), device)?;
+            Ok(Prepared {
+                spec,
+                tokenizer,
+                trainer,
+                progress: TrainProgress::default(),
+                loader_start: Start::Epoch(0),
+            })
+        }
+        Some(latest) => {
+            let local = dir.fetch_checkpoint(Some(&latest.dir))?;
+            let mut trainer = TrainStep::new(spec.config.clone(), device)?;
+            let meta = trainer.load_checkpoint(&local)?;
+            if meta.config != spec.config {
+                return Err(TrainError::CheckpointMismatch {
+                    path: local,
+                    differences: vec![format!(
+                        "its training config differs from {CONFIG_FILE} of the run"
+                    )],
+                });
+            }
+            let state: LoaderState = serde_json::from_value(meta.progress.loader_state.clone())
+                .map_err(|e| TrainError::Checkpoint {
+                    path: local.clone(),
+                    detail: format!("no usable loader state: {e}"),
+                })?;
+            observer.message(&format!(
+                "resuming at step {} (epoch {}, {} samples seen) from {}",
+                meta.step,
+                meta.progress.epoch,
+                meta.progress.samples_seen,
+                dir.display(&latest.dir)
+            ));
+            Ok(Prepared {
+                spec,
+                tokenizer,
+                trainer,
+                progress: meta.progress,
+                loader_start: Start::State(state),
+            })
+        }
+    }
+}

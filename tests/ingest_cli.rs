@@ -1,0 +1,319 @@
+//! `flipstream ingest` end to end, through the binary, on data made by `flipstream synth`:
+//! every layout (the URL list served by a real HTTP server on 127.0.0.1), every planted dirt kind
+//! rejected for the reason the synth sidecar promises, the accounting identity per unit, resume
+//! after `kill -9` at several moments (same rows and rejections as an uninterrupted run), worker
+//! partitioning (the union of N workers is the single run), `memory://` output, and bad input.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use arrow::array::{Array, AsArray};
+use flipstream_ingest::testing::TestServer;
+use flipstream_shard::reader::ShardReader;
+use flipstream_shard::{Dataset, StoreRoot};
+use support::{bin, run};
+
+/// Every dirt kind that a layout can carry, 2 % each (items are clean otherwise).
+const ALL_DIRT: &str = "truncated=0.02,corrupt=0.02,zero_byte=0.02,not_image=0.02,tiny=0.02,\
+extreme_aspect=0.02,duplicate_exact=0.03,near_duplicate=0.03,caption_empty=0.02,\
+caption_one_word=0.02,caption_overlong=0.02,caption_html=0.02,caption_invalid_utf8=0.02,\
+exif_rotated=0.02,cmyk=0.02,gray16=0.02,grayscale=0.02,palette_alpha=0.02,animated=0.02,\
+decompression_bomb=0.02";
+
+/// Filters that let every planted kind meet its own check: `tiny` (8–40 px) is too small,
+/// `extreme_aspect` (shortest side 64–100 px, 8:1 or more) fails the aspect check.
+const FILTERS: [&str; 4] = ["--min-side", "48", "--max-aspect-ratio", "4"];
+
+/// What the synth sidecar says about one item.
+struct Truth {
+    dirt: Option<String>,
+}
+
+fn synth(out: &Path, layout: &str, count: u32, shard_size: u32, dirt: &str, extra: &[&str]) -> BTreeMap<String, Truth> {
+    let out_s = out.to_str().unwrap();
+    let (count, shard_size) = (count.to_string(), shard_size.to_string());
+    let mut args = vec![
+        "synth", "--out", out_s, "--count", &count, "--seed", "7", "--layout", layout, "--shard-size", &shard_size,
+        "--dirt", dirt, "--force", "-q",
+    ];
+    args.extend_from_slice(extra);
+    run(&args).expect_code(0);
+    std::fs::read_to_string(out.join("synth.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let key = v["key"].as_str().unwrap().to_string();
+            (key, Truth { dirt: v["dirt"].as_str().map(str::to_string) })
+        })
+        .collect()
+}
+
+/// The reason ingest must give for an item with this dirt (`None`: accepted).
+fn expected_reason(dirt: Option<&str>) -> Option<&'static str> {
+    match dirt? {
+        "truncated" | "corrupt" => Some("decode_error"),
+        "zero_byte" => Some("empty_file"),
+        "not_image" => Some("not_an_image"),
+        "tiny" => Some("too_small"),
+        "extreme_aspect" => Some("aspect_ratio"),
+        "duplicate_exact" => Some("duplicate_exact"),
+        "near_duplicate" => Some("duplicate_near"),
+        "caption_empty" => Some("caption_missing"),
+        "caption_one_word" => Some("caption_too_short"),
+        "caption_invalid_utf8" => Some("caption_invalid_utf8"),
+        "decompression_bomb" => Some("too_many_pixels"),
+        "missing_file" => Some("http_status"),
+        // cleaned, truncated or converted, and kept
+        _ => None,
+    }
+}
+
+/// A committed dataset's contents: accepted rows (key → content hash) and rejections
+/// (key → reason), plus the per-unit commit records.
+struct Contents {
+    accepted: BTreeMap<String, Vec<u8>>,
+    rejected: BTreeMap<String, String>,
+    dataset: Dataset,
+}
+
+fn read_dataset(url: &str) -> Contents {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let dataset = Dataset::open(url).await.unwrap_or_else(|e| panic!("opening {url}: {e}"));
+        let root: StoreRoot = dataset.root().clone();
+        let mut accepted = BTreeMap::new();
+        let mut rejected = BTreeMap::new();
+        for commit in dataset.commits() {
+            for shard in &commit.shards {
+                let reader = ShardReader::open(&root, &shard.path, Some(shard.bytes)).await.unwrap();
+                for rg in 0..reader.num_row_groups() {
+                    let batch = reader.read_row_group(rg, Some(&["key", "content_hash"])).await.unwrap();
+                    let keys = batch.column_by_name("key").unwrap().as_string::<i32>().clone();
+                    let hashes = batch.column_by_name("content_hash").unwrap().as_fixed_size_binary().clone();
+                    for i in 0..batch.num_rows() {
+                        let previous = accepted.insert(keys.value(i).to_string(), hashes.value(i).to_vec());
+                        assert!(previous.is_none(), "key {} stored twice", keys.value(i));
+                    }
+                }
+            }
+            if let Some(file) = &commit.rejections {
+                let reader = ShardReader::open(&root, &file.path, Some(file.bytes)).await.unwrap();
+                for rg in 0..reader.num_row_groups() {
+                    let batch = reader.read_row_group(rg, Some(&["key", "reason"])).await.unwrap();
+                    let keys = batch.column_by_name("key").unwrap().as_string::<i32>().clone();
+                    // the reason is dictionary-encoded
+                    let reasons = arrow::compute::cast(batch.column_by_name("reason").unwrap(), &arrow::datatypes::DataType::Utf8).unwrap();
+                    let reasons = reasons.as_string::<i32>().clone();
+                    for i in 0..batch.num_rows() {
+                        assert!(!reasons.is_null(i));
+                        let previous = rejected.insert(keys.value(i).to_string(), reasons.value(i).to_string());
+                        assert!(previous.is_none(), "key {} rejected twice", keys.value(i));
+                    }
+                }
+            }
+        }
+        Contents { accepted, rejected, dataset }
+    })
+}
+
+/// Checks every item's fate against the sidecar and the accounting identity of every unit.
+fn check_against_truth(contents: &Contents, truth: &BTreeMap<String, Truth>, layout: &str) {
+    let mut near_caught = (0, 0);
+    for (key, t) in truth {
+        let got = match (contents.accepted.contains_key(key), contents.rejected.get(key)) {
+            (true, None) => None,
+            (false, Some(reason)) => Some(reason.as_str()),
+            (true, Some(r)) => panic!("{layout}: {key} both accepted and rejected ({r})"),
+            (false, None) => panic!("{layout}: {key} vanished (neither stored nor rejected)"),
+        };
+        let want = expected_reason(t.dirt.as_deref());
+        if t.dirt.as_deref() == Some("near_duplicate") {
+            // a re-encoded, resized copy: caught when its pHash is within the distance
+            near_caught.1 += 1;
+            if got == Some("duplicate_near") {
+                near_caught.0 += 1;
+            } else {
+                assert_eq!(got, None, "{layout}: near duplicate {key}");
+            }
+            continue;
+        }
+        assert_eq!(got, want, "{layout}: item {key} with dirt {:?}", t.dirt);
+    }
+    assert!(near_caught.1 > 0, "{layout}: the synth made no near duplicates");
+    assert!(
+        near_caught.0 * 10 >= near_caught.1 * 8,
+        "{layout}: only {}/{} near duplicates caught",
+        near_caught.0,
+        near_caught.1
+    );
+    assert_eq!(contents.accepted.len() + contents.rejected.len(), truth.len(), "{layout}: accounting");
+    for commit in contents.dataset.commits() {
+        let c = &commit.counts;
+        assert_eq!(c.accepted + c.rejected, c.read, "{layout}: unit {}", commit.unit.id);
+        assert_eq!(commit.shards.iter().map(|s| s.rows).sum::<u64>(), c.accepted);
+        assert_eq!(commit.rejections.as_ref().map_or(0, |r| r.rows), c.rejected);
+        assert_eq!(c.rejected_by_reason.values().sum::<u64>(), c.rejected);
+    }
+}
+
+fn ingest(inputs: &[&str], out: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["--json", "-q", "ingest"];
+    args.extend_from_slice(inputs);
+    args.extend_from_slice(&["--out", out]);
+    args.extend_from_slice(&FILTERS);
+    args.extend_from_slice(extra);
+    run(&args).expect_code(0).json()
+}
+
+#[test]
+fn every_file_layout_rejects_exactly_the_planted_dirt() {
+    let tmp = tempfile::tempdir().unwrap();
+    for layout in ["webdataset", "parquet", "folder"] {
+        let raw = tmp.path().join(layout);
+        let truth = synth(&raw, layout, 300, 100, ALL_DIRT, &[]);
+        let out = tmp.path().join(format!("{layout}-ds"));
+        // a folder's keys are relative paths: point at images/ to get synth's bare keys
+        let input = if layout == "folder" { raw.join("images") } else { raw.clone() };
+        let summary = ingest(&[input.to_str().unwrap()], out.to_str().unwrap(), &["--unit-rows", "100"]);
+        assert_eq!(summary["counts"]["read"], 300, "{layout}: {summary}");
+        assert!(summary["units_failed"].as_array().unwrap().is_empty(), "{summary}");
+        let contents = read_dataset(out.to_str().unwrap());
+        check_against_truth(&contents, &truth, layout);
+        // every kind the layout carries was planted and met its reason at least once
+        let reasons: BTreeSet<&str> = contents.rejected.values().map(String::as_str).collect();
+        for want in ["decode_error", "empty_file", "not_an_image", "too_small", "aspect_ratio", "duplicate_exact"] {
+            assert!(reasons.contains(want), "{layout}: no {want} in {reasons:?}");
+        }
+    }
+}
+
+#[test]
+fn url_list_is_downloaded_from_a_local_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("urls");
+    std::fs::create_dir_all(&raw).unwrap();
+    let server = TestServer::start(&raw).unwrap();
+    let base = format!("{}/", server.base_url().trim_end_matches('/'));
+    let dirt = format!("{ALL_DIRT},missing_file=0.03");
+    let truth = synth(&raw, "urls", 200, 100, &dirt, &["--url-base", &base]);
+    let out = tmp.path().join("ds");
+    let list = raw.join("urls.parquet");
+
+    // an URL list is untrusted: loopback addresses are refused unless allowed
+    let refused = ingest(&[list.to_str().unwrap()], tmp.path().join("refused").to_str().unwrap(), &[]);
+    assert_eq!(refused["counts"]["accepted"], 0, "{refused}");
+    assert!(refused["counts"]["rejected_by_reason"]["blocked_address"].as_u64().unwrap() > 0, "{refused}");
+
+    let summary = ingest(&[list.to_str().unwrap()], out.to_str().unwrap(), &["--allow-private-addresses"]);
+    assert!(summary["units_failed"].as_array().unwrap().is_empty(), "{summary}");
+    let contents = read_dataset(out.to_str().unwrap());
+    check_against_truth(&contents, &truth, "urls");
+    assert!(contents.rejected.values().any(|r| r == "http_status"));
+}
+
+/// (key → content hash, key → reason) of a dataset, for comparing runs.
+fn fingerprint(url: &str) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>) {
+    let c = read_dataset(url);
+    (c.accepted, c.rejected)
+}
+
+#[test]
+fn resume_after_kill_gives_the_uninterrupted_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    synth(&raw, "webdataset", 480, 40, "default", &[]);
+    let reference = tmp.path().join("reference");
+    ingest(&[raw.to_str().unwrap()], reference.to_str().unwrap(), &[]);
+    let want = fingerprint(reference.to_str().unwrap());
+
+    let out = tmp.path().join("killed");
+    let out_s = out.to_str().unwrap();
+    let mut args: Vec<&str> = vec!["-q", "ingest", raw.to_str().unwrap(), "--out", out_s, "--threads", "1"];
+    args.extend_from_slice(&FILTERS);
+    for delay_ms in [60, 150, 300, 500] {
+        let mut child = Command::new(bin()).args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL: no cleanup of any kind
+        let _ = child.wait();
+    }
+    let last = ingest(&[raw.to_str().unwrap()], out_s, &[]);
+    assert_eq!(
+        last["units_skipped"].as_u64().unwrap() + last["units_committed"].as_u64().unwrap(),
+        12,
+        "{last}"
+    );
+    assert_eq!(fingerprint(out_s), want, "resumed dataset differs from the uninterrupted one");
+    // nothing half-written is left behind
+    let verify = run(&["--json", "shard", "verify", out_s]);
+    assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);
+}
+
+#[test]
+fn workers_partition_the_units_and_their_union_is_the_single_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    synth(&raw, "parquet", 300, 100, "default", &[]);
+    let raw_s = raw.to_str().unwrap();
+    let single = tmp.path().join("single");
+    ingest(&[raw_s], single.to_str().unwrap(), &["--unit-rows", "50"]);
+
+    let shared = tmp.path().join("shared");
+    let mut assigned = 0;
+    for (i, env_style) in [(0, false), (1, true), (2, false)] {
+        let summary = if env_style {
+            // a Slurm array task: the slot comes from the environment
+            let env = [("SLURM_ARRAY_TASK_ID".to_string(), i.to_string()), ("SLURM_ARRAY_TASK_COUNT".to_string(), "3".into())];
+            let mut args = vec!["--json", "-q", "ingest", raw_s, "--out", shared.to_str().unwrap(), "--unit-rows", "50"];
+            args.extend_from_slice(&FILTERS);
+            support::run_in(tmp.path(), &args, &env).expect_code(0).json()
+        } else {
+            let i = i.to_string();
+            ingest(&[raw_s], shared.to_str().unwrap(), &["--unit-rows", "50", "--worker-index", &i, "--num-workers", "3"])
+        };
+        assert_eq!(summary["units_planned"], 6, "{summary}");
+        assigned += summary["units_assigned"].as_u64().unwrap();
+    }
+    assert_eq!(assigned, 6);
+    assert_eq!(fingerprint(shared.to_str().unwrap()), fingerprint(single.to_str().unwrap()));
+}
+
+#[test]
+fn memory_store_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    synth(&raw, "folder", 60, 60, "off", &[]);
+    let summary = ingest(&[raw.to_str().unwrap()], "memory://ingest-test/ds", &[]);
+    assert_eq!(summary["units_committed"], 1, "{summary}");
+    assert_eq!(summary["counts"]["read"], 60);
+    assert_eq!(summary["counts"]["accepted"], 60);
+}
+
+#[test]
+fn bad_input_is_a_clear_error_with_nothing_committed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ds");
+    let out_s = out.to_str().unwrap();
+
+    let missing = run(&["ingest", tmp.path().join("nope/*.tar").to_str().unwrap(), "--out", out_s]);
+    assert_ne!(missing.code, 0);
+    assert!(missing.stderr.contains("nope"), "{}", missing.stderr);
+    assert!(!out.join("_flipstream/commits").exists());
+
+    let bad_quality = run(&["ingest", tmp.path().to_str().unwrap(), "--out", out_s, "--quality", "0"]);
+    assert_eq!(bad_quality.code, 2, "{}", bad_quality.stderr);
+    assert!(bad_quality.stderr.contains("quality"), "{}", bad_quality.stderr);
+
+    let raw = tmp.path().join("raw");
+    synth(&raw, "folder", 5, 5, "off", &[]);
+    let unwritable = run(&["ingest", raw.to_str().unwrap(), "--out", "/proc/flipstream-cannot-write-here"]);
+    assert_ne!(unwritable.code, 0);
+    assert!(unwritable.stderr.contains("/proc/flipstream-cannot-write-here"), "{}", unwritable.stderr);
+
+    let bad_worker = run(&["ingest", raw.to_str().unwrap(), "--out", out_s, "--worker-index", "3", "--num-workers", "2"]);
+    assert_eq!(bad_worker.code, 2, "{}", bad_worker.stderr);
+}

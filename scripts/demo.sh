@@ -2,10 +2,12 @@
 # The flipstream demo, end to end on generated data:  scripts/demo.sh BINARY OUT_DIR
 #
 # Runs in steps; every command is printed before it runs (prefixed with `$`), so it can be copied.
-# Step 1 makes synthetic web image-text pairs with planted dirt. Later steps (ingest, stats,
-# train, eval) are added as those commands land.
+# synth (web-like pairs with planted dirt) → ingest → stats report → split → train a tiny FLIP
+# model on the CPU → zero-shot and retrieval evaluation.
 #
-# Environment: DEMO_COUNT (default 2000) pairs, DEMO_SEED (default 0).
+# Environment: DEMO_COUNT (default 2000) pairs, DEMO_SEED (default 0), DEMO_IMAGE_SIZE (stored
+# shortest side, default 96), DEMO_TRAIN_STEPS (default 600), DEMO_EVAL_EVERY (default 200),
+# DEMO_DEVICE (default cpu).
 set -euo pipefail
 
 if [ $# -ne 2 ]; then
@@ -43,10 +45,32 @@ step_synth() {
     head -n 3 "$OUT/raw/synth.jsonl" | cut -c1-240
 }
 
+# Step 2: ingest the raw pairs into a committed dataset: filters (DataComp basic), dedup, resize
+# (shortest side DEMO_IMAGE_SIZE, default 96: the tiny model sees 64 px), JPEG re-encode.
+step_ingest() {
+    step "2. ingest $OUT/raw → $OUT/dataset"
+    rm -rf "$OUT/dataset"
+    run "$BIN" ingest "$OUT/raw" --out "$OUT/dataset" --size "${DEMO_IMAGE_SIZE:-96}"
+    echo "rejections by reason are in $OUT/dataset/rejections/ (Parquet: key, source, url, reason, detail)"
+}
+
+# Step 3: the statistics report (JSON, Markdown, self-contained HTML with charts).
+step_stats() {
+    step "3. statistics report → $OUT/report"
+    run "$BIN" stats "$OUT/dataset" --out "$OUT/report" --sample-images 48
+    run "$BIN" shard verify "$OUT/dataset"
+}
+
+# Step 4: a deterministic train/validation split view, by key hash.
+step_split() {
+    step "4. train/validation split (10 % validation)"
+    run "$BIN" shard split "$OUT/dataset" --val-fraction 0.1
+}
+
 # Train: the tiny preset on the train side of $OUT/dataset's split view, a few minutes on the CPU,
 # evaluating on the validation side every DEMO_EVAL_EVERY steps. DEMO_TRAIN_STEPS (default 600).
 step_train() {
-    step "train: tiny FLIP model on $OUT/dataset → $OUT/run"
+    step "5. train: tiny FLIP model on $OUT/dataset → $OUT/run"
     rm -rf "$OUT/run"
     run "$BIN" train "$OUT/dataset" --run "$OUT/run" --preset tiny \
         --steps "${DEMO_TRAIN_STEPS:-600}" --eval-every "${DEMO_EVAL_EVERY:-200}" \
@@ -58,16 +82,25 @@ step_train() {
 
 # Eval: zero-shot colour × shape and retrieval of the final checkpoint on the validation split.
 step_eval() {
-    step "eval: zero-shot colour × shape and retrieval on the validation split"
+    step "6. eval: zero-shot colour × shape and retrieval on the validation split"
     run "$BIN" eval --run "$OUT/run" --device "${DEMO_DEVICE:-cpu}"
 }
 
 main() {
     mkdir -p "$OUT"
     step_synth
+    step_ingest
+    step_stats
+    step_split
     step_train
     step_eval
     step "done: outputs are under $OUT"
+    cat <<EOF
+  dataset      $OUT/dataset      (flipstream shard ls $OUT/dataset)
+  report       $OUT/report/report.html (open in a browser), report.md, report.json
+  run          $OUT/run: config.toml, tokenizer.json, metrics.jsonl
+  checkpoint   $OUT/run/checkpoints/ (latest.json names the last one)
+EOF
 }
 
 main

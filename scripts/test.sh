@@ -25,8 +25,8 @@ fi
 cargo build --bin flipstream --no-default-features --locked --target-dir target/data-only
 
 step "python interop tests"
-# The dataset the independent readers check. Written through the library until `flipstream ingest`
-# exists; then this becomes an ingest run.
+# test_interop_readers.py checks a dataset of exactly known composition written through the
+# library (make_interop_dataset); test_ingest_interop.py makes its own with synth + ingest.
 interop_dir="$(mktemp -d)"
 trap 'rm -rf "$interop_dir"' EXIT
 cargo run -q --locked -p flipstream-shard --example make_interop_dataset -- "$interop_dir/ds"

@@ -33,12 +33,32 @@ struct Truth {
     dirt: Option<String>,
 }
 
-fn synth(out: &Path, layout: &str, count: u32, shard_size: u32, dirt: &str, extra: &[&str]) -> BTreeMap<String, Truth> {
+fn synth(
+    out: &Path,
+    layout: &str,
+    count: u32,
+    shard_size: u32,
+    dirt: &str,
+    extra: &[&str],
+) -> BTreeMap<String, Truth> {
     let out_s = out.to_str().unwrap();
     let (count, shard_size) = (count.to_string(), shard_size.to_string());
     let mut args = vec![
-        "synth", "--out", out_s, "--count", &count, "--seed", "7", "--layout", layout, "--shard-size", &shard_size,
-        "--dirt", dirt, "--force", "-q",
+        "synth",
+        "--out",
+        out_s,
+        "--count",
+        &count,
+        "--seed",
+        "7",
+        "--layout",
+        layout,
+        "--shard-size",
+        &shard_size,
+        "--dirt",
+        dirt,
+        "--force",
+        "-q",
     ];
     args.extend_from_slice(extra);
     run(&args).expect_code(0);
@@ -48,7 +68,12 @@ fn synth(out: &Path, layout: &str, count: u32, shard_size: u32, dirt: &str, extr
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
             let key = v["key"].as_str().unwrap().to_string();
-            (key, Truth { dirt: v["dirt"].as_str().map(str::to_string) })
+            (
+                key,
+                Truth {
+                    dirt: v["dirt"].as_str().map(str::to_string),
+                },
+            )
         })
         .collect()
 }
@@ -82,42 +107,79 @@ struct Contents {
 }
 
 fn read_dataset(url: &str) -> Contents {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let dataset = Dataset::open(url).await.unwrap_or_else(|e| panic!("opening {url}: {e}"));
+        let dataset = Dataset::open(url)
+            .await
+            .unwrap_or_else(|e| panic!("opening {url}: {e}"));
         let root: StoreRoot = dataset.root().clone();
         let mut accepted = BTreeMap::new();
         let mut rejected = BTreeMap::new();
         for commit in dataset.commits() {
             for shard in &commit.shards {
-                let reader = ShardReader::open(&root, &shard.path, Some(shard.bytes)).await.unwrap();
+                let reader = ShardReader::open(&root, &shard.path, Some(shard.bytes))
+                    .await
+                    .unwrap();
                 for rg in 0..reader.num_row_groups() {
-                    let batch = reader.read_row_group(rg, Some(&["key", "content_hash"])).await.unwrap();
-                    let keys = batch.column_by_name("key").unwrap().as_string::<i32>().clone();
-                    let hashes = batch.column_by_name("content_hash").unwrap().as_fixed_size_binary().clone();
+                    let batch = reader
+                        .read_row_group(rg, Some(&["key", "content_hash"]))
+                        .await
+                        .unwrap();
+                    let keys = batch
+                        .column_by_name("key")
+                        .unwrap()
+                        .as_string::<i32>()
+                        .clone();
+                    let hashes = batch
+                        .column_by_name("content_hash")
+                        .unwrap()
+                        .as_fixed_size_binary()
+                        .clone();
                     for i in 0..batch.num_rows() {
-                        let previous = accepted.insert(keys.value(i).to_string(), hashes.value(i).to_vec());
+                        let previous =
+                            accepted.insert(keys.value(i).to_string(), hashes.value(i).to_vec());
                         assert!(previous.is_none(), "key {} stored twice", keys.value(i));
                     }
                 }
             }
             if let Some(file) = &commit.rejections {
-                let reader = ShardReader::open(&root, &file.path, Some(file.bytes)).await.unwrap();
+                let reader = ShardReader::open(&root, &file.path, Some(file.bytes))
+                    .await
+                    .unwrap();
                 for rg in 0..reader.num_row_groups() {
-                    let batch = reader.read_row_group(rg, Some(&["key", "reason"])).await.unwrap();
-                    let keys = batch.column_by_name("key").unwrap().as_string::<i32>().clone();
+                    let batch = reader
+                        .read_row_group(rg, Some(&["key", "reason"]))
+                        .await
+                        .unwrap();
+                    let keys = batch
+                        .column_by_name("key")
+                        .unwrap()
+                        .as_string::<i32>()
+                        .clone();
                     // the reason is dictionary-encoded
-                    let reasons = arrow::compute::cast(batch.column_by_name("reason").unwrap(), &arrow::datatypes::DataType::Utf8).unwrap();
+                    let reasons = arrow::compute::cast(
+                        batch.column_by_name("reason").unwrap(),
+                        &arrow::datatypes::DataType::Utf8,
+                    )
+                    .unwrap();
                     let reasons = reasons.as_string::<i32>().clone();
                     for i in 0..batch.num_rows() {
                         assert!(!reasons.is_null(i));
-                        let previous = rejected.insert(keys.value(i).to_string(), reasons.value(i).to_string());
+                        let previous = rejected
+                            .insert(keys.value(i).to_string(), reasons.value(i).to_string());
                         assert!(previous.is_none(), "key {} rejected twice", keys.value(i));
                     }
                 }
             }
         }
-        Contents { accepted, rejected, dataset }
+        Contents {
+            accepted,
+            rejected,
+            dataset,
+        }
     })
 }
 
@@ -125,7 +187,10 @@ fn read_dataset(url: &str) -> Contents {
 fn check_against_truth(contents: &Contents, truth: &BTreeMap<String, Truth>, layout: &str) {
     let mut near_caught = (0, 0);
     for (key, t) in truth {
-        let got = match (contents.accepted.contains_key(key), contents.rejected.get(key)) {
+        let got = match (
+            contents.accepted.contains_key(key),
+            contents.rejected.get(key),
+        ) {
             (true, None) => None,
             (false, Some(reason)) => Some(reason.as_str()),
             (true, Some(r)) => panic!("{layout}: {key} both accepted and rejected ({r})"),
@@ -144,18 +209,33 @@ fn check_against_truth(contents: &Contents, truth: &BTreeMap<String, Truth>, lay
         }
         assert_eq!(got, want, "{layout}: item {key} with dirt {:?}", t.dirt);
     }
-    assert!(near_caught.1 > 0, "{layout}: the synth made no near duplicates");
+    assert!(
+        near_caught.1 > 0,
+        "{layout}: the synth made no near duplicates"
+    );
     assert!(
         near_caught.0 * 10 >= near_caught.1 * 8,
         "{layout}: only {}/{} near duplicates caught",
         near_caught.0,
         near_caught.1
     );
-    assert_eq!(contents.accepted.len() + contents.rejected.len(), truth.len(), "{layout}: accounting");
+    assert_eq!(
+        contents.accepted.len() + contents.rejected.len(),
+        truth.len(),
+        "{layout}: accounting"
+    );
     for commit in contents.dataset.commits() {
         let c = &commit.counts;
-        assert_eq!(c.accepted + c.rejected, c.read, "{layout}: unit {}", commit.unit.id);
-        assert_eq!(commit.shards.iter().map(|s| s.rows).sum::<u64>(), c.accepted);
+        assert_eq!(
+            c.accepted + c.rejected,
+            c.read,
+            "{layout}: unit {}",
+            commit.unit.id
+        );
+        assert_eq!(
+            commit.shards.iter().map(|s| s.rows).sum::<u64>(),
+            c.accepted
+        );
         assert_eq!(commit.rejections.as_ref().map_or(0, |r| r.rows), c.rejected);
         assert_eq!(c.rejected_by_reason.values().sum::<u64>(), c.rejected);
     }
@@ -178,15 +258,33 @@ fn every_file_layout_rejects_exactly_the_planted_dirt() {
         let truth = synth(&raw, layout, 300, 100, ALL_DIRT, &[]);
         let out = tmp.path().join(format!("{layout}-ds"));
         // a folder's keys are relative paths: point at images/ to get synth's bare keys
-        let input = if layout == "folder" { raw.join("images") } else { raw.clone() };
-        let summary = ingest(&[input.to_str().unwrap()], out.to_str().unwrap(), &["--unit-rows", "100"]);
+        let input = if layout == "folder" {
+            raw.join("images")
+        } else {
+            raw.clone()
+        };
+        let summary = ingest(
+            &[input.to_str().unwrap()],
+            out.to_str().unwrap(),
+            &["--unit-rows", "100"],
+        );
         assert_eq!(summary["counts"]["read"], 300, "{layout}: {summary}");
-        assert!(summary["units_failed"].as_array().unwrap().is_empty(), "{summary}");
+        assert!(
+            summary["units_failed"].as_array().unwrap().is_empty(),
+            "{summary}"
+        );
         let contents = read_dataset(out.to_str().unwrap());
         check_against_truth(&contents, &truth, layout);
         // every kind the layout carries was planted and met its reason at least once
         let reasons: BTreeSet<&str> = contents.rejected.values().map(String::as_str).collect();
-        for want in ["decode_error", "empty_file", "not_an_image", "too_small", "aspect_ratio", "duplicate_exact"] {
+        for want in [
+            "decode_error",
+            "empty_file",
+            "not_an_image",
+            "too_small",
+            "aspect_ratio",
+            "duplicate_exact",
+        ] {
             assert!(reasons.contains(want), "{layout}: no {want} in {reasons:?}");
         }
     }
@@ -205,12 +303,29 @@ fn url_list_is_downloaded_from_a_local_server() {
     let list = raw.join("urls.parquet");
 
     // an URL list is untrusted: loopback addresses are refused unless allowed
-    let refused = ingest(&[list.to_str().unwrap()], tmp.path().join("refused").to_str().unwrap(), &[]);
+    let refused = ingest(
+        &[list.to_str().unwrap()],
+        tmp.path().join("refused").to_str().unwrap(),
+        &[],
+    );
     assert_eq!(refused["counts"]["accepted"], 0, "{refused}");
-    assert!(refused["counts"]["rejected_by_reason"]["blocked_address"].as_u64().unwrap() > 0, "{refused}");
+    assert!(
+        refused["counts"]["rejected_by_reason"]["blocked_address"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{refused}"
+    );
 
-    let summary = ingest(&[list.to_str().unwrap()], out.to_str().unwrap(), &["--allow-private-addresses"]);
-    assert!(summary["units_failed"].as_array().unwrap().is_empty(), "{summary}");
+    let summary = ingest(
+        &[list.to_str().unwrap()],
+        out.to_str().unwrap(),
+        &["--allow-private-addresses"],
+    );
+    assert!(
+        summary["units_failed"].as_array().unwrap().is_empty(),
+        "{summary}"
+    );
     let contents = read_dataset(out.to_str().unwrap());
     check_against_truth(&contents, &truth, "urls");
     assert!(contents.rejected.values().any(|r| r == "http_status"));
@@ -233,10 +348,23 @@ fn resume_after_kill_gives_the_uninterrupted_result() {
 
     let out = tmp.path().join("killed");
     let out_s = out.to_str().unwrap();
-    let mut args: Vec<&str> = vec!["-q", "ingest", raw.to_str().unwrap(), "--out", out_s, "--threads", "1"];
+    let mut args: Vec<&str> = vec![
+        "-q",
+        "ingest",
+        raw.to_str().unwrap(),
+        "--out",
+        out_s,
+        "--threads",
+        "1",
+    ];
     args.extend_from_slice(&FILTERS);
     for delay_ms in [60, 150, 300, 500] {
-        let mut child = Command::new(bin()).args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = Command::new(bin())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill(); // SIGKILL: no cleanup of any kind
         let _ = child.wait();
@@ -247,7 +375,11 @@ fn resume_after_kill_gives_the_uninterrupted_result() {
         12,
         "{last}"
     );
-    assert_eq!(fingerprint(out_s), want, "resumed dataset differs from the uninterrupted one");
+    assert_eq!(
+        fingerprint(out_s),
+        want,
+        "resumed dataset differs from the uninterrupted one"
+    );
     // nothing half-written is left behind
     let verify = run(&["--json", "shard", "verify", out_s]);
     assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);
@@ -267,19 +399,47 @@ fn workers_partition_the_units_and_their_union_is_the_single_run() {
     for (i, env_style) in [(0, false), (1, true), (2, false)] {
         let summary = if env_style {
             // a Slurm array task: the slot comes from the environment
-            let env = [("SLURM_ARRAY_TASK_ID".to_string(), i.to_string()), ("SLURM_ARRAY_TASK_COUNT".to_string(), "3".into())];
-            let mut args = vec!["--json", "-q", "ingest", raw_s, "--out", shared.to_str().unwrap(), "--unit-rows", "50"];
+            let env = [
+                ("SLURM_ARRAY_TASK_ID".to_string(), i.to_string()),
+                ("SLURM_ARRAY_TASK_COUNT".to_string(), "3".into()),
+            ];
+            let mut args = vec![
+                "--json",
+                "-q",
+                "ingest",
+                raw_s,
+                "--out",
+                shared.to_str().unwrap(),
+                "--unit-rows",
+                "50",
+            ];
             args.extend_from_slice(&FILTERS);
-            support::run_in(tmp.path(), &args, &env).expect_code(0).json()
+            support::run_in(tmp.path(), &args, &env)
+                .expect_code(0)
+                .json()
         } else {
             let i = i.to_string();
-            ingest(&[raw_s], shared.to_str().unwrap(), &["--unit-rows", "50", "--worker-index", &i, "--num-workers", "3"])
+            ingest(
+                &[raw_s],
+                shared.to_str().unwrap(),
+                &[
+                    "--unit-rows",
+                    "50",
+                    "--worker-index",
+                    &i,
+                    "--num-workers",
+                    "3",
+                ],
+            )
         };
         assert_eq!(summary["units_planned"], 6, "{summary}");
         assigned += summary["units_assigned"].as_u64().unwrap();
     }
     assert_eq!(assigned, 6);
-    assert_eq!(fingerprint(shared.to_str().unwrap()), fingerprint(single.to_str().unwrap()));
+    assert_eq!(
+        fingerprint(shared.to_str().unwrap()),
+        fingerprint(single.to_str().unwrap())
+    );
 }
 
 #[test]
@@ -299,21 +459,57 @@ fn bad_input_is_a_clear_error_with_nothing_committed() {
     let out = tmp.path().join("ds");
     let out_s = out.to_str().unwrap();
 
-    let missing = run(&["ingest", tmp.path().join("nope/*.tar").to_str().unwrap(), "--out", out_s]);
+    let missing = run(&[
+        "ingest",
+        tmp.path().join("nope/*.tar").to_str().unwrap(),
+        "--out",
+        out_s,
+    ]);
     assert_ne!(missing.code, 0);
     assert!(missing.stderr.contains("nope"), "{}", missing.stderr);
     assert!(!out.join("_flipstream/commits").exists());
 
-    let bad_quality = run(&["ingest", tmp.path().to_str().unwrap(), "--out", out_s, "--quality", "0"]);
+    let bad_quality = run(&[
+        "ingest",
+        tmp.path().to_str().unwrap(),
+        "--out",
+        out_s,
+        "--quality",
+        "0",
+    ]);
     assert_eq!(bad_quality.code, 2, "{}", bad_quality.stderr);
-    assert!(bad_quality.stderr.contains("quality"), "{}", bad_quality.stderr);
+    assert!(
+        bad_quality.stderr.contains("quality"),
+        "{}",
+        bad_quality.stderr
+    );
 
     let raw = tmp.path().join("raw");
     synth(&raw, "folder", 5, 5, "off", &[]);
-    let unwritable = run(&["ingest", raw.to_str().unwrap(), "--out", "/proc/flipstream-cannot-write-here"]);
+    let unwritable = run(&[
+        "ingest",
+        raw.to_str().unwrap(),
+        "--out",
+        "/proc/flipstream-cannot-write-here",
+    ]);
     assert_ne!(unwritable.code, 0);
-    assert!(unwritable.stderr.contains("/proc/flipstream-cannot-write-here"), "{}", unwritable.stderr);
+    assert!(
+        unwritable
+            .stderr
+            .contains("/proc/flipstream-cannot-write-here"),
+        "{}",
+        unwritable.stderr
+    );
 
-    let bad_worker = run(&["ingest", raw.to_str().unwrap(), "--out", out_s, "--worker-index", "3", "--num-workers", "2"]);
+    let bad_worker = run(&[
+        "ingest",
+        raw.to_str().unwrap(),
+        "--out",
+        out_s,
+        "--worker-index",
+        "3",
+        "--num-workers",
+        "2",
+    ]);
     assert_eq!(bad_worker.code, 2, "{}", bad_worker.stderr);
 }

@@ -114,7 +114,10 @@ pub fn clean_caption(raw: Option<&[u8]>, rules: &CaptionRules) -> Result<String,
     };
     let mut out = normalize_whitespace(&text);
     if out.is_empty() {
-        return Err((RejectReason::CaptionMissing, format!("empty after cleanup ({} bytes raw)", raw.len())));
+        return Err((
+            RejectReason::CaptionMissing,
+            format!("empty after cleanup ({} bytes raw)", raw.len()),
+        ));
     }
     let chars = out.chars().count();
     if chars > rules.max_chars {
@@ -131,10 +134,16 @@ pub fn clean_caption(raw: Option<&[u8]>, rules: &CaptionRules) -> Result<String,
     let words = out.split_whitespace().count();
     let chars = out.chars().count();
     if words < rules.min_words {
-        return Err((RejectReason::CaptionTooShort, format!("{words} word(s) (minimum {})", rules.min_words)));
+        return Err((
+            RejectReason::CaptionTooShort,
+            format!("{words} word(s) (minimum {})", rules.min_words),
+        ));
     }
     if chars < rules.min_chars {
-        return Err((RejectReason::CaptionTooShort, format!("{chars} character(s) (minimum {})", rules.min_chars)));
+        return Err((
+            RejectReason::CaptionTooShort,
+            format!("{chars} character(s) (minimum {})", rules.min_chars),
+        ));
     }
     Ok(out)
 }
@@ -147,13 +156,20 @@ fn strip_tags(s: &str) -> String {
     while let Some(lt) = rest.find('<') {
         out.push_str(&rest[..lt]);
         let after = &rest[lt + 1..];
-        let starts_tag = after.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, '/' | '!' | '?'));
+        let starts_tag = after
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, '/' | '!' | '?'));
         let Some(gt) = after.find('>').filter(|_| starts_tag) else {
             out.push('<');
             rest = after;
             continue;
         };
-        let name = after[..gt].split(|c: char| c.is_whitespace() || c == '/').next().unwrap_or("").to_ascii_lowercase();
+        let name = after[..gt]
+            .split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
         rest = &after[gt + 1..];
         for body_tag in ["script", "style"] {
             if name == body_tag {
@@ -226,23 +242,50 @@ mod tests {
 
     #[test]
     fn tidies_html_entities_controls_and_whitespace() {
-        assert_eq!(clean("  A <b>red</b>&nbsp;circle\t\non a &amp;amp; striped\u{0} background  ").unwrap(), "A red circle on a & striped background");
-        assert_eq!(clean("line<br/>break and <script>alert(1)</script>more words").unwrap(), "line break and more words");
-        assert_eq!(clean("zero\u{200B}width\u{FEFF} chars here").unwrap(), "zerowidth chars here");
+        assert_eq!(
+            clean("  A <b>red</b>&nbsp;circle\t\non a &amp;amp; striped\u{0} background  ")
+                .unwrap(),
+            "A red circle on a & striped background"
+        );
+        assert_eq!(
+            clean("line<br/>break and <script>alert(1)</script>more words").unwrap(),
+            "line break and more words"
+        );
+        assert_eq!(
+            clean("zero\u{200B}width\u{FEFF} chars here").unwrap(),
+            "zerowidth chars here"
+        );
         assert_eq!(clean("a < b and c > d").unwrap(), "a < b and c > d");
-        assert_eq!(clean("cafe\u{301} au lait").unwrap(), "caf\u{e9} au lait", "NFC");
+        assert_eq!(
+            clean("cafe\u{301} au lait").unwrap(),
+            "caf\u{e9} au lait",
+            "NFC"
+        );
     }
 
     #[test]
     fn rejects_with_reasons_and_details() {
         let rules = CaptionRules::default();
-        assert_eq!(clean_caption(None, &rules).unwrap_err().0, RejectReason::CaptionMissing);
-        assert_eq!(clean("   \u{0}\t").unwrap_err().0, RejectReason::CaptionMissing);
-        assert_eq!(clean("<p></p>").unwrap_err().0, RejectReason::CaptionMissing);
+        assert_eq!(
+            clean_caption(None, &rules).unwrap_err().0,
+            RejectReason::CaptionMissing
+        );
+        assert_eq!(
+            clean("   \u{0}\t").unwrap_err().0,
+            RejectReason::CaptionMissing
+        );
+        assert_eq!(
+            clean("<p></p>").unwrap_err().0,
+            RejectReason::CaptionMissing
+        );
         let (r, d) = clean("sunset").unwrap_err();
         assert_eq!(r, RejectReason::CaptionTooShort);
         assert!(d.contains("1 word"), "{d}");
-        assert_eq!(clean("a b").unwrap_err().0, RejectReason::CaptionTooShort, "3 characters");
+        assert_eq!(
+            clean("a b").unwrap_err().0,
+            RejectReason::CaptionTooShort,
+            "3 characters"
+        );
         let (r, d) = clean_caption(Some(b"caf\xe9 au lait"), &rules).unwrap_err();
         assert_eq!(r, RejectReason::CaptionInvalidUtf8);
         assert!(d.contains("byte 3"), "{d}");
@@ -250,8 +293,14 @@ mod tests {
 
     #[test]
     fn invalid_utf8_can_be_repaired() {
-        let rules = CaptionRules { invalid_utf8: InvalidUtf8::Replace, ..Default::default() };
-        assert_eq!(clean_caption(Some(b"caf\xe9 au lait"), &rules).unwrap(), "caf\u{FFFD} au lait");
+        let rules = CaptionRules {
+            invalid_utf8: InvalidUtf8::Replace,
+            ..Default::default()
+        };
+        assert_eq!(
+            clean_caption(Some(b"caf\xe9 au lait"), &rules).unwrap(),
+            "caf\u{FFFD} au lait"
+        );
     }
 
     #[test]
@@ -260,7 +309,10 @@ mod tests {
         let out = clean(&long).unwrap();
         assert!(out.chars().count() <= 1000);
         assert!(out.ends_with("word"), "cut at a word boundary");
-        let rules = CaptionRules { overlong: Overlong::Reject, ..Default::default() };
+        let rules = CaptionRules {
+            overlong: Overlong::Reject,
+            ..Default::default()
+        };
         let (r, d) = clean_caption(Some(long.as_bytes()), &rules).unwrap_err();
         assert_eq!(r, RejectReason::CaptionTooLong);
         assert!(d.contains("maximum 1000"), "{d}");
@@ -271,7 +323,11 @@ mod tests {
     #[test]
     fn rules_are_validated() {
         assert!(CaptionRules::default().validate().is_ok());
-        let bad = CaptionRules { min_chars: 10, max_chars: 5, ..Default::default() };
+        let bad = CaptionRules {
+            min_chars: 10,
+            max_chars: 5,
+            ..Default::default()
+        };
         assert!(bad.validate().unwrap_err().contains("min_chars"));
     }
 }

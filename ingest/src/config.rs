@@ -72,12 +72,17 @@ impl IngestConfig {
             return Err("image.resize.size must be at least 1".into());
         }
         if !(1..=100).contains(&self.image.encode.quality) {
-            return Err(format!("image.encode.quality must be in 1..=100, got {}", self.image.encode.quality));
+            return Err(format!(
+                "image.encode.quality must be in 1..=100, got {}",
+                self.image.encode.quality
+            ));
         }
         if let Some(r) = self.image.max_aspect_ratio
             && !(r >= 1.0)
         {
-            return Err(format!("image.max_aspect_ratio must be at least 1, got {r}"));
+            return Err(format!(
+                "image.max_aspect_ratio must be at least 1, got {r}"
+            ));
         }
         Ok(())
     }
@@ -135,7 +140,8 @@ mod tests {
 
     #[test]
     fn toml_overrides_and_unknown_keys() {
-        let c = IngestConfig::from_toml("[caption]\nmin_words = 3\n[image.resize]\nsize = 384\n").unwrap();
+        let c = IngestConfig::from_toml("[caption]\nmin_words = 3\n[image.resize]\nsize = 384\n")
+            .unwrap();
         assert_eq!(c.caption.min_words, 3);
         assert_eq!(c.image.resize.size, 384);
         assert_eq!(c.image.min_side, Some(200), "untouched defaults stay");

@@ -28,7 +28,11 @@ pub struct DedupRules {
 
 impl Default for DedupRules {
     fn default() -> Self {
-        Self { exact: true, near: true, near_distance: 4 }
+        Self {
+            exact: true,
+            near: true,
+            near_distance: 4,
+        }
     }
 }
 
@@ -36,7 +40,10 @@ impl DedupRules {
     /// Checks the rules are usable.
     pub fn validate(&self) -> Result<(), String> {
         if self.near_distance > 16 {
-            return Err(format!("dedup.near_distance must be at most 16, got {}", self.near_distance));
+            return Err(format!(
+                "dedup.near_distance must be at most 16, got {}",
+                self.near_distance
+            ));
         }
         Ok(())
     }
@@ -54,7 +61,11 @@ impl Dedup {
     /// An empty index.
     pub fn new(rules: DedupRules) -> Self {
         let near = NearIndex::new(rules.near_distance);
-        Self { rules, exact: HashMap::new(), near }
+        Self {
+            rules,
+            exact: HashMap::new(),
+            near,
+        }
     }
 
     /// `Some((reason, detail))` when the item duplicates an accepted one.
@@ -62,12 +73,18 @@ impl Dedup {
         if self.rules.exact
             && let Some(first) = self.exact.get(content_hash)
         {
-            return Some((RejectReason::DuplicateExact, format!("same bytes as {first}")));
+            return Some((
+                RejectReason::DuplicateExact,
+                format!("same bytes as {first}"),
+            ));
         }
         if self.rules.near
             && let Some((first, dist)) = self.near.find(phash)
         {
-            return Some((RejectReason::DuplicateNear, format!("pHash distance {dist} to {first}")));
+            return Some((
+                RejectReason::DuplicateNear,
+                format!("pHash distance {dist} to {first}"),
+            ));
         }
         None
     }
@@ -75,7 +92,9 @@ impl Dedup {
     /// Records an accepted item.
     pub fn insert(&mut self, key: &str, content_hash: [u8; 32], phash: u64) {
         if self.rules.exact {
-            self.exact.entry(content_hash).or_insert_with(|| key.to_string());
+            self.exact
+                .entry(content_hash)
+                .or_insert_with(|| key.to_string());
         }
         if self.rules.near {
             self.near.insert(key, phash);
@@ -100,12 +119,23 @@ impl NearIndex {
         let n = distance + 1;
         let chunks: Vec<(u32, u32)> = (0..n).map(|i| (i * 64 / n, (i + 1) * 64 / n)).collect();
         let tables = vec![HashMap::new(); chunks.len()];
-        Self { distance, chunks, tables, hashes: Vec::new(), keys: Vec::new(), seen: HashSet::new() }
+        Self {
+            distance,
+            chunks,
+            tables,
+            hashes: Vec::new(),
+            keys: Vec::new(),
+            seen: HashSet::new(),
+        }
     }
 
     fn chunk(h: u64, (lo, hi): (u32, u32)) -> u64 {
         let width = hi - lo;
-        let mask = if width >= 64 { u64::MAX } else { (1u64 << width) - 1 };
+        let mask = if width >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << width) - 1
+        };
         (h >> lo) & mask
     }
 
@@ -140,7 +170,11 @@ mod tests {
     use super::*;
 
     fn brute(hashes: &[u64], h: u64, d: u32) -> Option<u32> {
-        hashes.iter().map(|x| (x ^ h).count_ones()).filter(|&x| x <= d).min()
+        hashes
+            .iter()
+            .map(|x| (x ^ h).count_ones())
+            .filter(|&x| x <= d)
+            .min()
     }
 
     #[test]
@@ -154,12 +188,19 @@ mod tests {
         let (r, detail) = d.check(&[2; 32], 0xFFFF_0000_FFFF_0007).unwrap();
         assert_eq!(r, RejectReason::DuplicateNear);
         assert!(detail.contains("distance 3"), "{detail}");
-        assert!(d.check(&[2; 32], 0xFFFF_0000_FFFF_001F).is_none(), "distance 5 > 4");
+        assert!(
+            d.check(&[2; 32], 0xFFFF_0000_FFFF_001F).is_none(),
+            "distance 5 > 4"
+        );
     }
 
     #[test]
     fn disabled_rules_find_nothing() {
-        let mut d = Dedup::new(DedupRules { exact: false, near: false, near_distance: 4 });
+        let mut d = Dedup::new(DedupRules {
+            exact: false,
+            near: false,
+            near_distance: 4,
+        });
         d.insert("a", [1; 32], 7);
         assert!(d.check(&[1; 32], 7).is_none());
     }
@@ -190,7 +231,11 @@ mod tests {
                 for _ in 0..flips {
                     h ^= 1u64 << (next() % 64);
                 }
-                assert_eq!(idx.find(h).map(|(_, d)| d), brute(&all, h, distance), "distance {distance}");
+                assert_eq!(
+                    idx.find(h).map(|(_, d)| d),
+                    brute(&all, h, distance),
+                    "distance {distance}"
+                );
             }
         }
     }

@@ -17,6 +17,6 @@ pub mod dedup;
 pub mod fetch;
 pub mod pipeline;
 pub mod source;
+pub mod synth;
 pub mod testing;
 pub mod workers;
-pub mod synth;

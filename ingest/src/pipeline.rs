@@ -47,7 +47,11 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { worker: WorkerSlot::default(), units_in_flight: 2, window: 256 }
+        Self {
+            worker: WorkerSlot::default(),
+            units_in_flight: 2,
+            window: 256,
+        }
     }
 }
 
@@ -155,25 +159,45 @@ pub async fn run(
     let started = Instant::now();
     config.validate().map_err(IngestError::Config)?;
     if opts.units_in_flight == 0 || opts.window == 0 {
-        return Err(IngestError::Config("units in flight and window must be at least 1".into()));
+        return Err(IngestError::Config(
+            "units in flight and window must be at least 1".into(),
+        ));
     }
     let root = StoreRoot::parse(out)?;
     let plans = plan_units(inputs, &config.sources).await?;
     let units_planned = plans.len();
-    let mine: Vec<UnitPlan> =
-        plans.into_iter().enumerate().filter(|(i, _)| opts.worker.owns(*i)).map(|(_, p)| p).collect();
+    let mine: Vec<UnitPlan> = plans
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| opts.worker.owns(*i))
+        .map(|(_, p)| p)
+        .collect();
     let units_assigned = mine.len();
 
     let fingerprint = config.fingerprint();
-    let manifest = flipstream_schemas::DatasetManifest::new(fingerprint.clone(), config.content_json());
+    let manifest =
+        flipstream_schemas::DatasetManifest::new(fingerprint.clone(), config.content_json());
     let writer = DatasetWriter::open(root.clone(), manifest, config.writer.clone()).await?;
     let committed = writer.committed_units().await?;
-    let todo: Vec<UnitPlan> = mine.into_iter().filter(|p| !committed.contains(&p.spec.id)).collect();
+    let todo: Vec<UnitPlan> = mine
+        .into_iter()
+        .filter(|p| !committed.contains(&p.spec.id))
+        .collect();
     let units_skipped = units_assigned - todo.len();
 
-    let needs_fetcher = todo.iter().any(|p| p.kind == crate::source::SourceKind::UrlList);
-    let fetcher = if needs_fetcher { Some(Fetcher::new(config.fetch.clone())?) } else { None };
-    let window = if needs_fetcher { opts.window.max(config.fetch.concurrency) } else { opts.window };
+    let needs_fetcher = todo
+        .iter()
+        .any(|p| p.kind == crate::source::SourceKind::UrlList);
+    let fetcher = if needs_fetcher {
+        Some(Fetcher::new(config.fetch.clone())?)
+    } else {
+        None
+    };
+    let window = if needs_fetcher {
+        opts.window.max(config.fetch.concurrency)
+    } else {
+        opts.window
+    };
     let estimated: Option<u64> = todo.iter().map(|p| p.estimated_items).sum();
     if let Some(n) = estimated {
         progress.set_length(n);
@@ -182,23 +206,29 @@ pub async fn run(
         config,
         writer,
         fetcher,
-        worker: WorkerInfo { index: opts.worker.index, count: opts.worker.count, host: host_name() },
+        worker: WorkerInfo {
+            index: opts.worker.index,
+            count: opts.worker.count,
+            host: host_name(),
+        },
         window,
         progress: progress.clone(),
     });
 
-    let results: Vec<(UnitPlan, Result<(flipstream_schemas::CommitRecord, SourceStats), UnitError>)> =
-        futures::stream::iter(todo)
-            .map(|plan| {
-                let ctx = ctx.clone();
-                async move {
-                    let r = run_unit(&ctx, &plan).await;
-                    (plan, r)
-                }
-            })
-            .buffer_unordered(opts.units_in_flight)
-            .collect()
-            .await;
+    let results: Vec<(
+        UnitPlan,
+        Result<(flipstream_schemas::CommitRecord, SourceStats), UnitError>,
+    )> = futures::stream::iter(todo)
+        .map(|plan| {
+            let ctx = ctx.clone();
+            async move {
+                let r = run_unit(&ctx, &plan).await;
+                (plan, r)
+            }
+        })
+        .buffer_unordered(opts.units_in_flight)
+        .collect()
+        .await;
     progress.finish_and_clear();
 
     let mut counts = UnitCounts::default();
@@ -213,7 +243,11 @@ pub async fn run(
                     + record.rejections.as_ref().map_or(0, |f| f.bytes);
                 passthrough_nulled += stats.extras_nulled;
             }
-            Err(e) => units_failed.push(FailedUnit { unit: plan.spec.id, source: plan.spec.source, error: e.to_string() }),
+            Err(e) => units_failed.push(FailedUnit {
+                unit: plan.spec.id,
+                source: plan.spec.source,
+                error: e.to_string(),
+            }),
         }
     }
     units_failed.sort_by(|a, b| a.unit.cmp(&b.unit));
@@ -227,7 +261,11 @@ pub async fn run(
         units_skipped,
         units_committed,
         units_failed,
-        items_per_s: if elapsed_s > 0.0 { counts.read as f64 / elapsed_s } else { 0.0 },
+        items_per_s: if elapsed_s > 0.0 {
+            counts.read as f64 / elapsed_s
+        } else {
+            0.0
+        },
         counts,
         bytes_written,
         passthrough_nulled,
@@ -244,7 +282,10 @@ fn host_name() -> String {
 }
 
 /// Reads, processes and commits one unit.
-async fn run_unit(ctx: &Arc<Ctx>, plan: &UnitPlan) -> Result<(flipstream_schemas::CommitRecord, SourceStats), UnitError> {
+async fn run_unit(
+    ctx: &Arc<Ctx>,
+    plan: &UnitPlan,
+) -> Result<(flipstream_schemas::CommitRecord, SourceStats), UnitError> {
     // The source is blocking (files, tar streams): it runs on its own thread and hands items over
     // a bounded channel, so a slow consumer holds the reader back instead of filling memory.
     let (tx, rx) = mpsc::channel::<Result<RawItem, SourceError>>(ctx.window);
@@ -268,25 +309,34 @@ async fn run_unit(ctx: &Arc<Ctx>, plan: &UnitPlan) -> Result<(flipstream_schemas
         }
         source.stats()
     });
-    let fields = fields_rx.await.map_err(|_| UnitError::Join("reader stopped before opening the input".into()))??;
+    let fields = fields_rx
+        .await
+        .map_err(|_| UnitError::Join("reader stopped before opening the input".into()))??;
     let schema = shard_schema_with_extras(&fields);
-    let mut unit = ctx.writer.begin_unit(plan.spec.clone(), schema.clone(), ctx.worker.clone()).await?;
+    let mut unit = ctx
+        .writer
+        .begin_unit(plan.spec.clone(), schema.clone(), ctx.worker.clone())
+        .await?;
     let mut rows = ShardBatchBuilder::new(schema);
     let mut dedup = Dedup::new(ctx.config.dedup.clone());
     let row_group = ctx.config.writer.row_group_rows;
     let (mut read, mut input_bytes) = (0u64, 0u64);
 
-    let items = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
-    let mut outcomes = Box::pin(items.map(|item| {
-            let ctx = ctx.clone();
-            async move {
-                match item {
-                    Ok(item) => Ok(prepare(ctx, item).await),
-                    Err(e) => Err(e),
+    let items =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
+    let mut outcomes = Box::pin(
+        items
+            .map(|item| {
+                let ctx = ctx.clone();
+                async move {
+                    match item {
+                        Ok(item) => Ok(prepare(ctx, item).await),
+                        Err(e) => Err(e),
+                    }
                 }
-            }
-        })
-        .buffered(ctx.window));
+            })
+            .buffered(ctx.window),
+    );
 
     while let Some(outcome) = outcomes.next().await {
         let outcome = outcome?;
@@ -297,7 +347,13 @@ async fn run_unit(ctx: &Arc<Ctx>, plan: &UnitPlan) -> Result<(flipstream_schemas
             Err(rejection) => unit.reject(&rejection),
             Ok(Accepted { row }) => {
                 if let Some((reason, detail)) = dedup.check(&row.content_hash, row.phash) {
-                    unit.reject(&Rejection { key: row.key, source: row.source, url: row.url, reason, detail });
+                    unit.reject(&Rejection {
+                        key: row.key,
+                        source: row.source,
+                        url: row.url,
+                        reason,
+                        detail,
+                    });
                     continue;
                 }
                 dedup.insert(&row.key, row.content_hash, row.phash);
@@ -319,14 +375,29 @@ async fn run_unit(ctx: &Arc<Ctx>, plan: &UnitPlan) -> Result<(flipstream_schemas
 
 /// Everything before dedup: row checks, caption, download, image processing.
 async fn prepare(ctx: Arc<Ctx>, item: RawItem) -> Outcome {
-    let RawItem { key, source, image, caption, url, extras, malformed, .. } = item;
+    let RawItem {
+        key,
+        source,
+        image,
+        caption,
+        url,
+        extras,
+        malformed,
+        ..
+    } = item;
     let url = url.or_else(|| match &image {
         ImageRef::Url(u) => Some(u.clone()),
         _ => None,
     });
     let reject = |reason: RejectReason, detail: String, input_bytes: u64| Outcome {
         input_bytes,
-        result: Err(Rejection { key: key.clone(), source: source.clone(), url: url.clone(), reason, detail }),
+        result: Err(Rejection {
+            key: key.clone(),
+            source: source.clone(),
+            url: url.clone(),
+            reason,
+            detail,
+        }),
     };
     if let Some(detail) = malformed {
         return reject(RejectReason::MalformedRow, detail, 0);
@@ -338,10 +409,16 @@ async fn prepare(ctx: Arc<Ctx>, item: RawItem) -> Outcome {
     };
     let bytes: Bytes = match image {
         ImageRef::Bytes(b) => b,
-        ImageRef::Missing => return reject(RejectReason::MissingImage, "no image in the item".into(), 0),
+        ImageRef::Missing => {
+            return reject(RejectReason::MissingImage, "no image in the item".into(), 0);
+        }
         ImageRef::Url(u) => {
             let Some(fetcher) = ctx.fetcher.as_ref() else {
-                return reject(RejectReason::DownloadError, "no downloader configured".into(), 0);
+                return reject(
+                    RejectReason::DownloadError,
+                    "no downloader configured".into(),
+                    0,
+                );
             };
             match fetcher.fetch(&u).await {
                 Ok(f) => f.bytes,
@@ -356,7 +433,10 @@ async fn prepare(ctx: Arc<Ctx>, item: RawItem) -> Outcome {
     let spec = ctx.config.image.clone();
     let processed = match on_rayon(move || process_image(&bytes, &spec)).await {
         Ok(result) => result,
-        Err(panic) => Err((RejectReason::DecodeError, format!("image decoder panicked: {panic}"))),
+        Err(panic) => Err((
+            RejectReason::DecodeError,
+            format!("image decoder panicked: {panic}"),
+        )),
     };
     match processed {
         Ok((content_hash, p)) => Outcome {
@@ -384,9 +464,14 @@ async fn prepare(ctx: Arc<Ctx>, item: RawItem) -> Outcome {
 }
 
 /// The CPU part of an item: content hash and the whole image step.
-fn process_image(bytes: &[u8], spec: &ProcessSpec) -> Result<([u8; 32], imaging::Processed), (RejectReason, String)> {
+fn process_image(
+    bytes: &[u8],
+    spec: &ProcessSpec,
+) -> Result<([u8; 32], imaging::Processed), (RejectReason, String)> {
     let hash = imaging::content_hash(bytes);
-    imaging::process_for_shard(bytes, spec).map(|p| (hash, p)).map_err(|e| (e.reason(), e.detail()))
+    imaging::process_for_shard(bytes, spec)
+        .map(|p| (hash, p))
+        .map_err(|e| (e.reason(), e.detail()))
 }
 
 /// Runs CPU work on the rayon pool and awaits it without blocking the async runtime. A panic in
@@ -403,5 +488,6 @@ async fn on_rayon<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         });
         let _ = tx.send(result);
     });
-    rx.await.unwrap_or_else(|_| Err("worker thread vanished".to_string()))
+    rx.await
+        .unwrap_or_else(|_| Err("worker thread vanished".to_string()))
 }

@@ -32,14 +32,22 @@ fn parse_env(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<
     match env(name) {
         None => Ok(None),
         Some(v) if v.trim().is_empty() => Ok(None),
-        Some(v) => v.trim().parse().map(Some).map_err(|_| format!("{name}={v:?} is not a non-negative integer")),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name}={v:?} is not a non-negative integer")),
     }
 }
 
 impl WorkerSlot {
     /// Resolves the slot from flags and the environment (`env` looks a variable up; pass
     /// `|k| std::env::var(k).ok()`). The error says what to fix.
-    pub fn resolve(index: Option<u32>, count: Option<u32>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+    pub fn resolve(
+        index: Option<u32>,
+        count: Option<u32>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
         let slot = match (index, count) {
             (Some(index), Some(count)) => Self { index, count },
             (Some(_), None) => return Err("--worker-index needs --num-workers".into()),
@@ -52,7 +60,9 @@ impl WorkerSlot {
                             .ok_or("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; pass --num-workers")?,
                     };
                     let index = task.checked_sub(min).ok_or_else(|| {
-                        format!("SLURM_ARRAY_TASK_ID ({task}) is below SLURM_ARRAY_TASK_MIN ({min})")
+                        format!(
+                            "SLURM_ARRAY_TASK_ID ({task}) is below SLURM_ARRAY_TASK_MIN ({min})"
+                        )
                     })?;
                     Self { index, count }
                 } else if let Some(index) = parse_env(env, "JOB_COMPLETION_INDEX")? {
@@ -61,7 +71,10 @@ impl WorkerSlot {
                     )?;
                     Self { index, count }
                 } else {
-                    Self { index: 0, count: explicit_count.unwrap_or(1) }
+                    Self {
+                        index: 0,
+                        count: explicit_count.unwrap_or(1),
+                    }
                 }
             }
         };
@@ -69,7 +82,10 @@ impl WorkerSlot {
             return Err("the number of workers must be at least 1".into());
         }
         if slot.index >= slot.count {
-            return Err(format!("worker index {} is not below the number of workers {}", slot.index, slot.count));
+            return Err(format!(
+                "worker index {} is not below the number of workers {}",
+                slot.index, slot.count
+            ));
         }
         Ok(slot)
     }
@@ -85,35 +101,79 @@ mod tests {
     use super::*;
 
     fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
     fn flags_win_then_slurm_then_kubernetes() {
-        let slurm = env(&[("SLURM_ARRAY_TASK_ID", "5"), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_COUNT", "8")]);
-        assert_eq!(WorkerSlot::resolve(Some(2), Some(3), &slurm).unwrap(), WorkerSlot { index: 2, count: 3 });
-        assert_eq!(WorkerSlot::resolve(None, None, &slurm).unwrap(), WorkerSlot { index: 4, count: 8 });
+        let slurm = env(&[
+            ("SLURM_ARRAY_TASK_ID", "5"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+            ("SLURM_ARRAY_TASK_COUNT", "8"),
+        ]);
+        assert_eq!(
+            WorkerSlot::resolve(Some(2), Some(3), &slurm).unwrap(),
+            WorkerSlot { index: 2, count: 3 }
+        );
+        assert_eq!(
+            WorkerSlot::resolve(None, None, &slurm).unwrap(),
+            WorkerSlot { index: 4, count: 8 }
+        );
         let k8s = env(&[("JOB_COMPLETION_INDEX", "3")]);
-        assert_eq!(WorkerSlot::resolve(None, Some(4), &k8s).unwrap(), WorkerSlot { index: 3, count: 4 });
-        assert!(WorkerSlot::resolve(None, None, &k8s).unwrap_err().contains("--num-workers"));
-        assert_eq!(WorkerSlot::resolve(None, None, &env(&[])).unwrap(), WorkerSlot::default());
+        assert_eq!(
+            WorkerSlot::resolve(None, Some(4), &k8s).unwrap(),
+            WorkerSlot { index: 3, count: 4 }
+        );
+        assert!(
+            WorkerSlot::resolve(None, None, &k8s)
+                .unwrap_err()
+                .contains("--num-workers")
+        );
+        assert_eq!(
+            WorkerSlot::resolve(None, None, &env(&[])).unwrap(),
+            WorkerSlot::default()
+        );
     }
 
     #[test]
     fn impossible_slots_are_explained() {
         let none = env(&[]);
-        assert!(WorkerSlot::resolve(Some(3), Some(3), &none).unwrap_err().contains("not below"));
-        assert!(WorkerSlot::resolve(Some(0), Some(0), &none).unwrap_err().contains("at least 1"));
-        assert!(WorkerSlot::resolve(Some(1), None, &none).unwrap_err().contains("--num-workers"));
+        assert!(
+            WorkerSlot::resolve(Some(3), Some(3), &none)
+                .unwrap_err()
+                .contains("not below")
+        );
+        assert!(
+            WorkerSlot::resolve(Some(0), Some(0), &none)
+                .unwrap_err()
+                .contains("at least 1")
+        );
+        assert!(
+            WorkerSlot::resolve(Some(1), None, &none)
+                .unwrap_err()
+                .contains("--num-workers")
+        );
         let bad = env(&[("SLURM_ARRAY_TASK_ID", "x")]);
-        assert!(WorkerSlot::resolve(None, None, &bad).unwrap_err().contains("SLURM_ARRAY_TASK_ID"));
+        assert!(
+            WorkerSlot::resolve(None, None, &bad)
+                .unwrap_err()
+                .contains("SLURM_ARRAY_TASK_ID")
+        );
     }
 
     #[test]
     fn round_robin_covers_every_unit_once() {
         let n = 3;
         let owners: Vec<u32> = (0..10)
-            .map(|p| (0..n).filter(|&i| WorkerSlot { index: i, count: n }.owns(p)).collect::<Vec<_>>())
+            .map(|p| {
+                (0..n)
+                    .filter(|&i| WorkerSlot { index: i, count: n }.owns(p))
+                    .collect::<Vec<_>>()
+            })
             .map(|v| {
                 assert_eq!(v.len(), 1);
                 v[0]

@@ -111,7 +111,11 @@ pub fn shard_fields() -> Vec<Field> {
         Field::new(CAPTION, DataType::Utf8, false),
         Field::new(URL, DataType::Utf8, true),
         Field::new(SOURCE, dict_utf8(), false),
-        Field::new(CONTENT_HASH, DataType::FixedSizeBinary(CONTENT_HASH_LEN), false),
+        Field::new(
+            CONTENT_HASH,
+            DataType::FixedSizeBinary(CONTENT_HASH_LEN),
+            false,
+        ),
         Field::new(PHASH, DataType::UInt64, false),
     ]
 }

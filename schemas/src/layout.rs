@@ -46,17 +46,24 @@ pub fn shard_prefix(unit: &str) -> String {
 
 /// The unit id named by a commit-record path (`_flipstream/commits/<unit>.json`), if it is one.
 pub fn unit_of_commit_path(path: &str) -> Option<&str> {
-    path.strip_prefix(COMMITS_DIR)?.strip_prefix('/')?.strip_suffix(".json")
+    path.strip_prefix(COMMITS_DIR)?
+        .strip_prefix('/')?
+        .strip_suffix(".json")
 }
 
 /// The unit id a shard or rejection path belongs to, if it follows the layout.
 pub fn unit_of_data_path(path: &str) -> Option<&str> {
-    if let Some(name) = path.strip_prefix(SHARDS_DIR).and_then(|p| p.strip_prefix('/')) {
+    if let Some(name) = path
+        .strip_prefix(SHARDS_DIR)
+        .and_then(|p| p.strip_prefix('/'))
+    {
         let stem = name.strip_suffix(".parquet")?;
         let (unit, seq) = stem.rsplit_once('-')?;
         return (seq.len() == 5 && seq.bytes().all(|b| b.is_ascii_digit())).then_some(unit);
     }
-    path.strip_prefix(REJECTIONS_DIR)?.strip_prefix('/')?.strip_suffix(".parquet")
+    path.strip_prefix(REJECTIONS_DIR)?
+        .strip_prefix('/')?
+        .strip_suffix(".parquet")
 }
 
 /// Turns any string into a unit id safe in object paths: `[A-Za-z0-9._-]`, other bytes become `_`,
@@ -64,7 +71,13 @@ pub fn unit_of_data_path(path: &str) -> Option<&str> {
 pub fn sanitize_unit_id(raw: &str) -> String {
     let mut s: String = raw
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     s.truncate(120);
     if s.is_empty() || s.starts_with('.') {
@@ -80,8 +93,14 @@ mod tests {
     #[test]
     fn paths_round_trip_to_units() {
         assert_eq!(unit_of_commit_path(&commit_path("a-b_c")), Some("a-b_c"));
-        assert_eq!(unit_of_data_path(&shard_path("part-0001", 3)), Some("part-0001"));
-        assert_eq!(unit_of_data_path(&rejection_path("x.tar-s0")), Some("x.tar-s0"));
+        assert_eq!(
+            unit_of_data_path(&shard_path("part-0001", 3)),
+            Some("part-0001")
+        );
+        assert_eq!(
+            unit_of_data_path(&rejection_path("x.tar-s0")),
+            Some("x.tar-s0")
+        );
         assert_eq!(unit_of_data_path("shards/oops.parquet"), None);
         assert_eq!(unit_of_commit_path("_flipstream/manifest.json"), None);
     }

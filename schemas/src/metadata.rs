@@ -33,5 +33,7 @@ pub fn writer_id() -> String {
 
 /// Looks a key up in Parquet key-value metadata.
 pub fn lookup<'a>(kv: Option<&'a Vec<KeyValue>>, key: &str) -> Option<&'a str> {
-    kv?.iter().find(|e| e.key == key).and_then(|e| e.value.as_deref())
+    kv?.iter()
+        .find(|e| e.key == key)
+        .and_then(|e| e.value.as_deref())
 }

@@ -120,7 +120,10 @@ impl UnitCounts {
     /// Records one rejection.
     pub fn reject(&mut self, reason: RejectReason) {
         self.rejected += 1;
-        *self.rejected_by_reason.entry(reason.code().to_string()).or_insert(0) += 1;
+        *self
+            .rejected_by_reason
+            .entry(reason.code().to_string())
+            .or_insert(0) += 1;
     }
 
     /// Adds another unit's counts.
@@ -144,7 +147,10 @@ impl UnitCounts {
         }
         let by_reason: u64 = self.rejected_by_reason.values().sum();
         if by_reason != self.rejected {
-            return Err(format!("rejections by reason sum to {by_reason}, rejected is {}", self.rejected));
+            return Err(format!(
+                "rejections by reason sum to {by_reason}, rejected is {}",
+                self.rejected
+            ));
         }
         Ok(())
     }
@@ -203,7 +209,10 @@ impl CommitRecord {
     /// rejection rows vs rejected, row groups summing to rows.
     pub fn check(&self) -> Result<(), String> {
         if self.format != COMMIT_FORMAT {
-            return Err(format!("format is {:?}, expected {COMMIT_FORMAT:?}", self.format));
+            return Err(format!(
+                "format is {:?}, expected {COMMIT_FORMAT:?}",
+                self.format
+            ));
         }
         if self.schema_version != SCHEMA_VERSION {
             return Err(format!(
@@ -229,7 +238,10 @@ impl CommitRecord {
         for s in &self.shards {
             let sum: u64 = s.row_groups.iter().sum();
             if sum != s.rows {
-                return Err(format!("{}: row groups sum to {sum}, rows is {}", s.path, s.rows));
+                return Err(format!(
+                    "{}: row groups sum to {sum}, rows is {}",
+                    s.path, s.rows
+                ));
             }
         }
         Ok(())
@@ -301,7 +313,11 @@ pub fn split_of(key: &str, seed: u64, val_fraction: f64) -> Split {
     let h = xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), seed);
     // 53 high bits → uniform in [0, 1)
     let u = (h >> 11) as f64 / (1u64 << 53) as f64;
-    if u < val_fraction { Split::Val } else { Split::Train }
+    if u < val_fraction {
+        Split::Val
+    } else {
+        Split::Train
+    }
 }
 
 /// Current time as RFC 3339 (UTC, seconds).
@@ -314,7 +330,11 @@ mod tests {
     use super::*;
 
     fn record() -> CommitRecord {
-        let mut counts = UnitCounts { read: 5, accepted: 3, ..Default::default() };
+        let mut counts = UnitCounts {
+            read: 5,
+            accepted: 3,
+            ..Default::default()
+        };
         counts.reject(RejectReason::TooSmall);
         counts.reject(RejectReason::DecodeError);
         CommitRecord {
@@ -382,7 +402,9 @@ mod tests {
     #[test]
     fn split_is_stable_and_close_to_fraction() {
         let n = 20_000;
-        let val = (0..n).filter(|i| split_of(&format!("k{i}"), 7, 0.1) == Split::Val).count();
+        let val = (0..n)
+            .filter(|i| split_of(&format!("k{i}"), 7, 0.1) == Split::Val)
+            .count();
         let share = val as f64 / n as f64;
         assert!((share - 0.1).abs() < 0.01, "share {share}");
         assert_eq!(split_of("abc", 7, 0.5), split_of("abc", 7, 0.5));

@@ -22,7 +22,12 @@ pub struct SchemaDiff {
 
 impl fmt::Display for SchemaDiff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} problem(s): {}", self.problems.len(), self.problems.join("; "))
+        write!(
+            f,
+            "{} problem(s): {}",
+            self.problems.len(),
+            self.problems.join("; ")
+        )
     }
 }
 
@@ -66,7 +71,10 @@ fn is_string_like(dt: &DataType) -> bool {
 }
 
 fn is_binary_like(dt: &DataType) -> bool {
-    matches!(dt, DataType::Binary | DataType::LargeBinary | DataType::BinaryView)
+    matches!(
+        dt,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+    )
 }
 
 fn types_equivalent(expected: &DataType, actual: &DataType) -> bool {
@@ -85,11 +93,18 @@ pub fn validate_schema(actual: &Schema, kind: FileKind) -> Result<Vec<Field>, Sc
     let mut problems = Vec::new();
     for (pos, want) in expected.fields().iter().enumerate() {
         match actual.index_of(want.name()) {
-            Err(_) => problems.push(format!("missing column `{}` ({})", want.name(), want.data_type())),
+            Err(_) => problems.push(format!(
+                "missing column `{}` ({})",
+                want.name(),
+                want.data_type()
+            )),
             Ok(idx) => {
                 let got = actual.field(idx);
                 if idx != pos {
-                    problems.push(format!("column `{}` is at position {idx}, expected {pos}", want.name()));
+                    problems.push(format!(
+                        "column `{}` is at position {idx}, expected {pos}",
+                        want.name()
+                    ));
                 }
                 if !types_equivalent(want.data_type(), got.data_type()) {
                     problems.push(format!(
@@ -100,7 +115,10 @@ pub fn validate_schema(actual: &Schema, kind: FileKind) -> Result<Vec<Field>, Sc
                     ));
                 }
                 if !want.is_nullable() && got.is_nullable() {
-                    problems.push(format!("column `{}` is nullable, expected non-null", want.name()));
+                    problems.push(format!(
+                        "column `{}` is nullable, expected non-null",
+                        want.name()
+                    ));
                 }
             }
         }
@@ -120,7 +138,11 @@ pub fn validate_schema(actual: &Schema, kind: FileKind) -> Result<Vec<Field>, Sc
             FileKind::Shard => extras.push(got.as_ref().clone()),
         }
     }
-    if problems.is_empty() { Ok(extras) } else { Err(SchemaDiff { problems }) }
+    if problems.is_empty() {
+        Ok(extras)
+    } else {
+        Err(SchemaDiff { problems })
+    }
 }
 
 /// Opens a Parquet file (any [`ChunkReader`]: a `std::fs::File`, `bytes::Bytes`), checks its
@@ -158,9 +180,14 @@ pub fn validate_parquet_file<R: ChunkReader + 'static>(
             want.as_str()
         )));
     }
-    let schema = parquet_to_arrow_schema(fmeta.schema_descr(), kv).map_err(ValidationError::NotParquet)?;
+    let schema =
+        parquet_to_arrow_schema(fmeta.schema_descr(), kv).map_err(ValidationError::NotParquet)?;
     let extra_columns = validate_schema(&schema, kind)?;
-    let row_groups: Vec<u64> = meta.row_groups().iter().map(|rg| rg.num_rows().max(0) as u64).collect();
+    let row_groups: Vec<u64> = meta
+        .row_groups()
+        .iter()
+        .map(|rg| rg.num_rows().max(0) as u64)
+        .collect();
     Ok(ParquetInfo {
         kind,
         rows: fmeta.num_rows().max(0) as u64,
@@ -194,22 +221,36 @@ mod tests {
         let extras = [Field::new("similarity_rank", DataType::Int64, true)];
         let schema = shard_schema_with_extras(&extras);
         let keys: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
-        let hashes: Vec<Vec<u8>> = (0..n).map(|i| vec![i as u8; CONTENT_HASH_LEN as usize]).collect();
+        let hashes: Vec<Vec<u8>> = (0..n)
+            .map(|i| vec![i as u8; CONTENT_HASH_LEN as usize])
+            .collect();
         let cols: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(&keys)),
-            Arc::new(BinaryArray::from_iter_values((0..n).map(|i| vec![0xff, i as u8]))),
+            Arc::new(BinaryArray::from_iter_values(
+                (0..n).map(|i| vec![0xff, i as u8]),
+            )),
             dict(&vec!["jpeg"; n]),
             Arc::new(UInt32Array::from(vec![2; n])),
             Arc::new(UInt32Array::from(vec![256; n])),
             Arc::new(UInt32Array::from(vec![300; n])),
             Arc::new(UInt32Array::from(vec![512; n])),
             Arc::new(UInt32Array::from(vec![600; n])),
-            Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("caption {i}")))),
-            Arc::new(StringArray::from((0..n).map(|i| (i % 2 == 0).then(|| format!("http://x/{i}"))).collect::<Vec<_>>())),
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("caption {i}")),
+            )),
+            Arc::new(StringArray::from(
+                (0..n)
+                    .map(|i| (i % 2 == 0).then(|| format!("http://x/{i}")))
+                    .collect::<Vec<_>>(),
+            )),
             dict(&vec!["a.tar"; n]),
             Arc::new(FixedSizeBinaryArray::try_from_iter(hashes.into_iter()).unwrap()),
-            Arc::new(UInt64Array::from_iter_values((0..n).map(|i| i as u64 * 7919))),
-            Arc::new(Int64Array::from((0..n).map(|i| Some(i as i64)).collect::<Vec<_>>())),
+            Arc::new(UInt64Array::from_iter_values(
+                (0..n).map(|i| i as u64 * 7919),
+            )),
+            Arc::new(Int64Array::from(
+                (0..n).map(|i| Some(i as i64)).collect::<Vec<_>>(),
+            )),
         ];
         RecordBatch::try_new(schema, cols).unwrap()
     }
@@ -242,7 +283,11 @@ mod tests {
             .unwrap();
         let back: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
         let back = arrow::compute::concat_batches(&back[0].schema(), &back).unwrap();
-        assert_eq!(back.schema(), batch.schema(), "dictionary types survive the round trip");
+        assert_eq!(
+            back.schema(),
+            batch.schema(),
+            "dictionary types survive the round trip"
+        );
         assert_eq!(back, batch);
     }
 
@@ -250,14 +295,26 @@ mod tests {
     fn wrong_schema_is_described_precisely() {
         let batch = shard_batch(3);
         // drop `phash`, retype `width`, add a nested column
-        let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         fields.retain(|f| f.name() != "phash");
         fields[4] = Field::new("width", DataType::Int64, false);
-        fields.push(Field::new("tags", DataType::new_list(DataType::Utf8, true), true));
+        fields.push(Field::new(
+            "tags",
+            DataType::new_list(DataType::Utf8, true),
+            true,
+        ));
         let diff = validate_schema(&Schema::new(fields), FileKind::Shard).unwrap_err();
         let text = diff.to_string();
         assert!(text.contains("missing column `phash`"), "{text}");
-        assert!(text.contains("column `width` has type Int64, expected UInt32"), "{text}");
+        assert!(
+            text.contains("column `width` has type Int64, expected UInt32"),
+            "{text}"
+        );
         assert!(text.contains("passthrough column `tags`"), "{text}");
         assert_eq!(diff.problems.len(), 3, "{text}");
     }
@@ -266,7 +323,13 @@ mod tests {
     fn plain_strings_are_accepted_for_dictionary_columns() {
         let fields: Vec<Field> = crate::columns::shard_fields()
             .into_iter()
-            .map(|f| if is_string_like(f.data_type()) { f.with_data_type(DataType::Utf8) } else { f })
+            .map(|f| {
+                if is_string_like(f.data_type()) {
+                    f.with_data_type(DataType::Utf8)
+                } else {
+                    f
+                }
+            })
             .collect();
         validate_schema(&Schema::new(fields), FileKind::Shard).unwrap();
     }
@@ -276,13 +339,19 @@ mod tests {
         let batch = shard_batch(3);
         let no_meta = write(&batch, vec![]);
         let err = validate_parquet_file(no_meta, None).unwrap_err();
-        assert!(err.to_string().contains("not written by flipstream"), "{err}");
+        assert!(
+            err.to_string().contains("not written by flipstream"),
+            "{err}"
+        );
 
         let good = write(&batch, metadata::file_metadata(FileKind::Shard, "u", "{}"));
         let err = validate_parquet_file(good.clone(), Some(FileKind::Rejections)).unwrap_err();
         assert!(err.to_string().contains("expected rejections"), "{err}");
 
         let truncated = good.slice(0..good.len() - 20);
-        assert!(matches!(validate_parquet_file(truncated, None), Err(ValidationError::NotParquet(_))));
+        assert!(matches!(
+            validate_parquet_file(truncated, None),
+            Err(ValidationError::NotParquet(_))
+        ));
     }
 }

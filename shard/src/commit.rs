@@ -22,8 +22,8 @@ use arrow::datatypes::{Int32Type, SchemaRef};
 use bytes::Bytes;
 use flipstream_schemas::records::COMMIT_FORMAT;
 use flipstream_schemas::{
-    CommitRecord, DatasetManifest, FileKind, RejectReason, SCHEMA_VERSION, UnitCounts, UnitSpec, WorkerInfo, layout,
-    now_rfc3339, rejection_schema,
+    CommitRecord, DatasetManifest, FileKind, RejectReason, SCHEMA_VERSION, UnitCounts, UnitSpec,
+    WorkerInfo, layout, now_rfc3339, rejection_schema,
 };
 
 use crate::error::{Result, ShardError};
@@ -58,12 +58,19 @@ pub struct DatasetWriter {
 impl DatasetWriter {
     /// Opens `root` for writing with `manifest`. Creates the manifest if the dataset is new;
     /// otherwise refuses ([`ShardError::ConfigMismatch`]) when the fingerprints differ.
-    pub async fn open(root: StoreRoot, manifest: DatasetManifest, settings: WriterSettings) -> Result<Self> {
+    pub async fn open(
+        root: StoreRoot,
+        manifest: DatasetManifest,
+        settings: WriterSettings,
+    ) -> Result<Self> {
         let body = serde_json::to_vec_pretty(&manifest).map_err(|e| ShardError::BadRecord {
             path: root.location(layout::MANIFEST),
             detail: e.to_string(),
         })?;
-        let manifest = if root.put_if_absent(layout::MANIFEST, Bytes::from(body)).await? {
+        let manifest = if root
+            .put_if_absent(layout::MANIFEST, Bytes::from(body))
+            .await?
+        {
             manifest
         } else {
             let existing = crate::dataset::read_manifest(&root).await?;
@@ -87,7 +94,12 @@ impl DatasetWriter {
                 }
             }
         }
-        Ok(Self { root, manifest, settings, leftovers: Arc::new(leftovers) })
+        Ok(Self {
+            root,
+            manifest,
+            settings,
+            leftovers: Arc::new(leftovers),
+        })
     }
 
     /// The dataset root.
@@ -127,7 +139,12 @@ impl DatasetWriter {
 
     /// Starts (or restarts) a unit: removes files a previous attempt left, returns its writer.
     /// `schema` is the shard schema (v1 plus the unit's passthrough columns).
-    pub async fn begin_unit(&self, unit: UnitSpec, schema: SchemaRef, worker: WorkerInfo) -> Result<UnitWriter> {
+    pub async fn begin_unit(
+        &self,
+        unit: UnitSpec,
+        schema: SchemaRef,
+        worker: WorkerInfo,
+    ) -> Result<UnitWriter> {
         if let Some(paths) = self.leftovers.get(&unit.id) {
             for p in paths {
                 self.root.delete(p).await?;
@@ -176,7 +193,8 @@ impl RejectionBuffer {
             Arc::new(self.reason.finish()),
             Arc::new(self.detail.finish()),
         ];
-        RecordBatch::try_new(rejection_schema(), cols).map_err(|e| ShardError::arrow("building rejection rows", e))
+        RecordBatch::try_new(rejection_schema(), cols)
+            .map_err(|e| ShardError::arrow("building rejection rows", e))
     }
 }
 
@@ -230,7 +248,10 @@ impl UnitWriter {
         self.counts.read = read;
         self.counts.input_bytes = input_bytes;
         if let Err(detail) = self.counts.check() {
-            return Err(ShardError::Accounting { unit: self.unit.id.clone(), detail });
+            return Err(ShardError::Accounting {
+                unit: self.unit.id.clone(),
+                detail,
+            });
         }
         let shards = self.shards.finish().await?;
         let rejections = if self.rejections.rows == 0 {
@@ -238,8 +259,14 @@ impl UnitWriter {
         } else {
             let batch = self.rejections.finish()?;
             let path = layout::rejection_path(&self.unit.id);
-            let mut file =
-                ParquetFile::create(&self.root, &path, batch.schema(), FileKind::Rejections, &self.unit.id, &self.settings)?;
+            let mut file = ParquetFile::create(
+                &self.root,
+                &path,
+                batch.schema(),
+                FileKind::Rejections,
+                &self.unit.id,
+                &self.settings,
+            )?;
             file.write(&batch).await?;
             Some(file.finish_file().await?)
         };
@@ -258,10 +285,15 @@ impl UnitWriter {
         };
         let path = layout::commit_path(&record.unit.id);
         if let Err(detail) = record.check() {
-            return Err(ShardError::Accounting { unit: record.unit.id.clone(), detail });
+            return Err(ShardError::Accounting {
+                unit: record.unit.id.clone(),
+                detail,
+            });
         }
-        let body = serde_json::to_vec_pretty(&record)
-            .map_err(|e| ShardError::BadRecord { path: self.root.location(&path), detail: e.to_string() })?;
+        let body = serde_json::to_vec_pretty(&record).map_err(|e| ShardError::BadRecord {
+            path: self.root.location(&path),
+            detail: e.to_string(),
+        })?;
         self.root.put(&path, Bytes::from(body)).await?;
         Ok(record)
     }

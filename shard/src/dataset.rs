@@ -6,7 +6,9 @@
 
 use bytes::Bytes;
 use flipstream_schemas::records::MANIFEST_FORMAT;
-use flipstream_schemas::{CommitRecord, DatasetManifest, ShardEntry, SplitManifest, UnitCounts, layout};
+use flipstream_schemas::{
+    CommitRecord, DatasetManifest, ShardEntry, SplitManifest, UnitCounts, layout,
+};
 use futures::StreamExt;
 
 use crate::error::{Result, ShardError};
@@ -38,15 +40,27 @@ pub struct RowGroupRef {
 
 /// Reads and checks the dataset manifest.
 pub async fn read_manifest(root: &StoreRoot) -> Result<DatasetManifest> {
-    let bytes = root.get_opt(layout::MANIFEST).await?.ok_or_else(|| ShardError::NotADataset {
-        url: root.url().to_string(),
-        detail: format!("no {} (was it written by `flipstream ingest`?)", layout::MANIFEST),
-    })?;
+    let bytes = root
+        .get_opt(layout::MANIFEST)
+        .await?
+        .ok_or_else(|| ShardError::NotADataset {
+            url: root.url().to_string(),
+            detail: format!(
+                "no {} (was it written by `flipstream ingest`?)",
+                layout::MANIFEST
+            ),
+        })?;
     let path = root.location(layout::MANIFEST);
     let manifest: DatasetManifest =
-        serde_json::from_slice(&bytes).map_err(|e| ShardError::BadRecord { path: path.clone(), detail: e.to_string() })?;
+        serde_json::from_slice(&bytes).map_err(|e| ShardError::BadRecord {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
     if manifest.format != MANIFEST_FORMAT {
-        return Err(ShardError::BadRecord { path, detail: format!("format is {:?}", manifest.format) });
+        return Err(ShardError::BadRecord {
+            path,
+            detail: format!("format is {:?}", manifest.format),
+        });
     }
     if manifest.schema_version != flipstream_schemas::SCHEMA_VERSION {
         return Err(ShardError::BadRecord {
@@ -65,13 +79,22 @@ pub async fn read_manifest(root: &StoreRoot) -> Result<DatasetManifest> {
 pub fn parse_commit(root: &StoreRoot, path: &str, bytes: &[u8]) -> Result<CommitRecord> {
     let location = root.location(path);
     let record: CommitRecord =
-        serde_json::from_slice(bytes).map_err(|e| ShardError::BadRecord { path: location.clone(), detail: e.to_string() })?;
-    record.check().map_err(|detail| ShardError::BadRecord { path: location.clone(), detail })?;
+        serde_json::from_slice(bytes).map_err(|e| ShardError::BadRecord {
+            path: location.clone(),
+            detail: e.to_string(),
+        })?;
+    record.check().map_err(|detail| ShardError::BadRecord {
+        path: location.clone(),
+        detail,
+    })?;
     let named = layout::unit_of_commit_path(path);
     if named != Some(record.unit.id.as_str()) {
         return Err(ShardError::BadRecord {
             path: location,
-            detail: format!("record is for unit {:?} but stored as {path}", record.unit.id),
+            detail: format!(
+                "record is for unit {:?} but stored as {path}",
+                record.unit.id
+            ),
         });
     }
     Ok(record)
@@ -115,13 +138,25 @@ impl Dataset {
             .into_iter()
             .map(|(_, r)| r)
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { root, manifest, commits })
+        Ok(Self {
+            root,
+            manifest,
+            commits,
+        })
     }
 
     /// Builds a dataset view from parts already read (e.g. a filtered list of commits).
-    pub fn from_parts(root: StoreRoot, manifest: DatasetManifest, mut commits: Vec<CommitRecord>) -> Self {
+    pub fn from_parts(
+        root: StoreRoot,
+        manifest: DatasetManifest,
+        mut commits: Vec<CommitRecord>,
+    ) -> Self {
         commits.sort_by(|a, b| a.unit.id.cmp(&b.unit.id));
-        Self { root, manifest, commits }
+        Self {
+            root,
+            manifest,
+            commits,
+        }
     }
 
     /// The dataset root.
@@ -148,12 +183,15 @@ impl Dataset {
     pub fn row_groups(&self) -> Vec<RowGroupRef> {
         self.shards()
             .flat_map(|s| {
-                s.row_groups.iter().enumerate().map(move |(index, &rows)| RowGroupRef {
-                    shard: s.path.clone(),
-                    shard_bytes: s.bytes,
-                    index,
-                    rows,
-                })
+                s.row_groups
+                    .iter()
+                    .enumerate()
+                    .map(move |(index, &rows)| RowGroupRef {
+                        shard: s.path.clone(),
+                        shard_bytes: s.bytes,
+                        index,
+                        rows,
+                    })
             })
             .collect()
     }
@@ -174,19 +212,31 @@ impl Dataset {
 
     /// The split view, when `shard split` wrote one.
     pub async fn split_manifest(&self) -> Result<Option<SplitManifest>> {
-        let Some(bytes) = self.root.get_opt(layout::SPLIT).await? else { return Ok(None) };
+        let Some(bytes) = self.root.get_opt(layout::SPLIT).await? else {
+            return Ok(None);
+        };
         parse_json(&self.root, layout::SPLIT, &bytes).map(Some)
     }
 }
 
 /// Parses a JSON object stored at `path`, with the location in the error.
-pub fn parse_json<T: serde::de::DeserializeOwned>(root: &StoreRoot, path: &str, bytes: &Bytes) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| ShardError::BadRecord { path: root.location(path), detail: e.to_string() })
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    root: &StoreRoot,
+    path: &str,
+    bytes: &Bytes,
+) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| ShardError::BadRecord {
+        path: root.location(path),
+        detail: e.to_string(),
+    })
 }
 
 /// Lists every object of the dataset that no commit record names and that is not bookkeeping:
 /// orphans of crashed attempts and stray files. Paths relative to the root.
-pub async fn unreferenced_objects(root: &StoreRoot, commits: &[CommitRecord]) -> Result<Vec<String>> {
+pub async fn unreferenced_objects(
+    root: &StoreRoot,
+    commits: &[CommitRecord],
+) -> Result<Vec<String>> {
     let mut named = std::collections::HashSet::new();
     for c in commits {
         named.extend(c.shards.iter().map(|s| s.path.as_str()));
@@ -194,7 +244,12 @@ pub async fn unreferenced_objects(root: &StoreRoot, commits: &[CommitRecord]) ->
             named.insert(r.path.as_str());
         }
     }
-    let all: Vec<String> = root.list("").await?.into_iter().map(|o| o.location.to_string()).collect();
+    let all: Vec<String> = root
+        .list("")
+        .await?
+        .into_iter()
+        .map(|o| o.location.to_string())
+        .collect();
     Ok(all
         .into_iter()
         .filter(|p| !p.starts_with(layout::META_DIR) && !named.contains(p.as_str()))

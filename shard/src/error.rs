@@ -96,22 +96,42 @@ pub enum ShardError {
 
 impl ShardError {
     /// Wraps an object-store error with the operation and location.
-    pub fn store(op: &'static str, path: impl std::fmt::Display, source: object_store::Error) -> Self {
-        ShardError::Store { op, path: path.to_string(), source }
+    pub fn store(
+        op: &'static str,
+        path: impl std::fmt::Display,
+        source: object_store::Error,
+    ) -> Self {
+        ShardError::Store {
+            op,
+            path: path.to_string(),
+            source,
+        }
     }
 
     /// Wraps a Parquet error with the location.
     pub fn parquet(path: impl std::fmt::Display, source: parquet::errors::ParquetError) -> Self {
-        ShardError::Parquet { path: path.to_string(), source }
+        ShardError::Parquet {
+            path: path.to_string(),
+            source,
+        }
     }
 
     /// Wraps an Arrow error with what was being done.
     pub fn arrow(context: impl Into<String>, source: arrow::error::ArrowError) -> Self {
-        ShardError::Arrow { context: context.into(), source }
+        ShardError::Arrow {
+            context: context.into(),
+            source,
+        }
     }
 
     /// True when the error is an object that does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, ShardError::Store { source: object_store::Error::NotFound { .. }, .. })
+        matches!(
+            self,
+            ShardError::Store {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }
+        )
     }
 }

@@ -18,7 +18,9 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
-use parquet::arrow::async_reader::{AsyncFileReader, MetadataSuffixFetch, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::async_reader::{
+    AsyncFileReader, MetadataSuffixFetch, ParquetRecordBatchStreamBuilder,
+};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
@@ -47,16 +49,27 @@ impl StoreFileReader {
 impl AsyncFileReader for StoreFileReader {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
-            let b = self.store.get_range(&self.path, range).await.map_err(to_parquet_err)?;
+            let b = self
+                .store
+                .get_range(&self.path, range)
+                .await
+                .map_err(to_parquet_err)?;
             self.count(b.len());
             Ok(b)
         }
         .boxed()
     }
 
-    fn get_byte_ranges(&mut self, ranges: Vec<Range<u64>>) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         async move {
-            let v = self.store.get_ranges(&self.path, &ranges).await.map_err(to_parquet_err)?;
+            let v = self
+                .store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(to_parquet_err)?;
             self.count(v.iter().map(Bytes::len).sum());
             Ok(v)
         }
@@ -82,8 +95,15 @@ impl AsyncFileReader for StoreFileReader {
 impl MetadataSuffixFetch for &mut StoreFileReader {
     fn fetch_suffix(&mut self, suffix: usize) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
-            let options = GetOptions { range: Some(GetRange::Suffix(suffix as u64)), ..Default::default() };
-            let resp = self.store.get_opts(&self.path, options).await.map_err(to_parquet_err)?;
+            let options = GetOptions {
+                range: Some(GetRange::Suffix(suffix as u64)),
+                ..Default::default()
+            };
+            let resp = self
+                .store
+                .get_opts(&self.path, options)
+                .await
+                .map_err(to_parquet_err)?;
             let b = resp.bytes().await.map_err(to_parquet_err)?;
             self.count(b.len());
             Ok(b)
@@ -114,7 +134,12 @@ impl ShardReader {
         let meta = ArrowReaderMetadata::load_async(&mut file, ArrowReaderOptions::new())
             .await
             .map_err(|e| ShardError::parquet(root.location(path), e))?;
-        Ok(Self { root: root.clone(), path: path.to_string(), file, meta })
+        Ok(Self {
+            root: root.clone(),
+            path: path.to_string(),
+            file,
+            meta,
+        })
     }
 
     /// Bytes fetched from the store so far (footer and row groups) by this reader and its clones.
@@ -139,7 +164,12 @@ impl ShardReader {
 
     /// Rows per row group.
     pub fn row_group_rows(&self) -> Vec<u64> {
-        self.meta.metadata().row_groups().iter().map(|rg| rg.num_rows().max(0) as u64).collect()
+        self.meta
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| rg.num_rows().max(0) as u64)
+            .collect()
     }
 
     /// The Parquet metadata (footer).
@@ -149,12 +179,19 @@ impl ShardReader {
 
     /// Reads one row group. `columns` selects top-level columns by name (`None`: all); asking for
     /// a column the shard lacks is an error naming it.
-    pub async fn read_row_group(&self, index: usize, columns: Option<&[&str]>) -> Result<RecordBatch> {
+    pub async fn read_row_group(
+        &self,
+        index: usize,
+        columns: Option<&[&str]>,
+    ) -> Result<RecordBatch> {
         let location = self.root.location(&self.path);
         if index >= self.num_row_groups() {
             return Err(ShardError::BadRecord {
                 path: location,
-                detail: format!("row group {index} out of range ({} row groups)", self.num_row_groups()),
+                detail: format!(
+                    "row group {index} out of range ({} row groups)",
+                    self.num_row_groups()
+                ),
             });
         }
         let schema = self.schema().clone();
@@ -172,19 +209,30 @@ impl ShardReader {
                 ProjectionMask::roots(self.meta.metadata().file_metadata().schema_descr(), roots)
             }
         };
-        let rows = self.row_group_rows().get(index).copied().unwrap_or(0).max(1) as usize;
-        let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(self.file.clone(), self.meta.clone())
-            .with_row_groups(vec![index])
-            .with_projection(mask)
-            .with_batch_size(rows)
-            .build()
-            .map_err(|e| ShardError::parquet(format!("{location} row group {index}"), e))?;
+        let rows = self
+            .row_group_rows()
+            .get(index)
+            .copied()
+            .unwrap_or(0)
+            .max(1) as usize;
+        let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(
+            self.file.clone(),
+            self.meta.clone(),
+        )
+        .with_row_groups(vec![index])
+        .with_projection(mask)
+        .with_batch_size(rows)
+        .build()
+        .map_err(|e| ShardError::parquet(format!("{location} row group {index}"), e))?;
         let batches: Vec<RecordBatch> = stream
             .try_collect()
             .await
             .map_err(|e| ShardError::parquet(format!("{location} row group {index}"), e))?;
         match batches.len() {
-            1 => Ok(batches.into_iter().next().unwrap_or_else(|| RecordBatch::new_empty(schema))),
+            1 => Ok(batches
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| RecordBatch::new_empty(schema))),
             _ => {
                 let out_schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
                 arrow::compute::concat_batches(&out_schema, &batches)

@@ -9,8 +9,9 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanArray, FixedSizeBinaryBuilder, Float64Array, Int64Array, RecordBatch,
-    StringArray, StringBuilder, StringDictionaryBuilder, UInt32Builder, UInt64Array, UInt64Builder,
+    ArrayRef, BinaryBuilder, BooleanArray, FixedSizeBinaryBuilder, Float64Array, Int64Array,
+    RecordBatch, StringArray, StringBuilder, StringDictionaryBuilder, UInt32Builder, UInt64Array,
+    UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Int32Type, SchemaRef};
 use flipstream_schemas::{CONTENT_HASH_LEN, columns};
@@ -39,7 +40,9 @@ impl Scalar {
             DataType::Utf8 | DataType::LargeUtf8 => true,
             DataType::Boolean => matches!(self, Scalar::Bool(_)),
             d if d.is_floating() => !matches!(self, Scalar::Str(_) | Scalar::Bool(_)),
-            d if d.is_integer() => self.as_i128().is_some_and(|v| int_range(d).is_some_and(|(lo, hi)| v >= lo && v <= hi)),
+            d if d.is_integer() => self
+                .as_i128()
+                .is_some_and(|v| int_range(d).is_some_and(|(lo, hi)| v >= lo && v <= hi)),
             _ => false,
         }
     }
@@ -48,7 +51,9 @@ impl Scalar {
         match *self {
             Scalar::Int(v) => Some(v as i128),
             Scalar::UInt(v) => Some(v as i128),
-            Scalar::Float(f) if f.fract() == 0.0 && f.is_finite() && f.abs() < 9.0e18 => Some(f as i128),
+            Scalar::Float(f) if f.fract() == 0.0 && f.is_finite() && f.abs() < 9.0e18 => {
+                Some(f as i128)
+            }
             _ => None,
         }
     }
@@ -144,7 +149,12 @@ impl ShardBatchBuilder {
     /// A builder for `schema`, which must start with the schema v1 fixed columns.
     pub fn new(schema: SchemaRef) -> Self {
         let fixed = columns::SHARD_COLUMNS.len();
-        let extra_fields: Vec<Field> = schema.fields().iter().skip(fixed).map(|f| f.as_ref().clone()).collect();
+        let extra_fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .skip(fixed)
+            .map(|f| f.as_ref().clone())
+            .collect();
         let n_extra = extra_fields.len();
         Self {
             schema,
@@ -191,7 +201,11 @@ impl ShardBatchBuilder {
             {
                 return Err(ShardError::BadRecord {
                     path: row.key.clone(),
-                    detail: format!("passthrough `{}` value {v:?} does not fit {}", field.name(), field.data_type()),
+                    detail: format!(
+                        "passthrough `{}` value {v:?} does not fit {}",
+                        field.name(),
+                        field.data_type()
+                    ),
                 });
             }
         }
@@ -240,19 +254,26 @@ impl ShardBatchBuilder {
             Arc::new(self.phash.finish()),
         ];
         for (field, values) in self.extra_fields.iter().zip(self.extras.iter_mut()) {
-            cols.push(scalars_to_array(&std::mem::take(values), field.data_type())?);
+            cols.push(scalars_to_array(
+                &std::mem::take(values),
+                field.data_type(),
+            )?);
         }
         self.rows = 0;
-        RecordBatch::try_new(self.schema.clone(), cols).map_err(|e| ShardError::arrow("building shard rows", e))
+        RecordBatch::try_new(self.schema.clone(), cols)
+            .map_err(|e| ShardError::arrow("building shard rows", e))
     }
 }
 
 /// Converts passthrough values to an array of type `dt` (values that do not fit become null).
 fn scalars_to_array(values: &[Option<Scalar>], dt: &DataType) -> Result<ArrayRef> {
     let natural: ArrayRef = match dt {
-        DataType::Utf8 | DataType::LargeUtf8 => {
-            Arc::new(values.iter().map(|v| v.as_ref().map(Scalar::to_text)).collect::<StringArray>())
-        }
+        DataType::Utf8 | DataType::LargeUtf8 => Arc::new(
+            values
+                .iter()
+                .map(|v| v.as_ref().map(Scalar::to_text))
+                .collect::<StringArray>(),
+        ),
         DataType::Boolean => Arc::new(
             values
                 .iter()
@@ -263,18 +284,31 @@ fn scalars_to_array(values: &[Option<Scalar>], dt: &DataType) -> Result<ArrayRef
                 .collect::<BooleanArray>(),
         ),
         d if d.is_floating() => Arc::new(
-            values.iter().map(|v| v.as_ref().and_then(Scalar::as_f64)).collect::<Float64Array>(),
+            values
+                .iter()
+                .map(|v| v.as_ref().and_then(Scalar::as_f64))
+                .collect::<Float64Array>(),
         ),
         DataType::UInt64 => Arc::new(
             values
                 .iter()
-                .map(|v| v.as_ref().filter(|s| s.fits(dt)).and_then(|s| s.as_i128()).map(|x| x as u64))
+                .map(|v| {
+                    v.as_ref()
+                        .filter(|s| s.fits(dt))
+                        .and_then(|s| s.as_i128())
+                        .map(|x| x as u64)
+                })
                 .collect::<UInt64Array>(),
         ),
         d if d.is_integer() => Arc::new(
             values
                 .iter()
-                .map(|v| v.as_ref().filter(|s| s.fits(dt)).and_then(|s| s.as_i128()).map(|x| x as i64))
+                .map(|v| {
+                    v.as_ref()
+                        .filter(|s| s.fits(dt))
+                        .and_then(|s| s.as_i128())
+                        .map(|x| x as i64)
+                })
                 .collect::<Int64Array>(),
         ),
         other => {
@@ -287,7 +321,8 @@ fn scalars_to_array(values: &[Option<Scalar>], dt: &DataType) -> Result<ArrayRef
     if natural.data_type() == dt {
         return Ok(natural);
     }
-    arrow::compute::cast(&natural, dt).map_err(|e| ShardError::arrow(format!("casting passthrough to {dt}"), e))
+    arrow::compute::cast(&natural, dt)
+        .map_err(|e| ShardError::arrow(format!("casting passthrough to {dt}"), e))
 }
 
 #[cfg(test)]
@@ -325,9 +360,17 @@ mod tests {
             Field::new("rank", DataType::Int32, true),
         ]);
         let mut b = ShardBatchBuilder::new(schema.clone());
-        b.push(sample_row("a", vec![Some(Scalar::Float(0.31)), Some(Scalar::Str("u1".into())), Some(Scalar::Int(3))]))
+        b.push(sample_row(
+            "a",
+            vec![
+                Some(Scalar::Float(0.31)),
+                Some(Scalar::Str("u1".into())),
+                Some(Scalar::Int(3)),
+            ],
+        ))
+        .unwrap();
+        b.push(sample_row("b", vec![None, Some(Scalar::Int(17)), None]))
             .unwrap();
-        b.push(sample_row("b", vec![None, Some(Scalar::Int(17)), None])).unwrap();
         let batch = b.finish().unwrap();
         validate_schema(&batch.schema(), FileKind::Shard).unwrap();
         assert_eq!(batch.num_rows(), 2);
@@ -343,7 +386,9 @@ mod tests {
     fn values_that_do_not_fit_are_refused_with_the_column_name() {
         let schema = shard_schema_with_extras(&[Field::new("rank", DataType::UInt8, true)]);
         let mut b = ShardBatchBuilder::new(schema);
-        let err = b.push(sample_row("a", vec![Some(Scalar::Int(300))])).unwrap_err();
+        let err = b
+            .push(sample_row("a", vec![Some(Scalar::Int(300))]))
+            .unwrap_err();
         assert!(err.to_string().contains("`rank`"), "{err}");
         assert!(Scalar::Float(2.0).fits(&DataType::Int64));
         assert!(!Scalar::Float(2.5).fits(&DataType::Int64));

@@ -16,7 +16,8 @@ use arrow::datatypes::DataType;
 use bytes::Bytes;
 use flipstream_schemas::records::SPLIT_FORMAT;
 use flipstream_schemas::{
-    SCHEMA_VERSION, ShardEntry, Split, SplitManifest, SplitRowGroup, columns, layout, now_rfc3339, split_of,
+    SCHEMA_VERSION, ShardEntry, Split, SplitManifest, SplitRowGroup, columns, layout, now_rfc3339,
+    split_of,
 };
 use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;

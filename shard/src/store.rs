@@ -27,8 +27,8 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
-    ClientConfigKey, ObjectMeta, ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutMode, PutOptions,
-    PutPayload, RetryConfig,
+    ClientConfigKey, ObjectMeta, ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutMode,
+    PutOptions, PutPayload, RetryConfig,
 };
 use url::Url;
 
@@ -47,7 +47,11 @@ pub struct StoreRoot {
 /// Retries for cloud stores: enough to ride out throttling, short enough that an unreachable
 /// endpoint becomes an error within seconds rather than minutes.
 fn retry_config() -> RetryConfig {
-    RetryConfig { max_retries: 4, retry_timeout: Duration::from_secs(30), ..Default::default() }
+    RetryConfig {
+        max_retries: 4,
+        retry_timeout: Duration::from_secs(30),
+        ..Default::default()
+    }
 }
 
 /// Connect and request timeouts, set key by key so that the client settings read from the
@@ -59,7 +63,10 @@ impl StoreRoot {
     /// Parses a URL or local path. Does not touch the store: an unreachable store or a missing
     /// folder shows up on first use.
     pub fn parse(input: &str) -> Result<Self> {
-        let invalid = |reason: String| ShardError::InvalidUrl { url: input.to_string(), reason };
+        let invalid = |reason: String| ShardError::InvalidUrl {
+            url: input.to_string(),
+            reason,
+        };
         let trimmed = input.trim();
         if trimmed.is_empty() {
             return Err(invalid("empty".into()));
@@ -77,20 +84,32 @@ impl StoreRoot {
                 .entry(name)
                 .or_insert_with(|| Arc::new(InMemory::new()))
                 .clone();
-            return Ok(Self::with_prefix(store, path, trimmed.trim_end_matches('/').to_string()));
+            return Ok(Self::with_prefix(
+                store,
+                path,
+                trimmed.trim_end_matches('/').to_string(),
+            ));
         }
         let (scheme, path) = ObjectStoreScheme::parse(&url).map_err(|e| invalid(e.to_string()))?;
         let store: Arc<dyn ObjectStore> = match scheme {
             ObjectStoreScheme::Local => {
-                let local = url.to_file_path().map_err(|()| invalid("not a local file URL".into()))?;
+                let local = url
+                    .to_file_path()
+                    .map_err(|()| invalid("not a local file URL".into()))?;
                 return Self::local(&local).map_err(|e| invalid(e.to_string()));
             }
             ObjectStoreScheme::AmazonS3 => Arc::new(
                 AmazonS3Builder::from_env()
                     .with_url(trimmed)
                     .with_retry(retry_config())
-                    .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout), CONNECT_TIMEOUT)
-                    .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), REQUEST_TIMEOUT)
+                    .with_config(
+                        AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                        CONNECT_TIMEOUT,
+                    )
+                    .with_config(
+                        AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                        REQUEST_TIMEOUT,
+                    )
                     .build()
                     .map_err(|e| invalid(e.to_string()))?,
             ),
@@ -98,8 +117,14 @@ impl StoreRoot {
                 GoogleCloudStorageBuilder::from_env()
                     .with_url(trimmed)
                     .with_retry(retry_config())
-                    .with_config(GoogleConfigKey::Client(ClientConfigKey::ConnectTimeout), CONNECT_TIMEOUT)
-                    .with_config(GoogleConfigKey::Client(ClientConfigKey::Timeout), REQUEST_TIMEOUT)
+                    .with_config(
+                        GoogleConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                        CONNECT_TIMEOUT,
+                    )
+                    .with_config(
+                        GoogleConfigKey::Client(ClientConfigKey::Timeout),
+                        REQUEST_TIMEOUT,
+                    )
                     .build()
                     .map_err(|e| invalid(e.to_string()))?,
             ),
@@ -107,14 +132,28 @@ impl StoreRoot {
                 MicrosoftAzureBuilder::from_env()
                     .with_url(trimmed)
                     .with_retry(retry_config())
-                    .with_config(AzureConfigKey::Client(ClientConfigKey::ConnectTimeout), CONNECT_TIMEOUT)
-                    .with_config(AzureConfigKey::Client(ClientConfigKey::Timeout), REQUEST_TIMEOUT)
+                    .with_config(
+                        AzureConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                        CONNECT_TIMEOUT,
+                    )
+                    .with_config(
+                        AzureConfigKey::Client(ClientConfigKey::Timeout),
+                        REQUEST_TIMEOUT,
+                    )
                     .build()
                     .map_err(|e| invalid(e.to_string()))?,
             ),
-            other => return Err(invalid(format!("unsupported scheme {other:?} (use a path, s3://, gs://, az:// or memory://)"))),
+            other => {
+                return Err(invalid(format!(
+                    "unsupported scheme {other:?} (use a path, s3://, gs://, az:// or memory://)"
+                )));
+            }
         };
-        Ok(Self::with_prefix(store, path, trimmed.trim_end_matches('/').to_string()))
+        Ok(Self::with_prefix(
+            store,
+            path,
+            trimmed.trim_end_matches('/').to_string(),
+        ))
     }
 
     fn local(dir: &std::path::Path) -> std::result::Result<Self, String> {
@@ -126,14 +165,20 @@ impl StoreRoot {
 
     /// Roots `store` at `prefix`; `url` is what messages show.
     pub fn with_prefix(store: Arc<dyn ObjectStore>, prefix: Path, url: String) -> Self {
-        let store: Arc<dyn ObjectStore> =
-            if prefix.as_ref().is_empty() { store } else { Arc::new(PrefixStore::new(store, prefix)) };
+        let store: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
+            store
+        } else {
+            Arc::new(PrefixStore::new(store, prefix))
+        };
         Self { store, url }
     }
 
     /// Wraps an already rooted store (e.g. a byte-counting wrapper around another root's store).
     pub fn from_store(store: Arc<dyn ObjectStore>, url: impl Into<String>) -> Self {
-        Self { store, url: url.into() }
+        Self {
+            store,
+            url: url.into(),
+        }
     }
 
     /// The store, rooted at this folder.
@@ -158,8 +203,14 @@ impl StoreRoot {
 
     /// Reads a whole object.
     pub async fn get(&self, rel: &str) -> Result<Bytes> {
-        let res = self.store.get(&Path::from(rel)).await.map_err(|e| ShardError::store("get", self.location(rel), e))?;
-        res.bytes().await.map_err(|e| ShardError::store("get", self.location(rel), e))
+        let res = self
+            .store
+            .get(&Path::from(rel))
+            .await
+            .map_err(|e| ShardError::store("get", self.location(rel), e))?;
+        res.bytes()
+            .await
+            .map_err(|e| ShardError::store("get", self.location(rel), e))
     }
 
     /// Reads a whole object, `None` when it does not exist.
@@ -184,11 +235,20 @@ impl StoreRoot {
     /// without conditional writes fall back to check-then-write.
     pub async fn put_if_absent(&self, rel: &str, bytes: Bytes) -> Result<bool> {
         let path = Path::from(rel);
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.store.put_opts(&path, PutPayload::from_bytes(bytes.clone()), opts).await {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from_bytes(bytes.clone()), opts)
+            .await
+        {
             Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => Ok(false),
-            Err(object_store::Error::NotImplemented { .. }) | Err(object_store::Error::NotSupported { .. }) => {
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(object_store::Error::NotImplemented { .. })
+            | Err(object_store::Error::NotSupported { .. }) => {
                 if self.head(rel).await?.is_some() {
                     return Ok(false);
                 }
@@ -252,15 +312,31 @@ mod tests {
     async fn local_paths_create_folders_and_put_if_absent_is_exclusive() {
         let dir = tempfile::tempdir().unwrap();
         let root = StoreRoot::parse(dir.path().join("new/ds").to_str().unwrap()).unwrap();
-        assert!(root.put_if_absent("m.json", Bytes::from_static(b"a")).await.unwrap());
-        assert!(!root.put_if_absent("m.json", Bytes::from_static(b"b")).await.unwrap());
+        assert!(
+            root.put_if_absent("m.json", Bytes::from_static(b"a"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !root
+                .put_if_absent("m.json", Bytes::from_static(b"b"))
+                .await
+                .unwrap()
+        );
         assert_eq!(root.get("m.json").await.unwrap(), Bytes::from_static(b"a"));
         assert!(dir.path().join("new/ds/m.json").exists());
         root.delete("m.json").await.unwrap();
         root.delete("m.json").await.unwrap();
         assert!(root.head("m.json").await.unwrap().is_none());
         let file_url = format!("file://{}", dir.path().join("new/ds").display());
-        assert!(StoreRoot::parse(&file_url).unwrap().list("").await.unwrap().is_empty());
+        assert!(
+            StoreRoot::parse(&file_url)
+                .unwrap()
+                .list("")
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -33,7 +33,13 @@ use crate::error::ShardError;
 use crate::reader::ShardReader;
 
 /// Names tried, in order, for the start-of-text token.
-pub const START_TOKENS: [&str; 5] = ["<|startoftext|>", "[CLS]", "<s>", "<bos>", "<|begin_of_text|>"];
+pub const START_TOKENS: [&str; 5] = [
+    "<|startoftext|>",
+    "[CLS]",
+    "<s>",
+    "<bos>",
+    "<|begin_of_text|>",
+];
 /// Names tried, in order, for the end-of-text token.
 pub const END_TOKENS: [&str; 5] = ["<|endoftext|>", "[SEP]", "</s>", "<eos>", "<|end_of_text|>"];
 /// Names tried, in order, for the padding token.
@@ -57,7 +63,9 @@ pub enum TokenizeError {
         detail: String,
     },
     /// No special token of a needed kind was found.
-    #[error("tokenizer {source_name} has no {role} token (looked for {candidates}); name one explicitly")]
+    #[error(
+        "tokenizer {source_name} has no {role} token (looked for {candidates}); name one explicitly"
+    )]
     MissingSpecial {
         /// File or description.
         source_name: String,
@@ -129,8 +137,10 @@ impl TextTokenizer {
     /// Loads a `tokenizer.json`, finding its special tokens by name.
     pub fn from_file(path: &Path, context_length: usize) -> Result<Self, TokenizeError> {
         let name = path.display().to_string();
-        let inner =
-            Tokenizer::from_file(path).map_err(|e| TokenizeError::Load { source_name: name.clone(), detail: e.to_string() })?;
+        let inner = Tokenizer::from_file(path).map_err(|e| TokenizeError::Load {
+            source_name: name.clone(),
+            detail: e.to_string(),
+        })?;
         Self::new(inner, &name, context_length, &SpecialTokens::default())
     }
 
@@ -146,12 +156,17 @@ impl TextTokenizer {
                 "context length {context_length} leaves no room for the start and end tokens; use at least 2"
             )));
         }
-        let find = |role: &'static str, explicit: &Option<String>, candidates: &[&str]| -> Result<Option<u32>, TokenizeError> {
+        let find = |role: &'static str,
+                    explicit: &Option<String>,
+                    candidates: &[&str]|
+         -> Result<Option<u32>, TokenizeError> {
             if let Some(name) = explicit {
-                return inner.token_to_id(name).map(Some).ok_or_else(|| TokenizeError::MissingSpecial {
-                    source_name: source_name.to_string(),
-                    role,
-                    candidates: format!("{name:?}"),
+                return inner.token_to_id(name).map(Some).ok_or_else(|| {
+                    TokenizeError::MissingSpecial {
+                        source_name: source_name.to_string(),
+                        role,
+                        candidates: format!("{name:?}"),
+                    }
                 });
             }
             Ok(candidates.iter().find_map(|c| inner.token_to_id(c)))
@@ -161,18 +176,32 @@ impl TextTokenizer {
             role,
             candidates: candidates.join(", "),
         };
-        let start_id = find("start", &special.start, &START_TOKENS)?.ok_or_else(|| missing("start", &START_TOKENS))?;
-        let end_id = find("end", &special.end, &END_TOKENS)?.ok_or_else(|| missing("end", &END_TOKENS))?;
+        let start_id = find("start", &special.start, &START_TOKENS)?
+            .ok_or_else(|| missing("start", &START_TOKENS))?;
+        let end_id =
+            find("end", &special.end, &END_TOKENS)?.ok_or_else(|| missing("end", &END_TOKENS))?;
         let pad_id = find("pad", &special.pad, &PAD_TOKENS)?.unwrap_or(end_id);
-        Ok(Self { inner: Arc::new(inner), source_name: source_name.to_string(), context_length, start_id, end_id, pad_id })
+        Ok(Self {
+            inner: Arc::new(inner),
+            source_name: source_name.to_string(),
+            context_length,
+            start_id,
+            end_id,
+            pad_id,
+        })
     }
 
     /// The same tokenizer with another context length.
     pub fn with_context_length(&self, context_length: usize) -> Result<Self, TokenizeError> {
         if context_length < 2 {
-            return Err(TokenizeError::Settings(format!("context length {context_length} is below 2")));
+            return Err(TokenizeError::Settings(format!(
+                "context length {context_length} is below 2"
+            )));
         }
-        Ok(Self { context_length, ..self.clone() })
+        Ok(Self {
+            context_length,
+            ..self.clone()
+        })
     }
 
     /// Vocabulary size including added (special) tokens: the embedding table's row count.
@@ -209,13 +238,19 @@ impl TextTokenizer {
     pub fn encode_into(&self, text: &str, out: &mut [i64]) -> Result<(), TokenizeError> {
         let n = self.context_length;
         if out.len() != n {
-            return Err(TokenizeError::Settings(format!("output row has {} slots, context length is {n}", out.len())));
+            return Err(TokenizeError::Settings(format!(
+                "output row has {} slots, context length is {n}",
+                out.len()
+            )));
         }
-        let enc = self.inner.encode(text, false).map_err(|e| TokenizeError::Codec {
-            what: "encoding",
-            text: shorten(text),
-            detail: e.to_string(),
-        })?;
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| TokenizeError::Codec {
+                what: "encoding",
+                text: shorten(text),
+                detail: e.to_string(),
+            })?;
         let ids = enc.get_ids();
         let body = ids.len().min(n - 2);
         out[0] = i64::from(self.start_id);
@@ -236,7 +271,10 @@ impl TextTokenizer {
 
     /// Encodes texts in parallel (on the current rayon pool): `texts.len() × context_length`
     /// ids, row-major.
-    pub fn encode_batch<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<i64>, TokenizeError> {
+    pub fn encode_batch<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+    ) -> Result<Vec<i64>, TokenizeError> {
         let mut out = vec![0; texts.len() * self.context_length];
         out.par_chunks_mut(self.context_length)
             .zip(texts.par_iter())
@@ -252,11 +290,14 @@ impl TextTokenizer {
             .filter_map(|&i| u32::try_from(i).ok())
             .filter(|i| !specials.contains(i))
             .collect();
-        let text = self.inner.decode(&kept, true).map_err(|e| TokenizeError::Codec {
-            what: "decoding",
-            text: format!("{} ids", ids.len()),
-            detail: e.to_string(),
-        })?;
+        let text = self
+            .inner
+            .decode(&kept, true)
+            .map_err(|e| TokenizeError::Codec {
+                what: "decoding",
+                text: format!("{} ids", ids.len()),
+                detail: e.to_string(),
+            })?;
         Ok(text.trim().to_string())
     }
 
@@ -280,7 +321,11 @@ pub struct BpeOptions {
 
 impl Default for BpeOptions {
     fn default() -> Self {
-        Self { vocab_size: 8192, min_frequency: 2, max_token_length: Some(32) }
+        Self {
+            vocab_size: 8192,
+            min_frequency: 2,
+            max_token_length: Some(32),
+        }
     }
 }
 
@@ -299,7 +344,9 @@ impl BpeOptions {
             )));
         }
         if self.max_token_length == Some(0) {
-            return Err(TokenizeError::Settings("max token length must be at least 1".into()));
+            return Err(TokenizeError::Settings(
+                "max token length must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -325,12 +372,21 @@ where
         .min_frequency(options.min_frequency)
         .max_token_length(options.max_token_length)
         .show_progress(false)
-        .special_tokens(TRAINED_SPECIALS.iter().map(|s| AddedToken::from(*s, true)).collect())
+        .special_tokens(
+            TRAINED_SPECIALS
+                .iter()
+                .map(|s| AddedToken::from(*s, true))
+                .collect(),
+        )
         .initial_alphabet(alphabet)
         .build()
         .into();
     tokenizer.train(&mut trainer, captions).map_err(train_err)?;
-    let id = |t: &str| tokenizer.token_to_id(t).ok_or_else(|| TokenizeError::Train(format!("{t} missing after training")));
+    let id = |t: &str| {
+        tokenizer
+            .token_to_id(t)
+            .ok_or_else(|| TokenizeError::Train(format!("{t} missing after training")))
+    };
     let (start, end) = (id(TRAINED_START)?, id(TRAINED_END)?);
     // For Hugging Face users: `encode(text, add_special_tokens=True)` adds start and end too.
     let template = TemplateProcessing::builder()
@@ -347,7 +403,10 @@ where
 pub fn save_tokenizer(tokenizer: &Tokenizer, path: &Path) -> Result<(), TokenizeError> {
     tokenizer
         .save(path, false)
-        .map_err(|e| TokenizeError::Save { path: path.display().to_string(), detail: e.to_string() })
+        .map_err(|e| TokenizeError::Save {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })
 }
 
 /// Row groups read at once while streaming captions.
@@ -380,14 +439,24 @@ pub fn train_bpe_on_dataset(
                     .map(|rg| {
                         let root = root.clone();
                         async move {
-                            let reader = ShardReader::open(&root, &rg.shard, Some(rg.shard_bytes)).await?;
-                            reader.read_row_group(rg.index, Some(&[flipstream_schemas::columns::CAPTION])).await
+                            let reader =
+                                ShardReader::open(&root, &rg.shard, Some(rg.shard_bytes)).await?;
+                            reader
+                                .read_row_group(
+                                    rg.index,
+                                    Some(&[flipstream_schemas::columns::CAPTION]),
+                                )
+                                .await
                         }
                     })
                     .buffered(CAPTION_FETCH_CONCURRENCY);
                 while let Some(batch) = batches.next().await {
                     let batch = batch?;
-                    let Some(captions) = batch.column(0).as_any().downcast_ref::<arrow::array::StringArray>() else {
+                    let Some(captions) = batch
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<arrow::array::StringArray>()
+                    else {
                         return Err(ShardError::BadRecord {
                             path: root.url().to_string(),
                             detail: "column `caption` is not utf8".into(),
@@ -412,13 +481,17 @@ pub fn train_bpe_on_dataset(
         }),
         options,
     );
-    let read = reader.join().map_err(|_| TokenizeError::Train("the caption reader thread panicked".into()))?;
+    let read = reader
+        .join()
+        .map_err(|_| TokenizeError::Train("the caption reader thread panicked".into()))?;
     read?;
     let tokenizer = trained?;
     let n = count.load(Ordering::Relaxed);
     progress(n);
     if n == 0 {
-        return Err(TokenizeError::Settings(format!("{url} has no captions to train on")));
+        return Err(TokenizeError::Settings(format!(
+            "{url} has no captions to train on"
+        )));
     }
     Ok((tokenizer, n))
 }

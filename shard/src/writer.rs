@@ -70,14 +70,19 @@ impl WriterSettings {
             return Err("shard_bytes must be at least 1 MiB".into());
         }
         if !(1..=22).contains(&self.zstd_level) {
-            return Err(format!("zstd_level must be in 1..=22, got {}", self.zstd_level));
+            return Err(format!(
+                "zstd_level must be in 1..=22, got {}",
+                self.zstd_level
+            ));
         }
         Ok(())
     }
 
     fn properties(&self, kind: FileKind, unit: &str) -> Result<WriterProperties> {
         let level = |l: i32| {
-            ZstdLevel::try_new(l).map(Compression::ZSTD).map_err(|e| ShardError::parquet(format!("zstd level {l}"), e))
+            ZstdLevel::try_new(l)
+                .map(Compression::ZSTD)
+                .map_err(|e| ShardError::parquet(format!("zstd level {l}"), e))
         };
         let settings_json = serde_json::to_string(self).unwrap_or_default();
         let mut b = WriterProperties::builder()
@@ -110,12 +115,20 @@ impl AsyncFileWriter for HashingWriter {
         Box::pin(async move {
             self.hasher.update(&bs);
             self.bytes += bs.len() as u64;
-            self.inner.put(bs).await.map_err(|e| ParquetError::External(Box::new(e)))
+            self.inner
+                .put(bs)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
         })
     }
 
     fn complete(&mut self) -> BoxFuture<'_, parquet::errors::Result<()>> {
-        Box::pin(async move { self.inner.shutdown().await.map_err(|e| ParquetError::External(Box::new(e))) })
+        Box::pin(async move {
+            self.inner
+                .shutdown()
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        })
     }
 }
 
@@ -130,18 +143,39 @@ pub struct ParquetFile {
 
 impl ParquetFile {
     /// Starts writing `path` (relative to `root`) with `schema`.
-    pub fn create(root: &StoreRoot, path: &str, schema: SchemaRef, kind: FileKind, unit: &str, settings: &WriterSettings) -> Result<Self> {
+    pub fn create(
+        root: &StoreRoot,
+        path: &str,
+        schema: SchemaRef,
+        kind: FileKind,
+        unit: &str,
+        settings: &WriterSettings,
+    ) -> Result<Self> {
         let location = root.location(path);
         let inner = BufWriter::new(root.store().clone(), Path::from(path));
-        let sink = HashingWriter { inner, hasher: blake3::Hasher::new(), bytes: 0 };
+        let sink = HashingWriter {
+            inner,
+            hasher: blake3::Hasher::new(),
+            bytes: 0,
+        };
         let props = settings.properties(kind, unit)?;
-        let writer = AsyncArrowWriter::try_new(sink, schema, Some(props)).map_err(|e| ShardError::parquet(&location, e))?;
-        Ok(Self { writer, path: path.to_string(), location, rows: 0, image_bytes: 0 })
+        let writer = AsyncArrowWriter::try_new(sink, schema, Some(props))
+            .map_err(|e| ShardError::parquet(&location, e))?;
+        Ok(Self {
+            writer,
+            path: path.to_string(),
+            location,
+            rows: 0,
+            image_bytes: 0,
+        })
     }
 
     /// Appends a batch (its schema must be the file's).
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer.write(batch).await.map_err(|e| ShardError::parquet(&self.location, e))?;
+        self.writer
+            .write(batch)
+            .await
+            .map_err(|e| ShardError::parquet(&self.location, e))?;
         self.rows += batch.num_rows() as u64;
         self.image_bytes += image_value_bytes(batch);
         Ok(())
@@ -159,8 +193,16 @@ impl ParquetFile {
 
     /// Writes the footer, completes the upload and returns the file's entry with row groups.
     pub async fn finish(mut self) -> Result<ShardEntry> {
-        let meta = self.writer.finish().await.map_err(|e| ShardError::parquet(&self.location, e))?;
-        let row_groups = meta.row_groups().iter().map(|rg| rg.num_rows().max(0) as u64).collect();
+        let meta = self
+            .writer
+            .finish()
+            .await
+            .map_err(|e| ShardError::parquet(&self.location, e))?;
+        let row_groups = meta
+            .row_groups()
+            .iter()
+            .map(|rg| rg.num_rows().max(0) as u64)
+            .collect();
         let sink = self.writer.into_inner();
         Ok(ShardEntry {
             path: self.path,
@@ -175,13 +217,20 @@ impl ParquetFile {
     /// Like [`ParquetFile::finish`], as a plain [`FileEntry`].
     pub async fn finish_file(self) -> Result<FileEntry> {
         let e = self.finish().await?;
-        Ok(FileEntry { path: e.path, rows: e.rows, bytes: e.bytes, blake3: e.blake3 })
+        Ok(FileEntry {
+            path: e.path,
+            rows: e.rows,
+            bytes: e.bytes,
+            blake3: e.blake3,
+        })
     }
 }
 
 /// Sum of the encoded image sizes in a batch (0 when it has no `image` column).
 fn image_value_bytes(batch: &RecordBatch) -> u64 {
-    let Some(col) = batch.column_by_name(columns::IMAGE) else { return 0 };
+    let Some(col) = batch.column_by_name(columns::IMAGE) else {
+        return 0;
+    };
     match col.as_any().downcast_ref::<BinaryArray>() {
         Some(a) if !a.is_empty() => {
             let offsets = a.value_offsets();
@@ -205,7 +254,14 @@ pub struct ShardSink {
 impl ShardSink {
     /// A sink for `unit`'s shards with `schema` (schema v1 plus passthrough columns).
     pub fn new(root: StoreRoot, unit: &str, schema: SchemaRef, settings: WriterSettings) -> Self {
-        Self { root, unit: unit.to_string(), schema, settings, current: None, finished: Vec::new() }
+        Self {
+            root,
+            unit: unit.to_string(),
+            schema,
+            settings,
+            current: None,
+            finished: Vec::new(),
+        }
     }
 
     /// The schema every batch must have.
@@ -220,15 +276,25 @@ impl ShardSink {
             if self.current.is_none() {
                 let seq = u32::try_from(self.finished.len()).unwrap_or(u32::MAX);
                 let path = layout::shard_path(&self.unit, seq);
-                self.current =
-                    Some(ParquetFile::create(&self.root, &path, self.schema.clone(), FileKind::Shard, &self.unit, &self.settings)?);
+                self.current = Some(ParquetFile::create(
+                    &self.root,
+                    &path,
+                    self.schema.clone(),
+                    FileKind::Shard,
+                    &self.unit,
+                    &self.settings,
+                )?);
             }
-            let Some(file) = self.current.as_mut() else { break };
+            let Some(file) = self.current.as_mut() else {
+                break;
+            };
             let room = self.settings.shard_rows.saturating_sub(file.rows()).max(1) as usize;
             let take = room.min(batch.num_rows() - offset);
             file.write(&batch.slice(offset, take)).await?;
             offset += take;
-            if file.rows() >= self.settings.shard_rows || file.approx_bytes() >= self.settings.shard_bytes {
+            if file.rows() >= self.settings.shard_rows
+                || file.approx_bytes() >= self.settings.shard_bytes
+            {
                 self.rotate().await?;
             }
         }

@@ -4,15 +4,23 @@
 use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Field, Float64Type, UInt32Type};
 use flipstream_schemas::{
-    DatasetManifest, FileKind, RejectReason, UnitSpec, WorkerInfo, layout, shard_schema_with_extras,
-    validate_parquet_file,
+    DatasetManifest, FileKind, RejectReason, UnitSpec, WorkerInfo, layout,
+    shard_schema_with_extras, validate_parquet_file,
 };
 use flipstream_shard::dataset::unreferenced_objects;
 use flipstream_shard::rows::{Scalar, ShardBatchBuilder, ShardRow};
-use flipstream_shard::{Dataset, DatasetWriter, Rejection, ShardError, ShardReader, StoreRoot, WriterSettings};
+use flipstream_shard::{
+    Dataset, DatasetWriter, Rejection, ShardError, ShardReader, StoreRoot, WriterSettings,
+};
 
 fn unit(id: &str) -> UnitSpec {
-    UnitSpec { id: id.into(), source: format!("file:///in/{id}.tar"), kind: "webdataset".into(), start: None, end: None }
+    UnitSpec {
+        id: id.into(),
+        source: format!("file:///in/{id}.tar"),
+        kind: "webdataset".into(),
+        start: None,
+        end: None,
+    }
 }
 
 fn manifest(fingerprint: &str) -> DatasetManifest {
@@ -20,7 +28,11 @@ fn manifest(fingerprint: &str) -> DatasetManifest {
 }
 
 fn settings() -> WriterSettings {
-    WriterSettings { row_group_rows: 2, shard_rows: 5, ..Default::default() }
+    WriterSettings {
+        row_group_rows: 2,
+        shard_rows: 5,
+        ..Default::default()
+    }
 }
 
 fn schema() -> arrow::datatypes::SchemaRef {
@@ -61,7 +73,10 @@ fn rejection(unit: &str, i: usize, reason: RejectReason) -> Rejection {
 }
 
 async fn write_unit(w: &DatasetWriter, id: &str, accepted: usize, rejected: usize) {
-    let mut u = w.begin_unit(unit(id), schema(), WorkerInfo::default()).await.unwrap();
+    let mut u = w
+        .begin_unit(unit(id), schema(), WorkerInfo::default())
+        .await
+        .unwrap();
     u.write(&rows(id, accepted)).await.unwrap();
     for i in 0..rejected {
         u.reject(&rejection(id, i, RejectReason::TooSmall));
@@ -72,7 +87,9 @@ async fn write_unit(w: &DatasetWriter, id: &str, accepted: usize, rejected: usiz
 #[tokio::test]
 async fn readers_see_committed_units_in_canonical_order() {
     let root = StoreRoot::parse("memory://commit-order/ds").unwrap();
-    let w = DatasetWriter::open(root.clone(), manifest("f1"), settings()).await.unwrap();
+    let w = DatasetWriter::open(root.clone(), manifest("f1"), settings())
+        .await
+        .unwrap();
     write_unit(&w, "b", 12, 1).await;
     write_unit(&w, "a", 3, 0).await;
 
@@ -86,7 +103,10 @@ async fn readers_see_committed_units_in_canonical_order() {
     assert_eq!(b.shards[0].row_groups, [2, 2, 1]);
     assert_eq!(b.shards[0].path, layout::shard_path("b", 0));
     assert_eq!(b.counts.rejected_by_reason.get("too_small"), Some(&1));
-    assert!(ds.commits()[0].rejections.is_none(), "no rejection file when nothing was rejected");
+    assert!(
+        ds.commits()[0].rejections.is_none(),
+        "no rejection file when nothing was rejected"
+    );
     let rgs = ds.row_groups();
     assert_eq!(rgs.len(), 2 + 3 + 3 + 1);
     assert_eq!(rgs.iter().map(|r| r.rows).sum::<u64>(), 15);
@@ -97,37 +117,70 @@ async fn readers_see_committed_units_in_canonical_order() {
 #[tokio::test]
 async fn a_crashed_unit_is_invisible_and_cleaned_up_by_the_rerun() {
     let root = StoreRoot::parse("memory://commit-crash/ds").unwrap();
-    let w = DatasetWriter::open(root.clone(), manifest("f1"), settings()).await.unwrap();
+    let w = DatasetWriter::open(root.clone(), manifest("f1"), settings())
+        .await
+        .unwrap();
     write_unit(&w, "done", 4, 0).await;
     // the crash: shards written, no commit record
-    let mut u = w.begin_unit(unit("crashed"), schema(), WorkerInfo::default()).await.unwrap();
+    let mut u = w
+        .begin_unit(unit("crashed"), schema(), WorkerInfo::default())
+        .await
+        .unwrap();
     u.write(&rows("crashed", 11)).await.unwrap();
     drop(u);
     // a stray shard from an older attempt with more shards than the next one will write
-    root.put(&layout::shard_path("crashed", 7), bytes::Bytes::from_static(b"junk")).await.unwrap();
+    root.put(
+        &layout::shard_path("crashed", 7),
+        bytes::Bytes::from_static(b"junk"),
+    )
+    .await
+    .unwrap();
 
     let ds = Dataset::open_root(root.clone()).await.unwrap();
     assert_eq!(ds.rows(), 4, "uncommitted rows are invisible");
     let orphans = unreferenced_objects(&root, ds.commits()).await.unwrap();
-    assert!(orphans.iter().any(|p| p == &layout::shard_path("crashed", 7)), "{orphans:?}");
+    assert!(
+        orphans
+            .iter()
+            .any(|p| p == &layout::shard_path("crashed", 7)),
+        "{orphans:?}"
+    );
     assert!(orphans.iter().all(|p| p.contains("crashed")), "{orphans:?}");
 
     // re-run: a new writer sees the leftovers, the unit restarts from scratch
-    let w2 = DatasetWriter::open(root.clone(), manifest("f1"), settings()).await.unwrap();
+    let w2 = DatasetWriter::open(root.clone(), manifest("f1"), settings())
+        .await
+        .unwrap();
     assert!(w2.is_committed("done").await.unwrap().is_some());
     assert!(w2.is_committed("crashed").await.unwrap().is_none());
-    assert_eq!(w2.committed_units().await.unwrap().into_iter().collect::<Vec<_>>(), ["done"]);
+    assert_eq!(
+        w2.committed_units()
+            .await
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["done"]
+    );
     write_unit(&w2, "crashed", 3, 2).await;
     let ds = Dataset::open_root(root.clone()).await.unwrap();
     assert_eq!(ds.rows(), 7);
-    assert!(unreferenced_objects(&root, ds.commits()).await.unwrap().is_empty());
+    assert!(
+        unreferenced_objects(&root, ds.commits())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn another_configuration_is_refused() {
     let root = StoreRoot::parse("memory://commit-config/ds").unwrap();
-    DatasetWriter::open(root.clone(), manifest("f1"), settings()).await.unwrap();
-    let err = DatasetWriter::open(root.clone(), manifest("f2"), settings()).await.unwrap_err();
+    DatasetWriter::open(root.clone(), manifest("f1"), settings())
+        .await
+        .unwrap();
+    let err = DatasetWriter::open(root.clone(), manifest("f2"), settings())
+        .await
+        .unwrap_err();
     assert!(matches!(err, ShardError::ConfigMismatch { .. }), "{err}");
     assert!(err.to_string().contains("different configuration"), "{err}");
 }
@@ -135,13 +188,23 @@ async fn another_configuration_is_refused() {
 #[tokio::test]
 async fn a_unit_whose_counts_do_not_add_up_is_not_committed() {
     let root = StoreRoot::parse("memory://commit-accounting/ds").unwrap();
-    let w = DatasetWriter::open(root.clone(), manifest("f1"), settings()).await.unwrap();
-    let mut u = w.begin_unit(unit("u"), schema(), WorkerInfo::default()).await.unwrap();
+    let w = DatasetWriter::open(root.clone(), manifest("f1"), settings())
+        .await
+        .unwrap();
+    let mut u = w
+        .begin_unit(unit("u"), schema(), WorkerInfo::default())
+        .await
+        .unwrap();
     u.write(&rows("u", 3)).await.unwrap();
     u.reject(&rejection("u", 0, RejectReason::DecodeError));
     let err = u.commit(5, 0).await.unwrap_err();
     assert!(matches!(err, ShardError::Accounting { .. }), "{err}");
-    assert!(root.get_opt(&layout::commit_path("u")).await.unwrap().is_none());
+    assert!(
+        root.get_opt(&layout::commit_path("u"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -149,18 +212,30 @@ async fn not_a_dataset_and_corrupt_records_are_named() {
     let root = StoreRoot::parse("memory://commit-bad/ds").unwrap();
     let err = Dataset::open_root(root.clone()).await.unwrap_err();
     assert!(matches!(err, ShardError::NotADataset { .. }), "{err}");
-    let w = DatasetWriter::open(root.clone(), manifest("f1"), settings()).await.unwrap();
+    let w = DatasetWriter::open(root.clone(), manifest("f1"), settings())
+        .await
+        .unwrap();
     write_unit(&w, "a", 2, 0).await;
-    root.put(&layout::commit_path("b"), bytes::Bytes::from_static(b"{not json")).await.unwrap();
+    root.put(
+        &layout::commit_path("b"),
+        bytes::Bytes::from_static(b"{not json"),
+    )
+    .await
+    .unwrap();
     let err = Dataset::open_root(root).await.unwrap_err();
-    assert!(err.to_string().contains("_flipstream/commits/b.json"), "{err}");
+    assert!(
+        err.to_string().contains("_flipstream/commits/b.json"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn local_files_are_valid_parquet_with_matching_checksums() {
     let dir = tempfile::tempdir().unwrap();
     let root = StoreRoot::parse(dir.path().join("ds").to_str().unwrap()).unwrap();
-    let w = DatasetWriter::open(root.clone(), manifest("f1"), settings()).await.unwrap();
+    let w = DatasetWriter::open(root.clone(), manifest("f1"), settings())
+        .await
+        .unwrap();
     write_unit(&w, "part-0", 7, 2).await;
     let ds = Dataset::open(root.url()).await.unwrap();
     let record = &ds.commits()[0];
@@ -180,22 +255,34 @@ async fn local_files_are_valid_parquet_with_matching_checksums() {
     }
     let rej = record.rejections.as_ref().unwrap();
     let bytes = std::fs::read(dir.path().join("ds").join(&rej.path)).unwrap();
-    let info = validate_parquet_file(bytes::Bytes::from(bytes), Some(FileKind::Rejections)).unwrap();
+    let info =
+        validate_parquet_file(bytes::Bytes::from(bytes), Some(FileKind::Rejections)).unwrap();
     assert_eq!(info.rows, 2);
 }
 
 #[tokio::test]
 async fn row_groups_are_read_alone_with_only_the_asked_columns() {
     let root = StoreRoot::parse("memory://commit-read/ds").unwrap();
-    let w = DatasetWriter::open(root.clone(), manifest("f1"), settings()).await.unwrap();
+    let w = DatasetWriter::open(root.clone(), manifest("f1"), settings())
+        .await
+        .unwrap();
     write_unit(&w, "u", 5, 0).await;
     let ds = Dataset::open_root(root.clone()).await.unwrap();
     let shard = &ds.commits()[0].shards[0];
-    let reader = ShardReader::open(&root, &shard.path, Some(shard.bytes)).await.unwrap();
+    let reader = ShardReader::open(&root, &shard.path, Some(shard.bytes))
+        .await
+        .unwrap();
     assert_eq!(reader.row_group_rows(), [2, 2, 1]);
-    let batch = reader.read_row_group(1, Some(&["height", "similarity"])).await.unwrap();
+    let batch = reader
+        .read_row_group(1, Some(&["height", "similarity"]))
+        .await
+        .unwrap();
     assert_eq!(batch.num_columns(), 2);
-    let h: Vec<u32> = batch.column(0).as_primitive::<UInt32Type>().values().to_vec();
+    let h: Vec<u32> = batch
+        .column(0)
+        .as_primitive::<UInt32Type>()
+        .values()
+        .to_vec();
     assert_eq!(h, [258, 259]);
     let s = batch.column(1).as_primitive::<Float64Type>();
     assert!((s.value(1) - 0.3).abs() < 1e-9);

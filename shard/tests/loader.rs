@@ -12,29 +12,40 @@ use arrow::datatypes::{DataType, Field, Int64Type};
 use bytes::Bytes;
 use flipstream_schemas::records::SPLIT_FORMAT;
 use flipstream_schemas::{
-    DatasetManifest, SCHEMA_VERSION, Split, SplitManifest, SplitRowGroup, UnitSpec, WorkerInfo, layout,
-    shard_schema_with_extras, split_of,
+    DatasetManifest, SCHEMA_VERSION, Split, SplitManifest, SplitRowGroup, UnitSpec, WorkerInfo,
+    layout, shard_schema_with_extras, split_of,
 };
-use flipstream_shard::loader::{Batch, Loader, LoaderConfig, LoaderError, LoaderState, Mode, Rank, SplitSelection, Start};
+use flipstream_shard::loader::{
+    Batch, Loader, LoaderConfig, LoaderError, LoaderState, Mode, Rank, SplitSelection, Start,
+};
 use flipstream_shard::rows::{Scalar, ShardBatchBuilder, ShardRow};
 use flipstream_shard::tokenize::{BpeOptions, save_tokenizer, train_bpe};
-use flipstream_shard::{Dataset, DatasetWriter, ShardReader, StoreRoot, TextTokenizer, WriterSettings};
+use flipstream_shard::{
+    Dataset, DatasetWriter, ShardReader, StoreRoot, TextTokenizer, WriterSettings,
+};
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 
 const ROWS_PER_UNIT: [usize; 3] = [40, 33, 27];
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// A colour per row index, 32 levels apart in some channel from every other index's.
 fn color(i: usize) -> [u8; 3] {
-    [(i % 8 * 32 + 16) as u8, (i / 8 % 8 * 32 + 16) as u8, (i / 64 % 8 * 32 + 16) as u8]
+    [
+        (i % 8 * 32 + 16) as u8,
+        (i / 8 % 8 * 32 + 16) as u8,
+        (i / 64 % 8 * 32 + 16) as u8,
+    ]
 }
 
 fn key(i: usize) -> String {
@@ -52,7 +63,9 @@ fn caption(i: usize) -> String {
 fn jpeg(rgb: [u8; 3]) -> Vec<u8> {
     let pixels: Vec<u8> = (0..32 * 32).flat_map(|_| rgb).collect();
     let mut out = Vec::new();
-    jpeg_encoder::Encoder::new(&mut out, 95).encode(&pixels, 32, 32, jpeg_encoder::ColorType::Rgb).unwrap();
+    jpeg_encoder::Encoder::new(&mut out, 95)
+        .encode(&pixels, 32, 32, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
     out
 }
 
@@ -61,18 +74,36 @@ fn jpeg(rgb: [u8; 3]) -> Vec<u8> {
 fn write_dataset(url: &str, corrupt: &[usize]) -> Vec<String> {
     rt().block_on(async {
         let root = StoreRoot::parse(url).unwrap();
-        let manifest = DatasetManifest::new("loader-test".into(), serde_json::json!({"test": true}));
-        let settings = WriterSettings { row_group_rows: 7, shard_rows: 20, ..Default::default() };
+        let manifest =
+            DatasetManifest::new("loader-test".into(), serde_json::json!({"test": true}));
+        let settings = WriterSettings {
+            row_group_rows: 7,
+            shard_rows: 20,
+            ..Default::default()
+        };
         let w = DatasetWriter::open(root, manifest, settings).await.unwrap();
         let schema = shard_schema_with_extras(&[Field::new("label", DataType::Int64, true)]);
         let mut next = 0usize;
         let mut keys = Vec::new();
         for (u, &n) in ROWS_PER_UNIT.iter().enumerate() {
-            let spec = UnitSpec { id: format!("u{u}"), source: format!("test://{u}"), kind: "test".into(), start: None, end: None };
-            let mut unit = w.begin_unit(spec, schema.clone(), WorkerInfo::default()).await.unwrap();
+            let spec = UnitSpec {
+                id: format!("u{u}"),
+                source: format!("test://{u}"),
+                kind: "test".into(),
+                start: None,
+                end: None,
+            };
+            let mut unit = w
+                .begin_unit(spec, schema.clone(), WorkerInfo::default())
+                .await
+                .unwrap();
             let mut b = ShardBatchBuilder::new(schema.clone());
             for i in next..next + n {
-                let image = if corrupt.contains(&i) { b"\xff\xd8 definitely not a jpeg".to_vec() } else { jpeg(color(i)) };
+                let image = if corrupt.contains(&i) {
+                    b"\xff\xd8 definitely not a jpeg".to_vec()
+                } else {
+                    jpeg(color(i))
+                };
                 b.push(ShardRow {
                     key: key(i),
                     image,
@@ -119,11 +150,17 @@ fn start(resume: Option<LoaderState>) -> Start {
 }
 
 fn run(url: &str, config: LoaderConfig, rank: Rank, resume: Option<LoaderState>) -> Vec<Batch> {
-    Loader::open(url, config, rank, start(resume)).unwrap().map(|b| b.unwrap()).collect()
+    Loader::open(url, config, rank, start(resume))
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
 }
 
 fn keys_of(batches: &[Batch]) -> Vec<String> {
-    batches.iter().flat_map(|b| b.keys.iter().cloned()).collect()
+    batches
+        .iter()
+        .flat_map(|b| b.keys.iter().cloned())
+        .collect()
 }
 
 /// Every image is the solid colour of its key's row (crop and resize keep a solid colour).
@@ -134,7 +171,10 @@ fn assert_pixels_match_keys(batch: &Batch) {
         assert_eq!(img.len(), 8 * 8 * 3);
         for px in img.chunks(3) {
             for c in 0..3 {
-                assert!(px[c].abs_diff(want[c]) <= 8, "{k}: pixel {px:?} vs {want:?}");
+                assert!(
+                    px[c].abs_diff(want[c]) <= 8,
+                    "{k}: pixel {px:?} vs {want:?}"
+                );
             }
         }
     }
@@ -148,9 +188,33 @@ fn rank(rank: usize, world_size: usize) -> Rank {
 fn same_seed_same_batches_other_seed_other_order() {
     let url = "memory://loader-determinism/ds";
     write_dataset(url, &[]);
-    let a = run(url, LoaderConfig { seed: 1, ..config() }, Rank::SINGLE, None);
-    let b = run(url, LoaderConfig { seed: 1, ..config() }, Rank::SINGLE, None);
-    let c = run(url, LoaderConfig { seed: 2, ..config() }, Rank::SINGLE, None);
+    let a = run(
+        url,
+        LoaderConfig {
+            seed: 1,
+            ..config()
+        },
+        Rank::SINGLE,
+        None,
+    );
+    let b = run(
+        url,
+        LoaderConfig {
+            seed: 1,
+            ..config()
+        },
+        Rank::SINGLE,
+        None,
+    );
+    let c = run(
+        url,
+        LoaderConfig {
+            seed: 2,
+            ..config()
+        },
+        Rank::SINGLE,
+        None,
+    );
     assert_eq!(a.len(), 100 / 8);
     assert_eq!(keys_of(&a), keys_of(&b));
     assert!(a.iter().zip(&b).all(|(x, y)| x.images == y.images));
@@ -165,8 +229,28 @@ fn same_seed_same_batches_other_seed_other_order() {
 fn threads_and_prefetch_change_nothing_but_speed() {
     let url = "memory://loader-threads/ds";
     write_dataset(url, &[]);
-    let slow = run(url, LoaderConfig { decode_threads: 1, prefetch_row_groups: 0, prefetch_batches: 1, ..config() }, Rank::SINGLE, None);
-    let fast = run(url, LoaderConfig { decode_threads: 3, prefetch_row_groups: 6, prefetch_batches: 4, ..config() }, Rank::SINGLE, None);
+    let slow = run(
+        url,
+        LoaderConfig {
+            decode_threads: 1,
+            prefetch_row_groups: 0,
+            prefetch_batches: 1,
+            ..config()
+        },
+        Rank::SINGLE,
+        None,
+    );
+    let fast = run(
+        url,
+        LoaderConfig {
+            decode_threads: 3,
+            prefetch_row_groups: 6,
+            prefetch_batches: 4,
+            ..config()
+        },
+        Rank::SINGLE,
+        None,
+    );
     assert_eq!(keys_of(&slow), keys_of(&fast));
     assert!(slow.iter().zip(&fast).all(|(x, y)| x.images == y.images));
 }
@@ -175,11 +259,19 @@ fn threads_and_prefetch_change_nothing_but_speed() {
 fn resuming_from_any_state_continues_exactly() {
     let url = "memory://loader-resume/ds";
     write_dataset(url, &[]);
-    let c = LoaderConfig { epochs: Some(2), hflip_prob: 0.5, ..config() };
+    let c = LoaderConfig {
+        epochs: Some(2),
+        hflip_prob: 0.5,
+        ..config()
+    };
     let full = run(url, c.clone(), Rank::SINGLE, None);
     let per_epoch = 100 / 8;
     assert_eq!(full.len(), 2 * per_epoch);
-    assert_eq!(full[per_epoch - 1].state_after.epoch, 1, "the last batch of an epoch points at the next");
+    assert_eq!(
+        full[per_epoch - 1].state_after.epoch,
+        1,
+        "the last batch of an epoch points at the next"
+    );
     assert_eq!(full[per_epoch - 1].state_after.batch, 0);
     for k in [0, 3, per_epoch - 1, per_epoch + 2] {
         let saved = full[k].state_after.to_json();
@@ -202,7 +294,9 @@ fn every_kept_sample_once_per_epoch_with_equal_batches_on_every_rank() {
     let url = "memory://loader-coverage/ds";
     write_dataset(url, &[]);
     for w in [1usize, 2, 4] {
-        let per_rank: Vec<Vec<Batch>> = (0..w).map(|r| run(url, config(), rank(r, w), None)).collect();
+        let per_rank: Vec<Vec<Batch>> = (0..w)
+            .map(|r| run(url, config(), rank(r, w), None))
+            .collect();
         let counts: Vec<usize> = per_rank.iter().map(Vec::len).collect();
         assert!(counts.iter().all(|&n| n == 100 / 8), "w={w}: {counts:?}");
         let mut seen = BTreeSet::new();
@@ -215,7 +309,11 @@ fn every_kept_sample_once_per_epoch_with_equal_batches_on_every_rank() {
                 }
             }
         }
-        assert_eq!(seen.len(), 96, "w={w}: 100 rows, the 4 under one batch dropped");
+        assert_eq!(
+            seen.len(),
+            96,
+            "w={w}: 100 rows, the 4 under one batch dropped"
+        );
     }
 }
 
@@ -225,7 +323,9 @@ fn global_batches_are_the_same_for_any_world_size() {
     write_dataset(url, &[]);
     // batch index → key → pixels, over all ranks
     let global = |w: usize| -> Vec<BTreeMap<String, Vec<u8>>> {
-        let per_rank: Vec<Vec<Batch>> = (0..w).map(|r| run(url, config(), rank(r, w), None)).collect();
+        let per_rank: Vec<Vec<Batch>> = (0..w)
+            .map(|r| run(url, config(), rank(r, w), None))
+            .collect();
         (0..per_rank[0].len())
             .map(|t| {
                 per_rank
@@ -247,12 +347,19 @@ fn global_batches_are_the_same_for_any_world_size() {
 fn eval_covers_every_sample_once_in_canonical_order() {
     let url = "memory://loader-eval/ds";
     let keys = write_dataset(url, &[]);
-    let c = LoaderConfig { mode: Mode::Eval, batch_size: 9, ..config() };
+    let c = LoaderConfig {
+        mode: Mode::Eval,
+        batch_size: 9,
+        ..config()
+    };
     let mut all = Vec::new();
     for r in 0..3 {
         let batches = run(url, c.clone(), rank(r, 3), None);
         let sizes: Vec<usize> = batches.iter().map(Batch::len).collect();
-        assert!(sizes[..sizes.len() - 1].iter().all(|&s| s == 3), "{sizes:?}");
+        assert!(
+            sizes[..sizes.len() - 1].iter().all(|&s| s == 3),
+            "{sizes:?}"
+        );
         assert!(*sizes.last().unwrap() <= 3);
         batches.iter().for_each(assert_pixels_match_keys);
         all.extend(keys_of(&batches));
@@ -264,7 +371,10 @@ fn eval_covers_every_sample_once_in_canonical_order() {
 fn a_corrupt_image_is_substituted_and_counted() {
     let url = "memory://loader-corrupt/ds";
     write_dataset(url, &[17]);
-    let c = LoaderConfig { mode: Mode::Eval, ..config() };
+    let c = LoaderConfig {
+        mode: Mode::Eval,
+        ..config()
+    };
     let mut loader = Loader::open(url, c, Rank::SINGLE, Start::Epoch(0)).unwrap();
     let batches: Vec<Batch> = loader.by_ref().map(|b| b.unwrap()).collect();
     assert_eq!(batches.iter().map(|b| b.substituted).sum::<u32>(), 1);
@@ -277,7 +387,10 @@ fn a_corrupt_image_is_substituted_and_counted() {
     assert_eq!(hit.keys[2], key(18));
     assert_pixels_match_keys(hit);
     let stats = loader.stats();
-    assert_eq!((stats.substituted, stats.decode_failures, stats.units_lost), (1, 1, 0));
+    assert_eq!(
+        (stats.substituted, stats.decode_failures, stats.units_lost),
+        (1, 1, 0)
+    );
 }
 
 fn shard_keys(url: &str, shard: &str) -> Vec<String> {
@@ -287,7 +400,12 @@ fn shard_keys(url: &str, shard: &str) -> Vec<String> {
         let mut keys = Vec::new();
         for i in 0..reader.num_row_groups() {
             let b = reader.read_row_group(i, Some(&["key"])).await.unwrap();
-            keys.extend(b.column(0).as_string::<i32>().iter().map(|k| k.unwrap().to_string()));
+            keys.extend(
+                b.column(0)
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|k| k.unwrap().to_string()),
+            );
         }
         keys
     })
@@ -313,7 +431,16 @@ fn a_vanished_shard_is_substituted_and_counted() {
     let url = "memory://loader-vanished/ds";
     write_dataset(url, &[]);
     let healthy = keys_of(&run(url, config(), Rank::SINGLE, None));
-    let first_shard = rt().block_on(async { Dataset::open(url).await.unwrap().shards().nth(1).unwrap().path.clone() });
+    let first_shard = rt().block_on(async {
+        Dataset::open(url)
+            .await
+            .unwrap()
+            .shards()
+            .nth(1)
+            .unwrap()
+            .path
+            .clone()
+    });
     let gone = shard_keys(url, &first_shard);
     let expected = healthy.iter().filter(|k| gone.contains(k)).count();
     assert!(expected > 0);
@@ -322,7 +449,13 @@ fn a_vanished_shard_is_substituted_and_counted() {
     let batches: Vec<Batch> = loader.by_ref().map(|b| b.unwrap()).collect();
     assert_eq!(batches.len(), 100 / 8);
     assert!(batches.iter().all(|b| b.len() == 8));
-    assert_eq!(batches.iter().map(|b| b.substituted as usize).sum::<usize>(), expected);
+    assert_eq!(
+        batches
+            .iter()
+            .map(|b| b.substituted as usize)
+            .sum::<usize>(),
+        expected
+    );
     assert!(keys_of(&batches).iter().all(|k| !gone.contains(k)));
     batches.iter().for_each(assert_pixels_match_keys);
     let stats = loader.stats();
@@ -336,8 +469,21 @@ fn a_batch_with_nothing_readable_is_an_error() {
     delete_shards(url, |_| true);
     let mut loader = Loader::open(url, config(), Rank::SINGLE, Start::Epoch(0)).unwrap();
     let err = loader.next().unwrap().unwrap_err();
-    assert!(matches!(err, LoaderError::BatchLost { epoch: 0, batch: 0, .. }), "{err}");
-    assert!(err.to_string().contains("shards/"), "names the object: {err}");
+    assert!(
+        matches!(
+            err,
+            LoaderError::BatchLost {
+                epoch: 0,
+                batch: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("shards/"),
+        "names the object: {err}"
+    );
     assert!(loader.next().is_none(), "the iterator ends after an error");
 }
 
@@ -351,8 +497,16 @@ struct FlakyStore {
 impl FlakyStore {
     fn fail(&self, location: &Path) -> object_store::Result<()> {
         let is_shard = location.as_ref().starts_with("shards/");
-        if is_shard && self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-            return Err(object_store::Error::Generic { store: "flaky", source: "connection reset by peer".into() });
+        if is_shard
+            && self
+                .failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(object_store::Error::Generic {
+                store: "flaky",
+                source: "connection reset by peer".into(),
+            });
         }
         Ok(())
     }
@@ -366,7 +520,12 @@ impl fmt::Display for FlakyStore {
 
 #[async_trait::async_trait]
 impl ObjectStore for FlakyStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
         self.inner.put_opts(location, payload, opts).await
     }
 
@@ -378,12 +537,20 @@ impl ObjectStore for FlakyStore {
         self.inner.put_multipart_opts(location, opts).await
     }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
         self.fail(location)?;
         self.inner.get_opts(location, options).await
     }
 
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
         self.fail(location)?;
         self.inner.get_ranges(location, ranges).await
     }
@@ -403,14 +570,25 @@ impl ObjectStore for FlakyStore {
         self.inner.list_with_delimiter(prefix).await
     }
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
     }
 }
 
 fn flaky_dataset(url: &str, failures: usize) -> Dataset {
     let inner = StoreRoot::parse(url).unwrap().store().clone();
-    let root = StoreRoot::from_store(Arc::new(FlakyStore { inner, failures: AtomicUsize::new(failures) }), "flaky://ds");
+    let root = StoreRoot::from_store(
+        Arc::new(FlakyStore {
+            inner,
+            failures: AtomicUsize::new(failures),
+        }),
+        "flaky://ds",
+    );
     rt().block_on(Dataset::open_root(root)).unwrap()
 }
 
@@ -420,15 +598,22 @@ fn transient_store_errors_are_retried_with_backoff() {
     write_dataset(url, &[]);
     let reference = keys_of(&run(url, config(), Rank::SINGLE, None));
     let ds = flaky_dataset(url, 3);
-    let mut loader = Loader::from_dataset(&ds, None, config(), Rank::SINGLE, Start::Epoch(0)).unwrap();
+    let mut loader =
+        Loader::from_dataset(&ds, None, config(), Rank::SINGLE, Start::Epoch(0)).unwrap();
     let batches: Vec<Batch> = loader.by_ref().map(|b| b.unwrap()).collect();
     assert_eq!(keys_of(&batches), reference);
     assert_eq!(batches.iter().map(|b| b.substituted).sum::<u32>(), 0);
     assert!(loader.stats().retries >= 1, "{:?}", loader.stats());
     // without retries, the same failures lose row groups, whose samples are substituted
     let ds = flaky_dataset(url, 3);
-    let c = LoaderConfig { retries: 0, ..config() };
-    let batches: Vec<Batch> = Loader::from_dataset(&ds, None, c, Rank::SINGLE, Start::Epoch(0)).unwrap().map(|b| b.unwrap()).collect();
+    let c = LoaderConfig {
+        retries: 0,
+        ..config()
+    };
+    let batches: Vec<Batch> = Loader::from_dataset(&ds, None, c, Rank::SINGLE, Start::Epoch(0))
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect();
     assert!(batches.iter().map(|b| b.substituted).sum::<u32>() > 0);
 }
 
@@ -441,14 +626,68 @@ fn impossible_settings_are_refused_with_what_to_change() {
         assert!(err.is_usage(), "{err}");
         assert!(err.to_string().contains(needle), "{needle:?} not in {err}");
     };
-    refuse(LoaderConfig { batch_size: 10, lanes: 4, ..config() }, Rank::SINGLE, None, "not divisible by lanes 4");
-    refuse(LoaderConfig { batch_size: 12, lanes: 4, ..config() }, rank(0, 3), None, "lanes 4 is not divisible by world size 3");
-    refuse(config(), rank(2, 2), None, "rank 2 is not below world size 2");
-    refuse(LoaderConfig { batch_size: 128, ..config() }, Rank::SINGLE, None, "fewer than one global batch");
-    refuse(LoaderConfig { split: SplitSelection::Train, ..config() }, Rank::SINGLE, None, "flipstream shard split");
-    let state = run(url, config(), Rank::SINGLE, None)[2].state_after.clone();
-    refuse(LoaderConfig { seed: 99, ..config() }, Rank::SINGLE, Some(state.clone()), "seed was 0");
-    refuse(config(), Rank::SINGLE, Some(LoaderState { batch: 99, ..state }), "past the end of epoch");
+    refuse(
+        LoaderConfig {
+            batch_size: 10,
+            lanes: 4,
+            ..config()
+        },
+        Rank::SINGLE,
+        None,
+        "not divisible by lanes 4",
+    );
+    refuse(
+        LoaderConfig {
+            batch_size: 12,
+            lanes: 4,
+            ..config()
+        },
+        rank(0, 3),
+        None,
+        "lanes 4 is not divisible by world size 3",
+    );
+    refuse(
+        config(),
+        rank(2, 2),
+        None,
+        "rank 2 is not below world size 2",
+    );
+    refuse(
+        LoaderConfig {
+            batch_size: 128,
+            ..config()
+        },
+        Rank::SINGLE,
+        None,
+        "fewer than one global batch",
+    );
+    refuse(
+        LoaderConfig {
+            split: SplitSelection::Train,
+            ..config()
+        },
+        Rank::SINGLE,
+        None,
+        "flipstream shard split",
+    );
+    let state = run(url, config(), Rank::SINGLE, None)[2]
+        .state_after
+        .clone();
+    refuse(
+        LoaderConfig {
+            seed: 99,
+            ..config()
+        },
+        Rank::SINGLE,
+        Some(state.clone()),
+        "seed was 0",
+    );
+    refuse(
+        config(),
+        Rank::SINGLE,
+        Some(LoaderState { batch: 99, ..state }),
+        "past the end of epoch",
+    );
 }
 
 /// Writes a split manifest computed from the keys (as `flipstream shard split` does), leaving
@@ -471,7 +710,12 @@ fn write_split(url: &str, seed: u64, val_fraction: f64, skip: usize) -> (Vec<Str
                 }
                 i += 1;
             }
-            row_groups.push(SplitRowGroup { shard: rg.shard.clone(), row_group: rg.index as u32, train: t, val: v });
+            row_groups.push(SplitRowGroup {
+                shard: rg.shard.clone(),
+                row_group: rg.index as u32,
+                train: t,
+                val: v,
+            });
         }
         row_groups.truncate(row_groups.len() - skip);
         let m = SplitManifest {
@@ -484,7 +728,10 @@ fn write_split(url: &str, seed: u64, val_fraction: f64, skip: usize) -> (Vec<Str
             val_rows: val.len() as u64,
             row_groups,
         };
-        ds.root().put(layout::SPLIT, Bytes::from(serde_json::to_vec(&m).unwrap())).await.unwrap();
+        ds.root()
+            .put(layout::SPLIT, Bytes::from(serde_json::to_vec(&m).unwrap()))
+            .await
+            .unwrap();
         (train, val)
     })
 }
@@ -495,16 +742,43 @@ fn split_selection_streams_only_its_side() {
     write_dataset(url, &[]);
     let (train, val) = write_split(url, 3, 0.3, 0);
     assert!(!val.is_empty() && train.len() > val.len());
-    let eval = |split| keys_of(&run(url, LoaderConfig { mode: Mode::Eval, split, ..config() }, Rank::SINGLE, None));
+    let eval = |split| {
+        keys_of(&run(
+            url,
+            LoaderConfig {
+                mode: Mode::Eval,
+                split,
+                ..config()
+            },
+            Rank::SINGLE,
+            None,
+        ))
+    };
     assert_eq!(eval(SplitSelection::Train), train);
     assert_eq!(eval(SplitSelection::Val), val);
-    let shuffled = keys_of(&run(url, LoaderConfig { split: SplitSelection::Train, ..config() }, Rank::SINGLE, None));
+    let shuffled = keys_of(&run(
+        url,
+        LoaderConfig {
+            split: SplitSelection::Train,
+            ..config()
+        },
+        Rank::SINGLE,
+        None,
+    ));
     assert_eq!(shuffled.len(), train.len() / 8 * 8);
     assert!(shuffled.iter().all(|k| train.contains(k)));
     // a split that misses committed row groups is stale
     write_split(url, 3, 0.3, 1);
-    let err = Loader::open(url, LoaderConfig { split: SplitSelection::Val, ..config() }, Rank::SINGLE, Start::Epoch(0))
-        .unwrap_err();
+    let err = Loader::open(
+        url,
+        LoaderConfig {
+            split: SplitSelection::Val,
+            ..config()
+        },
+        Rank::SINGLE,
+        Start::Epoch(0),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("out of date"), "{err}");
 }
 
@@ -514,7 +788,11 @@ fn passthrough_columns_and_tokens_travel_with_their_samples() {
     write_dataset(url, &[]);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokenizer.json");
-    let options = BpeOptions { vocab_size: 300, min_frequency: 1, max_token_length: None };
+    let options = BpeOptions {
+        vocab_size: 300,
+        min_frequency: 1,
+        max_token_length: None,
+    };
     save_tokenizer(&train_bpe((0..100).map(caption), &options).unwrap(), &path).unwrap();
     let c = LoaderConfig {
         extra_columns: vec!["label".into()],
@@ -527,12 +805,18 @@ fn passthrough_columns_and_tokens_travel_with_their_samples() {
     let mut labels: HashMap<String, i64> = HashMap::new();
     for b in &batches {
         let extras = b.extras.as_ref().unwrap();
-        let label = extras.column_by_name("label").unwrap().as_primitive::<Int64Type>();
+        let label = extras
+            .column_by_name("label")
+            .unwrap()
+            .as_primitive::<Int64Type>();
         assert_eq!(b.tokens.as_ref().unwrap().len(), b.len() * 48);
         for (i, k) in b.keys.iter().enumerate() {
             labels.insert(k.clone(), label.value(i));
             assert_eq!(b.captions[i], caption(index_of(k)));
-            assert_eq!(tok.decode(b.tokens_of(i).unwrap()).unwrap(), caption(index_of(k)));
+            assert_eq!(
+                tok.decode(b.tokens_of(i).unwrap()).unwrap(),
+                caption(index_of(k))
+            );
         }
     }
     assert!(labels.iter().all(|(k, &l)| l as usize == index_of(k)));

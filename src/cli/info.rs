@@ -44,7 +44,11 @@ fn cpu_features() -> Vec<&'static str> {
 /// Prints the build and machine summary.
 pub fn run(_args: InfoArgs, global: Global) -> anyhow::Result<ExitCode> {
     #[cfg(feature = "train")]
-    let cuda_devices = Some(if tch::Cuda::is_available() { tch::Cuda::device_count() } else { 0 });
+    let cuda_devices = Some(if tch::Cuda::is_available() {
+        tch::Cuda::device_count()
+    } else {
+        0
+    });
     #[cfg(not(feature = "train"))]
     let cuda_devices = None;
     let info = Info {
@@ -58,9 +62,23 @@ pub fn run(_args: InfoArgs, global: Global) -> anyhow::Result<ExitCode> {
     if global.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
     } else {
-        println!("flipstream {} (data schema v{})", info.version, info.schema_version);
-        println!("training:     {}", if info.train_feature { "built in (libtorch)" } else { "not built (--no-default-features)" });
-        println!("cpus:         {} ({})", info.cpus, info.cpu_features.join(", "));
+        println!(
+            "flipstream {} (data schema v{})",
+            info.version, info.schema_version
+        );
+        println!(
+            "training:     {}",
+            if info.train_feature {
+                "built in (libtorch)"
+            } else {
+                "not built (--no-default-features)"
+            }
+        );
+        println!(
+            "cpus:         {} ({})",
+            info.cpus,
+            info.cpu_features.join(", ")
+        );
         if let Some(n) = info.cuda_devices {
             println!("cuda devices: {n}");
         }

@@ -188,9 +188,11 @@ impl IngestArgs {
         let mut c = match &self.config {
             None => IngestConfig::default(),
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| UsageError(format!("cannot read --config {}: {e}", path.display())))?;
-                IngestConfig::from_toml(&text).map_err(|e| UsageError(format!("--config {}: {e}", path.display())))?
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    UsageError(format!("cannot read --config {}: {e}", path.display()))
+                })?;
+                IngestConfig::from_toml(&text)
+                    .map_err(|e| UsageError(format!("--config {}: {e}", path.display())))?
             }
         };
         let img = &mut c.image;
@@ -305,21 +307,33 @@ impl IngestArgs {
 pub fn run(args: IngestArgs, global: Global) -> anyhow::Result<ExitCode> {
     let config = args.resolve_config()?;
     if args.print_config {
-        print!("{}", toml::to_string_pretty(&config).context("rendering the configuration")?);
+        print!(
+            "{}",
+            toml::to_string_pretty(&config).context("rendering the configuration")?
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    let worker = WorkerSlot::resolve(args.worker_index, args.num_workers, &|k| std::env::var(k).ok()).map_err(UsageError)?;
+    let worker = WorkerSlot::resolve(args.worker_index, args.num_workers, &|k| {
+        std::env::var(k).ok()
+    })
+    .map_err(UsageError)?;
     if args.units_in_flight == 0 {
         return Err(UsageError("--units-in-flight must be at least 1".into()).into());
     }
     super::init_rayon(args.threads)?;
     let bar = progress::items_bar(global, "ingest");
-    let opts = RunOptions { worker, units_in_flight: args.units_in_flight, ..RunOptions::default() };
+    let opts = RunOptions {
+        worker,
+        units_in_flight: args.units_in_flight,
+        ..RunOptions::default()
+    };
     let runtime = super::runtime()?;
-    let summary = runtime.block_on(pipeline::run(&args.inputs, &args.out, config, opts, bar)).map_err(|e| match e {
-        IngestError::Config(msg) => anyhow::Error::new(UsageError(msg)),
-        other => anyhow::Error::new(other),
-    })?;
+    let summary = runtime
+        .block_on(pipeline::run(&args.inputs, &args.out, config, opts, bar))
+        .map_err(|e| match e {
+            IngestError::Config(msg) => anyhow::Error::new(UsageError(msg)),
+            other => anyhow::Error::new(other),
+        })?;
     if global.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -341,7 +355,13 @@ pub fn run(args: IngestArgs, global: Global) -> anyhow::Result<ExitCode> {
 
 fn print_summary(s: &IngestSummary) {
     let c = &s.counts;
-    let pct = |n: u64| if c.read > 0 { 100.0 * n as f64 / c.read as f64 } else { 0.0 };
+    let pct = |n: u64| {
+        if c.read > 0 {
+            100.0 * n as f64 / c.read as f64
+        } else {
+            0.0
+        }
+    };
     println!("dataset     {}", s.dataset);
     println!(
         "units       {} planned, {} for worker {}/{}, {} already committed, {} committed now, {} failed",
@@ -364,9 +384,15 @@ fn print_summary(s: &IngestSummary) {
     println!("input       {}", human_bytes(c.input_bytes));
     println!("written     {}", human_bytes(s.bytes_written));
     if s.passthrough_nulled > 0 {
-        println!("note        {} passthrough value(s) did not fit their column and were stored as null", s.passthrough_nulled);
+        println!(
+            "note        {} passthrough value(s) did not fit their column and were stored as null",
+            s.passthrough_nulled
+        );
     }
-    println!("time        {:.1} s ({:.1} items/s)", s.elapsed_s, s.items_per_s);
+    println!(
+        "time        {:.1} s ({:.1} items/s)",
+        s.elapsed_s, s.items_per_s
+    );
 }
 
 /// `1.5 MB`-style sizes.
@@ -378,5 +404,9 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1000.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }

@@ -176,15 +176,24 @@ pub(crate) fn write_stdout(text: &str) -> anyhow::Result<()> {
 /// code 2.
 pub(crate) fn loader_error(e: LoaderError) -> anyhow::Error {
     let usage = e.is_usage()
-        || matches!(e, LoaderError::Dataset(ShardError::NotADataset { .. } | ShardError::InvalidUrl { .. }));
-    if usage { UsageError(e.to_string()).into() } else { anyhow::Error::new(e) }
+        || matches!(
+            e,
+            LoaderError::Dataset(ShardError::NotADataset { .. } | ShardError::InvalidUrl { .. })
+        );
+    if usage {
+        UsageError(e.to_string()).into()
+    } else {
+        anyhow::Error::new(e)
+    }
 }
 
 fn resolve(args: &LoaderArgs, state: Option<&LoaderState>) -> anyhow::Result<LoaderConfig> {
     let mut c: LoaderConfig = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| UsageError(format!("--config {}: {e}", path.display())))?;
-            serde_json::from_str(&text).map_err(|e| UsageError(format!("--config {}: {e}", path.display())))?
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| UsageError(format!("--config {}: {e}", path.display())))?;
+            serde_json::from_str(&text)
+                .map_err(|e| UsageError(format!("--config {}: {e}", path.display())))?
         }
         None => LoaderConfig::default(),
     };
@@ -214,12 +223,19 @@ pub fn run(args: LoaderArgs, global: Global) -> anyhow::Result<ExitCode> {
     if let (Some(e), Some(s)) = (args.epoch, &saved)
         && e != s.epoch
     {
-        return Err(UsageError(format!("--epoch {e} contradicts --from-state, which is at epoch {}", s.epoch)).into());
+        return Err(UsageError(format!(
+            "--epoch {e} contradicts --from-state, which is at epoch {}",
+            s.epoch
+        ))
+        .into());
     }
     let epoch = saved.as_ref().map_or(args.epoch.unwrap_or(0), |s| s.epoch);
     config.epochs = Some(epoch + 1);
     let start = saved.map_or(Start::Epoch(epoch), Start::State);
-    let rank = Rank { rank: args.rank, world_size: args.world_size };
+    let rank = Rank {
+        rank: args.rank,
+        world_size: args.world_size,
+    };
     let loader = Loader::open(&args.url, config.clone(), rank, start).map_err(loader_error)?;
     let info = loader.info().clone();
     let remaining = info.batches_per_epoch.saturating_sub(info.start.batch);
@@ -236,7 +252,10 @@ pub fn run(args: LoaderArgs, global: Global) -> anyhow::Result<ExitCode> {
             config.batch_size / args.world_size,
             info.start.batch,
             if info.dropped_per_epoch > 0 {
-                format!(" ({} rows under one global batch dropped)", info.dropped_per_epoch)
+                format!(
+                    " ({} rows under one global batch dropped)",
+                    info.dropped_per_epoch
+                )
             } else {
                 String::new()
             }

@@ -99,7 +99,10 @@ pub fn parse() -> Result<Cli, clap::Error> {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let global = Global { json: cli.json, quiet: cli.quiet };
+    let global = Global {
+        json: cli.json,
+        quiet: cli.quiet,
+    };
     match cli.command {
         Command::Info(args) => info::run(args, global),
         Command::Ingest(args) => ingest::run(args, global),
@@ -137,7 +140,11 @@ pub fn render_error(err: &anyhow::Error) -> String {
 
 /// 2 for usage errors anywhere in the chain, 1 otherwise.
 pub fn exit_code_of(err: &anyhow::Error) -> u8 {
-    if err.chain().any(|e| e.is::<UsageError>()) { 2 } else { 1 }
+    if err.chain().any(|e| e.is::<UsageError>()) {
+        2
+    } else {
+        1
+    }
 }
 
 /// The async runtime for I/O (object stores, downloads). CPU work goes to rayon.
@@ -158,5 +165,6 @@ pub fn init_rayon(threads: Option<usize>) -> anyhow::Result<()> {
     if let Some(n) = threads {
         b = b.num_threads(n);
     }
-    b.build_global().map_err(|e| anyhow::anyhow!("starting the CPU thread pool: {e}"))
+    b.build_global()
+        .map_err(|e| anyhow::anyhow!("starting the CPU thread pool: {e}"))
 }

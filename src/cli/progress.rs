@@ -22,7 +22,11 @@ pub fn items_bar(global: Global, label: &str) -> ProgressBar {
 
 /// Where bars draw: stderr, or nowhere when the user asked for quiet or machine output.
 pub fn draw_target(global: Global) -> ProgressDrawTarget {
-    if global.quiet || global.json { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() }
+    if global.quiet || global.json {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    }
 }
 
 /// A bar on stderr counting `unit` with rate and ETA (its length is set by the caller's work as

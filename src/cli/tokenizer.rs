@@ -87,7 +87,9 @@ struct Trained {
 fn usage_if_settings(e: TokenizeError) -> anyhow::Error {
     match e {
         TokenizeError::Settings(msg) => UsageError(msg).into(),
-        TokenizeError::Load { .. } | TokenizeError::MissingSpecial { .. } => UsageError(e.to_string()).into(),
+        TokenizeError::Load { .. } | TokenizeError::MissingSpecial { .. } => {
+            UsageError(e.to_string()).into()
+        }
         other => anyhow::Error::new(other),
     }
 }
@@ -104,7 +106,12 @@ fn train(args: TrainArgs, global: Global) -> anyhow::Result<ExitCode> {
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty())
         && !parent.is_dir()
     {
-        return Err(UsageError(format!("--out {}: folder {} does not exist", args.out.display(), parent.display())).into());
+        return Err(UsageError(format!(
+            "--out {}: folder {} does not exist",
+            args.out.display(),
+            parent.display()
+        ))
+        .into());
     }
     let options = BpeOptions {
         vocab_size: args.vocab_size,
@@ -115,15 +122,24 @@ fn train(args: TrainArgs, global: Global) -> anyhow::Result<ExitCode> {
     if global.quiet {
         spinner.set_draw_target(ProgressDrawTarget::hidden());
     } else {
-        spinner.set_style(ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        spinner.set_style(
+            ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         spinner.set_message("reading captions");
     }
-    let (tokenizer, captions) =
-        train_bpe_on_dataset(&args.url, &options, |n| spinner.set_message(format!("{n} captions read")))
-            .map_err(usage_if_settings)?;
+    let (tokenizer, captions) = train_bpe_on_dataset(&args.url, &options, |n| {
+        spinner.set_message(format!("{n} captions read"))
+    })
+    .map_err(usage_if_settings)?;
     spinner.finish_and_clear();
     save_tokenizer(&tokenizer, &args.out)?;
-    let out = Trained { url: args.url, captions, vocab_size: tokenizer.get_vocab_size(true), out: args.out };
+    let out = Trained {
+        url: args.url,
+        captions,
+        vocab_size: tokenizer.get_vocab_size(true),
+        out: args.out,
+    };
     if global.json {
         write_stdout(&serde_json::to_string_pretty(&out)?)?;
     } else {
@@ -139,13 +155,19 @@ fn train(args: TrainArgs, global: Global) -> anyhow::Result<ExitCode> {
 }
 
 fn encode(args: EncodeArgs, global: Global) -> anyhow::Result<ExitCode> {
-    let tok = TextTokenizer::from_file(&args.tokenizer, args.context_length).map_err(usage_if_settings)?;
+    let tok = TextTokenizer::from_file(&args.tokenizer, args.context_length)
+        .map_err(usage_if_settings)?;
     let mut out = Vec::with_capacity(args.text.len());
     for text in args.text {
         let ids = tok.encode(&text)?;
         let tokens = ids
             .iter()
-            .map(|&i| u32::try_from(i).ok().and_then(|i| tok.inner().id_to_token(i)).unwrap_or_else(|| "?".into()))
+            .map(|&i| {
+                u32::try_from(i)
+                    .ok()
+                    .and_then(|i| tok.inner().id_to_token(i))
+                    .unwrap_or_else(|| "?".into())
+            })
             .collect();
         out.push(Encoded { text, ids, tokens });
     }
@@ -167,7 +189,12 @@ fn encode(args: EncodeArgs, global: Global) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|e| {
                 let ids: Vec<String> = e.ids.iter().map(i64::to_string).collect();
-                format!("{}\n  ids:    {}\n  tokens: {}", e.text, ids.join(" "), e.tokens.join(" "))
+                format!(
+                    "{}\n  ids:    {}\n  tokens: {}",
+                    e.text,
+                    ids.join(" "),
+                    e.tokens.join(" ")
+                )
             })
             .collect();
         write_stdout(&lines.join("\n"))?;

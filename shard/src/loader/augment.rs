@@ -79,18 +79,33 @@ impl Augment {
 
     /// Decodes `encoded` and writes the augmented sample at `pos` of `epoch` into `dst`
     /// (`size × size × 3` bytes). The error says why the image could not be used.
-    pub(crate) fn apply(&self, encoded: &[u8], epoch: u64, pos: u64, dst: &mut [u8]) -> Result<(), String> {
+    pub(crate) fn apply(
+        &self,
+        encoded: &[u8],
+        epoch: u64,
+        pos: u64,
+        dst: &mut [u8],
+    ) -> Result<(), String> {
         let mut rng = SplitMix64::new(derive(Tag::Augment, &[self.seed, epoch, pos]));
         let mut flip = false;
         let choose = |w: u32, h: u32| match self.mode {
             Mode::Train => {
-                let rect = random_resized_crop(w, h, self.scale, self.log_ratio, self.ratio, &mut rng);
+                let rect =
+                    random_resized_crop(w, h, self.scale, self.log_ratio, self.ratio, &mut rng);
                 flip = rng.next_f64() < self.hflip_prob;
                 rect
             }
             Mode::Eval => center_square(w, h, self.eval_fraction),
         };
-        decode_crop_resize_into(encoded, self.max_pixels, choose, self.size, self.size, self.filter, dst)?;
+        decode_crop_resize_into(
+            encoded,
+            self.max_pixels,
+            choose,
+            self.size,
+            self.size,
+            self.filter,
+            dst,
+        )?;
         if flip {
             flip_horizontal(dst, self.size as usize);
         }
@@ -118,7 +133,12 @@ pub(crate) fn random_resized_crop(
             let (cw, ch) = (cw as u32, ch as u32);
             let top = rng.below(u64::from(h - ch) + 1) as u32;
             let left = rng.below(u64::from(w - cw) + 1) as u32;
-            return CropRect { left, top, width: cw, height: ch };
+            return CropRect {
+                left,
+                top,
+                width: cw,
+                height: ch,
+            };
         }
     }
     // fallback: the whole image, trimmed to the ratio range, centred
@@ -130,13 +150,23 @@ pub(crate) fn random_resized_crop(
     } else {
         (w, h)
     };
-    CropRect { left: (w - cw) / 2, top: (h - ch) / 2, width: cw, height: ch }
+    CropRect {
+        left: (w - cw) / 2,
+        top: (h - ch) / 2,
+        width: cw,
+        height: ch,
+    }
 }
 
 /// The centred square covering `fraction` of the shortest side.
 pub(crate) fn center_square(w: u32, h: u32, fraction: f64) -> CropRect {
     let side = ((f64::from(w.min(h)) * fraction).round() as u32).clamp(1, w.min(h));
-    CropRect { left: (w - side) / 2, top: (h - side) / 2, width: side, height: side }
+    CropRect {
+        left: (w - side) / 2,
+        top: (h - side) / 2,
+        width: side,
+        height: side,
+    }
 }
 
 /// Mirrors a square RGB image of side `size` left to right, in place.
@@ -176,7 +206,10 @@ fn decode_crop_resize_into(
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(max_pixels.saturating_mul(4).max(1 << 20));
     reader.limits(limits);
-    let rgb = reader.decode().map_err(|e| format!("decoding image: {e}"))?.into_rgb8();
+    let rgb = reader
+        .decode()
+        .map_err(|e| format!("decoding image: {e}"))?
+        .into_rgb8();
     let (w, h) = rgb.dimensions();
     if w == 0 || h == 0 {
         return Err("image has no pixels".into());
@@ -185,10 +218,17 @@ fn decode_crop_resize_into(
         return Err(format!("{w}x{h} image has more than {max_pixels} pixels"));
     }
     let rect = choose(w, h);
-    let src = ImageRef::new(w, h, rgb.as_raw(), PixelType::U8x3).map_err(|e| format!("source buffer: {e}"))?;
-    let mut out = Image::from_slice_u8(out_w, out_h, dst, PixelType::U8x3).map_err(|e| format!("batch buffer: {e}"))?;
+    let src = ImageRef::new(w, h, rgb.as_raw(), PixelType::U8x3)
+        .map_err(|e| format!("source buffer: {e}"))?;
+    let mut out = Image::from_slice_u8(out_w, out_h, dst, PixelType::U8x3)
+        .map_err(|e| format!("batch buffer: {e}"))?;
     let options = ResizeOptions::new()
-        .crop(f64::from(rect.left), f64::from(rect.top), f64::from(rect.width), f64::from(rect.height))
+        .crop(
+            f64::from(rect.left),
+            f64::from(rect.top),
+            f64::from(rect.width),
+            f64::from(rect.height),
+        )
         .resize_alg(ResizeAlg::Convolution(filter));
     RESIZER
         .with(|r| r.borrow_mut().resize(&src, &mut out, &options))
@@ -218,23 +258,51 @@ mod tests {
             for _ in 0..200 {
                 let r = random_resized_crop(w, h, scale, lr, ratio, &mut rng);
                 assert!(r.width >= 1 && r.height >= 1);
-                assert!(r.left + r.width <= w && r.top + r.height <= h, "{r:?} in {w}x{h}");
+                assert!(
+                    r.left + r.width <= w && r.top + r.height <= h,
+                    "{r:?} in {w}x{h}"
+                );
             }
         }
         let c = center_square(300, 200, 0.875);
-        assert_eq!(c, CropRect { left: 62, top: 12, width: 175, height: 175 });
+        assert_eq!(
+            c,
+            CropRect {
+                left: 62,
+                top: 12,
+                width: 175,
+                height: 175
+            }
+        );
     }
 
     #[test]
     fn same_position_same_pixels_and_flip_mirrors() {
-        let config = LoaderConfig { image_size: 16, hflip_prob: 0.0, ..Default::default() };
+        let config = LoaderConfig {
+            image_size: 16,
+            hflip_prob: 0.0,
+            ..Default::default()
+        };
         // left half red, right half blue
         let (w, h) = (64u32, 48u32);
-        let pixels: Vec<u8> =
-            (0..w * h).flat_map(|i| if i % w < w / 2 { [250u8, 0, 0] } else { [0u8, 0, 250] }).collect();
+        let pixels: Vec<u8> = (0..w * h)
+            .flat_map(|i| {
+                if i % w < w / 2 {
+                    [250u8, 0, 0]
+                } else {
+                    [0u8, 0, 250]
+                }
+            })
+            .collect();
         let mut enc = Vec::new();
-        jpeg_encoder::Encoder::new(&mut enc, 98).encode(&pixels, w as u16, h as u16, jpeg_encoder::ColorType::Rgb).unwrap();
-        let aug = Augment::new(&LoaderConfig { crop_scale: (1.0, 1.0), crop_ratio: (4.0 / 3.0, 4.0 / 3.0), ..config.clone() });
+        jpeg_encoder::Encoder::new(&mut enc, 98)
+            .encode(&pixels, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
+        let aug = Augment::new(&LoaderConfig {
+            crop_scale: (1.0, 1.0),
+            crop_ratio: (4.0 / 3.0, 4.0 / 3.0),
+            ..config.clone()
+        });
         let mut a = vec![0u8; aug.image_bytes()];
         let mut b = vec![0u8; aug.image_bytes()];
         aug.apply(&enc, 0, 5, &mut a).unwrap();
@@ -248,18 +316,33 @@ mod tests {
             ..config
         });
         flipped.apply(&enc, 0, 5, &mut b).unwrap();
-        assert!(b[0] < 50 && b[2] > 200, "left is blue after the flip: {:?}", &b[..3]);
+        assert!(
+            b[0] < 50 && b[2] > 200,
+            "left is blue after the flip: {:?}",
+            &b[..3]
+        );
     }
 
     #[test]
     fn garbage_and_bombs_are_errors_not_panics() {
-        let aug = Augment::new(&LoaderConfig { image_size: 8, max_image_pixels: 1000, ..Default::default() });
+        let aug = Augment::new(&LoaderConfig {
+            image_size: 8,
+            max_image_pixels: 1000,
+            ..Default::default()
+        });
         let mut dst = vec![0u8; aug.image_bytes()];
         assert!(aug.apply(b"not an image", 0, 0, &mut dst).is_err());
         let big = jpeg(64, 64, [1, 2, 3]);
-        assert!(aug.apply(&big, 0, 0, &mut dst).unwrap_err().contains("more than 1000 pixels"));
+        assert!(
+            aug.apply(&big, 0, 0, &mut dst)
+                .unwrap_err()
+                .contains("more than 1000 pixels")
+        );
         let small = jpeg(30, 30, [200, 100, 50]);
         aug.apply(&small, 0, 0, &mut dst).unwrap();
-        assert!(dst.chunks(3).all(|p| p[0].abs_diff(200) < 8 && p[1].abs_diff(100) < 8 && p[2].abs_diff(50) < 8));
+        assert!(
+            dst.chunks(3)
+                .all(|p| p[0].abs_diff(200) < 8 && p[1].abs_diff(100) < 8 && p[2].abs_diff(50) < 8)
+        );
     }
 }

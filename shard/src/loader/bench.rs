@@ -11,7 +11,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use flipstream_schemas::{DatasetManifest, RejectReason, UnitSpec, WorkerInfo, layout, shard_schema};
+use flipstream_schemas::{
+    DatasetManifest, RejectReason, UnitSpec, WorkerInfo, layout, shard_schema,
+};
 use serde::Serialize;
 
 use super::config::{Interpolation, LoaderConfig, Mode, Rank};
@@ -43,7 +45,10 @@ struct TarSample {
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> ShardError {
-    ShardError::BadRecord { path: path.display().to_string(), detail: e.to_string() }
+    ShardError::BadRecord {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    }
 }
 
 /// Reads a tar's samples: members grouped by key (the path up to the first dot of the file
@@ -57,17 +62,34 @@ fn read_tar(path: &Path) -> Result<Vec<TarSample>> {
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let name = entry.path().map_err(|e| io_error(path, e))?.to_string_lossy().into_owned();
-        let (dir, file) = name.rsplit_once('/').map_or(("", name.as_str()), |(d, f)| (d, f));
-        let Some((stem, ext)) = file.split_once('.') else { continue };
-        let key = if dir.is_empty() { stem.to_string() } else { format!("{dir}/{stem}") };
+        let name = entry
+            .path()
+            .map_err(|e| io_error(path, e))?
+            .to_string_lossy()
+            .into_owned();
+        let (dir, file) = name
+            .rsplit_once('/')
+            .map_or(("", name.as_str()), |(d, f)| (d, f));
+        let Some((stem, ext)) = file.split_once('.') else {
+            continue;
+        };
+        let key = if dir.is_empty() {
+            stem.to_string()
+        } else {
+            format!("{dir}/{stem}")
+        };
         let mut data = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut data).map_err(|e| io_error(path, e))?;
+        entry
+            .read_to_end(&mut data)
+            .map_err(|e| io_error(path, e))?;
         match samples.last_mut() {
             Some(s) if s.key == key => {
                 s.members.insert(ext.to_ascii_lowercase(), data);
             }
-            _ => samples.push(TarSample { key, members: BTreeMap::from([(ext.to_ascii_lowercase(), data)]) }),
+            _ => samples.push(TarSample {
+                key,
+                members: BTreeMap::from([(ext.to_ascii_lowercase(), data)]),
+            }),
         }
     }
     Ok(samples)
@@ -77,15 +99,24 @@ fn read_tar(path: &Path) -> Result<Vec<TarSample>> {
 /// flipstream dataset at `out`, one unit per tar, keeping the encoded images as they are.
 /// Already committed tars are skipped, so re-running is cheap. This is a benchmark fixture, not
 /// an ingest: images are not filtered, resized or deduplicated, and `phash` is stored as 0.
-pub async fn import_webdataset_tars(tars: &[PathBuf], out: &str, settings: WriterSettings) -> Result<ImportReport> {
+pub async fn import_webdataset_tars(
+    tars: &[PathBuf],
+    out: &str,
+    settings: WriterSettings,
+) -> Result<ImportReport> {
     let root = StoreRoot::parse(out)?;
     let names: Vec<String> = tars.iter().map(|p| p.display().to_string()).collect();
     let fingerprint = blake3::hash(names.join("\n").as_bytes()).to_hex()[..32].to_string();
-    let manifest = DatasetManifest::new(fingerprint, serde_json::json!({ "bench": "loader", "tars": names }));
+    let manifest = DatasetManifest::new(
+        fingerprint,
+        serde_json::json!({ "bench": "loader", "tars": names }),
+    );
     let writer = DatasetWriter::open(root, manifest, settings).await?;
     let mut report = ImportReport::default();
     for tar_path in tars {
-        let stem = tar_path.file_stem().map_or_else(|| "tar".into(), |s| s.to_string_lossy().into_owned());
+        let stem = tar_path
+            .file_stem()
+            .map_or_else(|| "tar".into(), |s| s.to_string_lossy().into_owned());
         let id = layout::sanitize_unit_id(&stem);
         if writer.is_committed(&id).await?.is_some() {
             report.units_skipped += 1;
@@ -99,13 +130,20 @@ pub async fn import_webdataset_tars(tars: &[PathBuf], out: &str, settings: Write
             start: None,
             end: None,
         };
-        let mut unit = writer.begin_unit(spec, shard_schema(), WorkerInfo::default()).await?;
+        let mut unit = writer
+            .begin_unit(spec, shard_schema(), WorkerInfo::default())
+            .await?;
         let mut rows = ShardBatchBuilder::new(shard_schema());
         let (mut read, mut input_bytes) = (0u64, 0u64);
         for mut s in samples {
             read += 1;
-            let image = ["jpg", "jpeg", "png", "webp"].iter().find_map(|e| s.members.remove(*e).map(|b| (*e, b)));
-            let caption = s.members.remove("txt").map(|b| String::from_utf8_lossy(&b).trim().to_string());
+            let image = ["jpg", "jpeg", "png", "webp"]
+                .iter()
+                .find_map(|e| s.members.remove(*e).map(|b| (*e, b)));
+            let caption = s
+                .members
+                .remove("txt")
+                .map(|b| String::from_utf8_lossy(&b).trim().to_string());
             let reject = |reason: RejectReason, detail: &str| Rejection {
                 key: s.key.clone(),
                 source: tar_path.display().to_string(),
@@ -114,7 +152,10 @@ pub async fn import_webdataset_tars(tars: &[PathBuf], out: &str, settings: Write
                 detail: detail.to_string(),
             };
             let Some((ext, bytes)) = image else {
-                unit.reject(&reject(RejectReason::MissingImage, "no jpg/jpeg/png/webp member"));
+                unit.reject(&reject(
+                    RejectReason::MissingImage,
+                    "no jpg/jpeg/png/webp member",
+                ));
                 continue;
             };
             input_bytes += bytes.len() as u64;
@@ -182,7 +223,14 @@ pub struct LoaderBenchOptions {
 
 impl Default for LoaderBenchOptions {
     fn default() -> Self {
-        Self { threads: 1, epochs: 3, batch_size: 64, image_size: 224, crop_scale: (0.5, 1.0), seed: 0 }
+        Self {
+            threads: 1,
+            epochs: 3,
+            batch_size: 64,
+            image_size: 224,
+            crop_scale: (0.5, 1.0),
+            seed: 0,
+        }
     }
 }
 
@@ -296,7 +344,9 @@ mod tests {
     async fn tars_become_units_and_bad_samples_rejections() {
         let dir = tempfile::tempdir().unwrap();
         let mut jpeg = Vec::new();
-        jpeg_encoder::Encoder::new(&mut jpeg, 90).encode(&[9u8; 8 * 6 * 3], 8, 6, jpeg_encoder::ColorType::Rgb).unwrap();
+        jpeg_encoder::Encoder::new(&mut jpeg, 90)
+            .encode(&[9u8; 8 * 6 * 3], 8, 6, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
         let tar = tar_with(&[
             ("a/000", Some(jpeg.clone()), Some("one")),
             ("a/001", None, Some("no image")),
@@ -308,9 +358,17 @@ mod tests {
         std::fs::write(&tar_path, tar).unwrap();
         let out = dir.path().join("ds");
         let out = out.to_str().unwrap();
-        let r = import_webdataset_tars(std::slice::from_ref(&tar_path), out, WriterSettings::default()).await.unwrap();
+        let r = import_webdataset_tars(
+            std::slice::from_ref(&tar_path),
+            out,
+            WriterSettings::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!((r.units_written, r.accepted, r.rejected), (1, 2, 3));
-        let again = import_webdataset_tars(&[tar_path], out, WriterSettings::default()).await.unwrap();
+        let again = import_webdataset_tars(&[tar_path], out, WriterSettings::default())
+            .await
+            .unwrap();
         assert_eq!(again.units_skipped, 1);
         let ds = Dataset::open(out).await.unwrap();
         assert_eq!(ds.rows(), 2);

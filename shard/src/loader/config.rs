@@ -181,7 +181,10 @@ pub struct Rank {
 
 impl Rank {
     /// The only process.
-    pub const SINGLE: Rank = Rank { rank: 0, world_size: 1 };
+    pub const SINGLE: Rank = Rank {
+        rank: 0,
+        world_size: 1,
+    };
 }
 
 fn settings(msg: String) -> LoaderError {
@@ -196,7 +199,9 @@ impl LoaderConfig {
             return Err(settings("world size must be at least 1".into()));
         }
         if rank >= world_size {
-            return Err(settings(format!("rank {rank} is not below world size {world_size}; ranks are 0..{world_size}")));
+            return Err(settings(format!(
+                "rank {rank} is not below world size {world_size}; ranks are 0..{world_size}"
+            )));
         }
         if self.batch_size == 0 {
             return Err(settings("batch size must be at least 1".into()));
@@ -232,13 +237,22 @@ impl LoaderConfig {
             check_range("crop scale", self.crop_scale, 0.0, 1.0)?;
             check_range("crop ratio", self.crop_ratio, 0.0, f64::INFINITY)?;
             if !(0.0..=1.0).contains(&self.hflip_prob) {
-                return Err(settings(format!("flip probability {} is not in [0, 1]", self.hflip_prob)));
+                return Err(settings(format!(
+                    "flip probability {} is not in [0, 1]",
+                    self.hflip_prob
+                )));
             }
         } else if !(self.eval_crop_fraction > 0.0 && self.eval_crop_fraction <= 1.0) {
-            return Err(settings(format!("eval crop fraction {} is not in (0, 1]", self.eval_crop_fraction)));
+            return Err(settings(format!(
+                "eval crop fraction {} is not in (0, 1]",
+                self.eval_crop_fraction
+            )));
         }
         if self.image_size == 0 || self.image_size > 8192 {
-            return Err(settings(format!("image size {} is not in 1..=8192", self.image_size)));
+            return Err(settings(format!(
+                "image size {} is not in 1..=8192",
+                self.image_size
+            )));
         }
         if self.tokenizer.is_some() && self.context_length < 2 {
             return Err(settings(format!(
@@ -247,7 +261,9 @@ impl LoaderConfig {
             )));
         }
         if self.io_threads == 0 || self.max_concurrent_fetches == 0 || self.reader_cache == 0 {
-            return Err(settings("io threads, concurrent fetches and reader cache must be at least 1".into()));
+            return Err(settings(
+                "io threads, concurrent fetches and reader cache must be at least 1".into(),
+            ));
         }
         if self.prefetch_batches == 0 {
             return Err(settings("prefetch batches must be at least 1".into()));
@@ -267,7 +283,9 @@ impl LoaderConfig {
 
 fn check_range(what: &str, (lo, hi): (f64, f64), min: f64, max: f64) -> LoaderResult<()> {
     if !(lo.is_finite() && hi.is_finite() && lo > min && lo <= hi && hi <= max) {
-        return Err(settings(format!("{what} ({lo}, {hi}) must satisfy {min} < low <= high <= {max}")));
+        return Err(settings(format!(
+            "{what} ({lo}, {hi}) must satisfy {min} < low <= high <= {max}"
+        )));
     }
     Ok(())
 }
@@ -282,22 +300,49 @@ mod tests {
         c.validate(Rank::SINGLE).unwrap();
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<LoaderConfig>(&json).unwrap(), c);
-        let partial: LoaderConfig = serde_json::from_str(r#"{"batch_size": 64, "seed": 3}"#).unwrap();
+        let partial: LoaderConfig =
+            serde_json::from_str(r#"{"batch_size": 64, "seed": 3}"#).unwrap();
         assert_eq!(partial.batch_size, 64);
         assert_eq!(partial.lanes, 16);
     }
 
     #[test]
     fn impossible_settings_say_what_to_change() {
-        let c = LoaderConfig { batch_size: 60, lanes: 16, ..Default::default() };
+        let c = LoaderConfig {
+            batch_size: 60,
+            lanes: 16,
+            ..Default::default()
+        };
         let e = c.validate(Rank::SINGLE).unwrap_err().to_string();
         assert!(e.contains("not divisible by lanes 16"), "{e}");
-        let c = LoaderConfig { batch_size: 48, lanes: 6, ..Default::default() };
-        let e = c.validate(Rank { rank: 0, world_size: 4 }).unwrap_err().to_string();
-        assert!(e.contains("lanes 6 is not divisible by world size 4"), "{e}");
-        let e = LoaderConfig::default().validate(Rank { rank: 2, world_size: 2 }).unwrap_err().to_string();
+        let c = LoaderConfig {
+            batch_size: 48,
+            lanes: 6,
+            ..Default::default()
+        };
+        let e = c
+            .validate(Rank {
+                rank: 0,
+                world_size: 4,
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("lanes 6 is not divisible by world size 4"),
+            "{e}"
+        );
+        let e = LoaderConfig::default()
+            .validate(Rank {
+                rank: 2,
+                world_size: 2,
+            })
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("rank 2 is not below world size 2"), "{e}");
-        let c = LoaderConfig { crop_scale: (0.0, 1.0), ..Default::default() };
+        let c = LoaderConfig {
+            crop_scale: (0.0, 1.0),
+            ..Default::default()
+        };
         assert!(c.validate(Rank::SINGLE).is_err());
         assert!("bogus".parse::<SplitSelection>().is_err());
     }

@@ -24,7 +24,9 @@ pub enum LoaderError {
         url: String,
     },
     /// `split.json` does not describe the committed data (units were committed after the split).
-    #[error("{url}: _flipstream/split.json is out of date: {detail}; re-run `flipstream shard split {url}`")]
+    #[error(
+        "{url}: _flipstream/split.json is out of date: {detail}; re-run `flipstream shard split {url}`"
+    )]
     SplitOutOfDate {
         /// Dataset root.
         url: String,
@@ -74,7 +76,10 @@ impl LoaderError {
     /// True for errors caused by what the user asked for (bad settings, missing split, a state
     /// from another configuration): a CLI exits with code 2 on these.
     pub fn is_usage(&self) -> bool {
-        matches!(self, LoaderError::Settings(_) | LoaderError::NoSplit { .. } | LoaderError::State(_))
+        matches!(
+            self,
+            LoaderError::Settings(_) | LoaderError::NoSplit { .. } | LoaderError::State(_)
+        )
     }
 }
 

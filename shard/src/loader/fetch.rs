@@ -41,7 +41,9 @@ pub(crate) struct UnitData {
 impl UnitData {
     /// Stored row index of the `row`-th selected row.
     pub(crate) fn stored_row(&self, row: u64) -> Option<usize> {
-        self.rows.get(usize::try_from(row).ok()?).map(|&r| r as usize)
+        self.rows
+            .get(usize::try_from(row).ok()?)
+            .map(|&r| r as usize)
     }
 }
 
@@ -93,9 +95,12 @@ fn store_error_kind(e: &object_store::Error) -> ErrorKind {
 fn error_kind(e: &ShardError) -> ErrorKind {
     match e {
         ShardError::Store { source, .. } => store_error_kind(source),
-        ShardError::Parquet { source: ParquetError::External(inner), .. } => {
-            inner.downcast_ref::<object_store::Error>().map_or(ErrorKind::Corrupt, store_error_kind)
-        }
+        ShardError::Parquet {
+            source: ParquetError::External(inner),
+            ..
+        } => inner
+            .downcast_ref::<object_store::Error>()
+            .map_or(ErrorKind::Corrupt, store_error_kind),
         _ => ErrorKind::Corrupt,
     }
 }
@@ -117,7 +122,14 @@ impl ReaderCache {
             return entry.0.clone();
         }
         while self.map.len() >= capacity.max(1) {
-            let Some(oldest) = self.map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone()) else { break };
+            let Some(oldest) = self
+                .map
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
             if let Some((cell, _)) = self.map.remove(&oldest) {
                 self.evicted_bytes += cell.get().map_or(0, ShardReader::bytes_fetched);
             }
@@ -128,7 +140,12 @@ impl ReaderCache {
     }
 
     fn bytes_fetched(&self) -> u64 {
-        self.evicted_bytes + self.map.values().map(|(c, _)| c.get().map_or(0, ShardReader::bytes_fetched)).sum::<u64>()
+        self.evicted_bytes
+            + self
+                .map
+                .values()
+                .map(|(c, _)| c.get().map_or(0, ShardReader::bytes_fetched))
+                .sum::<u64>()
     }
 }
 
@@ -151,7 +168,9 @@ pub(crate) struct Fetcher {
 impl Fetcher {
     /// A fetcher reading `root` with the config's columns, retries and limits.
     pub(crate) fn new(root: StoreRoot, config: &LoaderConfig, filter: RowFilter) -> Self {
-        let mut cols: Vec<String> = [columns::KEY, columns::IMAGE, columns::CAPTION].map(String::from).to_vec();
+        let mut cols: Vec<String> = [columns::KEY, columns::IMAGE, columns::CAPTION]
+            .map(String::from)
+            .to_vec();
         for c in &config.extra_columns {
             if !cols.contains(c) {
                 cols.push(c.clone());
@@ -179,7 +198,10 @@ impl Fetcher {
 
     /// Bytes fetched from the store so far (footers and row groups).
     pub(crate) fn bytes_fetched(&self) -> u64 {
-        self.readers.lock().unwrap_or_else(|p| p.into_inner()).bytes_fetched()
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .bytes_fetched()
     }
 
     /// Row groups read successfully so far.
@@ -193,19 +215,30 @@ impl Fetcher {
     }
 
     async fn reader(&self, unit: &Unit) -> Result<ShardReader, ShardError> {
-        let cell = self.readers.lock().unwrap_or_else(|p| p.into_inner()).get(&unit.shard, self.reader_capacity);
-        cell.get_or_try_init(|| ShardReader::open(&self.root, &unit.shard, Some(unit.shard_bytes))).await.cloned()
+        let cell = self
+            .readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&unit.shard, self.reader_capacity);
+        cell.get_or_try_init(|| ShardReader::open(&self.root, &unit.shard, Some(unit.shard_bytes)))
+            .await
+            .cloned()
     }
 
     async fn read(&self, unit: &Unit) -> Result<RecordBatch, ShardError> {
         let names: Vec<&str> = self.columns.iter().map(String::as_str).collect();
-        self.reader(unit).await?.read_row_group(unit.row_group, Some(&names)).await
+        self.reader(unit)
+            .await?
+            .read_row_group(unit.row_group, Some(&names))
+            .await
     }
 
     /// Reads `unit`, retrying transient errors.
     pub(crate) async fn fetch(self: Arc<Self>, unit: Unit) -> UnitResult {
         let location = self.root.location(&unit.shard);
-        let lost = |detail: String| UnitFailure::Lost { detail: format!("{location} row group {}: {detail}", unit.row_group) };
+        let lost = |detail: String| UnitFailure::Lost {
+            detail: format!("{location} row group {}: {detail}", unit.row_group),
+        };
         let Ok(_permit) = self.permits.acquire().await else {
             return Err(lost("the loader is shutting down".into()));
         };
@@ -217,12 +250,19 @@ impl Fetcher {
                     let kind = error_kind(&e);
                     if kind == ErrorKind::Transient && attempt < self.retries {
                         self.retried.fetch_add(1, Ordering::Relaxed);
-                        let delay = self.backoff.saturating_mul(1 << attempt.min(16)).min(Duration::from_secs(10));
+                        let delay = self
+                            .backoff
+                            .saturating_mul(1 << attempt.min(16))
+                            .min(Duration::from_secs(10));
                         tokio::time::sleep(delay).await;
                         attempt += 1;
                         continue;
                     }
-                    let tries = if attempt > 0 { format!(" (after {attempt} retries)") } else { String::new() };
+                    let tries = if attempt > 0 {
+                        format!(" (after {attempt} retries)")
+                    } else {
+                        String::new()
+                    };
                     return Err(lost(format!("{e}{tries}")));
                 }
             }
@@ -245,7 +285,11 @@ impl Fetcher {
     }
 
     fn unit_data(&self, batch: &RecordBatch) -> Result<UnitData, String> {
-        let column = |name: &str| batch.column_by_name(name).ok_or_else(|| format!("no column `{name}`"));
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| format!("no column `{name}`"))
+        };
         let keys = column(columns::KEY)?
             .as_string_opt::<i32>()
             .ok_or_else(|| format!("column `{}` is not utf8", columns::KEY))?
@@ -258,16 +302,29 @@ impl Fetcher {
             .as_binary_opt::<i32>()
             .ok_or_else(|| format!("column `{}` is not binary", columns::IMAGE))?
             .clone();
-        let extras = self.extra_columns.iter().map(|c| column(c).cloned()).collect::<Result<Vec<_>, _>>()?;
+        let extras = self
+            .extra_columns
+            .iter()
+            .map(|c| column(c).cloned())
+            .collect::<Result<Vec<_>, _>>()?;
         let n = batch.num_rows();
         if n > u32::MAX as usize {
             return Err(format!("{n} rows in one row group"));
         }
         let rows: Vec<u32> = match self.filter {
             RowFilter::All => (0..n as u32).collect(),
-            filter => (0..n).filter(|&i| !keys.is_null(i) && filter.keeps(keys.value(i))).map(|i| i as u32).collect(),
+            filter => (0..n)
+                .filter(|&i| !keys.is_null(i) && filter.keeps(keys.value(i)))
+                .map(|i| i as u32)
+                .collect(),
         };
-        Ok(UnitData { keys, captions, images, extras, rows })
+        Ok(UnitData {
+            keys,
+            captions,
+            images,
+            extras,
+            rows,
+        })
     }
 }
 
@@ -277,9 +334,18 @@ mod tests {
 
     #[test]
     fn errors_are_classified_for_retry() {
-        let nf = object_store::Error::NotFound { path: "x".into(), source: "gone".into() };
-        assert_eq!(error_kind(&ShardError::store("get", "x", nf)), ErrorKind::Missing);
-        let generic = object_store::Error::Generic { store: "S3", source: "connection reset".into() };
+        let nf = object_store::Error::NotFound {
+            path: "x".into(),
+            source: "gone".into(),
+        };
+        assert_eq!(
+            error_kind(&ShardError::store("get", "x", nf)),
+            ErrorKind::Missing
+        );
+        let generic = object_store::Error::Generic {
+            store: "S3",
+            source: "connection reset".into(),
+        };
         let wrapped = ShardError::parquet("x", ParquetError::External(Box::new(generic)));
         assert_eq!(error_kind(&wrapped), ErrorKind::Transient);
         let corrupt = ShardError::parquet("x", ParquetError::General("bad page".into()));

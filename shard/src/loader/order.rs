@@ -100,7 +100,10 @@ impl TrainLayout {
             self.cache[slot] = Some((b, permutation((hi - lo) as usize, seed)));
         }
         let j = match &self.cache[slot] {
-            Some((_, p)) => p.get((offset - lo) as usize).copied().map_or(offset - lo, u64::from),
+            Some((_, p)) => p
+                .get((offset - lo) as usize)
+                .copied()
+                .map_or(offset - lo, u64::from),
             None => offset - lo,
         };
         lane * self.lane_len + lo + j
@@ -109,7 +112,12 @@ impl TrainLayout {
 
 impl EpochOrder {
     /// The order of `epoch` for `rank` under `config` (train or eval per `config.mode`).
-    pub(crate) fn new(units: &Units, config: &LoaderConfig, rank: Rank, epoch: u64) -> LoaderResult<Self> {
+    pub(crate) fn new(
+        units: &Units,
+        config: &LoaderConfig,
+        rank: Rank,
+        epoch: u64,
+    ) -> LoaderResult<Self> {
         let n = units.total_rows();
         let rows: Vec<u64> = units.units().iter().map(|u| u.rows).collect();
         let b = config.batch_size as u64;
@@ -125,7 +133,10 @@ impl EpochOrder {
                 }
                 let lanes = config.lanes as u64;
                 let perm = permutation(rows.len(), derive(Tag::Units, &[config.seed, epoch]));
-                let starts = prefix_sums(perm.iter().map(|&u| rows.get(u as usize).copied().unwrap_or(0)));
+                let starts = prefix_sums(
+                    perm.iter()
+                        .map(|&u| rows.get(u as usize).copied().unwrap_or(0)),
+                );
                 let my_lanes: Vec<u64> = (r..lanes).step_by(w as usize).collect();
                 let layout = TrainLayout {
                     seed: config.seed,
@@ -137,7 +148,13 @@ impl EpochOrder {
                     cache: vec![None; my_lanes.len()],
                     my_lanes,
                 };
-                Ok(Self { perm, starts, layout: Layout::Train(layout), batches: kept / b, dropped: n - kept })
+                Ok(Self {
+                    perm,
+                    starts,
+                    layout: Layout::Train(layout),
+                    batches: kept / b,
+                    dropped: n - kept,
+                })
             }
             Mode::Eval => {
                 let start = (u128::from(n) * u128::from(r) / u128::from(w)) as u64;
@@ -151,7 +168,17 @@ impl EpochOrder {
                 let perm: Vec<u32> = (0..rows.len() as u32).collect();
                 let starts = prefix_sums(rows.iter().copied());
                 let batches = (end - start).div_ceil(per_batch);
-                Ok(Self { perm, starts, layout: Layout::Eval(EvalLayout { start, end, per_batch }), batches, dropped: 0 })
+                Ok(Self {
+                    perm,
+                    starts,
+                    layout: Layout::Eval(EvalLayout {
+                        start,
+                        end,
+                        per_batch,
+                    }),
+                    batches,
+                    dropped: 0,
+                })
             }
         }
     }
@@ -183,7 +210,10 @@ impl EpochOrder {
                     let lane = layout.my_lanes[slot];
                     for offset in t * layout.chunk..(t + 1) * layout.chunk {
                         let pos = layout.position(slot, lane, offset);
-                        out.push(Slot { pos, group: lane as u32 });
+                        out.push(Slot {
+                            pos,
+                            group: lane as u32,
+                        });
                     }
                 }
                 out
@@ -256,7 +286,13 @@ mod tests {
     }
 
     fn config(seed: u64) -> LoaderConfig {
-        LoaderConfig { batch_size: 48, lanes: 8, shuffle_block: 20, seed, ..Default::default() }
+        LoaderConfig {
+            batch_size: 48,
+            lanes: 8,
+            shuffle_block: 20,
+            seed,
+            ..Default::default()
+        }
     }
 
     fn all_batches(units: &Units, c: &LoaderConfig, rank: Rank, epoch: u64) -> Vec<Vec<Slot>> {
@@ -272,7 +308,15 @@ mod tests {
             let mut seen = HashSet::new();
             let mut counts = Vec::new();
             for r in 0..w {
-                let batches = all_batches(&u, &c, Rank { rank: r, world_size: w }, 0);
+                let batches = all_batches(
+                    &u,
+                    &c,
+                    Rank {
+                        rank: r,
+                        world_size: w,
+                    },
+                    0,
+                );
                 counts.push(batches.len());
                 for b in &batches {
                     assert_eq!(b.len(), 48 / w);
@@ -291,11 +335,25 @@ mod tests {
         let u = units();
         let c = config(9);
         let global = |w: usize| -> Vec<Vec<u64>> {
-            let per_rank: Vec<Vec<Vec<Slot>>> =
-                (0..w).map(|r| all_batches(&u, &c, Rank { rank: r, world_size: w }, 1)).collect();
+            let per_rank: Vec<Vec<Vec<Slot>>> = (0..w)
+                .map(|r| {
+                    all_batches(
+                        &u,
+                        &c,
+                        Rank {
+                            rank: r,
+                            world_size: w,
+                        },
+                        1,
+                    )
+                })
+                .collect();
             (0..per_rank[0].len())
                 .map(|t| {
-                    let mut v: Vec<u64> = per_rank.iter().flat_map(|b| b[t].iter().map(|s| s.pos)).collect();
+                    let mut v: Vec<u64> = per_rank
+                        .iter()
+                        .flat_map(|b| b[t].iter().map(|s| s.pos))
+                        .collect();
                     v.sort_unstable();
                     v
                 })
@@ -316,8 +374,20 @@ mod tests {
         assert_ne!(a, all_batches(&u, &config(1), Rank::SINGLE, 1));
         // lane 0's first block holds lane offsets 0..20: the first 20 of its positions are a
         // permutation of them
-        let mut o = EpochOrder::new(&u, &config(1), Rank { rank: 0, world_size: 8 }, 0).unwrap();
-        let first: Vec<u64> = (0..4).flat_map(|t| o.rank_batch(t)).map(|s| s.pos).collect();
+        let mut o = EpochOrder::new(
+            &u,
+            &config(1),
+            Rank {
+                rank: 0,
+                world_size: 8,
+            },
+            0,
+        )
+        .unwrap();
+        let first: Vec<u64> = (0..4)
+            .flat_map(|t| o.rank_batch(t))
+            .map(|s| s.pos)
+            .collect();
         let mut block: Vec<u64> = first[..20].to_vec();
         block.sort_unstable();
         assert_eq!(block, (0..20).collect::<Vec<_>>());
@@ -328,13 +398,25 @@ mod tests {
     fn windows_cover_every_unit_a_batch_needs() {
         let u = units();
         for prefetch in [0usize, 2] {
-            let mut o = EpochOrder::new(&u, &config(4), Rank { rank: 1, world_size: 2 }, 0).unwrap();
+            let mut o = EpochOrder::new(
+                &u,
+                &config(4),
+                Rank {
+                    rank: 1,
+                    world_size: 2,
+                },
+                0,
+            )
+            .unwrap();
             for t in 0..o.batches() {
                 let window = o.window(t, prefetch);
                 for s in o.rank_batch(t) {
                     let (k, row) = o.locate(s.pos);
                     assert!(row < u.units()[o.unit_at(k)].rows);
-                    assert!(window.iter().any(|&(a, b)| (a..=b).contains(&k)), "t={t} k={k} {window:?}");
+                    assert!(
+                        window.iter().any(|&(a, b)| (a..=b).contains(&k)),
+                        "t={t} k={k} {window:?}"
+                    );
                 }
             }
         }
@@ -343,10 +425,25 @@ mod tests {
     #[test]
     fn eval_covers_everything_in_canonical_order_with_a_partial_last_batch() {
         let u = units();
-        let c = LoaderConfig { mode: Mode::Eval, batch_size: 48, ..Default::default() };
+        let c = LoaderConfig {
+            mode: Mode::Eval,
+            batch_size: 48,
+            ..Default::default()
+        };
         let mut all = Vec::new();
         for r in 0..3 {
-            let batches = all_batches(&u, &LoaderConfig { batch_size: 48, ..c.clone() }, Rank { rank: r, world_size: 3 }, 0);
+            let batches = all_batches(
+                &u,
+                &LoaderConfig {
+                    batch_size: 48,
+                    ..c.clone()
+                },
+                Rank {
+                    rank: r,
+                    world_size: 3,
+                },
+                0,
+            );
             assert!(batches.iter().rev().skip(1).all(|b| b.len() == 16));
             all.extend(batches.into_iter().flatten().map(|s| s.pos));
         }
@@ -361,10 +458,31 @@ mod tests {
     #[test]
     fn too_few_rows_for_a_batch_is_refused() {
         let u = Units::synthetic(&[10]);
-        let c = LoaderConfig { batch_size: 16, lanes: 4, ..Default::default() };
-        let e = EpochOrder::new(&u, &c, Rank::SINGLE, 0).unwrap_err().to_string();
+        let c = LoaderConfig {
+            batch_size: 16,
+            lanes: 4,
+            ..Default::default()
+        };
+        let e = EpochOrder::new(&u, &c, Rank::SINGLE, 0)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("fewer than one global batch"), "{e}");
-        let c = LoaderConfig { mode: Mode::Eval, batch_size: 16, ..Default::default() };
-        assert!(EpochOrder::new(&Units::synthetic(&[1]), &c, Rank { rank: 0, world_size: 2 }, 0).is_err());
+        let c = LoaderConfig {
+            mode: Mode::Eval,
+            batch_size: 16,
+            ..Default::default()
+        };
+        assert!(
+            EpochOrder::new(
+                &Units::synthetic(&[1]),
+                &c,
+                Rank {
+                    rank: 0,
+                    world_size: 2
+                },
+                0
+            )
+            .is_err()
+        );
     }
 }

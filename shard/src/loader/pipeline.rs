@@ -119,7 +119,9 @@ pub struct Loader {
 
 impl std::fmt::Debug for Loader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Loader").field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("Loader")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
@@ -129,7 +131,10 @@ fn runtime(config: &LoaderConfig) -> LoaderResult<Runtime> {
         .thread_name("flipstream-loader-io")
         .enable_all()
         .build()
-        .map_err(|e| LoaderError::Runtime { what: "I/O runtime", detail: e.to_string() })
+        .map_err(|e| LoaderError::Runtime {
+            what: "I/O runtime",
+            detail: e.to_string(),
+        })
 }
 
 impl Loader {
@@ -140,7 +145,11 @@ impl Loader {
         let wants_split = config.split != SplitSelection::All;
         let (dataset, split) = rt.block_on(async {
             let dataset = Dataset::open(url).await?;
-            let split = if wants_split { dataset.split_manifest().await? } else { None };
+            let split = if wants_split {
+                dataset.split_manifest().await?
+            } else {
+                None
+            };
             Ok::<_, LoaderError>((dataset, split))
         })?;
         Self::start(rt, &dataset, split.as_ref(), config, rank, start)
@@ -203,8 +212,15 @@ impl Loader {
             .num_threads(config.resolved_decode_threads())
             .thread_name(|i| format!("flipstream-loader-decode-{i}"))
             .build()
-            .map_err(|e| LoaderError::Runtime { what: "decode pool", detail: e.to_string() })?;
-        let fetcher = Arc::new(Fetcher::new(dataset.root().clone(), &config, units.filter()));
+            .map_err(|e| LoaderError::Runtime {
+                what: "decode pool",
+                detail: e.to_string(),
+            })?;
+        let fetcher = Arc::new(Fetcher::new(
+            dataset.root().clone(),
+            &config,
+            units.filter(),
+        ));
         let counters = Arc::new(Counters::default());
         let (tx, rx) = sync_channel(config.prefetch_batches);
         let (cancel, cancelled) = watch::channel(false);
@@ -227,7 +243,10 @@ impl Loader {
         let handle = std::thread::Builder::new()
             .name("flipstream-loader".into())
             .spawn(move || producer.run())
-            .map_err(|e| LoaderError::Runtime { what: "producer thread", detail: e.to_string() })?;
+            .map_err(|e| LoaderError::Runtime {
+                what: "producer thread",
+                detail: e.to_string(),
+            })?;
         Ok(Self {
             rx: Some(rx),
             producer: Some(handle),
@@ -330,18 +349,22 @@ struct Producer {
 impl Producer {
     fn run(mut self) {
         loop {
-            if self.config.mode == Mode::Train && self.config.epochs.is_some_and(|n| self.state.epoch >= n) {
+            if self.config.mode == Mode::Train
+                && self.config.epochs.is_some_and(|n| self.state.epoch >= n)
+            {
                 return;
             }
             let order = match self.order.take() {
                 Some(o) => o,
-                None => match EpochOrder::new(&self.units, &self.config, self.rank, self.state.epoch) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        let _ = self.tx.send(Err(e));
-                        return;
+                None => {
+                    match EpochOrder::new(&self.units, &self.config, self.rank, self.state.epoch) {
+                        Ok(o) => o,
+                        Err(e) => {
+                            let _ = self.tx.send(Err(e));
+                            return;
+                        }
                     }
-                },
+                }
             };
             if self.state.batch >= order.batches() {
                 if self.config.mode == Mode::Eval {
@@ -379,15 +402,28 @@ impl Producer {
 
     /// Starts fetching the window of batch `t`, forgets units outside it, and returns the
     /// results of the units the batch needs.
-    fn units_for(&mut self, order: &EpochOrder, t: u64, sources: &[Source]) -> LoaderResult<HashMap<usize, Arc<UnitData>>> {
+    fn units_for(
+        &mut self,
+        order: &EpochOrder,
+        t: u64,
+        sources: &[Source],
+    ) -> LoaderResult<HashMap<usize, Arc<UnitData>>> {
         // most urgent first (fetches queue on a fair semaphore): the units this batch needs,
         // then each lane's window in its reading order, the lanes interleaved
         let windows = order.window(t, self.config.prefetch_row_groups);
         let longest = windows.iter().map(|&(a, b)| b + 1 - a).max().unwrap_or(0);
         let mut wanted: BTreeSet<usize> = BTreeSet::new();
         let mut by_urgency = Vec::new();
-        let ahead = (0..longest).flat_map(|step| windows.iter().filter_map(move |&(a, b)| (a + step <= b).then_some(a + step)));
-        for u in sources.iter().map(|s| s.unit).chain(ahead.map(|k| order.unit_at(k))) {
+        let ahead = (0..longest).flat_map(|step| {
+            windows
+                .iter()
+                .filter_map(move |&(a, b)| (a + step <= b).then_some(a + step))
+        });
+        for u in sources
+            .iter()
+            .map(|s| s.unit)
+            .chain(ahead.map(|k| order.unit_at(k)))
+        {
             if wanted.insert(u) {
                 by_urgency.push(u);
             }
@@ -395,7 +431,9 @@ impl Producer {
         self.cache.retain(|u, _| wanted.contains(u));
         for &u in &by_urgency {
             if !self.cache.contains_key(&u) {
-                let Some(unit) = self.units.units().get(u).cloned() else { continue };
+                let Some(unit) = self.units.units().get(u).cloned() else {
+                    continue;
+                };
                 let task = self.handle.spawn(self.fetcher.clone().fetch(unit));
                 self.cache.insert(u, Pending::Fetching(task));
             }
@@ -407,11 +445,16 @@ impl Producer {
                 && let Some(Pending::Fetching(task)) = self.cache.remove(&u)
             {
                 let Some(result) = self.wait(task) else {
-                    return Err(LoaderError::Runtime { what: "producer thread", detail: "loader dropped".into() });
+                    return Err(LoaderError::Runtime {
+                        what: "producer thread",
+                        detail: "loader dropped".into(),
+                    });
                 };
                 if let Err(UnitFailure::Lost { detail, .. }) = &result {
                     self.counters.units_lost.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("flipstream loader: row group lost, its samples are substituted: {detail}");
+                    eprintln!(
+                        "flipstream loader: row group lost, its samples are substituted: {detail}"
+                    );
                 }
                 self.cache.insert(u, Pending::Done(result));
             }
@@ -419,7 +462,11 @@ impl Producer {
                 Some(Pending::Done(Ok(data))) => {
                     ready.insert(u, data.clone());
                 }
-                Some(Pending::Done(Err(UnitFailure::Inconsistent { location, row_group, detail }))) => {
+                Some(Pending::Done(Err(UnitFailure::Inconsistent {
+                    location,
+                    row_group,
+                    detail,
+                }))) => {
                     return Err(LoaderError::Inconsistent {
                         location: location.clone(),
                         row_group: *row_group,
@@ -449,7 +496,10 @@ impl Producer {
             .iter()
             .map(|s| {
                 let (k, row) = order.locate(s.pos);
-                Source { unit: order.unit_at(k), row }
+                Source {
+                    unit: order.unit_at(k),
+                    row,
+                }
             })
             .collect();
         let ready = self.units_for(order, t, &sources)?;
@@ -470,11 +520,16 @@ impl Producer {
                 .zip(slots.par_iter().zip(sources.par_iter()))
                 .enumerate()
                 .map(|(i, (dst, (slot, src)))| {
-                    let Some((data, row)) = sample(src) else { return false };
+                    let Some((data, row)) = sample(src) else {
+                        return false;
+                    };
                     match augment.apply(data.images.value(row), epoch, slot.pos, dst) {
                         Ok(()) => true,
                         Err(e) => {
-                            failures.lock().unwrap_or_else(|p| p.into_inner()).push((i, e));
+                            failures
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push((i, e));
                             false
                         }
                     }
@@ -487,20 +542,40 @@ impl Producer {
             self.units
                 .units()
                 .get(s.unit)
-                .map(|u| format!("{} row group {}", self.fetcher.root().location(&u.shard), u.row_group))
+                .map(|u| {
+                    format!(
+                        "{} row group {}",
+                        self.fetcher.root().location(&u.shard),
+                        u.row_group
+                    )
+                })
                 .unwrap_or_default()
         };
         for (i, err) in &failures {
-            let key = sample(&sources[*i]).map(|(d, r)| d.keys.value(r).to_string()).unwrap_or_default();
-            eprintln!("flipstream loader: substituting {key} ({}): {err}", location(&sources[*i]));
+            let key = sample(&sources[*i])
+                .map(|(d, r)| d.keys.value(r).to_string())
+                .unwrap_or_default();
+            eprintln!(
+                "flipstream loader: substituting {key} ({}): {err}",
+                location(&sources[*i])
+            );
         }
-        self.counters.decode_failures.fetch_add(failures.len() as u64, Ordering::Relaxed);
+        self.counters
+            .decode_failures
+            .fetch_add(failures.len() as u64, Ordering::Relaxed);
 
         // fill bad slots with good samples of the same lane
         let groups: Vec<u32> = slots.iter().map(|s| s.group).collect();
         let Some(src) = substitutes(&groups, &ok) else {
-            let detail = failures.last().map(|f| f.1.clone()).unwrap_or_else(|| self.last_lost(&sources));
-            return Err(LoaderError::BatchLost { epoch, batch: t, detail });
+            let detail = failures
+                .last()
+                .map(|f| f.1.clone())
+                .unwrap_or_else(|| self.last_lost(&sources));
+            return Err(LoaderError::BatchLost {
+                epoch,
+                batch: t,
+                detail,
+            });
         };
         let mut substituted = 0u32;
         for (i, &s) in src.iter().enumerate() {
@@ -509,9 +584,16 @@ impl Producer {
                 substituted += 1;
             }
         }
-        let picked: Vec<(&Arc<UnitData>, usize)> = src.iter().filter_map(|&s| sample(&sources[s])).collect();
-        let keys: Vec<String> = picked.iter().map(|(d, r)| d.keys.value(*r).to_string()).collect();
-        let captions: Vec<String> = picked.iter().map(|(d, r)| d.captions.value(*r).to_string()).collect();
+        let picked: Vec<(&Arc<UnitData>, usize)> =
+            src.iter().filter_map(|&s| sample(&sources[s])).collect();
+        let keys: Vec<String> = picked
+            .iter()
+            .map(|(d, r)| d.keys.value(*r).to_string())
+            .collect();
+        let captions: Vec<String> = picked
+            .iter()
+            .map(|(d, r)| d.captions.value(*r).to_string())
+            .collect();
         let extras = self.extras(&picked)?;
         let tokens = match &self.tokenizer {
             Some(tok) => Some(self.pool.install(|| tok.encode_batch(&captions))?),
@@ -520,7 +602,9 @@ impl Producer {
         let state_after = self.state_after(order, t);
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
         self.counters.samples.fetch_add(n as u64, Ordering::Relaxed);
-        self.counters.substituted.fetch_add(u64::from(substituted), Ordering::Relaxed);
+        self.counters
+            .substituted
+            .fetch_add(u64::from(substituted), Ordering::Relaxed);
         Ok(Batch {
             epoch,
             index: t,
@@ -529,7 +613,10 @@ impl Producer {
             width: self.augment.size(),
             keys,
             captions,
-            context_length: self.tokenizer.as_ref().map_or(0, TextTokenizer::context_length),
+            context_length: self
+                .tokenizer
+                .as_ref()
+                .map_or(0, TextTokenizer::context_length),
             tokens,
             extras,
             state_after,
@@ -567,14 +654,23 @@ impl Producer {
         let mut fields = Vec::new();
         let mut columns: Vec<ArrayRef> = Vec::new();
         for (c, name) in self.config.extra_columns.iter().enumerate() {
-            let arrays: Vec<&dyn Array> = sources.iter().filter_map(|d| d.extras.get(c).map(|a| a.as_ref())).collect();
-            let column = arrow::compute::interleave(&arrays, &indices)
-                .map_err(|e| crate::error::ShardError::arrow(format!("gathering passthrough column `{name}`"), e))?;
+            let arrays: Vec<&dyn Array> = sources
+                .iter()
+                .filter_map(|d| d.extras.get(c).map(|a| a.as_ref()))
+                .collect();
+            let column = arrow::compute::interleave(&arrays, &indices).map_err(|e| {
+                crate::error::ShardError::arrow(format!("gathering passthrough column `{name}`"), e)
+            })?;
             fields.push(Field::new(name, column.data_type().clone(), true));
             columns.push(column);
         }
         RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
             .map(Some)
-            .map_err(|e| LoaderError::from(crate::error::ShardError::arrow("assembling passthrough columns", e)))
+            .map_err(|e| {
+                LoaderError::from(crate::error::ShardError::arrow(
+                    "assembling passthrough columns",
+                    e,
+                ))
+            })
     }
 }

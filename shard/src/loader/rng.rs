@@ -117,7 +117,10 @@ mod tests {
         for _ in 0..60_000 {
             counts[rng.below(6) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
+            "{counts:?}"
+        );
         for _ in 0..1000 {
             let x = rng.uniform(0.5, 1.0);
             assert!((0.5..1.0).contains(&x));

@@ -45,16 +45,30 @@ impl LoaderState {
     /// over the same data; the message names the first field that differs.
     pub fn check_compatible(&self, config: &LoaderConfig, fingerprint: &str) -> LoaderResult<()> {
         let mismatch = |field: &str, saved: String, now: String| {
-            LoaderError::State(format!("{field} was {saved} when the state was saved, now {now}"))
+            LoaderError::State(format!(
+                "{field} was {saved} when the state was saved, now {now}"
+            ))
         };
         if self.seed != config.seed {
-            return Err(mismatch("seed", self.seed.to_string(), config.seed.to_string()));
+            return Err(mismatch(
+                "seed",
+                self.seed.to_string(),
+                config.seed.to_string(),
+            ));
         }
         if self.global_batch != config.batch_size {
-            return Err(mismatch("global batch size", self.global_batch.to_string(), config.batch_size.to_string()));
+            return Err(mismatch(
+                "global batch size",
+                self.global_batch.to_string(),
+                config.batch_size.to_string(),
+            ));
         }
         if self.lanes != config.lanes {
-            return Err(mismatch("lanes", self.lanes.to_string(), config.lanes.to_string()));
+            return Err(mismatch(
+                "lanes",
+                self.lanes.to_string(),
+                config.lanes.to_string(),
+            ));
         }
         if self.dataset_fingerprint != fingerprint {
             return Err(mismatch(
@@ -68,7 +82,8 @@ impl LoaderState {
 
     /// Parses a state from JSON, with the parse error in the message.
     pub fn from_json(text: &str) -> LoaderResult<Self> {
-        serde_json::from_str(text).map_err(|e| LoaderError::State(format!("not a loader state: {e}")))
+        serde_json::from_str(text)
+            .map_err(|e| LoaderError::State(format!("not a loader state: {e}")))
     }
 
     /// The state as one line of JSON.
@@ -83,13 +98,34 @@ mod tests {
 
     #[test]
     fn round_trips_and_names_mismatches() {
-        let c = LoaderConfig { seed: 5, batch_size: 32, lanes: 8, ..Default::default() };
-        let s = LoaderState { batch: 3, ..LoaderState::start(&c, 2, "fp") };
+        let c = LoaderConfig {
+            seed: 5,
+            batch_size: 32,
+            lanes: 8,
+            ..Default::default()
+        };
+        let s = LoaderState {
+            batch: 3,
+            ..LoaderState::start(&c, 2, "fp")
+        };
         assert_eq!(LoaderState::from_json(&s.to_json()).unwrap(), s);
         s.check_compatible(&c, "fp").unwrap();
-        let other = LoaderConfig { seed: 6, ..c.clone() };
-        assert!(s.check_compatible(&other, "fp").unwrap_err().to_string().contains("seed was 5"));
-        assert!(s.check_compatible(&c, "other").unwrap_err().to_string().contains("fingerprint"));
+        let other = LoaderConfig {
+            seed: 6,
+            ..c.clone()
+        };
+        assert!(
+            s.check_compatible(&other, "fp")
+                .unwrap_err()
+                .to_string()
+                .contains("seed was 5")
+        );
+        assert!(
+            s.check_compatible(&c, "other")
+                .unwrap_err()
+                .to_string()
+                .contains("fingerprint")
+        );
         assert!(LoaderState::from_json("{}").is_err());
     }
 }

@@ -46,7 +46,11 @@ impl RowFilter {
     pub(crate) fn keeps(&self, key: &str) -> bool {
         match *self {
             RowFilter::All => true,
-            RowFilter::Split { side, seed, val_fraction } => split_of(key, seed, val_fraction) == side,
+            RowFilter::Split {
+                side,
+                seed,
+                val_fraction,
+            } => split_of(key, seed, val_fraction) == side,
         }
     }
 }
@@ -63,7 +67,11 @@ pub struct Units {
 impl Units {
     /// Plans the units of `dataset` for `selection`; `split` is the dataset's split manifest
     /// (required for `train`/`val`). Row groups with no selected row are left out.
-    pub fn plan(dataset: &Dataset, selection: SplitSelection, split: Option<&SplitManifest>) -> LoaderResult<Self> {
+    pub fn plan(
+        dataset: &Dataset,
+        selection: SplitSelection,
+        split: Option<&SplitManifest>,
+    ) -> LoaderResult<Self> {
         let url = dataset.root().url().to_string();
         let side = match selection {
             SplitSelection::All => None,
@@ -77,9 +85,21 @@ impl Units {
                 let counts: HashMap<(&str, usize), (u64, u64)> = m
                     .row_groups
                     .iter()
-                    .map(|rg| ((rg.shard.as_str(), rg.row_group as usize), (rg.train, rg.val)))
+                    .map(|rg| {
+                        (
+                            (rg.shard.as_str(), rg.row_group as usize),
+                            (rg.train, rg.val),
+                        )
+                    })
                     .collect();
-                (RowFilter::Split { side, seed: m.seed, val_fraction: m.val_fraction }, Some(counts))
+                (
+                    RowFilter::Split {
+                        side,
+                        seed: m.seed,
+                        val_fraction: m.val_fraction,
+                    },
+                    Some(counts),
+                )
             }
         };
         let mut units = Vec::new();
@@ -106,11 +126,20 @@ impl Units {
                 _ => rg.rows,
             };
             if rows > 0 {
-                units.push(Unit { shard: rg.shard, shard_bytes: rg.shard_bytes, row_group: rg.index, stored_rows: rg.rows, rows });
+                units.push(Unit {
+                    shard: rg.shard,
+                    shard_bytes: rg.shard_bytes,
+                    row_group: rg.index,
+                    stored_rows: rg.rows,
+                    rows,
+                });
             }
         }
         if units.len() > u32::MAX as usize {
-            return Err(LoaderError::Settings(format!("{} row groups are more than the loader can order", units.len())));
+            return Err(LoaderError::Settings(format!(
+                "{} row groups are more than the loader can order",
+                units.len()
+            )));
         }
         Ok(Self::from_units(units, filter, selection))
     }
@@ -120,7 +149,10 @@ impl Units {
         let mut h = blake3::Hasher::new();
         h.update(b"flipstream-loader-units-v1\0");
         h.update(selection.as_str().as_bytes());
-        if let RowFilter::Split { seed, val_fraction, .. } = filter {
+        if let RowFilter::Split {
+            seed, val_fraction, ..
+        } = filter
+        {
             h.update(&seed.to_le_bytes());
             h.update(&val_fraction.to_le_bytes());
         }
@@ -131,7 +163,12 @@ impl Units {
             h.update(&u.rows.to_le_bytes());
         }
         let fingerprint = h.finalize().to_hex()[..32].to_string();
-        Self { units, total, fingerprint, filter }
+        Self {
+            units,
+            total,
+            fingerprint,
+            filter,
+        }
     }
 
     /// The units in canonical order.
@@ -159,7 +196,13 @@ impl Units {
         let units = rows
             .iter()
             .enumerate()
-            .map(|(i, &r)| Unit { shard: format!("s{i}"), shard_bytes: 0, row_group: 0, stored_rows: r, rows: r })
+            .map(|(i, &r)| Unit {
+                shard: format!("s{i}"),
+                shard_bytes: 0,
+                row_group: 0,
+                stored_rows: r,
+                rows: r,
+            })
             .collect();
         Self::from_units(units, RowFilter::All, SplitSelection::All)
     }

@@ -56,13 +56,22 @@ pub fn run(args: LoaderBenchArgs, global: Global) -> anyhow::Result<ExitCode> {
         return Err(UsageError(format!("--tars {}: no .tar files", args.tars.display())).into());
     }
     let url = args.dataset.display().to_string();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let import = runtime
-        .block_on(import_webdataset_tars(&tars, &url, WriterSettings::default()))
+        .block_on(import_webdataset_tars(
+            &tars,
+            &url,
+            WriterSettings::default(),
+        ))
         .with_context(|| format!("writing {url} from {}", args.tars.display()))?;
     drop(runtime);
     if !global.quiet && import.units_written > 0 {
-        eprintln!("wrote {} rows from {} tars to {url}", import.accepted, import.units_written);
+        eprintln!(
+            "wrote {} rows from {} tars to {url}",
+            import.accepted, import.units_written
+        );
     }
     let options = LoaderBenchOptions {
         threads: args.threads,
@@ -82,7 +91,9 @@ pub fn run(args: LoaderBenchArgs, global: Global) -> anyhow::Result<ExitCode> {
             m.images,
             m.seconds,
             m.images_per_s,
-            m.images_per_cpu_s.map(|v| format!(", {v:.0} per CPU-second")).unwrap_or_default()
+            m.images_per_cpu_s
+                .map(|v| format!(", {v:.0} per CPU-second"))
+                .unwrap_or_default()
         ))?;
     }
     Ok(ExitCode::SUCCESS)

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::Global;
 
+mod ingest;
 mod loader;
 mod stats;
 mod train_step;
@@ -29,6 +30,9 @@ pub enum BenchKind {
     /// Measure `flipstream stats`: rows per second and bytes fetched as a share of the dataset.
     /// Without URL, generates a dataset of random-byte images first (or reuses the one in --dir).
     Stats(stats::BenchStatsArgs),
+    /// Ingest images/s against its floor (the image step alone, in memory) on a folder of
+    /// images, in one run (`scripts/bench-ingest.sh` adds img2dataset on the same files).
+    Ingest(ingest::BenchIngestArgs),
     /// Streaming loader throughput: augmented 224×224 u8 batches from WebDataset tars converted
     /// to flipstream shards (run by `scripts/bench-loader.sh`, next to a WebDataset pipeline).
     Loader(loader::LoaderBenchArgs),
@@ -40,5 +44,6 @@ pub fn run(args: BenchArgs, global: Global) -> anyhow::Result<ExitCode> {
         BenchKind::TrainStep(a) => train_step::run(a, global),
         BenchKind::Stats(a) => stats::run(a, global),
         BenchKind::Loader(a) => loader::run(a, global),
+        BenchKind::Ingest(a) => ingest::run(a, global),
     }
 }

@@ -81,7 +81,9 @@ pub fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
     let usage = |e: TrainError| match e {
         TrainError::InvalidConfig { .. }
         | TrainError::UnknownPreset { .. }
-        | TrainError::ConfigParse { .. } => anyhow::Error::new(crate::cli::UsageError(e.to_string())),
+        | TrainError::ConfigParse { .. } => {
+            anyhow::Error::new(crate::cli::UsageError(e.to_string()))
+        }
         TrainError::Io { .. } => anyhow::Error::new(crate::cli::UsageError(e.to_string())),
         other => anyhow::Error::new(other),
     };

@@ -982,7 +982,12 @@ fn content_hash_distinguishes_bytes() {
 
 #[test]
 fn process_for_shard_end_to_end() {
-    let spec = ProcessSpec::default();
+    // without the default size filters, so that small images reach the keep-original path
+    let spec = ProcessSpec {
+        min_side: None,
+        max_aspect_ratio: None,
+        ..ProcessSpec::default()
+    };
     let big = fixtures::jpeg(800, 600, 21, 90).unwrap();
     let p = imaging::process_for_shard(&big, &spec).unwrap();
     assert_eq!(
@@ -1032,7 +1037,7 @@ fn process_for_shard_end_to_end() {
     );
     let keep_png = ProcessSpec {
         keep_original: vec![ImageFormat::Png],
-        ..ProcessSpec::default()
+        ..spec.clone()
     };
     assert!(
         imaging::process_for_shard(&png, &keep_png)

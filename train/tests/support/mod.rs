@@ -35,7 +35,10 @@ pub fn write_synth_dataset(dir: &Path, count: u64, seed: u64, val_fraction: Opti
         ..Default::default()
     })
     .unwrap();
+    // every synthetic image is kept (no DataComp size filters): the labels need all of them
     let spec = ProcessSpec {
+        min_side: None,
+        max_aspect_ratio: None,
         resize: ResizeSpec {
             size: 64,
             ..Default::default()

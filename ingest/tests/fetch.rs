@@ -691,4 +691,37 @@ async fn fetch_many_returns_every_result_with_bounded_concurrency() {
         }
     }
     assert_eq!(server.total_requests(), 50);
+    assert!(server.max_in_flight() <= 4, "{}", server.max_in_flight());
+}
+
+#[tokio::test]
+async fn concurrency_bounds_every_caller_together() {
+    // Callers that do not go through fetch_many (the ingest pipeline keeps a window of items in
+    // flight) still share the fetcher's `concurrency` slots.
+    let dir = folder();
+    let server = TestServer::start_with(
+        dir.path(),
+        TestServerOptions {
+            slow_interval: Duration::from_millis(10),
+        },
+    )
+    .unwrap();
+    let fetcher = fetcher(FetchConfig {
+        concurrency: 3,
+        ..config()
+    });
+    let downloads = (0..24).map(|i| {
+        let fetcher = fetcher.clone();
+        let url = server.url(&format!("/slow/sub/b.png?i={i}"));
+        async move { fetcher.fetch(&url).await }
+    });
+    let results = futures::future::join_all(downloads).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|f| f.bytes.len() == 15))
+    );
+    assert_eq!(server.total_requests(), 24);
+    // 24 slow downloads: the server saw them overlap, but never more than 3 at once
+    assert_eq!(server.max_in_flight(), 3);
 }

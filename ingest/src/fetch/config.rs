@@ -19,8 +19,8 @@ pub const DEFAULT_USER_AGENT: &str = concat!(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FetchConfig {
-    /// Downloads in flight at once in [`Fetcher::fetch_many`](super::Fetcher::fetch_many).
-    /// Default 64.
+    /// Download attempts in flight at once per [`Fetcher`](super::Fetcher), however many callers
+    /// it has. Default 64.
     pub concurrency: usize,
     /// Time allowed to resolve the host and open the TCP (and TLS) connection, per hop.
     /// Default 10 000 ms.

@@ -15,8 +15,11 @@
 //! - `body_too_large`: `Content-Length` or the streamed body over `max_body_bytes`;
 //! - `opted_out`: an `X-Robots-Tag` opt-out that applies to us ([`optout`]).
 //!
-//! [`Fetcher::fetch_many`] runs downloads with at most `concurrency` in flight and yields results
-//! as they complete, so memory stays bounded however long the list is. The policy in prose, with
+//! At most `concurrency` attempts are in flight per [`Fetcher`] (and its clones), whoever calls
+//! it: one semaphore, taken per attempt and released during a retry's backoff. Servers and NATs
+//! see a bounded number of connections however many items the caller has in flight.
+//! [`Fetcher::fetch_many`] yields results as they complete, so memory stays bounded however long
+//! the list is. The policy in prose, with
 //! every default, is in `docs/fetching.md`.
 
 pub mod address;
@@ -56,6 +59,8 @@ struct Inner {
     /// `None` when `respect_opt_outs` is off.
     opt_outs: Option<OptOutRules>,
     backoff: Backoff,
+    /// `config.concurrency` permits: one per attempt in flight.
+    slots: tokio::sync::Semaphore,
 }
 
 impl Fetcher {
@@ -85,8 +90,10 @@ impl Fetcher {
             .respect_opt_outs
             .then(|| OptOutRules::new(&config.opt_out_directives, &config.opt_out_agents));
         let backoff = Backoff::new(&config);
+        let slots = tokio::sync::Semaphore::new(config.concurrency);
         Ok(Self {
             inner: Arc::new(Inner {
+                slots,
                 client,
                 config,
                 policy,
@@ -103,7 +110,8 @@ impl Fetcher {
 
     /// Downloads one URL: up to `1 + retries` attempts, each bounded by `total_timeout_ms` and
     /// following at most `max_redirects` redirects. A URL refused before any request (invalid,
-    /// literal non-public address) fails with `attempts == 0`.
+    /// literal non-public address) fails with `attempts == 0`. Waits for a free slot when
+    /// `concurrency` attempts are already in flight.
     pub async fn fetch(&self, url: &str) -> Result<Fetched, FetchFailure> {
         let inner = &self.inner;
         let started = Instant::now();
@@ -113,12 +121,16 @@ impl Fetcher {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let outcome = match tokio::time::timeout(total, inner.attempt(&start)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(AttemptFailure::transient(format!(
-                    "total timeout: attempt took longer than total_timeout_ms {}",
-                    inner.config.total_timeout_ms
-                ))),
+            let outcome = {
+                // never closed, so acquiring only waits
+                let _slot = inner.slots.acquire().await;
+                match tokio::time::timeout(total, inner.attempt(&start)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(AttemptFailure::transient(format!(
+                        "total timeout: attempt took longer than total_timeout_ms {}",
+                        inner.config.total_timeout_ms
+                    ))),
+                }
             };
             let failure = match outcome {
                 Ok(body) => {

@@ -53,7 +53,27 @@ struct Shared {
     options: TestServerOptions,
     connections: AtomicU64,
     requests: AtomicU64,
+    /// Requests between being read and their response written, now and at most so far.
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
     targets: Mutex<HashMap<String, TargetStats>>,
+}
+
+/// Counts one request in flight for as long as it lives.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Shared {
@@ -120,6 +140,8 @@ impl TestServer {
             options,
             connections: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
             targets: Mutex::new(HashMap::new()),
         });
         let (shutdown, shutdown_rx) = oneshot::channel();
@@ -159,6 +181,12 @@ impl TestServer {
     /// Requests received in all.
     pub fn total_requests(&self) -> u64 {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that were being answered at the same time so far (from the request read
+    /// to the last byte of its response written).
+    pub fn max_in_flight(&self) -> u64 {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// TCP connections accepted in all (a refused download makes none).
@@ -230,11 +258,11 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
         count,
         slow_interval: shared.options.slow_interval,
     };
+    let in_flight = InFlight::enter(&shared);
     let reply = route(&request, ctx).await;
-    if send(&mut stream, reply, &shared, &request.target)
-        .await
-        .is_ok()
-    {
+    let sent = send(&mut stream, reply, &shared, &request.target).await;
+    drop(in_flight);
+    if sent.is_ok() {
         let _ = stream.shutdown().await;
     }
 }

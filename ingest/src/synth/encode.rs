@@ -1,7 +1,9 @@
 //! Encoders for every file kind the generator writes, plus the byte surgery behind some dirt
 //! (truncation, corruption, decompression-bomb headers).
 //!
-//! JPEG via `jpeg-encoder` (RGB, gray, CMYK, EXIF APP1), PNG via `png` (RGB8, 16-bit gray,
+//! Colour and gray JPEG via libjpeg-turbo (`flipstream_shard::imaging::compress_jpeg`, the
+//! encoder ingest uses; EXIF APP1 spliced in after SOI), CMYK JPEG via `jpeg-encoder` (Adobe
+//! APP14), PNG via `png` (RGB8, 16-bit gray,
 //! palette + `tRNS`), lossy WebP via libwebp (`webp`), lossless WebP via `image`, GIF via `gif`
 //! with a fixed 252-colour palette and ordered dithering (fast and deterministic). Errors are
 //! plain messages; the caller adds the item index.
@@ -9,6 +11,7 @@
 use std::borrow::Cow;
 use std::io::Write;
 
+use flipstream_shard::imaging::{ChromaSampling, JpegEncodeOptions, RawPixels, compress_jpeg};
 use jpeg_encoder::{ColorType, Encoder};
 
 use super::raster::Canvas;
@@ -34,18 +37,53 @@ pub(crate) struct JpegOptions {
 
 /// A JPEG of the canvas (YCbCr; 4:2:0 below quality 90, 4:4:4 from 90).
 pub(crate) fn jpeg(c: &Canvas, opts: JpegOptions) -> EncodeResult {
-    let (w, h) = dims16(c)?;
-    let mut out = Vec::with_capacity(c.data.len() / 8);
-    let mut enc = Encoder::new(&mut out, opts.quality);
-    if opts.progressive {
-        enc.set_progressive(true);
-    }
-    if let Some(o) = opts.orientation {
-        enc.add_exif_metadata(&exif_orientation(o))
-            .map_err(|e| e.to_string())?;
-    }
-    enc.encode(&c.data, w, h, ColorType::Rgb)
-        .map_err(|e| e.to_string())?;
+    dims16(c)?;
+    let chroma = if opts.quality < 90 {
+        ChromaSampling::Sub420
+    } else {
+        ChromaSampling::Sub444
+    };
+    let out = turbo(
+        RawPixels::Rgb(&c.data),
+        c,
+        opts.quality,
+        chroma,
+        opts.progressive,
+    )?;
+    Ok(match opts.orientation {
+        Some(o) => with_exif(out, &exif_orientation(o))?,
+        None => out,
+    })
+}
+
+fn turbo(
+    pixels: RawPixels<'_>,
+    c: &Canvas,
+    quality: u8,
+    chroma: ChromaSampling,
+    progressive: bool,
+) -> EncodeResult {
+    let options = JpegEncodeOptions {
+        quality,
+        chroma,
+        progressive,
+    };
+    compress_jpeg(pixels, c.width as usize, c.height as usize, &options).map_err(|e| e.to_string())
+}
+
+/// `jpeg` with an EXIF APP1 segment (`Exif\0\0` + the TIFF block) right after SOI, where
+/// cameras write it.
+fn with_exif(jpeg: Vec<u8>, tiff: &[u8]) -> EncodeResult {
+    let len = u16::try_from(2 + 6 + tiff.len()).map_err(|_| "EXIF block too large".to_string())?;
+    let rest = jpeg
+        .strip_prefix(&[0xFF, 0xD8])
+        .ok_or_else(|| "encoder output does not start with SOI".to_string())?;
+    let mut out = Vec::with_capacity(jpeg.len() + 10 + tiff.len());
+    out.extend_from_slice(&[0xFF, 0xD8, 0xFF, 0xE1]);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(b"Exif\0\0");
+    out.extend_from_slice(tiff);
+    out.extend_from_slice(rest);
     Ok(out)
 }
 
@@ -58,13 +96,15 @@ fn luma16(c: &Canvas) -> impl Iterator<Item = u32> + '_ {
 
 /// A single-component (grayscale) JPEG.
 pub(crate) fn jpeg_gray(c: &Canvas, quality: u8) -> EncodeResult {
-    let (w, h) = dims16(c)?;
+    dims16(c)?;
     let gray: Vec<u8> = luma16(c).map(|l| (l >> 8) as u8).collect();
-    let mut out = Vec::new();
-    Encoder::new(&mut out, quality)
-        .encode(&gray, w, h, ColorType::Luma)
-        .map_err(|e| e.to_string())?;
-    Ok(out)
+    turbo(
+        RawPixels::Gray(&gray),
+        c,
+        quality,
+        ChromaSampling::Sub444,
+        false,
+    )
 }
 
 /// A four-component CMYK JPEG with an Adobe APP14 marker (channels stored inverted, as

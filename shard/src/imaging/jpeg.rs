@@ -151,18 +151,84 @@ fn cmyk_to_rgb(cmyk: &[u8], inverted: bool) -> Vec<u8> {
 
 /// Encodes RGB8 to baseline JPEG at `quality` (1..=100) with 4:2:0 chroma subsampling.
 pub(crate) fn encode(image: &RgbImage, quality: u8) -> Result<Vec<u8>, ImageError> {
+    let (width, height) = (image.width() as usize, image.height() as usize);
+    compress(
+        RawPixels::Rgb(image.as_raw()),
+        width,
+        height,
+        &JpegEncodeOptions {
+            quality,
+            chroma: ChromaSampling::Sub420,
+            progressive: false,
+        },
+    )
+}
+
+/// Raw 8-bit pixels for [`compress`], row-major without padding.
+#[derive(Debug, Clone, Copy)]
+pub enum RawPixels<'a> {
+    /// Three bytes per pixel, R G B.
+    Rgb(&'a [u8]),
+    /// One byte per pixel (a single-component JPEG).
+    Gray(&'a [u8]),
+}
+
+/// Chroma subsampling of a colour JPEG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChromaSampling {
+    /// Full-resolution chroma.
+    Sub444,
+    /// Chroma halved both ways (what most web JPEGs use).
+    Sub420,
+}
+
+/// How [`compress`] encodes.
+#[derive(Debug, Clone, Copy)]
+pub struct JpegEncodeOptions {
+    /// 1..=100 (clamped).
+    pub quality: u8,
+    /// Ignored for gray pixels.
+    pub chroma: ChromaSampling,
+    /// Progressive rather than baseline.
+    pub progressive: bool,
+}
+
+/// Encodes raw pixels with libjpeg-turbo (its SIMD code; one reused handle per thread). The
+/// output is a JFIF file, identical for identical input and options.
+pub fn compress(
+    pixels: RawPixels<'_>,
+    width: usize,
+    height: usize,
+    options: &JpegEncodeOptions,
+) -> Result<Vec<u8>, ImageError> {
     let err = |e: turbojpeg::Error| ImageError::encode("jpeg encode", e);
+    let (data, format, channels, subsamp) = match pixels {
+        RawPixels::Rgb(data) => {
+            let subsamp = match options.chroma {
+                ChromaSampling::Sub444 => Subsamp::None,
+                ChromaSampling::Sub420 => Subsamp::Sub2x2,
+            };
+            (data, PixelFormat::RGB, 3, subsamp)
+        }
+        RawPixels::Gray(data) => (data, PixelFormat::GRAY, 1, Subsamp::Gray),
+    };
+    if data.len() != width * height * channels {
+        return Err(ImageError::InvalidArgument(format!(
+            "{} pixel bytes for a {width}×{height} image with {channels} channel(s)",
+            data.len()
+        )));
+    }
     with_handle(&COMPRESSOR, Compressor::new, |c| {
-        c.set_quality(i32::from(quality.clamp(1, 100)))
+        c.set_quality(i32::from(options.quality.clamp(1, 100)))
             .map_err(err)?;
-        c.set_subsamp(Subsamp::Sub2x2).map_err(err)?;
-        let (w, h) = (image.width() as usize, image.height() as usize);
+        c.set_subsamp(subsamp).map_err(err)?;
+        c.set_progressive(options.progressive).map_err(err)?;
         let input = turbojpeg::Image {
-            pixels: image.as_raw().as_slice(),
-            width: w,
-            pitch: w * 3,
-            height: h,
-            format: PixelFormat::RGB,
+            pixels: data,
+            width,
+            pitch: width * channels,
+            height,
+            format,
         };
         c.compress_to_vec(input).map_err(err)
     })

@@ -38,6 +38,7 @@ pub use encode::{DEFAULT_QUALITY, EncodeSpec, OutputFormat, encode, should_keep_
 pub use error::ImageError;
 pub use format::ImageFormat;
 pub use hash::{content_hash, hamming, phash};
+pub use jpeg::{ChromaSampling, JpegEncodeOptions, RawPixels, compress as compress_jpeg};
 pub use orientation::Orientation;
 pub use probe::{ProbeInfo, probe};
 pub use process::{ProcessSpec, Processed, process_for_shard};

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Ingest side by side: flipstream (floor, local tar, URL list over HTTP) and img2dataset on the
-same photos served by `python -m http.server` on 127.0.0.1, with equivalent settings (shortest
-side 256 if bigger, aspect kept, JPEG q90, every image re-encoded, Parquet out). Runs alternate,
-REPEATS times; prints medians of wall time, images/s and images per CPU-second (children's CPU
-time from getrusage), and the ratios. Used by scripts/bench-ingest.sh.
+same photos served on 127.0.0.1 by bench/http_server.py (`python -m http.server` with a deep
+listen backlog), with equivalent settings (shortest side 256 if bigger, aspect kept, JPEG q90,
+every image re-encoded, Parquet out). Runs alternate, REPEATS times; prints medians of wall time,
+images/s and images per CPU-second (the tool's own CPU time, children included, from getrusage;
+the server's CPU time during each run is reported beside it), and the ratios. Used by
+scripts/bench-ingest.sh.
 
 usage: ingest_compare.py FLIPSTREAM_BIN CORPUS_DIR URLS_PARQUET PORT OUT_DIR REPEATS
 """
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -21,14 +24,26 @@ OUT, REPEATS = Path(OUT), int(REPEATS)
 N = len(list(Path(CORPUS).glob("*.jpg"))) + len(list(Path(CORPUS).glob("*.png")))
 
 
+SERVER_PID = None
+
+
+def server_cpu_s():
+    """CPU seconds the HTTP server has used so far (user + system, from /proc)."""
+    if SERVER_PID is None:
+        return 0.0
+    fields = Path(f"/proc/{SERVER_PID}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def timed(cmd, **kw):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = server_cpu_s()
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
+    return wall, cpu, server_cpu_s() - server_before
 
 
 def flipstream_urls(threads):
@@ -57,15 +72,19 @@ def img2dataset(processes):
 def summarize(name, runs, images):
     wall = statistics.median(r[0] for r in runs)
     cpu = statistics.median(r[1] for r in runs)
+    server = statistics.median(r[2] for r in runs)
     return {"name": name, "images": images, "median_wall_s": wall, "median_cpu_s": cpu,
-            "images_per_s": images / wall, "images_per_cpu_s": images / cpu if cpu else float("nan")}
+            "images_per_s": images / wall, "images_per_cpu_s": images / cpu if cpu else float("nan"),
+            "median_server_cpu_s": server}
 
 
 def main():
+    global SERVER_PID
     OUT.mkdir(parents=True, exist_ok=True)
-    server = subprocess.Popen([sys.executable, "-m", "http.server", PORT, "--bind", "127.0.0.1"],
-                              cwd=str(Path(CORPUS)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("http_server.py")), CORPUS, PORT],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
+    SERVER_PID = server.pid
     try:
         runs = {k: [] for k in ["flipstream URL list, 2 threads", "flipstream URL list, 1 thread",
                                 "img2dataset, 2 processes", "img2dataset, 1 process"]}
@@ -91,10 +110,12 @@ def main():
             "2 threads / 1 thread (scaling), flipstream":
                 by["flipstream URL list, 2 threads"]["images_per_s"] / by["flipstream URL list, 1 thread"]["images_per_s"],
         }
-        print("| run | images | median wall s | images/s | images per CPU-s |")
-        print("|---|---|---|---|---|")
+        print("| run | images | median wall s | images/s | images per CPU-s | HTTP server CPU-s |")
+        print("|---|---|---|---|---|---|")
         for r in results:
-            print(f"| {r['name']} | {r['images']} | {r['median_wall_s']:.2f} | {r['images_per_s']:.0f} | {r['images_per_cpu_s']:.0f} |")
+            srv = f"{r['median_server_cpu_s']:.2f}" if "median_server_cpu_s" in r else "—"
+            print(f"| {r['name']} | {r['images']} | {r['median_wall_s']:.2f} | {r['images_per_s']:.0f}"
+                  f" | {r['images_per_cpu_s']:.0f} | {srv} |")
         print()
         for k, v in ratios.items():
             print(f"- {k}: **{v:.2f}×**")

@@ -42,9 +42,9 @@ if [ ! -f "$OUT/wds/.complete" ]; then
     touch "$OUT/wds/.complete"
 fi
 
-echo "== build (release, data tools only)" >&2
-cargo build --release --no-default-features --bin flipstream --target-dir target/data-only
-BIN=target/data-only/release/flipstream
+echo "== build (release)" >&2
+make build >&2
+BIN=target/release/flipstream
 
 results="$OUT/results.jsonl"
 : >"$results"

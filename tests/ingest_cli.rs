@@ -4,6 +4,8 @@
 //! after `kill -9` at several moments (same rows and rejections as an uninterrupted run), worker
 //! partitioning (the union of N workers is the single run), `memory://` output, and bad input.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};

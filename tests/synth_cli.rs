@@ -1,6 +1,8 @@
 //! End-to-end tests of `flipstream synth`, running the real binary: determinism across seeds and
 //! thread counts, exact dirt counts, output rules and usage errors.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -18,7 +18,7 @@ use crate::fetch::FetchConfig;
 use crate::source::SourceOptions;
 
 /// Everything ingest decides, with defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
     /// How inputs are read and split into units.
@@ -33,19 +33,6 @@ pub struct IngestConfig {
     pub fetch: FetchConfig,
     /// Shard layout.
     pub writer: WriterSettings,
-}
-
-impl Default for IngestConfig {
-    fn default() -> Self {
-        Self {
-            sources: SourceOptions::default(),
-            caption: CaptionRules::default(),
-            image: ProcessSpec::default(),
-            dedup: DedupRules::default(),
-            fetch: FetchConfig::default(),
-            writer: WriterSettings::default(),
-        }
-    }
 }
 
 /// Fields of [`FetchConfig`] that change speed, not content: left out of the fingerprint.
@@ -78,7 +65,7 @@ impl IngestConfig {
             ));
         }
         if let Some(r) = self.image.max_aspect_ratio
-            && !(r >= 1.0)
+            && (r.is_nan() || r < 1.0)
         {
             return Err(format!(
                 "image.max_aspect_ratio must be at least 1, got {r}"

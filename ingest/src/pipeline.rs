@@ -215,10 +215,7 @@ pub async fn run(
         progress: progress.clone(),
     });
 
-    let results: Vec<(
-        UnitPlan,
-        Result<(flipstream_schemas::CommitRecord, SourceStats), UnitError>,
-    )> = futures::stream::iter(todo)
+    let results: Vec<(UnitPlan, UnitOutcome)> = futures::stream::iter(todo)
         .map(|plan| {
             let ctx = ctx.clone();
             async move {
@@ -281,11 +278,11 @@ fn host_name() -> String {
         .unwrap_or_default()
 }
 
+/// What running one unit gives: its commit record and the reader's counts, or why it failed.
+type UnitOutcome = Result<(flipstream_schemas::CommitRecord, SourceStats), UnitError>;
+
 /// Reads, processes and commits one unit.
-async fn run_unit(
-    ctx: &Arc<Ctx>,
-    plan: &UnitPlan,
-) -> Result<(flipstream_schemas::CommitRecord, SourceStats), UnitError> {
+async fn run_unit(ctx: &Arc<Ctx>, plan: &UnitPlan) -> UnitOutcome {
     // The source is blocking (files, tar streams): it runs on its own thread and hands items over
     // a bounded channel, so a slow consumer holds the reader back instead of filling memory.
     let (tx, rx) = mpsc::channel::<Result<RawItem, SourceError>>(ctx.window);

@@ -475,7 +475,7 @@ pub fn train_bpe_on_dataset(
     let trained = train_bpe(
         rx.into_iter().inspect(|_| {
             let n = count.fetch_add(1, Ordering::Relaxed) + 1;
-            if n % 4096 == 0 {
+            if n.is_multiple_of(4096) {
                 progress(n);
             }
         }),

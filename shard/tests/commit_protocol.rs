@@ -1,6 +1,8 @@
 //! The commit protocol end to end on in-memory and local stores: what readers see, what a crash
 //! leaves, how a re-run cleans up, and what the written files contain.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Field, Float64Type, UInt32Type};
 use flipstream_schemas::{

@@ -2,6 +2,8 @@
 //! orientations, decompression bombs, broken bytes, scaled decoding, resize modes, encoders,
 //! perceptual hashes, the loader's crop, and `process_for_shard` end to end.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::Cursor;

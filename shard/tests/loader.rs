@@ -1,6 +1,8 @@
 //! The streaming loader end to end on small real datasets: 32×32 solid-colour JPEGs whose colour
 //! encodes the row index, so every batch's pixels can be checked against its keys.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::ops::Range;

@@ -1,6 +1,8 @@
 //! Caption tokenization: fixed-length encoding, special-token discovery across tokenizer
 //! families, and byte-level BPE training (from strings and from a dataset's captions).
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 use flipstream_schemas::{DatasetManifest, UnitSpec, WorkerInfo, shard_schema};
 use flipstream_shard::rows::{ShardBatchBuilder, ShardRow};
 use flipstream_shard::tokenize::{

@@ -275,7 +275,7 @@ impl IngestArgs {
             f.retries = v;
         }
         if let Some(secs) = self.timeout {
-            if !(secs > 0.0) {
+            if secs.is_nan() || secs <= 0.0 {
                 return Err(UsageError(format!("--timeout must be positive, got {secs}")).into());
             }
             f.total_timeout_ms = (secs * 1000.0) as u64;

@@ -1,6 +1,8 @@
 //! Proves the libtorch toolchain end to end: a tiny MLP learns XOR on the CPU with autograd and
 //! AdamW. If this fails, libtorch is missing, mislinked, or the wrong version.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 

@@ -50,7 +50,7 @@ fn noise_table() -> &'static [i8] {
     static TABLE: OnceLock<Vec<i8>> = OnceLock::new();
     TABLE.get_or_init(|| {
         (0..NOISE_TABLE / 8)
-            .flat_map(|i| mix64(0x6E6F_6973_65 ^ i as u64).to_le_bytes())
+            .flat_map(|i| mix64(0x6E_6F69_7365 ^ i as u64).to_le_bytes())
             .map(|b| b as i8)
             .collect()
     })

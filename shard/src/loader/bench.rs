@@ -320,7 +320,10 @@ mod tests {
     use super::*;
     use crate::dataset::Dataset;
 
-    fn tar_with(samples: &[(&str, Option<Vec<u8>>, Option<&str>)]) -> Vec<u8> {
+    /// A tar member set: key, image bytes, caption.
+    type Sample<'a> = (&'a str, Option<Vec<u8>>, Option<&'a str>);
+
+    fn tar_with(samples: &[Sample<'_>]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (key, img, txt) in samples {
             let mut add = |name: String, data: &[u8]| {

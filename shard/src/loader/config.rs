@@ -206,7 +206,7 @@ impl LoaderConfig {
         if self.batch_size == 0 {
             return Err(settings("batch size must be at least 1".into()));
         }
-        if self.batch_size % world_size != 0 {
+        if !self.batch_size.is_multiple_of(world_size) {
             return Err(settings(format!(
                 "batch size {} is not divisible by world size {world_size}; use a multiple of {world_size}",
                 self.batch_size

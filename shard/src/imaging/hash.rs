@@ -3,8 +3,6 @@
 
 use std::sync::OnceLock;
 
-use fast_image_resize::PixelType;
-use fast_image_resize::images::Image;
 use image::RgbImage;
 
 use super::error::ImageError;
@@ -47,10 +45,9 @@ pub fn phash(image: &RgbImage) -> Result<u64, ImageError> {
             "cannot hash an empty image".into(),
         ));
     }
-    let mut small = Image::new(N as u32, N as u32, PixelType::U8x3);
-    resample_whole(image, &mut small, ResizeFilter::Box)?;
+    let small = resample_whole(image, N as u32, N as u32, ResizeFilter::Box)?;
     let mut luma = [[0f32; N]; N];
-    for (i, px) in small.buffer().chunks_exact(3).enumerate() {
+    for (i, px) in small.as_raw().chunks_exact(3).enumerate() {
         let (r, g, b) = (f32::from(px[0]), f32::from(px[1]), f32::from(px[2]));
         luma[i / N][i % N] = 0.299 * r + 0.587 * g + 0.114 * b;
     }

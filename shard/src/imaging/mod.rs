@@ -46,4 +46,5 @@ pub use resize::{
     CropRect, DEFAULT_SIZE, ResizeFilter, ResizeMode, ResizePlan, ResizeSpec, crop_resize_into,
     crop_resize_into_with, resize,
 };
+pub(crate) use resize::{Rgb8, resample_rgb8};
 pub use scale::{DctScaling, ScaleFactor};

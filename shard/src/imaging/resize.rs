@@ -7,8 +7,9 @@
 
 use std::cell::RefCell;
 
-use fast_image_resize::images::{Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use fast_image_resize::images::{TypedImage, TypedImageRef};
+use fast_image_resize::pixels::U8x3;
+use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 
 use super::error::ImageError;
@@ -252,40 +253,77 @@ thread_local! {
     static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
 }
 
-/// Resamples `region` (in `src` pixels, fractional allowed) of `src` into `dst` (U8x3).
-fn resample(
-    src: &RgbImage,
+/// An RGB8 pixel buffer, rows top to bottom without padding, and its size.
+pub(crate) struct Rgb8<'a> {
+    /// `width · height · 3` bytes.
+    pub pixels: &'a [u8],
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Resamples `region` (left, top, width, height in `src` pixels, fractional allowed) of `src` into
+/// all of `dst` with `alg`, on this thread's reusable [`Resizer`].
+///
+/// Every resize in flipstream comes through here, typed to RGB8: `Resizer::resize` on untyped
+/// images would instantiate fast_image_resize's SIMD kernels for all 13 pixel types in this crate
+/// (most of its compile time).
+pub(crate) fn resample_rgb8(
+    src: Rgb8<'_>,
     region: (f64, f64, f64, f64),
-    dst: &mut Image<'_>,
-    filter: ResizeFilter,
-) -> Result<(), ImageError> {
-    let err = |e: &dyn std::fmt::Display| ImageError::encode("resize", e);
-    let view = ImageRef::new(src.width(), src.height(), src.as_raw(), PixelType::U8x3)
-        .map_err(|e| err(&e))?;
+    dst: &mut [u8],
+    dst_size: (u32, u32),
+    alg: ResizeAlg,
+) -> Result<(), String> {
+    let src = TypedImageRef::<U8x3>::from_buffer(src.width, src.height, src.pixels)
+        .map_err(|e| format!("source buffer: {e}"))?;
+    let mut dst = TypedImage::<U8x3>::from_buffer(dst_size.0, dst_size.1, dst)
+        .map_err(|e| format!("output buffer: {e}"))?;
     let (left, top, width, height) = region;
     let options = ResizeOptions::new()
-        .resize_alg(filter.alg())
+        .resize_alg(alg)
         .crop(left, top, width, height);
     RESIZER
         .with(|cell| match cell.try_borrow_mut() {
-            Ok(mut resizer) => resizer.resize(&view, dst, &options),
-            Err(_) => Resizer::new().resize(&view, dst, &options),
+            Ok(mut resizer) => resizer.resize_typed(&src, &mut dst, &options),
+            Err(_) => Resizer::new().resize_typed(&src, &mut dst, &options),
         })
-        .map_err(|e| err(&e))
+        .map_err(|e| format!("resizing: {e}"))
 }
 
-/// Resamples the whole of `src` into `dst`.
-pub(crate) fn resample_whole(
+/// Resamples `region` of `src` into the `dst_size` RGB8 buffer `dst` with `filter`.
+fn resample(
     src: &RgbImage,
-    dst: &mut Image<'_>,
+    region: (f64, f64, f64, f64),
+    dst: &mut [u8],
+    dst_size: (u32, u32),
     filter: ResizeFilter,
 ) -> Result<(), ImageError> {
+    let src = Rgb8 {
+        pixels: src.as_raw().as_slice(),
+        width: src.width(),
+        height: src.height(),
+    };
+    resample_rgb8(src, region, dst, dst_size, filter.alg())
+        .map_err(|e| ImageError::encode("resize", e))
+}
+
+/// Resamples the whole of `src` into a new `width` × `height` image.
+pub(crate) fn resample_whole(
+    src: &RgbImage,
+    width: u32,
+    height: u32,
+    filter: ResizeFilter,
+) -> Result<RgbImage, ImageError> {
+    let mut dst = vec![0; width as usize * height as usize * 3];
     resample(
         src,
         (0.0, 0.0, f64::from(src.width()), f64::from(src.height())),
-        dst,
+        &mut dst,
+        (width, height),
         filter,
-    )
+    )?;
+    RgbImage::from_raw(width, height, dst)
+        .ok_or_else(|| ImageError::encode("resize", "output buffer has the wrong size"))
 }
 
 /// Resizes an upright image whose full-resolution size was `orig_width` × `orig_height` (it may
@@ -319,9 +357,9 @@ pub fn resize(
         // a pure crop: copy rows
         copy_region(&image, r)
     } else {
-        let mut dst = Image::new(sw, sh, PixelType::U8x3);
-        resample(&image, region, &mut dst, spec.filter)?;
-        RgbImage::from_raw(sw, sh, dst.into_vec())
+        let mut dst = vec![0; sw as usize * sh as usize * 3];
+        resample(&image, region, &mut dst, (sw, sh), spec.filter)?;
+        RgbImage::from_raw(sw, sh, dst)
             .ok_or_else(|| ImageError::encode("resize", "output buffer has the wrong size"))?
     };
     if plan.canvas == plan.scaled {
@@ -407,17 +445,13 @@ pub fn crop_resize_into_with(
             dst.len()
         )));
     }
-    {
-        let mut view = Image::from_slice_u8(out_width, out_height, dst, PixelType::U8x3)
-            .map_err(|e| ImageError::encode("resize", e))?;
-        let region = (
-            f64::from(crop.x),
-            f64::from(crop.y),
-            f64::from(crop.width),
-            f64::from(crop.height),
-        );
-        resample(src, region, &mut view, filter)?;
-    }
+    let region = (
+        f64::from(crop.x),
+        f64::from(crop.y),
+        f64::from(crop.width),
+        f64::from(crop.height),
+    );
+    resample(src, region, dst, (out_width, out_height), filter)?;
     if hflip {
         mirror_rows(dst, out_width as usize);
     }

@@ -10,14 +10,13 @@
 //! uses `image` to decode and `fast_image_resize` to crop and resize in one pass. It is the single
 //! place to swap for the shared `imaging` module once that lands.
 
-use std::cell::RefCell;
 use std::io::Cursor;
 
-use fast_image_resize::images::{Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use fast_image_resize::{FilterType, ResizeAlg};
 
 use super::config::{Interpolation, LoaderConfig, Mode};
 use super::rng::{SplitMix64, Tag, derive};
+use crate::imaging::{Rgb8, resample_rgb8};
 
 /// A source rectangle in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,10 +182,6 @@ fn flip_horizontal(img: &mut [u8], size: usize) {
     }
 }
 
-thread_local! {
-    static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
-}
-
 /// Decodes `encoded` (JPEG, PNG, WebP, ...; EXIF orientation is not applied: shards hold
 /// upright images), asks `choose` for the crop rectangle given the decoded size, and resamples
 /// that rectangle to `out_w × out_h` RGB into `dst`.
@@ -218,21 +213,24 @@ fn decode_crop_resize_into(
         return Err(format!("{w}x{h} image has more than {max_pixels} pixels"));
     }
     let rect = choose(w, h);
-    let src = ImageRef::new(w, h, rgb.as_raw(), PixelType::U8x3)
-        .map_err(|e| format!("source buffer: {e}"))?;
-    let mut out = Image::from_slice_u8(out_w, out_h, dst, PixelType::U8x3)
-        .map_err(|e| format!("batch buffer: {e}"))?;
-    let options = ResizeOptions::new()
-        .crop(
-            f64::from(rect.left),
-            f64::from(rect.top),
-            f64::from(rect.width),
-            f64::from(rect.height),
-        )
-        .resize_alg(ResizeAlg::Convolution(filter));
-    RESIZER
-        .with(|r| r.borrow_mut().resize(&src, &mut out, &options))
-        .map_err(|e| format!("resizing: {e}"))
+    let src = Rgb8 {
+        pixels: rgb.as_raw().as_slice(),
+        width: w,
+        height: h,
+    };
+    let region = (
+        f64::from(rect.left),
+        f64::from(rect.top),
+        f64::from(rect.width),
+        f64::from(rect.height),
+    );
+    resample_rgb8(
+        src,
+        region,
+        dst,
+        (out_w, out_h),
+        ResizeAlg::Convolution(filter),
+    )
 }
 
 #[cfg(test)]

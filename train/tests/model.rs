@@ -162,20 +162,37 @@ fn gradients_of_one_batch(trainer: &TrainStep, mask_ratio: f64) -> Gradients {
     Gradients::backward(&loss.loss, trainer.model().params()).unwrap()
 }
 
+fn assert_every_parameter_has_a_gradient(trainer: &TrainStep, when: &str) {
+    let grads = gradients_of_one_batch(trainer, 0.5);
+    for (p, g) in trainer.model().params().iter().zip(grads.as_slice()) {
+        assert_eq!(p.tensor().size(), g.size(), "{}", p.name());
+        let magnitude = g.abs().sum(Kind::Float).double_value(&[]);
+        assert!(
+            magnitude > 0.0 && magnitude.is_finite(),
+            "no gradient reaches {} {when}",
+            p.name()
+        );
+    }
+}
+
 #[test]
 fn gradients_reach_every_parameter() {
     for run in [micro_run(), micro_run_cls()] {
-        let trainer = TrainStep::new(run, Device::Cpu).unwrap();
-        let grads = gradients_of_one_batch(&trainer, 0.5);
-        for (p, g) in trainer.model().params().iter().zip(grads.as_slice()) {
-            assert_eq!(p.tensor().size(), g.size(), "{}", p.name());
-            let magnitude = g.abs().sum(Kind::Float).double_value(&[]);
-            assert!(
-                magnitude > 0.0 && magnitude.is_finite(),
-                "no gradient reaches {}",
-                p.name()
-            );
+        let mut trainer = TrainStep::new(run.clone(), Device::Cpu).unwrap();
+        assert_every_parameter_has_a_gradient(&trainer, "in a fresh model");
+        // In-place updates (the optimizer's tensor ops, loading a checkpoint) bump the version of
+        // every parameter; a view of a parameter kept from before would stop passing gradients.
+        tch::no_grad(|| {
+            for p in trainer.model().params().iter() {
+                let _ = p.tensor().shallow_clone().f_mul_scalar_(1.0).unwrap();
+            }
+        });
+        assert_every_parameter_has_a_gradient(&trainer, "after an in-place update");
+        for step in 0..2 {
+            let (images, tokens) = colour_batch(&run.model, step);
+            trainer.step(&images, &tokens).unwrap();
         }
+        assert_every_parameter_has_a_gradient(&trainer, "after two training steps");
     }
 }
 

@@ -30,7 +30,12 @@ pub const CLIP_STD: [f64; 3] = [0.26862954, 0.26130258, 0.27577711];
 /// The ViT image encoder.
 #[derive(Debug)]
 pub struct VisionTower {
-    patch_weight: Linear,
+    /// `[width, 3, patch, patch]`, used flattened to `[width, 3·patch²]` as a linear layer. The
+    /// flat view is taken in every forward, never kept: a view made once goes stale in autograd
+    /// when the optimizer updates the parameter in place, and the parameter stops receiving
+    /// gradients.
+    patch_weight: Tensor,
+    patch_bias: Tensor,
     pos_embed: Tensor,
     cls_token: Option<Tensor>,
     transformer: Transformer,
@@ -54,11 +59,9 @@ impl VisionTower {
         let width = cfg.vision_width as i64;
         let patch = cfg.patch_size as i64;
         let grid = cfg.grid_size() as i64;
-        let patch_dim = cfg.patch_dim() as i64;
         // MAE initialises the patch projection like a linear layer (xavier on the flattened weight).
         let weight = init.xavier_uniform("visual.patch_embed.weight", &[width, 3, patch, patch])?;
         let bias = init.constant("visual.patch_embed.bias", &[width], 0.0)?;
-        let patch_weight = Linear::from_parts(weight.f_view([width, patch_dim])?, Some(bias));
         let cls_token = match cfg.vision_pool {
             VisionPool::Cls => Some(init.normal("visual.cls_token", &[1, 1, width], 0.02)?),
             VisionPool::Avg => None,
@@ -93,7 +96,8 @@ impl VisionTower {
         let pixel_shift = Tensor::f_from_slice(&per_value(&|c| -CLIP_MEAN[c] / CLIP_STD[c]))?
             .f_to_device(device)?;
         Ok(VisionTower {
-            patch_weight,
+            patch_weight: weight,
+            patch_bias: bias,
             pos_embed,
             cls_token,
             transformer,
@@ -151,8 +155,11 @@ impl VisionTower {
         let pixels = self
             .pixel_shift
             .f_addcmul(&patches.f_to_kind(Kind::Float)?, &self.pixel_scale)?;
-        let mut x =
-            Compute::to_float(&self.patch_weight.forward(&pixels, compute)?)?.f_add(&pos)?;
+        let projection = Linear::from_parts(
+            self.patch_weight.f_view([self.width, -1])?,
+            Some(self.patch_bias.shallow_clone()),
+        );
+        let mut x = Compute::to_float(&projection.forward(&pixels, compute)?)?.f_add(&pos)?;
         if let Some(cls) = &self.cls_token {
             x = Tensor::f_cat(&[cls.f_expand([b, 1, self.width], false)?, x], 1)?;
         }

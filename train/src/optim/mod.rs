@@ -15,6 +15,8 @@
 //! tensors with fewer than 2 dimensions (biases, norm weights, logit scale), the CLS token and
 //! position embeddings.
 
+mod fused_cpu;
+
 use std::collections::HashMap;
 
 use tch::{Kind, TchError, Tensor};
@@ -133,6 +135,8 @@ pub struct AdamW {
     names: Vec<String>,
     decays: Vec<bool>,
     moments: Vec<Moments>,
+    /// Float32 CPU tensors through [`fused_cpu`] (see [`AdamW::set_fused`]).
+    fused: bool,
 }
 
 /// Safetensors name prefix of the first moments.
@@ -160,6 +164,7 @@ impl AdamW {
             names: params.iter().map(|p| p.name().to_string()).collect(),
             decays: params.iter().map(|p| p.decays()).collect(),
             moments,
+            fused: true,
         })
     }
 
@@ -210,37 +215,73 @@ impl AdamW {
         let scaled_eps = eps * bias_correction2_sqrt;
         let scaled_step = step_size * bias_correction2_sqrt;
         let decay_factor = 1.0 - lr * weight_decay;
+        let coefficients = |decays: bool| fused_cpu::Coefficients {
+            decay: if decays { decay_factor as f32 } else { 1.0 },
+            w1: (1.0 - beta1) as f32,
+            w2: (1.0 - beta2) as f32,
+            step: scaled_step as f32,
+            eps: scaled_eps as f32,
+        };
         let update = |p: &Tensor,
                       g: &Tensor,
-                      m: &mut Moments,
+                      m: &Moments,
                       decays: bool|
          -> std::result::Result<(), TchError> {
             let mut p = p.shallow_clone();
+            let (mut exp_avg, mut exp_avg_sq) =
+                (m.exp_avg.shallow_clone(), m.exp_avg_sq.shallow_clone());
             if decays && weight_decay != 0.0 {
                 let _ = p.f_mul_scalar_(decay_factor)?;
             }
-            let _ = m.exp_avg.f_lerp_(g, 1.0 - beta1)?;
-            let _ = m.exp_avg_sq.f_lerp_(&g.f_square()?, 1.0 - beta2)?;
+            let _ = exp_avg.f_lerp_(g, 1.0 - beta1)?;
+            let _ = exp_avg_sq.f_lerp_(&g.f_square()?, 1.0 - beta2)?;
             if scaled_step != 0.0 {
                 // p += m / denom with denom = −(√v + ε·√bc2)/(step·√bc2): one temporary.
-                let mut denom = m.exp_avg_sq.f_sqrt()?;
+                let mut denom = exp_avg_sq.f_sqrt()?;
                 let _ = denom.f_add_scalar_(scaled_eps)?;
                 let _ = denom.f_mul_scalar_(-1.0 / scaled_step)?;
-                let _ = p.f_addcdiv_(&m.exp_avg, &denom)?;
+                let _ = p.f_addcdiv_(&exp_avg, &denom)?;
             }
             Ok(())
         };
+        let fused = self.fused;
         tch::no_grad(|| -> Result<()> {
+            // Float32 CPU parameters go through the one-pass kernel, all in one parallel sweep;
+            // anything else (CUDA, other dtypes, non-contiguous gradients) through tensor ops.
+            let mut jobs = Vec::new();
             for (((p, g), m), (name, decays)) in params
                 .iter()
                 .zip(grads.as_slice())
-                .zip(self.moments.iter_mut())
+                .zip(&self.moments)
                 .zip(self.names.iter().zip(&self.decays))
             {
-                update(p.tensor(), g, m, *decays).context(|| format!("AdamW update of {name}"))?;
+                let job = fused
+                    .then(|| {
+                        fused_cpu::Job::new(
+                            p.tensor(),
+                            g,
+                            &m.exp_avg,
+                            &m.exp_avg_sq,
+                            coefficients(*decays),
+                        )
+                    })
+                    .flatten();
+                match job {
+                    Some(job) => jobs.push(job),
+                    None => update(p.tensor(), g, m, *decays)
+                        .context(|| format!("AdamW update of {name}"))?,
+                }
             }
+            let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1);
+            fused_cpu::run(jobs, threads);
             Ok(())
         })
+    }
+
+    /// Whether float32 CPU parameters are updated by the one-pass kernel (the default) rather than
+    /// by tensor ops; both compute the same update up to float32 rounding.
+    pub fn set_fused(&mut self, fused: bool) {
+        self.fused = fused;
     }
 
     /// The moments as named tensors (`exp_avg/<param>`, `exp_avg_sq/<param>`), for checkpoints.
@@ -344,6 +385,13 @@ mod tests {
 
     #[test]
     fn matches_pytorch_adamw_and_skips_decay_for_vectors() {
+        // The one-pass CPU kernel and the tensor-op path (what CUDA uses) alike.
+        for fused in [true, false] {
+            check_against_reference(fused);
+        }
+    }
+
+    fn check_against_reference(fused: bool) {
         let mut init = Initializer::new(0, Device::Cpu);
         let w = init.constant("layer.weight", &[2, 2], 0.5).unwrap();
         let b = init.constant("layer.bias", &[2], 0.5).unwrap();
@@ -355,6 +403,7 @@ mod tests {
             weight_decay: 0.2,
         };
         let mut opt = AdamW::new(&params, config).unwrap();
+        opt.set_fused(fused);
         assert_eq!(opt.decayed(), ["layer.weight"]);
         assert_eq!(opt.not_decayed(), ["layer.bias"]);
         let grads = [0.3, -0.1, 0.02, 0.0];
@@ -375,12 +424,12 @@ mod tests {
         let expect_b = reference(0.5, &grads, &lrs, 0.0);
         assert!(
             (w.double_value(&[0, 1]) - expect_w).abs() < 1e-6,
-            "{} vs {expect_w}",
+            "fused {fused}: {} vs {expect_w}",
             w.double_value(&[0, 1])
         );
         assert!(
             (b.double_value(&[1]) - expect_b).abs() < 1e-6,
-            "{} vs {expect_b}",
+            "fused {fused}: {} vs {expect_b}",
             b.double_value(&[1])
         );
         assert!(

@@ -31,8 +31,9 @@ build:  ## release build with training (links libtorch)
 data-tools:  ## release build of the data tools only, without libtorch
 	@$(SETUP) $(CARGO) build --release --bin flipstream --no-default-features
 
-lint:  ## clippy on every crate, warnings are errors
+lint:  ## clippy on every crate and on the data-only CLI (no libtorch), warnings are errors
 	@$(SETUP) $(WITH_TORCH) $(CARGO) clippy --workspace --all-targets -- -D warnings
+	@$(SETUP) $(CARGO) clippy --bin flipstream --no-default-features -- -D warnings
 
 fmt:  ## format the code
 	$(CARGO) fmt --all

@@ -80,35 +80,48 @@ impl<'a> Job<'a> {
         if !distinct {
             return None;
         }
-        Some(Job {
-            p: mutable(p),
-            g: shared(g),
-            m: mutable(m),
-            v: mutable(v),
-            c,
-        })
+        // SAFETY: `applies` checked that each tensor is a contiguous float32 CPU tensor; the four
+        // start at distinct addresses, and this function's contract gives `p`, `m` and `v`
+        // exclusive access for 'a.
+        #[allow(unsafe_code)]
+        let (p, g, m, v) = unsafe {
+            (
+                slice_mut(p.data_ptr().cast::<f32>(), p.numel()),
+                shared(g),
+                slice_mut(m.data_ptr().cast::<f32>(), m.numel()),
+                slice_mut(v.data_ptr().cast::<f32>(), v.numel()),
+            )
+        };
+        Some(Job { p, g, m, v, c })
     }
 }
 
+/// `n` values at `ptr` as a mutable slice of any lifetime.
+///
+/// # Safety
+/// `ptr` points at `n` initialised, aligned f32 values that outlive `'a`, with no other access
+/// while the slice lives.
 #[allow(unsafe_code)]
-fn mutable<'a>(t: &'a Tensor) -> &'a mut [f32] {
-    let n = t.numel();
+unsafe fn slice_mut<'a>(ptr: *mut f32, n: usize) -> &'a mut [f32] {
     if n == 0 {
         return &mut [];
     }
-    // SAFETY: `applies` checked that `t` is a contiguous float32 CPU tensor, so `data_ptr` points
-    // at `n` initialised, aligned f32 values that live as long as the tensor (borrowed for 'a).
-    // `Job::new`'s contract gives this slice exclusive access to them for 'a.
-    unsafe { std::slice::from_raw_parts_mut(t.data_ptr().cast::<f32>(), n) }
+    // SAFETY: per this function's contract.
+    unsafe { std::slice::from_raw_parts_mut(ptr, n) }
 }
 
+/// The `numel` float32 values of `t` as a slice.
+///
+/// # Safety
+/// `t` must be a contiguous float32 CPU tensor that nothing writes while the slice lives.
 #[allow(unsafe_code)]
-fn shared<'a>(t: &'a Tensor) -> &'a [f32] {
+unsafe fn shared(t: &Tensor) -> &[f32] {
     let n = t.numel();
     if n == 0 {
         return &[];
     }
-    // SAFETY: as in `mutable`; the gradient is only read while the slice lives.
+    // SAFETY: per this function's contract `data_ptr` points at `n` initialised, aligned f32
+    // values that live as long as the borrowed tensor.
     unsafe { std::slice::from_raw_parts(t.data_ptr().cast::<f32>().cast_const(), n) }
 }
 

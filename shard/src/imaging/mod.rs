@@ -42,9 +42,9 @@ pub use jpeg::{ChromaSampling, JpegEncodeOptions, RawPixels, compress as compres
 pub use orientation::Orientation;
 pub use probe::{ProbeInfo, probe};
 pub use process::{ProcessSpec, Processed, process_for_shard};
+pub(crate) use resize::resample_rgb8;
 pub use resize::{
     CropRect, DEFAULT_SIZE, ResizeFilter, ResizeMode, ResizePlan, ResizeSpec, crop_resize_into,
     crop_resize_into_with, resize,
 };
-pub(crate) use resize::{Rgb8, resample_rgb8};
 pub use scale::{DctScaling, ScaleFactor};

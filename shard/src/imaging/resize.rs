@@ -253,14 +253,6 @@ thread_local! {
     static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
 }
 
-/// An RGB8 pixel buffer, rows top to bottom without padding, and its size.
-pub(crate) struct Rgb8<'a> {
-    /// `width · height · 3` bytes.
-    pub pixels: &'a [u8],
-    pub width: u32,
-    pub height: u32,
-}
-
 /// Resamples `region` (left, top, width, height in `src` pixels, fractional allowed) of `src` into
 /// all of `dst` with `alg`, on this thread's reusable [`Resizer`].
 ///
@@ -268,13 +260,13 @@ pub(crate) struct Rgb8<'a> {
 /// images would instantiate fast_image_resize's SIMD kernels for all 13 pixel types in this crate
 /// (most of its compile time).
 pub(crate) fn resample_rgb8(
-    src: Rgb8<'_>,
+    src: &RgbImage,
     region: (f64, f64, f64, f64),
     dst: &mut [u8],
     dst_size: (u32, u32),
     alg: ResizeAlg,
 ) -> Result<(), String> {
-    let src = TypedImageRef::<U8x3>::from_buffer(src.width, src.height, src.pixels)
+    let src = TypedImageRef::<U8x3>::from_buffer(src.width(), src.height(), src.as_raw())
         .map_err(|e| format!("source buffer: {e}"))?;
     let mut dst = TypedImage::<U8x3>::from_buffer(dst_size.0, dst_size.1, dst)
         .map_err(|e| format!("output buffer: {e}"))?;
@@ -298,11 +290,6 @@ fn resample(
     dst_size: (u32, u32),
     filter: ResizeFilter,
 ) -> Result<(), ImageError> {
-    let src = Rgb8 {
-        pixels: src.as_raw().as_slice(),
-        width: src.width(),
-        height: src.height(),
-    };
     resample_rgb8(src, region, dst, dst_size, filter.alg())
         .map_err(|e| ImageError::encode("resize", e))
 }

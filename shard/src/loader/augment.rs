@@ -7,8 +7,8 @@
 //! shortest side, then centre crop".
 //!
 //! Decoding and resampling happen in one private function, [`decode_crop_resize_into`], which
-//! uses `image` to decode and `fast_image_resize` to crop and resize in one pass. It is the single
-//! place to swap for the shared `imaging` module once that lands.
+//! uses `image` to decode and the shared `imaging` resampler (`fast_image_resize`) to crop and
+//! resize in one pass.
 
 use std::io::Cursor;
 
@@ -16,7 +16,7 @@ use fast_image_resize::{FilterType, ResizeAlg};
 
 use super::config::{Interpolation, LoaderConfig, Mode};
 use super::rng::{SplitMix64, Tag, derive};
-use crate::imaging::{Rgb8, resample_rgb8};
+use crate::imaging::resample_rgb8;
 
 /// A source rectangle in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,11 +213,6 @@ fn decode_crop_resize_into(
         return Err(format!("{w}x{h} image has more than {max_pixels} pixels"));
     }
     let rect = choose(w, h);
-    let src = Rgb8 {
-        pixels: rgb.as_raw().as_slice(),
-        width: w,
-        height: h,
-    };
     let region = (
         f64::from(rect.left),
         f64::from(rect.top),
@@ -225,7 +220,7 @@ fn decode_crop_resize_into(
         f64::from(rect.height),
     );
     resample_rgb8(
-        src,
+        &rgb,
         region,
         dst,
         (out_w, out_h),

@@ -255,17 +255,12 @@ impl AdamW {
                 .zip(&self.moments)
                 .zip(self.names.iter().zip(&self.decays))
             {
-                let job = fused
-                    .then(|| {
-                        fused_cpu::Job::new(
-                            p.tensor(),
-                            g,
-                            &m.exp_avg,
-                            &m.exp_avg_sq,
-                            coefficients(*decays),
-                        )
-                    })
-                    .flatten();
+                let job = if fused {
+                    let c = coefficients(*decays);
+                    fused_cpu::Job::new(p.tensor(), g, &m.exp_avg, &m.exp_avg_sq, c)
+                } else {
+                    None
+                };
                 match job {
                     Some(job) => jobs.push(job),
                     None => update(p.tensor(), g, m, *decays)

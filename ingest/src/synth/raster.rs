@@ -1,8 +1,17 @@
-//! Drawing scenes into RGB8 pixels, fast enough for ~1,000 images per second per core.
+//! Drawing scenes into RGB8 pixels, fast enough for several thousand images per second per core.
 //!
-//! Backgrounds are one pass over the image; each object is drawn over its bounding box only, from
-//! a signed distance function (antialiased edges: coverage = ½ − distance, clamped). Sensor noise
-//! comes from a counter-based hash of the pixel coordinates, not from an RNG object per pixel.
+//! A scene is drawn in three passes, each a simple loop the compiler can keep tight:
+//! 1. the background, row by row: a per-pixel mix level `0..=256` between its two colours
+//!    (integer fixed point), looked up in a 257-entry palette;
+//! 2. each object over its bounding box only, from a signed distance function (antialiased
+//!    edges: coverage = ½ − distance, clamped), with a lighting ramp; 8-pixel tiles wholly inside
+//!    or outside the shape skip the distance function;
+//! 3. sensor noise over the whole image, a saturating add of two precomputed byte tables (the
+//!    positive and negative parts of the noise at the scene's amplitude), read from an offset
+//!    hashed from `(seed, y)`: noise is a pure function of `(seed, amplitude, x, y)`.
+//!
+//! Adding the noise last equals noising background and objects separately and blending them
+//! (the noise of a pixel is the same value in both), up to clamping at 0 and 255.
 
 use std::sync::OnceLock;
 
@@ -33,84 +42,93 @@ pub(crate) fn render(scene: &Scene) -> Canvas {
 }
 
 fn render_tiled(scene: &Scene, tile: u32) -> Canvas {
-    let mut canvas = Canvas::new(scene.width, scene.height);
-    fill_background(&mut canvas, scene);
-    for object in &scene.distractors {
-        paint_object(&mut canvas, object, scene, tile);
-    }
-    paint_object(&mut canvas, &scene.main, scene, tile);
-    canvas
-}
-
-/// Bytes in the shared noise table (a power of two).
-const NOISE_TABLE: usize = 1 << 20;
-
-/// A fixed table of uniform noise bytes, built once from [`mix64`].
-fn noise_table() -> &'static [i8] {
-    static TABLE: OnceLock<Vec<i8>> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        (0..NOISE_TABLE / 8)
-            .flat_map(|i| mix64(0x6E_6F69_7365 ^ i as u64).to_le_bytes())
-            .map(|b| b as i8)
-            .collect()
+    let tile = tile.max(1);
+    let painters: Vec<Painter<'_>> = scene
+        .distractors
+        .iter()
+        .chain(std::iter::once(&scene.main))
+        .map(|o| Painter::new(o, scene))
+        .collect();
+    let noise = (scene.noise_amp > 0).then(|| noise_table(scene.noise_amp));
+    background(scene, tile, |band| {
+        for painter in &painters {
+            painter.paint(band, tile);
+        }
+        if let Some(table) = noise {
+            add_noise(band, scene.noise_seed, table);
+        }
     })
 }
 
-/// Per-pixel sensor noise: row `y` reads the shared table from an offset hashed from
-/// `(seed, y)`, so noise is a pure function of `(seed, x, y)`, scaled to `±amp`.
-struct Noise {
-    seed: u64,
-    amp: i32,
-    table: &'static [i8],
+/// Rows `first..` of an image `width` pixels wide, while it is being drawn: the background is
+/// filled a band at a time, and objects and noise are drawn into the band while it is in cache.
+struct Band<'a> {
+    data: &'a mut [u8],
+    first: u32,
+    width: u32,
 }
 
-impl Noise {
-    fn new(seed: u64, amp: u8) -> Noise {
-        Noise {
-            seed,
-            amp: amp as i32,
-            table: noise_table(),
+impl Band<'_> {
+    fn rows(&self) -> u32 {
+        (self.data.len() / (self.width as usize * 3).max(1)) as u32
+    }
+}
+
+/// Noise bytes per table period (a power of two).
+const NOISE_TABLE: usize = 1 << 18;
+/// Bytes after the period that repeat its start, so that rows up to this long read one slice.
+const NOISE_PAD: usize = 8192;
+
+/// The noise of one amplitude, as the two non-negative parts of each value, so that adding it
+/// to a byte is `saturating_add(up).saturating_sub(down)`.
+struct NoiseTable {
+    up: Vec<u8>,
+    down: Vec<u8>,
+}
+
+/// Uniform noise in `−amp..=amp` (`(n · amp) >> 7` for bytes `n` drawn from [`mix64`]), built
+/// once per amplitude.
+fn noise_table(amp: u8) -> &'static NoiseTable {
+    static TABLES: [OnceLock<NoiseTable>; 256] = [const { OnceLock::new() }; 256];
+    TABLES[amp as usize].get_or_init(|| {
+        let raw: Vec<i8> = (0..NOISE_TABLE / 8)
+            .flat_map(|i| mix64(0x6E_6F69_7365 ^ i as u64).to_le_bytes())
+            .map(|b| b as i8)
+            .collect();
+        let scaled = (0..NOISE_TABLE + NOISE_PAD)
+            .map(|i| (raw[i % NOISE_TABLE] as i16 * amp as i16) >> 7)
+            .collect::<Vec<i16>>();
+        NoiseTable {
+            up: scaled.iter().map(|&v| v.max(0) as u8).collect(),
+            down: scaled.iter().map(|&v| (-v).max(0) as u8).collect(),
         }
-    }
+    })
+}
 
-    /// Table offset of row `y`.
-    #[inline]
-    fn row(&self, y: u32) -> usize {
-        mix64(self.seed ^ y as u64) as usize
+/// Adds the sensor noise `table` to every channel of every pixel of the band, clamped to
+/// `0..=255`.
+fn add_noise(band: &mut Band<'_>, seed: u64, table: &NoiseTable) {
+    let row_len = band.width as usize * 3;
+    if row_len == 0 {
+        return;
     }
-
-    /// `out[j] = base[j] + noise` for a whole row (pixel 0 first), clamped to `0..=255`.
-    fn add_row(&self, row: usize, base: &[i16], out: &mut [u8]) {
-        let start = row & (NOISE_TABLE - 1);
-        let amp = self.amp as i16;
-        match self.table.get(start..start + base.len()) {
-            Some(noise) => {
-                for ((o, &b), &n) in out.iter_mut().zip(base).zip(noise) {
-                    *o = (b + ((n as i16 * amp) >> 7)).clamp(0, 255) as u8;
+    for (y, row) in (band.first..).zip(band.data.chunks_exact_mut(row_len)) {
+        let start = mix64(seed ^ y as u64) as usize & (NOISE_TABLE - 1);
+        let span = start..start + row_len;
+        match (table.up.get(span.clone()), table.down.get(span)) {
+            (Some(up), Some(down)) => {
+                for ((p, &u), &d) in row.iter_mut().zip(up).zip(down) {
+                    *p = p.saturating_add(u).saturating_sub(d);
                 }
             }
-            None => {
-                for (j, (o, &b)) in out.iter_mut().zip(base).enumerate() {
-                    let n = self
-                        .table
-                        .get((start + j) & (NOISE_TABLE - 1))
-                        .copied()
-                        .unwrap_or(0);
-                    *o = (b + ((n as i16 * amp) >> 7)).clamp(0, 255) as u8;
+            _ => {
+                // Rows longer than the padding wrap around the period.
+                for (j, p) in row.iter_mut().enumerate() {
+                    let k = (start + j) & (NOISE_TABLE - 1);
+                    *p = p.saturating_add(table.up[k]).saturating_sub(table.down[k]);
                 }
             }
         }
-    }
-
-    /// Noise of channel `ch` of pixel `x` in a row starting at `row`.
-    #[inline]
-    fn at(&self, row: usize, x: u32, ch: usize) -> i32 {
-        let v = self
-            .table
-            .get((row + 3 * x as usize + ch) & (NOISE_TABLE - 1))
-            .copied()
-            .unwrap_or(0);
-        (v as i32 * self.amp) >> 7
     }
 }
 
@@ -119,71 +137,112 @@ fn clamp_u8(v: i32) -> u8 {
     v.clamp(0, 255) as u8
 }
 
-/// Fills the canvas with `c0 + (c1 − c0)·t/256 + noise + cast`, where `row(y, ts)` writes the
-/// mix `t` (`0..=256`) of every pixel of row `y` into `ts`.
-fn fill_with(canvas: &mut Canvas, scene: &Scene, mut row_mix: impl FnMut(u32, &mut [i32])) {
+/// Mix levels of a background: 0 is the first colour, 256 the second.
+const MIX_LEVELS: usize = 257;
+
+/// Draws a canvas whose background is `c0 + (c1 − c0)·t/256 + cast` (clamped), where
+/// `row_mix(y, ts)` writes the mix `t` (`0..=256`) of every pixel of row `y` into `ts`, and
+/// hands each band of `band_rows` filled rows to `finish`, top to bottom.
+fn fill_with(
+    scene: &Scene,
+    band_rows: u32,
+    mut finish: impl FnMut(&mut Band<'_>),
+    mut row_mix: impl FnMut(u32, &mut [u16]),
+) -> Canvas {
     let bg = &scene.background;
+    let (width, height) = (scene.width, scene.height);
     let c0: [i32; 3] = std::array::from_fn(|i| bg.c0[i] as i32 + scene.cast[i] as i32);
     let d: [i32; 3] = std::array::from_fn(|i| bg.c1[i] as i32 - bg.c0[i] as i32);
-    // The colour of every mix level, so a pixel costs one lookup before the noise.
-    let palette: Vec<[i16; 3]> = (0..=256)
-        .map(|t| std::array::from_fn(|ch| (c0[ch] + ((d[ch] * t) >> 8)) as i16))
-        .collect();
-    let noise = Noise::new(scene.noise_seed, scene.noise_amp);
-    let row_len = canvas.width as usize * 3;
-    if row_len == 0 {
-        return;
-    }
-    let mut ts = vec![0i32; canvas.width as usize];
-    let mut base = vec![0i16; row_len];
-    for (y, row) in canvas.data.chunks_exact_mut(row_len).enumerate() {
-        let y = y as u32;
-        row_mix(y, &mut ts);
-        for (b, &t) in base.chunks_exact_mut(3).zip(&ts) {
-            if let Some(c) = palette.get(t.clamp(0, 256) as usize) {
-                b.copy_from_slice(c);
+    // The colour of every mix level, so a pixel costs one lookup; a fourth byte lets a pixel be
+    // one 4-byte store, its last byte overwritten by the next pixel.
+    let palette: [[u8; 4]; MIX_LEVELS] = std::array::from_fn(|t| {
+        std::array::from_fn(|ch| match ch {
+            0..3 => clamp_u8(c0[ch] + ((d[ch] * t as i32) >> 8)),
+            _ => 0,
+        })
+    });
+    let row_len = width as usize * 3;
+    let total = row_len * height as usize;
+    // One spare byte for the last pixel's 4-byte store; the buffer grows a band at a time, so
+    // its zeroing happens in cache, just before the band is drawn.
+    let mut data = Vec::with_capacity(total + 1);
+    let mut ts = vec![0u16; width as usize];
+    for first in (0..height).step_by(band_rows.max(1) as usize) {
+        let last = (first + band_rows.max(1)).min(height);
+        data.resize(last as usize * row_len + 1, 0);
+        for y in first..last {
+            row_mix(y, &mut ts);
+            let row_start = y as usize * row_len;
+            let Some(row) = data.get_mut(row_start..row_start + row_len + 1) else {
+                continue;
+            };
+            for (x, &t) in ts.iter().enumerate() {
+                if let Some(px) = row.get_mut(3 * x..3 * x + 4) {
+                    px.copy_from_slice(&palette[(t as usize).min(MIX_LEVELS - 1)]);
+                }
             }
         }
-        noise.add_row(noise.row(y), &base, row);
+        if let Some(rows) = data.get_mut(first as usize * row_len..last as usize * row_len) {
+            finish(&mut Band {
+                data: rows,
+                first,
+                width,
+            });
+        }
+    }
+    data.truncate(total);
+    Canvas {
+        width,
+        height,
+        data,
     }
 }
 
-fn fill_background(canvas: &mut Canvas, scene: &Scene) {
+/// Fixed-point scale of the background's per-pixel coordinates (16 fractional bits).
+const FIX: f32 = 65536.0;
+
+/// Draws the scene's background, handing each band of `band_rows` rows to `finish`.
+fn background(scene: &Scene, band_rows: u32, finish: impl FnMut(&mut Band<'_>)) -> Canvas {
     let bg = scene.background;
-    let (w, h) = (canvas.width as f32, canvas.height as f32);
+    let (w, h) = (scene.width as f32, scene.height as f32);
     let (sa, ca) = bg.angle.sin_cos();
     let period = bg.period.max(2);
-    let columns = 0..canvas.width;
+    let columns = 0..scene.width;
     match bg.kind {
-        Background::Plain => fill_with(canvas, scene, |_, _| {}),
+        Background::Plain => fill_with(scene, band_rows, finish, |_, _| {}),
         Background::Gradient => {
+            // t = (x·cos + y·sin − lo)·256 / (hi − lo), in 16.16 fixed point along the row.
             let corners = [0.0, w * ca, h * sa, w * ca + h * sa];
             let lo = corners.iter().copied().fold(f32::INFINITY, f32::min);
             let hi = corners.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let k = 256.0 / (hi - lo).max(1.0);
-            fill_with(canvas, scene, |y, ts| {
-                let start = (y as f32 * sa - lo) * k;
+            let step = (ca * k * FIX) as i32;
+            fill_with(scene, band_rows, finish, |y, ts| {
+                let start = ((y as f32 * sa - lo) * k * FIX) as i32;
                 for (x, t) in ts.iter_mut().enumerate() {
-                    *t = (start + x as f32 * ca * k) as i32;
+                    *t = (start.wrapping_add(step.wrapping_mul(x as i32)) >> 16).clamp(0, 256)
+                        as u16;
                 }
-            });
+            })
         }
         Background::Stripes => {
+            // Stripe index u = (x·cos + y·sin)·2 / period; odd stripes take the second colour.
             let inv = 2.0 / period as f32;
-            fill_with(canvas, scene, |y, ts| {
-                let start = y as f32 * sa * inv;
+            let step = (ca * inv * FIX) as i32;
+            fill_with(scene, band_rows, finish, |y, ts| {
+                let start = (y as f32 * sa * inv * FIX) as i32;
                 for (x, t) in ts.iter_mut().enumerate() {
-                    let u = start + x as f32 * ca * inv;
-                    *t = if (u.floor() as i64) & 1 == 1 { 256 } else { 0 };
+                    let u = start.wrapping_add(step.wrapping_mul(x as i32));
+                    *t = (((u >> 16) & 1) as u16) << 8;
                 }
-            });
+            })
         }
         Background::Checkerboard => {
-            let cells: Vec<u32> = columns.map(|x| x / period).collect();
-            fill_with(canvas, scene, |y, ts| {
-                let row_cell = y / period;
-                for (t, cell) in ts.iter_mut().zip(&cells) {
-                    *t = if (cell + row_cell) & 1 == 1 { 256 } else { 0 };
+            let parity: Vec<u16> = columns.map(|x| ((x / period) & 1) as u16).collect();
+            fill_with(scene, band_rows, finish, |y, ts| {
+                let row = ((y / period) & 1) as u16;
+                for (t, &p) in ts.iter_mut().zip(&parity) {
+                    *t = (p ^ row) << 8;
                 }
             })
         }
@@ -194,35 +253,46 @@ fn fill_background(canvas: &mut Canvas, scene: &Scene) {
             let dx2: Vec<f32> = columns
                 .map(|x| ((x % period) as f32 + 0.5 - half).powi(2))
                 .collect();
-            fill_with(canvas, scene, |y, ts| {
+            fill_with(scene, band_rows, finish, |y, ts| {
                 let dy2 = ((y % period) as f32 + 0.5 - half).powi(2);
                 for (t, dx2) in ts.iter_mut().zip(&dx2) {
-                    *t = if dx2 + dy2 < r2 { 256 } else { 0 };
+                    *t = u16::from(dx2 + dy2 < r2) << 8;
                 }
-            });
+            })
         }
         Background::Noise => {
             // Value noise: random levels on a lattice of `period` pixels, blended with
-            // smoothstep weights (bilinear blending alone shows the lattice).
-            let gw = canvas.width / period + 2;
-            let gh = canvas.height / period + 2;
+            // smoothstep weights (bilinear blending alone shows the lattice). Each row first
+            // blends two lattice rows vertically, then each pixel two of those columns.
+            let gw = scene.width / period + 2;
+            let gh = scene.height / period + 2;
             let lattice: Vec<i32> = (0..gw * gh)
                 .map(|i| (((mix64(bg.lattice_seed ^ i as u64) & 0xFF) * 257) >> 8) as i32)
                 .collect();
-            let at = |gx: u32, gy: u32| lattice.get((gy * gw + gx) as usize).copied().unwrap_or(0);
             let smooth = |offset: u32| -> i32 {
                 let f = offset as f32 / period as f32;
                 (f * f * (3.0 - 2.0 * f) * 256.0) as i32
             };
-            let cols: Vec<(u32, i32)> = columns.map(|x| (x / period, smooth(x % period))).collect();
-            fill_with(canvas, scene, |y, ts| {
-                let (gy, fy) = (y / period, smooth(y % period));
-                for (t, &(gx, fx)) in ts.iter_mut().zip(&cols) {
-                    let top = at(gx, gy) * (256 - fx) + at(gx + 1, gy) * fx;
-                    let bottom = at(gx, gy + 1) * (256 - fx) + at(gx + 1, gy + 1) * fx;
-                    *t = (top * (256 - fy) + bottom * fy) >> 16;
+            let weights: Vec<i32> = (0..period).map(smooth).collect();
+            let gw = gw as usize;
+            let mut blended = vec![0i32; gw];
+            fill_with(scene, band_rows, finish, |y, ts| {
+                let (gy, fy) = ((y / period) as usize, smooth(y % period));
+                let top = lattice.get(gy * gw..(gy + 1) * gw).unwrap_or_default();
+                let bottom = lattice
+                    .get((gy + 1) * gw..(gy + 2) * gw)
+                    .unwrap_or_default();
+                for ((b, &t), &u) in blended.iter_mut().zip(top).zip(bottom) {
+                    *b = t * (256 - fy) + u * fy;
                 }
-            });
+                // One lattice cell (`period` columns) at a time, between its two blended corners.
+                for (cell, corners) in ts.chunks_mut(period as usize).zip(blended.windows(2)) {
+                    let (left, right) = (corners[0], corners[1]);
+                    for (t, &fx) in cell.iter_mut().zip(&weights) {
+                        *t = ((left * (256 - fx) + right * fx) >> 16).clamp(0, 256) as u16;
+                    }
+                }
+            })
         }
     }
 }
@@ -286,93 +356,126 @@ mod sdf {
         if py * bx - px * by < 0.0 { -dist } else { dist }
     }
 }
-
-fn paint_object(canvas: &mut Canvas, object: &Object, scene: &Scene, tile: u32) {
-    match object.shape {
-        Shape::Circle => paint_sdf(canvas, object, scene, tile, sdf::circle),
-        Shape::Square => paint_sdf(canvas, object, scene, tile, sdf::square),
-        Shape::Triangle => paint_sdf(canvas, object, scene, tile, sdf::triangle),
-        Shape::Star => paint_sdf(canvas, object, scene, tile, sdf::star),
-        Shape::Hexagon => paint_sdf(canvas, object, scene, tile, sdf::hexagon),
-        Shape::Ellipse => paint_sdf(canvas, object, scene, tile, sdf::ellipse),
-        Shape::Cross => paint_sdf(canvas, object, scene, tile, sdf::cross),
-        Shape::Ring => paint_sdf(canvas, object, scene, tile, sdf::ring),
-        Shape::Diamond => paint_sdf(canvas, object, scene, tile, sdf::diamond),
-        Shape::Crescent => paint_sdf(canvas, object, scene, tile, sdf::crescent),
-    }
-}
-
-/// Side of the tiles `paint_sdf` classifies as outside / inside / edge.
+/// Side of the tiles a [`Painter`] classifies as outside / inside / edge.
 const TILE: u32 = 8;
 
-/// Paints one object over its bounding box: coverage from the distance, a lighting ramp, noise.
-///
-/// The box is walked in `tile`-pixel squares: the distance at a square's centre (the distance
-/// functions are 1-Lipschitz) tells whether the square is entirely outside (skipped), entirely
-/// inside (full coverage) or on the edge (per-pixel distance). `tile = 1` is the plain per-pixel
-/// evaluation and gives the same pixels.
-fn paint_sdf(
-    canvas: &mut Canvas,
-    o: &Object,
-    scene: &Scene,
-    tile: u32,
-    sdf: impl Fn(f32, f32) -> f32,
-) {
-    let r = o.radius.max(0.5);
-    let reach = r * 1.2 + 2.0;
-    let (w, h) = (canvas.width as f32, canvas.height as f32);
-    let x0 = (o.cx - reach).floor().clamp(0.0, w) as u32;
-    let x1 = (o.cx + reach).ceil().clamp(0.0, w) as u32;
-    let y0 = (o.cy - reach).floor().clamp(0.0, h) as u32;
-    let y1 = (o.cy + reach).ceil().clamp(0.0, h) as u32;
-    let (sin, cos) = (-o.rotation).sin_cos();
-    let inv_r = 1.0 / r;
-    let local = |x: f32, y: f32| {
-        let (px, py) = ((x - o.cx) * inv_r, (y - o.cy) * inv_r);
-        (cos * px - sin * py, sin * px + cos * py)
-    };
-    let rgb: [i32; 3] = std::array::from_fn(|i| o.rgb[i] as i32 + scene.cast[i] as i32);
-    let noise = Noise::new(scene.noise_seed, scene.noise_amp);
-    let stride = canvas.width as usize * 3;
-    let tile = tile.max(1);
-    for ty in (y0..y1).step_by(tile as usize) {
-        let ty1 = (ty + tile).min(y1);
-        for tx in (x0..x1).step_by(tile as usize) {
-            let tx1 = (tx + tile).min(x1);
-            let (hw, hh) = ((tx1 - tx) as f32 / 2.0, (ty1 - ty) as f32 / 2.0);
-            let half_diagonal = (hw * hw + hh * hh).sqrt();
-            let (cx, cy) = local(tx as f32 + hw, ty as f32 + hh);
-            let centre = sdf(cx, cy) * r;
-            if centre - half_diagonal >= 0.5 {
-                continue;
-            }
-            let inside = centre + half_diagonal <= -0.5;
-            for y in ty..ty1 {
-                let row_start = y as usize * stride;
-                let Some(row) = canvas.data.get_mut(row_start..row_start + stride) else {
+/// One object, ready to paint band by band: its bounding box, the transform to its unit space
+/// and its lit colour.
+struct Painter<'a> {
+    o: &'a Object,
+    /// Radius in pixels.
+    r: f32,
+    /// Bounding box, clipped to the image: columns `x0..x1`, rows `y0..y1`.
+    x0: u32,
+    x1: u32,
+    y0: u32,
+    y1: u32,
+    sin: f32,
+    cos: f32,
+    inv_r: f32,
+    /// The lighting ramp 256·(1 + a·lx + b·ly) is affine in the pixel: k0 + kx·x + ky·y.
+    k0: f32,
+    kx: f32,
+    ky: f32,
+    rgb: [i32; 3],
+}
+
+impl Painter<'_> {
+    fn new<'a>(o: &'a Object, scene: &Scene) -> Painter<'a> {
+        let r = o.radius.max(0.5);
+        let reach = r * 1.2 + 2.0;
+        let (w, h) = (scene.width as f32, scene.height as f32);
+        let (sin, cos) = (-o.rotation).sin_cos();
+        let inv_r = 1.0 / r;
+        let (a, b) = o.shade;
+        let kx = 256.0 * inv_r * (a * cos + b * sin);
+        let ky = 256.0 * inv_r * (b * cos - a * sin);
+        Painter {
+            o,
+            r,
+            x0: (o.cx - reach).floor().clamp(0.0, w) as u32,
+            x1: (o.cx + reach).ceil().clamp(0.0, w) as u32,
+            y0: (o.cy - reach).floor().clamp(0.0, h) as u32,
+            y1: (o.cy + reach).ceil().clamp(0.0, h) as u32,
+            sin,
+            cos,
+            inv_r,
+            k0: 256.0 - kx * (o.cx - 0.5) - ky * (o.cy - 0.5),
+            kx,
+            ky,
+            rgb: std::array::from_fn(|i| o.rgb[i] as i32 + scene.cast[i] as i32),
+        }
+    }
+
+    /// Pixel-space point → the shape's unit space (rotated, y down).
+    #[inline]
+    fn local(&self, x: f32, y: f32) -> (f32, f32) {
+        let (px, py) = ((x - self.o.cx) * self.inv_r, (y - self.o.cy) * self.inv_r);
+        (self.cos * px - self.sin * py, self.sin * px + self.cos * py)
+    }
+
+    /// Paints the part of the object inside the band.
+    fn paint(&self, band: &mut Band<'_>, tile: u32) {
+        match self.o.shape {
+            Shape::Circle => self.paint_sdf(band, tile, sdf::circle),
+            Shape::Square => self.paint_sdf(band, tile, sdf::square),
+            Shape::Triangle => self.paint_sdf(band, tile, sdf::triangle),
+            Shape::Star => self.paint_sdf(band, tile, sdf::star),
+            Shape::Hexagon => self.paint_sdf(band, tile, sdf::hexagon),
+            Shape::Ellipse => self.paint_sdf(band, tile, sdf::ellipse),
+            Shape::Cross => self.paint_sdf(band, tile, sdf::cross),
+            Shape::Ring => self.paint_sdf(band, tile, sdf::ring),
+            Shape::Diamond => self.paint_sdf(band, tile, sdf::diamond),
+            Shape::Crescent => self.paint_sdf(band, tile, sdf::crescent),
+        }
+    }
+
+    /// Coverage from the distance, times the lighting ramp, blended over the band.
+    ///
+    /// The box is walked in `tile`-pixel squares: the distance at a square's centre (the
+    /// distance functions are 1-Lipschitz) tells whether the square is entirely outside
+    /// (skipped), entirely inside (full coverage, no distance per pixel) or on the edge
+    /// (per-pixel distance). Any tiling gives the same pixels; `tile = 1` is the plain per-pixel
+    /// evaluation.
+    fn paint_sdf(&self, band: &mut Band<'_>, tile: u32, sdf: impl Fn(f32, f32) -> f32) {
+        let ya = self.y0.max(band.first);
+        let yb = self.y1.min(band.first + band.rows());
+        let stride = band.width as usize * 3;
+        let lit = |shade: i32| -> [u8; 3] { self.rgb.map(|c| clamp_u8((c * shade) >> 8)) };
+        for ty in (ya..yb).step_by(tile as usize) {
+            let ty1 = (ty + tile).min(yb);
+            for tx in (self.x0..self.x1).step_by(tile as usize) {
+                let tx1 = (tx + tile).min(self.x1);
+                let (hw, hh) = ((tx1 - tx) as f32 / 2.0, (ty1 - ty) as f32 / 2.0);
+                let half_diagonal = (hw * hw + hh * hh).sqrt();
+                let (cx, cy) = self.local(tx as f32 + hw, ty as f32 + hh);
+                let centre = sdf(cx, cy) * self.r;
+                if centre - half_diagonal >= 0.5 {
                     continue;
-                };
-                let noise_row = noise.row(y);
-                for x in tx..tx1 {
-                    let (lx, ly) = local(x as f32 + 0.5, y as f32 + 0.5);
-                    let a = if inside {
-                        256
-                    } else {
-                        let d = sdf(lx, ly) * r;
+                }
+                let inside = centre + half_diagonal <= -0.5;
+                for y in ty..ty1 {
+                    let row_start = (y - band.first) as usize * stride;
+                    let span = row_start + tx as usize * 3..row_start + tx1 as usize * 3;
+                    let Some(row) = band.data.get_mut(span) else {
+                        continue;
+                    };
+                    let row_shade = self.k0 + self.ky * y as f32;
+                    for (x, px) in (tx..tx1).zip(row.chunks_exact_mut(3)) {
+                        let fg = lit((row_shade + self.kx * x as f32) as i32);
+                        if inside {
+                            px.copy_from_slice(&fg);
+                            continue;
+                        }
+                        let (lx, ly) = self.local(x as f32 + 0.5, y as f32 + 0.5);
+                        let d = sdf(lx, ly) * self.r;
                         if d >= 0.5 {
                             continue;
                         }
-                        ((0.5 - d).min(1.0) * 256.0) as i32
-                    };
-                    let shade = (256.0 * (1.0 + o.shade.0 * lx + o.shade.1 * ly)) as i32;
-                    let i = x as usize * 3;
-                    let Some(px) = row.get_mut(i..i + 3) else {
-                        continue;
-                    };
-                    for ch in 0..3 {
-                        let fg =
-                            clamp_u8(((rgb[ch] * shade) >> 8) + noise.at(noise_row, x, ch)) as i32;
-                        px[ch] = ((px[ch] as i32 * (256 - a) + fg * a) >> 8) as u8;
+                        let a = ((0.5 - d).min(1.0) * 256.0) as i32;
+                        for (p, &f) in px.iter_mut().zip(&fg) {
+                            *p = ((*p as i32 * (256 - a) + f as i32 * a) >> 8) as u8;
+                        }
                     }
                 }
             }

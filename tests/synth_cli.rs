@@ -321,3 +321,57 @@ fn help_explains_every_flag_and_dirt_kind() {
         assert!(help.contains(word), "{word} missing from --help");
     }
 }
+
+#[test]
+fn bench_synth_reports_stages_formats_and_the_encode_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = dir.path().to_str().unwrap();
+    let bench = |extra: &[&str]| -> Output {
+        bin()
+            .args(["--json", "-q", "bench", "synth", "--dir", scratch])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = bench(&[
+        "--count",
+        "60",
+        "--profile",
+        "80",
+        "--threads",
+        "2",
+        "--dirt",
+        "default",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["benchmark"], "synth");
+    assert_eq!(j["threads"], 2);
+    assert_eq!(j["generate"]["items"], 60);
+    assert!(j["output_bytes"].as_u64().unwrap() > 60 * 1000, "{j}");
+    // the breakdown is capped at --count
+    assert_eq!(j["profiled_pairs"], 60);
+    let stages = j["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 3);
+    let share: f64 = stages.iter().map(|s| s["share"].as_f64().unwrap()).sum();
+    assert!((share - 1.0).abs() < 1e-6, "{j}");
+    let formats = j["formats"].as_array().unwrap();
+    let pairs: u64 = formats.iter().map(|f| f["pairs"].as_u64().unwrap()).sum();
+    assert_eq!(pairs, 60);
+    assert!(formats.iter().any(|f| f["format"] == "jpeg"), "{j}");
+    let floor = j["encode_floor_pairs_per_s"].as_f64().unwrap();
+    let ratio = j["generate_vs_encode_floor"].as_f64().unwrap();
+    assert!(floor > 0.0 && ratio > 0.0 && ratio.is_finite(), "{j}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "scratch output left behind"
+    );
+
+    for (flag, value) in [("--count", "0"), ("--dirt", "sparkles=0.1")] {
+        let o = bench(&[flag, value]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag.trim_start_matches('-')), "{stderr}");
+    }
+}

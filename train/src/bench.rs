@@ -21,6 +21,9 @@ use crate::error::{Result, TorchContext, TrainError};
 use crate::model::flops_per_sample;
 use crate::step::TrainStep;
 
+/// User + system CPU time of this process so far (Linux; `None` elsewhere).
+pub use flipstream_shard::loader::bench::process_cpu_seconds;
+
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct StepBenchOptions {
@@ -260,19 +263,6 @@ pub fn run_train_step_bench(
         results,
     })
 }
-
-/// User + system CPU time of this process so far, from `/proc/self/stat` (Linux); `None` elsewhere.
-pub fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / CLOCK_TICKS_PER_SECOND)
-}
-
-/// `sysconf(_SC_CLK_TCK)`, 100 on every Linux platform Rust supports.
-const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 /// Median of a non-empty list (mean of the middle two for even lengths); NaN when empty.
 pub fn median(values: &[f64]) -> f64 {

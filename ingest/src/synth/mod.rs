@@ -10,7 +10,8 @@
 //!
 //! - [`generate`] writes a dataset in one of four [`Layout`]s plus the sidecars `synth.jsonl`
 //!   (one [`SidecarRecord`] per item) and `synth.json` ([`SynthSummary`]), all-or-nothing.
-//! - [`render_pair`] / [`SynthPlan::render_pair`] give one [`SynthPair`] in memory.
+//! - [`render_pair`] / [`SynthPlan::render_pair`] give one [`SynthPair`] in memory
+//!   ([`SynthPlan::render_pair_timed`] also the time of each stage, for `flipstream bench synth`).
 //!
 //! Same [`SynthConfig`] ⇒ byte-identical output, whatever the number of threads: every item is
 //! drawn from RNG streams keyed by `(seed, index)`.
@@ -37,7 +38,7 @@ pub use config::{DirtMix, Layout, MAX_COUNT, SynthConfig};
 pub use dirt::{DirtKind, IngestOutcome, UnknownDirtKind};
 pub use error::SynthError;
 pub use output::{Overwrite, URL_LIST_FILE};
-pub use pair::{FileFormat, SynthPair};
+pub use pair::{FileFormat, StageTimes, SynthPair};
 pub use plan::SynthPlan;
 pub use scene::{Background, Color, Labels, Position, Shape, SizeClass};
 pub use sidecar::{

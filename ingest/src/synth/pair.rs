@@ -4,6 +4,8 @@
 //! rendered in any order on any number of threads. A duplicate re-renders its source item, which
 //! is cheap and keeps `duplicate_exact` byte-identical to the source without shared state.
 
+use std::time::{Duration, Instant};
+
 use rand::Rng;
 use serde::Serialize;
 
@@ -221,6 +223,19 @@ fn encode_clean(choice: Choice, c: &Canvas) -> Result<Encoded, (&'static str, St
     })
 }
 
+/// The pixels of `scene`, as the clean encoding `choice` wants them.
+fn draw(choice: Choice, scene: &Scene) -> Canvas {
+    match choice {
+        // Lossless files on the web are mostly graphics, not photos: no sensor noise (which
+        // also keeps them from being incompressible).
+        Choice::Png | Choice::WebpLossless | Choice::Gif => render(&Scene {
+            noise_amp: 0,
+            ..scene.clone()
+        }),
+        Choice::Jpeg { .. } | Choice::WebpLossy { .. } => render(scene),
+    }
+}
+
 /// Copies of the canvas with modulated brightness: the later frames of an animated GIF.
 fn animation_frames(c: &Canvas, rng: &mut ItemRng) -> Vec<Canvas> {
     let n = rng.random_range(2..=4);
@@ -254,10 +269,29 @@ fn html_page(key: &str, rng: &mut ItemRng) -> Vec<u8> {
     page.into_bytes()
 }
 
+/// Time one item spent in each stage of rendering (see [`SynthPlan::render_pair_timed`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// Sampling the scene and writing the caption.
+    pub scene: Duration,
+    /// Drawing the pixels (background, objects, noise).
+    pub raster: Duration,
+    /// Encoding the image file, with any dirt made of its bytes.
+    pub encode: Duration,
+    /// Pixels drawn (canvas width × height).
+    pub pixels: u64,
+}
+
 impl SynthPlan {
     /// Renders item `index` (`0..count`): image bytes, caption bytes, labels and applied dirt.
     /// Deterministic in `(config, index)`.
     pub fn render_pair(&self, index: u64) -> Result<SynthPair, SynthError> {
+        self.render_pair_timed(index).map(|(pair, _)| pair)
+    }
+
+    /// [`SynthPlan::render_pair`], also returning the time each stage took.
+    pub fn render_pair_timed(&self, index: u64) -> Result<(SynthPair, StageTimes), SynthError> {
+        let started = Instant::now();
         let cfg = &self.config;
         if index >= cfg.count {
             return Err(SynthError::Config(format!(
@@ -297,14 +331,24 @@ impl SynthPlan {
         };
 
         let key = format!("{index:09}");
-        let enc = self
-            .image(&key, source, dirt, &scene, &mut drng)
-            .map_err(|(what, detail)| SynthError::Encode {
-                index,
-                what,
-                detail,
-            })?;
-        Ok(SynthPair {
+        let choice = choose(seed, source);
+        let scened = Instant::now();
+        let canvas = draw(choice, &scene);
+        let drawn = Instant::now();
+        let enc =
+            self.image(&key, choice, &canvas, dirt, &mut drng)
+                .map_err(|(what, detail)| SynthError::Encode {
+                    index,
+                    what,
+                    detail,
+                })?;
+        let times = StageTimes {
+            scene: scened - started,
+            raster: drawn - scened,
+            encode: drawn.elapsed(),
+            pixels: canvas.width as u64 * canvas.height as u64,
+        };
+        let pair = SynthPair {
             index,
             key,
             image: enc.bytes,
@@ -318,30 +362,20 @@ impl SynthPlan {
             dirt_skipped,
             dup_of,
             quality: enc.quality,
-        })
+        };
+        Ok((pair, times))
     }
 
-    /// The image file of an item whose scene is `scene` (`source` is the item itself, or the
-    /// copied item for duplicates).
+    /// The image file of an item drawn as `canvas`, its clean encoding being `choice` (the
+    /// item's own, or the copied item's for duplicates).
     fn image(
         &self,
         key: &str,
-        source: u64,
+        choice: Choice,
+        canvas: &Canvas,
         dirt: Option<DirtKind>,
-        scene: &Scene,
         drng: &mut ItemRng,
     ) -> Result<Encoded, (&'static str, String)> {
-        let seed = self.config.seed;
-        let choice = choose(seed, source);
-        // Lossless files on the web are mostly graphics, not photos: no sensor noise (which also
-        // keeps them from being incompressible).
-        let canvas = match choice {
-            Choice::Png | Choice::WebpLossless | Choice::Gif => render(&Scene {
-                noise_amp: 0,
-                ..scene.clone()
-            }),
-            Choice::Jpeg { .. } | Choice::WebpLossy { .. } => render(scene),
-        };
         let quality = match choice {
             Choice::Jpeg { quality, .. } | Choice::WebpLossy { quality } => quality,
             _ => drng.random_range(70..=95),
@@ -349,31 +383,31 @@ impl SynthPlan {
         let jpeg_err = |e| ("jpeg", e);
         let png_err = |e| ("png", e);
         let Some(kind) = dirt else {
-            return encode_clean(choice, &canvas);
+            return encode_clean(choice, canvas);
         };
         Ok(match kind {
             DirtKind::Truncated => {
-                let full = encode::jpeg(&canvas, baseline(quality)).map_err(jpeg_err)?;
+                let full = encode::jpeg(canvas, baseline(quality)).map_err(jpeg_err)?;
                 let cut =
                     encode::truncate_jpeg(full, drng.random_range(0.25..0.85)).map_err(jpeg_err)?;
-                Encoded::of(&canvas, cut, FileFormat::Jpeg, Some(quality))
+                Encoded::of(canvas, cut, FileFormat::Jpeg, Some(quality))
             }
             DirtKind::Corrupt => {
-                let png = encode::png_rgb(&canvas).map_err(png_err)?;
+                let png = encode::png_rgb(canvas).map_err(png_err)?;
                 // A quarter of the file (64 B to 4 KiB): the chunk CRC and the zlib stream break.
                 let garbage: Vec<u8> = (0..(png.len() / 4).clamp(64, 4096))
                     .map(|_| drng.random())
                     .collect();
                 Encoded::of(
-                    &canvas,
+                    canvas,
                     encode::corrupt_png(png, &garbage).map_err(png_err)?,
                     FileFormat::Png,
                     None,
                 )
             }
-            DirtKind::ZeroByte => Encoded::of(&canvas, Vec::new(), FileFormat::Empty, None),
+            DirtKind::ZeroByte => Encoded::of(canvas, Vec::new(), FileFormat::Empty, None),
             DirtKind::NotImage => {
-                let mut e = Encoded::of(&canvas, html_page(key, drng), FileFormat::Html, None);
+                let mut e = Encoded::of(canvas, html_page(key, drng), FileFormat::Html, None);
                 e.extension = pick(drng, &["jpg", "jpg", "png", "webp"]);
                 e
             }
@@ -381,7 +415,7 @@ impl SynthPlan {
                 let scale = drng.random_range(0.88..0.97f32);
                 let nw = ((canvas.width as f32 * scale).round() as u32).max(1);
                 let nh = ((canvas.height as f32 * scale).round() as u32).max(1);
-                let small = resize_bilinear(&canvas, nw, nh);
+                let small = resize_bilinear(canvas, nw, nh);
                 let step = drng.random_range(6..=15u8);
                 let q = if quality >= 80 {
                     quality - step
@@ -399,48 +433,48 @@ impl SynthPlan {
                 let orientation: u16 = pick(drng, &[6, 8]);
                 // 6: viewers rotate the stored pixels 90° clockwise, so store them rotated
                 // counter-clockwise; 8 is the mirror case.
-                let stored = rotate90(&canvas, orientation == 8);
+                let stored = rotate90(canvas, orientation == 8);
                 let opts = JpegOptions {
                     quality,
                     progressive: false,
                     orientation: Some(orientation),
                 };
                 Encoded::of(
-                    &canvas,
+                    canvas,
                     encode::jpeg(&stored, opts).map_err(jpeg_err)?,
                     FileFormat::Jpeg,
                     Some(quality),
                 )
             }
             DirtKind::Cmyk => Encoded::of(
-                &canvas,
-                encode::jpeg_cmyk(&canvas, quality).map_err(jpeg_err)?,
+                canvas,
+                encode::jpeg_cmyk(canvas, quality).map_err(jpeg_err)?,
                 FileFormat::Jpeg,
                 Some(quality),
             ),
             DirtKind::Grayscale => Encoded::of(
-                &canvas,
-                encode::jpeg_gray(&canvas, quality).map_err(jpeg_err)?,
+                canvas,
+                encode::jpeg_gray(canvas, quality).map_err(jpeg_err)?,
                 FileFormat::Jpeg,
                 Some(quality),
             ),
             DirtKind::Gray16 => Encoded::of(
-                &canvas,
-                encode::png_gray16(&canvas).map_err(png_err)?,
+                canvas,
+                encode::png_gray16(canvas).map_err(png_err)?,
                 FileFormat::Png,
                 None,
             ),
             DirtKind::PaletteAlpha => {
                 let corner = (canvas.width.min(canvas.height) as f32
                     * drng.random_range(0.08..0.15f32)) as u32;
-                let bytes = encode::png_palette_alpha(&canvas, corner).map_err(png_err)?;
-                Encoded::of(&canvas, bytes, FileFormat::Png, None)
+                let bytes = encode::png_palette_alpha(canvas, corner).map_err(png_err)?;
+                Encoded::of(canvas, bytes, FileFormat::Png, None)
             }
             DirtKind::Animated => {
-                let frames = animation_frames(&canvas, drng);
+                let frames = animation_frames(canvas, drng);
                 let delay = drng.random_range(10..=50);
                 Encoded::of(
-                    &canvas,
+                    canvas,
                     encode::gif(&frames, delay).map_err(|e| ("gif", e))?,
                     FileFormat::Gif,
                     None,
@@ -453,16 +487,16 @@ impl SynthPlan {
                 );
                 let mut e = if drng.random_bool(0.5) {
                     Encoded::of(
-                        &canvas,
+                        canvas,
                         encode::bomb_png(dw, dh).map_err(png_err)?,
                         FileFormat::Png,
                         None,
                     )
                 } else {
-                    let thumb = resize_bilinear(&canvas, 64, 48);
+                    let thumb = resize_bilinear(canvas, 64, 48);
                     let small = encode::jpeg(&thumb, baseline(quality)).map_err(jpeg_err)?;
                     let bytes = encode::bomb_jpeg(small, dw as u16, dh as u16).map_err(jpeg_err)?;
-                    Encoded::of(&canvas, bytes, FileFormat::Jpeg, Some(quality))
+                    Encoded::of(canvas, bytes, FileFormat::Jpeg, Some(quality))
                 };
                 (e.width, e.height) = (dw, dh);
                 e
@@ -475,7 +509,7 @@ impl SynthPlan {
             | DirtKind::CaptionOverlong
             | DirtKind::CaptionHtml
             | DirtKind::CaptionInvalidUtf8
-            | DirtKind::MissingFile => encode_clean(choice, &canvas)?,
+            | DirtKind::MissingFile => encode_clean(choice, canvas)?,
         })
     }
 }

@@ -9,7 +9,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
@@ -19,6 +18,7 @@ use flipstream_shard::imaging::{self, DctScaling, ProcessSpec};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::timing::{Measure, measure};
 use crate::cli::{Global, UsageError};
 
 /// Arguments of `flipstream bench ingest`.
@@ -45,17 +45,6 @@ pub struct BenchIngestArgs {
     pub repeat: usize,
 }
 
-/// One measurement: seconds of wall-clock and CPU time for `images` images.
-#[derive(Debug, Clone, Serialize)]
-struct Measure {
-    name: &'static str,
-    images: usize,
-    median_wall_s: f64,
-    median_cpu_s: f64,
-    images_per_s: f64,
-    images_per_cpu_s: f64,
-}
-
 #[derive(Debug, Serialize)]
 struct IngestBench {
     benchmark: &'static str,
@@ -67,51 +56,6 @@ struct IngestBench {
     results: Vec<Measure>,
     /// Full ingest images/s ÷ floor images/s (1.0 = ingest costs nothing beyond the image step).
     ingest_vs_floor: f64,
-}
-
-/// CPU time of this process so far (user + system), from /proc/self/stat (Linux).
-fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // fields after the command name (which may hold spaces) start after the last ')'
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0) // USER_HZ is 100 on Linux
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-/// Times `f` `repeat` times; `f` returns how many images it handled.
-fn measure(
-    name: &'static str,
-    repeat: usize,
-    mut f: impl FnMut() -> anyhow::Result<usize>,
-) -> anyhow::Result<Measure> {
-    let (mut walls, mut cpus, mut images) = (Vec::new(), Vec::new(), 0);
-    for _ in 0..repeat {
-        let cpu0 = process_cpu_seconds().unwrap_or(0.0);
-        let t0 = Instant::now();
-        images = f()?;
-        walls.push(t0.elapsed().as_secs_f64());
-        cpus.push(process_cpu_seconds().unwrap_or(0.0) - cpu0);
-    }
-    let (wall, cpu) = (median(walls), median(cpus));
-    Ok(Measure {
-        name,
-        images,
-        median_wall_s: wall,
-        median_cpu_s: cpu,
-        images_per_s: images as f64 / wall,
-        images_per_cpu_s: if cpu > 0.0 {
-            images as f64 / cpu
-        } else {
-            f64::NAN
-        },
-    })
 }
 
 /// The image settings of the comparison: no size filters, keep-ratio resize, always re-encode.
@@ -251,7 +195,7 @@ pub fn run(args: BenchIngestArgs, global: Global) -> anyhow::Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&scratch);
     let _ = std::fs::remove_file(&tar_path);
     let ingest = ingest?;
-    let ingest_vs_floor = ingest.images_per_s / results[0].images_per_s;
+    let ingest_vs_floor = ingest.items_per_s / results[0].items_per_s;
     results.push(ingest);
 
     let report = IngestBench {
@@ -274,7 +218,7 @@ pub fn run(args: BenchIngestArgs, global: Global) -> anyhow::Result<ExitCode> {
         for m in &report.results {
             println!(
                 "{:<46} {:>7} {:>9.2} {:>10.0} {:>12.0}",
-                m.name, m.images, m.median_wall_s, m.images_per_s, m.images_per_cpu_s
+                m.name, m.items, m.median_wall_s, m.items_per_s, m.items_per_cpu_s
             );
         }
         println!("ingest / floor (images/s): {:.2}", report.ingest_vs_floor);

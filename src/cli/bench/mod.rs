@@ -11,6 +11,8 @@ use super::Global;
 mod ingest;
 mod loader;
 mod stats;
+mod synth;
+mod timing;
 mod train_step;
 
 /// Arguments of `flipstream bench`.
@@ -36,6 +38,9 @@ pub enum BenchKind {
     /// Streaming loader throughput: augmented 224×224 u8 batches from WebDataset tars converted
     /// to flipstream shards (run by `scripts/bench-loader.sh`, next to a WebDataset pipeline).
     Loader(loader::LoaderBenchArgs),
+    /// Synthetic pairs/s against the encoders alone, with the time per stage (scene, drawing,
+    /// encoding) and per output format, in one run.
+    Synth(synth::BenchSynthArgs),
 }
 
 /// Runs `flipstream bench …`.
@@ -45,5 +50,6 @@ pub fn run(args: BenchArgs, global: Global) -> anyhow::Result<ExitCode> {
         BenchKind::Stats(a) => stats::run(a, global),
         BenchKind::Loader(a) => loader::run(a, global),
         BenchKind::Ingest(a) => ingest::run(a, global),
+        BenchKind::Synth(a) => synth::run(a, global),
     }
 }

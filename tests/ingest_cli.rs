@@ -100,11 +100,12 @@ fn expected_reason(dirt: Option<&str>) -> Option<&'static str> {
     }
 }
 
-/// A committed dataset's contents: accepted rows (key → content hash) and rejections
-/// (key → reason), plus the per-unit commit records.
+/// A committed dataset's contents: accepted rows (key → content hash), rejections (key → reason)
+/// and their details (key → detail, where there is one), plus the per-unit commit records.
 struct Contents {
     accepted: BTreeMap<String, Vec<u8>>,
     rejected: BTreeMap<String, String>,
+    details: BTreeMap<String, String>,
     dataset: Dataset,
 }
 
@@ -120,6 +121,7 @@ fn read_dataset(url: &str) -> Contents {
         let root: StoreRoot = dataset.root().clone();
         let mut accepted = BTreeMap::new();
         let mut rejected = BTreeMap::new();
+        let mut details = BTreeMap::new();
         for commit in dataset.commits() {
             for shard in &commit.shards {
                 let reader = ShardReader::open(&root, &shard.path, Some(shard.bytes))
@@ -153,7 +155,7 @@ fn read_dataset(url: &str) -> Contents {
                     .unwrap();
                 for rg in 0..reader.num_row_groups() {
                     let batch = reader
-                        .read_row_group(rg, Some(&["key", "reason"]))
+                        .read_row_group(rg, Some(&["key", "reason", "detail"]))
                         .await
                         .unwrap();
                     let keys = batch
@@ -168,8 +170,17 @@ fn read_dataset(url: &str) -> Contents {
                     )
                     .unwrap();
                     let reasons = reasons.as_string::<i32>().clone();
+                    let detail = arrow::compute::cast(
+                        batch.column_by_name("detail").unwrap(),
+                        &arrow::datatypes::DataType::Utf8,
+                    )
+                    .unwrap();
+                    let detail = detail.as_string::<i32>().clone();
                     for i in 0..batch.num_rows() {
                         assert!(!reasons.is_null(i));
+                        if !detail.is_null(i) {
+                            details.insert(keys.value(i).to_string(), detail.value(i).to_string());
+                        }
                         let previous = rejected
                             .insert(keys.value(i).to_string(), reasons.value(i).to_string());
                         assert!(previous.is_none(), "key {} rejected twice", keys.value(i));
@@ -180,6 +191,7 @@ fn read_dataset(url: &str) -> Contents {
         Contents {
             accepted,
             rejected,
+            details,
             dataset,
         }
     })
@@ -188,6 +200,7 @@ fn read_dataset(url: &str) -> Contents {
 /// Checks every item's fate against the sidecar and the accounting identity of every unit.
 fn check_against_truth(contents: &Contents, truth: &BTreeMap<String, Truth>, layout: &str) {
     let mut near_caught = (0, 0);
+    let mut accidental = 0;
     for (key, t) in truth {
         let got = match (
             contents.accepted.contains_key(key),
@@ -199,6 +212,21 @@ fn check_against_truth(contents: &Contents, truth: &BTreeMap<String, Truth>, lay
             (false, None) => panic!("{layout}: {key} vanished (neither stored nor rejected)"),
         };
         let want = expected_reason(t.dirt.as_deref());
+        if want.is_none() && got == Some("duplicate_near") {
+            // Two different scenes can hash within the near-duplicate distance (flat backgrounds
+            // with a small object): a near duplicate by the detector's own measure, not a planted
+            // one. Allowed when the detail names an earlier item that was kept, and rare.
+            let detail = contents.details.get(key).map_or("", String::as_str);
+            let other = detail.rsplit(' ').next().unwrap_or("");
+            assert!(
+                detail.starts_with("pHash distance ")
+                    && other < key.as_str()
+                    && contents.accepted.contains_key(other),
+                "{layout}: {key} rejected as a near duplicate: {detail:?}"
+            );
+            accidental += 1;
+            continue;
+        }
         if t.dirt.as_deref() == Some("near_duplicate") {
             // a re-encoded, resized copy: caught when its pHash is within the distance
             near_caught.1 += 1;
@@ -211,6 +239,11 @@ fn check_against_truth(contents: &Contents, truth: &BTreeMap<String, Truth>, lay
         }
         assert_eq!(got, want, "{layout}: item {key} with dirt {:?}", t.dirt);
     }
+    assert!(
+        accidental * 100 <= truth.len(),
+        "{layout}: {accidental} of {} items were near duplicates by accident",
+        truth.len()
+    );
     assert!(
         near_caught.1 > 0,
         "{layout}: the synth made no near duplicates"

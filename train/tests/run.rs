@@ -16,7 +16,7 @@ use flipstream_train::run::{
 };
 use support::{cpu_session, dataset, micro_spec, write_synth_dataset};
 
-const STEPS: u64 = 160;
+const STEPS: u64 = 240;
 
 fn new_run(spec: RunSpec) -> RunStart {
     RunStart::New {
@@ -140,8 +140,10 @@ fn trains_evaluates_and_fills_the_run_directory() {
     assert_eq!(report.step, STEPS);
     let zs = report.zero_shot.unwrap();
     assert_eq!(zs.classes, 12);
-    // 160 micro-model steps reach about 1.75 × chance on colour (14.6 % vs 8.3 %); the demo's
-    // longer tiny-preset run is what docs/training.md reports.
+    // 240 micro-model steps reach about 2 × chance on colour (16.2 % vs 8.3 % on 321 samples,
+    // where chance plus three standard deviations is 13.1 %). 160 steps gave 1.45–1.75 ×
+    // depending on the pixels of the draw, too close to this bound. The demo's longer
+    // tiny-preset run is what docs/training.md reports.
     assert!(
         zs.top1 > 1.5 * zs.chance_top1,
         "colour top-1 {:.3} vs chance {:.3}",

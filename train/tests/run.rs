@@ -141,7 +141,7 @@ fn trains_evaluates_and_fills_the_run_directory() {
     let zs = report.zero_shot.unwrap();
     assert_eq!(zs.classes, 12);
     // 240 micro-model steps reach about 2 × chance on colour (16.2 % vs 8.3 % on 321 samples,
-    // where chance plus three standard deviations is 13.1 %). 160 steps gave 1.45–1.75 ×
+    // where chance plus three standard deviations is 13.0 %). 160 steps gave 1.45–1.75 ×
     // depending on the pixels of the draw, too close to this bound. The demo's longer
     // tiny-preset run is what docs/training.md reports.
     assert!(

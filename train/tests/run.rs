@@ -140,13 +140,16 @@ fn trains_evaluates_and_fills_the_run_directory() {
     assert_eq!(report.step, STEPS);
     let zs = report.zero_shot.unwrap();
     assert_eq!(zs.classes, 12);
-    // 240 micro-model steps reach about 2 × chance on colour (16.2 % vs 8.3 % on 321 samples,
-    // where chance plus three standard deviations is 13.0 %). 160 steps gave 1.45–1.75 ×
-    // depending on the pixels of the draw, too close to this bound. The demo's longer
-    // tiny-preset run is what docs/training.md reports.
+    // Far above chance: more than chance plus three binomial standard deviations on the
+    // validation samples (13.0 % on 321). 240 micro-model steps reach about 2 × chance on
+    // colour (16.2 % vs 8.3 %); 160 steps gave 1.45–1.75 × depending on the pixels of the
+    // draw, too close to the bound. The demo's longer tiny-preset run is what
+    // docs/training.md reports.
+    let chance = zs.chance_top1;
+    let bound = chance + 3.0 * (chance * (1.0 - chance) / report.samples as f64).sqrt();
     assert!(
-        zs.top1 > 1.5 * zs.chance_top1,
-        "colour top-1 {:.3} vs chance {:.3}",
+        zs.top1 > bound,
+        "colour top-1 {:.3} vs chance {:.3} (bound {bound:.3})",
         zs.top1,
         zs.chance_top1
     );

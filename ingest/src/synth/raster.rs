@@ -42,6 +42,8 @@ pub(crate) fn render(scene: &Scene) -> Canvas {
     render_tiled(scene, TILE)
 }
 
+/// [`render`] with objects classified in `tile`-pixel squares, drawn in bands of `tile` rows
+/// (any tile size gives the same pixels; see [`Painter::paint_sdf`]).
 fn render_tiled(scene: &Scene, tile: u32) -> Canvas {
     let tile = tile.max(1);
     let painters: Vec<Painter<'_>> = scene
@@ -87,7 +89,7 @@ struct NoiseTable {
     down: Vec<u8>,
 }
 
-/// Uniform noise in `−amp..=amp` (`(n · amp) >> 7` for bytes `n` drawn from [`mix64`]), built
+/// Uniform noise in `−amp..amp` (`(n · amp) >> 7` for bytes `n` drawn from [`mix64`]), built
 /// once per amplitude.
 fn noise_table(amp: u8) -> &'static NoiseTable {
     static TABLES: [OnceLock<NoiseTable>; 256] = [const { OnceLock::new() }; 256];

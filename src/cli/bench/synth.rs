@@ -7,7 +7,7 @@
 //! png, gif) whatever draws it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use flipstream_ingest::synth::{
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::timing::{Measure, measure};
+use super::timing::{Measure, measure_prepared};
 use crate::cli::synth::LayoutArg;
 use crate::cli::{Global, UsageError};
 
@@ -135,6 +135,25 @@ fn format_label(pair: &SynthPair) -> &'static str {
     }
 }
 
+/// Removes the scratch output folder when dropped, also when a run fails or panics.
+struct RemoveOnDrop<'a>(&'a Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.0);
+    }
+}
+
+/// Removes the scratch output of an earlier run, if any.
+fn remove_scratch(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(anyhow::Error::new(e).context(format!("removing {}", dir.display())))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Renders items `0..n` on every thread and sums their stage times per output format.
 fn profile(plan: &SynthPlan, n: u64) -> anyhow::Result<BTreeMap<&'static str, Totals>> {
     let timed: Vec<(&'static str, StageTimes)> = (0..n)
@@ -184,17 +203,20 @@ pub fn run(args: BenchSynthArgs, global: Global) -> anyhow::Result<ExitCode> {
         );
     }
     let mut output_bytes = 0;
-    let generate = measure(
-        "flipstream synth (render, encode, write)",
-        args.repeat,
-        || {
-            let summary = synth::generate(&config, &scratch, Overwrite::Replace, &|_| {})?;
-            output_bytes = summary.total_bytes;
-            Ok(summary.items as usize)
-        },
-    );
-    let _ = std::fs::remove_dir_all(&scratch);
-    let generate = generate?;
+    let generate = {
+        let _cleanup = RemoveOnDrop(&scratch);
+        measure_prepared(
+            "flipstream synth (render, encode, write)",
+            args.repeat,
+            // each run writes a fresh folder; removing the last one is not timed
+            || remove_scratch(&scratch),
+            || {
+                let summary = synth::generate(&config, &scratch, Overwrite::Refuse, &|_| {})?;
+                output_bytes = summary.total_bytes;
+                Ok(summary.items as usize)
+            },
+        )?
+    };
 
     let plan = SynthPlan::new(&config)?;
     let by_format = profile(&plan, args.profile.min(args.count))?;
@@ -202,7 +224,11 @@ pub fn run(args: BenchSynthArgs, global: Global) -> anyhow::Result<ExitCode> {
         .values()
         .fold(Totals::default(), |a, &t| a.merge(t));
     let pairs = all.pairs.max(1) as f64;
-    let rendering = (all.scene + all.raster + all.encode).as_secs_f64();
+    // Durations are never all zero on a real clock; the floor keeps a zero from becoming NaN.
+    let rendering = (all.scene + all.raster + all.encode)
+        .as_secs_f64()
+        .max(f64::MIN_POSITIVE);
+    let encode_s = all.encode.as_secs_f64().max(f64::MIN_POSITIVE);
     let stage = |name, d: Duration| Stage {
         name,
         ms_per_pair: d.as_secs_f64() * 1e3 / pairs,
@@ -221,10 +247,10 @@ pub fn run(args: BenchSynthArgs, global: Global) -> anyhow::Result<ExitCode> {
             megapixels: t.pixels as f64 / 1e6,
             encode_ms_per_pair: t.encode.as_secs_f64() * 1e3 / t.pairs.max(1) as f64,
             encode_ns_per_pixel: t.encode.as_secs_f64() * 1e9 / t.pixels.max(1) as f64,
-            share_of_encode: t.encode.as_secs_f64() / all.encode.as_secs_f64(),
+            share_of_encode: t.encode.as_secs_f64() / encode_s,
         })
         .collect();
-    let encode_floor_pairs_per_s = threads as f64 * pairs / all.encode.as_secs_f64();
+    let encode_floor_pairs_per_s = threads as f64 * pairs / encode_s;
     let report = SynthBench {
         benchmark: "synth",
         threads,

@@ -27,10 +27,21 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 pub fn measure(
     name: &'static str,
     repeat: usize,
+    f: impl FnMut() -> anyhow::Result<usize>,
+) -> anyhow::Result<Measure> {
+    measure_prepared(name, repeat, || Ok(()), f)
+}
+
+/// [`measure`], running the untimed `prepare` before each timed run of `f`.
+pub fn measure_prepared(
+    name: &'static str,
+    repeat: usize,
+    mut prepare: impl FnMut() -> anyhow::Result<()>,
     mut f: impl FnMut() -> anyhow::Result<usize>,
 ) -> anyhow::Result<Measure> {
     let (mut walls, mut cpus, mut items) = (Vec::new(), Vec::new(), 0);
     for _ in 0..repeat {
+        prepare()?;
         let cpu0 = process_cpu_seconds().unwrap_or(0.0);
         let t0 = Instant::now();
         items = f()?;

@@ -97,7 +97,7 @@ impl From<LayoutArg> for Layout {
 }
 
 /// Usage errors of the library become [`UsageError`] (exit code 2).
-fn cli_error(e: SynthError) -> anyhow::Error {
+pub(super) fn cli_error(e: SynthError) -> anyhow::Error {
     if e.is_usage() {
         anyhow::Error::new(UsageError(e.to_string()))
     } else {

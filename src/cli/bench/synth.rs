@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::timing::{Measure, measure_prepared};
-use crate::cli::synth::LayoutArg;
+use crate::cli::synth::{LayoutArg, cli_error};
 use crate::cli::{Global, UsageError};
 
 /// Arguments of `flipstream bench synth`.
@@ -106,16 +106,19 @@ struct Totals {
     pixels: u64,
 }
 
-impl Totals {
-    fn add(mut self, t: &StageTimes) -> Totals {
-        self.pairs += 1;
-        self.scene += t.scene;
-        self.raster += t.raster;
-        self.encode += t.encode;
-        self.pixels += t.pixels;
-        self
+impl From<&StageTimes> for Totals {
+    fn from(t: &StageTimes) -> Totals {
+        Totals {
+            pairs: 1,
+            scene: t.scene,
+            raster: t.raster,
+            encode: t.encode,
+            pixels: t.pixels,
+        }
     }
+}
 
+impl Totals {
     fn merge(mut self, o: Totals) -> Totals {
         self.pairs += o.pairs;
         self.scene += o.scene;
@@ -140,7 +143,7 @@ struct RemoveOnDrop<'a>(&'a Path);
 
 impl Drop for RemoveOnDrop<'_> {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(self.0);
+        let _ = remove_scratch(self.0);
     }
 }
 
@@ -166,7 +169,7 @@ fn profile(plan: &SynthPlan, n: u64) -> anyhow::Result<BTreeMap<&'static str, To
     let mut by_format: BTreeMap<&'static str, Totals> = BTreeMap::new();
     for (format, times) in &timed {
         let entry = by_format.entry(format).or_default();
-        *entry = entry.add(times);
+        *entry = entry.merge(times.into());
     }
     Ok(by_format)
 }
@@ -186,7 +189,7 @@ pub fn run(args: BenchSynthArgs, global: Global) -> anyhow::Result<ExitCode> {
         dirt,
         ..SynthConfig::default()
     };
-    config.validate().map_err(|e| UsageError(e.to_string()))?;
+    config.validate().map_err(cli_error)?;
     crate::cli::init_rayon(args.threads)?;
     let threads = rayon::current_num_threads();
     let scratch = args
@@ -211,7 +214,8 @@ pub fn run(args: BenchSynthArgs, global: Global) -> anyhow::Result<ExitCode> {
             // each run writes a fresh folder; removing the last one is not timed
             || remove_scratch(&scratch),
             || {
-                let summary = synth::generate(&config, &scratch, Overwrite::Refuse, &|_| {})?;
+                let summary = synth::generate(&config, &scratch, Overwrite::Refuse, &|_| {})
+                    .map_err(cli_error)?;
                 output_bytes = summary.total_bytes;
                 Ok(summary.items as usize)
             },

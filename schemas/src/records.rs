@@ -1,4 +1,5 @@
-//! JSON records of a dataset: the manifest, the per-unit commit record and the split view.
+//! JSON records of a dataset: the manifest, the per-unit commit record and the split view (with
+//! its optional compositional hold-out, [`Holdout`] and [`choose_holdout`]).
 //!
 //! All records carry a `format` tag and the schema version so that a stray JSON file is never
 //! mistaken for one of ours.
@@ -269,7 +270,9 @@ impl Split {
 }
 
 /// A train/validation split as a *view*: no data is copied. A row is in `val` when
-/// [`split_of`] says so; the per-row-group counts let loaders plan equal shares without scanning.
+/// [`SplitManifest::side_of`] says so: its label values form a held-out combination
+/// ([`Holdout`]), or else [`split_of`] puts its key there. The per-row-group counts let loaders
+/// plan equal shares without scanning.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SplitManifest {
@@ -287,8 +290,174 @@ pub struct SplitManifest {
     pub train_rows: u64,
     /// Rows in val.
     pub val_rows: u64,
-    /// Per shard and row group: rows on each side.
+    /// Per shard and row group: rows on each side (held-out rows count as `val`).
     pub row_groups: Vec<SplitRowGroup>,
+    /// Label-value combinations held out of training, when asked for. Absent in files without
+    /// one (and never written then), so older files read and write unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<Holdout>,
+}
+
+impl SplitManifest {
+    /// The side of a row with `key` and, when every holdout column has a value, those values
+    /// (`labels`, in the order of [`Holdout::columns`]); see [`side_of`].
+    pub fn side_of(&self, key: &str, labels: Option<&[&str]>) -> Split {
+        side_of(
+            key,
+            labels,
+            self.seed,
+            self.val_fraction,
+            self.holdout.as_ref(),
+        )
+    }
+
+    /// The holdout's columns (none without a holdout): what a reader must read besides `key` to
+    /// decide a row's side.
+    pub fn holdout_columns(&self) -> &[String] {
+        self.holdout.as_ref().map_or(&[], |h| h.columns.as_slice())
+    }
+}
+
+/// A compositional hold-out: combinations of label values (e.g. `red` × `star`) whose rows are
+/// all in validation, so that a model can be scored on combinations it never saw in training.
+/// Every single value of a held-out combination still occurs in training, in other
+/// combinations ([`choose_holdout`]).
+///
+/// Values are compared as text (label columns cast to Utf8); a row with a null value in any
+/// holdout column is never held out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Holdout {
+    /// The label columns, in the order of each combination's values (at least two).
+    pub columns: Vec<String>,
+    /// Requested share of the distinct combinations to hold out, in (0, 1).
+    pub fraction: f64,
+    /// Distinct combinations (without nulls) the dataset holds.
+    pub distinct_combos: u64,
+    /// The held-out combinations, one value per column, sorted.
+    pub combos: Vec<Vec<String>>,
+    /// Rows with a held-out combination (all of them in validation).
+    pub rows: u64,
+}
+
+impl Holdout {
+    /// True when `values` (one per column, in column order) is a held-out combination.
+    /// Relies on [`Holdout::combos`] being sorted, as `flipstream shard split` writes them.
+    pub fn contains(&self, values: &[&str]) -> bool {
+        self.combos
+            .binary_search_by(|c| c.iter().map(String::as_str).cmp(values.iter().copied()))
+            .is_ok()
+    }
+}
+
+/// Why a holdout cannot be made.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HoldoutError {
+    /// The fraction is not strictly between 0 and 1.
+    #[error("the holdout fraction must be between 0 and 1 (exclusive), got {0}")]
+    Fraction(f64),
+    /// Fewer than two columns, or a column named twice.
+    #[error(
+        "a holdout needs at least two distinct label columns (a combination of values is held \
+         out, each value stays in training), got {0:?}"
+    )]
+    Columns(Vec<String>),
+    /// Not enough combinations can be held out while every value keeps a training combination.
+    #[error(
+        "only {chosen} of the {wanted} wanted label combinations (of {distinct} distinct) can be \
+         held out while every value keeps a combination in training; use a smaller fraction or \
+         columns with more combinations"
+    )]
+    TooFew {
+        /// Combinations that could be held out.
+        chosen: usize,
+        /// Combinations asked for: `round(fraction × distinct)`, at least 1.
+        wanted: usize,
+        /// Distinct combinations in the dataset.
+        distinct: usize,
+    },
+}
+
+/// Checks the holdout request: at least two distinct columns, a fraction in (0, 1).
+pub fn validate_holdout(columns: &[String], fraction: f64) -> Result<(), HoldoutError> {
+    let distinct: std::collections::BTreeSet<&String> = columns.iter().collect();
+    if columns.len() < 2 || distinct.len() != columns.len() {
+        return Err(HoldoutError::Columns(columns.to_vec()));
+    }
+    if !(fraction > 0.0 && fraction < 1.0) {
+        return Err(HoldoutError::Fraction(fraction));
+    }
+    Ok(())
+}
+
+/// Separator between the values of a combination when it is hashed.
+pub const COMBO_SEPARATOR: char = '\u{1f}';
+
+/// The hash ordering combinations for [`choose_holdout`]: `xxh3_64` of the values joined by
+/// [`COMBO_SEPARATOR`] (U+001F), seeded with the split seed (Python:
+/// `xxhash.xxh3_64_intdigest("\x1f".join(values).encode(), seed)`).
+pub fn combo_hash(values: &[String], seed: u64) -> u64 {
+    let joined = values.join(COMBO_SEPARATOR.encode_utf8(&mut [0; 4]));
+    xxhash_rust::xxh3::xxh3_64_with_seed(joined.as_bytes(), seed)
+}
+
+/// Chooses the held-out combinations among the `distinct` combinations of a dataset
+/// (duplicates are ignored): they are taken in the order of [`combo_hash`] (ties by value)
+/// until `round(fraction × distinct)`, at least 1, are taken, skipping a combination when
+/// holding it out would leave one of its values (per column) without any training
+/// combination. Returns them sorted; an error when the fraction is out of range or too few
+/// can be taken. Deterministic: same combinations, fraction and seed, same result.
+pub fn choose_holdout(
+    distinct: &[Vec<String>],
+    fraction: f64,
+    seed: u64,
+) -> Result<Vec<Vec<String>>, HoldoutError> {
+    if !(fraction > 0.0 && fraction < 1.0) {
+        return Err(HoldoutError::Fraction(fraction));
+    }
+    let unique: std::collections::BTreeSet<&Vec<String>> = distinct.iter().collect();
+    let wanted = ((fraction * unique.len() as f64).round() as usize).max(1);
+    // per (column, value): training combinations still holding it
+    let mut in_training: BTreeMap<(usize, &str), usize> = BTreeMap::new();
+    for combo in &unique {
+        for (column, value) in combo.iter().enumerate() {
+            *in_training.entry((column, value.as_str())).or_default() += 1;
+        }
+    }
+    let mut order: Vec<(u64, &Vec<String>)> =
+        unique.iter().map(|c| (combo_hash(c, seed), *c)).collect();
+    order.sort();
+    let mut chosen = Vec::with_capacity(wanted);
+    for (_, combo) in order {
+        if chosen.len() == wanted {
+            break;
+        }
+        let keys: Vec<(usize, &str)> = combo
+            .iter()
+            .enumerate()
+            .map(|(column, value)| (column, value.as_str()))
+            .collect();
+        if keys
+            .iter()
+            .all(|k| in_training.get(k).is_some_and(|&n| n > 1))
+        {
+            for k in &keys {
+                if let Some(n) = in_training.get_mut(k) {
+                    *n -= 1;
+                }
+            }
+            chosen.push(combo.clone());
+        }
+    }
+    if chosen.len() < wanted {
+        return Err(HoldoutError::TooFew {
+            chosen: chosen.len(),
+            wanted,
+            distinct: unique.len(),
+        });
+    }
+    chosen.sort();
+    Ok(chosen)
 }
 
 /// Row counts of one row group on each side of a split.
@@ -317,6 +486,21 @@ pub fn split_of(key: &str, seed: u64, val_fraction: f64) -> Split {
         Split::Val
     } else {
         Split::Train
+    }
+}
+
+/// The side of a row: `val` when `labels` (its values in the holdout columns, `None` when one
+/// is null) form a combination of `holdout`, otherwise [`split_of`]`(key, seed, val_fraction)`.
+pub fn side_of(
+    key: &str,
+    labels: Option<&[&str]>,
+    seed: u64,
+    val_fraction: f64,
+    holdout: Option<&Holdout>,
+) -> Split {
+    match (holdout, labels) {
+        (Some(h), Some(values)) if h.contains(values) => Split::Val,
+        _ => split_of(key, seed, val_fraction),
     }
 }
 
@@ -410,5 +594,161 @@ mod tests {
         assert_eq!(split_of("abc", 7, 0.5), split_of("abc", 7, 0.5));
         assert_eq!(split_of("abc", 7, 0.0), Split::Train);
         assert_eq!(split_of("abc", 7, 1.0), Split::Val);
+    }
+
+    /// Every combination of `a` colours × `b` shapes.
+    fn grid(a: usize, b: usize) -> Vec<Vec<String>> {
+        (0..a)
+            .flat_map(|i| (0..b).map(move |j| vec![format!("c{i}"), format!("s{j}")]))
+            .collect()
+    }
+
+    /// True when every value of every column occurs in a combination not held out.
+    fn every_value_trains(all: &[Vec<String>], held: &[Vec<String>]) -> bool {
+        let training: Vec<&Vec<String>> = all.iter().filter(|c| !held.contains(c)).collect();
+        all.iter().all(|c| {
+            c.iter()
+                .enumerate()
+                .all(|(col, v)| training.iter().any(|t| &t[col] == v))
+        })
+    }
+
+    #[test]
+    fn holdout_choice_is_deterministic_respects_the_fraction_and_keeps_every_value() {
+        let all = grid(10, 12);
+        let held = choose_holdout(&all, 0.1, 5).unwrap();
+        assert_eq!(held.len(), 12, "round(0.1 × 120)");
+        assert!(held.is_sorted());
+        assert_eq!(choose_holdout(&all, 0.1, 5).unwrap(), held);
+        // the input order does not matter, duplicates are ignored
+        let mut shuffled: Vec<Vec<String>> = all.iter().rev().cloned().collect();
+        shuffled.extend(all.iter().take(7).cloned());
+        assert_eq!(choose_holdout(&shuffled, 0.1, 5).unwrap(), held);
+        assert_ne!(choose_holdout(&all, 0.1, 6).unwrap(), held, "seeded");
+        assert!(every_value_trains(&all, &held));
+        let half = choose_holdout(&all, 0.5, 5).unwrap();
+        assert_eq!(half.len(), 60);
+        assert!(every_value_trains(&all, &half));
+        // a tiny fraction still holds out one
+        assert_eq!(choose_holdout(&all, 0.001, 5).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn holdout_choice_skips_a_combination_that_would_hide_a_value() {
+        // 2 × 2: at most two (a diagonal) can go without hiding a value
+        let all = grid(2, 2);
+        let two = choose_holdout(&all, 0.5, 1).unwrap();
+        assert_eq!(two.len(), 2);
+        assert!(every_value_trains(&all, &two));
+        assert!(two[0][0] != two[1][0] && two[0][1] != two[1][1], "{two:?}");
+        assert_eq!(
+            choose_holdout(&all, 0.75, 1).unwrap_err(),
+            HoldoutError::TooFew {
+                chosen: 2,
+                wanted: 3,
+                distinct: 4
+            }
+        );
+        // a value in one combination only can never be held out
+        let mut lonely = grid(3, 3);
+        lonely.push(vec!["c9".into(), "s0".into()]);
+        for seed in 0..20 {
+            let held = choose_holdout(&lonely, 0.4, seed).unwrap();
+            assert!(!held.iter().any(|c| c[0] == "c9"));
+            assert!(every_value_trains(&lonely, &held));
+        }
+        assert!(matches!(
+            choose_holdout(&[], 0.1, 0),
+            Err(HoldoutError::TooFew { distinct: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn holdout_requests_are_checked() {
+        let cols = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        validate_holdout(&cols(&["a", "b"]), 0.1).unwrap();
+        assert!(matches!(
+            validate_holdout(&cols(&["a"]), 0.1),
+            Err(HoldoutError::Columns(_))
+        ));
+        assert!(matches!(
+            validate_holdout(&cols(&["a", "a"]), 0.1),
+            Err(HoldoutError::Columns(_))
+        ));
+        for f in [0.0, 1.0, -0.5, f64::NAN] {
+            assert!(matches!(
+                validate_holdout(&cols(&["a", "b"]), f),
+                Err(HoldoutError::Fraction(_))
+            ));
+            assert!(choose_holdout(&grid(3, 3), f, 0).is_err());
+        }
+    }
+
+    fn manifest(holdout: Option<Holdout>) -> SplitManifest {
+        SplitManifest {
+            format: SPLIT_FORMAT.into(),
+            schema_version: SCHEMA_VERSION,
+            val_fraction: 0.0,
+            seed: 3,
+            created_at: now_rfc3339(),
+            train_rows: 0,
+            val_rows: 0,
+            row_groups: vec![],
+            holdout,
+        }
+    }
+
+    #[test]
+    fn a_held_out_combination_is_always_val_and_nothing_else_moves() {
+        let holdout = Holdout {
+            columns: vec!["label_color".into(), "label_shape".into()],
+            fraction: 0.1,
+            distinct_combos: 4,
+            combos: vec![
+                vec!["blue".into(), "circle".into()],
+                vec!["red".into(), "star".into()],
+            ],
+            rows: 0,
+        };
+        assert!(holdout.contains(&["red", "star"]));
+        assert!(!holdout.contains(&["red", "circle"]));
+        assert!(!holdout.contains(&["red"]));
+        let m = manifest(Some(holdout));
+        assert_eq!(m.holdout_columns().len(), 2);
+        assert_eq!(m.side_of("k1", Some(&["red", "star"])), Split::Val);
+        assert_eq!(m.side_of("k1", Some(&["red", "circle"])), Split::Train);
+        // a null label (no values) is never held out
+        assert_eq!(m.side_of("k1", None), Split::Train);
+        for i in 0..200 {
+            let key = format!("k{i}");
+            let other = Some(&["blue", "star"][..]);
+            assert_eq!(
+                side_of(&key, other, 9, 0.3, m.holdout.as_ref()),
+                split_of(&key, 9, 0.3)
+            );
+            assert_eq!(side_of(&key, None, 9, 0.3, None), split_of(&key, 9, 0.3));
+        }
+        assert!(manifest(None).holdout_columns().is_empty());
+    }
+
+    #[test]
+    fn split_files_without_a_holdout_read_and_write_unchanged() {
+        let old = r#"{"format":"flipstream-split","schema_version":1,"val_fraction":0.1,"seed":0,
+            "created_at":"2026-01-01T00:00:00Z","train_rows":9,"val_rows":1,
+            "row_groups":[{"shard":"shards/a.parquet","row_group":0,"train":9,"val":1}]}"#;
+        let m: SplitManifest = serde_json::from_str(old).unwrap();
+        assert_eq!(m.holdout, None);
+        let v = serde_json::to_value(&m).unwrap();
+        assert!(v.get("holdout").is_none(), "{v}");
+        let with = manifest(Some(Holdout {
+            columns: vec!["a".into(), "b".into()],
+            fraction: 0.5,
+            distinct_combos: 4,
+            combos: vec![vec!["x".into(), "y".into()]],
+            rows: 3,
+        }));
+        let back: SplitManifest =
+            serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+        assert_eq!(back, with);
     }
 }

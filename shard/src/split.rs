@@ -204,6 +204,7 @@ pub async fn compute_split(
         train_rows,
         val_rows,
         row_groups,
+        holdout: None,
     };
     Ok((manifest, fetched))
 }

@@ -729,6 +729,7 @@ fn write_split(url: &str, seed: u64, val_fraction: f64, skip: usize) -> (Vec<Str
             train_rows: train.len() as u64,
             val_rows: val.len() as u64,
             row_groups,
+            holdout: None,
         };
         ds.root()
             .put(layout::SPLIT, Bytes::from(serde_json::to_vec(&m).unwrap()))

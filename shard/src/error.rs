@@ -62,6 +62,15 @@ pub enum ShardError {
         #[source]
         source: ValidationError,
     },
+    /// The split asked for cannot be made from this dataset (holdout columns it lacks, too few
+    /// label combinations to hold out).
+    #[error("cannot split {url}: {detail}")]
+    SplitRequest {
+        /// Dataset root.
+        url: String,
+        /// What stands in the way.
+        detail: String,
+    },
     /// The URL holds no flipstream dataset.
     #[error("{url} is not a flipstream dataset: {detail}")]
     NotADataset {

@@ -7,17 +7,26 @@
 //! group (row groups concurrently, bounded) and records, per row group, how many rows fall on each
 //! side, so that a loader can give every rank an equal share without scanning keys itself.
 //!
+//! With a compositional hold-out ([`HoldoutOptions`]), combinations of label values (`red` ×
+//! `star`) are kept out of training entirely: a first pass reads only the label columns and
+//! collects the distinct combinations, [`choose_holdout`] picks some from the seed (every single
+//! value keeps a training combination), and the counting pass puts every row of a held-out
+//! combination in validation ([`side_of`]). [`LabelColumns`] reads a batch's label values the
+//! same way for every reader (the loader, the tokenizer's caption reader).
+//!
 //! [`write_split`] leaves an existing `split.json` untouched when it already describes the same
-//! fraction, seed and row groups (re-running gives the same file, byte for byte); otherwise the
-//! file is replaced and the outcome says what it replaced.
+//! fraction, seed, holdout and row groups (re-running gives the same file, byte for byte);
+//! otherwise the file is replaced and the outcome says what it replaced.
 
-use arrow::array::{Array, AsArray};
+use std::collections::{BTreeMap, HashMap};
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::DataType;
 use bytes::Bytes;
 use flipstream_schemas::records::SPLIT_FORMAT;
 use flipstream_schemas::{
-    SCHEMA_VERSION, ShardEntry, Split, SplitManifest, SplitRowGroup, columns, layout, now_rfc3339,
-    split_of,
+    Holdout, SCHEMA_VERSION, ShardEntry, Split, SplitManifest, SplitRowGroup, choose_holdout,
+    columns, layout, now_rfc3339, side_of, validate_holdout,
 };
 use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
@@ -32,14 +41,26 @@ use crate::reader::ShardReader;
 pub struct SplitOptions {
     /// Fraction of rows in validation, in [0, 1].
     pub val_fraction: f64,
-    /// Seed of the key hash.
+    /// Seed of the key hash (and of the choice of held-out combinations).
     pub seed: u64,
     /// Row groups read at once.
     pub concurrency: usize,
+    /// Label-value combinations to hold out of training, if any.
+    pub holdout: Option<HoldoutOptions>,
+}
+
+/// A compositional hold-out to make: a share of the distinct combinations of values of
+/// `columns` whose rows all go to validation ([`choose_holdout`] picks them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HoldoutOptions {
+    /// Label columns (at least two, cast to text).
+    pub columns: Vec<String>,
+    /// Share of the distinct combinations to hold out, in (0, 1).
+    pub fraction: f64,
 }
 
 impl SplitOptions {
-    /// Checks the fraction; the message says what is wrong.
+    /// Checks the fractions and holdout columns; the message says what is wrong.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if !self.val_fraction.is_finite() || !(0.0..=1.0).contains(&self.val_fraction) {
             return Err(format!(
@@ -47,7 +68,16 @@ impl SplitOptions {
                 self.val_fraction
             ));
         }
-        Ok(())
+        self.holdout
+            .as_ref()
+            .map_or(Ok(()), HoldoutOptions::validate)
+    }
+}
+
+impl HoldoutOptions {
+    /// Checks the columns (at least two, distinct) and the fraction, in (0, 1).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        validate_holdout(&self.columns, self.fraction).map_err(|e| e.to_string())
     }
 }
 
@@ -75,83 +105,234 @@ pub struct SplitResult {
     pub manifest: SplitManifest,
     /// What happened to `split.json`.
     pub outcome: SplitOutcome,
-    /// Bytes fetched (footers and `key` column chunks).
+    /// Bytes fetched (footers, `key` and holdout column chunks).
     pub bytes_fetched: u64,
 }
 
+/// The label columns of one batch, cast to text (as evaluation reads labels), for deciding which
+/// rows hold a held-out combination.
+#[derive(Debug, Clone)]
+pub struct LabelColumns {
+    columns: Vec<StringArray>,
+}
+
+/// Why a batch's label columns cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LabelError {
+    /// The batch lacks the column.
+    #[error("no column `{0}`")]
+    Missing(String),
+    /// The column does not cast to text.
+    #[error("label column `{column}` cannot be read as text: {source}")]
+    NotText {
+        /// Column name.
+        column: String,
+        /// Arrow's error.
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+}
+
+impl LabelColumns {
+    /// Reads the columns `names` of `batch` as text, in that order.
+    pub fn from_batch(batch: &RecordBatch, names: &[String]) -> Result<Self, LabelError> {
+        let columns = names
+            .iter()
+            .map(|name| {
+                let col = batch
+                    .column_by_name(name)
+                    .ok_or_else(|| LabelError::Missing(name.clone()))?;
+                let not_text = |source| LabelError::NotText {
+                    column: name.clone(),
+                    source,
+                };
+                let text = arrow::compute::cast(col, &DataType::Utf8).map_err(not_text)?;
+                text.as_string_opt::<i32>()
+                    .cloned()
+                    .ok_or_else(|| not_text(arrow::error::ArrowError::CastError("not utf8".into())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { columns })
+    }
+
+    /// The values of stored row `row`, one per column; `None` when one is null (such a row is
+    /// never held out).
+    pub fn values(&self, row: usize) -> Option<Vec<&str>> {
+        self.columns
+            .iter()
+            .map(|c| (!c.is_null(row)).then(|| c.value(row)))
+            .collect()
+    }
+}
+
+/// `names` without repeats, in order: the columns to read.
+fn unique_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for n in names {
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// Refuses holdout columns that the shard lacks, listing the columns it has.
+fn check_columns(ds: &Dataset, reader: &ShardReader, wanted: &[String]) -> Result<()> {
+    let schema = reader.schema();
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|c| schema.index_of(c).is_err())
+        .map(|c| format!("`{c}`"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    Err(ShardError::SplitRequest {
+        url: ds.root().url().to_string(),
+        detail: format!(
+            "no holdout column {} in {} (its columns: {})",
+            missing.join(", "),
+            reader.path(),
+            have.join(", ")
+        ),
+    })
+}
+
+/// Pass 1 of a holdout: the label combinations of one row group and their row counts.
+async fn combos_of_row_group(
+    ds: &Dataset,
+    reader: &ShardReader,
+    rg: &RowGroupRef,
+    columns: &[String],
+) -> Result<HashMap<Vec<String>, u64>> {
+    check_columns(ds, reader, columns)?;
+    let names = unique_names(columns.iter().map(String::as_str));
+    let batch = reader.read_row_group(rg.index, Some(&names)).await?;
+    let labels = LabelColumns::from_batch(&batch, columns).map_err(|e| ShardError::BadRecord {
+        path: ds.root().location(&rg.shard),
+        detail: format!("row group {}: {e}", rg.index),
+    })?;
+    let mut counts: HashMap<Vec<&str>, u64> = HashMap::new();
+    for row in 0..batch.num_rows() {
+        if let Some(values) = labels.values(row) {
+            *counts.entry(values).or_default() += 1;
+        }
+    }
+    Ok(counts
+        .into_iter()
+        .map(|(values, n)| (values.into_iter().map(String::from).collect(), n))
+        .collect())
+}
+
+/// What decides a row's side in the counting pass.
+#[derive(Debug, Clone, Copy)]
+struct SideRule<'a> {
+    seed: u64,
+    val_fraction: f64,
+    holdout: Option<&'a Holdout>,
+}
+
+/// Rows of one row group on each side, and how many of them are held out.
+struct Counted {
+    row_group: SplitRowGroup,
+    held_out: u64,
+}
+
+/// The `key` column of a row group as text.
+fn key_column(batch: &RecordBatch, location: &str, index: usize) -> Result<ArrayRef> {
+    let col = batch
+        .column_by_name(columns::KEY)
+        .ok_or_else(|| ShardError::BadRecord {
+            path: location.to_string(),
+            detail: format!("row group {index} has no `key` column"),
+        })?;
+    arrow::compute::cast(col, &DataType::Utf8)
+        .map_err(|e| ShardError::arrow(format!("{location} key column"), e))
+}
+
+/// Pass 2: reads `key` (and the holdout columns) of one row group and counts its sides.
 async fn count_row_group(
     ds: &Dataset,
     reader: &ShardReader,
     rg: &RowGroupRef,
-    options: &SplitOptions,
-) -> Result<SplitRowGroup> {
-    let batch = reader
-        .read_row_group(rg.index, Some(&[columns::KEY]))
-        .await?;
+    rule: SideRule<'_>,
+) -> Result<Counted> {
+    let label_names = rule.holdout.map_or(&[][..], |h| h.columns.as_slice());
+    let names =
+        unique_names(std::iter::once(columns::KEY).chain(label_names.iter().map(String::as_str)));
+    let batch = reader.read_row_group(rg.index, Some(&names)).await?;
     let location = ds.root().location(&rg.shard);
-    let col = batch
-        .column_by_name(columns::KEY)
-        .ok_or_else(|| ShardError::BadRecord {
-            path: location.clone(),
-            detail: format!("row group {} has no `key` column", rg.index),
-        })?;
-    let keys = arrow::compute::cast(col, &DataType::Utf8)
-        .map_err(|e| ShardError::arrow(format!("{location} key column"), e))?;
+    let bad = |detail: String| ShardError::BadRecord {
+        path: location.clone(),
+        detail: format!("row group {}: {detail}", rg.index),
+    };
+    let keys = key_column(&batch, &location, rg.index)?;
     let keys = keys.as_string::<i32>();
-    let (mut train, mut val) = (0u64, 0u64);
+    let labels = match rule.holdout {
+        Some(h) => {
+            Some(LabelColumns::from_batch(&batch, &h.columns).map_err(|e| bad(e.to_string()))?)
+        }
+        None => None,
+    };
+    let (mut train, mut val, mut held_out) = (0u64, 0u64, 0u64);
     for i in 0..keys.len() {
         if keys.is_null(i) {
-            return Err(ShardError::BadRecord {
-                path: location,
-                detail: format!("row group {} has a null key", rg.index),
-            });
+            return Err(bad("a null key".into()));
         }
-        match split_of(keys.value(i), options.seed, options.val_fraction) {
+        let values = labels.as_ref().and_then(|l| l.values(i));
+        let values = values.as_deref();
+        if let (Some(h), Some(v)) = (rule.holdout, values)
+            && h.contains(v)
+        {
+            held_out += 1;
+        }
+        match side_of(
+            keys.value(i),
+            values,
+            rule.seed,
+            rule.val_fraction,
+            rule.holdout,
+        ) {
             Split::Train => train += 1,
             Split::Val => val += 1,
         }
     }
     if train + val != rg.rows {
-        return Err(ShardError::BadRecord {
-            path: location,
-            detail: format!(
-                "row group {} holds {} rows, the commit record says {}",
-                rg.index,
-                train + val,
-                rg.rows
-            ),
-        });
+        return Err(bad(format!(
+            "holds {} rows, the commit record says {}",
+            train + val,
+            rg.rows
+        )));
     }
-    let row_group = u32::try_from(rg.index).map_err(|_| ShardError::BadRecord {
-        path: location,
-        detail: format!("row group index {} too large", rg.index),
-    })?;
-    Ok(SplitRowGroup {
-        shard: rg.shard.clone(),
-        row_group,
-        train,
-        val,
+    let row_group = u32::try_from(rg.index).map_err(|_| bad("row group index too large".into()))?;
+    Ok(Counted {
+        row_group: SplitRowGroup {
+            shard: rg.shard.clone(),
+            row_group,
+            train,
+            val,
+        },
+        held_out,
     })
 }
 
-/// Computes the split view of `ds` (without writing it) and the bytes fetched.
-pub async fn compute_split(
+/// Runs `per_row_group` on every committed row group in canonical order and returns the results
+/// and the bytes fetched. Footers are fetched ahead, `concurrency` at a time, as tasks of their
+/// own so that they progress while the current shard's row groups are read (also `concurrency`
+/// at a time); `progress` advances by each row group's rows.
+async fn each_row_group<T, F, Fut>(
     ds: &Dataset,
-    options: &SplitOptions,
+    concurrency: usize,
     progress: Option<&ProgressBar>,
-) -> Result<(SplitManifest, u64)> {
-    options.validate().map_err(|detail| ShardError::BadRecord {
-        path: ds.root().location(layout::SPLIT),
-        detail,
-    })?;
-    if let Some(p) = progress {
-        p.set_length(ds.rows());
-    }
-    let concurrency = options.concurrency.max(1);
-    let mut row_groups = Vec::new();
+    per_row_group: F,
+) -> Result<(Vec<T>, u64)>
+where
+    F: Fn(ShardReader, RowGroupRef) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut out = Vec::new();
     let mut fetched = 0u64;
-    // footers are fetched ahead, `concurrency` at a time, as tasks of their own so that they
-    // progress while the current shard's row groups are read
     let root = ds.root().clone();
     let shards: Vec<ShardEntry> = ds.shards().cloned().collect();
     let mut opened = futures::stream::iter(shards)
@@ -169,7 +350,7 @@ pub async fn compute_split(
             detail: format!("opening a shard failed: {e}"),
         })?;
         let reader = reader?;
-        let refs: Vec<RowGroupRef> = shard
+        let refs = shard
             .row_groups
             .iter()
             .enumerate()
@@ -178,33 +359,127 @@ pub async fn compute_split(
                 shard_bytes: shard.bytes,
                 index,
                 rows,
-            })
-            .collect();
-        let counted: Vec<SplitRowGroup> = futures::stream::iter(refs.iter())
-            .map(|rg| count_row_group(ds, &reader, rg, options))
-            .buffered(concurrency)
-            .inspect_ok(|c| {
-                if let Some(p) = progress {
-                    p.inc(c.train + c.val);
+            });
+        let done: Vec<T> = futures::stream::iter(refs)
+            .map(|rg| {
+                let rows = rg.rows;
+                let work = per_row_group(reader.clone(), rg);
+                async move {
+                    let result = work.await?;
+                    if let Some(p) = progress {
+                        p.inc(rows);
+                    }
+                    Ok::<T, ShardError>(result)
                 }
             })
+            .buffered(concurrency)
             .try_collect()
             .await?;
-        row_groups.extend(counted);
+        out.extend(done);
         fetched += reader.bytes_fetched();
     }
-    let train_rows = row_groups.iter().map(|r| r.train).sum();
-    let val_rows = row_groups.iter().map(|r| r.val).sum();
+    Ok((out, fetched))
+}
+
+/// Pass 1 of a holdout: collects the distinct label combinations and chooses the held-out ones.
+/// `rows` counts their rows as pass 1 saw them.
+async fn choose_combos(
+    ds: &Dataset,
+    options: &HoldoutOptions,
+    seed: u64,
+    concurrency: usize,
+    progress: Option<&ProgressBar>,
+) -> Result<(Holdout, u64)> {
+    let columns = options.columns.as_slice();
+    let (per_row_group, fetched) =
+        each_row_group(ds, concurrency, progress, |reader, rg| async move {
+            combos_of_row_group(ds, &reader, &rg, columns).await
+        })
+        .await?;
+    let mut counts: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+    for map in per_row_group {
+        for (combo, n) in map {
+            *counts.entry(combo).or_default() += n;
+        }
+    }
+    let distinct: Vec<Vec<String>> = counts.keys().cloned().collect();
+    let combos = choose_holdout(&distinct, options.fraction, seed).map_err(|e| {
+        ShardError::SplitRequest {
+            url: ds.root().url().to_string(),
+            detail: format!("{} combinations: {e}", columns.join(" × ")),
+        }
+    })?;
+    let rows = combos.iter().filter_map(|c| counts.get(c)).sum();
+    let holdout = Holdout {
+        columns: options.columns.clone(),
+        fraction: options.fraction,
+        distinct_combos: distinct.len() as u64,
+        combos,
+        rows,
+    };
+    Ok((holdout, fetched))
+}
+
+/// Computes the split view of `ds` (without writing it) and the bytes fetched.
+pub async fn compute_split(
+    ds: &Dataset,
+    options: &SplitOptions,
+    progress: Option<&ProgressBar>,
+) -> Result<(SplitManifest, u64)> {
+    options
+        .validate()
+        .map_err(|detail| ShardError::SplitRequest {
+            url: ds.root().url().to_string(),
+            detail,
+        })?;
+    let passes = if options.holdout.is_some() { 2 } else { 1 };
+    if let Some(p) = progress {
+        p.set_length(ds.rows() * passes);
+    }
+    let concurrency = options.concurrency.max(1);
+    let (holdout, mut fetched) = match &options.holdout {
+        Some(h) => {
+            let (holdout, fetched) =
+                choose_combos(ds, h, options.seed, concurrency, progress).await?;
+            (Some(holdout), fetched)
+        }
+        None => (None, 0),
+    };
+    let rule = SideRule {
+        seed: options.seed,
+        val_fraction: options.val_fraction,
+        holdout: holdout.as_ref(),
+    };
+    let (counted, counting_fetched) =
+        each_row_group(ds, concurrency, progress, |reader, rg| async move {
+            count_row_group(ds, &reader, &rg, rule).await
+        })
+        .await?;
+    fetched += counting_fetched;
+    let held_out: u64 = counted.iter().map(|c| c.held_out).sum();
+    if let Some(h) = &holdout
+        && h.rows != held_out
+    {
+        return Err(ShardError::BadRecord {
+            path: ds.root().location(layout::SPLIT),
+            detail: format!(
+                "the held-out combinations have {} rows in the first pass but {held_out} in the \
+                 second: the data changed while it was being split",
+                h.rows
+            ),
+        });
+    }
+    let row_groups: Vec<SplitRowGroup> = counted.into_iter().map(|c| c.row_group).collect();
     let manifest = SplitManifest {
         format: SPLIT_FORMAT.to_string(),
         schema_version: SCHEMA_VERSION,
         val_fraction: options.val_fraction,
         seed: options.seed,
         created_at: now_rfc3339(),
-        train_rows,
-        val_rows,
+        train_rows: row_groups.iter().map(|r| r.train).sum(),
+        val_rows: row_groups.iter().map(|r| r.val).sum(),
         row_groups,
-        holdout: None,
+        holdout,
     };
     Ok((manifest, fetched))
 }
@@ -217,6 +492,7 @@ fn same_split(a: &SplitManifest, b: &SplitManifest) -> bool {
         && a.train_rows == b.train_rows
         && a.val_rows == b.val_rows
         && a.row_groups == b.row_groups
+        && a.holdout == b.holdout
 }
 
 /// Computes the split view and stores it as `_flipstream/split.json`; see the module docs.

@@ -1,5 +1,7 @@
 //! The streaming loader end to end on small real datasets: 32×32 solid-colour JPEGs whose colour
-//! encodes the row index, so every batch's pixels can be checked against its keys.
+//! encodes the row index, so every batch's pixels can be checked against its keys. Rows carry
+//! label columns too, for the split view's compositional hold-out (`shard split` and the loader's
+//! sides).
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
@@ -14,16 +16,20 @@ use arrow::datatypes::{DataType, Field, Int64Type};
 use bytes::Bytes;
 use flipstream_schemas::records::SPLIT_FORMAT;
 use flipstream_schemas::{
-    DatasetManifest, SCHEMA_VERSION, Split, SplitManifest, SplitRowGroup, UnitSpec, WorkerInfo,
-    layout, shard_schema_with_extras, split_of,
+    DatasetManifest, Holdout, SCHEMA_VERSION, Split, SplitManifest, SplitRowGroup, UnitSpec,
+    WorkerInfo, choose_holdout, layout, shard_schema_with_extras, split_of,
 };
 use flipstream_shard::loader::{
     Batch, Loader, LoaderConfig, LoaderError, LoaderState, Mode, Rank, SplitSelection, Start,
 };
 use flipstream_shard::rows::{Scalar, ShardBatchBuilder, ShardRow};
+use flipstream_shard::split::{
+    HoldoutOptions, SplitOptions, SplitOutcome, SplitResult, compute_split,
+    write_split as store_split,
+};
 use flipstream_shard::tokenize::{BpeOptions, save_tokenizer, train_bpe};
 use flipstream_shard::{
-    Dataset, DatasetWriter, ShardReader, StoreRoot, TextTokenizer, WriterSettings,
+    Dataset, DatasetWriter, ShardError, ShardReader, StoreRoot, TextTokenizer, WriterSettings,
 };
 use futures::stream::BoxStream;
 use object_store::path::Path;
@@ -62,6 +68,22 @@ fn caption(i: usize) -> String {
     format!("a photo of thing number {i}")
 }
 
+const LABEL_COLORS: [&str; 5] = ["red", "green", "blue", "grey", "gold"];
+
+/// Row `i`'s `label_color` (null every 23rd row) and `label_shape`: 20 combinations, 5 rows each.
+fn labels(i: usize) -> (Option<&'static str>, i64) {
+    (
+        (!i.is_multiple_of(23)).then(|| LABEL_COLORS[i % 5]),
+        (i / 5 % 4) as i64,
+    )
+}
+
+/// True when row `i`'s labels are a held-out combination.
+fn held_out(holdout: &Holdout, i: usize) -> bool {
+    let (color, shape) = labels(i);
+    color.is_some_and(|c| holdout.contains(&[c, &shape.to_string()]))
+}
+
 fn jpeg(rgb: [u8; 3]) -> Vec<u8> {
     let pixels: Vec<u8> = (0..32 * 32).flat_map(|_| rgb).collect();
     let mut out = Vec::new();
@@ -84,7 +106,11 @@ fn write_dataset(url: &str, corrupt: &[usize]) -> Vec<String> {
             ..Default::default()
         };
         let w = DatasetWriter::open(root, manifest, settings).await.unwrap();
-        let schema = shard_schema_with_extras(&[Field::new("label", DataType::Int64, true)]);
+        let schema = shard_schema_with_extras(&[
+            Field::new("label", DataType::Int64, true),
+            Field::new("label_color", DataType::Utf8, true),
+            Field::new("label_shape", DataType::Int64, true),
+        ]);
         let mut next = 0usize;
         let mut keys = Vec::new();
         for (u, &n) in ROWS_PER_UNIT.iter().enumerate() {
@@ -119,7 +145,11 @@ fn write_dataset(url: &str, corrupt: &[usize]) -> Vec<String> {
                     source: format!("unit {u}"),
                     content_hash: [0; 32],
                     phash: 0,
-                    extras: vec![Some(Scalar::Int(i as i64))],
+                    extras: vec![
+                        Some(Scalar::Int(i as i64)),
+                        labels(i).0.map(|c| Scalar::Str(c.into())),
+                        Some(Scalar::Int(labels(i).1)),
+                    ],
                 })
                 .unwrap();
                 keys.push(key(i));
@@ -823,4 +853,120 @@ fn passthrough_columns_and_tokens_travel_with_their_samples() {
         }
     }
     assert!(labels.iter().all(|(k, &l)| l as usize == index_of(k)));
+}
+
+fn holdout_options(seed: u64, columns: &[&str], fraction: f64) -> SplitOptions {
+    SplitOptions {
+        val_fraction: 0.2,
+        seed,
+        concurrency: 3,
+        holdout: Some(HoldoutOptions {
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            fraction,
+        }),
+    }
+}
+
+/// Writes the split view of `url` with `options` through the library.
+fn split_with(url: &str, options: &SplitOptions) -> SplitResult {
+    rt().block_on(async {
+        let ds = Dataset::open(url).await.unwrap();
+        store_split(&ds, options, None).await.unwrap()
+    })
+}
+
+#[test]
+fn shard_split_holds_out_label_combinations() {
+    let url = "memory://split-holdout/ds";
+    let n = write_dataset(url, &[]).len();
+    let options = holdout_options(5, &["label_color", "label_shape"], 0.25);
+    let first = split_with(url, &options);
+    assert_eq!(first.outcome, SplitOutcome::Created);
+    let m = &first.manifest;
+    let h = m.holdout.as_ref().unwrap();
+    let combos: Vec<Vec<String>> = (0..n)
+        .filter_map(|i| {
+            let (c, s) = labels(i);
+            Some(vec![c?.to_string(), s.to_string()])
+        })
+        .collect();
+    assert_eq!(h.distinct_combos, 20);
+    assert_eq!(h.combos.len(), 5, "round(0.25 × 20)");
+    assert_eq!(h.combos, choose_holdout(&combos, 0.25, 5).unwrap());
+    assert_eq!(h.columns, ["label_color", "label_shape"]);
+    // every held-out row is in val, the other rows are split by key
+    let side = |i: usize| {
+        if held_out(h, i) || split_of(&key(i), 5, 0.2) == Split::Val {
+            Split::Val
+        } else {
+            Split::Train
+        }
+    };
+    let held = (0..n).filter(|&i| held_out(h, i)).count() as u64;
+    assert!(held >= 20, "{held} rows held out");
+    assert_eq!(h.rows, held);
+    let val = (0..n).filter(|&i| side(i) == Split::Val).count() as u64;
+    assert_eq!((m.train_rows, m.val_rows), (n as u64 - val, val));
+    let ds = rt().block_on(Dataset::open(url)).unwrap();
+    let mut next = 0usize;
+    for (counted, rg) in m.row_groups.iter().zip(ds.row_groups()) {
+        let rows = next..next + rg.rows as usize;
+        let v = rows.clone().filter(|&i| side(i) == Split::Val).count() as u64;
+        assert_eq!((counted.train, counted.val), (rg.rows - v, v), "{rows:?}");
+        next = rows.end;
+    }
+    assert_eq!(next, n);
+    // re-running: unchanged, byte for byte
+    let root = ds.root().clone();
+    let before = rt().block_on(root.get(layout::SPLIT)).unwrap();
+    assert_eq!(split_with(url, &options).outcome, SplitOutcome::Unchanged);
+    assert_eq!(rt().block_on(root.get(layout::SPLIT)).unwrap(), before);
+    let json: serde_json::Value = serde_json::from_slice(&before).unwrap();
+    assert_eq!(json["holdout"]["combos"].as_array().unwrap().len(), 5);
+    // another holdout fraction, or none, replaces it; without one only the key decides
+    let more = split_with(
+        url,
+        &holdout_options(5, &["label_color", "label_shape"], 0.5),
+    );
+    assert!(matches!(more.outcome, SplitOutcome::Replaced { .. }));
+    let plain = split_with(
+        url,
+        &SplitOptions {
+            holdout: None,
+            ..options.clone()
+        },
+    );
+    assert!(matches!(plain.outcome, SplitOutcome::Replaced { .. }));
+    assert_eq!(plain.manifest.holdout, None);
+    let by_key = (0..n)
+        .filter(|&i| split_of(&key(i), 5, 0.2) == Split::Val)
+        .count() as u64;
+    assert_eq!(plain.manifest.val_rows, by_key);
+    assert!(plain.manifest.val_rows < m.val_rows);
+}
+
+#[test]
+fn shard_split_refuses_holdouts_it_cannot_make() {
+    let url = "memory://split-holdout-refused/ds";
+    write_dataset(url, &[]);
+    let ds = rt().block_on(Dataset::open(url)).unwrap();
+    let compute = |options: SplitOptions| {
+        rt().block_on(compute_split(&ds, &options, None))
+            .unwrap_err()
+    };
+    let err = compute(holdout_options(0, &["label_color", "label_size"], 0.25));
+    let msg = err.to_string();
+    assert!(matches!(err, ShardError::SplitRequest { .. }), "{err:?}");
+    assert!(
+        msg.contains("`label_size`") && msg.contains("label_shape") && msg.contains("caption"),
+        "names the missing column and lists the dataset's: {msg}"
+    );
+    // 18 of 20 would leave a colour or a shape without a training combination
+    let err = compute(holdout_options(0, &["label_color", "label_shape"], 0.9));
+    assert!(matches!(err, ShardError::SplitRequest { .. }), "{err:?}");
+    assert!(err.to_string().contains("of the 18 wanted"), "{err}");
+    for (columns, fraction) in [(&["label_color"][..], 0.2), (&["a", "b"][..], 1.0)] {
+        let err = compute(holdout_options(0, columns, fraction));
+        assert!(matches!(err, ShardError::SplitRequest { .. }), "{err:?}");
+    }
 }

@@ -278,6 +278,7 @@ async fn split_is_deterministic_follows_the_fraction_and_replaces_other_splits()
         val_fraction: 0.1,
         seed: 7,
         concurrency: 3,
+        holdout: None,
     };
 
     let first = write_split(&ds, &opts, None).await.unwrap();

@@ -191,6 +191,7 @@ fn split(args: SplitArgs, global: Global) -> anyhow::Result<ExitCode> {
         val_fraction: args.val_fraction,
         seed: args.seed,
         concurrency: args.concurrency as usize,
+        holdout: None,
     };
     if let Err(e) = options.validate() {
         usage_bail!("--val-fraction: {e}");

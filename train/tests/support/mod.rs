@@ -108,6 +108,7 @@ pub fn write_synth_dataset(dir: &Path, count: u64, seed: u64, val_fraction: Opti
                     val_fraction,
                     seed: 0,
                     concurrency: 4,
+                    holdout: None,
                 },
                 None,
             )

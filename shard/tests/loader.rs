@@ -970,3 +970,68 @@ fn shard_split_refuses_holdouts_it_cannot_make() {
         assert!(matches!(err, ShardError::SplitRequest { .. }), "{err:?}");
     }
 }
+
+#[test]
+fn a_holdout_keeps_its_combinations_out_of_the_train_side() {
+    let url = "memory://loader-holdout/ds";
+    let mut keys = write_dataset(url, &[]);
+    let m = split_with(
+        url,
+        &holdout_options(2, &["label_color", "label_shape"], 0.25),
+    )
+    .manifest;
+    let h = m.holdout.as_ref().unwrap();
+    let eval = |split| {
+        keys_of(&run(
+            url,
+            LoaderConfig {
+                mode: Mode::Eval,
+                split,
+                ..config()
+            },
+            Rank::SINGLE,
+            None,
+        ))
+    };
+    let (train, val) = (eval(SplitSelection::Train), eval(SplitSelection::Val));
+    assert_eq!(
+        (train.len() as u64, val.len() as u64),
+        (m.train_rows, m.val_rows)
+    );
+    assert!(train.iter().all(|k| !held_out(h, index_of(k))));
+    let held: Vec<String> = (0..keys.len())
+        .filter(|&i| held_out(h, i))
+        .map(key)
+        .collect();
+    assert_eq!(held.len() as u64, h.rows);
+    assert!(held.iter().all(|k| val.contains(k)));
+    // the rows not held out are split by key alone, and every row is on exactly one side
+    assert!(
+        val.iter()
+            .all(|k| held.contains(k) || split_of(k, 2, 0.2) == Split::Val)
+    );
+    let mut both: Vec<String> = train.iter().chain(&val).cloned().collect();
+    both.sort();
+    keys.sort();
+    assert_eq!(both, keys);
+    // training order, with a holdout column also asked for as a passthrough column
+    let batches = run(
+        url,
+        LoaderConfig {
+            split: SplitSelection::Train,
+            extra_columns: vec!["label_shape".into()],
+            ..config()
+        },
+        Rank::SINGLE,
+        None,
+    );
+    let shuffled = keys_of(&batches);
+    assert_eq!(shuffled.len() as u64, m.train_rows / 8 * 8);
+    assert!(shuffled.iter().all(|k| train.contains(k)));
+    let extras = batches[0].extras.as_ref().unwrap();
+    assert_eq!(extras.num_columns(), 1);
+    let shapes = extras.column(0).as_primitive::<Int64Type>();
+    for (i, k) in batches[0].keys.iter().enumerate() {
+        assert_eq!(shapes.value(i), labels(index_of(k)).1);
+    }
+}

@@ -1,6 +1,6 @@
 //! Fetching units: ranged reads of one row group's needed columns, with open shard readers
 //! (footers) cached, transient store errors retried with exponential backoff, and the split's
-//! row filter applied.
+//! row filter applied (reading the split's holdout label columns too when it has one).
 //!
 //! A unit that cannot be read after the retries (its shard vanished, its bytes are corrupt, or
 //! the store kept failing) becomes [`UnitFailure::Lost`]: its samples are substituted by the
@@ -21,6 +21,7 @@ use super::config::LoaderConfig;
 use super::units::{RowFilter, Unit};
 use crate::error::ShardError;
 use crate::reader::ShardReader;
+use crate::split::LabelColumns;
 use crate::store::StoreRoot;
 
 /// The decoded columns of one unit, and which of its stored rows are selected.
@@ -171,7 +172,7 @@ impl Fetcher {
         let mut cols: Vec<String> = [columns::KEY, columns::IMAGE, columns::CAPTION]
             .map(String::from)
             .to_vec();
-        for c in &config.extra_columns {
+        for c in config.extra_columns.iter().chain(filter.label_columns()) {
             if !cols.contains(c) {
                 cols.push(c.clone());
             }
@@ -284,6 +285,31 @@ impl Fetcher {
         Ok(Arc::new(data))
     }
 
+    /// Stored indices of the rows the filter keeps, in order.
+    fn selected_rows(&self, batch: &RecordBatch, keys: &StringArray) -> Result<Vec<u32>, String> {
+        let n = batch.num_rows();
+        if n > u32::MAX as usize {
+            return Err(format!("{n} rows in one row group"));
+        }
+        let filter = match &self.filter {
+            RowFilter::All => return Ok((0..n as u32).collect()),
+            filter => filter,
+        };
+        let label_columns = filter.label_columns();
+        let labels = if label_columns.is_empty() {
+            None
+        } else {
+            Some(LabelColumns::from_batch(batch, label_columns).map_err(|e| e.to_string())?)
+        };
+        Ok((0..n)
+            .filter(|&i| {
+                let values = labels.as_ref().and_then(|l| l.values(i));
+                !keys.is_null(i) && filter.keeps(keys.value(i), values.as_deref())
+            })
+            .map(|i| i as u32)
+            .collect())
+    }
+
     fn unit_data(&self, batch: &RecordBatch) -> Result<UnitData, String> {
         let column = |name: &str| {
             batch
@@ -307,17 +333,7 @@ impl Fetcher {
             .iter()
             .map(|c| column(c).cloned())
             .collect::<Result<Vec<_>, _>>()?;
-        let n = batch.num_rows();
-        if n > u32::MAX as usize {
-            return Err(format!("{n} rows in one row group"));
-        }
-        let rows: Vec<u32> = match self.filter {
-            RowFilter::All => (0..n as u32).collect(),
-            filter => (0..n)
-                .filter(|&i| !keys.is_null(i) && filter.keeps(keys.value(i)))
-                .map(|i| i as u32)
-                .collect(),
-        };
+        let rows = self.selected_rows(batch, &keys)?;
         Ok(UnitData {
             keys,
             captions,

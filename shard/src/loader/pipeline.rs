@@ -219,7 +219,7 @@ impl Loader {
         let fetcher = Arc::new(Fetcher::new(
             dataset.root().clone(),
             &config,
-            units.filter(),
+            units.filter().clone(),
         ));
         let counters = Arc::new(Counters::default());
         let (tx, rx) = sync_channel(config.prefetch_batches);

@@ -1,10 +1,12 @@
 //! The loader's units: the committed row groups in canonical order, each with its row count in
 //! the selected split, and a fingerprint of that list so a saved state cannot be resumed over
-//! different data.
+//! different data. [`RowFilter`] picks a side's rows as they are read: by key hash, and, when the
+//! split holds out label combinations, by the row's label values ([`side_of`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use flipstream_schemas::{Split, SplitManifest, split_of};
+use flipstream_schemas::{Holdout, Split, SplitManifest, side_of};
 
 use super::config::SplitSelection;
 use super::error::{LoaderError, LoaderResult};
@@ -26,11 +28,11 @@ pub struct Unit {
 }
 
 /// Which stored rows of a row group belong to the selection.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum RowFilter {
     /// Every row.
     All,
-    /// Rows whose key hashes to `side` ([`split_of`]).
+    /// Rows that [`side_of`] puts on `side`.
     Split {
         /// The side kept.
         side: Split,
@@ -38,19 +40,33 @@ pub(crate) enum RowFilter {
         seed: u64,
         /// Validation fraction.
         val_fraction: f64,
+        /// Held-out label combinations (always `val`), if the split has them.
+        holdout: Option<Arc<Holdout>>,
     },
 }
 
 impl RowFilter {
-    /// True when the row with `key` is selected.
-    pub(crate) fn keeps(&self, key: &str) -> bool {
-        match *self {
+    /// True when the row with `key` and label values `labels` (in the holdout's column order;
+    /// `None` when one is null or there is no holdout) is selected.
+    pub(crate) fn keeps(&self, key: &str, labels: Option<&[&str]>) -> bool {
+        match self {
             RowFilter::All => true,
             RowFilter::Split {
                 side,
                 seed,
                 val_fraction,
-            } => split_of(key, seed, val_fraction) == side,
+                holdout,
+            } => side_of(key, labels, *seed, *val_fraction, holdout.as_deref()) == *side,
+        }
+    }
+
+    /// The label columns a row's side depends on (none without a holdout).
+    pub(crate) fn label_columns(&self) -> &[String] {
+        match self {
+            RowFilter::Split {
+                holdout: Some(h), ..
+            } => &h.columns,
+            _ => &[],
         }
     }
 }
@@ -97,6 +113,7 @@ impl Units {
                         side,
                         seed: m.seed,
                         val_fraction: m.val_fraction,
+                        holdout: m.holdout.clone().map(Arc::new),
                     },
                     Some(counts),
                 )
@@ -150,11 +167,26 @@ impl Units {
         h.update(b"flipstream-loader-units-v1\0");
         h.update(selection.as_str().as_bytes());
         if let RowFilter::Split {
-            seed, val_fraction, ..
-        } = filter
+            seed,
+            val_fraction,
+            holdout,
+            ..
+        } = &filter
         {
             h.update(&seed.to_le_bytes());
             h.update(&val_fraction.to_le_bytes());
+            if let Some(holdout) = holdout {
+                // absent without a holdout, so older states still resume
+                h.update(b"holdout\0");
+                for value in holdout
+                    .columns
+                    .iter()
+                    .chain(holdout.combos.iter().flatten())
+                {
+                    h.update(&(value.len() as u64).to_le_bytes());
+                    h.update(value.as_bytes());
+                }
+            }
         }
         for u in &units {
             h.update(&(u.shard.len() as u64).to_le_bytes());
@@ -186,8 +218,8 @@ impl Units {
         &self.fingerprint
     }
 
-    pub(crate) fn filter(&self) -> RowFilter {
-        self.filter
+    pub(crate) fn filter(&self) -> &RowFilter {
+        &self.filter
     }
 
     /// Units with given row counts (tests of the order, which need no data).

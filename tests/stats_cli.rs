@@ -9,7 +9,7 @@ mod support;
 use flipstream_shard::WriterSettings;
 use flipstream_shard::stats::format;
 use flipstream_shard::stats::synthetic::SyntheticSpec;
-use support::{run, run_in, write_dataset};
+use support::{labels_of, run, run_in, write_dataset, write_labelled_dataset};
 
 fn spec() -> SyntheticSpec {
     SyntheticSpec {
@@ -340,6 +340,134 @@ fn shard_split_writes_keeps_and_replaces_the_view() {
     .expect_code(0)
     .json();
     assert_eq!(s["dataset"]["split"]["val_fraction"], 0.5);
+}
+
+#[test]
+fn shard_split_holds_out_label_combinations() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("labelled").to_string_lossy().into_owned();
+    write_labelled_dataset(&ds, 240);
+    let split = |extra: &[&str]| {
+        let mut args = vec!["shard", "split", &ds, "--val-fraction", "0.1"];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let cols = ["--holdout-columns", "label_color,label_shape"];
+    let r = split(&[&cols[..], &["--holdout-fraction", "0.2"]].concat()).expect_code(0);
+    assert!(r.stdout.contains("written"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(
+            "held out 6 of 30 label_color × label_shape combinations (48 rows, all in validation): "
+        ),
+        "{}",
+        r.stdout
+    );
+    let j = split(&[&cols[..], &["--holdout-fraction", "0.2", "--json"]].concat())
+        .expect_code(0)
+        .json();
+    assert_eq!(j["outcome"]["action"], "unchanged");
+    let m = &j["manifest"];
+    let h = &m["holdout"];
+    assert_eq!(
+        h["columns"],
+        serde_json::json!(["label_color", "label_shape"])
+    );
+    assert_eq!(
+        (h["fraction"].as_f64(), h["rows"].as_u64()),
+        (Some(0.2), Some(48))
+    );
+    assert_eq!(h["distinct_combos"], 30);
+    let combos: Vec<(String, String)> = h["combos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c[0].as_str().unwrap().into(), c[1].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(combos.len(), 6);
+    for (color, shape) in &combos {
+        assert!(
+            r.stdout.contains(&format!("{color} {shape}")),
+            "{}",
+            r.stdout
+        );
+    }
+    // every held-out row is in validation, on top of the key split
+    let val = m["val_rows"].as_u64().unwrap();
+    assert_eq!(m["train_rows"].as_u64().unwrap() + val, 240);
+    assert!(val >= 48, "{val}");
+    let held = (0..240)
+        .filter(|&i| {
+            let (c, s) = labels_of(i);
+            combos.contains(&(c.into(), s.into()))
+        })
+        .count();
+    assert_eq!(held, 48);
+    // the fraction defaults to 0.1 of the combinations
+    let r = split(&cols).expect_code(0);
+    assert!(r.stdout.contains("replaced"), "{}", r.stdout);
+    assert!(r.stdout.contains("held out 3 of 30 "), "{}", r.stdout);
+    // without a holdout, nothing is said about one
+    let r = split(&[]).expect_code(0);
+    assert!(!r.stdout.contains("held out"), "{}", r.stdout);
+}
+
+#[test]
+fn shard_split_holdout_usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("labelled").to_string_lossy().into_owned();
+    write_labelled_dataset(&ds, 120);
+    let refused = |extra: &[&str], says: &[&str]| {
+        let mut args = vec!["shard", "split", &ds, "--val-fraction", "0.1"];
+        args.extend_from_slice(extra);
+        let r = run(&args).expect_code(2);
+        for s in says {
+            assert!(r.stderr.contains(s), "{extra:?}: {}", r.stderr);
+        }
+    };
+    refused(
+        &["--holdout-fraction", "0.2"],
+        &["--holdout-fraction needs --holdout-columns"],
+    );
+    refused(&["--holdout-columns", "label_color"], &["at least two"]);
+    refused(
+        &["--holdout-columns", "label_color,"],
+        &["empty column name"],
+    );
+    refused(
+        &[
+            "--holdout-columns",
+            "label_color,label_shape",
+            "--holdout-fraction",
+            "1",
+        ],
+        &["--holdout-fraction", "between 0 and 1"],
+    );
+    refused(
+        &["--holdout-columns", "label_color,label_size"],
+        &["`label_size`", "label_shape", "caption"],
+    );
+    refused(
+        &[
+            "--holdout-columns",
+            "label_color,label_shape",
+            "--holdout-fraction",
+            "0.95",
+        ],
+        &["of the 29 wanted", "smaller fraction"],
+    );
+    assert!(
+        !std::path::Path::new(&ds)
+            .join("_flipstream/split.json")
+            .exists()
+    );
+    let help = run(&["shard", "split", "--help"]).expect_code(0);
+    for flag in [
+        "--holdout-columns <COLS>",
+        "--holdout-fraction <F>",
+        "combinations",
+    ] {
+        assert!(help.stdout.contains(flag), "{flag}: {}", help.stdout);
+    }
 }
 
 #[test]

@@ -1,16 +1,18 @@
-//! `flipstream shard ls|verify|split URL`: list, check and split a committed dataset.
+//! `flipstream shard ls|verify|split URL`: list, check and split a committed dataset (`split`
+//! optionally holding out label-value combinations).
 
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use flipstream_schemas::Holdout;
 use flipstream_shard::listing::list_dataset;
-use flipstream_shard::split::{SplitOptions, SplitOutcome, write_split};
+use flipstream_shard::split::{HoldoutOptions, SplitOptions, SplitOutcome, write_split};
 use flipstream_shard::stats::format;
 use flipstream_shard::verify::{VerifyOptions, verify_dataset};
-use flipstream_shard::{Dataset, StoreRoot};
+use flipstream_shard::{Dataset, ShardError, StoreRoot};
 
 use super::progress::counter_bar;
-use super::{Global, runtime};
+use super::{Global, UsageError, runtime};
 use crate::usage_bail;
 
 /// Arguments of `flipstream shard`.
@@ -31,9 +33,10 @@ pub enum ShardCommand {
     /// orphans and uncommitted leftovers. Reports every problem; exit 0 when clean, 1 when not.
     Verify(VerifyArgs),
     /// Write a deterministic train/validation split view (_flipstream/split.json): a row is in
-    /// validation when the hash of its key with the seed falls below the fraction. Reads only the
-    /// `key` column. Re-running with the same arguments leaves the file as it is; another fraction
-    /// or seed replaces it.
+    /// validation when the hash of its key with the seed falls below the fraction, or, with
+    /// --holdout-columns, when its label values form a held-out combination. Reads only the `key`
+    /// (and holdout) columns. Re-running with the same arguments leaves the file as it is; other
+    /// arguments replace it.
     Split(SplitArgs),
 }
 
@@ -80,7 +83,59 @@ pub struct SplitArgs {
     /// Row groups read at once.
     #[arg(long, value_name = "C", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
+
+    /// Hold out combinations of the values of these label columns (comma-separated, at least
+    /// two, e.g. label_color,label_shape): every row of a held-out combination goes to
+    /// validation, so a model can be scored on combinations it never saw in training. Each
+    /// single value keeps other combinations in training. The seed picks the combinations.
+    #[arg(long, value_name = "COLS", value_delimiter = ',')]
+    pub holdout_columns: Option<Vec<String>>,
+
+    /// Share of the distinct label combinations to hold out, between 0 and 1 (exclusive);
+    /// needs --holdout-columns [default: 0.1].
+    #[arg(long, value_name = "F")]
+    pub holdout_fraction: Option<f64>,
 }
+
+impl SplitArgs {
+    /// The split options, or a usage error saying which flag is wrong.
+    fn options(&self) -> anyhow::Result<SplitOptions> {
+        let holdout = match (&self.holdout_columns, self.holdout_fraction) {
+            (None, None) => None,
+            (None, Some(_)) => usage_bail!("--holdout-fraction needs --holdout-columns"),
+            (Some(columns), fraction) => {
+                let columns: Vec<String> = columns.iter().map(|c| c.trim().to_string()).collect();
+                if columns.iter().any(String::is_empty) {
+                    usage_bail!("--holdout-columns: an empty column name in {columns:?}");
+                }
+                let holdout = HoldoutOptions {
+                    columns,
+                    fraction: fraction.unwrap_or(DEFAULT_HOLDOUT_FRACTION),
+                };
+                if let Err(e) = holdout.validate() {
+                    usage_bail!("--holdout-columns / --holdout-fraction: {e}");
+                }
+                Some(holdout)
+            }
+        };
+        let options = SplitOptions {
+            val_fraction: self.val_fraction,
+            seed: self.seed,
+            concurrency: self.concurrency as usize,
+            holdout,
+        };
+        if let Err(e) = options.validate() {
+            usage_bail!("--val-fraction: {e}");
+        }
+        Ok(options)
+    }
+}
+
+/// `--holdout-fraction` when only `--holdout-columns` is given.
+const DEFAULT_HOLDOUT_FRACTION: f64 = 0.1;
+
+/// Held-out combinations listed in the human output; the rest are counted.
+const COMBOS_LISTED: usize = 40;
 
 /// Runs a shard tool.
 pub fn run(args: ShardArgs, global: Global) -> anyhow::Result<ExitCode> {
@@ -187,19 +242,17 @@ fn verify(args: VerifyArgs, global: Global) -> anyhow::Result<ExitCode> {
 }
 
 fn split(args: SplitArgs, global: Global) -> anyhow::Result<ExitCode> {
-    let options = SplitOptions {
-        val_fraction: args.val_fraction,
-        seed: args.seed,
-        concurrency: args.concurrency as usize,
-        holdout: None,
-    };
-    if let Err(e) = options.validate() {
-        usage_bail!("--val-fraction: {e}");
-    }
+    let options = args.options()?;
     let rt = runtime()?;
     let ds = rt.block_on(Dataset::open(&args.url))?;
     let progress = counter_bar(global, "split", "rows");
-    let result = rt.block_on(write_split(&ds, &options, progress.as_ref()))?;
+    let result = rt
+        .block_on(write_split(&ds, &options, progress.as_ref()))
+        .map_err(|e| match e {
+            // holdout columns the dataset lacks, too few combinations: the request's fault
+            ShardError::SplitRequest { .. } => UsageError(e.to_string()).into(),
+            e => anyhow::Error::new(e),
+        })?;
     if let Some(p) = progress {
         p.finish_and_clear();
     }
@@ -228,5 +281,33 @@ fn split(args: SplitArgs, global: Global) -> anyhow::Result<ExitCode> {
         m.seed,
         format::bytes(result.bytes_fetched as f64)
     );
+    if let Some(h) = &m.holdout {
+        println!("{}", holdout_line(h));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `held out 5 of 20 label_color × label_shape combinations (25 rows, all in validation): red
+/// star, …`
+fn holdout_line(h: &Holdout) -> String {
+    let mut listed: Vec<String> = h
+        .combos
+        .iter()
+        .take(COMBOS_LISTED)
+        .map(|c| c.join(" "))
+        .collect();
+    if h.combos.len() > COMBOS_LISTED {
+        listed.push(format!(
+            "and {} more (see split.json)",
+            h.combos.len() - COMBOS_LISTED
+        ));
+    }
+    format!(
+        "held out {} of {} {} combinations ({} rows, all in validation): {}",
+        format::count(h.combos.len() as u64),
+        format::count(h.distinct_combos),
+        h.columns.join(" × "),
+        format::count(h.rows),
+        listed.join(", ")
+    )
 }

@@ -1,5 +1,6 @@
 //! Helpers for the end-to-end tests: running the real `flipstream` binary, writing datasets of
-//! known composition through the library, and a real S3-compatible server ([`s3::MotoServer`]).
+//! known composition through the library (with label columns: [`write_labelled_dataset`]), and a
+//! real S3-compatible server ([`s3::MotoServer`]).
 //!
 //! Each test file includes this module (`mod support;`) and uses a part of it.
 #![allow(dead_code)]
@@ -9,9 +10,13 @@ pub mod s3;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use flipstream_schemas::CommitRecord;
-use flipstream_shard::StoreRoot;
+use arrow::datatypes::{DataType, Field};
+use flipstream_schemas::{
+    CommitRecord, DatasetManifest, UnitSpec, WorkerInfo, shard_schema_with_extras,
+};
+use flipstream_shard::rows::{Scalar, ShardBatchBuilder, ShardRow};
 use flipstream_shard::stats::synthetic::{SyntheticSpec, write_synthetic};
+use flipstream_shard::{DatasetWriter, StoreRoot, WriterSettings};
 
 /// The binary under test.
 pub fn bin() -> PathBuf {
@@ -94,5 +99,78 @@ pub fn write_dataset(url: &str, spec: &SyntheticSpec) -> Vec<CommitRecord> {
             }
             panic!("writing the dataset to {url}: {msg}")
         })
+    })
+}
+
+/// Colours of [`write_labelled_dataset`]'s `label_color`.
+pub const LABEL_COLORS: [&str; 6] = ["red", "green", "blue", "yellow", "purple", "grey"];
+/// Shapes of [`write_labelled_dataset`]'s `label_shape`.
+pub const LABEL_SHAPES: [&str; 5] = ["circle", "square", "star", "triangle", "stripe"];
+
+/// Row `i`'s `label_color` and `label_shape`: every one of the 30 combinations once every 30 rows.
+pub fn labels_of(i: usize) -> (&'static str, &'static str) {
+    (LABEL_COLORS[i % 6], LABEL_SHAPES[i / 6 % 5])
+}
+
+/// Writes `rows` rows (units of 80, row groups of 16; images are placeholder bytes, never
+/// decoded) with the passthrough columns `label_color` and `label_shape` ([`labels_of`]) at
+/// `url`.
+pub fn write_labelled_dataset(url: &str, rows: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let root = StoreRoot::parse(url).expect("store url");
+        let manifest = DatasetManifest::new("labelled".into(), serde_json::json!({"test": true}));
+        let settings = WriterSettings {
+            row_group_rows: 16,
+            ..Default::default()
+        };
+        let writer = DatasetWriter::open(root, manifest, settings).await.unwrap();
+        let schema = shard_schema_with_extras(&[
+            Field::new("label_color", DataType::Utf8, true),
+            Field::new("label_shape", DataType::Utf8, true),
+        ]);
+        for (u, start) in (0..rows).step_by(80).enumerate() {
+            let end = (start + 80).min(rows);
+            let spec = UnitSpec {
+                id: format!("u{u}"),
+                source: "labelled".into(),
+                kind: "test".into(),
+                start: None,
+                end: None,
+            };
+            let mut unit = writer
+                .begin_unit(spec, schema.clone(), WorkerInfo::default())
+                .await
+                .unwrap();
+            let mut batch = ShardBatchBuilder::new(schema.clone());
+            for i in start..end {
+                let (color, shape) = labels_of(i);
+                batch
+                    .push(ShardRow {
+                        key: format!("k{i:05}"),
+                        image: vec![0xff, 0xd8, i as u8],
+                        image_format: "jpeg",
+                        width: 8,
+                        height: 8,
+                        orig_width: 8,
+                        orig_height: 8,
+                        caption: format!("a {color} {shape}"),
+                        url: None,
+                        source: "labelled".into(),
+                        content_hash: [0; 32],
+                        phash: 0,
+                        extras: vec![
+                            Some(Scalar::Str(color.into())),
+                            Some(Scalar::Str(shape.into())),
+                        ],
+                    })
+                    .unwrap();
+            }
+            unit.write(&batch.finish().unwrap()).await.unwrap();
+            unit.commit((end - start) as u64, 0).await.unwrap();
+        }
     })
 }

@@ -155,6 +155,17 @@ impl LabelColumns {
         Ok(Self { columns })
     }
 
+    /// Rows of the batch.
+    pub fn rows(&self) -> usize {
+        self.columns.first().map_or(0, |c| c.len())
+    }
+
+    /// The value of column `c` (in the order of the names given) at `row`; `None` for a null.
+    pub fn value(&self, c: usize, row: usize) -> Option<&str> {
+        let col = self.columns.get(c)?;
+        (row < col.len() && !col.is_null(row)).then(|| col.value(row))
+    }
+
     /// The values of stored row `row`, one per column; `None` when one is null (such a row is
     /// never held out).
     pub fn values(&self, row: usize) -> Option<Vec<&str>> {

@@ -3,7 +3,9 @@
 //!
 //! [`TextTokenizer`] encodes to a fixed context length the same way whatever the tokenizer:
 //! start token, the text's ids, end token, padded with the pad id. Too long a text is truncated
-//! *before* the end token, so every row ends with it (CLIP-style models pool at the end token).
+//! *before* the end token, so every row ends with it (CLIP-style models pool at the end token),
+//! and special tokens spelled out in a text are dropped, so the first end token of a row is always
+//! the real one.
 //! The tokenizer's own post-processor is not used, so BERT's `[CLS] … [SEP]` and CLIP's
 //! `<|startoftext|> … <|endoftext|>` come out the same shape. Special tokens are found by name
 //! ([`START_TOKENS`], [`END_TOKENS`], [`PAD_TOKENS`]) unless given explicitly; a tokenizer
@@ -251,12 +253,18 @@ impl TextTokenizer {
                 text: shorten(text),
                 detail: e.to_string(),
             })?;
-        let ids = enc.get_ids();
-        let body = ids.len().min(n - 2);
-        out[0] = i64::from(self.start_id);
-        for (o, &id) in out[1..=body].iter_mut().zip(ids) {
-            *o = i64::from(id);
+        // A caption that spells out a special token ("<|endoftext|>") must not plant one: the end
+        // token marks where the text tower pools, so the body never contains it (nor start, pad).
+        let specials = [self.start_id, self.end_id, self.pad_id];
+        let mut body = 0;
+        for &id in enc.get_ids().iter().filter(|id| !specials.contains(id)) {
+            if body == n - 2 {
+                break;
+            }
+            body += 1;
+            out[body] = i64::from(id);
         }
+        out[0] = i64::from(self.start_id);
         out[body + 1] = i64::from(self.end_id);
         out[body + 2..].fill(i64::from(self.pad_id));
         Ok(())

@@ -100,6 +100,24 @@ fn truncation_keeps_the_end_token() {
 }
 
 #[test]
+fn special_tokens_spelled_out_in_a_caption_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = trained(dir.path(), 16);
+    let ids = tok
+        .encode("a cat <|endoftext|> dog <|pad|> <|startoftext|>")
+        .unwrap();
+    assert_eq!(ids[0], 1);
+    let end = ids.iter().position(|&i| i == 2).unwrap();
+    assert!(
+        end > 3,
+        "the words before and after the spelled-out tokens are kept: {ids:?}"
+    );
+    assert!(ids[1..end].iter().all(|&i| i > 2), "{ids:?}");
+    assert!(ids[end + 1..].iter().all(|&i| i == 0), "{ids:?}");
+    assert_eq!(ids.iter().filter(|&&i| i == 1).count(), 1, "{ids:?}");
+}
+
+#[test]
 fn batch_encoding_matches_one_by_one() {
     let dir = tempfile::tempdir().unwrap();
     let tok = trained(dir.path(), 16);

@@ -1,0 +1,434 @@
+//! Evaluation on the held-out (validation) side of a dataset's split view, with every patch
+//! (mask 0) unless `run.eval.mask_ratio` asks for masked inference (FLIP Table 1d):
+//!
+//! - **zero-shot classification**: each class of the dataset's label vocabulary ([`EvalTargets`],
+//!   e.g. colour × shape) is embedded as the normalised mean of its prompts' text embeddings; an
+//!   image is assigned the class with the highest cosine similarity. Top-1, top-5, and per label
+//!   column the accuracy of the predicted class's value (colour right, shape right), each with its
+//!   chance level. When the split view holds label combinations out of training, the validation
+//!   samples of those combinations are scored apart as **compositional** zero-shot: each of their
+//!   values was trained on, the combination never was;
+//! - **retrieval**: image→text and text→image recall@1/5/10 between the samples' images and their
+//!   own captions.
+//!
+//! Ties count as misses everywhere ([`scoring`]): a collapsed model scores 0, not 100 %.
+//! Samples are read in the loader's evaluation order (canonical, centre crops), the first
+//! `max_samples` of them.
+
+pub mod scoring;
+pub mod targets;
+
+use std::path::Path;
+use std::time::Instant;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use flipstream_shard::TextTokenizer;
+use flipstream_shard::loader::{Loader, LoaderConfig, Mode, Rank, SplitSelection, Start};
+
+use crate::error::{Result, TorchContext, TrainError};
+use crate::run::prompts::{LabelSet, fill_template};
+use crate::run::spec::EvalOptions;
+use crate::step::TrainStep;
+pub use scoring::{ClassScores, Recall, recall};
+pub use targets::{EvalTargets, check_eval_data};
+
+/// Image↔text retrieval between the samples and their captions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrievalReport {
+    /// Samples (queries per direction).
+    pub samples: u64,
+    /// Image → its caption among all captions.
+    pub image_to_text: Recall,
+    /// Caption → its image among all images.
+    pub text_to_image: Recall,
+    /// Recall@1 of a random ranking (1 / samples).
+    pub chance_r1: f64,
+}
+
+/// Accuracy on one label column, read off the predicted class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnAccuracy {
+    /// The label column.
+    pub column: String,
+    /// Distinct values of the column.
+    pub values: usize,
+    /// Fraction of samples whose predicted class has the right value in this column.
+    pub accuracy: f64,
+    /// 1 / values.
+    pub chance: f64,
+}
+
+/// Zero-shot classification results on one group of samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZeroShotReport {
+    /// The label columns forming the class.
+    pub label_columns: Vec<String>,
+    /// Number of classes (the whole vocabulary's combinations).
+    pub classes: usize,
+    /// Samples scored.
+    pub samples: u64,
+    /// Top-1 accuracy.
+    pub top1: f64,
+    /// Top-5 accuracy.
+    pub top5: f64,
+    /// 1 / classes.
+    pub chance_top1: f64,
+    /// Per label column.
+    pub columns: Vec<ColumnAccuracy>,
+    /// Prompt templates used.
+    pub templates: usize,
+}
+
+/// One evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// Optimizer steps of the evaluated weights.
+    pub step: u64,
+    /// Validation samples evaluated.
+    pub samples: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// Fraction of patches removed at inference (0: every patch, the default).
+    #[serde(default)]
+    pub mask_ratio: f64,
+    /// Zero-shot classification of the validation samples whose label combination was trained on
+    /// (all of them without a hold-out; absent without label columns).
+    pub zero_shot: Option<ZeroShotReport>,
+    /// Zero-shot classification of the samples whose label combination the split view held out
+    /// of training (absent without a hold-out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compositional: Option<ZeroShotReport>,
+    /// Retrieval among all evaluated samples.
+    pub retrieval: RetrievalReport,
+}
+
+/// What to evaluate on.
+#[derive(Debug, Clone)]
+pub struct EvalData<'a> {
+    /// The dataset (path or URL); it must have a split view with validation rows.
+    pub dataset: &'a str,
+    /// The run's `tokenizer.json`.
+    pub tokenizer: &'a Path,
+    /// Templates, sample limit, batch size, inference mask ratio.
+    pub options: &'a EvalOptions,
+    /// Classes and held-out combinations ([`check_eval_data`]).
+    pub targets: &'a EvalTargets,
+    /// Decode threads of the loader (0: one per core).
+    pub decode_threads: usize,
+}
+
+/// The values of every column of `extras` for its first `n` rows, as text (`None` for nulls).
+fn extra_values(extras: &RecordBatch, n: usize) -> Result<Vec<Vec<Option<String>>>> {
+    let mut columns = Vec::with_capacity(extras.num_columns());
+    for (i, col) in extras.columns().iter().enumerate() {
+        let text = arrow::compute::cast(col, &DataType::Utf8).map_err(|e| {
+            TrainError::Request(format!(
+                "label column `{}` cannot be read as text: {e}",
+                extras.schema().field(i).name()
+            ))
+        })?;
+        columns.push(text);
+    }
+    Ok((0..n)
+        .map(|row| {
+            columns
+                .iter()
+                .map(|c| {
+                    let s = c.as_string::<i32>();
+                    (!s.is_null(row)).then(|| s.value(row).to_string())
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// What the evaluation knows of one sample's labels.
+#[derive(Debug, Clone, Default)]
+struct SampleLabels {
+    /// The values of the label columns, when none is null.
+    labels: Option<Vec<String>>,
+    /// Its label combination is held out of training.
+    held_out: bool,
+}
+
+impl SampleLabels {
+    /// From the values of [`EvalTargets::loader_columns`], in that order.
+    fn new(values: &[Option<String>], targets: &EvalTargets, holdout_index: &[usize]) -> Self {
+        let k = targets.label_columns.len();
+        let labels = (k > 0)
+            .then(|| values.iter().take(k).cloned().collect::<Option<Vec<_>>>())
+            .flatten();
+        let held_out = targets.holdout.as_ref().is_some_and(|h| {
+            let tuple: Option<Vec<&str>> = holdout_index
+                .iter()
+                .map(|&i| values.get(i)?.as_deref())
+                .collect();
+            tuple.is_some_and(|t| h.contains(&t))
+        });
+        Self { labels, held_out }
+    }
+}
+
+/// Where each hold-out column is among [`EvalTargets::loader_columns`].
+fn holdout_index(targets: &EvalTargets) -> Vec<usize> {
+    let columns = targets.loader_columns();
+    targets.holdout.as_ref().map_or_else(Vec::new, |h| {
+        h.columns
+            .iter()
+            .filter_map(|c| columns.iter().position(|x| x == c))
+            .collect()
+    })
+}
+
+/// Embeddings and labels of the evaluation samples.
+struct Collected {
+    images: Tensor,
+    texts: Tensor,
+    labels: Vec<SampleLabels>,
+}
+
+fn open_loader(trainer: &TrainStep, data: &EvalData<'_>) -> Result<Loader> {
+    let model = &trainer.config().model;
+    let config = LoaderConfig {
+        mode: Mode::Eval,
+        split: SplitSelection::Val,
+        batch_size: data.options.batch_size,
+        image_size: model.image_size as u32,
+        tokenizer: Some(data.tokenizer.to_path_buf()),
+        context_length: model.context_length,
+        extra_columns: data.targets.loader_columns(),
+        decode_threads: data.decode_threads,
+        io_threads: 1,
+        ..LoaderConfig::default()
+    };
+    Loader::open(data.dataset, config, Rank::SINGLE, Start::Epoch(0)).map_err(|source| {
+        TrainError::Loader {
+            context: format!("validation data of {}", data.dataset),
+            source: Box::new(source),
+        }
+    })
+}
+
+fn collect(trainer: &TrainStep, data: &EvalData<'_>) -> Result<Collected> {
+    let limit = match data.options.max_samples {
+        0 => usize::MAX,
+        n => n,
+    };
+    let holdout_index = holdout_index(data.targets);
+    let (mut images, mut texts, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+    for (index, batch) in open_loader(trainer, data)?.enumerate() {
+        let batch = batch.map_err(|source| TrainError::Loader {
+            context: format!("validation data of {}", data.dataset),
+            source: Box::new(source),
+        })?;
+        let n = batch.len().min(limit - labels.len());
+        if n == 0 {
+            break;
+        }
+        let (h, w) = (i64::from(batch.height), i64::from(batch.width));
+        let ctx = batch.context_length as i64;
+        let tokens = batch.tokens.as_deref().ok_or_else(|| {
+            TrainError::Request("the evaluation loader returned no tokens".into())
+        })?;
+        let img = Tensor::from_slice(&batch.images[..n * (h * w * 3) as usize])
+            .f_view([n as i64, h, w, 3])
+            .context(|| "evaluation images".into())?;
+        let tok = Tensor::from_slice(&tokens[..n * ctx as usize])
+            .f_view([n as i64, ctx])
+            .context(|| "evaluation tokens".into())?;
+        let ratio = data.options.mask_ratio;
+        images.push(to_cpu(trainer.encode_images_masked(&img, ratio, index as u64)?)?);
+        texts.push(to_cpu(trainer.encode_texts(&tok)?)?);
+        match &batch.extras {
+            Some(extras) if extras.num_columns() > 0 => labels.extend(
+                extra_values(extras, n)?
+                    .iter()
+                    .map(|v| SampleLabels::new(v, data.targets, &holdout_index)),
+            ),
+            _ => labels.extend(std::iter::repeat_n(SampleLabels::default(), n)),
+        }
+        if labels.len() >= limit {
+            break;
+        }
+    }
+    if labels.is_empty() {
+        return Err(TrainError::Request(format!(
+            "{} has no validation samples to evaluate",
+            data.dataset
+        )));
+    }
+    let cat = |parts: &[Tensor]| Tensor::f_cat(parts, 0).context(|| "joining embeddings".into());
+    Ok(Collected {
+        images: cat(&images)?,
+        texts: cat(&texts)?,
+        labels,
+    })
+}
+
+fn to_cpu(t: Tensor) -> Result<Tensor> {
+    t.f_to_device(Device::Cpu)
+        .and_then(|t| t.f_to_kind(Kind::Float))
+        .context(|| "moving embeddings to the CPU".into())
+}
+
+/// Class embeddings `[classes, D]`: the normalised mean of each class's prompt embeddings.
+fn class_embeddings(
+    trainer: &TrainStep,
+    tokenizer: &TextTokenizer,
+    set: &LabelSet,
+    opts: &EvalOptions,
+) -> Result<Tensor> {
+    let ctx = trainer.config().model.context_length as i64;
+    let t = opts.templates.len() as i64;
+    let mut prompts = Vec::with_capacity(set.len() * opts.templates.len());
+    for c in 0..set.len() {
+        let name = set.class_name(c);
+        prompts.extend(opts.templates.iter().map(|tpl| fill_template(tpl, &name)));
+    }
+    let ids = tokenizer
+        .encode_batch(&prompts)
+        .map_err(|source| TrainError::Tokenizer {
+            context: "encoding zero-shot prompts".into(),
+            source: Box::new(source),
+        })?;
+    let tokens = Tensor::from_slice(&ids)
+        .f_view([prompts.len() as i64, ctx])
+        .context(|| "prompt tokens".into())?;
+    let mut parts = Vec::new();
+    for part in tokens
+        .f_split(opts.batch_size.max(1) as i64, 0)
+        .context(|| "prompt chunks".into())?
+    {
+        parts.push(to_cpu(trainer.encode_texts(&part)?)?);
+    }
+    let run = || -> std::result::Result<Tensor, tch::TchError> {
+        let all = Tensor::f_cat(&parts, 0)?;
+        let d = all.size().last().copied().unwrap_or(0);
+        let mean = all
+            .f_view([set.len() as i64, t, d])?
+            .f_mean_dim(1, false, Kind::Float)?;
+        let norm = mean.f_norm_scalaropt_dim(2, 1, true)?.f_clamp_min(1e-12)?;
+        mean.f_div(&norm)
+    };
+    run().context(|| "class embeddings".into())
+}
+
+/// Zero-shot scores of the samples `rows` (indices into the scores, each with its labels).
+fn score_group(
+    scores: &ClassScores,
+    set: &LabelSet,
+    rows: &[(usize, &Vec<String>)],
+    templates: usize,
+) -> Option<ZeroShotReport> {
+    if rows.is_empty() || set.is_empty() {
+        return None;
+    }
+    let columns = set.columns();
+    let (mut top1, mut top5) = (0u64, 0u64);
+    let mut col_hits = vec![0u64; columns.len()];
+    for &(i, labels) in rows {
+        if let Some(truth) = set.class_of(labels) {
+            let rank = scores.rank(i, truth);
+            top1 += u64::from(rank == 0);
+            top5 += u64::from(rank < 5);
+        }
+        let Some(predicted) = scores.predicted(i) else {
+            continue;
+        };
+        for (c, hits) in col_hits.iter_mut().enumerate() {
+            let want = set.values(c).binary_search(&labels[c]).ok();
+            *hits += u64::from(want.is_some() && set.value_of(predicted, c) == want);
+        }
+    }
+    let n = rows.len() as f64;
+    Some(ZeroShotReport {
+        label_columns: columns.to_vec(),
+        classes: set.len(),
+        samples: rows.len() as u64,
+        top1: top1 as f64 / n,
+        top5: top5 as f64 / n,
+        chance_top1: 1.0 / set.len() as f64,
+        columns: columns
+            .iter()
+            .enumerate()
+            .map(|(c, name)| {
+                let values = set.values(c).len();
+                ColumnAccuracy {
+                    column: name.clone(),
+                    values,
+                    accuracy: col_hits[c] as f64 / n,
+                    chance: 1.0 / values.max(1) as f64,
+                }
+            })
+            .collect(),
+        templates,
+    })
+}
+
+/// Zero-shot reports of the trained-on combinations and of the held-out ones.
+fn zero_shot(
+    trainer: &TrainStep,
+    data: &EvalData<'_>,
+    set: &LabelSet,
+    collected: &Collected,
+) -> Result<(Option<ZeroShotReport>, Option<ZeroShotReport>)> {
+    let labelled: Vec<(usize, &Vec<String>, bool)> = collected
+        .labels
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.labels.as_ref().map(|l| (i, l, s.held_out)))
+        .collect();
+    if labelled.is_empty() || set.is_empty() {
+        return Ok((None, None));
+    }
+    let tokenizer = TextTokenizer::from_file(data.tokenizer, trainer.config().model.context_length)
+        .map_err(|source| TrainError::Tokenizer {
+            context: format!("loading {}", data.tokenizer.display()),
+            source: Box::new(source),
+        })?;
+    let classes = class_embeddings(trainer, &tokenizer, set, data.options)?;
+    let scores = ClassScores::new(&collected.images, &classes)?;
+    let group = |held_out: bool| -> Vec<(usize, &Vec<String>)> {
+        labelled
+            .iter()
+            .filter(|&&(_, _, h)| h == held_out)
+            .map(|&(i, l, _)| (i, l))
+            .collect()
+    };
+    let templates = data.options.templates.len();
+    Ok((
+        score_group(&scores, set, &group(false), templates),
+        score_group(&scores, set, &group(true), templates),
+    ))
+}
+
+/// Evaluates the trainer's current weights on the validation side of `data.dataset`: zero-shot
+/// over `data.targets` (none: retrieval only) and retrieval.
+pub fn evaluate(trainer: &TrainStep, data: &EvalData<'_>) -> Result<EvalReport> {
+    let started = Instant::now();
+    let collected = collect(trainer, data)?;
+    let samples = collected.images.size().first().copied().unwrap_or(0) as u64;
+    let (zero_shot, compositional) = match &data.targets.classes {
+        Some(set) => zero_shot(trainer, data, set, &collected)?,
+        None => (None, None),
+    };
+    let retrieval = RetrievalReport {
+        samples,
+        image_to_text: recall(&collected.images, &collected.texts)?,
+        text_to_image: recall(&collected.texts, &collected.images)?,
+        chance_r1: 1.0 / samples.max(1) as f64,
+    };
+    Ok(EvalReport {
+        step: trainer.global_step(),
+        samples,
+        seconds: started.elapsed().as_secs_f64(),
+        mask_ratio: data.options.mask_ratio,
+        zero_shot,
+        compositional,
+        retrieval,
+    })
+}

@@ -37,15 +37,48 @@ pub enum VisionPool {
     Avg,
     /// A learned CLS token, appended after masking; its output is the image embedding.
     Cls,
+    /// A learned CLS token, appended after masking, and the mean over it and the kept patch
+    /// tokens: what FLIP's official code computes (its global average includes the CLS token).
+    #[serde(rename = "avg_cls")]
+    AvgCls,
+}
+
+impl VisionPool {
+    /// True when the tower has a CLS token.
+    pub fn has_cls_token(self) -> bool {
+        matches!(self, VisionPool::Cls | VisionPool::AvgCls)
+    }
+}
+
+/// How image patches become tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PatchEmbed {
+    /// ViT's linear projection of each patch's pixels (FLIP, MAE, CLIP).
+    #[default]
+    Linear,
+    /// A convolutional stem (stride-2 3×3 convolutions, GroupNorm, ReLU, then 1×1), the hybrid
+    /// ViT of Xiao et al. 2021: far faster to train on small data. Needs a power-of-two patch
+    /// size dividing `vision_width`.
+    Conv,
+}
+
+impl PatchEmbed {
+    /// True for the default (kept out of serialised configs, so that older fingerprints hold).
+    pub fn is_linear(&self) -> bool {
+        *self == PatchEmbed::Linear
+    }
 }
 
 /// Which text token's output becomes the text embedding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TextPool {
-    /// The last non-pad token (the end-of-text token of a right-padded sequence), as CLIP does.
+    /// The end-of-text token (`model.eot_id`), as CLIP does.
     Eot,
-    /// The first token.
+    /// The first token (the start token), as FLIP's non-causal text tower does. Needs
+    /// `text_causal = false`: under causal attention the first token sees only itself, and every
+    /// caption would get the same embedding.
     First,
 }
 
@@ -92,6 +125,9 @@ pub struct ModelConfig {
     pub image_size: usize,
     /// Side of a square patch in pixels; must divide `image_size`.
     pub patch_size: usize,
+    /// `linear` (ViT's patch projection) or `conv` (a convolutional stem, hybrid ViT).
+    #[serde(default, skip_serializing_if = "PatchEmbed::is_linear")]
+    pub patch_embed: PatchEmbed,
     /// Width of the image Transformer; a multiple of 4 (2-D sin-cos position embeddings).
     pub vision_width: usize,
     /// Number of image Transformer blocks.
@@ -100,7 +136,8 @@ pub struct ModelConfig {
     pub vision_heads: usize,
     /// MLP hidden width as a multiple of `vision_width`.
     pub vision_mlp_ratio: f64,
-    /// `avg` (FLIP) or `cls`.
+    /// `avg` (mean of the patch tokens), `avg_cls` (mean including a CLS token, FLIP's code) or
+    /// `cls`.
     pub vision_pool: VisionPool,
     /// Token vocabulary size (49408 for CLIP's BPE).
     pub vocab_size: usize,
@@ -108,6 +145,11 @@ pub struct ModelConfig {
     pub context_length: usize,
     /// The padding token id (right padding).
     pub pad_id: usize,
+    /// The end-of-text token id, where `text_pool = "eot"` pools (set from the run's tokenizer).
+    /// Absent (configs written before 2026-12-07): the last non-pad token, which is the end token
+    /// only when the tokenizer has a pad token of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eot_id: Option<usize>,
     /// Width of the text Transformer.
     pub text_width: usize,
     /// Number of text Transformer blocks.
@@ -118,7 +160,7 @@ pub struct ModelConfig {
     pub text_mlp_ratio: f64,
     /// Causal self-attention in the text tower (CLIP); otherwise pads are masked out as keys.
     pub text_causal: bool,
-    /// `eot` (last non-pad token) or `first`.
+    /// `eot` (the end-of-text token, CLIP) or `first` (the start token, FLIP; non-causal only).
     pub text_pool: TextPool,
     /// Dimension of the joint image-text embedding space.
     pub embed_dim: usize,
@@ -239,6 +281,7 @@ impl Preset {
         let clip_text = |width, depth, heads, context_length| ModelConfig {
             image_size: 224,
             patch_size: 16,
+            patch_embed: PatchEmbed::Linear,
             vision_width: 768,
             vision_depth: 12,
             vision_heads: 12,
@@ -247,6 +290,8 @@ impl Preset {
             vocab_size: 49408,
             context_length,
             pad_id: 0,
+            // CLIP's BPE: `<|endoftext|>`; a run sets both ids from its own tokenizer.
+            eot_id: Some(49407),
             text_width: width,
             text_depth: depth,
             text_heads: heads,
@@ -451,6 +496,19 @@ impl ModelConfig {
                 ));
             }
         }
+        if self.patch_embed == PatchEmbed::Conv
+            && self.patch_size > 0
+            && (!self.patch_size.is_power_of_two()
+                || self.patch_size < 2
+                || !self.vision_width.is_multiple_of(self.patch_size))
+        {
+            p.push(format!(
+                "model.patch_embed = \"conv\" needs a power-of-two patch_size of at least 2 that \
+                 divides vision_width (the stem halves the resolution log2(patch) times and its \
+                 channels are vision_width · 2^i / patch_size): patch_size = {}, vision_width = {}",
+                self.patch_size, self.vision_width
+            ));
+        }
         if self.vision_width > 0 && !self.vision_width.is_multiple_of(4) {
             p.push(format!(
                 "model.vision_width = {} is not a multiple of 4, which the 2-D sin-cos position \
@@ -475,6 +533,23 @@ impl ModelConfig {
                 "model.pad_id = {} is not a token id: it must be below model.vocab_size = {}",
                 self.pad_id, self.vocab_size
             ));
+        }
+        if let Some(eot) = self.eot_id
+            && self.vocab_size > 0
+            && eot >= self.vocab_size
+        {
+            p.push(format!(
+                "model.eot_id = {eot} is not a token id: it must be below model.vocab_size = {}",
+                self.vocab_size
+            ));
+        }
+        if self.text_pool == TextPool::First && self.text_causal {
+            p.push(
+                "model.text_pool = \"first\" with model.text_causal = true gives every caption the \
+                 same embedding (under causal attention the first token sees only itself): set \
+                 text_causal = false (FLIP's text tower) or text_pool = \"eot\" (CLIP's)"
+                    .to_string(),
+            );
         }
         if !self.logit_scale_init.is_finite() || !self.logit_scale_max.is_finite() {
             p.push(

@@ -27,7 +27,8 @@ pub mod step;
 
 pub use checkpoint::{CheckpointMeta, TrainProgress};
 pub use config::{
-    ModelConfig, Precision, Preset, RunConfig, TextPool, TrainConfig, UnmaskedTune, VisionPool,
+    ModelConfig, PatchEmbed, Precision, Preset, RunConfig, TextPool, TrainConfig, UnmaskedTune,
+    VisionPool,
 };
 pub use error::{Result, TrainError};
 pub use loss::{ContrastiveLoss, clip_loss};

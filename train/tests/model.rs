@@ -6,7 +6,10 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{colour_batch, max_abs_diff, micro_model, micro_run, micro_run_cls, same_values};
+use common::{
+    colour_batch, max_abs_diff, micro_model, micro_run, micro_run_avg_cls, micro_run_cls,
+    micro_run_conv, micro_run_flip_text, micro_variants, same_values,
+};
 use flipstream_train::config::kept_patches;
 use flipstream_train::model::Compute;
 use flipstream_train::model::masking::mask_noise;
@@ -123,7 +126,12 @@ fn position_embeddings_are_fixed_sincos_values() {
 
 #[test]
 fn eval_path_encodes_every_patch() {
-    let run = micro_run();
+    for run in [micro_run(), micro_run_conv()] {
+        eval_path_encodes_every_patch_of(run);
+    }
+}
+
+fn eval_path_encodes_every_patch_of(run: flipstream_train::RunConfig) {
     let trainer = TrainStep::new(run.clone(), Device::Cpu).unwrap();
     let (images, _) = colour_batch(&run.model, 0);
     let model = trainer.model();
@@ -177,7 +185,7 @@ fn assert_every_parameter_has_a_gradient(trainer: &TrainStep, when: &str) {
 
 #[test]
 fn gradients_reach_every_parameter() {
-    for run in [micro_run(), micro_run_cls()] {
+    for run in micro_variants() {
         let mut trainer = TrainStep::new(run.clone(), Device::Cpu).unwrap();
         assert_every_parameter_has_a_gradient(&trainer, "in a fresh model");
         // In-place updates (the optimizer's tensor ops, loading a checkpoint) bump the version of
@@ -206,6 +214,71 @@ fn cls_pooling_adds_the_token_after_masking() {
         avg.model().params().get("visual.cls_token").is_none(),
         "avg pooling creates no CLS token"
     );
+}
+
+#[test]
+fn avg_cls_pooling_averages_the_cls_token_with_the_patches() {
+    let run = micro_run_avg_cls();
+    let trainer = TrainStep::new(run.clone(), Device::Cpu).unwrap();
+    let cls = trainer.model().params().get("visual.cls_token").unwrap();
+    let (images, _) = colour_batch(&run.model, 0);
+    let before = trainer.encode_images(&images).unwrap();
+    // (A constant shift would vanish in the LayerNorms: perturb each channel differently.)
+    let noise = Tensor::randn(cls.tensor().size(), (Kind::Float, Device::Cpu));
+    tch::no_grad(|| {
+        let _ = cls.tensor().shallow_clone().f_add_(&noise).unwrap();
+    });
+    let after = trainer.encode_images(&images).unwrap();
+    assert!(
+        max_abs_diff(&before, &after) > 1e-4,
+        "the CLS token is part of the pooled embedding"
+    );
+}
+
+#[test]
+fn text_pools_at_the_end_token_even_when_it_is_also_the_padding() {
+    // CLIP's tokenizer has no pad token of its own and pads with its end token (15 here).
+    let mut run = micro_run();
+    run.model.pad_id = 15;
+    let trainer = TrainStep::new(run, Device::Cpu).unwrap();
+    let text = trainer.model().text();
+    let tokens = Tensor::from_slice(&[
+        1i64, 3, 4, 15, 15, 15, 15, 15, // start, two words, end, padding (= end)
+        2, 15, 15, 15, 15, 15, 15, 15, // start, end
+        1, 3, 4, 5, 6, 7, 8, 9, // no end token (hand-made input): its last non-pad token
+    ])
+    .view([3, 8]);
+    let pos = Vec::<i64>::try_from(&text.pool_positions(&tokens).unwrap()).unwrap();
+    assert_eq!(pos, [3, 1, 7]);
+    // With a pad token of its own (0) the end token's position too, not the last word's.
+    let padded = Tensor::from_slice(&[1i64, 3, 4, 15, 0, 0, 0, 0]).view([1, 8]);
+    let other = TrainStep::new(micro_run(), Device::Cpu).unwrap();
+    let pos = Vec::<i64>::try_from(&other.model().text().pool_positions(&padded).unwrap()).unwrap();
+    assert_eq!(pos, [3]);
+}
+
+#[test]
+fn flip_text_tower_gives_each_caption_its_own_embedding() {
+    let run = micro_run_flip_text();
+    run.validate().unwrap();
+    let trainer = TrainStep::new(run.clone(), Device::Cpu).unwrap();
+    // Every caption starts with the same start token (1), as real ones do.
+    let ids: Vec<i64> = (0..8i64)
+        .flat_map(|c| [1, c + 2, 15, 0, 0, 0, 0, 0])
+        .collect();
+    let tokens = Tensor::from_slice(&ids).view([8, 8]);
+    let t = trainer.encode_texts(&tokens).unwrap();
+    let sims = t.matmul(&t.transpose(0, 1));
+    let off_diagonal = (sims - Tensor::eye(8, (Kind::Float, Device::Cpu)) * 2.0).max();
+    assert!(
+        off_diagonal.double_value(&[]) < 0.9999,
+        "captions differing after the first token still get distinct embeddings"
+    );
+    // Pooling the first token under causal attention would make them all equal: refused.
+    let mut causal = run;
+    causal.model.text_causal = true;
+    let e = causal.validate().unwrap_err().to_string();
+    assert!(e.contains("text_causal = false"), "{e}");
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! and the loss are left out. Causal attention is counted in full (as most MFU reports do). Training
 //! costs ≈ 3× the forward pass (backward computes gradients for inputs and weights).
 
-use crate::config::{ModelConfig, VisionPool, kept_patches};
+use super::stem::ConvStem;
+use crate::config::{ModelConfig, PatchEmbed, kept_patches};
 
 /// Forward-pass matmul FLOPs of one Transformer over `tokens` tokens.
 fn transformer_flops(tokens: f64, width: f64, mlp_width: f64, depth: f64) -> f64 {
@@ -20,13 +21,19 @@ fn transformer_flops(tokens: f64, width: f64, mlp_width: f64, depth: f64) -> f64
 pub fn vision_forward_flops(cfg: &ModelConfig, mask_ratio: f64) -> f64 {
     let kept = kept_patches(cfg.num_patches(), mask_ratio) as f64;
     let tokens = kept
-        + if cfg.vision_pool == VisionPool::Cls {
+        + if cfg.vision_pool.has_cls_token() {
             1.0
         } else {
             0.0
         };
     let width = cfg.vision_width as f64;
-    2.0 * kept * cfg.patch_dim() as f64 * width
+    let embedding = match cfg.patch_embed {
+        // Only kept patches are projected.
+        PatchEmbed::Linear => 2.0 * kept * cfg.patch_dim() as f64 * width,
+        // The stem sees the whole image whatever the mask.
+        PatchEmbed::Conv => 2.0 * ConvStem::macs(cfg.vision_width, cfg.patch_size, cfg.image_size),
+    };
+    embedding
         + transformer_flops(
             tokens,
             width,

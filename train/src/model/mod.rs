@@ -5,6 +5,7 @@
 //! - [`layers`]: linear, LayerNorm, attention (`scaled_dot_product_attention`), blocks, precision.
 //! - [`masking`]: per-sample random patch masking reproducible from `(seed, step)`.
 //! - [`posembed`]: fixed 2-D sin-cos position embeddings.
+//! - [`stem`]: the convolutional stem of a hybrid ViT (`patch_embed = "conv"`).
 //! - [`flops`]: FLOP estimates for MFU.
 //!
 //! Training passes a [`PatchMask`]; inference and evaluation pass `None` and encode every patch.
@@ -14,6 +15,7 @@ pub mod layers;
 pub mod masking;
 pub mod params;
 pub mod posembed;
+pub mod stem;
 pub mod text;
 pub mod vision;
 
@@ -101,6 +103,11 @@ impl ClipModel {
     /// The image tower's fixed sin-cos position embedding `[L, vision_width]`.
     pub fn position_embedding(&self) -> &Tensor {
         self.visual.position_embedding()
+    }
+
+    /// The text tower (for its `pool_positions` and direct use).
+    pub fn text(&self) -> &TextTower {
+        &self.text
     }
 
     /// The image tower (for its `patchify` and direct use).

@@ -1,5 +1,5 @@
 //! The text tower: token + learned position embeddings, a Transformer (causal by default), the
-//! final LayerNorm, and one token's output (the last non-pad token, or the first) projected into
+//! final LayerNorm, and one token's output (the end-of-text token, or the first) projected into
 //! the joint space.
 
 use tch::{Kind, TchError, Tensor};
@@ -19,6 +19,7 @@ pub struct TextTower {
     causal: bool,
     pool: TextPool,
     pad_id: i64,
+    eot_id: Option<i64>,
     width: i64,
 }
 
@@ -57,22 +58,34 @@ impl TextTower {
             causal: cfg.text_causal,
             pool: cfg.text_pool,
             pad_id: cfg.pad_id as i64,
+            eot_id: cfg.eot_id.map(|id| id as i64),
             width,
         })
     }
 
-    /// Position of the pooled token for each row of `tokens` `[B, n]`: the last non-pad token
-    /// (position 0 when a row is all padding), or 0 for `first` pooling.
+    /// Position of the pooled token for each row of `tokens` `[B, n]`. `eot` pooling: the first
+    /// end-of-text token (`model.eot_id`), or the last non-pad token in a row without one (and in
+    /// every row when the config names no end token); `first` pooling: 0.
+    ///
+    /// The end token's position is needed, not the last non-pad token's: a tokenizer without a pad
+    /// token of its own (CLIP's) pads with its end token, so the last non-pad token is the last word.
     pub fn pool_positions(&self, tokens: &Tensor) -> Result<Tensor, TchError> {
         let (b, n) = tokens.size2()?;
         match self.pool {
             TextPool::Eot => {
                 let positions = Tensor::f_arange(n, (Kind::Int64, tokens.device()))?;
-                tokens
+                let last_non_pad = tokens
                     .f_ne(self.pad_id)?
                     .f_to_kind(Kind::Int64)?
                     .f_mul(&positions)?
-                    .f_argmax(1, false)
+                    .f_argmax(1, false)?;
+                let Some(eot) = self.eot_id else {
+                    return Ok(last_non_pad);
+                };
+                let is_eot = tokens.f_eq(eot)?;
+                // argmax returns the first of equal maxima: the first end token.
+                let first_eot = is_eot.f_to_kind(Kind::Int64)?.f_argmax(1, false)?;
+                first_eot.f_where_self(&is_eot.f_any_dim(1, false)?, &last_non_pad)
             }
             TextPool::First => Tensor::f_zeros([b], (Kind::Int64, tokens.device())),
         }

@@ -1,7 +1,8 @@
 //! The image tower: a ViT that reads u8 images, keeps only the unmasked patches, and pools.
 //!
-//! Order of operations (FLIP / MAE): patch embedding, + fixed 2-D sin-cos position embedding,
-//! masking, CLS token appended (only with `cls` pooling), pre-norm blocks, final LayerNorm, pooling,
+//! Order of operations (FLIP / MAE): patch embedding (linear, or the convolutional stem of
+//! [`super::stem`] with `patch_embed = "conv"`), + fixed 2-D sin-cos position embedding,
+//! masking, CLS token appended (only with `cls` and `avg_cls` pooling), pre-norm blocks, final LayerNorm, pooling,
 //! projection. Two equivalent rewrites make masking cheaper:
 //!
 //! - The patch embedding is a convolution with kernel = stride = patch; it is computed as a matmul
@@ -20,22 +21,30 @@ use super::layers::{AttnMask, BlockShape, Compute, LayerNorm, Linear, Transforme
 use super::masking::PatchMask;
 use super::params::Initializer;
 use super::posembed::sincos_2d;
-use crate::config::{ModelConfig, VisionPool};
+use super::stem::ConvStem;
+use crate::config::{ModelConfig, PatchEmbed, VisionPool};
 
 /// CLIP's per-channel pixel mean (RGB, on the 0–1 scale).
 pub const CLIP_MEAN: [f64; 3] = [0.48145466, 0.4578275, 0.40821073];
 /// CLIP's per-channel pixel standard deviation (RGB, on the 0–1 scale).
 pub const CLIP_STD: [f64; 3] = [0.26862954, 0.26130258, 0.27577711];
 
-/// The ViT image encoder.
+/// How patches become tokens: ViT's linear projection or a convolutional stem.
 #[derive(Debug)]
-pub struct VisionTower {
+enum Embedding {
     /// `[width, 3, patch, patch]`, used flattened to `[width, 3·patch²]` as a linear layer. The
     /// flat view is taken in every forward, never kept: a view made once goes stale in autograd
     /// when the optimizer updates the parameter in place, and the parameter stops receiving
     /// gradients.
-    patch_weight: Tensor,
-    patch_bias: Tensor,
+    Linear { weight: Tensor, bias: Tensor },
+    /// The hybrid ViT's stem ([`ConvStem`]).
+    Conv(ConvStem),
+}
+
+/// The ViT image encoder.
+#[derive(Debug)]
+pub struct VisionTower {
+    embedding: Embedding,
     pos_embed: Tensor,
     cls_token: Option<Tensor>,
     transformer: Transformer,
@@ -59,12 +68,20 @@ impl VisionTower {
         let width = cfg.vision_width as i64;
         let patch = cfg.patch_size as i64;
         let grid = cfg.grid_size() as i64;
-        // MAE initialises the patch projection like a linear layer (xavier on the flattened weight).
-        let weight = init.xavier_uniform("visual.patch_embed.weight", &[width, 3, patch, patch])?;
-        let bias = init.constant("visual.patch_embed.bias", &[width], 0.0)?;
-        let cls_token = match cfg.vision_pool {
-            VisionPool::Cls => Some(init.normal("visual.cls_token", &[1, 1, width], 0.02)?),
-            VisionPool::Avg => None,
+        let embedding = match cfg.patch_embed {
+            // MAE initialises the patch projection like a linear layer (xavier on the flattened
+            // weight).
+            PatchEmbed::Linear => Embedding::Linear {
+                weight: init
+                    .xavier_uniform("visual.patch_embed.weight", &[width, 3, patch, patch])?,
+                bias: init.constant("visual.patch_embed.bias", &[width], 0.0)?,
+            },
+            PatchEmbed::Conv => Embedding::Conv(ConvStem::new(init, width, patch)?),
+        };
+        let cls_token = if cfg.vision_pool.has_cls_token() {
+            Some(init.normal("visual.cls_token", &[1, 1, width], 0.02)?)
+        } else {
+            None
         };
         let shape = BlockShape {
             width,
@@ -85,19 +102,31 @@ impl VisionTower {
         let pos_embed = Tensor::f_from_slice(&sincos_2d(cfg.grid_size(), cfg.vision_width))?
             .f_view([grid * grid, width])?
             .f_to_device(device)?;
-        // Normalisation folded into one multiply-add per value, laid out like a patch (c, y, x).
+        // Normalisation folded into one multiply-add per value, laid out like a patch (c, y, x)
+        // for the linear embedding, per channel `[1, 3, 1, 1]` for the stem.
+        let repeat = match cfg.patch_embed {
+            PatchEmbed::Linear => (patch * patch) as usize,
+            PatchEmbed::Conv => 1,
+        };
         let per_value = |f: &dyn Fn(usize) -> f64| -> Vec<f32> {
             (0..3)
-                .flat_map(|c| std::iter::repeat_n(f(c) as f32, (patch * patch) as usize))
+                .flat_map(|c| std::iter::repeat_n(f(c) as f32, repeat))
                 .collect()
         };
-        let pixel_scale = Tensor::f_from_slice(&per_value(&|c| 1.0 / (255.0 * CLIP_STD[c])))?
-            .f_to_device(device)?;
-        let pixel_shift = Tensor::f_from_slice(&per_value(&|c| -CLIP_MEAN[c] / CLIP_STD[c]))?
-            .f_to_device(device)?;
+        let layout = |t: Tensor| match cfg.patch_embed {
+            PatchEmbed::Linear => Ok(t),
+            PatchEmbed::Conv => t.f_view([1, 3, 1, 1]),
+        };
+        let pixel_scale = layout(Tensor::f_from_slice(&per_value(&|c| {
+            1.0 / (255.0 * CLIP_STD[c])
+        }))?)?
+        .f_to_device(device)?;
+        let pixel_shift = layout(Tensor::f_from_slice(&per_value(&|c| {
+            -CLIP_MEAN[c] / CLIP_STD[c]
+        }))?)?
+        .f_to_device(device)?;
         Ok(VisionTower {
-            patch_weight: weight,
-            patch_bias: bias,
+            embedding,
             pos_embed,
             cls_token,
             transformer,
@@ -135,37 +164,20 @@ impl VisionTower {
         mask: Option<&PatchMask>,
         compute: Compute,
     ) -> Result<Tensor, TchError> {
-        let patches = self.patchify(images)?;
-        let (b, _, patch_dim) = patches.size3()?;
-        let (patches, pos) = match mask {
-            Some(m) => {
-                let keep = m.kept();
-                let index = m
-                    .ids_keep
-                    .f_unsqueeze(-1)?
-                    .f_expand([b, keep, patch_dim], false)?;
-                let pos = self
-                    .pos_embed
-                    .f_index_select(0, &m.ids_keep.f_reshape([-1])?)?
-                    .f_view([b, keep, self.width])?;
-                (patches.f_gather(1, &index, false)?, pos)
+        let b = images.size().first().copied().unwrap_or(0);
+        let mut x = match &self.embedding {
+            Embedding::Linear { weight, bias } => {
+                self.embed_linear(images, weight, bias, mask, compute)?
             }
-            None => (patches, self.pos_embed.f_unsqueeze(0)?),
+            Embedding::Conv(stem) => self.embed_conv(images, stem, mask)?,
         };
-        let pixels = self
-            .pixel_shift
-            .f_addcmul(&patches.f_to_kind(Kind::Float)?, &self.pixel_scale)?;
-        let projection = Linear::from_parts(
-            self.patch_weight.f_view([self.width, -1])?,
-            Some(self.patch_bias.shallow_clone()),
-        );
-        let mut x = Compute::to_float(&projection.forward(&pixels, compute)?)?.f_add(&pos)?;
         if let Some(cls) = &self.cls_token {
             x = Tensor::f_cat(&[cls.f_expand([b, 1, self.width], false)?, x], 1)?;
         }
         let x = self.transformer.forward(&x, &AttnMask::Full, compute)?;
         let pooled = match self.pool {
-            VisionPool::Avg => {
+            // With `avg_cls` the CLS token is among the tokens averaged (FLIP's code).
+            VisionPool::Avg | VisionPool::AvgCls => {
                 self.norm
                     .forward(&x)?
                     .f_mean_dim([1i64].as_slice(), false, Kind::Float)?
@@ -174,5 +186,71 @@ impl VisionTower {
             VisionPool::Cls => self.norm.forward(&x.f_select(1, 0)?)?,
         };
         Compute::to_float(&self.proj.forward(&pooled, compute)?)
+    }
+
+    /// Tokens `[B, K, width]` + position embeddings of the kept patches, embedded linearly: only
+    /// kept patches are cut out, converted and projected.
+    fn embed_linear(
+        &self,
+        images: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        mask: Option<&PatchMask>,
+        compute: Compute,
+    ) -> Result<Tensor, TchError> {
+        let patches = self.patchify(images)?;
+        let (b, _, patch_dim) = patches.size3()?;
+        let (patches, pos) = match mask {
+            Some(m) => {
+                let index = m
+                    .ids_keep
+                    .f_unsqueeze(-1)?
+                    .f_expand([b, m.kept(), patch_dim], false)?;
+                (patches.f_gather(1, &index, false)?, self.kept_positions(m)?)
+            }
+            None => (patches, self.pos_embed.f_unsqueeze(0)?),
+        };
+        let pixels = self
+            .pixel_shift
+            .f_addcmul(&patches.f_to_kind(Kind::Float)?, &self.pixel_scale)?;
+        let projection =
+            Linear::from_parts(weight.f_view([self.width, -1])?, Some(bias.shallow_clone()));
+        Compute::to_float(&projection.forward(&pixels, compute)?)?.f_add(&pos)
+    }
+
+    /// Tokens `[B, K, width]` + position embeddings of the kept patches, through the stem (which
+    /// sees the whole image; the mask then selects tokens).
+    fn embed_conv(
+        &self,
+        images: &Tensor,
+        stem: &ConvStem,
+        mask: Option<&PatchMask>,
+    ) -> Result<Tensor, TchError> {
+        let pixels = self.pixel_shift.f_addcmul(
+            &images.f_permute([0, 3, 1, 2])?.f_to_kind(Kind::Float)?,
+            &self.pixel_scale,
+        )?;
+        let tokens = stem
+            .forward(&pixels)?
+            .f_add(&self.pos_embed.f_unsqueeze(0)?)?;
+        match mask {
+            Some(m) => {
+                let (b, _, w) = tokens.size3()?;
+                let index = m
+                    .ids_keep
+                    .f_unsqueeze(-1)?
+                    .f_expand([b, m.kept(), w], false)?;
+                tokens.f_gather(1, &index, false)
+            }
+            None => Ok(tokens),
+        }
+    }
+
+    /// Position embeddings `[B, K, width]` of each sample's kept patches.
+    fn kept_positions(&self, m: &PatchMask) -> Result<Tensor, TchError> {
+        let b = m.ids_keep.size().first().copied().unwrap_or(0);
+        self.pos_embed
+            .f_index_select(0, &m.ids_keep.f_reshape([-1])?)?
+            .f_view([b, m.kept(), self.width])
     }
 }

@@ -3,7 +3,9 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use flipstream_train::{ModelConfig, Precision, Preset, RunConfig, TrainConfig, VisionPool};
+use flipstream_train::{
+    ModelConfig, PatchEmbed, Precision, Preset, RunConfig, TextPool, TrainConfig, VisionPool,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::Tensor;
@@ -21,7 +23,7 @@ pub const COLOURS: [[u8; 3]; 8] = [
 ];
 
 /// A model far smaller than the tiny preset: 32 px, patch 8 (16 patches), width 64 × 2 blocks;
-/// text 32 wide, 1 block, ctx 8, vocab 16.
+/// text 32 wide, 1 block, ctx 8, vocab 16 (end token 15).
 pub fn micro_model() -> ModelConfig {
     ModelConfig {
         image_size: 32,
@@ -30,6 +32,7 @@ pub fn micro_model() -> ModelConfig {
         vision_depth: 2,
         vision_heads: 2,
         vocab_size: 16,
+        eot_id: Some(15),
         context_length: 8,
         text_width: 32,
         text_depth: 1,
@@ -67,6 +70,39 @@ pub fn micro_run_cls() -> RunConfig {
     let mut run = micro_run();
     run.model.vision_pool = VisionPool::Cls;
     run
+}
+
+/// The micro run with FLIP's own pooling: a CLS token inside the average.
+pub fn micro_run_avg_cls() -> RunConfig {
+    let mut run = micro_run();
+    run.model.vision_pool = VisionPool::AvgCls;
+    run
+}
+
+/// The micro run with the convolutional stem (hybrid ViT).
+pub fn micro_run_conv() -> RunConfig {
+    let mut run = micro_run();
+    run.model.patch_embed = PatchEmbed::Conv;
+    run
+}
+
+/// The micro run with FLIP's text tower: non-causal attention, pooled at the first token.
+pub fn micro_run_flip_text() -> RunConfig {
+    let mut run = micro_run();
+    run.model.text_causal = false;
+    run.model.text_pool = TextPool::First;
+    run
+}
+
+/// Every micro architecture variant.
+pub fn micro_variants() -> Vec<RunConfig> {
+    vec![
+        micro_run(),
+        micro_run_cls(),
+        micro_run_avg_cls(),
+        micro_run_conv(),
+        micro_run_flip_text(),
+    ]
 }
 
 /// A batch of the colour task for `step`: each of the 8 classes once (shuffled), images of that

@@ -43,6 +43,11 @@ pub struct EvalArgs {
     #[arg(long)]
     pub max_samples: Option<usize>,
 
+    /// Remove this fraction of image patches at inference, as FLIP's Table 1d compares (0: every
+    /// patch) [default: the run's run.eval.mask_ratio, normally 0].
+    #[arg(long, value_name = "R")]
+    pub mask_ratio: Option<f64>,
+
     /// Device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -63,6 +68,40 @@ pub fn run(_args: EvalArgs, _global: Global) -> anyhow::Result<ExitCode> {
     )
 }
 
+/// Table lines of one zero-shot report; `what` says which samples it scores.
+#[cfg(feature = "train")]
+fn zero_shot_lines(lines: &mut Vec<String>, z: &flipstream_train::run::ZeroShotReport, what: &str) {
+    let pct = |x: f64| format!("{:.1} %", x * 100.0);
+    lines.push(format!(
+        "zero-shot over {} classes ({}; {} templates), {what}: {} samples",
+        z.classes,
+        z.label_columns.join(" × "),
+        z.templates,
+        z.samples
+    ));
+    lines.push(format!("  {:<22} {:>8} {:>8}", "", "accuracy", "chance"));
+    lines.push(format!(
+        "  {:<22} {:>8} {:>8}",
+        "class top-1",
+        pct(z.top1),
+        pct(z.chance_top1)
+    ));
+    lines.push(format!(
+        "  {:<22} {:>8} {:>8}",
+        "class top-5",
+        pct(z.top5),
+        pct((5.0 * z.chance_top1).min(1.0))
+    ));
+    for c in &z.columns {
+        lines.push(format!(
+            "  {:<22} {:>8} {:>8}",
+            c.column,
+            pct(c.accuracy),
+            pct(c.chance)
+        ));
+    }
+}
+
 /// Prints an evaluation as a small table (or JSON).
 #[cfg(feature = "train")]
 pub(crate) fn print_eval(r: &flipstream_train::run::EvalReport, json: bool) -> anyhow::Result<()> {
@@ -71,41 +110,32 @@ pub(crate) fn print_eval(r: &flipstream_train::run::EvalReport, json: bool) -> a
         return write_stdout(&serde_json::to_string_pretty(r)?);
     }
     let pct = |x: f64| format!("{:.1} %", x * 100.0);
+    let masked = if r.mask_ratio > 0.0 {
+        format!(", {:.0} % of patches removed", r.mask_ratio * 100.0)
+    } else {
+        String::new()
+    };
     let mut lines = vec![format!(
-        "evaluation at step {} on {} validation samples ({:.1} s)",
+        "evaluation at step {} on {} validation samples ({:.1} s{masked})",
         r.step, r.samples, r.seconds
     )];
-    if let Some(z) = &r.zero_shot {
-        lines.push(format!(
-            "zero-shot over {} classes ({}; {} templates, {} labelled samples)",
-            z.classes,
-            z.label_columns.join(" × "),
-            z.templates,
-            z.samples
-        ));
-        lines.push(format!("  {:<22} {:>8} {:>8}", "", "accuracy", "chance"));
-        lines.push(format!(
-            "  {:<22} {:>8} {:>8}",
-            "class top-1",
-            pct(z.top1),
-            pct(z.chance_top1)
-        ));
-        lines.push(format!(
-            "  {:<22} {:>8} {:>8}",
-            "class top-5",
-            pct(z.top5),
-            pct((5.0 * z.chance_top1).min(1.0))
-        ));
-        for c in &z.columns {
-            lines.push(format!(
-                "  {:<22} {:>8} {:>8}",
-                c.column,
-                pct(c.accuracy),
-                pct(c.chance)
-            ));
+    match &r.zero_shot {
+        Some(z) => {
+            let what = if r.compositional.is_some() {
+                "label combinations seen in training"
+            } else {
+                "validation samples"
+            };
+            zero_shot_lines(&mut lines, z, what);
         }
-    } else {
-        lines.push("zero-shot: no label columns (retrieval only)".into());
+        None => lines.push("zero-shot: no label columns (retrieval only)".into()),
+    }
+    if let Some(z) = &r.compositional {
+        zero_shot_lines(
+            &mut lines,
+            z,
+            "compositional: label combinations held out of training",
+        );
     }
     let ret = &r.retrieval;
     lines.push(format!(
@@ -136,8 +166,9 @@ pub(crate) fn print_eval(r: &flipstream_train::run::EvalReport, json: bool) -> a
 pub fn run(args: EvalArgs, global: Global) -> anyhow::Result<ExitCode> {
     use flipstream_train::TrainStep;
     use flipstream_train::run::rundir::{CONFIG_FILE, TOKENIZER_FILE};
+    use flipstream_train::run::spec::ALL_DATA_EVAL_REFUSAL;
     use flipstream_train::run::{
-        EvalData, RunDir, RunSpec, check_eval_data, evaluate, read_templates,
+        DataSplit, EvalData, RunDir, RunSpec, check_eval_data, evaluate, read_templates,
     };
 
     use crate::cli::train::{device_and_threads, train_error};
@@ -157,6 +188,13 @@ pub fn run(args: EvalArgs, global: Global) -> anyhow::Result<ExitCode> {
         .dataset
         .clone()
         .unwrap_or_else(|| spec.run.dataset.clone());
+    if spec.run.split == DataSplit::All && dataset == spec.run.dataset {
+        crate::usage_bail!(
+            "{ALL_DATA_EVAL_REFUSAL}: evaluate this run on another dataset (flipstream eval \
+             DATASET --run {})",
+            args.run
+        );
+    }
     let explicit = args.label_columns.is_some();
     if let Some(cols) = &args.label_columns {
         spec.run.eval.label_columns = cols
@@ -174,10 +212,18 @@ pub fn run(args: EvalArgs, global: Global) -> anyhow::Result<ExitCode> {
     if let Some(n) = args.max_samples {
         spec.run.eval.max_samples = n;
     }
+    if let Some(r) = args.mask_ratio {
+        spec.run.eval.mask_ratio = r;
+    }
     spec.validate().map_err(train_error)?;
-    let (columns, note) =
-        check_eval_data(&dataset, &spec.run.eval.label_columns, explicit).map_err(train_error)?;
-    if let Some(note) = note
+    let targets = check_eval_data(
+        &dataset,
+        &spec.run.eval.label_columns,
+        spec.run.eval.class_format.as_deref(),
+        explicit,
+    )
+    .map_err(train_error)?;
+    if let Some(note) = &targets.note
         && !global.quiet
     {
         eprintln!("{note}");
@@ -198,9 +244,10 @@ pub fn run(args: EvalArgs, global: Global) -> anyhow::Result<ExitCode> {
         dataset: &dataset,
         tokenizer: &tokenizer,
         options: &spec.run.eval,
+        targets: &targets,
         decode_threads: args.decode_threads,
     };
-    let report = evaluate(&trainer, &data, &columns).map_err(train_error)?;
+    let report = evaluate(&trainer, &data).map_err(train_error)?;
     print_eval(&report, global.json)?;
     Ok(ExitCode::SUCCESS)
 }

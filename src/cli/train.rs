@@ -78,8 +78,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
 
-    /// Train on every row instead of the train side of the split view (evaluation, if asked,
-    /// still uses the validation side).
+    /// Train on every row instead of the train side of the split view. The validation rows are
+    /// then trained on too, so this needs --eval-every 0 (and `flipstream eval` another dataset).
     #[arg(long)]
     pub all_data: bool,
 
@@ -197,6 +197,16 @@ mod imp {
                 "zero-shot top-1 {:.1} % (chance {:.1} %)",
                 z.top1 * 100.0,
                 z.chance_top1 * 100.0
+            ));
+            for c in &z.columns {
+                s.push_str(&format!(", {} {:.1} %", c.column, c.accuracy * 100.0));
+            }
+            s.push_str("; ");
+        }
+        if let Some(z) = &r.compositional {
+            s.push_str(&format!(
+                "held-out combinations top-1 {:.1} %",
+                z.top1 * 100.0
             ));
             for c in &z.columns {
                 s.push_str(&format!(", {} {:.1} %", c.column, c.accuracy * 100.0));

@@ -28,6 +28,9 @@ use crate::model::{ClipModel, Compute, PatchMask, check_images, check_tokens};
 use crate::optim::{AdamW, Gradients};
 use crate::schedule::{Phase, Schedule};
 
+/// Separates inference masks (`encode_images_masked`) from the training masks of the same seed.
+const EVAL_MASK_DOMAIN: u64 = 0x6576_616c_6d61_736b; // "evalmask"
+
 /// What one optimizer step reports.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StepMetrics {
@@ -362,6 +365,25 @@ impl TrainStep {
     /// L2-normalised image embeddings `[B, embed_dim]` of u8 images, every patch, no gradient.
     pub fn encode_images(&self, images: &Tensor) -> Result<Tensor> {
         tch::no_grad(|| self.model.image_features(images, None, self.compute))
+    }
+
+    /// Like [`TrainStep::encode_images`] with a fraction `ratio` of the patches removed (FLIP
+    /// Table 1d's masked inference). The mask is drawn from the run's seed and `draw` (one value
+    /// per batch), in a stream apart from the training masks; ratio 0 encodes every patch.
+    pub fn encode_images_masked(&self, images: &Tensor, ratio: f64, draw: u64) -> Result<Tensor> {
+        if ratio <= 0.0 {
+            return self.encode_images(images);
+        }
+        check_images(images, &self.config.model)?;
+        let mask = PatchMask::random(
+            batch_size(images) as usize,
+            self.config.model.num_patches(),
+            ratio,
+            self.config.train.seed ^ EVAL_MASK_DOMAIN,
+            draw,
+        )
+        .context(|| format!("drawing an inference mask at ratio {ratio}"))?;
+        tch::no_grad(|| self.model.image_features(images, Some(&mask), self.compute))
     }
 
     /// L2-normalised text embeddings `[B, embed_dim]` of token ids, no gradient.

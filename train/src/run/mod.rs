@@ -6,7 +6,8 @@
 //! - [`captions`]: the BPE tokenizer trained on the training captions when none is given.
 //! - [`metrics`]: `metrics.jsonl` records ([`MetricsRecord`]).
 //! - [`prompts`]: zero-shot classes from label columns ([`LabelSet`]) and prompt templates.
-//! - [`eval`]: zero-shot classification and image↔text retrieval on the validation split.
+//! - [`eval`]: zero-shot classification (in-distribution and compositional) and image↔text
+//!   retrieval on the validation split.
 //! - [`train_loop`]: [`train`], the loop itself: loader → step → metrics, evaluation, checkpoints.
 
 pub mod captions;
@@ -18,7 +19,8 @@ pub mod spec;
 pub mod train_loop;
 
 pub use eval::{
-    EvalData, EvalReport, Recall, RetrievalReport, ZeroShotReport, check_eval_data, evaluate,
+    EvalData, EvalReport, EvalTargets, Recall, RetrievalReport, ZeroShotReport, check_eval_data,
+    evaluate,
 };
 pub use metrics::{MetricsRecord, StepRecord, parse_metrics};
 pub use prompts::{LabelSet, read_templates};

@@ -2,8 +2,9 @@
 //! label columns (`{label_color} {label_shape}` → "red circle") and expands the prompt templates
 //! ("a photo of a {}." → "a photo of a red circle.").
 //!
-//! With several label columns the classes are every combination of the values seen (colour ×
-//! shape), so a class that the evaluation samples happen to lack still competes, as in a real
+//! With several label columns the classes are every combination of the columns' values (colour ×
+//! shape); the values are the dataset's whole label vocabulary, not those of the samples being
+//! evaluated, so a class that the evaluation samples happen to lack still competes, as in a real
 //! zero-shot benchmark.
 
 use std::collections::BTreeSet;
@@ -23,11 +24,12 @@ pub struct LabelSet {
 }
 
 impl LabelSet {
-    /// The classes spanned by `samples` (one label tuple per sample, values in `columns` order).
-    /// `format` names a class (`{column}` placeholders); `None` joins the values with spaces.
-    pub fn from_samples(
+    /// The classes spanned by the label vocabulary: every combination of `values[c]` (the
+    /// distinct values of column `c`). `format` names a class (`{column}` placeholders); `None`
+    /// joins the values with spaces.
+    pub fn from_vocabulary(
         columns: &[String],
-        samples: &[Vec<String>],
+        values: Vec<BTreeSet<String>>,
         format: Option<&str>,
     ) -> Result<Self> {
         if columns.is_empty() {
@@ -35,16 +37,7 @@ impl LabelSet {
                 "zero-shot evaluation needs at least one label column".into(),
             ));
         }
-        let mut values: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); columns.len()];
-        for s in samples {
-            for (set, v) in values.iter_mut().zip(s) {
-                set.insert(v.as_str());
-            }
-        }
-        let values: Vec<Vec<String>> = values
-            .into_iter()
-            .map(|s| s.into_iter().map(str::to_string).collect())
-            .collect();
+        let values: Vec<Vec<String>> = values.into_iter().map(Vec::from_iter).collect();
         let mut classes: Vec<Vec<usize>> = vec![Vec::new()];
         for vals in &values {
             classes = classes
@@ -172,15 +165,18 @@ mod tests {
         v.iter().map(|x| x.to_string()).collect()
     }
 
+    fn vocabulary(columns: &[&[&str]]) -> Vec<BTreeSet<String>> {
+        columns
+            .iter()
+            .map(|vals| vals.iter().map(|v| v.to_string()).collect())
+            .collect()
+    }
+
     #[test]
-    fn classes_are_the_product_of_seen_values() {
+    fn classes_are_the_product_of_the_vocabulary() {
         let cols = s(&["label_color", "label_shape"]);
-        let samples = vec![
-            s(&["red", "circle"]),
-            s(&["blue", "star"]),
-            s(&["red", "star"]),
-        ];
-        let set = LabelSet::from_samples(&cols, &samples, None).unwrap();
+        let values = vocabulary(&[&["red", "blue"], &["star", "circle"]]);
+        let set = LabelSet::from_vocabulary(&cols, values.clone(), None).unwrap();
         assert_eq!(set.len(), 4);
         let names: Vec<String> = (0..4).map(|c| set.class_name(c)).collect();
         assert_eq!(
@@ -190,7 +186,7 @@ mod tests {
         assert_eq!(set.class_of(&s(&["red", "circle"])), Some(2));
         assert_eq!(set.class_of(&s(&["green", "circle"])), None);
         assert_eq!(set.value_of(3, 1), Some(1));
-        let f = LabelSet::from_samples(&cols, &samples, Some("{label_shape} in {label_color}"))
+        let f = LabelSet::from_vocabulary(&cols, values, Some("{label_shape} in {label_color}"))
             .unwrap();
         assert_eq!(f.class_name(0), "circle in blue");
         assert_eq!(

@@ -35,9 +35,15 @@ pub enum DataSplit {
     /// The train side of the dataset's split view (`flipstream shard split`).
     #[default]
     Train,
-    /// Every row, ignoring any split (evaluation, if asked, still uses the validation side).
+    /// Every row, ignoring any split. The validation rows are then trained on, so the run cannot
+    /// be evaluated on its own dataset (`eval_every` must be 0; `flipstream eval` needs another
+    /// dataset).
     All,
 }
+
+/// Why a run that trains on every row (`run.split = "all"`) is not evaluated on its own dataset.
+pub const ALL_DATA_EVAL_REFUSAL: &str = "run.split = \"all\" (--all-data) trains on the validation \
+     rows too, so evaluating on them would measure recall of training data, not generalisation";
 
 /// Zero-shot and retrieval evaluation settings (`[run.eval]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +63,9 @@ pub struct EvalOptions {
     pub max_samples: usize,
     /// Images per forward pass.
     pub batch_size: usize,
+    /// Fraction of image patches removed at inference: 0 encodes every patch (FLIP's and this
+    /// project's default); above 0 measures masked inference (FLIP Table 1d).
+    pub mask_ratio: f64,
 }
 
 /// The default prompt templates (a few of CLIP's ImageNet prompts).
@@ -82,6 +91,7 @@ impl Default for EvalOptions {
             templates: DEFAULT_TEMPLATES.iter().map(|s| s.to_string()).collect(),
             max_samples: 2000,
             batch_size: 128,
+            mask_ratio: 0.0,
         }
     }
 }
@@ -109,6 +119,10 @@ pub struct RunOptions {
     pub shuffle_block: usize,
     /// Row groups the loader fetches ahead per lane.
     pub prefetch_row_groups: usize,
+    /// RandomResizedCrop's range of the crop's area as a fraction of the image's (FLIP: 0.5–1).
+    pub crop_scale: [f64; 2],
+    /// Probability of a horizontal flip of a training image (FLIP: 0.5).
+    pub hflip_prob: f64,
     /// Evaluation settings.
     pub eval: EvalOptions,
 }
@@ -124,6 +138,8 @@ impl Default for RunOptions {
             lanes: None,
             shuffle_block: 4096,
             prefetch_row_groups: 8,
+            crop_scale: [0.5, 1.0],
+            hflip_prob: 0.5,
             eval: EvalOptions::default(),
         }
     }
@@ -319,6 +335,19 @@ impl RunSpec {
         if self.run.shuffle_block == 0 {
             p.push("run.shuffle_block is 0: it must be at least 1".to_string());
         }
+        let [lo, hi] = self.run.crop_scale;
+        if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+            p.push(format!(
+                "run.crop_scale = [{lo}, {hi}] must satisfy 0 < low ≤ high ≤ 1 (FLIP: [0.5, 1.0]; \
+                 [1.0, 1.0] keeps the whole image)"
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.run.hflip_prob) {
+            p.push(format!(
+                "run.hflip_prob = {} must be a probability in [0, 1]",
+                self.run.hflip_prob
+            ));
+        }
         if self.run.prefetch_row_groups == 0 {
             p.push("run.prefetch_row_groups is 0: it must be at least 1".to_string());
         }
@@ -340,6 +369,20 @@ impl RunSpec {
             if !t.contains("{}") {
                 p.push(format!(
                     "run.eval.templates: {t:?} has no `{{}}` where the class name goes"
+                ));
+            }
+        }
+        if !(0.0..1.0).contains(&e.mask_ratio) {
+            p.push(format!(
+                "run.eval.mask_ratio = {} is outside [0, 1): use 0 to encode every patch",
+                e.mask_ratio
+            ));
+        } else {
+            let patches = self.config.model.num_patches();
+            if patches > 0 && crate::config::kept_patches(patches, e.mask_ratio) == 0 {
+                p.push(format!(
+                    "run.eval.mask_ratio = {} keeps no patch of the {patches} per image: lower it",
+                    e.mask_ratio
                 ));
             }
         }

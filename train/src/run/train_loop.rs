@@ -28,7 +28,7 @@ use crate::run::captions::{no_split, train_tokenizer};
 use crate::run::eval::{EvalData, EvalReport, check_eval_data, evaluate};
 use crate::run::metrics::{MetricsLog, MetricsRecord, StepRecord};
 use crate::run::rundir::{CONFIG_FILE, RunDir, TOKENIZER_FILE};
-use crate::run::spec::{DataSplit, Overrides, RunSpec};
+use crate::run::spec::{ALL_DATA_EVAL_REFUSAL, DataSplit, Overrides, RunSpec};
 use crate::step::TrainStep;
 
 /// How a run starts.
@@ -168,12 +168,18 @@ pub fn train(
         loader_start,
     } = prepared;
     let dataset = spec.run.dataset.clone();
-    let eval_columns = if spec.run.eval_every > 0 {
-        let (columns, note) = check_eval_data(&dataset, &spec.run.eval.label_columns, false)?;
-        if let Some(note) = note {
-            observer.message(&note);
+    let eval_targets = if spec.run.eval_every > 0 {
+        let eval = &spec.run.eval;
+        let targets = check_eval_data(
+            &dataset,
+            &eval.label_columns,
+            eval.class_format.as_deref(),
+            false,
+        )?;
+        if let Some(note) = &targets.note {
+            observer.message(note);
         }
-        Some(columns)
+        Some(targets)
     } else {
         None
     };
@@ -195,6 +201,8 @@ pub fn train(
         tokenizer: Some(tokenizer.clone()),
         context_length: spec.config.model.context_length,
         prefetch_row_groups: spec.run.prefetch_row_groups,
+        crop_scale: (spec.run.crop_scale[0], spec.run.crop_scale[1]),
+        hflip_prob: spec.run.hflip_prob,
         decode_threads: session.decode_threads,
         io_threads: 1,
         ..LoaderConfig::default()
@@ -220,12 +228,13 @@ pub fn train(
         .stop_after
         .map_or(total, |n| first_step.saturating_add(n).min(total));
     observer.started(first_step, total);
-    let eval_data = EvalData {
+    let eval_data = eval_targets.as_ref().map(|targets| EvalData {
         dataset: &dataset,
         tokenizer: &tokenizer,
         options: &spec.run.eval,
+        targets,
         decode_threads: session.decode_threads,
-    };
+    });
     let mut last_eval = None;
     let mut last_checkpoint = None;
     let (mut busy, mut waited, mut images) = (0.0f64, 0.0f64, 0u64);
@@ -294,11 +303,11 @@ pub fn train(
             observer.checkpoint(done, &path);
             last_checkpoint = Some(path);
         }
-        if let Some(columns) = &eval_columns {
+        if let Some(eval_data) = &eval_data {
             let every = spec.run.eval_every;
             if done.is_multiple_of(every) || (last && done == total) {
                 observer.eval_started(done);
-                let report = evaluate(&trainer, &eval_data, columns)?;
+                let report = evaluate(&trainer, eval_data)?;
                 metrics.append(&MetricsRecord::Eval(report.clone()))?;
                 metrics.sync(&dir)?;
                 observer.eval(&report);
@@ -342,7 +351,7 @@ fn save_checkpoint(dir: &RunDir, trainer: &TrainStep, progress: &TrainProgress) 
     Ok(dir.display(&latest.dir))
 }
 
-/// Sets the model's vocabulary and pad id from the tokenizer at `path`.
+/// Sets the model's vocabulary, pad id and end-of-text id from the tokenizer at `path`.
 fn adopt_tokenizer(spec: &mut RunSpec, path: &Path) -> Result<()> {
     let tok = TextTokenizer::from_file(path, spec.config.model.context_length.max(2)).map_err(
         |source| TrainError::Tokenizer {
@@ -352,6 +361,7 @@ fn adopt_tokenizer(spec: &mut RunSpec, path: &Path) -> Result<()> {
     )?;
     spec.config.model.vocab_size = tok.vocab_size();
     spec.config.model.pad_id = tok.pad_id() as usize;
+    spec.config.model.eot_id = Some(tok.end_id() as usize);
     Ok(())
 }
 
@@ -375,9 +385,15 @@ fn prepare_new(
         });
     }
     let dataset = spec.run.dataset.clone();
+    if spec.run.split == DataSplit::All && spec.run.eval_every > 0 {
+        return Err(request(format!(
+            "{ALL_DATA_EVAL_REFUSAL}: pass --eval-every 0, or train on the train side of the split \
+             (leave out --all-data)"
+        )));
+    }
     if spec.run.eval_every > 0 {
         // Fail before the tokenizer is trained when evaluation cannot work.
-        check_eval_data(&dataset, &[], false)?;
+        check_eval_data(&dataset, &[], None, false)?;
     }
     dir.create()?;
     match tokenizer {
@@ -463,13 +479,17 @@ fn prepare_resume(
     let check = {
         let mut s = spec.clone();
         adopt_tokenizer(&mut s, &tokenizer)?;
+        // A run written before the end token was recorded pools at its last non-pad token.
+        if spec.config.model.eot_id.is_none() {
+            s.config.model.eot_id = None;
+        }
         s.config.model == spec.config.model
     };
     if !check {
         return Err(TrainError::RunDir {
             url: dir.url().to_string(),
             detail: format!(
-                "{TOKENIZER_FILE} does not match model.vocab_size / model.pad_id of {CONFIG_FILE}"
+                "{TOKENIZER_FILE} does not match model.vocab_size / model.pad_id / model.eot_id of {CONFIG_FILE}"
             ),
         });
     }

@@ -21,13 +21,13 @@ pub mod targets;
 use std::path::Path;
 use std::time::Instant;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::DataType;
+use arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use flipstream_shard::TextTokenizer;
 use flipstream_shard::loader::{Loader, LoaderConfig, Mode, Rank, SplitSelection, Start};
+use flipstream_shard::split::LabelColumns;
 
 use crate::error::{Result, TorchContext, TrainError};
 use crate::run::prompts::{LabelSet, fill_template};
@@ -123,24 +123,18 @@ pub struct EvalData<'a> {
 
 /// The values of every column of `extras` for its first `n` rows, as text (`None` for nulls).
 fn extra_values(extras: &RecordBatch, n: usize) -> Result<Vec<Vec<Option<String>>>> {
-    let mut columns = Vec::with_capacity(extras.num_columns());
-    for (i, col) in extras.columns().iter().enumerate() {
-        let text = arrow::compute::cast(col, &DataType::Utf8).map_err(|e| {
-            TrainError::Request(format!(
-                "label column `{}` cannot be read as text: {e}",
-                extras.schema().field(i).name()
-            ))
-        })?;
-        columns.push(text);
-    }
+    let names: Vec<String> = extras
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let labels =
+        LabelColumns::from_batch(extras, &names).map_err(|e| TrainError::Request(e.to_string()))?;
     Ok((0..n)
         .map(|row| {
-            columns
-                .iter()
-                .map(|c| {
-                    let s = c.as_string::<i32>();
-                    (!s.is_null(row)).then(|| s.value(row).to_string())
-                })
+            (0..names.len())
+                .map(|c| labels.value(c, row).map(str::to_string))
                 .collect()
         })
         .collect())
@@ -241,7 +235,11 @@ fn collect(trainer: &TrainStep, data: &EvalData<'_>) -> Result<Collected> {
             .f_view([n as i64, ctx])
             .context(|| "evaluation tokens".into())?;
         let ratio = data.options.mask_ratio;
-        images.push(to_cpu(trainer.encode_images_masked(&img, ratio, index as u64)?)?);
+        images.push(to_cpu(trainer.encode_images_masked(
+            &img,
+            ratio,
+            index as u64,
+        )?)?);
         texts.push(to_cpu(trainer.encode_texts(&tok)?)?);
         match &batch.extras {
             Some(extras) if extras.num_columns() > 0 => labels.extend(

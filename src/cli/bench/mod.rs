@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::Global;
 
+mod fidelity;
 mod ingest;
 mod loader;
 mod stats;
@@ -41,6 +42,10 @@ pub enum BenchKind {
     /// Synthetic pairs/s against the encoders alone, with the time per stage (scene, drawing,
     /// encoding) and per output format, in one run.
     Synth(synth::BenchSynthArgs),
+    /// Learning fidelity: CLIP against FLIP at equal epochs and equal wall-clock, the bigger
+    /// batch, unmasked tuning and masked inference, several seeds; writes docs/fidelity.md with
+    /// a table and plots (tens of minutes on a CPU).
+    Fidelity(fidelity::FidelityArgs),
 }
 
 /// Runs `flipstream bench …`.
@@ -51,5 +56,6 @@ pub fn run(args: BenchArgs, global: Global) -> anyhow::Result<ExitCode> {
         BenchKind::Loader(a) => loader::run(a, global),
         BenchKind::Ingest(a) => ingest::run(a, global),
         BenchKind::Synth(a) => synth::run(a, global),
+        BenchKind::Fidelity(a) => fidelity::run(a, global),
     }
 }

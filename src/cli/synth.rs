@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use flipstream_ingest::synth::{
-    self, DirtKind, DirtMix, Layout, Overwrite, SynthConfig, SynthError, SynthSummary,
+    self, DirtKind, DirtMix, Layout, Overwrite, SizeMix, SynthConfig, SynthError, SynthSummary,
 };
 
 use super::{Global, UsageError};
@@ -61,6 +61,12 @@ pub struct SynthArgs {
     #[arg(long, default_value = "off", value_name = "SPEC")]
     pub dirt: String,
 
+    /// Size classes of the main object as weights: `default` (small=25,medium=45,large=30) or
+    /// `class=weight,…` with classes small (diameter 20–30 % of the shortest side), medium
+    /// (36–50 %) and large (58–76 %); classes left out weigh 0.
+    #[arg(long, default_value = "default", value_name = "SPEC")]
+    pub object_sizes: String,
+
     /// URL prefix of the `urls` layout: an item's URL is this plus `files/<key>.<ext>`.
     #[arg(long, default_value = "http://127.0.0.1:8000/", value_name = "URL")]
     pub url_base: String,
@@ -108,6 +114,7 @@ pub(super) fn cli_error(e: SynthError) -> anyhow::Error {
 /// Generates the pairs and prints the summary.
 pub fn run(args: SynthArgs, global: Global) -> anyhow::Result<ExitCode> {
     let dirt: DirtMix = args.dirt.parse().map_err(cli_error)?;
+    let sizes: SizeMix = args.object_sizes.parse().map_err(cli_error)?;
     let config = SynthConfig {
         count: args.count,
         seed: args.seed,
@@ -115,6 +122,7 @@ pub fn run(args: SynthArgs, global: Global) -> anyhow::Result<ExitCode> {
         shard_size: args.shard_size,
         dirt,
         url_base: args.url_base,
+        sizes,
     };
     config.validate().map_err(cli_error)?;
     let overwrite = if args.force {

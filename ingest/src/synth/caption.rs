@@ -457,7 +457,12 @@ mod tests {
     use super::*;
 
     fn scene(i: u64) -> Scene {
-        Scene::sample(300, 200, &mut item_rng(2, i, Purpose::Scene))
+        Scene::sample(
+            300,
+            200,
+            &crate::synth::SizeMix::default(),
+            &mut item_rng(2, i, Purpose::Scene),
+        )
     }
 
     #[test]

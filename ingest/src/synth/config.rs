@@ -1,4 +1,4 @@
-//! [`SynthConfig`]: what to generate (count, seed, layout, dirt mix), with validation.
+//! [`SynthConfig`]: what to generate (count, seed, layout, dirt mix, object sizes), with validation.
 //!
 //! A [`DirtMix`] maps dirt kinds to the fraction of items that get them; it parses from the
 //! command-line forms `off`, `default` and `kind=fraction,kind=fraction` (which may start with
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dirt::DirtKind;
 use super::error::SynthError;
+use super::scene::SizeClass;
 
 /// Keys are nine-digit zero-padded indices, so at most this many items.
 pub const MAX_COUNT: u64 = 1_000_000_000;
@@ -212,6 +213,90 @@ impl FromStr for DirtMix {
     }
 }
 
+/// Relative weights of the main object's size classes ([`SizeClass`]): the default 25 / 45 / 30
+/// (small / medium / large) mixes web photos with small subjects and product shots; a demo on a
+/// tiny model at 64 px may ask for large objects only (`large=1`), whose outline spans several
+/// ViT patches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizeMix {
+    /// Weight of [`SizeClass::Small`] (diameter 20–30 % of the shortest side).
+    pub small: u32,
+    /// Weight of [`SizeClass::Medium`] (36–50 %).
+    pub medium: u32,
+    /// Weight of [`SizeClass::Large`] (58–76 %).
+    pub large: u32,
+}
+
+impl Default for SizeMix {
+    fn default() -> Self {
+        SizeMix {
+            small: 25,
+            medium: 45,
+            large: 30,
+        }
+    }
+}
+
+impl SizeMix {
+    /// The weights in [`SizeClass::ALL`] order.
+    pub fn weights(&self) -> [(SizeClass, u32); 3] {
+        [
+            (SizeClass::Small, self.small),
+            (SizeClass::Medium, self.medium),
+            (SizeClass::Large, self.large),
+        ]
+    }
+}
+
+impl fmt::Display for SizeMix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "small={},medium={},large={}",
+            self.small, self.medium, self.large
+        )
+    }
+}
+
+impl FromStr for SizeMix {
+    type Err = SynthError;
+
+    /// Parses `default` or `class=weight,…` (classes left out weigh 0; at least one weight > 0).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s == "default" {
+            return Ok(SizeMix::default());
+        }
+        let mut mix = SizeMix {
+            small: 0,
+            medium: 0,
+            large: 0,
+        };
+        for part in s.split(',').map(str::trim) {
+            let bad = || {
+                SynthError::Config(format!(
+                    "bad object-size item {part:?}: expected small|medium|large=WEIGHT (a whole number)"
+                ))
+            };
+            let (name, value) = part.split_once('=').ok_or_else(bad)?;
+            let weight: u32 = value.trim().parse().map_err(|_| bad())?;
+            match name.trim() {
+                "small" => mix.small = weight,
+                "medium" => mix.medium = weight,
+                "large" => mix.large = weight,
+                _ => return Err(bad()),
+            }
+        }
+        if mix.small as u64 + mix.medium as u64 + mix.large as u64 == 0 {
+            return Err(SynthError::Config(format!(
+                "object sizes {s:?}: at least one weight must be positive"
+            )));
+        }
+        Ok(mix)
+    }
+}
+
 /// What to generate. `Default` is 1,000 clean pairs, seed 0, WebDataset shards of 1,000.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -229,6 +314,8 @@ pub struct SynthConfig {
     pub dirt: DirtMix,
     /// URL prefix for the `urls` layout: the URL of an item is `url_base + "files/<key>.<ext>"`.
     pub url_base: String,
+    /// Size classes of the main objects.
+    pub sizes: SizeMix,
 }
 
 impl Default for SynthConfig {
@@ -240,6 +327,7 @@ impl Default for SynthConfig {
             shard_size: 1000,
             dirt: DirtMix::none(),
             url_base: "http://127.0.0.1:8000/".to_string(),
+            sizes: SizeMix::default(),
         }
     }
 }
@@ -279,6 +367,27 @@ impl SynthConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_sizes_parse_and_refuse_nonsense() {
+        assert_eq!("default".parse::<SizeMix>().unwrap(), SizeMix::default());
+        let large: SizeMix = "large=1".parse().unwrap();
+        assert_eq!((large.small, large.medium, large.large), (0, 0, 1));
+        let mix: SizeMix = " medium = 3, large=7".parse().unwrap();
+        assert_eq!(mix.to_string(), "small=0,medium=3,large=7");
+        assert_eq!(mix.to_string().parse::<SizeMix>().unwrap(), mix);
+        for bad in [
+            "huge=1",
+            "large",
+            "large=-1",
+            "large=0.5",
+            "small=0,large=0",
+            "",
+        ] {
+            let e = bad.parse::<SizeMix>().unwrap_err();
+            assert!(e.is_usage(), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn parses_forms() {

@@ -439,7 +439,12 @@ mod tests {
     use image::GenericImageView;
 
     fn canvas(w: u32, h: u32) -> Canvas {
-        render(&Scene::sample(w, h, &mut item_rng(11, 0, Purpose::Scene)))
+        render(&Scene::sample(
+            w,
+            h,
+            &crate::synth::SizeMix::default(),
+            &mut item_rng(11, 0, Purpose::Scene),
+        ))
     }
 
     fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {

@@ -34,7 +34,7 @@ use std::sync::mpsc::sync_channel;
 
 use rayon::prelude::*;
 
-pub use config::{DirtMix, Layout, MAX_COUNT, SynthConfig};
+pub use config::{DirtMix, Layout, MAX_COUNT, SizeMix, SynthConfig};
 pub use dirt::{DirtKind, IngestOutcome, UnknownDirtKind};
 pub use error::SynthError;
 pub use output::{Overwrite, URL_LIST_FILE};

@@ -317,7 +317,7 @@ impl SynthPlan {
             Some(DirtKind::ExtremeAspect) => (w, h) = extreme_size(&mut drng),
             _ => {}
         }
-        let scene = Scene::sample(w, h, &mut srng);
+        let scene = Scene::sample(w, h, &cfg.sizes, &mut srng);
 
         let mut crng = item_rng(seed, index, Purpose::Caption);
         let clean_caption = caption::caption(&scene, &mut crng);

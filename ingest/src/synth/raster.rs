@@ -590,7 +590,12 @@ mod tests {
     #[test]
     fn main_object_colour_dominates_its_centre() {
         for i in 0..60 {
-            let scene = Scene::sample(320, 240, &mut item_rng(5, i, Purpose::Scene));
+            let scene = Scene::sample(
+                320,
+                240,
+                &crate::synth::SizeMix::default(),
+                &mut item_rng(5, i, Purpose::Scene),
+            );
             let c = render(&scene);
             let m = &scene.main;
             let probe = match m.shape {
@@ -620,7 +625,12 @@ mod tests {
     #[test]
     fn tiled_painting_equals_per_pixel_painting() {
         for i in 0..40 {
-            let scene = Scene::sample(240, 180, &mut item_rng(8, i, Purpose::Scene));
+            let scene = Scene::sample(
+                240,
+                180,
+                &crate::synth::SizeMix::default(),
+                &mut item_rng(8, i, Purpose::Scene),
+            );
             assert_eq!(
                 render_tiled(&scene, TILE),
                 render_tiled(&scene, 1),
@@ -631,7 +641,12 @@ mod tests {
 
     #[test]
     fn rendering_is_deterministic_and_noisy() {
-        let scene = Scene::sample(200, 150, &mut item_rng(1, 2, Purpose::Scene));
+        let scene = Scene::sample(
+            200,
+            150,
+            &crate::synth::SizeMix::default(),
+            &mut item_rng(1, 2, Purpose::Scene),
+        );
         let a = render(&scene);
         assert_eq!(a, render(&scene));
         let distinct: std::collections::BTreeSet<[u8; 3]> = (0..150)
@@ -643,7 +658,12 @@ mod tests {
 
     #[test]
     fn rotation_and_resize_geometry() {
-        let scene = Scene::sample(40, 30, &mut item_rng(1, 3, Purpose::Scene));
+        let scene = Scene::sample(
+            40,
+            30,
+            &crate::synth::SizeMix::default(),
+            &mut item_rng(1, 3, Purpose::Scene),
+        );
         let c = render(&scene);
         let cw = rotate90(&c, true);
         assert_eq!((cw.width, cw.height), (30, 40));

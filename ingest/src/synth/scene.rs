@@ -11,6 +11,7 @@ use rand::Rng;
 use rand_distr::{Distribution, LogNormal};
 use serde::{Deserialize, Serialize};
 
+use super::config::SizeMix;
 use super::rng::{ItemRng, pick, weighted};
 
 macro_rules! named_enum {
@@ -396,20 +397,13 @@ fn new_object(
 }
 
 impl Scene {
-    /// Samples a scene of the given size.
-    pub(crate) fn sample(width: u32, height: u32, rng: &mut ItemRng) -> Scene {
+    /// Samples a scene of the given size, the main object's size class drawn from `sizes`.
+    pub(crate) fn sample(width: u32, height: u32, sizes: &SizeMix, rng: &mut ItemRng) -> Scene {
         let (w, h) = (width as f32, height as f32);
         let m = w.min(h);
         let shape = pick(rng, &Shape::ALL);
         let color = pick(rng, &Color::ALL);
-        let size = weighted(
-            rng,
-            &[
-                (SizeClass::Small, 25),
-                (SizeClass::Medium, 45),
-                (SizeClass::Large, 30),
-            ],
-        );
+        let size = weighted(rng, &sizes.weights());
         let radius = m * match size {
             SizeClass::Small => rng.random_range(0.10..0.15f32),
             SizeClass::Medium => rng.random_range(0.18..0.25f32),
@@ -599,7 +593,12 @@ mod tests {
     #[test]
     fn main_object_is_largest_and_contrasts_with_background() {
         for i in 0..300 {
-            let s = Scene::sample(500, 375, &mut item_rng(9, i, Purpose::Scene));
+            let s = Scene::sample(
+                500,
+                375,
+                &SizeMix::default(),
+                &mut item_rng(9, i, Purpose::Scene),
+            );
             assert_eq!(s.labels.num_objects as usize, 1 + s.distractors.len());
             assert!(s.distractors.iter().all(|d| d.radius < s.main.radius));
             assert!(

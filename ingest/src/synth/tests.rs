@@ -522,3 +522,25 @@ fn progress_reports_every_item() {
     .unwrap();
     assert_eq!(*seen.lock().unwrap(), (1..=7).collect::<Vec<u64>>());
 }
+
+#[test]
+fn object_sizes_choose_the_main_object_size_class() {
+    use super::scene::SizeClass;
+    let sizes = |spec: &str| {
+        let cfg = SynthConfig {
+            sizes: spec.parse().unwrap(),
+            ..config(60, Layout::Webdataset, 1000, "off")
+        };
+        (0..60)
+            .map(|i| render_pair(&cfg, i).unwrap().labels.size)
+            .collect::<Vec<_>>()
+    };
+    assert!(sizes("large=1").iter().all(|s| *s == SizeClass::Large));
+    let mixed = sizes("default");
+    for class in SizeClass::ALL {
+        assert!(
+            mixed.contains(&class),
+            "{class} missing from the default mix"
+        );
+    }
+}

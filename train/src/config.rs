@@ -80,6 +80,10 @@ pub enum TextPool {
     /// `text_causal = false`: under causal attention the first token sees only itself, and every
     /// caption would get the same embedding.
     First,
+    /// The mean over the caption's tokens (pads excluded): every word reaches the embedding
+    /// directly from the first step, without attention having to learn to route it to one
+    /// position (see docs/training.md for when this matters).
+    Mean,
 }
 
 /// Numeric precision of the matrix multiplications.

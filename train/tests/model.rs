@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use common::{
     colour_batch, max_abs_diff, micro_model, micro_run, micro_run_avg_cls, micro_run_cls,
-    micro_run_conv, micro_run_flip_text, micro_variants, same_values,
+    micro_run_conv, micro_run_flip_text, micro_run_mean_text, micro_variants, same_values,
 };
 use flipstream_train::config::kept_patches;
 use flipstream_train::model::Compute;
@@ -255,6 +255,26 @@ fn text_pools_at_the_end_token_even_when_it_is_also_the_padding() {
     let other = TrainStep::new(micro_run(), Device::Cpu).unwrap();
     let pos = Vec::<i64>::try_from(&other.model().text().pool_positions(&padded).unwrap()).unwrap();
     assert_eq!(pos, [3]);
+}
+
+#[test]
+fn mean_text_pooling_ignores_padding_and_hears_every_word() {
+    let trainer = TrainStep::new(micro_run_mean_text(), Device::Cpu).unwrap();
+    let embed = |ids: &[i64]| {
+        let n = ids.len() as i64;
+        trainer
+            .encode_texts(&Tensor::from_slice(ids).view([1, n]))
+            .unwrap()
+    };
+    let short = embed(&[1, 3, 4, 15]);
+    let padded = embed(&[1, 3, 4, 15, 0, 0, 0, 0]);
+    assert!(
+        max_abs_diff(&short, &padded) < 1e-5,
+        "pads change the embedding"
+    );
+    // A different first word changes the mean even under causal attention (where the end token
+    // would also see it, but the mean does not depend on attention to get there).
+    assert!(max_abs_diff(&short, &embed(&[1, 5, 4, 15])) > 1e-4);
 }
 
 #[test]

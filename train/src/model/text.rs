@@ -65,7 +65,8 @@ impl TextTower {
 
     /// Position of the pooled token for each row of `tokens` `[B, n]`. `eot` pooling: the first
     /// end-of-text token (`model.eot_id`), or the last non-pad token in a row without one (and in
-    /// every row when the config names no end token); `first` pooling: 0.
+    /// every row when the config names no end token); `first` pooling: 0 (`mean` pooling uses
+    /// every non-pad position; this returns 0 for it).
     ///
     /// The end token's position is needed, not the last non-pad token's: a tokenizer without a pad
     /// token of its own (CLIP's) pads with its end token, so the last non-pad token is the last word.
@@ -87,8 +88,31 @@ impl TextTower {
                 let first_eot = is_eot.f_to_kind(Kind::Int64)?.f_argmax(1, false)?;
                 first_eot.f_where_self(&is_eot.f_any_dim(1, false)?, &last_non_pad)
             }
-            TextPool::First => Tensor::f_zeros([b], (Kind::Int64, tokens.device())),
+            TextPool::First | TextPool::Mean => {
+                Tensor::f_zeros([b], (Kind::Int64, tokens.device()))
+            }
         }
+    }
+
+    /// The pooled (pre-norm) token outputs `[B, width]` of `x` `[B, n, width]`.
+    fn pool(&self, x: &Tensor, tokens: &Tensor) -> Result<Tensor, TchError> {
+        let (b, _) = tokens.size2()?;
+        if self.pool == TextPool::Mean {
+            let keep = tokens.f_ne(self.pad_id)?.f_to_kind(x.kind())?;
+            // At least one token per row (an all-pad row pools to zero instead of NaN).
+            let count = keep
+                .f_sum_dim_intlist(1, true, x.kind())?
+                .f_clamp_min(1.0)?;
+            return x
+                .f_mul(&keep.f_unsqueeze(2)?)?
+                .f_sum_dim_intlist(1, false, x.kind())?
+                .f_div(&count);
+        }
+        let index = self
+            .pool_positions(tokens)?
+            .f_view([b, 1, 1])?
+            .f_expand([b, 1, self.width], false)?;
+        x.f_gather(1, &index, false)?.f_squeeze_dim(1)
     }
 
     /// Unnormalised text embeddings `[B, embed_dim]` (float32) for int64 `tokens` `[B, n]`,
@@ -110,14 +134,9 @@ impl TextTower {
             )
         };
         let x = self.transformer.forward(&x, &mask, compute)?;
-        let index = self
-            .pool_positions(tokens)?
-            .f_view([b, 1, 1])?
-            .f_expand([b, 1, self.width], false)?;
-        // LayerNorm is per token: normalising only the pooled token gives the same result.
-        let pooled = self
-            .norm
-            .forward(&x.f_gather(1, &index, false)?.f_squeeze_dim(1)?)?;
+        // The final LayerNorm on the pooled vector (for one pooled token the same as normalising
+        // every token first).
+        let pooled = self.norm.forward(&self.pool(&x, tokens)?)?;
         Compute::to_float(&self.proj.forward(&pooled, compute)?)
     }
 }

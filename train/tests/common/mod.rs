@@ -94,6 +94,13 @@ pub fn micro_run_flip_text() -> RunConfig {
     run
 }
 
+/// The micro run with the text embedding averaged over the caption's tokens.
+pub fn micro_run_mean_text() -> RunConfig {
+    let mut run = micro_run();
+    run.model.text_pool = TextPool::Mean;
+    run
+}
+
 /// Every micro architecture variant.
 pub fn micro_variants() -> Vec<RunConfig> {
     vec![
@@ -102,6 +109,7 @@ pub fn micro_variants() -> Vec<RunConfig> {
         micro_run_avg_cls(),
         micro_run_conv(),
         micro_run_flip_text(),
+        micro_run_mean_text(),
     ]
 }
 

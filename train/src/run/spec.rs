@@ -121,6 +121,9 @@ pub struct RunOptions {
     pub prefetch_row_groups: usize,
     /// RandomResizedCrop's range of the crop's area as a fraction of the image's (FLIP: 0.5–1).
     pub crop_scale: [f64; 2],
+    /// RandomResizedCrop's range of the crop's aspect ratio, width / height (FLIP and torchvision:
+    /// 3/4–4/3; `[1.0, 1.0]` keeps shapes undistorted).
+    pub crop_ratio: [f64; 2],
     /// Probability of a horizontal flip of a training image (FLIP: 0.5).
     pub hflip_prob: f64,
     /// Evaluation settings.
@@ -139,6 +142,7 @@ impl Default for RunOptions {
             shuffle_block: 4096,
             prefetch_row_groups: 8,
             crop_scale: [0.5, 1.0],
+            crop_ratio: [3.0 / 4.0, 4.0 / 3.0],
             hflip_prob: 0.5,
             eval: EvalOptions::default(),
         }
@@ -342,6 +346,13 @@ impl RunSpec {
                  [1.0, 1.0] keeps the whole image)"
             ));
         }
+        let [lo, hi] = self.run.crop_ratio;
+        if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
+            p.push(format!(
+                "run.crop_ratio = [{lo}, {hi}] must satisfy 0 < low ≤ high (FLIP: [0.75, 1.333]; \
+                 [1.0, 1.0] keeps the aspect ratio)"
+            ));
+        }
         if !(0.0..=1.0).contains(&self.run.hflip_prob) {
             p.push(format!(
                 "run.hflip_prob = {} must be a probability in [0, 1]",
@@ -470,6 +481,27 @@ mod tests {
         spec.run.lanes = Some(8);
         let text = spec.to_toml_string().unwrap();
         assert_eq!(RunSpec::from_toml_str(&text, "t").unwrap(), spec);
+    }
+
+    #[test]
+    fn augmentation_settings_are_checked() {
+        let mut spec = RunSpec::preset(Preset::Tiny);
+        spec.run.dataset = "data/ds".into();
+        spec.validate().unwrap();
+        for (scale, ratio, flip, key) in [
+            ([0.0, 1.0], [0.75, 1.0], 0.5, "run.crop_scale"),
+            ([0.9, 1.1], [0.75, 1.0], 0.5, "run.crop_scale"),
+            ([0.5, 1.0], [1.5, 1.0], 0.5, "run.crop_ratio"),
+            ([0.5, 1.0], [0.0, 1.0], 0.5, "run.crop_ratio"),
+            ([0.5, 1.0], [1.0, 1.0], 1.5, "run.hflip_prob"),
+        ] {
+            let mut bad = spec.clone();
+            bad.run.crop_scale = scale;
+            bad.run.crop_ratio = ratio;
+            bad.run.hflip_prob = flip;
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{key}: {e}");
+        }
     }
 
     #[test]

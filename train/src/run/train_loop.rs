@@ -202,6 +202,7 @@ pub fn train(
         context_length: spec.config.model.context_length,
         prefetch_row_groups: spec.run.prefetch_row_groups,
         crop_scale: (spec.run.crop_scale[0], spec.run.crop_scale[1]),
+        crop_ratio: (spec.run.crop_ratio[0], spec.run.crop_ratio[1]),
         hflip_prob: spec.run.hflip_prob,
         decode_threads: session.decode_threads,
         io_threads: 1,

@@ -2,12 +2,12 @@
 # The flipstream demo, end to end on generated data:  scripts/demo.sh BINARY OUT_DIR
 #
 # Runs in steps; every command is printed before it runs (prefixed with `$`), so it can be copied.
-# synth (web-like pairs with planted dirt) → ingest → stats report → split → train a tiny FLIP
-# model on the CPU → zero-shot and retrieval evaluation.
+# synth (web-like pairs with planted dirt) → ingest → stats report → split (with colour × shape
+# combinations held out) → train a tiny FLIP model on the CPU (scripts/demo-train.toml) →
+# zero-shot (seen and held-out combinations) and retrieval evaluation.
 #
-# Environment: DEMO_COUNT (default 2000) pairs, DEMO_SEED (default 0), DEMO_IMAGE_SIZE (stored
-# shortest side, default 96), DEMO_TRAIN_STEPS (default 600), DEMO_EVAL_EVERY (default 200),
-# DEMO_DEVICE (default cpu).
+# Environment: DEMO_COUNT (default 10000) pairs, DEMO_SEED (default 0), DEMO_TRAIN_STEPS
+# (default 600), DEMO_EVAL_EVERY (default 300), DEMO_DEVICE (default cpu).
 set -euo pipefail
 
 if [ $# -ne 2 ]; then
@@ -16,7 +16,8 @@ if [ $# -ne 2 ]; then
 fi
 BIN=$1
 OUT=$2
-COUNT=${DEMO_COUNT:-2000}
+COUNT=${DEMO_COUNT:-10000}
+HERE="$(cd "$(dirname "$0")" && pwd)"
 SEED=${DEMO_SEED:-0}
 if [ ! -x "$BIN" ]; then
     echo "demo: $BIN is not an executable (build it with: cargo build --release --bin flipstream)" >&2
@@ -35,22 +36,25 @@ step() {
     printf '\n== %s\n' "$*"
 }
 
-# Step 1: synthetic web pairs in WebDataset shards, with the web-like dirt preset.
+# Step 1: synthetic web pairs in WebDataset shards, with the web-like dirt preset, noisy captions
+# and distractor objects; the main objects are large (58–76 % of the shortest side), so that at the
+# tiny model's 64 px their outline spans several patches.
 step_synth() {
     step "1. synthetic web image-text pairs → $OUT/raw"
     run "$BIN" synth --out "$OUT/raw" --count "$COUNT" --seed "$SEED" \
-        --layout webdataset --shard-size 500 --dirt default --force
+        --layout webdataset --shard-size 1000 --dirt default --object-sizes large=1 --force
     run ls -l "$OUT/raw"
     echo "first records of the ground truth (synth.jsonl), cut to 240 characters:"
     head -n 3 "$OUT/raw/synth.jsonl" | cut -c1-240
 }
 
 # Step 2: ingest the raw pairs into a committed dataset: filters (DataComp basic), dedup, resize
-# (shortest side DEMO_IMAGE_SIZE, default 96: the tiny model sees 64 px), JPEG re-encode.
+# to fit 64 × 64 with a border (letterbox: a centre crop would cut off objects near the ends of
+# wide or tall images while their captions still name them), JPEG re-encode.
 step_ingest() {
     step "2. ingest $OUT/raw → $OUT/dataset"
     rm -rf "$OUT/dataset"
-    run "$BIN" ingest "$OUT/raw" --out "$OUT/dataset" --size "${DEMO_IMAGE_SIZE:-96}"
+    run "$BIN" ingest "$OUT/raw" --out "$OUT/dataset" --size 64 --resize-mode border
     echo "rejections by reason are in $OUT/dataset/rejections/ (Parquet: key, source, url, reason, detail)"
 }
 
@@ -61,20 +65,24 @@ step_stats() {
     run "$BIN" shard verify "$OUT/dataset"
 }
 
-# Step 4: a deterministic train/validation split view, by key hash.
+# Step 4: a deterministic train/validation split view, by key hash; 10 % of the colour × shape
+# combinations are held out of training entirely (all their rows go to validation), for the
+# compositional zero-shot row of the evaluation.
 step_split() {
-    step "4. train/validation split (10 % validation)"
-    run "$BIN" shard split "$OUT/dataset" --val-fraction 0.1
+    step "4. train/validation split (10 % validation, 10 % of colour × shape combinations held out)"
+    run "$BIN" shard split "$OUT/dataset" --val-fraction 0.1 \
+        --holdout-columns label_color,label_shape --holdout-fraction 0.1
 }
 
-# Train: the tiny preset on the train side of $OUT/dataset's split view, a few minutes on the CPU,
-# evaluating on the validation side every DEMO_EVAL_EVERY steps. DEMO_TRAIN_STEPS (default 600).
+# Train: the tiny preset with the demo recipe (scripts/demo-train.toml: conv stem, batch 128, mask
+# 0.5) on the train side of $OUT/dataset's split view, a few minutes on the CPU, evaluating on the
+# validation side every DEMO_EVAL_EVERY steps. DEMO_TRAIN_STEPS (default 600).
 step_train() {
     step "5. train: tiny FLIP model on $OUT/dataset → $OUT/run"
     rm -rf "$OUT/run"
-    run "$BIN" train "$OUT/dataset" --run "$OUT/run" --preset tiny \
-        --steps "${DEMO_TRAIN_STEPS:-600}" --eval-every "${DEMO_EVAL_EVERY:-200}" \
-        --checkpoint-every 200 --device "${DEMO_DEVICE:-cpu}" --seed "$SEED"
+    run "$BIN" train "$OUT/dataset" --run "$OUT/run" --config "$HERE/demo-train.toml" \
+        --steps "${DEMO_TRAIN_STEPS:-600}" --eval-every "${DEMO_EVAL_EVERY:-300}" \
+        --checkpoint-every 300 --device "${DEMO_DEVICE:-cpu}" --seed "$SEED"
     run ls "$OUT/run" "$OUT/run/checkpoints"
     echo "last step record of metrics.jsonl:"
     grep '"kind":"step"' "$OUT/run/metrics.jsonl" | tail -n 1 | cut -c1-400

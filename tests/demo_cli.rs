@@ -42,9 +42,9 @@ fn the_demo_learns_shape_not_only_colour() {
     let metrics = std::fs::read_to_string(out.join("run/metrics.jsonl")).unwrap();
     let eval: serde_json::Value = metrics
         .lines()
+        .rev()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|r| r["kind"] == "eval")
-        .last()
+        .find(|r| r["kind"] == "eval")
         .expect("an evaluation record");
     let seen = &eval["zero_shot"];
     let n = seen["samples"].as_u64().unwrap();

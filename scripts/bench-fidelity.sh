@@ -35,4 +35,4 @@ if [ ! -f "$WORK/dataset/_flipstream/split.json" ]; then
 fi
 run "$BIN" bench fidelity "$WORK/dataset" --out "$WORK/runs" --config "$HERE/demo-train.toml" \
     --batch "${FIDELITY_BATCH:-64}" --steps "${FIDELITY_STEPS:-400}" --tune-steps 40 \
-    --seeds "${FIDELITY_SEEDS:-0,1,2}" --doc "$HERE/../docs/fidelity.md" "$@"
+    --seeds "${FIDELITY_SEEDS:-0,1,2}" --doc "$(cd "$HERE/.." && pwd)/docs/fidelity.md" "$@"

@@ -159,7 +159,8 @@ fn page_text(
     let t = &base.config.train;
     let mut p = String::from(
         "# Learning fidelity: what masking buys (generated)\n\n\
-         Written by `flipstream bench fidelity`; rerun the command below to regenerate. Every \
+         Written by `flipstream bench fidelity`; rerun the command below to regenerate \
+         (`scripts/bench-fidelity.sh BINARY WORK_DIR` also prepares the dataset). Every \
          figure is the mean ± sample standard deviation over the seeds, on the validation split \
          (zero-shot over the label columns' whole vocabulary; the held-out rows are label \
          combinations that no training row has). The claims table compares two rows: the \

@@ -2,8 +2,8 @@
 //!
 //! Order of operations (FLIP / MAE): patch embedding (linear, or the convolutional stem of
 //! [`super::stem`] with `patch_embed = "conv"`), + fixed 2-D sin-cos position embedding,
-//! masking, CLS token appended (only with `cls` and `avg_cls` pooling), pre-norm blocks, final LayerNorm, pooling,
-//! projection. Two equivalent rewrites make masking cheaper:
+//! masking, CLS token appended (only with `cls` and `avg_cls` pooling), pre-norm blocks, final
+//! LayerNorm, pooling, projection. Two equivalent rewrites make masking cheaper:
 //!
 //! - The patch embedding is a convolution with kernel = stride = patch; it is computed as a matmul
 //!   over the patches that are kept, so removed patches cost nothing (the weight keeps the

@@ -49,6 +49,12 @@ pub struct TrainArgs {
     #[arg(long)]
     pub warmup: Option<u64>,
 
+    /// Training objective (objective.kind): clip (CLIP, FLIP when masking) or mae_clip (CLIP plus
+    /// MAE's pixel reconstruction of the removed patches). A kind other than the config's takes
+    /// its default settings; see docs/objectives.md.
+    #[arg(long)]
+    pub objective: Option<String>,
+
     /// Device: cpu, cuda, cuda:N or auto (CUDA when available).
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -171,8 +177,16 @@ mod imp {
         }
         fn step(&mut self, r: &StepRecord) {
             self.bar.set_position(r.step + 1);
+            // The terms, when there is more than one: "loss 2.1 (contrastive 1.4, reconstruction 0.7)".
+            let terms = if r.terms.len() > 1 {
+                let parts: Vec<String> =
+                    r.terms.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
+                format!(" ({})", parts.join(", "))
+            } else {
+                String::new()
+            };
             self.bar.set_message(format!(
-                "loss {:.4}  {:.1} img/s  data wait {:.0} %  lr {:.2e}",
+                "loss {:.4}{terms}  {:.1} img/s  data wait {:.0} %  lr {:.2e}",
                 r.loss,
                 r.images_per_s,
                 r.data_wait_share * 100.0,
@@ -230,6 +244,13 @@ mod imp {
                 Err(e) => crate::usage_bail!("--precision: {e}"),
             },
         };
+        let objective = match &args.objective {
+            None => None,
+            Some(o) => match o.parse() {
+                Ok(o) => Some(o),
+                Err(e) => crate::usage_bail!("--objective: {e}"),
+            },
+        };
         if let Some(cols) = &args.label_columns
             && cols.iter().any(|c| c.trim().is_empty())
         {
@@ -240,6 +261,7 @@ mod imp {
             batch_size: args.batch_size,
             lr: args.lr,
             mask_ratio: args.mask_ratio,
+            objective,
             warmup: args.warmup,
             precision,
             seed: args.seed,

@@ -19,6 +19,7 @@ use tch::{Device, Tensor};
 use crate::config::{ModelConfig, Precision, Preset, RunConfig, TrainConfig, kept_patches};
 use crate::error::{Result, TorchContext, TrainError};
 use crate::model::flops_per_sample;
+use crate::objective::ObjectiveConfig;
 use crate::step::TrainStep;
 
 /// User + system CPU time of this process so far (Linux; `None` elsewhere).
@@ -31,6 +32,8 @@ pub struct StepBenchOptions {
     pub model_name: String,
     /// The architecture.
     pub model: ModelConfig,
+    /// The objective (its heads are part of each step; FLOP counts cover the two towers only).
+    pub objective: ObjectiveConfig,
     /// Images per step.
     pub batch: usize,
     /// Mask ratios, each in [0, 1), measured in this order.
@@ -90,6 +93,8 @@ pub struct StepBenchReport {
     pub model_name: String,
     /// The architecture measured.
     pub model: ModelConfig,
+    /// The objective measured.
+    pub objective: ObjectiveConfig,
     /// Trainable scalars.
     pub parameters: usize,
     /// Images per step.
@@ -147,6 +152,15 @@ pub fn random_batch(model: &ModelConfig, batch: usize, seed: u64) -> Result<(Ten
     build().context(|| "building the random batch".into())
 }
 
+/// The run config the benchmark uses for `mask_ratio`.
+fn bench_config(opts: &StepBenchOptions, mask_ratio: f64) -> RunConfig {
+    RunConfig {
+        model: opts.model.clone(),
+        train: bench_train_config(opts, mask_ratio),
+        objective: opts.objective.clone(),
+    }
+}
+
 /// The training config the benchmark uses for `mask_ratio`.
 fn bench_train_config(opts: &StepBenchOptions, mask_ratio: f64) -> TrainConfig {
     TrainConfig {
@@ -177,11 +191,7 @@ pub fn run_train_step_bench(
         });
     }
     for &r in &opts.mask_ratios {
-        RunConfig {
-            model: opts.model.clone(),
-            train: bench_train_config(opts, r),
-        }
-        .validate()?;
+        bench_config(opts, r).validate()?;
     }
     if let Some(n) = opts.threads {
         tch::set_num_threads(n.clamp(1, i32::MAX as usize) as i32);
@@ -190,11 +200,7 @@ pub fn run_train_step_bench(
     let mut results: Vec<MaskTiming> = Vec::new();
     let mut parameters = 0;
     for &mask_ratio in &opts.mask_ratios {
-        let config = RunConfig {
-            model: opts.model.clone(),
-            train: bench_train_config(opts, mask_ratio),
-        };
-        let mut trainer = TrainStep::new(config, opts.device)?;
+        let mut trainer = TrainStep::new(bench_config(opts, mask_ratio), opts.device)?;
         parameters = trainer.model().params().num_elements();
         let total = opts.warmup + opts.steps;
         let mut times = Vec::with_capacity(opts.steps);
@@ -253,6 +259,7 @@ pub fn run_train_step_bench(
     Ok(StepBenchReport {
         model_name: opts.model_name.clone(),
         model: opts.model.clone(),
+        objective: opts.objective.clone(),
         parameters,
         batch: opts.batch,
         steps: opts.steps,

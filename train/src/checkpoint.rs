@@ -25,6 +25,7 @@ use tch::{Device, Kind, TchError, Tensor};
 use crate::config::{ModelConfig, RunConfig};
 use crate::error::{Result, TorchContext, TrainError};
 use crate::model::ClipModel;
+use crate::objective::ObjectiveConfig;
 use crate::optim::{AdamW, shape_differences};
 use crate::schedule::ScheduleValue;
 
@@ -201,7 +202,18 @@ pub fn load(dir: &Path, model: &ClipModel, optim: Option<&mut AdamW>) -> Result<
 
 /// Field-by-field differences between the model config a checkpoint was made with and `current`.
 pub fn config_differences(saved: &ModelConfig, current: &ModelConfig) -> Vec<String> {
-    let as_map = |c: &ModelConfig| match serde_json::to_value(c) {
+    field_differences("model", saved, current)
+}
+
+/// Differences between the objective a checkpoint was trained with and `current` (a checkpoint
+/// written before objectives existed was trained with CLIP).
+pub fn objective_differences(saved: &ObjectiveConfig, current: &ObjectiveConfig) -> Vec<String> {
+    field_differences("objective", saved, current)
+}
+
+/// `{section}.{key} is A in the checkpoint but B here` for every top-level field that differs.
+fn field_differences<T: Serialize>(section: &str, saved: &T, current: &T) -> Vec<String> {
+    let as_map = |c: &T| match serde_json::to_value(c) {
         Ok(serde_json::Value::Object(map)) => map,
         _ => serde_json::Map::new(),
     };
@@ -217,7 +229,7 @@ pub fn config_differences(saved: &ModelConfig, current: &ModelConfig) -> Vec<Str
                     v.map_or_else(|| "(absent)".to_string(), |v| v.to_string())
                 };
                 format!(
-                    "model.{k} is {} in the checkpoint but {} here",
+                    "{section}.{k} is {} in the checkpoint but {} here",
                     show(a),
                     show(b)
                 )

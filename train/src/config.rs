@@ -28,6 +28,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
+use crate::objective::ObjectiveConfig;
 
 /// How the image tower turns its tokens into one vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,6 +243,9 @@ pub struct RunConfig {
     pub model: ModelConfig,
     /// The optimization.
     pub train: TrainConfig,
+    /// The objective (`[objective]`; absent: CLIP).
+    #[serde(default)]
+    pub objective: ObjectiveConfig,
 }
 
 /// Named starting points; see `docs/training.md` for the table.
@@ -277,6 +281,7 @@ impl Preset {
         RunConfig {
             model: self.model(),
             train: self.train(),
+            objective: ObjectiveConfig::default(),
         }
     }
 
@@ -681,6 +686,7 @@ impl RunConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut p = self.model.problems();
         p.extend(self.train.problems(&self.model));
+        p.extend(self.objective.problems(self.train.mask_ratio));
         p
     }
 
@@ -700,9 +706,10 @@ impl RunConfig {
             .parse()
             .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
         for key in table.keys() {
-            if !matches!(key.as_str(), "preset" | "model" | "train") {
+            if !matches!(key.as_str(), "preset" | "model" | "train" | "objective") {
                 return Err(parse_err(format!(
-                    "unknown top-level key `{key}`: expected `preset`, a [model] table or a [train] table"
+                    "unknown top-level key `{key}`: expected `preset`, or a [model], [train] or \
+                     [objective] table"
                 )));
             }
         }
@@ -718,7 +725,22 @@ impl RunConfig {
         let base = preset.config();
         let model = overlay(&base.model, table.remove("model"), "model").map_err(parse_err)?;
         let train = overlay(&base.train, table.remove("train"), "train").map_err(parse_err)?;
-        let config = RunConfig { model, train };
+        let objective = match table.remove("objective") {
+            None => ObjectiveConfig::default(),
+            Some(toml::Value::Table(t)) => {
+                ObjectiveConfig::from_table(t, &model).map_err(parse_err)?
+            }
+            Some(other) => {
+                return Err(parse_err(format!(
+                    "`objective` must be a table ([objective]), not {other}"
+                )));
+            }
+        };
+        let config = RunConfig {
+            model,
+            train,
+            objective,
+        };
         config.validate()?;
         Ok(config)
     }

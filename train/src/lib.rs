@@ -3,6 +3,8 @@
 //! - [`config`]: [`RunConfig`] = [`ModelConfig`] + [`TrainConfig`], presets, TOML, validation.
 //! - [`model`]: [`ClipModel`], the FLIP/CLIP model (masked ViT + text Transformer), and FLOP counts.
 //! - [`loss`]: symmetric InfoNCE ([`clip_loss`]).
+//! - [`objective`]: what a step's loss is made of ([`Objective`]: CLIP/FLIP, MAE+CLIP) and the
+//!   `[objective]` table ([`ObjectiveConfig`]).
 //! - [`optim`]: [`AdamW`] with saveable state, [`Gradients`] (accumulation, clipping).
 //! - [`schedule`]: warmup + cosine learning rate, unmasked tuning phase ([`Schedule`]).
 //! - [`checkpoint`]: safetensors weights and moments plus a JSON sidecar, atomic writes.
@@ -20,6 +22,7 @@ pub mod device;
 pub mod error;
 pub mod loss;
 pub mod model;
+pub mod objective;
 pub mod optim;
 pub mod run;
 pub mod schedule;
@@ -32,7 +35,8 @@ pub use config::{
 };
 pub use error::{Result, TrainError};
 pub use loss::{ContrastiveLoss, clip_loss};
-pub use model::{ClipModel, ClipOutput, PatchMask, flops_per_sample};
+pub use model::{ClipModel, ClipOutput, Compute, ImageOutput, PatchMask, flops_per_sample};
+pub use objective::{Objective, ObjectiveConfig, ObjectiveKind};
 pub use optim::{AdamW, AdamWConfig, Gradients};
 pub use schedule::{Phase, Schedule, ScheduleValue};
 pub use step::{StepMetrics, TrainStep};

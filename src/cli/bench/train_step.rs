@@ -16,9 +16,15 @@ pub struct TrainStepArgs {
     #[arg(long, default_value = "small")]
     pub preset: String,
 
-    /// A config file (TOML); its [model] table replaces the preset's architecture.
+    /// A config file (TOML); its [model] table replaces the preset's architecture and its
+    /// [objective] table the objective.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// Objective whose steps are timed: clip or mae_clip (with its default settings for the
+    /// model) [default: the config's, else clip]. mae_clip needs mask ratios above 0.
+    #[arg(long)]
+    pub objective: Option<String>,
 
     /// Images (image-text pairs) per step.
     #[arg(long, default_value_t = 32)]
@@ -75,7 +81,7 @@ pub fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
     use flipstream_train::bench::{BenchProgress, StepBenchOptions, run_train_step_bench};
     use flipstream_train::device::DeviceSpec;
-    use flipstream_train::{Preset, RunConfig, TrainError};
+    use flipstream_train::{ObjectiveConfig, ObjectiveKind, Preset, RunConfig, TrainError};
     use indicatif::{ProgressBar, ProgressStyle};
 
     let usage = |e: TrainError| match e {
@@ -117,19 +123,28 @@ pub fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
         Ok(d) => d,
         Err(e) => crate::usage_bail!("--device: {e}"),
     };
-    let (model_name, model) = match &args.config {
+    let (model_name, config) = match &args.config {
         Some(path) => (
             path.display().to_string(),
-            RunConfig::from_file(path).map_err(usage)?.model,
+            RunConfig::from_file(path).map_err(usage)?,
         ),
         None => {
             let preset: Preset = args.preset.parse().map_err(usage)?;
-            (preset.name().to_string(), preset.model())
+            (preset.name().to_string(), preset.config())
         }
+    };
+    let objective = match &args.objective {
+        None => config.objective,
+        Some(name) => match name.parse::<ObjectiveKind>() {
+            Ok(kind) if kind == config.objective.kind() => config.objective,
+            Ok(kind) => ObjectiveConfig::for_kind(kind, &config.model),
+            Err(e) => crate::usage_bail!("--objective: {e}"),
+        },
     };
     let opts = StepBenchOptions {
         model_name,
-        model,
+        model: config.model,
+        objective,
         batch: args.batch,
         mask_ratios: args.mask.clone(),
         steps: args.steps,
@@ -170,8 +185,9 @@ pub fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
     }
     let on_cuda = report.device.starts_with("cuda");
     println!(
-        "train-step: {} ({:.1} M parameters), batch {}, {}, {} thread(s), {}, median of {} step(s) after {} warm-up",
+        "train-step: {}, objective {} ({:.1} M parameters), batch {}, {}, {} thread(s), {}, median of {} step(s) after {} warm-up",
         report.model_name,
+        report.objective.kind(),
         report.parameters as f64 / 1e6,
         report.batch,
         report.device,

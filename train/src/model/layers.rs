@@ -72,6 +72,22 @@ impl Linear {
         Ok(Linear { weight, bias })
     }
 
+    /// A linear layer `in_dim → out_dim` with Xavier-uniform weights and zero bias (MAE's
+    /// initialisation of its decoder's layers).
+    pub fn xavier(
+        init: &mut Initializer,
+        name: &str,
+        in_dim: i64,
+        out_dim: i64,
+    ) -> Result<Self, TchError> {
+        let weight = init.xavier_uniform(&format!("{name}.weight"), &[out_dim, in_dim])?;
+        let bias = init.constant(&format!("{name}.bias"), &[out_dim], 0.0)?;
+        Ok(Linear {
+            weight,
+            bias: Some(bias),
+        })
+    }
+
     /// Wraps existing tensors (`weight` is `[out, in]`).
     pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> Self {
         Linear { weight, bias }

@@ -6,10 +6,12 @@
 //! - [`masking`]: per-sample random patch masking reproducible from `(seed, step)`.
 //! - [`posembed`]: fixed 2-D sin-cos position embeddings.
 //! - [`stem`]: the convolutional stem of a hybrid ViT (`patch_embed = "conv"`).
+//! - [`decoder`]: MAE's pixel decoder, a head that objectives add ([`crate::objective`]).
 //! - [`flops`]: FLOP estimates for MFU.
 //!
 //! Training passes a [`PatchMask`]; inference and evaluation pass `None` and encode every patch.
 
+pub mod decoder;
 pub mod flops;
 pub mod layers;
 pub mod masking;
@@ -24,11 +26,10 @@ use tch::{Device, Kind, Tensor};
 pub use flops::flops_per_sample;
 pub use layers::Compute;
 pub use masking::PatchMask;
-pub use params::{Param, ParamStore, applies_weight_decay};
+pub use params::{Initializer, Param, ParamStore, applies_weight_decay};
 
 use crate::config::{ModelConfig, Precision};
 use crate::error::{Result, TorchContext, TrainError};
-use params::Initializer;
 use text::TextTower;
 use vision::VisionTower;
 
@@ -43,7 +44,20 @@ pub struct ClipOutput {
     pub logit_scale: Tensor,
 }
 
-/// The two towers and the logit scale.
+/// What the image tower gives an objective: its tokens, pooled features and embedding.
+#[derive(Debug)]
+pub struct ImageOutput {
+    /// `[B, T, vision_width]` float32 encoder tokens after the final LayerNorm (CLS first when the
+    /// tower has one, then the kept patches in the mask's order).
+    pub tokens: Tensor,
+    /// `[B, vision_width]` float32 pooled tokens, before the projection (linear-probe features).
+    pub pooled: Tensor,
+    /// `[B, embed_dim]` float32, unit L2 norm per row.
+    pub embeds: Tensor,
+}
+
+/// The two towers and the logit scale. An objective's heads (decoders, regressors) are built
+/// beside them by [`ClipModel::with_heads`], and their parameters join the same [`ParamStore`].
 #[derive(Debug)]
 pub struct ClipModel {
     config: ModelConfig,
@@ -67,20 +81,33 @@ impl Compute {
 impl ClipModel {
     /// A freshly initialised model on `device`; equal seeds give equal weights on every device.
     pub fn new(config: &ModelConfig, seed: u64, device: Device) -> Result<Self> {
+        Ok(Self::with_heads(config, seed, device, |_| Ok(()))?.0)
+    }
+
+    /// A fresh model and the heads that `heads` creates after the towers (so the towers' initial
+    /// weights do not depend on the heads); the heads' parameters are in [`ClipModel::params`].
+    pub fn with_heads<H>(
+        config: &ModelConfig,
+        seed: u64,
+        device: Device,
+        heads: impl FnOnce(&mut Initializer) -> std::result::Result<H, tch::TchError>,
+    ) -> Result<(Self, H)> {
         config.validate()?;
-        let build = || -> std::result::Result<Self, tch::TchError> {
+        let build = || -> std::result::Result<(Self, H), tch::TchError> {
             let mut init = Initializer::new(seed, device);
             let visual = VisionTower::new(&mut init, config, device)?;
             let text = TextTower::new(&mut init, config)?;
             let logit_scale = init.constant("logit_scale", &[], config.logit_scale_init as f32)?;
-            Ok(ClipModel {
+            let heads = heads(&mut init)?;
+            let model = ClipModel {
                 config: config.clone(),
                 params: init.finish(),
                 visual,
                 text,
                 logit_scale,
                 device,
-            })
+            };
+            Ok((model, heads))
         };
         build().context(|| format!("creating the model on {device:?}"))
     }
@@ -123,6 +150,17 @@ impl ClipModel {
         mask: Option<&PatchMask>,
         compute: Compute,
     ) -> Result<Tensor> {
+        Ok(self.encode_image(images, mask, compute)?.embeds)
+    }
+
+    /// The image tower's tokens, pooled features and normalised embedding ([`ImageOutput`]) for
+    /// u8 `[B, H, W, 3]` images; `mask` as in [`ClipModel::image_features`].
+    pub fn encode_image(
+        &self,
+        images: &Tensor,
+        mask: Option<&PatchMask>,
+        compute: Compute,
+    ) -> Result<ImageOutput> {
         check_images(images, &self.config)?;
         if let Some(m) = mask {
             check_mask(m, images.size().first().copied().unwrap_or(0), &self.config)?;
@@ -130,7 +168,12 @@ impl ClipModel {
         let run = || {
             let images = images.f_to_device(self.device)?;
             let mask = mask.map(|m| m.to_device(self.device)).transpose()?;
-            l2_normalize(&self.visual.forward(&images, mask.as_ref(), compute)?)
+            let out = self.visual.encode(&images, mask.as_ref(), compute)?;
+            Ok(ImageOutput {
+                embeds: l2_normalize(&out.embedding)?,
+                tokens: out.tokens,
+                pooled: out.pooled,
+            })
         };
         run().context(|| "image tower forward".to_string())
     }

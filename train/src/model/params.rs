@@ -13,10 +13,10 @@ use tch::{Device, Kind, TchError, Tensor};
 
 /// Parameter names (last path component or a component) that are never weight-decayed, in
 /// addition to every tensor with fewer than 2 dimensions (biases, norm weights, the logit scale).
-pub const NO_DECAY_NAMES: [&str; 3] = ["cls_token", "pos_embed", "logit_scale"];
+pub const NO_DECAY_NAMES: [&str; 4] = ["cls_token", "mask_token", "pos_embed", "logit_scale"];
 
 /// Whether AdamW applies weight decay to a parameter: tensors of 2 or more dimensions, except the
-/// CLS token, position embeddings and the logit scale (FLIP / MAE's rule).
+/// CLS and mask tokens, position embeddings and the logit scale (FLIP / MAE's rule).
 pub fn applies_weight_decay(name: &str, ndim: usize) -> bool {
     ndim >= 2 && !name.split('.').any(|part| NO_DECAY_NAMES.contains(&part))
 }

@@ -41,6 +41,18 @@ enum Embedding {
     Conv(ConvStem),
 }
 
+/// What the image encoder computes for a batch.
+#[derive(Debug)]
+pub struct VisionOutput {
+    /// `[B, T, width]` float32 after the final LayerNorm: the CLS token first (when the tower has
+    /// one), then the kept patch tokens in the mask's order (every patch, row-major, without one).
+    pub tokens: Tensor,
+    /// `[B, width]` float32: the pooled tokens (the features a linear probe reads).
+    pub pooled: Tensor,
+    /// `[B, embed_dim]` float32: the pooled tokens projected, not normalised.
+    pub embedding: Tensor,
+}
+
 /// The ViT image encoder.
 #[derive(Debug)]
 pub struct VisionTower {
@@ -164,6 +176,16 @@ impl VisionTower {
         mask: Option<&PatchMask>,
         compute: Compute,
     ) -> Result<Tensor, TchError> {
+        Ok(self.encode(images, mask, compute)?.embedding)
+    }
+
+    /// The encoder's outputs (see [`VisionOutput`]) for u8 `images` on the model's device.
+    pub fn encode(
+        &self,
+        images: &Tensor,
+        mask: Option<&PatchMask>,
+        compute: Compute,
+    ) -> Result<VisionOutput, TchError> {
         let b = images.size().first().copied().unwrap_or(0);
         let mut x = match &self.embedding {
             Embedding::Linear { weight, bias } => {
@@ -174,18 +196,27 @@ impl VisionTower {
         if let Some(cls) = &self.cls_token {
             x = Tensor::f_cat(&[cls.f_expand([b, 1, self.width], false)?, x], 1)?;
         }
-        let x = self.transformer.forward(&x, &AttnMask::Full, compute)?;
+        let tokens =
+            self.norm
+                .forward(&self.transformer.forward(&x, &AttnMask::Full, compute)?)?;
         let pooled = match self.pool {
             // With `avg_cls` the CLS token is among the tokens averaged (FLIP's code).
             VisionPool::Avg | VisionPool::AvgCls => {
-                self.norm
-                    .forward(&x)?
-                    .f_mean_dim([1i64].as_slice(), false, Kind::Float)?
+                tokens.f_mean_dim([1i64].as_slice(), false, Kind::Float)?
             }
-            // LayerNorm is per token: normalising only the CLS token gives the same result.
-            VisionPool::Cls => self.norm.forward(&x.f_select(1, 0)?)?,
+            VisionPool::Cls => tokens.f_select(1, 0)?,
         };
-        Compute::to_float(&self.proj.forward(&pooled, compute)?)
+        let embedding = Compute::to_float(&self.proj.forward(&pooled, compute)?)?;
+        Ok(VisionOutput {
+            tokens,
+            pooled,
+            embedding,
+        })
+    }
+
+    /// True when the tokens of [`VisionOutput`] start with a CLS token.
+    pub fn has_cls_token(&self) -> bool {
+        self.cls_token.is_some()
     }
 
     /// Tokens `[B, K, width]` + position embeddings of the kept patches, embedded linearly: only

@@ -1,6 +1,7 @@
 //! `metrics.jsonl`: one JSON object per line, tagged by `kind`:
 //!
-//! - `step`: an optimizer step (`step` is its 0-based index): loss, in-batch accuracy, lr, logit
+//! - `step`: an optimizer step (`step` is its 0-based index): loss and each of its terms by name,
+//!   in-batch accuracy, lr, logit
 //!   scale, gradient norm, mask ratio, phase, epoch, samples seen, step time, images/s, and the
 //!   share of the step spent waiting for data;
 //! - `eval`: an evaluation after `step` optimizer steps ([`EvalReport`]);
@@ -9,6 +10,7 @@
 //! A resumed run first drops the records past its checkpoint, so the file reads as if the run
 //! had never been interrupted.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use serde::{Deserialize, Serialize};
@@ -27,8 +29,12 @@ pub struct StepRecord {
     pub epoch: u64,
     /// Samples consumed after this step.
     pub samples_seen: u64,
-    /// Contrastive loss of the batch (before the update).
+    /// Loss of the batch (before the update): the weighted sum of `terms`.
     pub loss: f64,
+    /// Each loss term by name, unweighted (`contrastive`, `reconstruction`, …). Absent in files
+    /// written before objectives existed, whose `loss` is the contrastive term.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub terms: BTreeMap<String, f64>,
     /// Mean in-batch top-1 accuracy of both directions.
     pub accuracy: f64,
     /// Learning rate used.

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Precision, Preset, RunConfig};
 use crate::error::{Result, TrainError};
+use crate::objective::{ObjectiveConfig, ObjectiveKind};
 
 /// Which rows train the model.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,6 +164,7 @@ pub struct RunSpec {
 struct SpecFile<'a> {
     model: &'a crate::config::ModelConfig,
     train: &'a crate::config::TrainConfig,
+    objective: &'a crate::objective::ObjectiveConfig,
     run: &'a RunOptions,
 }
 
@@ -177,6 +179,8 @@ pub struct Overrides {
     pub lr: Option<f64>,
     /// `train.mask_ratio`.
     pub mask_ratio: Option<f64>,
+    /// `objective.kind`; another kind than the config's takes that kind's default settings.
+    pub objective: Option<ObjectiveKind>,
     /// `train.warmup_steps`.
     pub warmup: Option<u64>,
     /// `train.precision`.
@@ -234,9 +238,10 @@ impl RunSpec {
             }
         };
         for key in table.keys() {
-            if !matches!(key.as_str(), "preset" | "model" | "train") {
+            if !matches!(key.as_str(), "preset" | "model" | "train" | "objective") {
                 return Err(parse_err(format!(
-                    "unknown top-level key `{key}`: expected `preset`, or a [model], [train] or [run] table"
+                    "unknown top-level key `{key}`: expected `preset`, or a [model], [train], \
+                     [objective] or [run] table"
                 )));
             }
         }
@@ -261,6 +266,7 @@ impl RunSpec {
         toml::to_string(&SpecFile {
             model: &self.config.model,
             train: &self.config.train,
+            objective: &self.config.objective,
             run: &self.run,
         })
         .map_err(|e| TrainError::ConfigParse {
@@ -292,6 +298,11 @@ impl RunSpec {
         }
         if let Some(v) = o.seed {
             t.seed = v;
+        }
+        if let Some(kind) = o.objective
+            && kind != self.config.objective.kind()
+        {
+            self.config.objective = ObjectiveConfig::for_kind(kind, &self.config.model);
         }
         let r = &mut self.run;
         if let Some(v) = o.eval_every {

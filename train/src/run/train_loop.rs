@@ -276,6 +276,7 @@ pub fn train(
             epoch: batch.epoch,
             samples_seen: progress.samples_seen,
             loss: m.loss,
+            terms: m.terms,
             accuracy: m.accuracy,
             lr: m.lr,
             logit_scale: m.logit_scale,

@@ -3,8 +3,10 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+use flipstream_train::objective::MaeClipSettings;
 use flipstream_train::{
-    ModelConfig, PatchEmbed, Precision, Preset, RunConfig, TextPool, TrainConfig, VisionPool,
+    ModelConfig, ObjectiveConfig, PatchEmbed, Precision, Preset, RunConfig, TextPool, TrainConfig,
+    VisionPool,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -62,7 +64,21 @@ pub fn micro_run() -> RunConfig {
     RunConfig {
         model: micro_model(),
         train: micro_train(),
+        objective: ObjectiveConfig::default(),
     }
+}
+
+/// The micro run trained with MAE+CLIP: a 32-wide, 1-block decoder, raw (not per-patch
+/// normalised) pixel targets so that the colour task's patches can be reconstructed.
+pub fn micro_run_mae() -> RunConfig {
+    let mut run = micro_run();
+    let mut settings = MaeClipSettings::for_model(&run.model);
+    settings.decoder_width = 32;
+    settings.decoder_depth = 1;
+    settings.decoder_heads = 2;
+    settings.norm_pix_loss = false;
+    run.objective = ObjectiveConfig::MaeClip(settings);
+    run
 }
 
 /// The micro run with CLS pooling.

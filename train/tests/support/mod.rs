@@ -160,6 +160,7 @@ pub fn micro_spec(dataset: &str, steps: u64) -> RunSpec {
             seed: 3,
             ..base.train
         },
+        objective: base.objective,
     };
     spec.run.dataset = dataset.to_string();
     spec.run.tokenizer_vocab_size = 600;

@@ -1,0 +1,317 @@
+//! The `[objective]` table: which objective trains the model ([`ObjectiveKind`]) and its settings
+//! ([`ObjectiveConfig`]).
+//!
+//! ```toml
+//! [objective]
+//! kind = "mae_clip"          # clip (default) | mae_clip
+//! reconstruction_weight = 1.0
+//! decoder_depth = 2
+//! ```
+//!
+//! The table is optional: a config without it (every config written before objectives existed)
+//! trains CLIP/FLIP. Keys left out take the kind's defaults for the model (decoder sizes scale with
+//! the image tower's width). A key that belongs to another objective is an error that names the
+//! objective it belongs to; an unknown key is an error that lists the known ones.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ModelConfig;
+
+/// The objectives the trainer knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectiveKind {
+    /// CLIP's symmetric InfoNCE; FLIP when `train.mask_ratio > 0`.
+    #[default]
+    Clip,
+    /// CLIP plus MAE's pixel reconstruction of the masked patches (Weers et al.; FLIP Table 1f).
+    MaeClip,
+}
+
+impl ObjectiveKind {
+    /// Every kind, in the order of [`ObjectiveKind::NAMES`].
+    pub const ALL: [ObjectiveKind; 2] = [ObjectiveKind::Clip, ObjectiveKind::MaeClip];
+    /// The accepted names.
+    pub const NAMES: [&'static str; 2] = ["clip", "mae_clip"];
+
+    /// The name as written in config files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectiveKind::Clip => "clip",
+            ObjectiveKind::MaeClip => "mae_clip",
+        }
+    }
+}
+
+impl fmt::Display for ObjectiveKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ObjectiveKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim().to_ascii_lowercase().replace('-', "_");
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == wanted)
+            .ok_or_else(|| {
+                format!(
+                    "unknown objective {s:?}: expected one of {}",
+                    Self::NAMES.join(", ")
+                )
+            })
+    }
+}
+
+/// CLIP has no settings of its own: the model and `[train]` describe it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipSettings {}
+
+/// Which view of the image the contrastive term of MAE+CLIP encodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContrastiveView {
+    /// The masked image: one encoder pass feeds both losses (FLIP Table 1f).
+    #[default]
+    Masked,
+    /// The whole image, in a second encoder pass; the decoder reads the masked pass.
+    Full,
+}
+
+/// The MAE pixel decoder's size (its own width, depth and heads; MAE: 512 × 8, 16 heads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecoderShape {
+    /// Residual width; a multiple of 4 (2-D sin-cos position embeddings).
+    pub decoder_width: usize,
+    /// Transformer blocks.
+    pub decoder_depth: usize,
+    /// Attention heads; must divide `decoder_width`.
+    pub decoder_heads: usize,
+}
+
+impl DecoderShape {
+    /// MAE's 512 × 8 decoder at ViT-B width and above, scaled down with the image tower below it.
+    pub fn for_model(model: &ModelConfig) -> Self {
+        let (decoder_width, decoder_depth, decoder_heads) = match model.vision_width {
+            0..=256 => (128, 2, 4),
+            257..=512 => (256, 4, 8),
+            _ => (512, 8, 16),
+        };
+        DecoderShape {
+            decoder_width,
+            decoder_depth,
+            decoder_heads,
+        }
+    }
+
+    /// What is wrong with this shape, each naming the key.
+    fn problems(&self, p: &mut Vec<String>) {
+        for (key, value) in [
+            ("decoder_width", self.decoder_width),
+            ("decoder_depth", self.decoder_depth),
+            ("decoder_heads", self.decoder_heads),
+        ] {
+            if value == 0 {
+                p.push(format!("objective.{key} is 0: it must be at least 1"));
+            }
+        }
+        if !self.decoder_width.is_multiple_of(4) {
+            p.push(format!(
+                "objective.decoder_width = {} is not a multiple of 4, which the decoder's 2-D \
+                 sin-cos position embedding needs",
+                self.decoder_width
+            ));
+        }
+        if self.decoder_heads > 0 && !self.decoder_width.is_multiple_of(self.decoder_heads) {
+            p.push(format!(
+                "objective.decoder_heads = {} does not divide objective.decoder_width = {}",
+                self.decoder_heads, self.decoder_width
+            ));
+        }
+    }
+}
+
+/// MAE+CLIP: contrastive + λ · MSE of the masked patches' pixels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaeClipSettings {
+    /// Weight of the contrastive term.
+    pub contrastive_weight: f64,
+    /// λ, the weight of the reconstruction term (FLIP Table 1f: 1).
+    pub reconstruction_weight: f64,
+    /// Normalise each target patch by its own mean and variance (MAE's `norm_pix_loss`).
+    pub norm_pix_loss: bool,
+    /// `masked` (one encoder pass feeds both terms) or `full` (the contrastive term encodes the
+    /// whole image in a second pass).
+    pub contrastive_view: ContrastiveView,
+    /// The pixel decoder's width (a multiple of 4).
+    pub decoder_width: usize,
+    /// The pixel decoder's blocks.
+    pub decoder_depth: usize,
+    /// The pixel decoder's heads (dividing its width).
+    pub decoder_heads: usize,
+}
+
+impl MaeClipSettings {
+    /// The defaults for `model`: weight 1 for both terms, normalised pixels, one masked pass.
+    pub fn for_model(model: &ModelConfig) -> Self {
+        let decoder = DecoderShape::for_model(model);
+        MaeClipSettings {
+            contrastive_weight: 1.0,
+            reconstruction_weight: 1.0,
+            norm_pix_loss: true,
+            contrastive_view: ContrastiveView::Masked,
+            decoder_width: decoder.decoder_width,
+            decoder_depth: decoder.decoder_depth,
+            decoder_heads: decoder.decoder_heads,
+        }
+    }
+
+    /// The pixel decoder's shape.
+    pub fn decoder(&self) -> DecoderShape {
+        DecoderShape {
+            decoder_width: self.decoder_width,
+            decoder_depth: self.decoder_depth,
+            decoder_heads: self.decoder_heads,
+        }
+    }
+}
+
+/// The objective of a run and its settings (`[objective]`, tagged by `kind`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ObjectiveConfig {
+    /// CLIP / FLIP.
+    Clip(ClipSettings),
+    /// MAE+CLIP.
+    MaeClip(MaeClipSettings),
+}
+
+impl Default for ObjectiveConfig {
+    fn default() -> Self {
+        ObjectiveConfig::Clip(ClipSettings {})
+    }
+}
+
+impl ObjectiveConfig {
+    /// The defaults of `kind` for `model`.
+    pub fn for_kind(kind: ObjectiveKind, model: &ModelConfig) -> Self {
+        match kind {
+            ObjectiveKind::Clip => ObjectiveConfig::Clip(ClipSettings {}),
+            ObjectiveKind::MaeClip => ObjectiveConfig::MaeClip(MaeClipSettings::for_model(model)),
+        }
+    }
+
+    /// Which objective this is.
+    pub fn kind(&self) -> ObjectiveKind {
+        match self {
+            ObjectiveConfig::Clip(_) => ObjectiveKind::Clip,
+            ObjectiveConfig::MaeClip(_) => ObjectiveKind::MaeClip,
+        }
+    }
+
+    /// True for plain CLIP (kept out of written configs' diffs as the default).
+    pub fn is_clip(&self) -> bool {
+        self.kind() == ObjectiveKind::Clip
+    }
+
+    /// Every problem of these settings when trained at `mask_ratio`, each naming the key and what
+    /// to change.
+    pub fn problems(&self, mask_ratio: f64) -> Vec<String> {
+        let mut p = Vec::new();
+        match self {
+            ObjectiveConfig::Clip(_) => {}
+            ObjectiveConfig::MaeClip(s) => {
+                for (key, w) in [
+                    ("contrastive_weight", s.contrastive_weight),
+                    ("reconstruction_weight", s.reconstruction_weight),
+                ] {
+                    if !(w.is_finite() && w >= 0.0) {
+                        p.push(format!("objective.{key} = {w} must be a number ≥ 0"));
+                    }
+                }
+                if s.contrastive_weight == 0.0 && s.reconstruction_weight == 0.0 {
+                    p.push(
+                        "objective.contrastive_weight and objective.reconstruction_weight are both \
+                         0: nothing would be learned"
+                            .to_string(),
+                    );
+                }
+                s.decoder().problems(&mut p);
+                if mask_ratio <= 0.0 {
+                    p.push(format!(
+                        "objective.kind = \"mae_clip\" reconstructs removed patches, but \
+                         train.mask_ratio = {mask_ratio} removes none: set train.mask_ratio above 0 \
+                         (MAE uses 0.75, FLIP 0.5)"
+                    ));
+                }
+            }
+        }
+        p
+    }
+
+    /// The settings from an `[objective]` table resolved against the defaults of its kind for
+    /// `model`.
+    pub fn from_table(mut table: toml::Table, model: &ModelConfig) -> Result<Self, String> {
+        let kind = match table.remove("kind") {
+            None => ObjectiveKind::default(),
+            Some(toml::Value::String(name)) => name.parse()?,
+            Some(other) => {
+                return Err(format!(
+                    "objective.kind must be a string such as \"clip\", not {other}"
+                ));
+            }
+        };
+        let base = Self::for_kind(kind, model);
+        let mut merged = settings_table(&base)?;
+        for (key, value) in table {
+            if !merged.contains_key(&key) {
+                return Err(foreign_key_message(&key, kind, &merged, model));
+            }
+            merged.insert(key, value);
+        }
+        merged.insert("kind".into(), toml::Value::String(kind.name().into()));
+        toml::Value::Table(merged)
+            .try_into::<ObjectiveConfig>()
+            .map_err(|e| format!("[objective]: {}", e.message()))
+    }
+}
+
+/// The settings of `config` as a TOML table, without `kind`.
+fn settings_table(config: &ObjectiveConfig) -> Result<toml::Table, String> {
+    let mut t = toml::Table::try_from(config).map_err(|e| format!("[objective]: {e}"))?;
+    t.remove("kind");
+    Ok(t)
+}
+
+/// Why `key` is not a setting of `kind`: it belongs to another objective, or to none.
+fn foreign_key_message(
+    key: &str,
+    kind: ObjectiveKind,
+    known: &toml::Table,
+    model: &ModelConfig,
+) -> String {
+    let owner = ObjectiveKind::ALL.into_iter().find(|k| {
+        settings_table(&ObjectiveConfig::for_kind(*k, model)).is_ok_and(|t| t.contains_key(key))
+    });
+    match owner {
+        Some(owner) => format!(
+            "objective.{key} is a setting of objective \"{owner}\", but objective.kind is \
+             \"{kind}\": set kind = \"{owner}\" or remove the key"
+        ),
+        None if known.is_empty() => format!(
+            "unknown key objective.{key}: objective \"{kind}\" has no settings besides `kind`"
+        ),
+        None => format!(
+            "unknown key objective.{key}: objective \"{kind}\" has {}",
+            known.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    }
+}

@@ -48,6 +48,15 @@ pub struct EvalArgs {
     #[arg(long, value_name = "R")]
     pub mask_ratio: Option<f64>,
 
+    /// Also fit a linear probe per label column on the frozen pooled image features of the
+    /// dataset's train split and score it on the validation samples (run.eval.probe).
+    #[arg(long)]
+    pub probe: bool,
+
+    /// Train-split samples the probe is fitted on (0: all) [default: the run's, 5000].
+    #[arg(long, value_name = "N")]
+    pub probe_samples: Option<usize>,
+
     /// Device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -137,6 +146,26 @@ pub(crate) fn print_eval(r: &flipstream_train::run::EvalReport, json: bool) -> a
             "compositional: label combinations held out of training",
         );
     }
+    if let Some(p) = &r.probe {
+        lines.push(format!(
+            "linear probe on frozen {}-wide image features: fitted on {} train samples ({} steps), \
+             scored on {}",
+            p.feature_width, p.train_samples, p.steps, p.val_samples
+        ));
+        lines.push(format!(
+            "  {:<22} {:>8} {:>8} {:>8}",
+            "", "accuracy", "chance", "train"
+        ));
+        for c in &p.columns {
+            lines.push(format!(
+                "  {:<22} {:>8} {:>8} {:>8}",
+                c.column,
+                pct(c.accuracy),
+                pct(c.chance),
+                pct(c.train_accuracy)
+            ));
+        }
+    }
     let ret = &r.retrieval;
     lines.push(format!(
         "retrieval among {} pairs (R@1 chance {})",
@@ -214,6 +243,10 @@ pub fn run(args: EvalArgs, global: Global) -> anyhow::Result<ExitCode> {
     }
     if let Some(r) = args.mask_ratio {
         spec.run.eval.mask_ratio = r;
+    }
+    spec.run.eval.probe |= args.probe;
+    if let Some(n) = args.probe_samples {
+        spec.run.eval.probe_train_samples = n;
     }
     spec.validate().map_err(train_error)?;
     let targets = check_eval_data(

@@ -227,6 +227,14 @@ mod imp {
             }
             s.push_str("; ");
         }
+        if let Some(p) = &r.probe {
+            let parts: Vec<String> = p
+                .columns
+                .iter()
+                .map(|c| format!("{} {:.1} %", c.column, c.accuracy * 100.0))
+                .collect();
+            s.push_str(&format!("linear probe {}; ", parts.join(", ")));
+        }
         s.push_str(&format!(
             "retrieval R@1 i→t {:.1} %, t→i {:.1} % ({} samples)",
             r.retrieval.image_to_text.r1 * 100.0,

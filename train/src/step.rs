@@ -27,7 +27,7 @@ use crate::checkpoint::{self, CheckpointMeta, FORMAT_VERSION, TrainProgress};
 use crate::config::RunConfig;
 use crate::error::{Result, TorchContext, TrainError};
 use crate::loss::clip_loss;
-use crate::model::{ClipModel, Compute, PatchMask, check_images, check_tokens};
+use crate::model::{ClipModel, Compute, ImageOutput, PatchMask, check_images, check_tokens};
 use crate::objective::{self, Batch, Embeddings, Objective};
 use crate::optim::{AdamW, Gradients};
 use crate::schedule::{Phase, Schedule};
@@ -431,8 +431,14 @@ impl TrainStep {
     /// Table 1d's masked inference). The mask is drawn from the run's seed and `draw` (one value
     /// per batch), in a stream apart from the training masks; ratio 0 encodes every patch.
     pub fn encode_images_masked(&self, images: &Tensor, ratio: f64, draw: u64) -> Result<Tensor> {
+        Ok(self.image_outputs(images, ratio, draw)?.embeds)
+    }
+
+    /// The image tower's embeddings, pooled features and tokens, no gradient; `ratio` and `draw`
+    /// as in [`TrainStep::encode_images_masked`].
+    pub fn image_outputs(&self, images: &Tensor, ratio: f64, draw: u64) -> Result<ImageOutput> {
         if ratio <= 0.0 {
-            return self.encode_images(images);
+            return tch::no_grad(|| self.model.encode_image(images, None, self.compute));
         }
         check_images(images, &self.config.model)?;
         let mask = PatchMask::random(
@@ -443,7 +449,7 @@ impl TrainStep {
             draw,
         )
         .context(|| format!("drawing an inference mask at ratio {ratio}"))?;
-        tch::no_grad(|| self.model.image_features(images, Some(&mask), self.compute))
+        tch::no_grad(|| self.model.encode_image(images, Some(&mask), self.compute))
     }
 
     /// L2-normalised text embeddings `[B, embed_dim]` of token ids, no gradient.

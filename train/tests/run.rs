@@ -47,6 +47,8 @@ fn trains_evaluates_and_fills_the_run_directory() {
     spec.run.eval_every = STEPS / 2;
     spec.run.checkpoint_every = STEPS / 2;
     spec.run.eval.label_columns = vec!["label_color".into()];
+    spec.run.eval.probe = true;
+    spec.run.eval.probe_train_samples = 1000;
     let summary = train(
         run.to_str().unwrap(),
         new_run(spec),
@@ -155,6 +157,62 @@ fn trains_evaluates_and_fills_the_run_directory() {
     );
     assert_eq!(zs.columns[0].accuracy, zs.top1);
     assert_eq!(report.retrieval.samples, report.samples);
+
+    // The linear probe on the frozen image features separates the colours.
+    let probe = report.probe.unwrap();
+    assert_eq!(
+        (probe.train_samples, probe.val_samples),
+        (1000, report.samples)
+    );
+    let colour = &probe.columns[0];
+    assert_eq!(
+        (colour.column.as_str(), colour.classes),
+        ("label_color", 12)
+    );
+    assert!(
+        colour.accuracy > bound,
+        "probe {colour:?} (bound {bound:.3})"
+    );
+}
+
+#[test]
+fn a_mae_clip_run_logs_both_terms_and_resumes_as_mae_clip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut spec = micro_spec(dataset(), 6);
+    spec.apply(&Overrides {
+        objective: Some(flipstream_train::ObjectiveKind::MaeClip),
+        ..Overrides::default()
+    });
+    spec.run.checkpoint_every = 3;
+    let summary = train(
+        run.to_str().unwrap(),
+        new_run(spec),
+        &cpu_session(),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(summary.steps, 6);
+    let s = steps(&metrics(&run));
+    assert!(s.iter().all(|r| r.terms.len() == 2
+        && (r.loss - r.terms["contrastive"] - r.terms["reconstruction"]).abs() < 1e-9));
+    let stored = RunSpec::from_file(&run.join("config.toml")).unwrap();
+    assert_eq!(
+        stored.config.objective.kind(),
+        flipstream_train::ObjectiveKind::MaeClip
+    );
+    // continuing the run with CLIP instead is refused, naming the objective
+    let resume = RunStart::Resume {
+        overrides: Overrides {
+            objective: Some(flipstream_train::ObjectiveKind::Clip),
+            ..Overrides::default()
+        },
+        dataset: None,
+    };
+    let err = train(run.to_str().unwrap(), resume, &cpu_session(), &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("objective.kind"), "{err}");
 }
 
 #[test]

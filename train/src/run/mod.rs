@@ -19,8 +19,8 @@ pub mod spec;
 pub mod train_loop;
 
 pub use eval::{
-    EvalData, EvalReport, EvalTargets, Recall, RetrievalReport, ZeroShotReport, check_eval_data,
-    evaluate,
+    EvalData, EvalReport, EvalTargets, ProbeColumn, ProbeReport, Recall, RetrievalReport,
+    ZeroShotReport, check_eval_data, evaluate,
 };
 pub use metrics::{MetricsRecord, StepRecord, parse_metrics};
 pub use prompts::{LabelSet, read_templates};

@@ -67,6 +67,13 @@ pub struct EvalOptions {
     /// Fraction of image patches removed at inference: 0 encodes every patch (FLIP's and this
     /// project's default); above 0 measures masked inference (FLIP Table 1d).
     pub mask_ratio: f64,
+    /// Also fit a linear probe per label column on the frozen pooled image features of the train
+    /// split and score it on the validation samples (how CAE v2 and MUG are judged).
+    pub probe: bool,
+    /// Train-split samples the probe is fitted on (0: all of them).
+    pub probe_train_samples: usize,
+    /// Full-batch AdamW steps of the probe's fit.
+    pub probe_steps: usize,
 }
 
 /// The default prompt templates (a few of CLIP's ImageNet prompts).
@@ -93,6 +100,9 @@ impl Default for EvalOptions {
             max_samples: 2000,
             batch_size: 128,
             mask_ratio: 0.0,
+            probe: false,
+            probe_train_samples: 5000,
+            probe_steps: 300,
         }
     }
 }
@@ -407,6 +417,16 @@ impl RunSpec {
                     e.mask_ratio
                 ));
             }
+        }
+        if e.probe && e.label_columns.is_empty() {
+            p.push(
+                "run.eval.probe needs label columns (run.eval.label_columns or --label-columns): \
+                 the probe predicts their values"
+                    .to_string(),
+            );
+        }
+        if e.probe && e.probe_steps == 0 {
+            p.push("run.eval.probe_steps is 0: the probe needs at least 1 step".to_string());
         }
         if let Some(f) = &e.class_format {
             for c in &e.label_columns {

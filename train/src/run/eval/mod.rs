@@ -11,10 +11,15 @@
 //! - **retrieval**: image→text and text→image recall@1/5/10 between the samples' images and their
 //!   own captions.
 //!
+//! - **linear probe** (`run.eval.probe`): per label column, a softmax regression fitted on the
+//!   frozen pooled image features of the train split, scored on the validation samples
+//!   ([`probe`]); how methods without a text tower (CAE v2, MUG) are compared with CLIP.
+//!
 //! Ties count as misses everywhere ([`scoring`]): a collapsed model scores 0, not 100 %.
 //! Samples are read in the loader's evaluation order (canonical, centre crops), the first
 //! `max_samples` of them.
 
+pub mod probe;
 pub mod scoring;
 pub mod targets;
 
@@ -33,6 +38,7 @@ use crate::error::{Result, TorchContext, TrainError};
 use crate::run::prompts::{LabelSet, fill_template};
 use crate::run::spec::EvalOptions;
 use crate::step::TrainStep;
+pub use probe::{ProbeColumn, ProbeReport};
 pub use scoring::{ClassScores, Recall, recall};
 pub use targets::{EvalTargets, check_eval_data};
 
@@ -102,6 +108,9 @@ pub struct EvalReport {
     /// of training (absent without a hold-out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compositional: Option<ZeroShotReport>,
+    /// Linear probes on the frozen pooled image features (`run.eval.probe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeReport>,
     /// Retrieval among all evaluated samples.
     pub retrieval: RetrievalReport,
 }
@@ -180,16 +189,20 @@ fn holdout_index(targets: &EvalTargets) -> Vec<usize> {
 
 /// Embeddings and labels of the evaluation samples.
 struct Collected {
+    /// L2-normalised image embeddings `[N, E]`.
     images: Tensor,
+    /// Pooled image-tower features `[N, width]` (what a linear probe reads).
+    pooled: Tensor,
+    /// L2-normalised caption embeddings `[N, E]` (empty `[0]` when not asked for).
     texts: Tensor,
     labels: Vec<SampleLabels>,
 }
 
-fn open_loader(trainer: &TrainStep, data: &EvalData<'_>) -> Result<Loader> {
+fn open_loader(trainer: &TrainStep, data: &EvalData<'_>, split: SplitSelection) -> Result<Loader> {
     let model = &trainer.config().model;
     let config = LoaderConfig {
         mode: Mode::Eval,
-        split: SplitSelection::Val,
+        split,
         batch_size: data.options.batch_size,
         image_size: model.image_size as u32,
         tokenizer: Some(data.tokenizer.to_path_buf()),
@@ -201,22 +214,29 @@ fn open_loader(trainer: &TrainStep, data: &EvalData<'_>) -> Result<Loader> {
     };
     Loader::open(data.dataset, config, Rank::SINGLE, Start::Epoch(0)).map_err(|source| {
         TrainError::Loader {
-            context: format!("validation data of {}", data.dataset),
+            context: format!("{} data of {}", split.as_str(), data.dataset),
             source: Box::new(source),
         }
     })
 }
 
-fn collect(trainer: &TrainStep, data: &EvalData<'_>) -> Result<Collected> {
-    let limit = match data.options.max_samples {
-        0 => usize::MAX,
-        n => n,
-    };
+/// The first `limit` samples (0: all) of `split` in the loader's evaluation order, encoded; the
+/// captions too when `with_texts`.
+fn collect(
+    trainer: &TrainStep,
+    data: &EvalData<'_>,
+    split: SplitSelection,
+    limit: usize,
+    with_texts: bool,
+) -> Result<Collected> {
+    let limit = if limit == 0 { usize::MAX } else { limit };
     let holdout_index = holdout_index(data.targets);
-    let (mut images, mut texts, mut labels) = (Vec::new(), Vec::new(), Vec::new());
-    for (index, batch) in open_loader(trainer, data)?.enumerate() {
+    let context = || format!("{} data of {}", split.as_str(), data.dataset);
+    let (mut images, mut pooled, mut texts, mut labels) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (index, batch) in open_loader(trainer, data, split)?.enumerate() {
         let batch = batch.map_err(|source| TrainError::Loader {
-            context: format!("validation data of {}", data.dataset),
+            context: context(),
             source: Box::new(source),
         })?;
         let n = batch.len().min(limit - labels.len());
@@ -224,23 +244,22 @@ fn collect(trainer: &TrainStep, data: &EvalData<'_>) -> Result<Collected> {
             break;
         }
         let (h, w) = (i64::from(batch.height), i64::from(batch.width));
-        let ctx = batch.context_length as i64;
-        let tokens = batch.tokens.as_deref().ok_or_else(|| {
-            TrainError::Request("the evaluation loader returned no tokens".into())
-        })?;
         let img = Tensor::from_slice(&batch.images[..n * (h * w * 3) as usize])
             .f_view([n as i64, h, w, 3])
             .context(|| "evaluation images".into())?;
-        let tok = Tensor::from_slice(&tokens[..n * ctx as usize])
-            .f_view([n as i64, ctx])
-            .context(|| "evaluation tokens".into())?;
-        let ratio = data.options.mask_ratio;
-        images.push(to_cpu(trainer.encode_images_masked(
-            &img,
-            ratio,
-            index as u64,
-        )?)?);
-        texts.push(to_cpu(trainer.encode_texts(&tok)?)?);
+        let out = trainer.image_outputs(&img, data.options.mask_ratio, index as u64)?;
+        images.push(to_cpu(out.embeds)?);
+        pooled.push(to_cpu(out.pooled)?);
+        if with_texts {
+            let ctx = batch.context_length as i64;
+            let tokens = batch.tokens.as_deref().ok_or_else(|| {
+                TrainError::Request("the evaluation loader returned no tokens".into())
+            })?;
+            let tok = Tensor::from_slice(&tokens[..n * ctx as usize])
+                .f_view([n as i64, ctx])
+                .context(|| "evaluation tokens".into())?;
+            texts.push(to_cpu(trainer.encode_texts(&tok)?)?);
+        }
         match &batch.extras {
             Some(extras) if extras.num_columns() > 0 => labels.extend(
                 extra_values(extras, n)?
@@ -255,13 +274,20 @@ fn collect(trainer: &TrainStep, data: &EvalData<'_>) -> Result<Collected> {
     }
     if labels.is_empty() {
         return Err(TrainError::Request(format!(
-            "{} has no validation samples to evaluate",
-            data.dataset
+            "{} has no {} samples to evaluate",
+            data.dataset,
+            split.as_str()
         )));
     }
-    let cat = |parts: &[Tensor]| Tensor::f_cat(parts, 0).context(|| "joining embeddings".into());
+    let cat = |parts: &[Tensor]| {
+        if parts.is_empty() {
+            return Ok(Tensor::zeros([0], (Kind::Float, Device::Cpu)));
+        }
+        Tensor::f_cat(parts, 0).context(|| "joining embeddings".into())
+    };
     Ok(Collected {
         images: cat(&images)?,
+        pooled: cat(&pooled)?,
         texts: cat(&texts)?,
         labels,
     })
@@ -408,11 +434,40 @@ fn zero_shot(
 /// over `data.targets` (none: retrieval only) and retrieval.
 pub fn evaluate(trainer: &TrainStep, data: &EvalData<'_>) -> Result<EvalReport> {
     let started = Instant::now();
-    let collected = collect(trainer, data)?;
+    let collected = collect(
+        trainer,
+        data,
+        SplitSelection::Val,
+        data.options.max_samples,
+        true,
+    )?;
     let samples = collected.images.size().first().copied().unwrap_or(0) as u64;
     let (zero_shot, compositional) = match &data.targets.classes {
         Some(set) => zero_shot(trainer, data, set, &collected)?,
         None => (None, None),
+    };
+    let probe = if data.options.probe {
+        let fit_on = collect(
+            trainer,
+            data,
+            SplitSelection::Train,
+            data.options.probe_train_samples,
+            false,
+        )?;
+        Some(probe::linear_probe(
+            probe::Split {
+                features: &fit_on.pooled,
+                labels: &label_lists(&fit_on),
+            },
+            probe::Split {
+                features: &collected.pooled,
+                labels: &label_lists(&collected),
+            },
+            &data.targets.label_columns,
+            data.options.probe_steps,
+        )?)
+    } else {
+        None
     };
     let retrieval = RetrievalReport {
         samples,
@@ -427,6 +482,12 @@ pub fn evaluate(trainer: &TrainStep, data: &EvalData<'_>) -> Result<EvalReport> 
         mask_ratio: data.options.mask_ratio,
         zero_shot,
         compositional,
+        probe,
         retrieval,
     })
+}
+
+/// Each sample's label values (`None` when one is null).
+fn label_lists(c: &Collected) -> Vec<Option<Vec<String>>> {
+    c.labels.iter().map(|s| s.labels.clone()).collect()
 }

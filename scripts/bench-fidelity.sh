@@ -5,7 +5,9 @@
 #   scripts/bench-fidelity.sh BINARY WORK_DIR [extra `bench fidelity` flags…]
 #
 # Environment: FIDELITY_COUNT (default 20000) pairs, FIDELITY_STEPS (default 400) masked steps of
-# the equal-epoch arms at batch FIDELITY_BATCH (default 64), FIDELITY_SEEDS (default 0,1,2).
+# the equal-epoch arms at batch FIDELITY_BATCH (default 64), FIDELITY_SEEDS (default 0,1,2),
+# FIDELITY_SUITE (flip, the default, or objectives) and FIDELITY_DOC (the page to write, default
+# docs/fidelity.md).
 # The data and the recipe are the demo's (scripts/demo-train.toml). Tens of minutes on 2 CPU
 # cores; WORK_DIR keeps finished arms, so an interrupted run continues where it stopped.
 set -euo pipefail
@@ -35,4 +37,5 @@ if [ ! -f "$WORK/dataset/_flipstream/split.json" ]; then
 fi
 run "$BIN" bench fidelity "$WORK/dataset" --out "$WORK/runs" --config "$HERE/demo-train.toml" \
     --batch "${FIDELITY_BATCH:-64}" --steps "${FIDELITY_STEPS:-400}" --tune-steps 40 \
-    --seeds "${FIDELITY_SEEDS:-0,1,2}" --doc "$(cd "$HERE/.." && pwd)/docs/fidelity.md" "$@"
+    --seeds "${FIDELITY_SEEDS:-0,1,2}" --suite "${FIDELITY_SUITE:-flip}" \
+    --doc "${FIDELITY_DOC:-$(cd "$HERE/.." && pwd)/docs/fidelity.md}" "$@"

@@ -111,6 +111,33 @@ fn zero_shot_lines(lines: &mut Vec<String>, z: &flipstream_train::run::ZeroShotR
     }
 }
 
+/// Table lines of the retrieval report.
+#[cfg(feature = "train")]
+fn retrieval_lines(lines: &mut Vec<String>, ret: &flipstream_train::run::RetrievalReport) {
+    let pct = |x: f64| format!("{:.1} %", x * 100.0);
+    lines.push(format!(
+        "retrieval among {} pairs (R@1 chance {})",
+        ret.samples,
+        pct(ret.chance_r1)
+    ));
+    lines.push(format!(
+        "  {:<22} {:>8} {:>8} {:>8}",
+        "", "R@1", "R@5", "R@10"
+    ));
+    for (name, rc) in [
+        ("image → text", &ret.image_to_text),
+        ("text → image", &ret.text_to_image),
+    ] {
+        lines.push(format!(
+            "  {:<22} {:>8} {:>8} {:>8}",
+            name,
+            pct(rc.r1),
+            pct(rc.r5),
+            pct(rc.r10)
+        ));
+    }
+}
+
 /// Prints an evaluation as a small table (or JSON).
 #[cfg(feature = "train")]
 pub(crate) fn print_eval(r: &flipstream_train::run::EvalReport, json: bool) -> anyhow::Result<()> {
@@ -136,6 +163,9 @@ pub(crate) fn print_eval(r: &flipstream_train::run::EvalReport, json: bool) -> a
                 "validation samples"
             };
             zero_shot_lines(&mut lines, z, what);
+        }
+        None if r.retrieval.is_none() => {
+            lines.push("zero-shot and retrieval: none (the objective trains no text tower)".into())
         }
         None => lines.push("zero-shot: no label columns (retrieval only)".into()),
     }
@@ -166,27 +196,8 @@ pub(crate) fn print_eval(r: &flipstream_train::run::EvalReport, json: bool) -> a
             ));
         }
     }
-    let ret = &r.retrieval;
-    lines.push(format!(
-        "retrieval among {} pairs (R@1 chance {})",
-        ret.samples,
-        pct(ret.chance_r1)
-    ));
-    lines.push(format!(
-        "  {:<22} {:>8} {:>8} {:>8}",
-        "", "R@1", "R@5", "R@10"
-    ));
-    for (name, rc) in [
-        ("image → text", &ret.image_to_text),
-        ("text → image", &ret.text_to_image),
-    ] {
-        lines.push(format!(
-            "  {:<22} {:>8} {:>8} {:>8}",
-            name,
-            pct(rc.r1),
-            pct(rc.r5),
-            pct(rc.r10)
-        ));
+    if let Some(ret) = &r.retrieval {
+        retrieval_lines(&mut lines, ret);
     }
     write_stdout(&lines.join("\n"))
 }

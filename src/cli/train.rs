@@ -49,11 +49,17 @@ pub struct TrainArgs {
     #[arg(long)]
     pub warmup: Option<u64>,
 
-    /// Training objective (objective.kind): clip (CLIP, FLIP when masking) or mae_clip (CLIP plus
-    /// MAE's pixel reconstruction of the removed patches). A kind other than the config's takes
-    /// its default settings; see docs/objectives.md.
+    /// Training objective (objective.kind): clip (CLIP, FLIP when masking), mae_clip (CLIP plus
+    /// MAE's pixel reconstruction of the removed patches) or cae_v2 (regress a frozen CLIP
+    /// teacher's token features; needs --teacher). A kind other than the config's takes its
+    /// default settings; see docs/objectives.md.
     #[arg(long)]
     pub objective: Option<String>,
+
+    /// CAE v2's teacher (objective.teacher): a CLIP/FLIP run directory (its latest checkpoint) or
+    /// checkpoint folder with this model's image and patch size.
+    #[arg(long, value_name = "RUN_OR_DIR")]
+    pub teacher: Option<String>,
 
     /// Device: cpu, cuda, cuda:N or auto (CUDA when available).
     #[arg(long, default_value = "auto")]
@@ -235,12 +241,15 @@ mod imp {
                 .collect();
             s.push_str(&format!("linear probe {}; ", parts.join(", ")));
         }
-        s.push_str(&format!(
-            "retrieval R@1 i→t {:.1} %, t→i {:.1} % ({} samples)",
-            r.retrieval.image_to_text.r1 * 100.0,
-            r.retrieval.text_to_image.r1 * 100.0,
-            r.samples
-        ));
+        match &r.retrieval {
+            Some(ret) => s.push_str(&format!(
+                "retrieval R@1 i→t {:.1} %, t→i {:.1} % ({} samples)",
+                ret.image_to_text.r1 * 100.0,
+                ret.text_to_image.r1 * 100.0,
+                r.samples
+            )),
+            None => s.push_str(&format!("{} samples", r.samples)),
+        }
         s
     }
 
@@ -270,6 +279,7 @@ mod imp {
             lr: args.lr,
             mask_ratio: args.mask_ratio,
             objective,
+            teacher: args.teacher.clone(),
             warmup: args.warmup,
             precision,
             seed: args.seed,
@@ -307,6 +317,15 @@ mod imp {
                 None => RunSpec::preset(args.preset.parse::<Preset>().map_err(train_error)?),
             };
             spec.apply(&overrides);
+            if args.teacher.is_some()
+                && spec.config.objective.kind() != flipstream_train::ObjectiveKind::CaeV2
+            {
+                crate::usage_bail!(
+                    "--teacher is a setting of objective cae_v2, but this run's objective is {}: \
+                     add --objective cae_v2 or leave out --teacher",
+                    spec.config.objective.kind()
+                );
+            }
             spec.run.dataset = dataset;
             spec.validate().map_err(train_error)?;
             RunStart::New {

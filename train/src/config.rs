@@ -724,7 +724,10 @@ impl RunConfig {
         };
         let base = preset.config();
         let model = overlay(&base.model, table.remove("model"), "model").map_err(parse_err)?;
-        let train = overlay(&base.train, table.remove("train"), "train").map_err(parse_err)?;
+        let train_table = table.remove("train");
+        let explicit_mask =
+            matches!(&train_table, Some(toml::Value::Table(t)) if t.contains_key("mask_ratio"));
+        let mut train = overlay(&base.train, train_table, "train").map_err(parse_err)?;
         let objective = match table.remove("objective") {
             None => ObjectiveConfig::default(),
             Some(toml::Value::Table(t)) => {
@@ -736,6 +739,12 @@ impl RunConfig {
                 )));
             }
         };
+        // An objective with its own default mask ratio (CAE v2) sets it unless [train] does.
+        if let Some(r) = objective.kind().default_mask_ratio(&model)
+            && !explicit_mask
+        {
+            train.mask_ratio = r;
+        }
         let config = RunConfig {
             model,
             train,

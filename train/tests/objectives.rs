@@ -8,7 +8,9 @@ mod common;
 
 use common::{colour_batch, micro_run, micro_run_mae, same_values};
 use flipstream_train::model::decoder::{pixel_targets, reconstruction_loss};
-use flipstream_train::objective::{self, ContrastiveView, MaeClipSettings};
+use flipstream_train::objective::{
+    self, CaeV2Settings, ContrastiveView, MaeClipSettings, Supervise,
+};
 use flipstream_train::run::RunSpec;
 use flipstream_train::{
     Compute, Gradients, ObjectiveConfig, ObjectiveKind, PatchMask, RunConfig, TrainProgress,
@@ -363,4 +365,201 @@ fn objective_config_errors_name_what_to_change() {
     );
     let e = err("objective = 3\n");
     assert!(e.contains("must be a table"), "{e}");
+}
+
+/// A CLIP teacher: the micro model trained for 30 steps, saved into `dir`.
+fn teacher(dir: &std::path::Path) -> String {
+    let mut run = micro_run();
+    run.train.total_steps = 30;
+    let mut trainer = TrainStep::new(run, Device::Cpu).unwrap();
+    train(&mut trainer, 0..30);
+    trainer
+        .save_checkpoint(dir, &TrainProgress::default())
+        .unwrap();
+    dir.to_str().unwrap().to_string()
+}
+
+fn cae_run(teacher: &str, supervise: Supervise) -> RunConfig {
+    let mut run = micro_run();
+    let mut s = CaeV2Settings::for_model(&run.model);
+    s.teacher = teacher.to_string();
+    s.supervise = supervise;
+    run.objective = ObjectiveConfig::CaeV2(s);
+    run.train.mask_ratio = 0.25;
+    run
+}
+
+#[test]
+fn cae_v2_learns_the_teachers_features_and_leaves_the_teacher_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = teacher(dir.path());
+    for supervise in [Supervise::Visible, Supervise::Masked, Supervise::Both] {
+        let mut run = cae_run(&t, supervise);
+        run.train.total_steps = 40;
+        let mut trainer = TrainStep::new(run, Device::Cpu).unwrap();
+        let m = train(&mut trainer, 0..40);
+        assert!(
+            m.iter()
+                .all(|s| s.terms.keys().eq(["feature"]) && s.loss == s.terms["feature"])
+        );
+        let (first, last) = (
+            mean(m[..5].iter().map(|s| s.loss)),
+            mean(m[35..].iter().map(|s| s.loss)),
+        );
+        assert!(last < 0.6 * first, "{supervise:?}: {first:.3} → {last:.3}");
+        // the text tower, logit scale and output projection are frozen: no optimizer state
+        let state: Vec<String> = trainer
+            .optimizer()
+            .state_tensors()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        for frozen in ["text.", "logit_scale", "visual.proj."] {
+            assert!(
+                !state.iter().any(|n| n.contains(&format!("/{frozen}"))),
+                "{frozen} has state"
+            );
+        }
+        assert_eq!(
+            state.iter().any(|n| n.contains("heads.regressor")),
+            supervise.masked()
+        );
+    }
+}
+
+#[test]
+fn cae_v2_gradients_reach_every_trainable_parameter_and_never_the_teacher() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = cae_run(&teacher(dir.path()), Supervise::Both);
+    let (model, objective) = objective::build(&run, Device::Cpu).unwrap();
+    let (images, tokens) = colour_batch(&run.model, 0);
+    let mask = PatchMask::random(8, run.model.num_patches(), 0.25, 1, 0).unwrap();
+    let batch = objective::Batch {
+        images,
+        tokens,
+        mask: Some(mask),
+    };
+    let out = objective.forward(&model, &batch, Compute::FP32).unwrap();
+    assert!(out.embeddings.is_none());
+    let grads = Gradients::backward(&out.terms[0].value, model.params()).unwrap();
+    let trainable: Vec<_> = model.params().trainable().collect();
+    assert_eq!(trainable.len(), grads.as_slice().len());
+    for (p, g) in trainable.iter().zip(grads.as_slice()) {
+        assert!(
+            g.abs().sum(Kind::Float).double_value(&[]) > 0.0,
+            "no gradient reaches {}",
+            p.name()
+        );
+    }
+    for p in model.params().iter().filter(|p| !p.trainable()) {
+        assert!(
+            !p.tensor().requires_grad(),
+            "{} is frozen but requires grad",
+            p.name()
+        );
+    }
+    // the teacher's weights are the checkpoint's, unchanged by a step of the student
+    let teacher_weights = flipstream_train::checkpoint::read_safetensors(
+        &dir.path().join(flipstream_train::checkpoint::MODEL_FILE),
+        Device::Cpu,
+    )
+    .unwrap()
+    .0;
+    let mut trainer = TrainStep::new(run, Device::Cpu).unwrap();
+    train(&mut trainer, 0..3);
+    let again = objective::cae_v2::load_teacher(
+        dir.path().to_str().unwrap(),
+        &trainer.config().model,
+        Device::Cpu,
+    )
+    .unwrap();
+    for p in again.params().iter() {
+        assert!(
+            same_values(p.tensor(), &teacher_weights[p.name()]),
+            "{}",
+            p.name()
+        );
+        assert!(!p.trainable());
+    }
+}
+
+#[test]
+fn cae_v2_resumes_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = tempfile::tempdir().unwrap();
+    let mut run = cae_run(&teacher(dir.path()), Supervise::Both);
+    run.train.warmup_steps = 2;
+    run.train.total_steps = 8;
+    let mut straight = TrainStep::new(run, Device::Cpu).unwrap();
+    train(&mut straight, 0..3);
+    straight
+        .save_checkpoint(ckpt.path(), &TrainProgress::default())
+        .unwrap();
+    let after = train(&mut straight, 3..6);
+    let (mut resumed, _) = TrainStep::resume(ckpt.path(), Device::Cpu).unwrap();
+    assert_eq!(after, train(&mut resumed, 3..6));
+}
+
+#[test]
+fn cae_v2_teacher_errors_name_what_to_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = teacher(dir.path());
+    let err = |run: RunConfig| TrainStep::new(run, Device::Cpu).unwrap_err().to_string();
+    let e = err(cae_run("", Supervise::Visible));
+    assert!(
+        e.contains("needs a teacher") && e.contains("--teacher"),
+        "{e}"
+    );
+    let e = err(cae_run(
+        dir.path().join("nothing").to_str().unwrap(),
+        Supervise::Visible,
+    ));
+    assert!(e.contains("nothing"), "{e}");
+    let mut other_grid = cae_run(&t, Supervise::Visible);
+    other_grid.model.patch_size = 4;
+    let e = err(other_grid);
+    assert!(
+        e.contains("the teacher reads 32 px images in 8 px patches, the student 32 px in 4 px"),
+        "{e}"
+    );
+    // a CAE v2 model is no teacher: its image features are not CLIP's
+    let student_dir = tempfile::tempdir().unwrap();
+    let mut student = TrainStep::new(cae_run(&t, Supervise::Visible), Device::Cpu).unwrap();
+    train(&mut student, 0..1);
+    student
+        .save_checkpoint(student_dir.path(), &TrainProgress::default())
+        .unwrap();
+    let e = err(cae_run(
+        student_dir.path().to_str().unwrap(),
+        Supervise::Visible,
+    ));
+    assert!(e.contains("trained with cae_v2"), "{e}");
+    // masked supervision needs the regressor and a mask
+    let mut no_regressor = cae_run(&t, Supervise::Masked);
+    if let ObjectiveConfig::CaeV2(s) = &mut no_regressor.objective {
+        s.regressor_depth = 0;
+    }
+    assert!(err(no_regressor).contains("objective.regressor_depth is 0"));
+}
+
+#[test]
+fn cae_v2_takes_its_default_mask_ratio_by_model_size() {
+    let tiny = RunSpec::from_toml_str(
+        "preset = \"tiny\"\n[objective]\nkind = \"cae_v2\"\nteacher = \"t\"\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(tiny.config.train.mask_ratio, 0.15);
+    let b16 = RunSpec::from_toml_str(
+        "preset = \"b16\"\n[objective]\nkind = \"cae_v2\"\nteacher = \"t\"\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(b16.config.train.mask_ratio, 0.5);
+    let given = RunSpec::from_toml_str(
+        "preset = \"tiny\"\n[train]\nmask_ratio = 0.4\n[objective]\nkind = \"cae_v2\"\nteacher = \"t\"\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(given.config.train.mask_ratio, 0.4);
 }

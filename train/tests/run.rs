@@ -156,7 +156,7 @@ fn trains_evaluates_and_fills_the_run_directory() {
         zs.chance_top1
     );
     assert_eq!(zs.columns[0].accuracy, zs.top1);
-    assert_eq!(report.retrieval.samples, report.samples);
+    assert_eq!(report.retrieval.as_ref().unwrap().samples, report.samples);
 
     // The linear probe on the frozen image features separates the colours.
     let probe = report.probe.unwrap();
@@ -429,5 +429,55 @@ fn eval_scores_every_class_and_the_held_out_combinations_apart() {
     assert_eq!((seen.classes, held.classes), (12 * 10, 12 * 10));
     assert!(held.samples > 0 && seen.samples > 0, "{held:?} {seen:?}");
     assert_eq!(seen.samples + held.samples, report.samples);
-    assert_eq!(report.retrieval.samples, report.samples);
+    assert_eq!(report.retrieval.as_ref().unwrap().samples, report.samples);
+}
+
+#[test]
+fn a_cae_v2_run_learns_from_a_clip_run_and_is_judged_by_the_probe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let teacher = tmp.path().join("teacher");
+    train(
+        teacher.to_str().unwrap(),
+        new_run(micro_spec(dataset(), 10)),
+        &cpu_session(),
+        &mut Silent,
+    )
+    .unwrap();
+    let mut spec = micro_spec(dataset(), 10);
+    spec.apply(&Overrides {
+        objective: Some(flipstream_train::ObjectiveKind::CaeV2),
+        teacher: Some(teacher.to_str().unwrap().to_string()),
+        ..Overrides::default()
+    });
+    // the tiny-model default mask ratio of CAE v2
+    assert_eq!(spec.config.train.mask_ratio, 0.15);
+    spec.run.eval_every = 10;
+    spec.run.eval.probe_train_samples = 500;
+    let run = tmp.path().join("student");
+    let summary = train(
+        run.to_str().unwrap(),
+        new_run(spec.clone()),
+        &cpu_session(),
+        &mut Silent,
+    )
+    .unwrap();
+    let report = summary.last_eval.unwrap();
+    assert!(report.zero_shot.is_none() && report.retrieval.is_none());
+    let probe = report.probe.expect("the probe judges CAE v2");
+    assert_eq!(probe.train_samples, 500);
+    assert_eq!(probe.columns.len(), 2);
+    assert!(steps(&metrics(&run)).iter().all(|r| r.terms.keys().eq(["feature"])));
+
+    // a teacher that cannot serve the student is refused before the run directory is made
+    spec.config.model.patch_size = 4;
+    let refused = tmp.path().join("refused");
+    let e = train(
+        refused.to_str().unwrap(),
+        new_run(spec),
+        &cpu_session(),
+        &mut Silent,
+    )
+    .unwrap_err();
+    assert!(e.is_usage() && e.to_string().contains("8 px patches"), "{e}");
+    assert!(!refused.exists());
 }

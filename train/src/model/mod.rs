@@ -7,6 +7,7 @@
 //! - [`posembed`]: fixed 2-D sin-cos position embeddings.
 //! - [`stem`]: the convolutional stem of a hybrid ViT (`patch_embed = "conv"`).
 //! - [`decoder`]: MAE's pixel decoder, a head that objectives add ([`crate::objective`]).
+//! - [`regressor`]: CAE's latent regressor (cross-attention from removed to visible patches).
 //! - [`flops`]: FLOP estimates for MFU.
 //!
 //! Training passes a [`PatchMask`]; inference and evaluation pass `None` and encode every patch.
@@ -17,6 +18,7 @@ pub mod layers;
 pub mod masking;
 pub mod params;
 pub mod posembed;
+pub mod regressor;
 pub mod stem;
 pub mod text;
 pub mod vision;
@@ -120,6 +122,14 @@ impl ClipModel {
     /// All trainable tensors, in a fixed order.
     pub fn params(&self) -> &ParamStore {
         &self.params
+    }
+
+    /// Freezes the parameters whose names start with one of `prefixes` (see
+    /// [`ParamStore::freeze`]); returns how many.
+    pub fn freeze(&mut self, prefixes: &[&str]) -> Result<usize> {
+        self.params
+            .freeze(prefixes)
+            .context(|| format!("freezing {prefixes:?}"))
     }
 
     /// Where the parameters live.

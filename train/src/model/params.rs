@@ -21,11 +21,13 @@ pub fn applies_weight_decay(name: &str, ndim: usize) -> bool {
     ndim >= 2 && !name.split('.').any(|part| NO_DECAY_NAMES.contains(&part))
 }
 
-/// One trainable tensor and its dotted name (`visual.blocks.0.attn.qkv.weight`).
+/// One tensor of the model and its dotted name (`visual.blocks.0.attn.qkv.weight`); trainable
+/// unless frozen ([`ParamStore::freeze`]).
 #[derive(Debug)]
 pub struct Param {
     name: String,
     tensor: Tensor,
+    trainable: bool,
 }
 
 impl Param {
@@ -34,9 +36,15 @@ impl Param {
         &self.name
     }
 
-    /// The leaf tensor (requires grad).
+    /// The leaf tensor (requires grad when trainable).
     pub fn tensor(&self) -> &Tensor {
         &self.tensor
+    }
+
+    /// Whether the optimizer updates it (frozen parameters get no gradient and no optimizer state,
+    /// and are still saved with the weights).
+    pub fn trainable(&self) -> bool {
+        self.trainable
     }
 
     /// Whether weight decay applies (see [`applies_weight_decay`]).
@@ -45,16 +53,35 @@ impl Param {
     }
 }
 
-/// All trainable tensors of a model, in creation order.
+/// All tensors of a model, trainable and frozen, in creation order.
 #[derive(Debug, Default)]
 pub struct ParamStore {
     params: Vec<Param>,
 }
 
 impl ParamStore {
-    /// The parameters in creation order.
+    /// Every parameter in creation order (what a checkpoint's weights hold).
     pub fn iter(&self) -> std::slice::Iter<'_, Param> {
         self.params.iter()
+    }
+
+    /// The trainable parameters in creation order (what gradients and the optimizer cover).
+    pub fn trainable(&self) -> impl Iterator<Item = &Param> {
+        self.params.iter().filter(|p| p.trainable)
+    }
+
+    /// Freezes every parameter whose name starts with one of `prefixes`: it stops requiring
+    /// gradients and leaves the optimizer. Returns how many were frozen.
+    pub fn freeze(&mut self, prefixes: &[&str]) -> Result<usize, TchError> {
+        let mut frozen = 0;
+        for p in &mut self.params {
+            if p.trainable && prefixes.iter().any(|x| p.name.starts_with(x)) {
+                p.tensor = p.tensor.f_set_requires_grad(false)?;
+                p.trainable = false;
+                frozen += 1;
+            }
+        }
+        Ok(frozen)
     }
 
     /// Number of parameter tensors.
@@ -77,9 +104,9 @@ impl ParamStore {
         self.params.iter().find(|p| p.name == name)
     }
 
-    /// The leaf tensors, in order (for `run_backward`).
+    /// The trainable leaf tensors, in order (for `run_backward`).
     pub fn tensors(&self) -> Vec<&Tensor> {
-        self.params.iter().map(|p| &p.tensor).collect()
+        self.trainable().map(|p| &p.tensor).collect()
     }
 }
 
@@ -145,6 +172,7 @@ impl Initializer {
         self.store.params.push(Param {
             name: name.to_string(),
             tensor: tensor.shallow_clone(),
+            trainable: true,
         });
         Ok(tensor)
     }

@@ -214,6 +214,12 @@ impl VisionTower {
         })
     }
 
+    /// Each token of `tokens` (`[B, T, width]`, as in [`VisionOutput`]) through the output
+    /// projection: `[B, T, embed_dim]` float32, not normalised (a CLIP teacher's token features).
+    pub fn project_tokens(&self, tokens: &Tensor, compute: Compute) -> Result<Tensor, TchError> {
+        Compute::to_float(&self.proj.forward(tokens, compute)?)
+    }
+
     /// True when the tokens of [`VisionOutput`] start with a CLS token.
     pub fn has_cls_token(&self) -> bool {
         self.cls_token.is_some()

@@ -29,19 +29,45 @@ pub enum ObjectiveKind {
     Clip,
     /// CLIP plus MAE's pixel reconstruction of the masked patches (Weers et al.; FLIP Table 1f).
     MaeClip,
+    /// CAE v2: the masked image tower regresses a frozen CLIP teacher's token features.
+    CaeV2,
 }
 
 impl ObjectiveKind {
     /// Every kind, in the order of [`ObjectiveKind::NAMES`].
-    pub const ALL: [ObjectiveKind; 2] = [ObjectiveKind::Clip, ObjectiveKind::MaeClip];
+    pub const ALL: [ObjectiveKind; 3] = [
+        ObjectiveKind::Clip,
+        ObjectiveKind::MaeClip,
+        ObjectiveKind::CaeV2,
+    ];
     /// The accepted names.
-    pub const NAMES: [&'static str; 2] = ["clip", "mae_clip"];
+    pub const NAMES: [&'static str; 3] = ["clip", "mae_clip", "cae_v2"];
 
     /// The name as written in config files and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             ObjectiveKind::Clip => "clip",
             ObjectiveKind::MaeClip => "mae_clip",
+            ObjectiveKind::CaeV2 => "cae_v2",
+        }
+    }
+
+    /// Whether the objective trains the text tower into the image embedding's space (zero-shot
+    /// and retrieval evaluate it); otherwise only the linear probe does.
+    pub fn aligns_text(self) -> bool {
+        !matches!(self, ObjectiveKind::CaeV2)
+    }
+
+    /// The mask ratio this objective trains at by default for `model`, when it has its own (CAE v2:
+    /// the best ratio grows with the model, Tiny 15 %, Small 25 %, Base 50 %).
+    pub fn default_mask_ratio(self, model: &ModelConfig) -> Option<f64> {
+        match self {
+            ObjectiveKind::CaeV2 => Some(match model.vision_width {
+                0..=256 => 0.15,
+                257..=512 => 0.25,
+                _ => 0.5,
+            }),
+            _ => None,
         }
     }
 }
@@ -184,6 +210,57 @@ impl MaeClipSettings {
     }
 }
 
+/// Which of the student's tokens CAE v2 supervises with the teacher's features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Supervise {
+    /// The visible (kept) patch tokens of the encoder: the paper's finding is that this alone
+    /// works as well as or better than the masked ones.
+    #[default]
+    Visible,
+    /// The removed patches, predicted by the latent regressor from the visible ones.
+    Masked,
+    /// Both.
+    Both,
+}
+
+impl Supervise {
+    /// Whether the latent regressor (for the removed patches) is needed.
+    pub fn masked(self) -> bool {
+        matches!(self, Supervise::Masked | Supervise::Both)
+    }
+
+    /// Whether the visible tokens are supervised.
+    pub fn visible(self) -> bool {
+        matches!(self, Supervise::Visible | Supervise::Both)
+    }
+}
+
+/// CAE v2: 1 − cosine between the student's tokens and a frozen teacher's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaeV2Settings {
+    /// The teacher: a flipstream run directory (its latest checkpoint) or checkpoint folder of a
+    /// CLIP/FLIP model with the student's image and patch size (`--teacher`).
+    pub teacher: String,
+    /// `visible` (default), `masked` or `both`.
+    pub supervise: Supervise,
+    /// Blocks of the latent regressor that predicts the removed patches' features (CAE v2: 1 for
+    /// Tiny and Small, 4 for Base); used with `supervise = "masked"` or `"both"`.
+    pub regressor_depth: usize,
+}
+
+impl CaeV2Settings {
+    /// The defaults for `model` (no teacher yet).
+    pub fn for_model(model: &ModelConfig) -> Self {
+        CaeV2Settings {
+            teacher: String::new(),
+            supervise: Supervise::Visible,
+            regressor_depth: if model.vision_width > 512 { 4 } else { 1 },
+        }
+    }
+}
+
 /// The objective of a run and its settings (`[objective]`, tagged by `kind`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -192,6 +269,8 @@ pub enum ObjectiveConfig {
     Clip(ClipSettings),
     /// MAE+CLIP.
     MaeClip(MaeClipSettings),
+    /// CAE v2.
+    CaeV2(CaeV2Settings),
 }
 
 impl Default for ObjectiveConfig {
@@ -206,6 +285,7 @@ impl ObjectiveConfig {
         match kind {
             ObjectiveKind::Clip => ObjectiveConfig::Clip(ClipSettings {}),
             ObjectiveKind::MaeClip => ObjectiveConfig::MaeClip(MaeClipSettings::for_model(model)),
+            ObjectiveKind::CaeV2 => ObjectiveConfig::CaeV2(CaeV2Settings::for_model(model)),
         }
     }
 
@@ -214,6 +294,7 @@ impl ObjectiveConfig {
         match self {
             ObjectiveConfig::Clip(_) => ObjectiveKind::Clip,
             ObjectiveConfig::MaeClip(_) => ObjectiveKind::MaeClip,
+            ObjectiveConfig::CaeV2(_) => ObjectiveKind::CaeV2,
         }
     }
 
@@ -251,6 +332,33 @@ impl ObjectiveConfig {
                          train.mask_ratio = {mask_ratio} removes none: set train.mask_ratio above 0 \
                          (MAE uses 0.75, FLIP 0.5)"
                     ));
+                }
+            }
+            ObjectiveConfig::CaeV2(s) => {
+                if s.teacher.trim().is_empty() {
+                    p.push(
+                        "objective.kind = \"cae_v2\" needs a teacher: a CLIP/FLIP run directory or \
+                         checkpoint (--teacher DIR or objective.teacher)"
+                            .to_string(),
+                    );
+                }
+                if s.supervise.masked() && s.regressor_depth == 0 {
+                    p.push(format!(
+                        "objective.regressor_depth is 0 but objective.supervise = \"{}\" needs the \
+                         regressor: use at least 1",
+                        if s.supervise.visible() {
+                            "both"
+                        } else {
+                            "masked"
+                        }
+                    ));
+                }
+                if s.supervise.masked() && mask_ratio <= 0.0 {
+                    p.push(
+                        "objective.supervise includes the masked tokens, but train.mask_ratio = 0 \
+                         removes none: set train.mask_ratio above 0"
+                            .to_string(),
+                    );
                 }
             }
         }

@@ -8,10 +8,12 @@
 //! - [`config`]: the `[objective]` table ([`ObjectiveConfig`], [`ObjectiveKind`]).
 //! - [`clip`]: CLIP / FLIP, contrastive only.
 //! - [`mae_clip`]: CLIP + MAE's pixel reconstruction of the removed patches.
+//! - [`cae_v2`]: the masked image tower regresses a frozen CLIP teacher's token features.
 //!
 //! Adding an objective: a file here implementing [`Objective`], its settings as a variant of
 //! [`ObjectiveConfig`], and one arm in [`build`] (see `docs/architecture.md`).
 
+pub mod cae_v2;
 pub mod clip;
 pub mod config;
 pub mod mae_clip;
@@ -21,7 +23,8 @@ use std::fmt;
 use tch::{Device, TchError, Tensor};
 
 pub use config::{
-    ClipSettings, ContrastiveView, DecoderShape, MaeClipSettings, ObjectiveConfig, ObjectiveKind,
+    CaeV2Settings, ClipSettings, ContrastiveView, DecoderShape, MaeClipSettings, ObjectiveConfig,
+    ObjectiveKind, Supervise,
 };
 
 use crate::config::RunConfig;
@@ -118,6 +121,14 @@ pub fn build(config: &RunConfig, device: Device) -> Result<(ClipModel, Box<dyn O
             let (m, o) = ClipModel::with_heads(model, seed, device, |init| {
                 mae_clip::MaeClip::new(init, s, model, device)
             })?;
+            (m, Box::new(o))
+        }
+        ObjectiveConfig::CaeV2(s) => {
+            let teacher = cae_v2::load_teacher(&s.teacher, model, device)?;
+            let (mut m, o) = ClipModel::with_heads(model, seed, device, |init| {
+                cae_v2::CaeV2::new(init, s, model, teacher)
+            })?;
+            m.freeze(&cae_v2::FROZEN)?;
             (m, Box::new(o))
         }
     })

@@ -49,15 +49,15 @@ impl From<&TrainConfig> for AdamWConfig {
     }
 }
 
-/// One gradient per parameter, in the [`ParamStore`]'s order.
+/// One gradient per trainable parameter, in the [`ParamStore`]'s order.
 #[derive(Debug)]
 pub struct Gradients {
     grads: Vec<Tensor>,
 }
 
 impl Gradients {
-    /// Gradients of the scalar `loss` with respect to every parameter (a parameter the loss does not
-    /// depend on gets zeros). Nothing accumulates in `.grad`: there is nothing to zero between steps.
+    /// Gradients of the scalar `loss` with respect to every trainable parameter (a parameter the
+    /// loss does not depend on gets zeros). Nothing accumulates in `.grad`: there is nothing to zero between steps.
     pub fn backward(loss: &Tensor, params: &ParamStore) -> Result<Self> {
         let tensors = params.tensors();
         let run = || -> std::result::Result<Vec<Tensor>, TchError> {
@@ -145,10 +145,10 @@ pub const EXP_AVG_PREFIX: &str = "exp_avg/";
 pub const EXP_AVG_SQ_PREFIX: &str = "exp_avg_sq/";
 
 impl AdamW {
-    /// Zero moments for every parameter of `params`.
+    /// Zero moments for every trainable parameter of `params` (frozen ones have no state).
     pub fn new(params: &ParamStore, config: AdamWConfig) -> Result<Self> {
         let mut moments = Vec::with_capacity(params.len());
-        for p in params.iter() {
+        for p in params.trainable() {
             let zeros = || p.tensor().f_detach()?.f_zeros_like();
             let make = || -> std::result::Result<Moments, TchError> {
                 Ok(Moments {
@@ -161,8 +161,8 @@ impl AdamW {
         Ok(AdamW {
             config,
             steps: 0,
-            names: params.iter().map(|p| p.name().to_string()).collect(),
-            decays: params.iter().map(|p| p.decays()).collect(),
+            names: params.trainable().map(|p| p.name().to_string()).collect(),
+            decays: params.trainable().map(|p| p.decays()).collect(),
             moments,
             fused: true,
         })
@@ -198,7 +198,7 @@ impl AdamW {
             .collect()
     }
 
-    /// One AdamW update of `params` with `grads` at learning rate `lr`.
+    /// One AdamW update of the trainable `params` with `grads` at learning rate `lr`.
     pub fn step(&mut self, params: &ParamStore, grads: &Gradients, lr: f64) -> Result<()> {
         self.steps += 1;
         let AdamWConfig {
@@ -250,7 +250,7 @@ impl AdamW {
             // anything else (CUDA, other dtypes, non-contiguous gradients) through tensor ops.
             let mut jobs = Vec::new();
             for (((p, g), m), (name, decays)) in params
-                .iter()
+                .trainable()
                 .zip(grads.as_slice())
                 .zip(&self.moments)
                 .zip(self.names.iter().zip(&self.decays))

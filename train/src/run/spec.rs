@@ -189,8 +189,11 @@ pub struct Overrides {
     pub lr: Option<f64>,
     /// `train.mask_ratio`.
     pub mask_ratio: Option<f64>,
-    /// `objective.kind`; another kind than the config's takes that kind's default settings.
+    /// `objective.kind`; another kind than the config's takes that kind's default settings (and
+    /// its default mask ratio, if it has one and `mask_ratio` is not given).
     pub objective: Option<ObjectiveKind>,
+    /// `objective.teacher` of CAE v2 (ignored by other objectives; the CLI refuses it there).
+    pub teacher: Option<String>,
     /// `train.warmup_steps`.
     pub warmup: Option<u64>,
     /// `train.precision`.
@@ -287,6 +290,19 @@ impl RunSpec {
 
     /// Applies command-line overrides (the learning rate after the batch size).
     pub fn apply(&mut self, o: &Overrides) {
+        if let Some(kind) = o.objective
+            && kind != self.config.objective.kind()
+        {
+            let model = &self.config.model;
+            self.config.objective = ObjectiveConfig::for_kind(kind, model);
+            if let Some(r) = kind.default_mask_ratio(model) {
+                self.config.train.mask_ratio = r;
+            }
+        }
+        if let (Some(teacher), ObjectiveConfig::CaeV2(s)) = (&o.teacher, &mut self.config.objective)
+        {
+            s.teacher = teacher.clone();
+        }
         let t = &mut self.config.train;
         if let Some(v) = o.steps {
             t.total_steps = v;
@@ -308,11 +324,6 @@ impl RunSpec {
         }
         if let Some(v) = o.seed {
             t.seed = v;
-        }
-        if let Some(kind) = o.objective
-            && kind != self.config.objective.kind()
-        {
-            self.config.objective = ObjectiveConfig::for_kind(kind, &self.config.model);
         }
         let r = &mut self.run;
         if let Some(v) = o.eval_every {

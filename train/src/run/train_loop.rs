@@ -24,6 +24,7 @@ use flipstream_shard::tokenize::save_tokenizer;
 
 use crate::checkpoint::TrainProgress;
 use crate::error::{Result, TorchContext, TrainError};
+use crate::objective::ObjectiveConfig;
 use crate::run::captions::{no_split, train_tokenizer};
 use crate::run::eval::{EvalData, EvalReport, check_eval_data, evaluate};
 use crate::run::metrics::{MetricsLog, MetricsRecord, StepRecord};
@@ -396,6 +397,10 @@ fn prepare_new(
     if spec.run.eval_every > 0 {
         // Fail before the tokenizer is trained when evaluation cannot work.
         check_eval_data(&dataset, &[], None, false)?;
+    }
+    if let ObjectiveConfig::CaeV2(s) = &spec.config.objective {
+        // Likewise when the teacher cannot serve this model.
+        crate::objective::cae_v2::teacher_checkpoint(&s.teacher, &spec.config.model)?;
     }
     dir.create()?;
     match tokenizer {

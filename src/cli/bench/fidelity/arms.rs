@@ -10,17 +10,21 @@
 //! 4. `flip50-2b`: mask 0.5 at batch 2B for `steps / 2` steps (equal epochs; the bigger batch
 //!    that masking makes affordable is where FLIP puts its gain, Table 1b).
 //!
+//! The objectives suite ([`objective_arms`]) runs `clip` and `flip50` as above and MAE+CLIP beside
+//! them, every evaluation with the linear probe.
+//!
 //! A finished arm leaves `result.json` in its run directory; running the benchmark again reuses
 //! it when the arm's settings are unchanged, so an interrupted benchmark continues where it was.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use flipstream_train::objective::{ContrastiveView, MaeClipSettings};
 use flipstream_train::run::{
     EvalData, EvalReport, MetricsRecord, RunSpec, RunStart, Session, StepRecord, TrainObserver,
     check_eval_data, evaluate, parse_metrics, train,
 };
-use flipstream_train::{TrainStep, UnmaskedTune};
+use flipstream_train::{ModelConfig, ObjectiveConfig, TrainStep, UnmaskedTune};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::train::train_error;
@@ -40,6 +44,9 @@ pub struct ArmSpec {
     pub steps: u64,
     /// Unmasked tuning steps after it (0: none).
     pub tune_steps: u64,
+    /// The objective (absent: CLIP/FLIP, the base config's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<ObjectiveConfig>,
 }
 
 impl ArmSpec {
@@ -77,12 +84,42 @@ pub fn first_arms(seed: u64, batch: usize, steps: u64, tune_steps: u64) -> Vec<A
         batch,
         steps,
         tune_steps,
+        objective: None,
     };
     vec![
         arm("clip", 0.0, 0),
         arm("flip50", 0.5, tune_steps),
         arm("flip75", 0.75, tune_steps),
     ]
+}
+
+/// The arms of the objectives suite for one seed: CLIP and FLIP 50 % (as in [`first_arms`], so
+/// their runs are shared), and MAE+CLIP at mask 0.5 with one masked pass (FLIP Table 1f) and
+/// with the contrastive term on the full image (Weers et al.'s two views), tuned like FLIP.
+pub fn objective_arms(
+    seed: u64,
+    batch: usize,
+    steps: u64,
+    tune_steps: u64,
+    model: &ModelConfig,
+) -> Vec<ArmSpec> {
+    let mut arms: Vec<ArmSpec> = first_arms(seed, batch, steps, tune_steps)
+        .into_iter()
+        .take(2)
+        .collect();
+    for (name, view) in [
+        ("mae_clip50", ContrastiveView::Masked),
+        ("mae_clip50-full", ContrastiveView::Full),
+    ] {
+        let mut settings = MaeClipSettings::for_model(model);
+        settings.contrastive_view = view;
+        arms.push(ArmSpec {
+            name: name.into(),
+            objective: Some(ObjectiveConfig::MaeClip(settings)),
+            ..arms[1].clone()
+        });
+    }
+    arms
 }
 
 /// The arms that depend on the first ones: equal wall-clock (masked steps that fit in the
@@ -108,6 +145,7 @@ pub fn later_arms(clip: &ArmResult, flips: &[&ArmResult]) -> Vec<ArmSpec> {
         batch: clip.spec.batch * 2,
         steps: (clip.spec.steps / 2).max(1),
         tune_steps: 0,
+        objective: None,
     });
     arms
 }
@@ -116,6 +154,9 @@ pub fn later_arms(clip: &ArmResult, flips: &[&ArmResult]) -> Vec<ArmSpec> {
 /// each phase and a checkpoint at the end of the masked phase.
 fn arm_run_spec(base: &RunSpec, arm: &ArmSpec) -> RunSpec {
     let mut spec = base.clone();
+    if let Some(objective) = &arm.objective {
+        spec.config.objective = objective.clone();
+    }
     let t = &mut spec.config.train;
     t.seed = arm.seed;
     t.mask_ratio = arm.mask_ratio;
@@ -145,9 +186,16 @@ pub fn run_arm(
 ) -> anyhow::Result<ArmResult> {
     let result_file = dir.join("result.json");
     if let Ok(text) = std::fs::read_to_string(&result_file)
-        && let Ok(stored) = serde_json::from_str::<ArmResult>(&text)
+        && let Ok(mut stored) = serde_json::from_str::<ArmResult>(&text)
         && stored.spec == *arm
     {
+        // A run finished before the probe was asked for: probe its checkpoint, keep the rest.
+        if base.run.eval.probe && stored.eval.probe.is_none() {
+            stored.eval =
+                evaluate_checkpoint(&arm_run_spec(base, arm), dir, arm.steps, 0.0, session)?;
+            std::fs::write(&result_file, serde_json::to_string_pretty(&stored)?)
+                .with_context(|| format!("writing {}", result_file.display()))?;
+        }
         return Ok(stored);
     }
     if dir.exists() {

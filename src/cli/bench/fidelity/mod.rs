@@ -2,7 +2,9 @@
 //! learns more than colour? Trains CLIP and FLIP arms ([`arms`]) for several seeds on one
 //! dataset, evaluates zero-shot (seen and held-out label combinations) and retrieval, and writes a
 //! Markdown page with the table, FLIP's claims against the measurements and SVG plots of accuracy
-//! against training time ([`report`]). Heavy (tens of minutes on a CPU): not part of `make test`.
+//! against training time ([`report`]). `--suite objectives` ([`suite`]) compares the objectives
+//! instead (CLIP, FLIP, MAE+CLIP), each also judged by a linear probe. Heavy (tens of minutes on
+//! a CPU): not part of `make test`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +19,8 @@ mod arms;
 mod page;
 #[cfg(feature = "train")]
 mod report;
+#[cfg(feature = "train")]
+mod suite;
 
 /// Arguments of `flipstream bench fidelity`.
 #[derive(Debug, Args)]
@@ -55,9 +59,16 @@ pub struct FidelityArgs {
     #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
     pub seeds: Vec<u64>,
 
-    /// Write the Markdown report here (its plots go next to it as fidelity-*.svg).
-    #[arg(long, value_name = "FILE", default_value = "docs/fidelity.md")]
-    pub doc: PathBuf,
+    /// Which comparison: `flip` (CLIP against FLIP's masking, tuning and batch arms) or
+    /// `objectives` (CLIP, FLIP 50 % and MAE+CLIP side by side, every arm also linear-probed;
+    /// CLIP and FLIP 50 % share their runs with the flip suite in the same --out).
+    #[arg(long, default_value = "flip", value_parser = ["flip", "objectives"])]
+    pub suite: String,
+
+    /// Write the Markdown report here (its plots go next to it, named after it: FILE-STEM-*.svg)
+    /// [default: docs/fidelity.md for the flip suite, docs/objectives-bench.md for objectives].
+    #[arg(long, value_name = "FILE")]
+    pub doc: Option<PathBuf>,
 
     /// Device: cpu, cuda, cuda:N or auto (CUDA when available).
     #[arg(long, default_value = "auto")]
@@ -102,6 +113,8 @@ pub fn run(args: FidelityArgs, global: Global) -> anyhow::Result<ExitCode> {
     if let Some(b) = args.batch {
         base.config.train.batch_size = b;
     }
+    let suite = suite::Suite::named(&args.suite);
+    base.run.eval.probe |= suite.probe;
     base.validate().map_err(train_error)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating --out {}", args.out.display()))?;
@@ -110,14 +123,14 @@ pub fn run(args: FidelityArgs, global: Global) -> anyhow::Result<ExitCode> {
         decode_threads: args.decode_threads,
         stop_after: None,
     };
-    let results = run_all(&args, &base, &session, global.quiet)?;
+    let results = run_all(&args, suite, &base, &session, global.quiet)?;
     std::fs::write(
         args.out.join("results.json"),
         serde_json::to_string_pretty(&results)?,
     )
     .context("writing results.json")?;
-    let rows = report::aggregate(&results);
-    let written = page::write(&args, &base, &session, &rows)?;
+    let rows = report::aggregate(&results, suite.rows);
+    let written = page::write(&args, suite, &base, &session, &rows)?;
     if global.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
@@ -131,6 +144,7 @@ pub fn run(args: FidelityArgs, global: Global) -> anyhow::Result<ExitCode> {
 #[cfg(feature = "train")]
 fn run_all(
     args: &FidelityArgs,
+    suite: suite::Suite,
     base: &flipstream_train::run::RunSpec,
     session: &flipstream_train::run::Session,
     quiet: bool,
@@ -148,6 +162,13 @@ fn run_all(
             tokenizer.get_or_insert_with(|| dir.join("tokenizer.json"));
             anyhow::Ok(r)
         };
+        if suite.name == "objectives" {
+            let model = &base.config.model;
+            for arm in arms::objective_arms(seed, batch, args.steps, args.tune_steps, model) {
+                results.push(run(&arm, &mut tokenizer)?);
+            }
+            continue;
+        }
         let first: Vec<arms::ArmResult> =
             arms::first_arms(seed, batch, args.steps, args.tune_steps)
                 .iter()

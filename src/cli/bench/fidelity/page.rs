@@ -8,7 +8,8 @@ use anyhow::Context;
 use flipstream_train::run::{RunSpec, Session};
 
 use super::FidelityArgs;
-use super::report::{self, CLAIMS, Point, RowStats, Stat};
+use super::report::{self, Claim, Point, RowStats, Stat};
+use super::suite::Suite;
 
 fn pct(s: Stat) -> String {
     format!("{:.1} ± {:.1}", s.mean * 100.0, s.sd * 100.0)
@@ -45,11 +46,11 @@ pub fn table(rows: &[RowStats]) -> String {
     out
 }
 
-/// FLIP's claims, each with the measured difference on every zero-shot figure.
-fn claims(rows: &[RowStats], figures: &[&str]) -> String {
+/// The papers' claims, each with the measured difference on every plotted figure.
+fn claims(rows: &[RowStats], list: &[Claim], figures: &[&str]) -> String {
     let find = |key: &str| rows.iter().find(|r| r.key == key);
     let mut out = format!(
-        "| claim | paper (IN-1K zero-shot) | time ratio | {} |\n|---|---|---|{}\n",
+        "| claim | paper | time ratio | {} |\n|---|---|---|{}\n",
         figures
             .iter()
             .map(|f| format!("Δ {f}"))
@@ -57,7 +58,7 @@ fn claims(rows: &[RowStats], figures: &[&str]) -> String {
             .join(" | "),
         "---|".repeat(figures.len())
     );
-    for c in &CLAIMS {
+    for c in list {
         let (Some(a), Some(b)) = (find(c.row), find(c.against)) else {
             continue;
         };
@@ -99,11 +100,16 @@ fn cpu_model() -> String {
 /// Writes the page and its plots; returns the paths written.
 pub fn write(
     args: &FidelityArgs,
+    suite: Suite,
     base: &RunSpec,
     session: &Session,
     rows: &[RowStats],
 ) -> anyhow::Result<Vec<String>> {
-    let dir = args.doc.parent().unwrap_or(Path::new("."));
+    let doc = suite.doc(args.doc.as_ref());
+    let dir = doc.parent().unwrap_or(Path::new("."));
+    let stem = doc
+        .file_stem()
+        .map_or_else(|| "fidelity".into(), |s| s.to_string_lossy().into_owned());
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let plotted: Vec<String> = rows
         .first()
@@ -128,9 +134,14 @@ pub fn write(
                 })
             })
             .collect();
-        let file = format!("fidelity-{}.svg", name.replace([' ', '@', '→'], "-"));
+        let file = format!("{stem}-{}.svg", name.replace([' ', '@', '→'], "-"));
+        let what = if name.starts_with("probe ") {
+            name.to_string()
+        } else {
+            format!("zero-shot {name}")
+        };
         let svg = report::accuracy_vs_time_svg(
-            &format!("zero-shot {name} against training time (mean ± sd over seeds)"),
+            &format!("{what} against training time (mean ± sd over seeds)"),
             &format!("{name} (%)"),
             &points,
         )?;
@@ -140,14 +151,15 @@ pub fn write(
         let _ = writeln!(plots, "![{name} against training time]({file})\n");
     }
     let headline: Vec<&str> = plotted.iter().map(String::as_str).collect();
-    let page = page_text(args, base, session, rows, &headline, &plots);
-    std::fs::write(&args.doc, page).with_context(|| format!("writing {}", args.doc.display()))?;
-    written.push(args.doc.display().to_string());
+    let page = page_text(args, suite, base, session, rows, &headline, &plots);
+    std::fs::write(&doc, page).with_context(|| format!("writing {}", doc.display()))?;
+    written.push(doc.display().to_string());
     Ok(written)
 }
 
 fn page_text(
     args: &FidelityArgs,
+    suite: Suite,
     base: &RunSpec,
     session: &Session,
     rows: &[RowStats],
@@ -157,16 +169,17 @@ fn page_text(
     let command: Vec<String> = std::env::args().collect();
     let m = &base.config.model;
     let t = &base.config.train;
-    let mut p = String::from(
-        "# Learning fidelity: what masking buys (generated)\n\n\
-         Written by `flipstream bench fidelity`; rerun the command below to regenerate \
+    let mut p = format!("# {} (generated)\n\n", suite.title);
+    p.push_str(
+        "Written by `flipstream bench fidelity`; rerun the command below to regenerate \
          (`scripts/bench-fidelity.sh BINARY WORK_DIR` also prepares the dataset). Every \
          figure is the mean ± sample standard deviation over the seeds, on the validation split \
          (zero-shot over the label columns' whole vocabulary; the held-out rows are label \
-         combinations that no training row has). The claims table compares two rows: the \
+         combinations that no training row has; `probe` columns are linear probes on the frozen \
+         pooled image features, fitted on the train split). The claims table compares two rows: the \
          difference of means, called a difference only when it exceeds twice its standard \
          error. Results are reported as they come out, including where they disagree with the \
-         paper; docs/training.md discusses them.\n\n",
+         paper; docs/training.md and docs/objectives.md discuss them.\n\n",
     );
     let _ = writeln!(p, "```\n{}\n```\n", command.join(" "));
     let _ = writeln!(
@@ -201,9 +214,10 @@ fn page_text(
     );
     let _ = writeln!(
         p,
-        "## Results (accuracy in %)\n\n{}\n## FLIP's claims against the measurements\n\n{}\n## Plots\n\n{}",
+        "## Results (accuracy in %)\n\n{}\n## {}\n\n{}\n## Plots\n\n{}",
         table(rows),
-        claims(rows, headline),
+        suite.claims_heading,
+        claims(rows, suite.claims, headline),
         plots
     );
     p

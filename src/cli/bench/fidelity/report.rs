@@ -31,8 +31,8 @@ pub struct RowDef {
     pub view: View,
 }
 
-/// The rows, in the order of the table.
-pub const ROWS: [RowDef; 10] = [
+/// The rows of the FLIP suite, in the order of the table.
+pub const FLIP_ROWS: [RowDef; 10] = [
     row("clip", "CLIP (mask 0), B", "clip", View::Full),
     row("flip50", "FLIP 50 %, B, equal epochs", "flip50", View::Full),
     row("flip75", "FLIP 75 %, B, equal epochs", "flip75", View::Full),
@@ -77,6 +77,24 @@ pub const ROWS: [RowDef; 10] = [
         "FLIP 75 %, masked inference",
         "flip75",
         View::Masked,
+    ),
+];
+
+/// The rows of the objectives suite.
+pub const OBJECTIVE_ROWS: [RowDef; 4] = [
+    row("clip", "CLIP (mask 0)", "clip", View::Full),
+    row("flip50", "FLIP 50 %", "flip50", View::Full),
+    row(
+        "mae_clip50",
+        "MAE+CLIP 50 %, one masked pass",
+        "mae_clip50",
+        View::Full,
+    ),
+    row(
+        "mae_clip50-full",
+        "MAE+CLIP 50 %, contrastive on the full image",
+        "mae_clip50-full",
+        View::Full,
     ),
 ];
 
@@ -143,12 +161,18 @@ pub fn figures(r: &EvalReport) -> Vec<(String, f64)> {
     if let Some(z) = &r.compositional {
         zero_shot("held-out ", z);
     }
-    let ret = &r.retrieval;
-    out.extend([
-        ("R@1 i→t".to_string(), ret.image_to_text.r1),
-        ("R@5 i→t".to_string(), ret.image_to_text.r5),
-        ("R@1 t→i".to_string(), ret.text_to_image.r1),
-    ]);
+    if let Some(p) = &r.probe {
+        for c in &p.columns {
+            out.push((format!("probe {}", c.column), c.accuracy));
+        }
+    }
+    if let Some(ret) = &r.retrieval {
+        out.extend([
+            ("R@1 i→t".to_string(), ret.image_to_text.r1),
+            ("R@5 i→t".to_string(), ret.image_to_text.r5),
+            ("R@1 t→i".to_string(), ret.text_to_image.r1),
+        ]);
+    }
     out
 }
 
@@ -164,10 +188,10 @@ fn view_of(r: &ArmResult, view: View) -> Option<(&EvalReport, f64)> {
     }
 }
 
-/// Aggregates the results of every seed into the table's rows (rows without results are left
+/// Aggregates the results of every seed into the table's `rows` (rows without results are left
 /// out).
-pub fn aggregate(results: &[ArmResult]) -> Vec<RowStats> {
-    ROWS.iter()
+pub fn aggregate(results: &[ArmResult], rows: &[RowDef]) -> Vec<RowStats> {
+    rows.iter()
         .filter_map(|def| {
             let picked: Vec<(&ArmResult, &EvalReport, f64)> = results
                 .iter()
@@ -212,7 +236,8 @@ pub fn metric(row: &RowStats, name: &str) -> Option<Stat> {
     row.metrics.iter().find(|m| m.0 == name).map(|m| m.1)
 }
 
-/// One of FLIP's claims: two rows compared on the headline figure, with the paper's numbers.
+/// A paper's claim: two rows compared on the headline figures, with the paper's numbers.
+#[derive(Debug)]
 pub struct Claim {
     pub what: &'static str,
     pub row: &'static str,
@@ -222,7 +247,7 @@ pub struct Claim {
 }
 
 /// FLIP's claims (../shared/methods.md, Table 1 and Fig. 3 of the paper).
-pub const CLAIMS: [Claim; 8] = [
+pub const FLIP_CLAIMS: [Claim; 8] = [
     Claim {
         what: "mask 50 % at the same batch, equal epochs",
         row: "flip50",
@@ -270,6 +295,28 @@ pub const CLAIMS: [Claim; 8] = [
         row: "flip50-masked-inf",
         against: "flip50",
         paper: "−3.2 (66.4 vs 69.6)",
+    },
+];
+
+/// What the MAE+CLIP papers claim (FLIP Table 1f; Weers et al. 2023).
+pub const OBJECTIVE_CLAIMS: [Claim; 3] = [
+    Claim {
+        what: "MAE loss added to FLIP 50 % (one masked pass)",
+        row: "mae_clip50",
+        against: "flip50",
+        paper: "FLIP Table 1f: −0.2 (69.4 vs 69.6) on LAION-400M",
+    },
+    Claim {
+        what: "MAE+CLIP, contrastive on the full image, against CLIP",
+        row: "mae_clip50-full",
+        against: "clip",
+        paper: "Weers et al.: helps on 11.3 M pairs, little or nothing on 1.4 B",
+    },
+    Claim {
+        what: "MAE+CLIP one pass against CLIP",
+        row: "mae_clip50",
+        against: "clip",
+        paper: "not in the papers (FLIP compares with FLIP)",
     },
 ];
 

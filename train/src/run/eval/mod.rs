@@ -111,8 +111,10 @@ pub struct EvalReport {
     /// Linear probes on the frozen pooled image features (`run.eval.probe`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeReport>,
-    /// Retrieval among all evaluated samples.
-    pub retrieval: RetrievalReport,
+    /// Retrieval among all evaluated samples (absent for objectives that do not train the text
+    /// tower, such as CAE v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<RetrievalReport>,
 }
 
 /// What to evaluate on.
@@ -434,46 +436,35 @@ fn zero_shot(
 /// over `data.targets` (none: retrieval only) and retrieval.
 pub fn evaluate(trainer: &TrainStep, data: &EvalData<'_>) -> Result<EvalReport> {
     let started = Instant::now();
+    // Without a text tower trained into the image space, zero-shot and retrieval mean nothing:
+    // such objectives are judged by the probe alone.
+    let aligned = trainer.config().objective.kind().aligns_text();
     let collected = collect(
         trainer,
         data,
         SplitSelection::Val,
         data.options.max_samples,
-        true,
+        aligned,
     )?;
     let samples = collected.images.size().first().copied().unwrap_or(0) as u64;
     let (zero_shot, compositional) = match &data.targets.classes {
-        Some(set) => zero_shot(trainer, data, set, &collected)?,
-        None => (None, None),
+        Some(set) if aligned => zero_shot(trainer, data, set, &collected)?,
+        _ => (None, None),
     };
-    let probe = if data.options.probe {
-        let fit_on = collect(
-            trainer,
-            data,
-            SplitSelection::Train,
-            data.options.probe_train_samples,
-            false,
-        )?;
-        Some(probe::linear_probe(
-            probe::Split {
-                features: &fit_on.pooled,
-                labels: &label_lists(&fit_on),
-            },
-            probe::Split {
-                features: &collected.pooled,
-                labels: &label_lists(&collected),
-            },
-            &data.targets.label_columns,
-            data.options.probe_steps,
-        )?)
+    let probe = if data.options.probe || !aligned {
+        Some(probe_report(trainer, data, &collected)?)
     } else {
         None
     };
-    let retrieval = RetrievalReport {
-        samples,
-        image_to_text: recall(&collected.images, &collected.texts)?,
-        text_to_image: recall(&collected.texts, &collected.images)?,
-        chance_r1: 1.0 / samples.max(1) as f64,
+    let retrieval = if aligned {
+        Some(RetrievalReport {
+            samples,
+            image_to_text: recall(&collected.images, &collected.texts)?,
+            text_to_image: recall(&collected.texts, &collected.images)?,
+            chance_r1: 1.0 / samples.max(1) as f64,
+        })
+    } else {
+        None
     };
     Ok(EvalReport {
         step: trainer.global_step(),
@@ -485,6 +476,29 @@ pub fn evaluate(trainer: &TrainStep, data: &EvalData<'_>) -> Result<EvalReport> 
         probe,
         retrieval,
     })
+}
+
+/// The linear probe of the validation samples `val`, fitted on the train split.
+fn probe_report(trainer: &TrainStep, data: &EvalData<'_>, val: &Collected) -> Result<ProbeReport> {
+    let fit_on = collect(
+        trainer,
+        data,
+        SplitSelection::Train,
+        data.options.probe_train_samples,
+        false,
+    )?;
+    probe::linear_probe(
+        probe::Split {
+            features: &fit_on.pooled,
+            labels: &label_lists(&fit_on),
+        },
+        probe::Split {
+            features: &val.pooled,
+            labels: &label_lists(val),
+        },
+        &data.targets.label_columns,
+        data.options.probe_steps,
+    )
 }
 
 /// Each sample's label values (`None` when one is null).

@@ -466,7 +466,11 @@ fn a_cae_v2_run_learns_from_a_clip_run_and_is_judged_by_the_probe() {
     let probe = report.probe.expect("the probe judges CAE v2");
     assert_eq!(probe.train_samples, 500);
     assert_eq!(probe.columns.len(), 2);
-    assert!(steps(&metrics(&run)).iter().all(|r| r.terms.keys().eq(["feature"])));
+    assert!(
+        steps(&metrics(&run))
+            .iter()
+            .all(|r| r.terms.keys().eq(["feature"]))
+    );
 
     // a teacher that cannot serve the student is refused before the run directory is made
     spec.config.model.patch_size = 4;
@@ -478,6 +482,9 @@ fn a_cae_v2_run_learns_from_a_clip_run_and_is_judged_by_the_probe() {
         &mut Silent,
     )
     .unwrap_err();
-    assert!(e.is_usage() && e.to_string().contains("8 px patches"), "{e}");
+    assert!(
+        e.is_usage() && e.to_string().contains("8 px patches"),
+        "{e}"
+    );
     assert!(!refused.exists());
 }

@@ -10,8 +10,9 @@
 //! 4. `flip50-2b`: mask 0.5 at batch 2B for `steps / 2` steps (equal epochs; the bigger batch
 //!    that masking makes affordable is where FLIP puts its gain, Table 1b).
 //!
-//! The objectives suite ([`objective_arms`]) runs `clip` and `flip50` as above and MAE+CLIP beside
-//! them, every evaluation with the linear probe.
+//! The objectives suite ([`objective_arms`]) runs `clip` and `flip50` as above and MAE+CLIP and
+//! CAE v2 (taught by the `clip` arm of its seed) beside them, every evaluation with the linear
+//! probe.
 //!
 //! A finished arm leaves `result.json` in its run directory; running the benchmark again reuses
 //! it when the arm's settings are unchanged, so an interrupted benchmark continues where it was.
@@ -19,12 +20,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use flipstream_train::objective::{ContrastiveView, MaeClipSettings};
+use flipstream_train::objective::{CaeV2Settings, ContrastiveView, MaeClipSettings, Supervise};
 use flipstream_train::run::{
     EvalData, EvalReport, MetricsRecord, RunSpec, RunStart, Session, StepRecord, TrainObserver,
     check_eval_data, evaluate, parse_metrics, train,
 };
-use flipstream_train::{ModelConfig, ObjectiveConfig, TrainStep, UnmaskedTune};
+use flipstream_train::{ModelConfig, ObjectiveConfig, ObjectiveKind, TrainStep, UnmaskedTune};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::train::train_error;
@@ -94,14 +95,17 @@ pub fn first_arms(seed: u64, batch: usize, steps: u64, tune_steps: u64) -> Vec<A
 }
 
 /// The arms of the objectives suite for one seed: CLIP and FLIP 50 % (as in [`first_arms`], so
-/// their runs are shared), and MAE+CLIP at mask 0.5 with one masked pass (FLIP Table 1f) and
-/// with the contrastive term on the full image (Weers et al.'s two views), tuned like FLIP.
+/// their runs are shared), MAE+CLIP at mask 0.5 with one masked pass (FLIP Table 1f) and with the
+/// contrastive term on the full image (Weers et al.'s two views), tuned like FLIP; and CAE v2 at
+/// its default mask ratio for the model, supervising the visible or the removed tokens, with the
+/// `clip` arm's run in `teacher` as its teacher.
 pub fn objective_arms(
     seed: u64,
     batch: usize,
     steps: u64,
     tune_steps: u64,
     model: &ModelConfig,
+    teacher: &Path,
 ) -> Vec<ArmSpec> {
     let mut arms: Vec<ArmSpec> = first_arms(seed, batch, steps, tune_steps)
         .into_iter()
@@ -117,6 +121,24 @@ pub fn objective_arms(
             name: name.into(),
             objective: Some(ObjectiveConfig::MaeClip(settings)),
             ..arms[1].clone()
+        });
+    }
+    let mask_ratio = ObjectiveKind::CaeV2
+        .default_mask_ratio(model)
+        .unwrap_or(0.25);
+    for (name, supervise) in [
+        ("cae_v2", Supervise::Visible),
+        ("cae_v2-masked", Supervise::Masked),
+    ] {
+        let mut settings = CaeV2Settings::for_model(model);
+        settings.teacher = teacher.display().to_string();
+        settings.supervise = supervise;
+        arms.push(ArmSpec {
+            name: name.into(),
+            mask_ratio,
+            tune_steps: 0,
+            objective: Some(ObjectiveConfig::CaeV2(settings)),
+            ..arms[0].clone()
         });
     }
     arms
@@ -244,7 +266,8 @@ fn measure(
     let eval = eval_at(arm.steps)
         .with_context(|| format!("{}: no evaluation at step {}", dir.display(), arm.steps))?;
     let train_seconds = seconds(&masked);
-    let masked_inference = if arm.mask_ratio > 0.0 {
+    // Masked inference is a FLIP question (Table 1d), asked of the flip suite's arms only.
+    let masked_inference = if arm.mask_ratio > 0.0 && arm.objective.is_none() {
         Some(evaluate_checkpoint(
             spec,
             dir,

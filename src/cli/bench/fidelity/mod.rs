@@ -164,7 +164,11 @@ fn run_all(
         };
         if suite.name == "objectives" {
             let model = &base.config.model;
-            for arm in arms::objective_arms(seed, batch, args.steps, args.tune_steps, model) {
+            let clip_dir = args.out.join(format!("clip-seed{seed}"));
+            let teacher = std::path::absolute(&clip_dir).unwrap_or(clip_dir);
+            let arms =
+                arms::objective_arms(seed, batch, args.steps, args.tune_steps, model, &teacher);
+            for arm in arms {
                 results.push(run(&arm, &mut tokenizer)?);
             }
             continue;

@@ -81,7 +81,7 @@ pub const FLIP_ROWS: [RowDef; 10] = [
 ];
 
 /// The rows of the objectives suite.
-pub const OBJECTIVE_ROWS: [RowDef; 4] = [
+pub const OBJECTIVE_ROWS: [RowDef; 6] = [
     row("clip", "CLIP (mask 0)", "clip", View::Full),
     row("flip50", "FLIP 50 %", "flip50", View::Full),
     row(
@@ -94,6 +94,18 @@ pub const OBJECTIVE_ROWS: [RowDef; 4] = [
         "mae_clip50-full",
         "MAE+CLIP 50 %, contrastive on the full image",
         "mae_clip50-full",
+        View::Full,
+    ),
+    row(
+        "cae_v2",
+        "CAE v2 (CLIP teacher), visible tokens",
+        "cae_v2",
+        View::Full,
+    ),
+    row(
+        "cae_v2-masked",
+        "CAE v2 (CLIP teacher), masked tokens",
+        "cae_v2-masked",
         View::Full,
     ),
 ];
@@ -299,7 +311,7 @@ pub const FLIP_CLAIMS: [Claim; 8] = [
 ];
 
 /// What the MAE+CLIP papers claim (FLIP Table 1f; Weers et al. 2023).
-pub const OBJECTIVE_CLAIMS: [Claim; 3] = [
+pub const OBJECTIVE_CLAIMS: [Claim; 5] = [
     Claim {
         what: "MAE loss added to FLIP 50 % (one masked pass)",
         row: "mae_clip50",
@@ -317,6 +329,18 @@ pub const OBJECTIVE_CLAIMS: [Claim; 3] = [
         row: "mae_clip50",
         against: "clip",
         paper: "not in the papers (FLIP compares with FLIP)",
+    },
+    Claim {
+        what: "CAE v2: visible-token against masked-token supervision",
+        row: "cae_v2",
+        against: "cae_v2-masked",
+        paper: "visible tokens as good as or better (CAE v2, ViT-B on IN-1K)",
+    },
+    Claim {
+        what: "CAE v2 student against its CLIP teacher (probe)",
+        row: "cae_v2",
+        against: "clip",
+        paper: "the student's probe beats the teacher's in the paper (distilling OpenAI's CLIP)",
     },
 ];
 

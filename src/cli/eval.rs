@@ -176,6 +176,16 @@ pub(crate) fn print_eval(r: &flipstream_train::run::EvalReport, json: bool) -> a
             "compositional: label combinations held out of training",
         );
     }
+    for (name, value) in &r.validation_terms {
+        let perplexity = if name == "caption" {
+            format!(" (perplexity {:.1})", value.exp())
+        } else {
+            String::new()
+        };
+        lines.push(format!(
+            "{name} loss on the validation samples: {value:.4}{perplexity}"
+        ));
+    }
     if let Some(p) = &r.probe {
         lines.push(format!(
             "linear probe on frozen {}-wide image features: fitted on {} train samples ({} steps), \

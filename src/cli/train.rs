@@ -233,6 +233,9 @@ mod imp {
             }
             s.push_str("; ");
         }
+        for (name, value) in &r.validation_terms {
+            s.push_str(&format!("{name} loss {value:.3}; "));
+        }
         if let Some(p) = &r.probe {
             let parts: Vec<String> = p
                 .columns

@@ -686,7 +686,7 @@ impl RunConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut p = self.model.problems();
         p.extend(self.train.problems(&self.model));
-        p.extend(self.objective.problems(self.train.mask_ratio));
+        p.extend(self.objective.problems(&self.model, self.train.mask_ratio));
         p
     }
 

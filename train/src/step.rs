@@ -452,6 +452,34 @@ impl TrainStep {
         tch::no_grad(|| self.model.encode_image(images, Some(&mask), self.compute))
     }
 
+    /// The objective's validation terms (such as MUG's caption loss) of a batch of whole images and
+    /// their captions, no gradient; empty for objectives without any.
+    pub fn validation_terms(&self, images: &Tensor, tokens: &Tensor) -> Result<Vec<(String, f64)>> {
+        check_images(images, &self.config.model)?;
+        check_tokens(tokens, &self.config.model)?;
+        let device = self.model.device();
+        let batch = Batch {
+            images: images
+                .f_to_device(device)
+                .context(|| "validation images".into())?,
+            tokens: tokens
+                .f_to_device(device)
+                .context(|| "validation tokens".into())?,
+            mask: None,
+        };
+        let terms = tch::no_grad(|| {
+            self.objective
+                .validation_terms(&self.model, &batch, self.compute)
+        })?;
+        terms
+            .into_iter()
+            .map(|t| {
+                let value = t.value.f_double_value(&[]).context(|| t.name.to_string())?;
+                Ok((t.name.to_string(), value))
+            })
+            .collect()
+    }
+
     /// L2-normalised text embeddings `[B, embed_dim]` of token ids, no gradient.
     pub fn encode_texts(&self, tokens: &Tensor) -> Result<Tensor> {
         tch::no_grad(|| self.model.text_features(tokens, self.compute))

@@ -9,7 +9,7 @@ mod common;
 use common::{colour_batch, micro_run, micro_run_mae, same_values};
 use flipstream_train::model::decoder::{pixel_targets, reconstruction_loss};
 use flipstream_train::objective::{
-    self, CaeV2Settings, ContrastiveView, MaeClipSettings, Supervise,
+    self, CaeV2Settings, ContrastiveView, MaeClipSettings, MugSettings, Supervise,
 };
 use flipstream_train::run::RunSpec;
 use flipstream_train::{
@@ -562,4 +562,165 @@ fn cae_v2_takes_its_default_mask_ratio_by_model_size() {
     )
     .unwrap();
     assert_eq!(given.config.train.mask_ratio, 0.4);
+}
+
+fn mug_run() -> RunConfig {
+    let mut run = micro_run();
+    let mut s = MugSettings::for_model(&run.model);
+    s.decoder_width = 32;
+    s.decoder_depth = 1;
+    s.decoder_heads = 2;
+    s.caption_width = 32;
+    s.caption_depth = 1;
+    s.caption_heads = 2;
+    s.norm_pix_loss = false;
+    run.objective = ObjectiveConfig::Mug(s);
+    run
+}
+
+/// The colour batch with captions `[14 (start), class + 1, 15 (end), pad…]`: the class token can
+/// only be predicted from the image.
+fn captioned_batch(run: &RunConfig, step: u64) -> (Tensor, Tensor) {
+    let (images, tokens) = colour_batch(&run.model, step);
+    let class = tokens.narrow(1, 0, 1);
+    let with_start = Tensor::zeros_like(&tokens);
+    let _ = with_start.narrow(1, 0, 1).fill_(14);
+    with_start.narrow(1, 1, 1).copy_(&class);
+    let _ = with_start.narrow(1, 2, 1).fill_(15);
+    (images, with_start)
+}
+
+#[test]
+fn mug_learns_to_caption_from_the_image_and_to_reconstruct() {
+    let mut run = mug_run();
+    run.train.total_steps = 60;
+    let mut trainer = TrainStep::new(run.clone(), Device::Cpu).unwrap();
+    let m: Vec<_> = (0..60)
+        .map(|s| {
+            let (images, tokens) = captioned_batch(&run, s);
+            trainer.step(&images, &tokens).unwrap()
+        })
+        .collect();
+    let term = |name: &str, r: std::ops::Range<usize>| mean(m[r].iter().map(|s| s.terms[name]));
+    for name in ["caption", "reconstruction"] {
+        let (first, last) = (term(name, 0..5), term(name, 55..60));
+        assert!(last < 0.3 * first, "{name}: {first:.3} → {last:.3}");
+    }
+    // on whole images, the caption loss of new samples is low too: the class comes from the image
+    let (images, tokens) = captioned_batch(&run, 999);
+    let v = trainer.validation_terms(&images, &tokens).unwrap();
+    assert_eq!(v[0].0, "caption");
+    assert!(v[0].1 < 0.3 * term("caption", 0..5), "{v:?}");
+    let state: Vec<String> = trainer
+        .optimizer()
+        .state_tensors()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(!state.iter().any(|n| n.contains("/text.")));
+}
+
+#[test]
+fn mug_gradients_reach_every_trainable_parameter() {
+    let run = mug_run();
+    let (model, objective) = objective::build(&run, Device::Cpu).unwrap();
+    let (images, tokens) = captioned_batch(&run, 0);
+    let mask = PatchMask::random(8, run.model.num_patches(), 0.75, 1, 0).unwrap();
+    let batch = objective::Batch {
+        images,
+        tokens,
+        mask: Some(mask),
+    };
+    let out = objective.forward(&model, &batch, Compute::FP32).unwrap();
+    let loss = out
+        .terms
+        .iter()
+        .fold(Tensor::zeros([], (Kind::Float, Device::Cpu)), |a, t| {
+            a + &t.value * t.weight
+        });
+    let grads = Gradients::backward(&loss, model.params()).unwrap();
+    for (p, g) in model.params().trainable().zip(grads.as_slice()) {
+        assert!(
+            g.abs().sum(Kind::Float).double_value(&[]) > 0.0,
+            "no gradient reaches {}",
+            p.name()
+        );
+    }
+}
+
+#[test]
+fn caption_padding_is_excluded_by_position() {
+    let mut run = mug_run();
+    run.model.pad_id = 15; // CLIP's BPE pads with its end token
+    let (model, _) = objective::build(&run, Device::Cpu).unwrap();
+    let mut init = flipstream_train::model::Initializer::new(0, Device::Cpu);
+    let decoder = flipstream_train::model::caption::CaptionDecoder::new(
+        &mut init,
+        "c",
+        flipstream_train::model::caption::CaptionShape {
+            width: 32,
+            depth: 1,
+            heads: 2,
+        },
+        &run.model,
+    )
+    .unwrap();
+    let tokens = Tensor::from_slice(&[
+        14i64, 3, 4, 15, 15, 15, 15, 15, 14, 5, 15, 15, 15, 15, 15, 15,
+    ])
+    .view([2, 8]);
+    let lengths = Vec::<i64>::try_from(&decoder.lengths(&tokens).unwrap()).unwrap();
+    assert_eq!(lengths, [4, 3]);
+    let images = colour_batch(&run.model, 0).0.narrow(0, 0, 2);
+    let encoded = model.encode_image(&images, None, Compute::FP32).unwrap();
+    let base = decoder
+        .loss(&encoded.tokens, &tokens, Compute::FP32)
+        .unwrap()
+        .double_value(&[]);
+    // what follows a caption's end does not count
+    let after = tokens.copy();
+    let _ = after.get(0).narrow(0, 5, 3).fill_(7);
+    let same = decoder
+        .loss(&encoded.tokens, &after, Compute::FP32)
+        .unwrap()
+        .double_value(&[]);
+    assert!((base - same).abs() < 1e-6, "{base} vs {same}");
+    // a word inside does
+    let inside = tokens.copy();
+    let _ = inside.get(0).narrow(0, 2, 1).fill_(9);
+    let other = decoder
+        .loss(&encoded.tokens, &inside, Compute::FP32)
+        .unwrap()
+        .double_value(&[]);
+    assert!((base - other).abs() > 1e-4);
+}
+
+#[test]
+fn mug_resumes_bit_for_bit_and_checks_its_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = mug_run();
+    run.train.warmup_steps = 2;
+    run.train.total_steps = 8;
+    let mut straight = TrainStep::new(run, Device::Cpu).unwrap();
+    train(&mut straight, 0..3);
+    straight
+        .save_checkpoint(dir.path(), &TrainProgress::default())
+        .unwrap();
+    let after = train(&mut straight, 3..6);
+    let (mut resumed, _) = TrainStep::resume(dir.path(), Device::Cpu).unwrap();
+    assert_eq!(after, train(&mut resumed, 3..6));
+
+    let tiny =
+        RunSpec::from_toml_str("preset = \"tiny\"\n[objective]\nkind = \"mug\"\n", "t").unwrap();
+    assert_eq!(tiny.config.train.mask_ratio, 0.75);
+    let e = RunSpec::from_toml_str(
+        "preset = \"tiny\"\n[train]\nmask_ratio = 0.0\n[objective]\nkind = \"mug\"\ncaption_heads = 3\n",
+        "t",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("removes none") && e.contains("caption_heads = 3 does not divide"),
+        "{e}"
+    );
 }

@@ -488,3 +488,34 @@ fn a_cae_v2_run_learns_from_a_clip_run_and_is_judged_by_the_probe() {
     );
     assert!(!refused.exists());
 }
+
+#[test]
+fn a_mug_run_reports_its_caption_loss_and_probe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = micro_spec(dataset(), 6);
+    spec.apply(&Overrides {
+        objective: Some(flipstream_train::ObjectiveKind::Mug),
+        ..Overrides::default()
+    });
+    assert_eq!(spec.config.train.mask_ratio, 0.75);
+    spec.run.eval_every = 6;
+    spec.run.eval.probe_train_samples = 300;
+    let run = tmp.path().join("run");
+    let summary = train(
+        run.to_str().unwrap(),
+        new_run(spec),
+        &cpu_session(),
+        &mut Silent,
+    )
+    .unwrap();
+    let report = summary.last_eval.unwrap();
+    assert!(report.retrieval.is_none() && report.zero_shot.is_none());
+    let caption = report.validation_terms["caption"];
+    assert!(caption.is_finite() && caption > 0.0, "{report:?}");
+    assert!(report.probe.is_some());
+    let s = steps(&metrics(&run));
+    assert!(
+        s.iter()
+            .all(|r| r.terms.keys().eq(["caption", "reconstruction"]))
+    );
+}

@@ -308,3 +308,91 @@ impl Transformer {
         Ok(x)
     }
 }
+
+/// A pre-norm cross-attention block: `q + attn(norm_q(q), norm_kv(kv))`, then
+/// `q + mlp(norm2(q))`, where the keys and values `kv` are the context — followed by the queries
+/// themselves when the block also attends to them (CAE's regressor).
+#[derive(Debug)]
+pub struct CrossBlock {
+    norm_q: LayerNorm,
+    norm_kv: LayerNorm,
+    q: Linear,
+    kv: Linear,
+    proj: Linear,
+    norm2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    heads: i64,
+    attend_self: bool,
+}
+
+impl CrossBlock {
+    /// A block named `name` at `width` with `heads` heads.
+    pub fn new(
+        init: &mut Initializer,
+        name: &str,
+        width: i64,
+        heads: i64,
+        attend_self: bool,
+    ) -> Result<Self, TchError> {
+        let std = (width as f64).powf(-0.5);
+        let n = |part: &str| format!("{name}.{part}");
+        Ok(CrossBlock {
+            norm_q: LayerNorm::new(init, &n("norm_q"), width)?,
+            norm_kv: LayerNorm::new(init, &n("norm_kv"), width)?,
+            q: Linear::normal(init, &n("attn.q"), width, width, std, true)?,
+            kv: Linear::normal(init, &n("attn.kv"), width, 2 * width, std, true)?,
+            proj: Linear::normal(init, &n("attn.proj"), width, width, std, true)?,
+            norm2: LayerNorm::new(init, &n("norm2"), width)?,
+            fc1: Linear::normal(init, &n("mlp.fc1"), width, 4 * width, std, true)?,
+            fc2: Linear::normal(init, &n("mlp.fc2"), 4 * width, width, std * 0.5, true)?,
+            heads,
+            attend_self,
+        })
+    }
+
+    /// `q` `[B, Tq, width]` attending to `context` `[B, Tc, width]` (both float32).
+    pub fn forward(
+        &self,
+        q: &Tensor,
+        context: &Tensor,
+        compute: Compute,
+    ) -> Result<Tensor, TchError> {
+        let (b, tq, w) = q.size3()?;
+        let kv_in = if self.attend_self {
+            Tensor::f_cat(&[context.shallow_clone(), q.shallow_clone()], 1)?
+        } else {
+            context.shallow_clone()
+        };
+        let tk = kv_in.size()[1];
+        let d = w / self.heads;
+        let query = self
+            .q
+            .forward(&self.norm_q.forward(q)?, compute)?
+            .f_view([b, tq, self.heads, d])?
+            .f_transpose(1, 2)?;
+        let kv = self
+            .kv
+            .forward(&self.norm_kv.forward(&kv_in)?, compute)?
+            .f_view([b, tk, 2, self.heads, d])?
+            .f_permute([2, 0, 3, 1, 4])?;
+        let o = Tensor::f_scaled_dot_product_attention(
+            &query,
+            &kv.f_select(0, 0)?,
+            &kv.f_select(0, 1)?,
+            None::<&Tensor>,
+            0.0,
+            false,
+            None::<f64>,
+            false,
+        )?
+        .f_transpose(1, 2)?
+        .f_reshape([b, tq, w])?;
+        let x = q.f_add(&Compute::to_float(&self.proj.forward(&o, compute)?)?)?;
+        let h = self
+            .fc1
+            .forward(&self.norm2.forward(&x)?, compute)?
+            .f_gelu("none")?;
+        x.f_add(&Compute::to_float(&self.fc2.forward(&h, compute)?)?)
+    }
+}

@@ -7,11 +7,13 @@
 //! - [`posembed`]: fixed 2-D sin-cos position embeddings.
 //! - [`stem`]: the convolutional stem of a hybrid ViT (`patch_embed = "conv"`).
 //! - [`decoder`]: MAE's pixel decoder, a head that objectives add ([`crate::objective`]).
+//! - [`caption`]: MUG's caption decoder (causal, cross-attending to the image tokens).
 //! - [`regressor`]: CAE's latent regressor (cross-attention from removed to visible patches).
 //! - [`flops`]: FLOP estimates for MFU.
 //!
 //! Training passes a [`PatchMask`]; inference and evaluation pass `None` and encode every patch.
 
+pub mod caption;
 pub mod decoder;
 pub mod flops;
 pub mod layers;

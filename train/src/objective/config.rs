@@ -31,17 +31,20 @@ pub enum ObjectiveKind {
     MaeClip,
     /// CAE v2: the masked image tower regresses a frozen CLIP teacher's token features.
     CaeV2,
+    /// MUG: from one masked encoding, reconstruct the pixels and generate the caption.
+    Mug,
 }
 
 impl ObjectiveKind {
     /// Every kind, in the order of [`ObjectiveKind::NAMES`].
-    pub const ALL: [ObjectiveKind; 3] = [
+    pub const ALL: [ObjectiveKind; 4] = [
         ObjectiveKind::Clip,
         ObjectiveKind::MaeClip,
         ObjectiveKind::CaeV2,
+        ObjectiveKind::Mug,
     ];
     /// The accepted names.
-    pub const NAMES: [&'static str; 3] = ["clip", "mae_clip", "cae_v2"];
+    pub const NAMES: [&'static str; 4] = ["clip", "mae_clip", "cae_v2", "mug"];
 
     /// The name as written in config files and on the command line.
     pub fn name(self) -> &'static str {
@@ -49,17 +52,18 @@ impl ObjectiveKind {
             ObjectiveKind::Clip => "clip",
             ObjectiveKind::MaeClip => "mae_clip",
             ObjectiveKind::CaeV2 => "cae_v2",
+            ObjectiveKind::Mug => "mug",
         }
     }
 
     /// Whether the objective trains the text tower into the image embedding's space (zero-shot
     /// and retrieval evaluate it); otherwise only the linear probe does.
     pub fn aligns_text(self) -> bool {
-        !matches!(self, ObjectiveKind::CaeV2)
+        !matches!(self, ObjectiveKind::CaeV2 | ObjectiveKind::Mug)
     }
 
     /// The mask ratio this objective trains at by default for `model`, when it has its own (CAE v2:
-    /// the best ratio grows with the model, Tiny 15 %, Small 25 %, Base 50 %).
+    /// the best ratio grows with the model, Tiny 15 %, Small 25 %, Base 50 %; MUG: MAE's 75 %).
     pub fn default_mask_ratio(self, model: &ModelConfig) -> Option<f64> {
         match self {
             ObjectiveKind::CaeV2 => Some(match model.vision_width {
@@ -67,6 +71,7 @@ impl ObjectiveKind {
                 257..=512 => 0.25,
                 _ => 0.5,
             }),
+            ObjectiveKind::Mug => Some(0.75),
             _ => None,
         }
     }
@@ -261,6 +266,113 @@ impl CaeV2Settings {
     }
 }
 
+/// MUG: λ_pixels · MSE of the removed patches + λ_caption · next-token cross entropy of the
+/// caption, both from one masked encoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MugSettings {
+    /// Weight of the pixel reconstruction term.
+    pub reconstruction_weight: f64,
+    /// λ, the weight of the caption term (1 in the paper's spirit; open there).
+    pub caption_weight: f64,
+    /// Normalise each target patch by its own mean and variance (MAE's `norm_pix_loss`).
+    pub norm_pix_loss: bool,
+    /// The pixel decoder's width (a multiple of 4).
+    pub decoder_width: usize,
+    /// The pixel decoder's blocks.
+    pub decoder_depth: usize,
+    /// The pixel decoder's heads.
+    pub decoder_heads: usize,
+    /// The caption decoder's width.
+    pub caption_width: usize,
+    /// The caption decoder's layers (each a causal self-attention and a cross-attention block).
+    pub caption_depth: usize,
+    /// The caption decoder's heads.
+    pub caption_heads: usize,
+}
+
+impl MugSettings {
+    /// The defaults for `model`: MAE's decoder (scaled like MAE+CLIP's) and a caption decoder
+    /// after FLIP's captioning head (3 layers, 384 wide, 6 heads at ViT-B and above), smaller
+    /// below.
+    pub fn for_model(model: &ModelConfig) -> Self {
+        let decoder = DecoderShape::for_model(model);
+        let (caption_width, caption_depth, caption_heads) = match model.vision_width {
+            0..=256 => (128, 1, 4),
+            257..=512 => (256, 2, 8),
+            _ => (384, 3, 6),
+        };
+        MugSettings {
+            reconstruction_weight: 1.0,
+            caption_weight: 1.0,
+            norm_pix_loss: true,
+            decoder_width: decoder.decoder_width,
+            decoder_depth: decoder.decoder_depth,
+            decoder_heads: decoder.decoder_heads,
+            caption_width,
+            caption_depth,
+            caption_heads,
+        }
+    }
+
+    /// The pixel decoder's shape.
+    pub fn decoder(&self) -> DecoderShape {
+        DecoderShape {
+            decoder_width: self.decoder_width,
+            decoder_depth: self.decoder_depth,
+            decoder_heads: self.decoder_heads,
+        }
+    }
+
+    /// What is wrong with these settings at `mask_ratio`, each naming the key.
+    fn problems(&self, model: &ModelConfig, mask_ratio: f64, p: &mut Vec<String>) {
+        for (key, w) in [
+            ("reconstruction_weight", self.reconstruction_weight),
+            ("caption_weight", self.caption_weight),
+        ] {
+            if !(w.is_finite() && w >= 0.0) {
+                p.push(format!("objective.{key} = {w} must be a number ≥ 0"));
+            }
+        }
+        if self.reconstruction_weight == 0.0 && self.caption_weight == 0.0 {
+            p.push(
+                "objective.reconstruction_weight and objective.caption_weight are both 0: nothing \
+                 would be learned"
+                    .to_string(),
+            );
+        }
+        self.decoder().problems(p);
+        for (key, value) in [
+            ("caption_width", self.caption_width),
+            ("caption_depth", self.caption_depth),
+            ("caption_heads", self.caption_heads),
+        ] {
+            if value == 0 {
+                p.push(format!("objective.{key} is 0: it must be at least 1"));
+            }
+        }
+        if self.caption_heads > 0 && !self.caption_width.is_multiple_of(self.caption_heads) {
+            p.push(format!(
+                "objective.caption_heads = {} does not divide objective.caption_width = {}",
+                self.caption_heads, self.caption_width
+            ));
+        }
+        if model.context_length < 2 {
+            p.push(
+                "objective.kind = \"mug\" predicts each next caption token: model.context_length \
+                 must be at least 2"
+                    .to_string(),
+            );
+        }
+        if self.reconstruction_weight > 0.0 && mask_ratio <= 0.0 {
+            p.push(format!(
+                "objective.kind = \"mug\" reconstructs removed patches, but train.mask_ratio = \
+                 {mask_ratio} removes none: set train.mask_ratio above 0 (MUG uses 0.75)"
+            ));
+        }
+    }
+}
+
 /// The objective of a run and its settings (`[objective]`, tagged by `kind`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -271,6 +383,8 @@ pub enum ObjectiveConfig {
     MaeClip(MaeClipSettings),
     /// CAE v2.
     CaeV2(CaeV2Settings),
+    /// MUG.
+    Mug(MugSettings),
 }
 
 impl Default for ObjectiveConfig {
@@ -286,6 +400,7 @@ impl ObjectiveConfig {
             ObjectiveKind::Clip => ObjectiveConfig::Clip(ClipSettings {}),
             ObjectiveKind::MaeClip => ObjectiveConfig::MaeClip(MaeClipSettings::for_model(model)),
             ObjectiveKind::CaeV2 => ObjectiveConfig::CaeV2(CaeV2Settings::for_model(model)),
+            ObjectiveKind::Mug => ObjectiveConfig::Mug(MugSettings::for_model(model)),
         }
     }
 
@@ -295,6 +410,7 @@ impl ObjectiveConfig {
             ObjectiveConfig::Clip(_) => ObjectiveKind::Clip,
             ObjectiveConfig::MaeClip(_) => ObjectiveKind::MaeClip,
             ObjectiveConfig::CaeV2(_) => ObjectiveKind::CaeV2,
+            ObjectiveConfig::Mug(_) => ObjectiveKind::Mug,
         }
     }
 
@@ -303,11 +419,12 @@ impl ObjectiveConfig {
         self.kind() == ObjectiveKind::Clip
     }
 
-    /// Every problem of these settings when trained at `mask_ratio`, each naming the key and what
-    /// to change.
-    pub fn problems(&self, mask_ratio: f64) -> Vec<String> {
+    /// Every problem of these settings for `model` trained at `mask_ratio`, each naming the key
+    /// and what to change.
+    pub fn problems(&self, model: &ModelConfig, mask_ratio: f64) -> Vec<String> {
         let mut p = Vec::new();
         match self {
+            ObjectiveConfig::Mug(s) => s.problems(model, mask_ratio, &mut p),
             ObjectiveConfig::Clip(_) => {}
             ObjectiveConfig::MaeClip(s) => {
                 for (key, w) in [

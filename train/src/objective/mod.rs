@@ -9,6 +9,7 @@
 //! - [`clip`]: CLIP / FLIP, contrastive only.
 //! - [`mae_clip`]: CLIP + MAE's pixel reconstruction of the removed patches.
 //! - [`cae_v2`]: the masked image tower regresses a frozen CLIP teacher's token features.
+//! - [`mug`]: from one masked encoding, reconstruct the pixels and generate the caption.
 //!
 //! Adding an objective: a file here implementing [`Objective`], its settings as a variant of
 //! [`ObjectiveConfig`], and one arm in [`build`] (see `docs/architecture.md`).
@@ -17,14 +18,15 @@ pub mod cae_v2;
 pub mod clip;
 pub mod config;
 pub mod mae_clip;
+pub mod mug;
 
 use std::fmt;
 
 use tch::{Device, TchError, Tensor};
 
 pub use config::{
-    CaeV2Settings, ClipSettings, ContrastiveView, DecoderShape, MaeClipSettings, ObjectiveConfig,
-    ObjectiveKind, Supervise,
+    CaeV2Settings, ClipSettings, ContrastiveView, DecoderShape, MaeClipSettings, MugSettings,
+    ObjectiveConfig, ObjectiveKind, Supervise,
 };
 
 use crate::config::RunConfig;
@@ -106,6 +108,18 @@ pub trait Objective: fmt::Debug + Send {
         batch: &Batch,
         compute: Compute,
     ) -> Result<ObjectiveOutput>;
+
+    /// Terms worth reporting on validation samples (whole images, called without gradients),
+    /// such as MUG's caption loss; none by default.
+    fn validation_terms(
+        &self,
+        model: &ClipModel,
+        batch: &Batch,
+        compute: Compute,
+    ) -> Result<Vec<Term>> {
+        let _ = (model, batch, compute);
+        Ok(Vec::new())
+    }
 }
 
 /// The model of `config` and its objective, initialised from `train.seed` on `device`: the one
@@ -129,6 +143,13 @@ pub fn build(config: &RunConfig, device: Device) -> Result<(ClipModel, Box<dyn O
                 cae_v2::CaeV2::new(init, s, model, teacher)
             })?;
             m.freeze(&cae_v2::FROZEN)?;
+            (m, Box::new(o))
+        }
+        ObjectiveConfig::Mug(s) => {
+            let (mut m, o) = ClipModel::with_heads(model, seed, device, |init| {
+                mug::Mug::new(init, s, model, device)
+            })?;
+            m.freeze(&mug::FROZEN)?;
             (m, Box::new(o))
         }
     })

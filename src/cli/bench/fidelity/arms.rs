@@ -11,8 +11,8 @@
 //!    that masking makes affordable is where FLIP puts its gain, Table 1b).
 //!
 //! The objectives suite ([`objective_arms`]) runs `clip` and `flip50` as above and MAE+CLIP and
-//! CAE v2 (taught by the `clip` arm of its seed) beside them, every evaluation with the linear
-//! probe.
+//! CAE v2 (taught by the `clip` arm of its seed) and MUG beside them, every evaluation with the
+//! linear probe.
 //!
 //! A finished arm leaves `result.json` in its run directory; running the benchmark again reuses
 //! it when the arm's settings are unchanged, so an interrupted benchmark continues where it was.
@@ -20,7 +20,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use flipstream_train::objective::{CaeV2Settings, ContrastiveView, MaeClipSettings, Supervise};
+use flipstream_train::objective::{
+    CaeV2Settings, ContrastiveView, MaeClipSettings, MugSettings, Supervise,
+};
 use flipstream_train::run::{
     EvalData, EvalReport, MetricsRecord, RunSpec, RunStart, Session, StepRecord, TrainObserver,
     check_eval_data, evaluate, parse_metrics, train,
@@ -98,7 +100,7 @@ pub fn first_arms(seed: u64, batch: usize, steps: u64, tune_steps: u64) -> Vec<A
 /// their runs are shared), MAE+CLIP at mask 0.5 with one masked pass (FLIP Table 1f) and with the
 /// contrastive term on the full image (Weers et al.'s two views), tuned like FLIP; and CAE v2 at
 /// its default mask ratio for the model, supervising the visible or the removed tokens, with the
-/// `clip` arm's run in `teacher` as its teacher.
+/// `clip` arm's run in `teacher` as its teacher; and MUG at its mask ratio (75 %).
 pub fn objective_arms(
     seed: u64,
     batch: usize,
@@ -141,6 +143,13 @@ pub fn objective_arms(
             ..arms[0].clone()
         });
     }
+    arms.push(ArmSpec {
+        name: "mug".into(),
+        mask_ratio: ObjectiveKind::Mug.default_mask_ratio(model).unwrap_or(0.75),
+        tune_steps: 0,
+        objective: Some(ObjectiveConfig::Mug(MugSettings::for_model(model))),
+        ..arms[0].clone()
+    });
     arms
 }
 

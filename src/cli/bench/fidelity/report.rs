@@ -81,7 +81,7 @@ pub const FLIP_ROWS: [RowDef; 10] = [
 ];
 
 /// The rows of the objectives suite.
-pub const OBJECTIVE_ROWS: [RowDef; 6] = [
+pub const OBJECTIVE_ROWS: [RowDef; 7] = [
     row("clip", "CLIP (mask 0)", "clip", View::Full),
     row("flip50", "FLIP 50 %", "flip50", View::Full),
     row(
@@ -108,6 +108,7 @@ pub const OBJECTIVE_ROWS: [RowDef; 6] = [
         "cae_v2-masked",
         View::Full,
     ),
+    row("mug", "MUG 75 % (pixels + caption)", "mug", View::Full),
 ];
 
 const fn row(key: &'static str, label: &'static str, arm: &'static str, view: View) -> RowDef {
@@ -311,7 +312,7 @@ pub const FLIP_CLAIMS: [Claim; 8] = [
 ];
 
 /// What the MAE+CLIP papers claim (FLIP Table 1f; Weers et al. 2023).
-pub const OBJECTIVE_CLAIMS: [Claim; 5] = [
+pub const OBJECTIVE_CLAIMS: [Claim; 7] = [
     Claim {
         what: "MAE loss added to FLIP 50 % (one masked pass)",
         row: "mae_clip50",
@@ -341,6 +342,18 @@ pub const OBJECTIVE_CLAIMS: [Claim; 5] = [
         row: "cae_v2",
         against: "clip",
         paper: "the student's probe beats the teacher's in the paper (distilling OpenAI's CLIP)",
+    },
+    Claim {
+        what: "MUG against CLIP (probe)",
+        row: "mug",
+        against: "clip",
+        paper: "MUG transfers better than CLIP from web pairs (MUG §4)",
+    },
+    Claim {
+        what: "MUG against MAE+CLIP (probe)",
+        row: "mug",
+        against: "mae_clip50",
+        paper: "MUG above MAE-style and contrastive methods (MUG §4)",
     },
 ];
 

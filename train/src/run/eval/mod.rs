@@ -15,6 +15,9 @@
 //!   frozen pooled image features of the train split, scored on the validation samples
 //!   ([`probe`]); how methods without a text tower (CAE v2, MUG) are compared with CLIP.
 //!
+//! - **validation terms**: the objective's own terms on the validation samples, such as MUG's
+//!   caption loss.
+//!
 //! Ties count as misses everywhere ([`scoring`]): a collapsed model scores 0, not 100 %.
 //! Samples are read in the loader's evaluation order (canonical, centre crops), the first
 //! `max_samples` of them.
@@ -23,6 +26,7 @@ pub mod probe;
 pub mod scoring;
 pub mod targets;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -108,6 +112,10 @@ pub struct EvalReport {
     /// of training (absent without a hold-out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compositional: Option<ZeroShotReport>,
+    /// The objective's own loss terms on the validation samples with whole images (MUG: `caption`,
+    /// the caption decoder's cross entropy per token; its perplexity is `exp` of it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub validation_terms: BTreeMap<String, f64>,
     /// Linear probes on the frozen pooled image features (`run.eval.probe`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeReport>,
@@ -198,6 +206,8 @@ struct Collected {
     /// L2-normalised caption embeddings `[N, E]` (empty `[0]` when not asked for).
     texts: Tensor,
     labels: Vec<SampleLabels>,
+    /// The objective's validation terms, mean over the samples (validation split only).
+    terms: BTreeMap<String, f64>,
 }
 
 fn open_loader(trainer: &TrainStep, data: &EvalData<'_>, split: SplitSelection) -> Result<Loader> {
@@ -236,6 +246,7 @@ fn collect(
     let context = || format!("{} data of {}", split.as_str(), data.dataset);
     let (mut images, mut pooled, mut texts, mut labels) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut terms: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     for (index, batch) in open_loader(trainer, data, split)?.enumerate() {
         let batch = batch.map_err(|source| TrainError::Loader {
             context: context(),
@@ -252,15 +263,21 @@ fn collect(
         let out = trainer.image_outputs(&img, data.options.mask_ratio, index as u64)?;
         images.push(to_cpu(out.embeds)?);
         pooled.push(to_cpu(out.pooled)?);
+        let ctx = batch.context_length as i64;
+        let tokens = batch.tokens.as_deref().ok_or_else(|| {
+            TrainError::Request("the evaluation loader returned no tokens".into())
+        })?;
+        let tok = Tensor::from_slice(&tokens[..n * ctx as usize])
+            .f_view([n as i64, ctx])
+            .context(|| "evaluation tokens".into())?;
         if with_texts {
-            let ctx = batch.context_length as i64;
-            let tokens = batch.tokens.as_deref().ok_or_else(|| {
-                TrainError::Request("the evaluation loader returned no tokens".into())
-            })?;
-            let tok = Tensor::from_slice(&tokens[..n * ctx as usize])
-                .f_view([n as i64, ctx])
-                .context(|| "evaluation tokens".into())?;
             texts.push(to_cpu(trainer.encode_texts(&tok)?)?);
+        }
+        if split == SplitSelection::Val {
+            for (name, value) in trainer.validation_terms(&img, &tok)? {
+                let entry = terms.entry(name).or_insert((0.0, 0));
+                *entry = (entry.0 + value * n as f64, entry.1 + n);
+            }
         }
         match &batch.extras {
             Some(extras) if extras.num_columns() > 0 => labels.extend(
@@ -292,6 +309,10 @@ fn collect(
         pooled: cat(&pooled)?,
         texts: cat(&texts)?,
         labels,
+        terms: terms
+            .into_iter()
+            .map(|(k, (sum, n))| (k, sum / n.max(1) as f64))
+            .collect(),
     })
 }
 
@@ -473,6 +494,7 @@ pub fn evaluate(trainer: &TrainStep, data: &EvalData<'_>) -> Result<EvalReport> 
         mask_ratio: data.options.mask_ratio,
         zero_shot,
         compositional,
+        validation_terms: collected.terms.clone(),
         probe,
         retrieval,
     })

@@ -18,7 +18,7 @@ WORK=$2
 shift 2
 HERE="$(cd "$(dirname "$0")" && pwd)"
 DOCS="$(cd "$HERE/.." && pwd)/docs"
-for size in 2k 20k; do
+for size in 20k 2k; do
     FIDELITY_COUNT=${size%k}000 FIDELITY_SUITE=objectives FIDELITY_DOC="$DOCS/objectives-$size.md" \
         "$HERE/bench-fidelity.sh" "$BIN" "$WORK/$size" "$@"
 done

@@ -152,7 +152,7 @@ fn gradients_reach_every_parameter_of_towers_and_decoder() {
             .unwrap()
             .loss;
         for t in &out.terms {
-            loss = loss + &t.value * t.weight;
+            loss += &t.value * t.weight;
         }
         let grads = Gradients::backward(&loss, model.params()).unwrap();
         for (p, g) in model.params().iter().zip(grads.as_slice()) {

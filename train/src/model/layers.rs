@@ -1,5 +1,6 @@
-//! Building blocks shared by both towers: [`Linear`], [`LayerNorm`], multi-head self-attention on
-//! `scaled_dot_product_attention`, the MLP and the pre-norm Transformer [`Block`].
+//! Building blocks shared by both towers and the heads: [`Linear`], [`LayerNorm`], multi-head
+//! self-attention on `scaled_dot_product_attention`, the MLP, the pre-norm Transformer [`Block`]
+//! and the cross-attention [`CrossBlock`] of the decoders.
 //!
 //! Mixed precision is explicit: the residual stream, norms and parameters stay float32, and each
 //! matmul casts its input and weight to the [`Compute`] kind (bfloat16 under `bf16`). This is what

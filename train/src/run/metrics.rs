@@ -64,7 +64,7 @@ pub enum MetricsRecord {
     /// An optimizer step.
     Step(StepRecord),
     /// An evaluation.
-    Eval(EvalReport),
+    Eval(Box<EvalReport>),
     /// A checkpoint.
     Checkpoint {
         /// Optimizer steps completed.

@@ -311,7 +311,7 @@ pub fn train(
             if done.is_multiple_of(every) || (last && done == total) {
                 observer.eval_started(done);
                 let report = evaluate(&trainer, eval_data)?;
-                metrics.append(&MetricsRecord::Eval(report.clone()))?;
+                metrics.append(&MetricsRecord::Eval(Box::new(report.clone())))?;
                 metrics.sync(&dir)?;
                 observer.eval(&report);
                 last_eval = Some(report);

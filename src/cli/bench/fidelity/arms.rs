@@ -268,7 +268,7 @@ fn measure(
     let seconds = |s: &[&StepRecord]| s.iter().map(|r| r.step_time_s).sum::<f64>();
     let eval_at = |step: u64| {
         records.iter().find_map(|r| match r {
-            MetricsRecord::Eval(e) if e.step == step => Some(e.clone()),
+            MetricsRecord::Eval(e) if e.step == step => Some(e.as_ref().clone()),
             _ => None,
         })
     };

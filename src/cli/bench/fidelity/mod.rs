@@ -65,6 +65,11 @@ pub struct FidelityArgs {
     #[arg(long, default_value = "flip", value_parser = ["flip", "objectives"])]
     pub suite: String,
 
+    /// Run only these arms of the objectives suite, comma-separated (e.g.
+    /// clip,flip50,mae_clip50,mae_clip50-full) [default: all of them].
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub arms: Option<Vec<String>>,
+
     /// Write the Markdown report here (its plots go next to it, named after it: FILE-STEM-*.svg)
     /// [default: docs/fidelity.md for the flip suite, docs/objectives-bench.md for objectives].
     #[arg(long, value_name = "FILE")]
@@ -114,6 +119,18 @@ pub fn run(args: FidelityArgs, global: Global) -> anyhow::Result<ExitCode> {
         base.config.train.batch_size = b;
     }
     let suite = suite::Suite::named(&args.suite);
+    if let Some(names) = &args.arms {
+        let known: Vec<&str> = suite.rows.iter().map(|r| r.arm).collect();
+        if suite.name != "objectives" {
+            crate::usage_bail!("--arms selects arms of --suite objectives");
+        }
+        if let Some(bad) = names.iter().find(|n| !known.contains(&n.as_str())) {
+            crate::usage_bail!(
+                "--arms: unknown arm {bad:?}: the objectives suite has {}",
+                known.join(", ")
+            );
+        }
+    }
     base.run.eval.probe |= suite.probe;
     base.validate().map_err(train_error)?;
     std::fs::create_dir_all(&args.out)
@@ -168,7 +185,12 @@ fn run_all(
             let teacher = std::path::absolute(&clip_dir).unwrap_or(clip_dir);
             let arms =
                 arms::objective_arms(seed, batch, args.steps, args.tune_steps, model, &teacher);
-            for arm in arms {
+            let wanted = |a: &arms::ArmSpec| {
+                args.arms
+                    .as_ref()
+                    .is_none_or(|names| names.iter().any(|n| *n == a.name))
+            };
+            for arm in arms.into_iter().filter(wanted) {
                 results.push(run(&arm, &mut tokenizer)?);
             }
             continue;

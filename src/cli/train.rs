@@ -50,9 +50,10 @@ pub struct TrainArgs {
     pub warmup: Option<u64>,
 
     /// Training objective (objective.kind): clip (CLIP, FLIP when masking), mae_clip (CLIP plus
-    /// MAE's pixel reconstruction of the removed patches) or cae_v2 (regress a frozen CLIP
-    /// teacher's token features; needs --teacher). A kind other than the config's takes its
-    /// default settings; see docs/objectives.md.
+    /// MAE's pixel reconstruction of the removed patches), cae_v2 (regress a frozen CLIP
+    /// teacher's token features; needs --teacher) or mug (reconstruct the pixels and generate the
+    /// caption from one masked encoding). A kind other than the config's takes its default
+    /// settings (CAE v2 and MUG also their mask ratio); see docs/objectives.md.
     #[arg(long)]
     pub objective: Option<String>,
 

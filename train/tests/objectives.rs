@@ -514,7 +514,10 @@ fn cae_v2_teacher_errors_name_what_to_change() {
         dir.path().join("nothing").to_str().unwrap(),
         Supervise::Visible,
     ));
-    assert!(e.contains("nothing"), "{e}");
+    assert!(
+        e.contains("objective.teacher = ") && e.contains("not a checkpoint folder"),
+        "{e}"
+    );
     let mut other_grid = cae_run(&t, Supervise::Visible);
     other_grid.model.patch_size = 4;
     let e = err(other_grid);

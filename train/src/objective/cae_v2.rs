@@ -42,16 +42,18 @@ pub struct CaeV2 {
 /// path or URL) and its sidecar, checked to serve a student of `student`'s architecture. Cheap:
 /// it reads the sidecar only, so a run can check its teacher before creating anything.
 pub fn teacher_checkpoint(path: &str, student: &ModelConfig) -> Result<(PathBuf, CheckpointMeta)> {
-    let dir = if Path::new(path).join(META_FILE).is_file() {
-        Path::new(path).to_path_buf()
-    } else {
-        RunDir::open(path)?.fetch_checkpoint(None)?
-    };
-    let meta = checkpoint::read_meta(&dir)?;
-    let t = &meta.config.model;
     let mismatch = |detail: String| TrainError::InvalidConfig {
         problems: vec![format!("objective.teacher = {path}: {detail}")],
     };
+    let dir = if Path::new(path).join(META_FILE).is_file() {
+        Path::new(path).to_path_buf()
+    } else {
+        RunDir::open(path)
+            .and_then(|d| d.fetch_checkpoint(None))
+            .map_err(|e| mismatch(format!("not a checkpoint folder or a run with one ({e})")))?
+    };
+    let meta = checkpoint::read_meta(&dir)?;
+    let t = &meta.config.model;
     if !meta.config.objective.kind().aligns_text() {
         return Err(mismatch(format!(
             "it was trained with {}, whose image features are not CLIP's: give a CLIP/FLIP or \

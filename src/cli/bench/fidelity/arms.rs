@@ -220,8 +220,11 @@ pub fn run_arm(
         && let Ok(mut stored) = serde_json::from_str::<ArmResult>(&text)
         && stored.spec == *arm
     {
-        // A run finished before the probe was asked for: probe its checkpoint, keep the rest.
-        if base.run.eval.probe && stored.eval.probe.is_none() {
+        // A run finished before the probe was asked for, or probed before its penalty was tuned:
+        // probe its checkpoint (again), keep the rest.
+        let stale =
+            |p: &flipstream_train::run::ProbeReport| p.columns.iter().any(|c| c.l2.is_none());
+        if base.run.eval.probe && stored.eval.probe.as_ref().is_none_or(stale) {
             stored.eval =
                 evaluate_checkpoint(&arm_run_spec(base, arm), dir, arm.steps, 0.0, session)?;
             std::fs::write(&result_file, serde_json::to_string_pretty(&stored)?)

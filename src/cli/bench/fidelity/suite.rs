@@ -41,7 +41,7 @@ const OBJECTIVES: Suite = Suite {
     rows: &OBJECTIVE_ROWS,
     claims: &OBJECTIVE_CLAIMS,
     probe: true,
-    title: "Objectives side by side: CLIP, FLIP and MAE+CLIP",
+    title: "Objectives side by side: CLIP, FLIP, MAE+CLIP, CAE v2 and MUG",
     claims_heading: "The papers' claims against the measurements",
     default_doc: "docs/objectives-bench.md",
 };

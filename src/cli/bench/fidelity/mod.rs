@@ -188,7 +188,7 @@ fn run_all(
             let wanted = |a: &arms::ArmSpec| {
                 args.arms
                     .as_ref()
-                    .is_none_or(|names| names.iter().any(|n| *n == a.name))
+                    .is_none_or(|names| names.contains(&a.name))
             };
             for arm in arms.into_iter().filter(wanted) {
                 results.push(run(&arm, &mut tokenizer)?);

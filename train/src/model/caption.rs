@@ -13,6 +13,7 @@ use tch::{Kind, Reduction, TchError, Tensor};
 
 use super::layers::{AttnMask, Block, BlockShape, Compute, CrossBlock, LayerNorm, Linear};
 use super::params::Initializer;
+use super::text::end_positions;
 use crate::config::ModelConfig;
 
 /// The caption decoder's size.
@@ -128,21 +129,6 @@ impl CaptionDecoder {
     /// Each caption's length `[B]`: up to its first end token inclusive, else to its last non-pad
     /// token inclusive.
     pub fn lengths(&self, tokens: &Tensor) -> Result<Tensor, TchError> {
-        let n = tokens.size2()?.1;
-        let positions = Tensor::f_arange(n, (Kind::Int64, tokens.device()))?;
-        let last_non_pad = tokens
-            .f_ne(self.pad_id)?
-            .f_to_kind(Kind::Int64)?
-            .f_mul(&positions)?
-            .f_argmax(1, false)?;
-        let last = match self.eot_id {
-            None => last_non_pad,
-            Some(eot) => {
-                let is_eot = tokens.f_eq(eot)?;
-                let first_eot = is_eot.f_to_kind(Kind::Int64)?.f_argmax(1, false)?;
-                first_eot.f_where_self(&is_eot.f_any_dim(1, false)?, &last_non_pad)?
-            }
-        };
-        last.f_add_scalar(1)
+        end_positions(tokens, self.pad_id, self.eot_id)?.f_add_scalar(1)
     }
 }

@@ -251,7 +251,8 @@ impl ClipModel {
     }
 }
 
-fn l2_normalize(x: &Tensor) -> std::result::Result<Tensor, tch::TchError> {
+/// Each row of `x` (last dimension) scaled to unit L2 norm (norms clamped at 1e-12).
+pub fn l2_normalize(x: &Tensor) -> std::result::Result<Tensor, tch::TchError> {
     x.f_div(
         &x.f_norm_scalaropt_dim(2.0, [-1i64].as_slice(), true)?
             .f_clamp_min(1e-12)?,

@@ -8,6 +8,29 @@ use super::layers::{AttnMask, BlockShape, Compute, LayerNorm, Linear, Transforme
 use super::params::Initializer;
 use crate::config::{ModelConfig, TextPool};
 
+/// Position of each caption's end in `tokens` `[B, n]`: its first end-of-text token `eot_id`,
+/// or its last non-pad token in a row without one (and in every row when there is no end token).
+pub fn end_positions(
+    tokens: &Tensor,
+    pad_id: i64,
+    eot_id: Option<i64>,
+) -> Result<Tensor, TchError> {
+    let n = tokens.size2()?.1;
+    let positions = Tensor::f_arange(n, (Kind::Int64, tokens.device()))?;
+    let last_non_pad = tokens
+        .f_ne(pad_id)?
+        .f_to_kind(Kind::Int64)?
+        .f_mul(&positions)?
+        .f_argmax(1, false)?;
+    let Some(eot) = eot_id else {
+        return Ok(last_non_pad);
+    };
+    let is_eot = tokens.f_eq(eot)?;
+    // argmax returns the first of equal maxima: the first end token.
+    let first_eot = is_eot.f_to_kind(Kind::Int64)?.f_argmax(1, false)?;
+    first_eot.f_where_self(&is_eot.f_any_dim(1, false)?, &last_non_pad)
+}
+
 /// The Transformer text encoder.
 #[derive(Debug)]
 pub struct TextTower {
@@ -71,23 +94,9 @@ impl TextTower {
     /// The end token's position is needed, not the last non-pad token's: a tokenizer without a pad
     /// token of its own (CLIP's) pads with its end token, so the last non-pad token is the last word.
     pub fn pool_positions(&self, tokens: &Tensor) -> Result<Tensor, TchError> {
-        let (b, n) = tokens.size2()?;
+        let b = tokens.size2()?.0;
         match self.pool {
-            TextPool::Eot => {
-                let positions = Tensor::f_arange(n, (Kind::Int64, tokens.device()))?;
-                let last_non_pad = tokens
-                    .f_ne(self.pad_id)?
-                    .f_to_kind(Kind::Int64)?
-                    .f_mul(&positions)?
-                    .f_argmax(1, false)?;
-                let Some(eot) = self.eot_id else {
-                    return Ok(last_non_pad);
-                };
-                let is_eot = tokens.f_eq(eot)?;
-                // argmax returns the first of equal maxima: the first end token.
-                let first_eot = is_eot.f_to_kind(Kind::Int64)?.f_argmax(1, false)?;
-                first_eot.f_where_self(&is_eot.f_any_dim(1, false)?, &last_non_pad)
-            }
+            TextPool::Eot => end_positions(tokens, self.pad_id, self.eot_id),
             TextPool::First | TextPool::Mean => {
                 Tensor::f_zeros([b], (Kind::Int64, tokens.device()))
             }

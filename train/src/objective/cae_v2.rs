@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, TchError, Tensor};
 
-use super::{Batch, CaeV2Settings, Embeddings, Objective, ObjectiveKind, ObjectiveOutput, Term};
+use super::{Batch, CaeV2Settings, Objective, ObjectiveKind, ObjectiveOutput, Term};
 use crate::checkpoint::{self, CheckpointMeta, META_FILE};
 use crate::config::ModelConfig;
 use crate::error::{Result, TorchContext, TrainError};
 use crate::model::layers::{LayerNorm, Linear};
 use crate::model::regressor::LatentRegressor;
-use crate::model::{ClipModel, Compute, Initializer, PatchMask};
+use crate::model::{ClipModel, Compute, Initializer, PatchMask, l2_normalize};
 use crate::run::RunDir;
 
 /// What the student freezes: the parts CAE v2's loss never reaches.
@@ -175,10 +175,6 @@ impl Objective for CaeV2 {
         None
     }
 
-    fn embeddings(&self, model: &ClipModel, batch: &Batch, compute: Compute) -> Result<Embeddings> {
-        super::contrastive_embeddings(model, batch, batch.mask.as_ref(), compute)
-    }
-
     fn forward(
         &self,
         model: &ClipModel,
@@ -257,11 +253,4 @@ fn cosine_loss_sum(pred: &Tensor, target: &Tensor) -> std::result::Result<Tensor
         .f_mul(target)?
         .f_sum_dim_intlist(-1, false, Kind::Float)?;
     cos.f_neg()?.f_add_scalar(1.0)?.f_sum(Kind::Float)
-}
-
-fn l2_normalize(x: &Tensor) -> std::result::Result<Tensor, TchError> {
-    x.f_div(
-        &x.f_norm_scalaropt_dim(2.0, [-1i64].as_slice(), true)?
-            .f_clamp_min(1e-12)?,
-    )
 }

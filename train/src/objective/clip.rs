@@ -1,7 +1,7 @@
 //! CLIP's objective, FLIP's when the step masks patches: symmetric InfoNCE between the image and
 //! text embeddings, nothing else (the step computes the contrastive term).
 
-use super::{Batch, Embeddings, Objective, ObjectiveKind, ObjectiveOutput, contrastive_embeddings};
+use super::{Batch, Objective, ObjectiveKind, ObjectiveOutput, contrastive_embeddings};
 use crate::error::Result;
 use crate::model::{ClipModel, Compute};
 
@@ -18,10 +18,6 @@ impl Objective for Clip {
         Some(1.0)
     }
 
-    fn embeddings(&self, model: &ClipModel, batch: &Batch, compute: Compute) -> Result<Embeddings> {
-        contrastive_embeddings(model, batch, batch.mask.as_ref(), compute)
-    }
-
     fn forward(
         &self,
         model: &ClipModel,
@@ -29,7 +25,12 @@ impl Objective for Clip {
         compute: Compute,
     ) -> Result<ObjectiveOutput> {
         Ok(ObjectiveOutput {
-            embeddings: Some(self.embeddings(model, batch, compute)?),
+            embeddings: Some(contrastive_embeddings(
+                model,
+                batch,
+                batch.mask.as_ref(),
+                compute,
+            )?),
             terms: Vec::new(),
         })
     }

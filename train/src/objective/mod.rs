@@ -99,7 +99,10 @@ pub trait Objective: fmt::Debug + Send {
     /// The contrastive embeddings of `batch` exactly as [`Objective::forward`] computes them
     /// (called without gradients for the other micro-batches under accumulation). Only called
     /// when [`Objective::contrastive_weight`] is `Some`.
-    fn embeddings(&self, model: &ClipModel, batch: &Batch, compute: Compute) -> Result<Embeddings>;
+    /// The default: the text embeddings and the image embeddings of the batch's own mask.
+    fn embeddings(&self, model: &ClipModel, batch: &Batch, compute: Compute) -> Result<Embeddings> {
+        contrastive_embeddings(model, batch, batch.mask.as_ref(), compute)
+    }
 
     /// Embeddings and local terms of `batch`, with gradients.
     fn forward(

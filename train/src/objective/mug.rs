@@ -10,7 +10,7 @@
 
 use tch::{Device, TchError};
 
-use super::{Batch, Embeddings, MugSettings, Objective, ObjectiveKind, ObjectiveOutput, Term};
+use super::{Batch, MugSettings, Objective, ObjectiveKind, ObjectiveOutput, Term};
 use crate::config::ModelConfig;
 use crate::error::{Result, TorchContext};
 use crate::model::caption::{CaptionDecoder, CaptionShape};
@@ -81,10 +81,6 @@ impl Objective for Mug {
 
     fn contrastive_weight(&self) -> Option<f64> {
         None
-    }
-
-    fn embeddings(&self, model: &ClipModel, batch: &Batch, compute: Compute) -> Result<Embeddings> {
-        super::contrastive_embeddings(model, batch, batch.mask.as_ref(), compute)
     }
 
     fn forward(

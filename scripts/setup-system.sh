@@ -6,14 +6,17 @@
 #                 ships in the crate; flipstream-shard decodes and encodes JPEG with it
 #                 (docs/imaging.md says why). Debian 12's own libturbojpeg is 2.1, older than the
 #                 3.0 API that the `turbojpeg` crate binds, so it cannot be linked instead.
+#   libgloo-dev   gloo's headers, for the train crate's c10d shim (data-parallel training); the
+#                 gloo code itself is the copy inside libtorch, so only the headers are used.
 #
 # As root (CI, containers) the missing packages are installed with apt-get; otherwise this prints
-# the command to run and fails. Nothing is done when the tools are already on PATH.
+# the command to run and fails. Nothing is done when the tools are already there.
 set -euo pipefail
 
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v nasm >/dev/null 2>&1 || need+=(nasm)
+[ -f /usr/include/gloo/config.h ] || [ -n "${GLOO_INCLUDE_DIR:-}" ] || need+=(libgloo-dev)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -28,6 +28,8 @@ mod bench;
 mod eval;
 mod info;
 mod ingest;
+#[cfg(feature = "train")]
+mod launch;
 mod loader;
 pub mod progress;
 mod shard;

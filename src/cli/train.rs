@@ -112,6 +112,22 @@ pub struct TrainArgs {
     /// --eval-every and --checkpoint-every may change).
     #[arg(long)]
     pub resume: bool,
+
+    /// Data-parallel on this machine: start N ranks of this command (as `torchrun
+    /// --nproc-per-node N` would), each with its share of every batch, the cores shared out
+    /// between them and one GPU each when there are GPUs. Under torchrun or Slurm's srun, leave
+    /// it out: the ranks are read from their variables (docs/distributed.md).
+    #[arg(long, value_name = "N")]
+    pub nproc: Option<usize>,
+
+    /// c10d backend of a data-parallel run: gloo or nccl (default: nccl on CUDA, gloo on CPU).
+    #[arg(long, value_name = "NAME")]
+    pub dist_backend: Option<String>,
+
+    /// Seconds a rank waits for the others (to join, in a collective, while rank 0 saves or
+    /// evaluates) before it fails.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub dist_timeout: u64,
 }
 
 #[cfg(not(feature = "train"))]
@@ -154,6 +170,7 @@ pub(crate) fn device_and_threads(
 mod imp {
     use std::time::Instant;
 
+    use flipstream_train::dist::DistSetup;
     use flipstream_train::run::{
         EvalReport, Overrides, RunSpec, RunStart, Session, StepRecord, TrainObserver, TrainSummary,
     };
@@ -296,12 +313,52 @@ mod imp {
         })
     }
 
+    /// This process's place in a data-parallel run, from the launcher's variables and the flags.
+    fn dist_setup(args: &TrainArgs) -> anyhow::Result<DistSetup> {
+        let mut setup = DistSetup::from_env().map_err(train_error)?;
+        if let Some(b) = &args.dist_backend {
+            setup.backend = Some(match b.parse() {
+                Ok(b) => b,
+                Err(e) => crate::usage_bail!("--dist-backend: {e}"),
+            });
+        }
+        if args.dist_timeout == 0 {
+            crate::usage_bail!("--dist-timeout must be at least 1 second");
+        }
+        setup.timeout = std::time::Duration::from_secs(args.dist_timeout);
+        Ok(setup)
+    }
+
     pub fn run(args: TrainArgs, global: Global) -> anyhow::Result<ExitCode> {
         if args.lr.is_some_and(|lr| !(lr.is_finite() && lr > 0.0)) {
             crate::usage_bail!("--lr must be a positive number");
         }
         let overrides = overrides(&args)?;
+        let dist = dist_setup(&args)?;
+        match args.nproc {
+            Some(0) => crate::usage_bail!("--nproc must be at least 1"),
+            Some(_) if dist.is_distributed() => crate::usage_bail!(
+                "--nproc starts the ranks itself, but this process already is rank {} of {} \
+                 (launcher variables are set): leave out --nproc",
+                dist.rank,
+                dist.world_size
+            ),
+            Some(n) if n > 1 => {
+                let all: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+                let grace = dist.timeout + std::time::Duration::from_secs(10);
+                let share = ["--threads", "--decode-threads"];
+                return crate::cli::launch::run_local(n, &all, &share, grace);
+            }
+            _ => {}
+        }
         let device = device_and_threads(&args.device, args.threads)?;
+        let device = crate::cli::launch::rank_device(device, &args.device, &dist)?;
+        // Only rank 0 reports; the others' messages would repeat it.
+        let global = Global {
+            quiet: global.quiet || dist.rank != 0,
+            json: global.json,
+        };
+        let is_main = dist.rank == 0;
         let start = if args.resume {
             if args.config.is_some() || args.tokenizer.is_some() {
                 crate::usage_bail!(
@@ -341,6 +398,7 @@ mod imp {
             device,
             decode_threads: args.decode_threads,
             stop_after: args.stop_after,
+            dist,
         };
         let bar = ProgressBar::new(0);
         if global.quiet {
@@ -370,7 +428,9 @@ mod imp {
                 err
             }
         })?;
-        print_summary(&summary, global)?;
+        if is_main {
+            print_summary(&summary, global)?;
+        }
         Ok(ExitCode::SUCCESS)
     }
 

@@ -6,6 +6,10 @@
 //! achieved matmul FLOP/s from [`flops_per_sample`] (MFU when the device's peak is given). Every
 //! step reads its metrics back to the host, so a step's time includes all device work.
 //!
+//! With several ranks ([`StepBenchOptions::dist`]) the batch is the global batch, each rank steps
+//! on its share, and the time each step spends in collectives (all-gather of the embeddings,
+//! gradient all-reduce, waiting for the slower rank included) is reported beside the step time.
+//!
 //! Settings mirror `bench/openclip_step.py`, the open_clip peer: no gradient clipping, no
 //! accumulation, AdamW (0.9, 0.95), wd 0.2, the same random batch every step.
 
@@ -17,6 +21,7 @@ use serde::Serialize;
 use tch::{Device, Tensor};
 
 use crate::config::{ModelConfig, Precision, Preset, RunConfig, TrainConfig, kept_patches};
+use crate::dist::{DistSetup, World};
 use crate::error::{Result, TorchContext, TrainError};
 use crate::model::flops_per_sample;
 use crate::objective::ObjectiveConfig;
@@ -52,6 +57,8 @@ pub struct StepBenchOptions {
     pub seed: u64,
     /// The device's peak in TFLOP/s, for MFU.
     pub peak_tflops: Option<f64>,
+    /// This process's place among the ranks ([`DistSetup::single`] for one process).
+    pub dist: DistSetup,
 }
 
 /// Timings of one mask ratio.
@@ -72,7 +79,11 @@ pub struct MaskTiming {
     /// Median CPU time of the process per timed step (user + system, all threads; Linux only).
     /// Less sensitive than wall time to other processes on a shared machine.
     pub median_cpu_s: Option<f64>,
-    /// `batch / median_s`.
+    /// Median time per step spent in collectives (several ranks only).
+    pub comm_median_s: Option<f64>,
+    /// `comm_median_s / median_s`.
+    pub comm_share: Option<f64>,
+    /// `batch / median_s` (the global batch: all ranks together).
     pub images_per_s: f64,
     /// Median step time at mask 0 divided by this one (when mask 0 was measured).
     pub speedup_vs_unmasked: Option<f64>,
@@ -80,7 +91,7 @@ pub struct MaskTiming {
     pub flops_per_sample: f64,
     /// Achieved matmul TFLOP/s at the median.
     pub achieved_tflops: f64,
-    /// `achieved_tflops / peak_tflops`, when the peak was given.
+    /// `achieved_tflops / (peak_tflops · ranks)`, when the peak (of one device) was given.
     pub mfu: Option<f64>,
     /// Loss of the last step (a sanity check: finite, near ln(batch)).
     pub last_loss: f64,
@@ -97,13 +108,15 @@ pub struct StepBenchReport {
     pub objective: ObjectiveConfig,
     /// Trainable scalars.
     pub parameters: usize,
-    /// Images per step.
+    /// Images per step (the global batch).
     pub batch: usize,
+    /// Ranks sharing each batch.
+    pub ranks: usize,
     /// Timed steps per mask ratio.
     pub steps: usize,
     /// Untimed steps per mask ratio.
     pub warmup: usize,
-    /// libtorch intra-op threads in effect.
+    /// libtorch intra-op threads in effect (per rank).
     pub threads: i32,
     /// Device, as libtorch names it.
     pub device: String,
@@ -196,24 +209,43 @@ pub fn run_train_step_bench(
     if let Some(n) = opts.threads {
         tch::set_num_threads(n.clamp(1, i32::MAX as usize) as i32);
     }
+    let ranks = opts.dist.world_size.max(1);
+    if !opts.batch.is_multiple_of(ranks) {
+        return Err(TrainError::DistSetup(format!(
+            "the batch of {} is not divisible by {ranks} ranks",
+            opts.batch
+        )));
+    }
     let (images, tokens) = random_batch(&opts.model, opts.batch, opts.seed)?;
+    // This rank's share of the global batch.
+    let share = (opts.batch / ranks) as i64;
+    let first = opts.dist.rank as i64 * share;
+    let (images, tokens) = (
+        images.narrow(0, first, share),
+        tokens.narrow(0, first, share),
+    );
+    let mut world = World::connect(&opts.dist, opts.device)?;
     let mut results: Vec<MaskTiming> = Vec::new();
     let mut parameters = 0;
     for &mask_ratio in &opts.mask_ratios {
         let mut trainer = TrainStep::new(bench_config(opts, mask_ratio), opts.device)?;
+        trainer.join(world)?;
         parameters = trainer.model().params().num_elements();
         let total = opts.warmup + opts.steps;
         let mut times = Vec::with_capacity(opts.steps);
         let mut cpu_times = Vec::with_capacity(opts.steps);
+        let mut comm_times = Vec::with_capacity(opts.steps);
         let mut last_loss = f64::NAN;
         for i in 0..total {
             let cpu_start = process_cpu_seconds();
+            let comm_start = trainer.world().comm_time();
             let start = Instant::now();
             let metrics = trainer.step(&images, &tokens)?;
             let seconds = start.elapsed().as_secs_f64();
             last_loss = metrics.loss;
             if i >= opts.warmup {
                 times.push(seconds);
+                comm_times.push((trainer.world().comm_time() - comm_start).as_secs_f64());
                 if let (Some(a), Some(b)) = (cpu_start, process_cpu_seconds()) {
                     cpu_times.push(b - a);
                 }
@@ -225,7 +257,9 @@ pub fn run_train_step_bench(
                 seconds,
             });
         }
+        world = trainer.leave();
         let median_s = median(&times);
+        let comm_median_s = (ranks > 1).then(|| median(&comm_times));
         let flops = flops_per_sample(&opts.model, mask_ratio);
         let achieved_tflops = flops * opts.batch as f64 / median_s / 1e12;
         results.push(MaskTiming {
@@ -236,6 +270,8 @@ pub fn run_train_step_bench(
             max_s: times.iter().copied().fold(0.0, f64::max),
             step_times_s: times,
             median_cpu_s: (cpu_times.len() == opts.steps).then(|| median(&cpu_times)),
+            comm_median_s,
+            comm_share: comm_median_s.map(|c| c / median_s),
             images_per_s: opts.batch as f64 / median_s,
             speedup_vs_unmasked: None,
             flops_per_sample: flops,
@@ -243,7 +279,7 @@ pub fn run_train_step_bench(
             mfu: opts
                 .peak_tflops
                 .filter(|p| *p > 0.0)
-                .map(|p| achieved_tflops / p),
+                .map(|p| achieved_tflops / (p * ranks as f64)),
             last_loss,
         });
     }
@@ -262,6 +298,7 @@ pub fn run_train_step_bench(
         objective: opts.objective.clone(),
         parameters,
         batch: opts.batch,
+        ranks,
         steps: opts.steps,
         warmup: opts.warmup,
         threads: tch::get_num_threads(),

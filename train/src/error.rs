@@ -122,6 +122,19 @@ pub enum TrainError {
         /// What is wrong and what to do.
         detail: String,
     },
+    /// A data-parallel launch that cannot work: launcher variables that disagree, a world size
+    /// that does not divide the batch, a rendezvous that nobody answers, ranks started with
+    /// different settings. The message says what to change.
+    #[error("distributed setup: {0}")]
+    DistSetup(String),
+    /// A collective failed while training: another rank died or stopped answering.
+    #[error("distributed training: {context}: {detail}")]
+    Distributed {
+        /// What this rank was doing.
+        context: String,
+        /// c10d's message.
+        detail: String,
+    },
     /// What was asked cannot work with this dataset or run (no validation split, missing label
     /// columns, a resumed run with other settings); the message says what to change.
     #[error("{0}")]
@@ -140,6 +153,7 @@ impl TrainError {
             | TrainError::CheckpointMismatch { .. }
             | TrainError::NonFinite { .. }
             | TrainError::RunDir { .. }
+            | TrainError::DistSetup(_)
             | TrainError::Request(_) => true,
             TrainError::Loader { source, .. } => {
                 source.is_usage()
@@ -165,6 +179,7 @@ impl TrainError {
             TrainError::Input { .. }
             | TrainError::Torch { .. }
             | TrainError::Io { .. }
+            | TrainError::Distributed { .. }
             | TrainError::Checkpoint { .. } => false,
         }
     }

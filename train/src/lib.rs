@@ -13,12 +13,14 @@
 //! - [`bench`]: the train-step benchmark behind `flipstream bench train-step`.
 //! - [`cpu_memory`]: keeps freed memory in the process for CPU training (fewer page faults).
 //! - [`device`] picks where tensors live (`cpu`, `cuda`, `cuda:N`, `auto`).
+//! - [`dist`]: data-parallel training on c10d process groups ([`dist::World`], launch variables).
 
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu_memory;
 pub mod device;
+pub mod dist;
 pub mod error;
 pub mod loss;
 pub mod model;

@@ -9,13 +9,24 @@
 //! infinite loss or gradient norm is an error and the weights stay untouched); clip; AdamW at the
 //! schedule's lr; clamp the logit scale.
 //!
-//! With `accum_steps = k > 1` the batch is cut into `k` micro-batches and the gradient still equals
-//! the full-batch gradient: the features of all micro-batches are first computed without
-//! gradients, then each micro-batch is recomputed with gradients and the loss is taken over the
-//! whole batch with the other micro-batches' features held fixed (open_clip's `accum_freq`). The
-//! logit scale's gradient is taken from the first micro-batch only, so it is counted once. The
-//! objective's local terms are means over each micro-batch, weighted by `1/k`. This costs one
-//! extra forward pass and keeps only one micro-batch's activations.
+//! With `accum_steps = k > 1`, or with more than one rank ([`World`]), the gradient still equals
+//! the gradient of the loss over the **global** batch (every micro-batch of every rank), in the
+//! GradCache manner: (1) the embeddings of the rank's micro-batches are computed without a graph
+//! (with `k = 1` the forward pass with its graph is kept instead); (2) every rank's embeddings are
+//! all-gathered, and the rank's rows of the contrastive loss against all `N` columns
+//! ([`clip_loss_rows`], open_clip's `local_loss`) give, by one small backward pass, the loss's
+//! gradient with respect to every gathered embedding and the logit scale; summed over the ranks
+//! (an all-reduce of `[N, E]`), the rank's own rows of it are the exact gradient for its
+//! embeddings (open_clip's `gather_with_grad`); (3) each micro-batch runs forward with its graph
+//! and backward from `⟨embeddings, their gradient⟩` plus its local terms weighted `1/(k·W)`, so
+//! only one micro-batch's activations are held; (4) the gradients are summed over the ranks in
+//! flat buckets ([`World::all_reduce_grads`]). The logit scale's gradient enters once per rank,
+//! from its rows, and the ranks' sum is the global one. Reported values (loss, terms, accuracy)
+//! are reduced the same way, so every rank reports, checks and applies identical numbers and the
+//! weights stay identical on every rank.
+//!
+//! Masks are drawn for the global batch from `(seed, step)` and each rank takes the rows of its
+//! samples ([`TrainStep::step_rows`]), so a sample's mask does not depend on the world size.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,10 +36,12 @@ use tch::{Device, Kind, TchError, Tensor};
 
 use crate::checkpoint::{self, CheckpointMeta, FORMAT_VERSION, TrainProgress};
 use crate::config::RunConfig;
+use crate::dist::{BUCKET_BYTES, World};
 use crate::error::{Result, TorchContext, TrainError};
-use crate::loss::clip_loss;
+use crate::loss::{clip_loss, clip_loss_rows};
+use crate::model::masking::mask_noise;
 use crate::model::{ClipModel, Compute, ImageOutput, PatchMask, check_images, check_tokens};
-use crate::objective::{self, Batch, Embeddings, Objective};
+use crate::objective::{self, Batch, Embeddings, Objective, ObjectiveOutput};
 use crate::optim::{AdamW, Gradients};
 use crate::schedule::{Phase, Schedule};
 
@@ -68,6 +81,7 @@ pub struct TrainStep {
     schedule: Schedule,
     compute: Compute,
     step: u64,
+    world: World,
 }
 
 impl TrainStep {
@@ -90,7 +104,40 @@ impl TrainStep {
             schedule,
             compute,
             step: 0,
+            world: World::single(),
         })
+    }
+
+    /// Makes this trainer one rank of `world`: every rank gets rank 0's weights and optimizer
+    /// state (so that all start identical whatever their device's initialisation), and from now
+    /// on each [`TrainStep::step_rows`] is a step over the global batch.
+    pub fn join(&mut self, world: World) -> Result<()> {
+        let mut tensors: Vec<Tensor> = self
+            .model
+            .params()
+            .tensors()
+            .into_iter()
+            .map(Tensor::shallow_clone)
+            .collect();
+        tensors.extend(
+            self.optim
+                .state_tensors()
+                .into_iter()
+                .map(|(_, t)| t.shallow_clone()),
+        );
+        world.broadcast_from_main(&tensors)?;
+        self.world = world;
+        Ok(())
+    }
+
+    /// The ranks this trainer is one of.
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// Ends this trainer, handing back its ranks (to join another trainer).
+    pub fn leave(self) -> World {
+        self.world
     }
 
     /// Continues the run saved in checkpoint folder `dir`, with the config stored in it (so the
@@ -170,15 +217,28 @@ impl TrainStep {
 
     /// One optimizer step on a batch: u8 `images` `[B, image_size, image_size, 3]` (HWC RGB) and
     /// int64 `tokens` `[B, n]` padded with `pad_id`, on any device. `B` must be divisible by
-    /// `accum_steps`.
+    /// `accum_steps`. With several ranks, this rank's share is taken to be rows `rank·B ..` of the
+    /// global batch; see [`TrainStep::step_rows`].
     pub fn step(&mut self, images: &Tensor, tokens: &Tensor) -> Result<StepMetrics> {
+        self.step_rows(images, tokens, None)
+    }
+
+    /// [`TrainStep::step`] on this rank's share of a global batch of `B · world_size` samples,
+    /// sample `i` being row `rows[i]` of the global batch (its mask is that row's; the loader's
+    /// [`flipstream_shard::loader::Rank::global_rows`]).
+    pub fn step_rows(
+        &mut self,
+        images: &Tensor,
+        tokens: &Tensor,
+        rows: Option<&[usize]>,
+    ) -> Result<StepMetrics> {
         let sv = self.schedule.at(self.step);
-        let batch = self.prepare(images, tokens, sv.mask_ratio)?;
+        let batch = self.prepare(images, tokens, rows, sv.mask_ratio)?;
         let accum = self.config.train.accum_steps as i64;
-        let mut losses = if accum == 1 {
+        let mut losses = if accum == 1 && self.world.size() == 1 {
             self.full_batch(&batch)?
         } else {
-            self.accumulated(&batch, accum)?
+            self.cached(&batch, accum)?
         };
         let grad_norm = losses.grads.global_norm()?;
         let read = self.read_values(&losses, &grad_norm)?;
@@ -214,7 +274,13 @@ impl TrainStep {
     }
 
     /// Checks the batch and moves it to the device with this step's mask at `mask_ratio`.
-    fn prepare(&self, images: &Tensor, tokens: &Tensor, mask_ratio: f64) -> Result<Batch> {
+    fn prepare(
+        &self,
+        images: &Tensor,
+        tokens: &Tensor,
+        rows: Option<&[usize]>,
+        mask_ratio: f64,
+    ) -> Result<Batch> {
         let cfg = &self.config;
         check_images(images, &cfg.model)?;
         check_tokens(tokens, &cfg.model)?;
@@ -234,17 +300,17 @@ impl TrainStep {
                 ),
             });
         }
+        let rows = self.global_rows(b as usize, rows)?;
         let device = self.model.device();
         let prepare = || -> std::result::Result<Batch, TchError> {
             let mask = if mask_ratio > 0.0 {
-                let m = PatchMask::random(
-                    b as usize,
-                    cfg.model.num_patches(),
-                    mask_ratio,
-                    cfg.train.seed,
-                    self.step,
-                )?;
-                Some(m.to_device(device)?)
+                let global = b as usize * self.world.size();
+                let noise = mask_noise(global, cfg.model.num_patches(), cfg.train.seed, self.step)?;
+                let noise = match &rows {
+                    None => noise,
+                    Some(rows) => noise.f_index_select(0, &Tensor::f_from_slice(rows)?)?,
+                };
+                Some(PatchMask::from_noise(&noise, mask_ratio)?.to_device(device)?)
             } else {
                 None
             };
@@ -255,6 +321,27 @@ impl TrainStep {
             })
         };
         prepare().context(|| format!("moving batch of step {} to {device:?}", self.step))
+    }
+
+    /// The global-batch rows of this rank's `b` samples (`None`: all rows, one process), checked.
+    fn global_rows(&self, b: usize, rows: Option<&[usize]>) -> Result<Option<Vec<i64>>> {
+        let (world, rank) = (self.world.size(), self.world.rank());
+        let rows: Vec<usize> = match rows {
+            Some(r) => r.to_vec(),
+            None if world == 1 => return Ok(None),
+            None => (rank * b..(rank + 1) * b).collect(),
+        };
+        let global = b * world;
+        if rows.len() != b || rows.iter().any(|&r| r >= global) {
+            return Err(TrainError::Input {
+                what: "batch",
+                detail: format!(
+                    "{} global rows given for {b} samples of a global batch of {global}",
+                    rows.len()
+                ),
+            });
+        }
+        Ok(Some(rows.into_iter().map(|r| r as i64).collect()))
     }
 
     /// Every value a step reports, read in one host synchronisation.
@@ -313,7 +400,7 @@ impl TrainStep {
         terms: Vec<objective::Term>,
         local_scale: f64,
     ) -> Result<WeightedLoss> {
-        let mut parts: Vec<(&'static str, f64, Tensor)> = Vec::new();
+        let mut parts: Vec<Reported> = Vec::new();
         let mut accuracy = None;
         if let (Some(e), Some(weight)) = (embeddings, self.objective.contrastive_weight()) {
             let c = clip_loss(&e.images, &e.texts, scale).context(|| "contrastive loss".into())?;
@@ -363,63 +450,200 @@ impl TrainStep {
         })
     }
 
-    /// The full-batch gradient in `accum` micro-batches (see the module docs).
-    fn accumulated(&self, batch: &Batch, accum: i64) -> Result<StepLosses> {
+    /// The gradient of the loss over the global batch, from this rank's `accum` micro-batches
+    /// (the GradCache scheme of the module docs).
+    fn cached(&self, batch: &Batch, accum: i64) -> Result<StepLosses> {
         let micro = batch_size(&batch.images) / accum;
         let slice = |i: i64| {
             batch
                 .narrow(i * micro, micro)
                 .context(|| format!("micro-batch {i}"))
         };
-        let cached = match self.objective.contrastive_weight() {
-            Some(_) => tch::no_grad(|| {
-                (0..accum)
-                    .map(|i| {
-                        self.objective
-                            .embeddings(&self.model, &slice(i)?, self.compute)
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })?,
-            None => Vec::new(),
+        // (1) This rank's embeddings; with one micro-batch its forward pass (and graph) is kept.
+        let mut kept: Option<ObjectiveOutput> = None;
+        let contrastive = match self.objective.contrastive_weight() {
+            None => None,
+            Some(weight) => {
+                let local = if accum == 1 {
+                    let out = self.objective.forward(&self.model, batch, self.compute)?;
+                    let e = detached(out.embeddings.as_ref(), self.objective.kind())?;
+                    kept = Some(out);
+                    e
+                } else {
+                    tch::no_grad(|| {
+                        let parts = (0..accum)
+                            .map(|i| {
+                                self.objective
+                                    .embeddings(&self.model, &slice(i)?, self.compute)
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        concat(&parts)
+                    })?
+                };
+                Some((weight, self.embedding_gradients(&local)?))
+            }
         };
-        let scale = self.model.logit_scale()?;
+        // (3) Each micro-batch with its graph, back from its embeddings' gradient and local terms.
+        let local_scale = 1.0 / (accum as f64 * self.world.size() as f64);
         let mut total: Option<Gradients> = None;
-        let mut reported: Vec<(&'static str, f64, Tensor)> = Vec::new();
-        let mut accuracy = None;
+        let mut reported: Vec<Reported> = Vec::new();
         for i in 0..accum {
-            let out = self
-                .objective
-                .forward(&self.model, &slice(i)?, self.compute)?;
-            let embeddings = out
-                .embeddings
-                .map(|own| join_micro_batches(&cached, i as usize, own))
-                .transpose()?;
-            // The logit scale's gradient is taken once, from the first micro-batch.
-            let s = if i == 0 {
-                scale.shallow_clone()
-            } else {
-                scale.f_detach().context(|| "logit scale".into())?
+            let out = match kept.take() {
+                Some(out) => out,
+                None => self
+                    .objective
+                    .forward(&self.model, &slice(i)?, self.compute)?,
             };
-            let loss = self.weighted_loss(embeddings, &s, out.terms, 1.0 / accum as f64)?;
-            let grads = Gradients::backward(&loss.total, self.model.params())?;
+            let mut parts: Vec<Tensor> = Vec::new();
+            if let (Some((weight, g)), Some(e)) = (&contrastive, &out.embeddings) {
+                let rows = |t: &Tensor| t.f_narrow(0, i * micro, micro);
+                let surrogate = || -> std::result::Result<Tensor, TchError> {
+                    let s = e.images.f_mul(&rows(&g.images)?)?.f_sum(Kind::Float)?;
+                    let s = s.f_add(&e.texts.f_mul(&rows(&g.texts)?)?.f_sum(Kind::Float)?)?;
+                    s.f_mul_scalar(*weight)
+                };
+                parts.push(surrogate().context(|| "contrastive surrogate".into())?);
+                if i == 0 {
+                    // The logit scale's gradient, once per rank.
+                    let scale = self.model.logit_scale()?;
+                    parts.push(
+                        scale
+                            .f_mul(&g.scale)
+                            .and_then(|t| t.f_mul_scalar(*weight))
+                            .context(|| "logit scale surrogate".into())?,
+                    );
+                }
+            }
+            for t in &out.terms {
+                parts.push(
+                    t.value
+                        .f_mul_scalar(t.weight * local_scale)
+                        .context(|| format!("weighting the {} term", t.name))?,
+                );
+            }
+            let loss = sum_all(parts).ok_or_else(|| TrainError::Input {
+                what: "objective",
+                detail: format!("{} produced no loss term", self.objective.kind()),
+            })??;
+            let grads = Gradients::backward(&loss, self.model.params())?;
             match &mut total {
                 None => total = Some(grads),
                 Some(t) => t.add_(&grads)?,
             }
-            accuracy.get_or_insert(loss.accuracy);
-            merge_reported(&mut reported, loss.terms, accum)?;
+            let terms = out
+                .terms
+                .into_iter()
+                .map(|t| (t.name, t.weight, t.value))
+                .collect();
+            merge_reported(&mut reported, terms, accum)?;
         }
-        match (total, accuracy) {
-            (Some(grads), Some(accuracy)) => Ok(StepLosses {
-                terms: reported,
-                accuracy,
+        let grads = total.ok_or_else(|| TrainError::Input {
+            what: "batch",
+            detail: "no micro-batch".into(),
+        })?;
+        // (4) The global gradient.
+        self.world
+            .all_reduce_grads(grads.as_slice(), BUCKET_BYTES)?;
+        let accuracy = match contrastive {
+            Some((weight, g)) => {
+                reported.insert(0, ("contrastive", weight, g.loss));
+                g.accuracy
+            }
+            None => Tensor::f_zeros([], (Kind::Float, self.model.device()))
+                .context(|| "accuracy".into())?,
+        };
+        let (terms, accuracy) = self.reduce_reported(reported, accuracy)?;
+        Ok(StepLosses {
+            terms,
+            accuracy,
+            grads,
+        })
+    }
+
+    /// (2) of the module docs: the contrastive loss of this rank's rows over the gathered global
+    /// batch, and its gradient with respect to this rank's `local` embeddings (summed over the
+    /// ranks) and the logit scale (this rank's share).
+    fn embedding_gradients(&self, local: &Embeddings) -> Result<EmbeddingGradients> {
+        let (world, rank) = (self.world.size() as i64, self.world.rank() as i64);
+        let b = batch_size(&local.images);
+        let leaf = |t: Tensor| t.f_detach().map(|t| t.set_requires_grad(true));
+        let all_images =
+            leaf(self.world.all_gather(&local.images)?).context(|| "gathered images".into())?;
+        let all_texts =
+            leaf(self.world.all_gather(&local.texts)?).context(|| "gathered texts".into())?;
+        let scale = leaf(self.model.logit_scale()?).context(|| "logit scale".into())?;
+        let run = || -> std::result::Result<(Tensor, Tensor, Vec<Tensor>), TchError> {
+            let offset = rank * b;
+            let c = clip_loss_rows(
+                &all_images.f_narrow(0, offset, b)?,
+                &all_texts.f_narrow(0, offset, b)?,
+                &all_images,
+                &all_texts,
+                &scale,
+                offset,
+            )?;
+            // This rank's share of the global mean.
+            let share = c.loss.f_div_scalar(world as f64)?;
+            let grads = Tensor::f_run_backward(
+                &[&share],
+                &[&all_images, &all_texts, &scale],
+                false,
+                false,
+            )?;
+            Ok((
+                share.f_detach()?,
+                c.accuracy.f_div_scalar(world as f64)?,
                 grads,
-            }),
-            _ => Err(TrainError::Input {
-                what: "batch",
-                detail: "no micro-batch".into(),
-            }),
-        }
+            ))
+        };
+        let (loss, accuracy, grads) =
+            run().context(|| "contrastive loss over the global batch".into())?;
+        let [g_images, g_texts, g_scale] =
+            <[Tensor; 3]>::try_from(grads).map_err(|_| TrainError::Input {
+                what: "objective",
+                detail: "the contrastive loss gave no gradient".into(),
+            })?;
+        self.world.all_reduce_sum(&g_images)?;
+        self.world.all_reduce_sum(&g_texts)?;
+        let own = |g: &Tensor| g.f_narrow(0, rank * b, b).context(|| "own rows".into());
+        Ok(EmbeddingGradients {
+            images: own(&g_images)?,
+            texts: own(&g_texts)?,
+            scale: g_scale,
+            loss,
+            accuracy,
+        })
+    }
+
+    /// Sums the ranks' shares of the reported values: `contrastive` and the accuracy are already
+    /// shares, the local terms (means over this rank's samples) become means over the ranks.
+    fn reduce_reported(
+        &self,
+        reported: Vec<Reported>,
+        accuracy: Tensor,
+    ) -> Result<(Vec<Reported>, Tensor)> {
+        let world = self.world.size() as f64;
+        let run = || -> std::result::Result<Tensor, TchError> {
+            let mut values = vec![accuracy.f_reshape([1])?];
+            for (name, _, v) in &reported {
+                let v = v.f_detach()?.f_to_kind(Kind::Float)?.f_reshape([1])?;
+                values.push(if *name == "contrastive" {
+                    v
+                } else {
+                    v.f_div_scalar(world)?
+                });
+            }
+            Tensor::f_cat(&values, 0)
+        };
+        let values = run().context(|| "step values".into())?;
+        self.world.all_reduce_sum(&values)?;
+        let pick = |i: i64| values.f_get(i).context(|| "step values".into());
+        let terms = reported
+            .iter()
+            .enumerate()
+            .map(|(i, (name, weight, _))| Ok((*name, *weight, pick(i as i64 + 1)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((terms, pick(0)?))
     }
 
     /// L2-normalised image embeddings `[B, embed_dim]` of u8 images, every patch, no gradient.
@@ -486,6 +710,9 @@ impl TrainStep {
     }
 }
 
+/// A loss term for the report: `(name, weight, unweighted value)`.
+type Reported = (&'static str, f64, Tensor);
+
 /// A micro-batch's loss, and its terms for the report.
 struct WeightedLoss {
     /// What the backward pass differentiates.
@@ -493,12 +720,12 @@ struct WeightedLoss {
     /// In-batch contrastive accuracy (0 without a contrastive term).
     accuracy: Tensor,
     /// `(name, weight, unweighted value)` of each term.
-    terms: Vec<(&'static str, f64, Tensor)>,
+    terms: Vec<Reported>,
 }
 
 /// A step's terms (over the whole batch), accuracy and gradients.
 struct StepLosses {
-    terms: Vec<(&'static str, f64, Tensor)>,
+    terms: Vec<Reported>,
     accuracy: Tensor,
     grads: Gradients,
 }
@@ -512,55 +739,64 @@ struct ReadValues {
     logit_scale: f64,
 }
 
-/// The whole batch's embeddings: the fixed ones of `cached` with micro-batch `own_index`'s
-/// replaced by `own` (which carries gradients).
-fn join_micro_batches(
-    cached: &[Embeddings],
-    own_index: usize,
-    own: Embeddings,
-) -> Result<Embeddings> {
-    let join = |pick: &dyn Fn(&Embeddings) -> &Tensor, own: &Tensor| {
-        let parts: Vec<Tensor> = cached
-            .iter()
-            .enumerate()
-            .map(|(j, c)| {
-                if j == own_index {
-                    own.shallow_clone()
-                } else {
-                    pick(c).shallow_clone()
-                }
-            })
-            .collect();
-        Tensor::f_cat(&parts, 0)
-    };
+/// What [`TrainStep::embedding_gradients`] returns.
+struct EmbeddingGradients {
+    /// `[b, E]`: the global loss's gradient for this rank's image embeddings.
+    images: Tensor,
+    /// `[b, E]`: likewise for the text embeddings.
+    texts: Tensor,
+    /// This rank's share of the logit scale's gradient (scalar).
+    scale: Tensor,
+    /// This rank's share of the global contrastive loss (no gradient).
+    loss: Tensor,
+    /// This rank's share of the global in-batch accuracy.
+    accuracy: Tensor,
+}
+
+/// The embeddings of a forward pass, without their graph.
+fn detached(e: Option<&Embeddings>, kind: objective::ObjectiveKind) -> Result<Embeddings> {
+    let e = e.ok_or_else(|| TrainError::Input {
+        what: "objective",
+        detail: format!("{kind} has a contrastive weight but returned no embeddings"),
+    })?;
     Ok(Embeddings {
-        images: join(&|c| &c.images, &own.images).context(|| "joining image features".into())?,
-        texts: join(&|c| &c.texts, &own.texts).context(|| "joining text features".into())?,
+        images: e.images.f_detach().context(|| "image embeddings".into())?,
+        texts: e.texts.f_detach().context(|| "text embeddings".into())?,
     })
 }
 
-/// Adds one micro-batch's terms to the step's report: `contrastive` (already over the whole
-/// batch) from the first micro-batch, the local terms as the mean over the `accum` micro-batches.
-fn merge_reported(
-    reported: &mut Vec<(&'static str, f64, Tensor)>,
-    terms: Vec<(&'static str, f64, Tensor)>,
-    accum: i64,
-) -> Result<()> {
+/// The micro-batches' embeddings, concatenated in order.
+fn concat(parts: &[Embeddings]) -> Result<Embeddings> {
+    let cat = |pick: &dyn Fn(&Embeddings) -> &Tensor| {
+        let ts: Vec<&Tensor> = parts.iter().map(pick).collect();
+        Tensor::f_cat(&ts, 0).context(|| "joining micro-batch embeddings".into())
+    };
+    Ok(Embeddings {
+        images: cat(&|e| &e.images)?,
+        texts: cat(&|e| &e.texts)?,
+    })
+}
+
+/// The sum of `parts` (`None` when empty).
+fn sum_all(parts: Vec<Tensor>) -> Option<Result<Tensor>> {
+    let mut iter = parts.into_iter();
+    let first = iter.next()?;
+    Some(iter.try_fold(first, |acc, t| {
+        acc.f_add(&t).context(|| "summing loss terms".into())
+    }))
+}
+
+/// Adds one micro-batch's local terms to the step's report, as the mean over the `accum`
+/// micro-batches.
+fn merge_reported(reported: &mut Vec<Reported>, terms: Vec<Reported>, accum: i64) -> Result<()> {
     for (name, weight, value) in terms {
-        let value = value.f_detach().context(|| format!("{name} term"))?;
-        let share = if name == "contrastive" {
-            value
-        } else {
-            value
-                .f_div_scalar(accum as f64)
-                .context(|| format!("{name} term"))?
-        };
+        let share = value
+            .f_detach()
+            .and_then(|v| v.f_div_scalar(accum as f64))
+            .context(|| format!("{name} term"))?;
         match reported.iter_mut().find(|(n, _, _)| *n == name) {
             None => reported.push((name, weight, share)),
-            Some((_, _, sum)) if name != "contrastive" => {
-                *sum = sum.f_add(&share).context(|| format!("{name} term"))?;
-            }
-            Some(_) => {}
+            Some((_, _, sum)) => *sum = sum.f_add(&share).context(|| format!("{name} term"))?,
         }
     }
     Ok(())

@@ -185,6 +185,21 @@ impl Rank {
         rank: 0,
         world_size: 1,
     };
+
+    /// The rows of the global training batch (in the order one process would yield it) that
+    /// this rank yields, in its yield order: the chunks of the lanes `l ≡ rank (mod world_size)`,
+    /// each `batch_size / lanes` rows long. Settings that [`LoaderConfig::validate`] refuses give
+    /// an empty list.
+    pub fn global_rows(&self, batch_size: usize, lanes: usize) -> Vec<usize> {
+        if lanes == 0 || self.world_size == 0 || !batch_size.is_multiple_of(lanes) {
+            return Vec::new();
+        }
+        let chunk = batch_size / lanes;
+        (self.rank..lanes)
+            .step_by(self.world_size)
+            .flat_map(|lane| lane * chunk..(lane + 1) * chunk)
+            .collect()
+    }
 }
 
 fn settings(msg: String) -> LoaderError {
@@ -345,5 +360,15 @@ mod tests {
         };
         assert!(c.validate(Rank::SINGLE).is_err());
         assert!("bogus".parse::<SplitSelection>().is_err());
+    }
+
+    #[test]
+    fn global_rows_partition_the_batch_by_lane() {
+        let rows = |rank, world_size| Rank { rank, world_size }.global_rows(8, 4);
+        assert_eq!(rows(0, 1), (0..8).collect::<Vec<_>>());
+        assert_eq!(rows(0, 2), vec![0, 1, 4, 5]);
+        assert_eq!(rows(1, 2), vec![2, 3, 6, 7]);
+        assert_eq!(rows(3, 4), vec![6, 7]);
+        assert!(rows(0, 3).len() == 4 && Rank::SINGLE.global_rows(8, 3).is_empty());
     }
 }

@@ -64,9 +64,15 @@ pub struct TrainStepArgs {
     pub seed: u64,
 
     /// The device's peak TFLOP/s for the chosen precision, to report MFU (e.g. 989 for an H100
-    /// SXM in bf16).
+    /// SXM in bf16); with several ranks, the peak of one device.
     #[arg(long, value_name = "TFLOPS")]
     pub peak_tflops: Option<f64>,
+
+    /// Data-parallel: start N ranks on this machine that share each --batch (the global batch),
+    /// as `flipstream train --nproc` does, and report the time spent in collectives. Under
+    /// torchrun or srun, leave it out (docs/distributed.md).
+    #[arg(long, value_name = "N")]
+    pub nproc: Option<usize>,
 }
 
 #[cfg(not(feature = "train"))]
@@ -81,12 +87,14 @@ pub fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
     use flipstream_train::bench::{BenchProgress, StepBenchOptions, run_train_step_bench};
     use flipstream_train::device::DeviceSpec;
+    use flipstream_train::dist::DistSetup;
     use flipstream_train::{ObjectiveConfig, ObjectiveKind, Preset, RunConfig, TrainError};
     use indicatif::{ProgressBar, ProgressStyle};
 
     let usage = |e: TrainError| match e {
         TrainError::InvalidConfig { .. }
         | TrainError::UnknownPreset { .. }
+        | TrainError::DistSetup(_)
         | TrainError::ConfigParse { .. } => {
             anyhow::Error::new(crate::cli::UsageError(e.to_string()))
         }
@@ -115,13 +123,32 @@ pub fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
         Ok(p) => p,
         Err(e) => crate::usage_bail!("--precision: {e}"),
     };
+    let dist = DistSetup::from_env().map_err(usage)?;
+    match args.nproc {
+        Some(0) => crate::usage_bail!("--nproc must be at least 1"),
+        Some(_) if dist.is_distributed() => crate::usage_bail!(
+            "--nproc starts the ranks itself, but launcher variables are set: leave out --nproc"
+        ),
+        Some(n) if n > 1 => {
+            let all: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+            let grace = dist.timeout + std::time::Duration::from_secs(10);
+            return crate::cli::launch::run_local(n, &all, &["--threads"], grace);
+        }
+        _ => {}
+    }
     let device = match args
         .device
         .parse::<DeviceSpec>()
         .and_then(DeviceSpec::resolve)
     {
-        Ok(d) => d,
+        Ok(d) => crate::cli::launch::rank_device(d, &args.device, &dist)?,
         Err(e) => crate::usage_bail!("--device: {e}"),
+    };
+    // Only rank 0 reports.
+    let is_main = dist.rank == 0;
+    let global = Global {
+        quiet: global.quiet || !is_main,
+        json: global.json,
     };
     let (model_name, config) = match &args.config {
         Some(path) => (
@@ -154,6 +181,7 @@ pub fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
         precision,
         seed: args.seed,
         peak_tflops: args.peak_tflops,
+        dist,
     };
 
     let total = ((args.steps + args.warmup) * args.mask.len()) as u64;
@@ -178,18 +206,25 @@ pub fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
         .map_err(usage)
         .context("train-step benchmark")?;
     bar.finish_and_clear();
-
+    if !is_main {
+        return Ok(ExitCode::SUCCESS);
+    }
     if global.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
     let on_cuda = report.device.starts_with("cuda");
     println!(
-        "train-step: {}, objective {} ({:.1} M parameters), batch {}, {}, {} thread(s), {}, median of {} step(s) after {} warm-up",
+        "train-step: {}, objective {} ({:.1} M parameters), batch {}{}, {}, {} thread(s), {}, median of {} step(s) after {} warm-up",
         report.model_name,
         report.objective.kind(),
         report.parameters as f64 / 1e6,
         report.batch,
+        if report.ranks > 1 {
+            format!(" over {} ranks", report.ranks)
+        } else {
+            String::new()
+        },
         report.device,
         report.threads,
         report.precision,
@@ -202,6 +237,9 @@ pub fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
     );
     if on_cuda || report.results.iter().any(|r| r.mfu.is_some()) {
         header.push_str(&format!(" {:>6}", "MFU"));
+    }
+    if report.ranks > 1 {
+        header.push_str(&format!(" {:>8} {:>6}", "comm s", "comm"));
     }
     println!("{header}");
     for r in &report.results {
@@ -224,6 +262,9 @@ pub fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
                 || format!(" {:>6}", "-"),
                 |m| format!(" {:>5.1}%", m * 100.0),
             ));
+        }
+        if let (Some(c), Some(share)) = (r.comm_median_s, r.comm_share) {
+            line.push_str(&format!(" {c:>8.3} {:>5.1}%", share * 100.0));
         }
         println!("{line}");
     }

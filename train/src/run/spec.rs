@@ -461,6 +461,30 @@ impl RunSpec {
         }
     }
 
+    /// Refuses a data-parallel world size that cannot share this run's batches: it must divide
+    /// the global batch and the loader's lanes, and each rank's share must split into
+    /// `train.accum_steps` micro-batches.
+    pub fn check_world_size(&self, world_size: usize) -> Result<()> {
+        let (batch, lanes) = (self.config.train.batch_size, self.lanes());
+        let accum = self.config.train.accum_steps;
+        let works = |w: usize| {
+            batch.is_multiple_of(w) && lanes.is_multiple_of(w) && (batch / w).is_multiple_of(accum)
+        };
+        if works(world_size) {
+            return Ok(());
+        }
+        let sizes: Vec<String> = (1..=lanes)
+            .filter(|&w| works(w))
+            .map(|w| w.to_string())
+            .collect();
+        Err(TrainError::DistSetup(format!(
+            "train.batch_size {batch}, run.lanes {lanes} and train.accum_steps {accum} are not \
+             divisible by {world_size} ranks (each rank takes whole lanes of every batch); world \
+             sizes that work: {} — or change the batch size or run.lanes",
+            sizes.join(", ")
+        )))
+    }
+
     /// The settings in which `other` differs from this spec, as `key: this → other` lines, leaving
     /// out the `[run]` keys a resumed run may change (evaluation and checkpoint cadence).
     pub fn resume_differences(&self, other: &RunSpec) -> Result<Vec<String>> {

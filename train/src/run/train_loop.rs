@@ -9,6 +9,13 @@
 //!
 //! Each step records the time spent waiting for the loader and computing; the share of waiting
 //! shows whether data loading keeps up.
+//!
+//! With several ranks ([`Session::dist`]), every rank runs this loop on its share of each global
+//! batch. First the ranks check that they were started with the same settings; rank 0 alone
+//! prepares the run directory (tokenizer, config) and the others then read it as a resumed run
+//! would; the trainer takes rank 0's weights. Rank 0 alone writes metrics and checkpoints and
+//! evaluates, and the ranks agree after each of these, so a failure on rank 0 stops every rank
+//! with a message instead of a hang.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -23,6 +30,7 @@ use flipstream_shard::loader::{
 use flipstream_shard::tokenize::save_tokenizer;
 
 use crate::checkpoint::TrainProgress;
+use crate::dist::{DistSetup, World};
 use crate::error::{Result, TorchContext, TrainError};
 use crate::objective::ObjectiveConfig;
 use crate::run::captions::{no_split, train_tokenizer};
@@ -63,6 +71,8 @@ pub struct Session {
     /// Stop after this many optimizer steps in this session (a checkpoint is saved), to continue
     /// later with `--resume`. `None`: run to the end of the schedule.
     pub stop_after: Option<u64>,
+    /// This process's place in a data-parallel run ([`DistSetup::single`] for one process).
+    pub dist: DistSetup,
 }
 
 /// What a run tells its caller as it goes (progress bars, logs). Every method has an empty
@@ -149,18 +159,15 @@ pub fn train(
 ) -> Result<TrainSummary> {
     let dir = RunDir::open(run_dir)?;
     let resuming = matches!(start, RunStart::Resume { .. });
-    let prepared = match start {
-        RunStart::New { spec, tokenizer } => {
-            prepare_new(&dir, *spec, tokenizer.as_deref(), session.device, observer)?
-        }
-        RunStart::Resume { overrides, dataset } => prepare_resume(
-            &dir,
-            &overrides,
-            dataset.as_deref(),
-            session.device,
-            observer,
-        )?,
-    };
+    if let RunStart::New { spec, .. } = &start {
+        spec.check_world_size(session.dist.world_size)?;
+    }
+    let world = World::connect(&session.dist, session.device)?;
+    world.check_same(
+        "settings",
+        blake3::hash(format!("{run_dir} {start:?} {:?}", session.stop_after).as_bytes()).as_bytes(),
+    )?;
+    let prepared = prepare(&dir, start, &world, session.device, observer)?;
     let Prepared {
         spec,
         tokenizer,
@@ -168,6 +175,9 @@ pub fn train(
         mut progress,
         loader_start,
     } = prepared;
+    spec.check_world_size(world.size())?;
+    trainer.join(world)?;
+    let (rank, world_size) = (trainer.world().rank(), trainer.world().size());
     let dataset = spec.run.dataset.clone();
     let eval_targets = if spec.run.eval_every > 0 {
         let eval = &spec.run.eval;
@@ -184,8 +194,16 @@ pub fn train(
     } else {
         None
     };
-    let mut metrics = MetricsLog::open(&dir, resuming.then_some(trainer.global_step()))?;
-    metrics.sync(&dir)?;
+    let mut metrics = match trainer.world().is_main() {
+        true => Some(MetricsLog::open(
+            &dir,
+            resuming.then_some(trainer.global_step()),
+        )?),
+        false => None,
+    };
+    if let Some(m) = &mut metrics {
+        m.sync(&dir)?;
+    }
 
     let loader_config = LoaderConfig {
         mode: Mode::Train,
@@ -213,9 +231,14 @@ pub fn train(
         context: format!("training data of {dataset}"),
         source: Box::new(source),
     };
+    let loader_rank = Rank { rank, world_size };
+    let rows = loader_rank.global_rows(loader_config.batch_size, loader_config.lanes);
     let mut loader =
-        Loader::open(&dataset, loader_config, Rank::SINGLE, loader_start).map_err(|e| match e {
+        Loader::open(&dataset, loader_config, loader_rank, loader_start).map_err(|e| match e {
             flipstream_shard::loader::LoaderError::NoSplit { .. } => no_split(&dataset),
+            flipstream_shard::loader::LoaderError::Settings(msg) if world_size > 1 => {
+                TrainError::DistSetup(format!("{world_size} ranks: {msg}"))
+            }
             other => loader_err(other),
         })?;
     let info = loader.info().clone();
@@ -260,8 +283,9 @@ pub fn train(
         let tok = Tensor::from_slice(tokens)
             .f_view([n as i64, batch.context_length as i64])
             .context(|| "training tokens".into())?;
-        let m = trainer.step(&img, &tok)?;
+        let m = trainer.step_rows(&img, &tok, Some(&rows))?;
         let step_time = t0.elapsed().as_secs_f64();
+        let n = n * world_size;
         progress.samples_seen += n as u64;
         progress.epoch = batch.state_after.epoch;
         let state_after = batch.state_after;
@@ -289,7 +313,10 @@ pub fn train(
             data_wait_share: wait / step_time.max(1e-12),
             images_per_s: n as f64 / step_time.max(1e-12),
         };
-        metrics.append(&MetricsRecord::Step(record.clone()))?;
+        if let Some(metrics) = &mut metrics {
+            metrics.append(&MetricsRecord::Step(record.clone()))?;
+            metrics.flush()?;
+        }
         observer.step(&record);
         let done = trainer.global_step();
         let last = done == stop_at;
@@ -297,28 +324,44 @@ pub fn train(
         if last || (every > 0 && done.is_multiple_of(every)) {
             progress.loader_state = serde_json::to_value(&state_after)
                 .map_err(|e| request(format!("serialising the loader state: {e}")))?;
-            let path = save_checkpoint(&dir, &trainer, &progress)?;
-            metrics.append(&MetricsRecord::Checkpoint {
-                step: done,
-                path: path.clone(),
+            let saved = on_main(trainer.world(), "saving the checkpoint", || {
+                let path = save_checkpoint(&dir, &trainer, &progress)?;
+                if let Some(metrics) = &mut metrics {
+                    metrics.append(&MetricsRecord::Checkpoint {
+                        step: done,
+                        path: path.clone(),
+                    })?;
+                    metrics.sync(&dir)?;
+                }
+                Ok(path)
             })?;
-            metrics.sync(&dir)?;
-            observer.checkpoint(done, &path);
-            last_checkpoint = Some(path);
+            if let Some(path) = saved {
+                observer.checkpoint(done, &path);
+                last_checkpoint = Some(path);
+            }
         }
         if let Some(eval_data) = &eval_data {
             let every = spec.run.eval_every;
             if done.is_multiple_of(every) || (last && done == total) {
                 observer.eval_started(done);
-                let report = evaluate(&trainer, eval_data)?;
-                metrics.append(&MetricsRecord::Eval(Box::new(report.clone())))?;
-                metrics.sync(&dir)?;
-                observer.eval(&report);
-                last_eval = Some(report);
+                let report = on_main(trainer.world(), "evaluating", || {
+                    let report = evaluate(&trainer, eval_data)?;
+                    if let Some(metrics) = &mut metrics {
+                        metrics.append(&MetricsRecord::Eval(Box::new(report.clone())))?;
+                        metrics.sync(&dir)?;
+                    }
+                    Ok(report)
+                })?;
+                if let Some(report) = report {
+                    observer.eval(&report);
+                    last_eval = Some(report);
+                }
             }
         }
     }
-    metrics.sync(&dir)?;
+    if let Some(metrics) = &mut metrics {
+        metrics.sync(&dir)?;
+    }
     let avg = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
     Ok(TrainSummary {
         run_dir: run_dir.to_string(),
@@ -344,6 +387,55 @@ pub fn train(
         config: dir.display(CONFIG_FILE),
         last_eval,
     })
+}
+
+/// Runs `work` on rank 0 only; then every rank learns whether it succeeded (the others fail with a
+/// message pointing at rank 0 when it did not). `None` on the other ranks.
+fn on_main<T>(world: &World, what: &str, work: impl FnOnce() -> Result<T>) -> Result<Option<T>> {
+    let result = world.is_main().then(work);
+    let failed = matches!(result, Some(Err(_)));
+    let failures = world.sum_values(&[f64::from(u8::from(failed))])?;
+    match result {
+        Some(r) => r.map(Some),
+        None if failures[0] > 0.0 => Err(TrainError::Distributed {
+            context: what.to_string(),
+            detail: "rank 0 failed (its own message says why)".into(),
+        }),
+        None => Ok(None),
+    }
+}
+
+/// Resolves the run on every rank: rank 0 creates or resumes it; then the others read what rank
+/// 0 wrote, as a resumed run (config, tokenizer, latest checkpoint).
+fn prepare(
+    dir: &RunDir,
+    start: RunStart,
+    world: &World,
+    device: Device,
+    observer: &mut dyn TrainObserver,
+) -> Result<Prepared> {
+    let main = on_main(world, "preparing the run", || match &start {
+        RunStart::New { spec, tokenizer } => prepare_new(
+            dir,
+            (**spec).clone(),
+            tokenizer.as_deref(),
+            device,
+            observer,
+        ),
+        RunStart::Resume { overrides, dataset } => {
+            prepare_resume(dir, overrides, dataset.as_deref(), device, observer)
+        }
+    })?;
+    match main {
+        Some(prepared) => Ok(prepared),
+        None => {
+            let overrides = match start {
+                RunStart::Resume { overrides, .. } => overrides,
+                RunStart::New { .. } => Overrides::default(),
+            };
+            prepare_resume(dir, &overrides, None, device, &mut Silent)
+        }
+    }
 }
 
 /// Saves the trainer into `checkpoints/step-N` and publishes it; returns where it is.

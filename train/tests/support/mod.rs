@@ -177,5 +177,6 @@ pub fn cpu_session() -> Session {
         device: tch::Device::Cpu,
         decode_threads: 1,
         stop_after: None,
+        dist: flipstream_train::dist::DistSetup::single(),
     }
 }

@@ -139,6 +139,7 @@ pub fn run(args: FidelityArgs, global: Global) -> anyhow::Result<ExitCode> {
         device,
         decode_threads: args.decode_threads,
         stop_after: None,
+        dist: flipstream_train::dist::DistSetup::single(),
     };
     let results = run_all(&args, suite, &base, &session, global.quiet)?;
     std::fs::write(

@@ -1,0 +1,366 @@
+//! Data-parallel `flipstream train` as processes, on c10d Gloo over 127.0.0.1: `--nproc 2` logs
+//! the losses of a one-process run, resuming across world sizes (2 → 1, 1 → 2) continues them, a
+//! killed rank is named and stops the others, and bad setups exit 2 with a message.
+
+#![cfg(feature = "train")]
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use support::{Run, bin, run};
+
+/// A micro model (32 px, ViT 64 × 2, text 64 × 1), global batch 16 over 4 lanes, mask 0.5.
+const CONFIG: &str = r#"preset = "tiny"
+
+[model]
+image_size = 32
+patch_size = 8
+vision_width = 64
+vision_depth = 2
+vision_heads = 2
+context_length = 24
+text_width = 64
+text_depth = 1
+text_heads = 2
+embed_dim = 64
+
+[train]
+batch_size = 16
+base_lr = 0.016
+warmup_steps = 2
+total_steps = 8
+mask_ratio = 0.5
+seed = 5
+
+[run]
+lanes = 4
+tokenizer_vocab_size = 400
+shuffle_block = 64
+"#;
+
+/// The dataset (256 synthetic pairs, ingested at 32 px) and the config file, made once.
+fn fixture() -> &'static (tempfile::TempDir, String, PathBuf) {
+    static FIXTURE: OnceLock<(tempfile::TempDir, String, PathBuf)> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("raw");
+        let data = dir.path().join("data");
+        let (raw_s, data_s) = (raw.to_str().unwrap(), data.to_str().unwrap());
+        run(&[
+            "--quiet",
+            "synth",
+            "--out",
+            raw_s,
+            "--count",
+            "256",
+            "--seed",
+            "3",
+            "--layout",
+            "webdataset",
+            "--object-sizes",
+            "large=1",
+        ])
+        .expect_code(0);
+        run(&["--quiet", "ingest", raw_s, "--out", data_s, "--size", "32"]).expect_code(0);
+        let config = dir.path().join("micro.toml");
+        std::fs::write(&config, CONFIG).unwrap();
+        (dir, data_s.to_string(), config)
+    })
+}
+
+/// `flipstream train` on the fixture into `run_dir` with `extra` arguments and environment.
+fn train(run_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Run {
+    let (_, data, config) = fixture();
+    let mut args = vec![
+        "--quiet",
+        "train",
+        data.as_str(),
+        "--run",
+        run_dir.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--all-data",
+        "--eval-every",
+        "0",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--decode-threads",
+        "1",
+    ];
+    if !extra.contains(&"--dist-timeout") {
+        args.extend_from_slice(&["--dist-timeout", "60"]);
+    }
+    args.extend_from_slice(extra);
+    let out = Command::new(bin())
+        .args(&args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `resume` variant of [`train`]: the run's own config.
+fn resume(run_dir: &Path, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "--quiet",
+        "train",
+        "--run",
+        run_dir.to_str().unwrap(),
+        "--resume",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--decode-threads",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// The losses of metrics.jsonl by step.
+fn losses(run_dir: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["kind"] == "step")
+        .map(|r| (r["step"].as_u64().unwrap(), r["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+fn assert_same_losses(a: &[(u64, f64)], b: &[(u64, f64)]) {
+    assert_eq!(a.len(), b.len(), "{a:?}\n{b:?}");
+    for ((sa, la), (sb, lb)) in a.iter().zip(b) {
+        assert_eq!(sa, sb);
+        assert!(
+            (la - lb).abs() <= 1e-4 * la.abs().max(1.0),
+            "step {sa}: {la} vs {lb}\n{a:?}\n{b:?}"
+        );
+    }
+}
+
+/// The single-process reference run (8 steps), made once.
+fn reference() -> &'static Vec<(u64, f64)> {
+    static REFERENCE: OnceLock<Vec<(u64, f64)>> = OnceLock::new();
+    REFERENCE.get_or_init(|| {
+        let dir = fixture().0.path().join("single");
+        train(&dir, &[], &[]).expect_code(0);
+        losses(&dir)
+    })
+}
+
+#[test]
+fn two_ranks_log_the_losses_of_one_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("two");
+    let out = train(&dir, &["--nproc", "2", "--json"], &[]).expect_code(0);
+    assert_eq!(out.json()["samples_seen"], 8 * 16, "{}", out.stdout);
+    assert_same_losses(reference(), &losses(&dir));
+    assert!(dir.join("checkpoints/step-00000008").is_dir());
+    // rank 0 alone wrote the run: one line per step
+    assert_eq!(losses(&dir).len(), 8);
+}
+
+#[test]
+fn resuming_on_another_number_of_ranks_continues_the_same_losses() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 2 ranks, then 1
+    let a = tmp.path().join("two-then-one");
+    train(&a, &["--nproc", "2", "--stop-after", "4"], &[]).expect_code(0);
+    resume(&a, &[]).expect_code(0);
+    assert_same_losses(reference(), &losses(&a));
+    // 1 rank, then 2
+    let b = tmp.path().join("one-then-two");
+    train(&b, &["--stop-after", "4"], &[]).expect_code(0);
+    resume(&b, &["--nproc", "2", "--dist-timeout", "60"]).expect_code(0);
+    assert_same_losses(reference(), &losses(&b));
+}
+
+/// The children of `pid` (from /proc).
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": the fields after the last ')'
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+fn rank_of(pid: u32) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|&b| b == 0)
+        .filter_map(|kv| std::str::from_utf8(kv).ok())
+        .find_map(|kv| kv.strip_prefix("RANK=").map(str::to_string))
+}
+
+#[test]
+fn a_killed_rank_is_named_and_the_survivor_stops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("killed");
+    let (_, data, config) = fixture();
+    let launcher = Command::new(bin())
+        .args([
+            "--quiet",
+            "train",
+            data,
+            "--run",
+            dir.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--all-data",
+            "--eval-every",
+            "0",
+            "--device",
+            "cpu",
+            "--steps",
+            "100000",
+            "--nproc",
+            "2",
+            "--dist-timeout",
+            "30",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the ranks train (steps in metrics.jsonl), then kill rank 1.
+    let started = Instant::now();
+    while !dir.join("metrics.jsonl").exists() || losses(&dir).len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the ranks did not start training"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let victim = children(launcher.id())
+        .into_iter()
+        .find(|&p| rank_of(p).as_deref() == Some("1"))
+        .expect("rank 1's process");
+    let killed = Instant::now();
+    Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .unwrap();
+    // The launcher ends once the survivor has stopped (it would kill it after 30 + 10 s).
+    let out = launcher.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("rank 1 was killed by signal 9"), "{stderr}");
+    assert!(
+        stderr.contains("distributed training"),
+        "rank 0 did not report the failure:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("did not stop; killing it"),
+        "rank 0 hung:\n{stderr}"
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        killed.elapsed()
+    );
+}
+
+#[test]
+fn bad_setups_exit_2_with_a_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A world size that does not divide the batch (16) or the lanes (4): refused before the run
+    // directory is created.
+    let dir = tmp.path().join("three");
+    let out = train(&dir, &["--nproc", "3"], &[]).expect_code(2);
+    assert!(
+        out.stderr.contains("are not divisible by 3 ranks"),
+        "{}",
+        out.stderr
+    );
+    assert!(!dir.join("config.toml").exists());
+    // Nobody serves the rendezvous.
+    let port = support::s3::free_port().to_string();
+    let env = [
+        ("WORLD_SIZE", "2"),
+        ("RANK", "1"),
+        ("MASTER_ADDR", "127.0.0.1"),
+        ("MASTER_PORT", port.as_str()),
+    ];
+    let out = train(&tmp.path().join("alone"), &["--dist-timeout", "3"], &env).expect_code(2);
+    assert!(
+        out.stderr.contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        out.stderr
+    );
+    // --nproc under a launcher.
+    let out = train(&tmp.path().join("nested"), &["--nproc", "2"], &env).expect_code(2);
+    assert!(out.stderr.contains("leave out --nproc"), "{}", out.stderr);
+}
+
+#[test]
+fn ranks_started_with_other_settings_all_stop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mismatch");
+    let port = support::s3::free_port().to_string();
+    let spawn = |rank: &str, steps: &str| {
+        let (_, data, config) = fixture();
+        Command::new(bin())
+            .args([
+                "--quiet",
+                "train",
+                data,
+                "--run",
+                dir.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+                "--all-data",
+                "--eval-every",
+                "0",
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+                "--steps",
+                steps,
+                "--dist-timeout",
+                "30",
+            ])
+            .envs([
+                ("WORLD_SIZE", "2"),
+                ("RANK", rank),
+                ("MASTER_ADDR", "127.0.0.1"),
+                ("MASTER_PORT", port.as_str()),
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("0", "8"), spawn("1", "9"));
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("other settings than rank 0"), "{stderr}");
+    }
+    assert!(!dir.join("config.toml").exists());
+}

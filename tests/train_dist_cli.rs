@@ -67,6 +67,15 @@ fn fixture() -> &'static (tempfile::TempDir, String, PathBuf) {
         ])
         .expect_code(0);
         run(&["--quiet", "ingest", raw_s, "--out", data_s, "--size", "32"]).expect_code(0);
+        run(&[
+            "--quiet",
+            "shard",
+            "split",
+            data_s,
+            "--val-fraction",
+            "0.25",
+        ])
+        .expect_code(0);
         let config = dir.path().join("micro.toml");
         std::fs::write(&config, CONFIG).unwrap();
         (dir, data_s.to_string(), config)
@@ -186,6 +195,71 @@ fn resuming_on_another_number_of_ranks_continues_the_same_losses() {
     train(&b, &["--stop-after", "4"], &[]).expect_code(0);
     resume(&b, &["--nproc", "2", "--dist-timeout", "60"]).expect_code(0);
     assert_same_losses(reference(), &losses(&b));
+}
+
+/// The evaluation records of metrics.jsonl.
+fn evals(run_dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["kind"] == "eval")
+        .collect()
+}
+
+#[test]
+fn sharded_evaluation_reports_what_one_process_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train_split = |dir: &Path, extra: &[&str]| {
+        let (_, data, config) = fixture();
+        let mut args = vec![
+            "--quiet",
+            "train",
+            data.as_str(),
+            "--run",
+            dir.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--eval-every",
+            "4",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--decode-threads",
+            "1",
+            "--dist-timeout",
+            "60",
+        ];
+        args.extend_from_slice(extra);
+        run(&args).expect_code(0);
+        evals(dir)
+    };
+    let one = train_split(&tmp.path().join("one"), &[]);
+    let two = train_split(&tmp.path().join("two"), &["--nproc", "2"]);
+    assert_eq!(one.len(), 2, "{one:?}");
+    assert_eq!(two.len(), 2, "{two:?}");
+    for (a, b) in one.iter().zip(&two) {
+        let samples = a["samples"].as_u64().unwrap();
+        assert!(samples > 20, "{a}");
+        assert_eq!(a["samples"], b["samples"]);
+        // The weights agree to float precision, not bit for bit: allow one sample's difference.
+        let near = |x: &serde_json::Value, y: &serde_json::Value| {
+            (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() <= 1.0 / samples as f64 + 1e-9
+        };
+        assert!(
+            near(&a["zero_shot"]["top1"], &b["zero_shot"]["top1"]),
+            "{a}\n{b}"
+        );
+        assert!(
+            near(
+                &a["retrieval"]["image_to_text"]["r1"],
+                &b["retrieval"]["image_to_text"]["r1"]
+            ),
+            "{a}\n{b}"
+        );
+        assert_eq!(a["zero_shot"]["samples"], b["zero_shot"]["samples"]);
+    }
 }
 
 /// The children of `pid` (from /proc).

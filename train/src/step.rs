@@ -315,8 +315,8 @@ impl TrainStep {
                 None
             };
             Ok(Batch {
-                images: images.f_to_device(device)?,
-                tokens: tokens.f_to_device(device)?,
+                images: upload(images, device)?,
+                tokens: upload(tokens, device)?,
                 mask,
             })
         };
@@ -800,6 +800,19 @@ fn merge_reported(reported: &mut Vec<Reported>, terms: Vec<Reported>, accum: i64
         }
     }
     Ok(())
+}
+
+/// `t` on `device`. A host tensor bound for a GPU goes through pinned (page-locked) memory with a
+/// non-blocking copy, so the host does not wait for the transfer and the copy can overlap the
+/// device's work already queued.
+fn upload(t: &Tensor, device: Device) -> std::result::Result<Tensor, TchError> {
+    match device {
+        Device::Cuda(_) if t.device() == Device::Cpu => {
+            t.f_pin_memory(device)?
+                .f_to_device_(device, t.kind(), true, false)
+        }
+        _ => t.f_to_device(device),
+    }
 }
 
 /// Size of the first dimension (0 for a scalar).

@@ -221,6 +221,55 @@ impl World {
         Ok(output)
     }
 
+    /// Every rank's rows of `input` (`[n_r, …]`: the row counts may differ, the rest of the shape
+    /// and the kind may not) concatenated in rank order, with each rank's row count.
+    pub fn all_gather_rows(&self, input: &Tensor) -> Result<(Tensor, Vec<i64>)> {
+        let n = input.size().first().copied().unwrap_or(0);
+        if self.group.is_none() {
+            return Ok((input.f_detach().context(|| "all-gather".into())?, vec![n]));
+        }
+        let counts = self.all_gather(&Tensor::from_slice(&[n]))?;
+        let counts = Vec::<i64>::try_from(&counts).context(|| "row counts".into())?;
+        let most = counts.iter().copied().max().unwrap_or(0);
+        if most == 0 {
+            return Ok((input.f_detach().context(|| "all-gather".into())?, counts));
+        }
+        let run = || -> std::result::Result<Tensor, tch::TchError> {
+            let mut shape = input.size();
+            shape[0] = most - n;
+            let pad = Tensor::f_zeros(&shape, (input.kind(), input.device()))?;
+            Tensor::f_cat(&[input.f_detach()?, pad], 0)
+        };
+        let padded = run().context(|| "padding rows for the all-gather".into())?;
+        let all = self.all_gather(&padded)?;
+        let parts = counts
+            .iter()
+            .enumerate()
+            .map(|(r, &c)| all.f_narrow(0, r as i64 * most, c))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .context(|| "unpadding gathered rows".into())?;
+        let rows = Tensor::f_cat(&parts, 0).context(|| "joining gathered rows".into())?;
+        Ok((rows, counts))
+    }
+
+    /// Every rank's `bytes`, in rank order.
+    pub fn all_gather_bytes(&self, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let (all, counts) = self.all_gather_rows(&Tensor::from_slice(bytes))?;
+        let all = Vec::<u8>::try_from(&all).context(|| "gathered bytes".into())?;
+        let mut out = Vec::with_capacity(counts.len());
+        let mut offset = 0usize;
+        for c in counts {
+            let c = c.max(0) as usize;
+            out.push(
+                all.get(offset..offset + c)
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default(),
+            );
+            offset += c;
+        }
+        Ok(out)
+    }
+
     /// In place: every tensor of `tensors` becomes rank 0's (the initial weights, so that every
     /// rank starts from the same model whatever its device's initialisation does).
     pub fn broadcast_from_main(&self, tensors: &[Tensor]) -> Result<()> {

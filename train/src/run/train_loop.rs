@@ -13,9 +13,9 @@
 //! With several ranks ([`Session::dist`]), every rank runs this loop on its share of each global
 //! batch. First the ranks check that they were started with the same settings; rank 0 alone
 //! prepares the run directory (tokenizer, config) and the others then read it as a resumed run
-//! would; the trainer takes rank 0's weights. Rank 0 alone writes metrics and checkpoints and
-//! evaluates, and the ranks agree after each of these, so a failure on rank 0 stops every rank
-//! with a message instead of a hang.
+//! would; the trainer takes rank 0's weights. Rank 0 alone writes metrics and checkpoints, and the
+//! ranks agree after each of these, so a failure on rank 0 stops every rank with a message
+//! instead of a hang. Evaluation is sharded: each rank encodes its share, rank 0 scores.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -344,18 +344,17 @@ pub fn train(
             let every = spec.run.eval_every;
             if done.is_multiple_of(every) || (last && done == total) {
                 observer.eval_started(done);
-                let report = on_main(trainer.world(), "evaluating", || {
-                    let report = evaluate(&trainer, eval_data)?;
+                // Every rank encodes its share; rank 0 scores and logs.
+                let report = evaluate(&trainer, eval_data)?;
+                on_main(trainer.world(), "logging the evaluation", || {
                     if let Some(metrics) = &mut metrics {
                         metrics.append(&MetricsRecord::Eval(Box::new(report.clone())))?;
                         metrics.sync(&dir)?;
                     }
-                    Ok(report)
+                    Ok(())
                 })?;
-                if let Some(report) = report {
-                    observer.eval(&report);
-                    last_eval = Some(report);
-                }
+                observer.eval(&report);
+                last_eval = Some(report);
             }
         }
     }

@@ -21,6 +21,12 @@
 //! Ties count as misses everywhere ([`scoring`]): a collapsed model scores 0, not 100 %.
 //! Samples are read in the loader's evaluation order (canonical, centre crops), the first
 //! `max_samples` of them.
+//!
+//! In a data-parallel run every rank calls [`evaluate`]: each encodes a contiguous share of the
+//! samples (the loader's evaluation split by rank), rank 0 gathers the embeddings and labels,
+//! scores them, and every rank returns rank 0's report. Without masked inference the report is
+//! the one a single process gives (up to float summation order); with `run.eval.mask_ratio > 0`
+//! the masks follow the per-rank batches, so masked figures vary slightly with the world size.
 
 pub mod probe;
 pub mod scoring;
@@ -38,6 +44,7 @@ use flipstream_shard::TextTokenizer;
 use flipstream_shard::loader::{Loader, LoaderConfig, Mode, Rank, SplitSelection, Start};
 use flipstream_shard::split::LabelColumns;
 
+use crate::dist::World;
 use crate::error::{Result, TorchContext, TrainError};
 use crate::run::prompts::{LabelSet, fill_template};
 use crate::run::spec::EvalOptions;
@@ -160,7 +167,7 @@ fn extra_values(extras: &RecordBatch, n: usize) -> Result<Vec<Vec<Option<String>
 }
 
 /// What the evaluation knows of one sample's labels.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct SampleLabels {
     /// The values of the label columns, when none is null.
     labels: Option<Vec<String>>,
@@ -206,11 +213,35 @@ struct Collected {
     /// L2-normalised caption embeddings `[N, E]` (empty `[0]` when not asked for).
     texts: Tensor,
     labels: Vec<SampleLabels>,
-    /// The objective's validation terms, mean over the samples (validation split only).
-    terms: BTreeMap<String, f64>,
+    /// The objective's validation terms (validation split only): the sum over the samples and
+    /// their number.
+    terms: BTreeMap<String, (f64, usize)>,
+}
+
+impl Collected {
+    /// No samples (a rank whose share lies beyond `max_samples`).
+    fn empty() -> Self {
+        let none = || Tensor::zeros([0], (Kind::Float, Device::Cpu));
+        Collected {
+            images: none(),
+            pooled: none(),
+            texts: none(),
+            labels: Vec::new(),
+            terms: BTreeMap::new(),
+        }
+    }
+
+    /// The validation terms' means.
+    fn term_means(&self) -> BTreeMap<String, f64> {
+        self.terms
+            .iter()
+            .map(|(k, (sum, n))| (k.clone(), sum / (*n).max(1) as f64))
+            .collect()
+    }
 }
 
 fn open_loader(trainer: &TrainStep, data: &EvalData<'_>, split: SplitSelection) -> Result<Loader> {
+    let world = trainer.world();
     let model = &trainer.config().model;
     let config = LoaderConfig {
         mode: Mode::Eval,
@@ -224,30 +255,56 @@ fn open_loader(trainer: &TrainStep, data: &EvalData<'_>, split: SplitSelection) 
         io_threads: 1,
         ..LoaderConfig::default()
     };
-    Loader::open(data.dataset, config, Rank::SINGLE, Start::Epoch(0)).map_err(|source| {
-        TrainError::Loader {
-            context: format!("{} data of {}", split.as_str(), data.dataset),
-            source: Box::new(source),
-        }
+    let rank = Rank {
+        rank: world.rank(),
+        world_size: world.size(),
+    };
+    Loader::open(data.dataset, config, rank, Start::Epoch(0)).map_err(|source| TrainError::Loader {
+        context: format!("{} data of {}", split.as_str(), data.dataset),
+        source: Box::new(source),
     })
 }
 
 /// The first `limit` samples (0: all) of `split` in the loader's evaluation order, encoded; the
-/// captions too when `with_texts`.
+/// captions too when `with_texts`. Every rank encodes its share; rank 0 gets them all (`Some`),
+/// the other ranks `None`.
 fn collect(
     trainer: &TrainStep,
     data: &EvalData<'_>,
     split: SplitSelection,
     limit: usize,
     with_texts: bool,
-) -> Result<Collected> {
+) -> Result<Option<Collected>> {
     let limit = if limit == 0 { usize::MAX } else { limit };
+    let mut loader = open_loader(trainer, data, split)?;
+    // This rank reads positions [N·r/W, N·(r+1)/W) of the evaluation order; of the first `limit`
+    // positions overall, it keeps those.
+    let world = trainer.world();
+    let total = loader.info().total_rows as usize;
+    let start = total * world.rank() / world.size();
+    let limit = limit.saturating_sub(start);
+    let local = collect_share(trainer, data, split, &mut loader, limit, with_texts)?;
+    gather_collected(world, local)
+}
+
+/// The first `limit` samples of this rank's share, encoded (see [`collect`]).
+fn collect_share(
+    trainer: &TrainStep,
+    data: &EvalData<'_>,
+    split: SplitSelection,
+    loader: &mut Loader,
+    limit: usize,
+    with_texts: bool,
+) -> Result<Collected> {
     let holdout_index = holdout_index(data.targets);
     let context = || format!("{} data of {}", split.as_str(), data.dataset);
     let (mut images, mut pooled, mut texts, mut labels) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut terms: BTreeMap<String, (f64, usize)> = BTreeMap::new();
-    for (index, batch) in open_loader(trainer, data, split)?.enumerate() {
+    if limit == 0 {
+        return Ok(Collected::empty());
+    }
+    for (index, batch) in loader.enumerate() {
         let batch = batch.map_err(|source| TrainError::Loader {
             context: context(),
             source: Box::new(source),
@@ -291,13 +348,6 @@ fn collect(
             break;
         }
     }
-    if labels.is_empty() {
-        return Err(TrainError::Request(format!(
-            "{} has no {} samples to evaluate",
-            data.dataset,
-            split.as_str()
-        )));
-    }
     let cat = |parts: &[Tensor]| {
         if parts.is_empty() {
             return Ok(Tensor::zeros([0], (Kind::Float, Device::Cpu)));
@@ -309,11 +359,44 @@ fn collect(
         pooled: cat(&pooled)?,
         texts: cat(&texts)?,
         labels,
-        terms: terms
-            .into_iter()
-            .map(|(k, (sum, n))| (k, sum / n.max(1) as f64))
-            .collect(),
+        terms,
     })
+}
+
+/// Rank 0's view of every rank's [`Collected`] (`None` on the other ranks), refusing an empty
+/// evaluation.
+fn gather_collected(world: &World, local: Collected) -> Result<Option<Collected>> {
+    let labels = serde_json::to_vec(&(&local.labels, &local.terms))
+        .map_err(|e| TrainError::Request(format!("serialising evaluation labels: {e}")))?;
+    let rows = |t: &Tensor| world.all_gather_rows(t).map(|(rows, _)| rows);
+    let (images, pooled, texts) = (
+        rows(&local.images)?,
+        rows(&local.pooled)?,
+        rows(&local.texts)?,
+    );
+    let gathered = world.all_gather_bytes(&labels)?;
+    if !world.is_main() {
+        return Ok(None);
+    }
+    let mut all = Collected {
+        images,
+        pooled,
+        texts,
+        labels: Vec::new(),
+        terms: BTreeMap::new(),
+    };
+    for bytes in gathered {
+        let (labels, terms): (Vec<SampleLabels>, BTreeMap<String, (f64, usize)>) =
+            serde_json::from_slice(&bytes).map_err(|e| {
+                TrainError::Request(format!("reading gathered evaluation labels: {e}"))
+            })?;
+        all.labels.extend(labels);
+        for (name, (sum, n)) in terms {
+            let entry = all.terms.entry(name).or_insert((0.0, 0));
+            *entry = (entry.0 + sum, entry.1 + n);
+        }
+    }
+    Ok(Some(all))
 }
 
 fn to_cpu(t: Tensor) -> Result<Tensor> {
@@ -454,34 +537,82 @@ fn zero_shot(
 }
 
 /// Evaluates the trainer's current weights on the validation side of `data.dataset`: zero-shot
-/// over `data.targets` (none: retrieval only) and retrieval.
+/// over `data.targets` (none: retrieval only) and retrieval. With several ranks, every rank calls
+/// it and gets rank 0's report (see the module docs).
 pub fn evaluate(trainer: &TrainStep, data: &EvalData<'_>) -> Result<EvalReport> {
     let started = Instant::now();
     // Without a text tower trained into the image space, zero-shot and retrieval mean nothing:
     // such objectives are judged by the probe alone.
     let aligned = trainer.config().objective.kind().aligns_text();
-    let collected = collect(
+    let val = collect(
         trainer,
         data,
         SplitSelection::Val,
         data.options.max_samples,
         aligned,
     )?;
-    let samples = collected.images.size().first().copied().unwrap_or(0) as u64;
-    let (zero_shot, compositional) = match &data.targets.classes {
-        Some(set) if aligned => zero_shot(trainer, data, set, &collected)?,
-        _ => (None, None),
-    };
-    let probe = if data.options.probe || !aligned {
-        Some(probe_report(trainer, data, &collected)?)
+    let fit_on = if data.options.probe || !aligned {
+        let n = data.options.probe_train_samples;
+        collect(trainer, data, SplitSelection::Train, n, false)?
     } else {
         None
+    };
+    let report = val.map(|val| score(trainer, data, &val, fit_on.as_ref(), started));
+    share_report(trainer.world(), report)
+}
+
+/// Rank 0's evaluation `report` (or its failure) on every rank.
+fn share_report(world: &World, report: Option<Result<EvalReport>>) -> Result<EvalReport> {
+    if world.size() == 1 {
+        return report.unwrap_or_else(|| Err(TrainError::Request("nothing was evaluated".into())));
+    }
+    let sent = match &report {
+        Some(r) => serde_json::to_vec(&r.as_ref().map_err(ToString::to_string))
+            .map_err(|e| TrainError::Request(format!("serialising the evaluation: {e}")))?,
+        None => Vec::new(),
+    };
+    let received = world.all_gather_bytes(&sent)?;
+    if let Some(report) = report {
+        return report;
+    }
+    let main: std::result::Result<EvalReport, String> =
+        serde_json::from_slice(received.first().map_or(&[][..], Vec::as_slice))
+            .map_err(|e| TrainError::Request(format!("reading rank 0's evaluation: {e}")))?;
+    main.map_err(|detail| TrainError::Distributed {
+        context: "evaluating on rank 0".into(),
+        detail,
+    })
+}
+
+/// The report of the gathered validation samples `val` (and the probe's fitting samples).
+fn score(
+    trainer: &TrainStep,
+    data: &EvalData<'_>,
+    val: &Collected,
+    fit_on: Option<&Collected>,
+    started: Instant,
+) -> Result<EvalReport> {
+    if val.labels.is_empty() {
+        return Err(TrainError::Request(format!(
+            "{} has no validation samples to evaluate",
+            data.dataset
+        )));
+    }
+    let aligned = trainer.config().objective.kind().aligns_text();
+    let samples = val.images.size().first().copied().unwrap_or(0) as u64;
+    let (zero_shot, compositional) = match &data.targets.classes {
+        Some(set) if aligned => zero_shot(trainer, data, set, val)?,
+        _ => (None, None),
+    };
+    let probe = match fit_on {
+        Some(fit_on) => Some(probe_report(data, fit_on, val)?),
+        None => None,
     };
     let retrieval = if aligned {
         Some(RetrievalReport {
             samples,
-            image_to_text: recall(&collected.images, &collected.texts)?,
-            text_to_image: recall(&collected.texts, &collected.images)?,
+            image_to_text: recall(&val.images, &val.texts)?,
+            text_to_image: recall(&val.texts, &val.images)?,
             chance_r1: 1.0 / samples.max(1) as f64,
         })
     } else {
@@ -494,21 +625,20 @@ pub fn evaluate(trainer: &TrainStep, data: &EvalData<'_>) -> Result<EvalReport> 
         mask_ratio: data.options.mask_ratio,
         zero_shot,
         compositional,
-        validation_terms: collected.terms.clone(),
+        validation_terms: val.term_means(),
         probe,
         retrieval,
     })
 }
 
-/// The linear probe of the validation samples `val`, fitted on the train split.
-fn probe_report(trainer: &TrainStep, data: &EvalData<'_>, val: &Collected) -> Result<ProbeReport> {
-    let fit_on = collect(
-        trainer,
-        data,
-        SplitSelection::Train,
-        data.options.probe_train_samples,
-        false,
-    )?;
+/// The linear probe of the validation samples `val`, fitted on `fit_on` (train split samples).
+fn probe_report(data: &EvalData<'_>, fit_on: &Collected, val: &Collected) -> Result<ProbeReport> {
+    if fit_on.labels.is_empty() {
+        return Err(TrainError::Request(format!(
+            "{} has no train samples to fit the linear probe on",
+            data.dataset
+        )));
+    }
     probe::linear_probe(
         probe::Split {
             features: &fit_on.pooled,

@@ -1,8 +1,10 @@
-//! Two jobs, both driven by libtorch's library directory, which torch-sys (links = "tch") exports
+//! Three jobs, all driven by libtorch's library directory, which torch-sys (links = "tch") exports
 //! as `DEP_TCH_LIBTORCH_LIB`:
 //!
 //! 1. Embed that directory as an rpath, so that `flipstream` runs without LD_LIBRARY_PATH.
-//! 2. With the `dist` feature: compile `csrc/dist_shim.cpp`, the C ABI over PyTorch's c10d process
+//! 2. Compile `csrc/settings.cpp`: libtorch's global numerics settings that tch does not expose
+//!    (TF32).
+//! 3. With the `dist` feature: compile `csrc/dist_shim.cpp`, the C ABI over PyTorch's c10d process
 //!    groups (src/dist). Gloo always (its headers come from Debian's `libgloo-dev`, which
 //!    scripts/setup-system.sh installs; the symbols are in libtorch_cpu). NCCL too when libtorch
 //!    has CUDA (libtorch_cuda) and the CUDA and NCCL headers are found: the pip wheels next to
@@ -20,8 +22,26 @@ fn main() {
     };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
     println!("cargo:rustc-check-cfg=cfg(flipstream_nccl)");
+    let include = std::path::Path::new(&dir).join("../include");
+    println!("cargo:rerun-if-changed=csrc/settings.cpp");
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .std("c++17")
+        .include(&include)
+        .define("_GLIBCXX_USE_CXX11_ABI", cxx11_abi().as_str())
+        .file("csrc/settings.cpp")
+        .compile("flipstream_torch_settings");
     #[cfg(feature = "dist")]
     build_shim(std::path::Path::new(&dir));
+}
+
+/// The C++ ABI libtorch was built with (1 for the PyTorch 2.x wheels; `LIBTORCH_CXX11_ABI`
+/// overrides, as for torch-sys).
+fn cxx11_abi() -> String {
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into())
 }
 
 #[cfg(feature = "dist")]
@@ -31,7 +51,6 @@ fn build_shim(lib_dir: &Path) {
         "FLIPSTREAM_CUDA_INCLUDE",
         "FLIPSTREAM_NCCL_INCLUDE",
         "GLOO_INCLUDE_DIR",
-        "LIBTORCH_CXX11_ABI",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -47,7 +66,7 @@ fn build_shim(lib_dir: &Path) {
             gloo.display()
         );
     }
-    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    let abi = cxx11_abi();
     let mut build = cc::Build::new();
     build
         .cpp(true)

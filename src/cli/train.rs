@@ -70,6 +70,11 @@ pub struct TrainArgs {
     #[arg(long)]
     pub precision: Option<String>,
 
+    /// TF32 tensor cores for the fp32 matmuls on CUDA (on or off); no effect on the CPU or with
+    /// bf16.
+    #[arg(long, default_value = "on", value_name = "on|off", value_parser = ["on", "off"])]
+    pub tf32: String,
+
     /// Seed of the weights, the masks and the data order (train.seed).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -145,6 +150,15 @@ pub(crate) fn train_error(e: flipstream_train::TrainError) -> anyhow::Error {
     } else {
         anyhow::Error::new(e)
     }
+}
+
+/// Sets libtorch's TF32 switch for CUDA (`on` / `off`); nothing on the CPU.
+#[cfg(feature = "train")]
+pub(crate) fn apply_tf32(device: tch::Device, setting: &str) -> anyhow::Result<()> {
+    if matches!(device, tch::Device::Cuda(_)) {
+        flipstream_train::device::set_tf32(setting == "on").map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
 }
 
 /// Sets libtorch's thread count and resolves the device.
@@ -353,6 +367,7 @@ mod imp {
         }
         let device = device_and_threads(&args.device, args.threads)?;
         let device = crate::cli::launch::rank_device(device, &args.device, &dist)?;
+        super::apply_tf32(device, &args.tf32)?;
         // Only rank 0 reports; the others' messages would repeat it.
         let global = Global {
             quiet: global.quiet || dist.rank != 0,

@@ -1,4 +1,5 @@
-//! Device selection: `--device cpu|cuda|cuda:N|auto`.
+//! Device selection: `--device cpu|cuda|cuda:N|auto`; and [`set_tf32`], the TF32 switch for
+//! float32 matmuls on CUDA.
 
 use std::fmt;
 use std::str::FromStr;
@@ -78,6 +79,31 @@ impl DeviceSpec {
     }
 }
 
+/// Lets CUDA float32 matmuls and convolutions use TF32 tensor cores (PyTorch's
+/// `torch.backends.cuda.matmul.allow_tf32` and `torch.backends.cudnn.allow_tf32`): about 8× the
+/// fp32 throughput of an A100/H100 with a 10-bit mantissa in the products, accumulation in fp32.
+/// A process-wide libtorch setting; no effect on the CPU or on bf16 matmuls.
+pub fn set_tf32(on: bool) -> Result<(), String> {
+    #[allow(unsafe_code)]
+    mod sys {
+        unsafe extern "C" {
+            pub fn fs_torch_set_tf32(on: std::ffi::c_int) -> std::ffi::c_int;
+        }
+        pub fn set(on: bool) -> bool {
+            // SAFETY: sets two flags of libtorch's global context; catches every exception.
+            unsafe { fs_torch_set_tf32(std::ffi::c_int::from(on)) == 0 }
+        }
+    }
+    if sys::set(on) {
+        Ok(())
+    } else {
+        Err(format!(
+            "libtorch refused to turn TF32 {}",
+            if on { "on" } else { "off" }
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +117,11 @@ mod tests {
         assert!("tpu".parse::<DeviceSpec>().is_err());
         assert!("cuda:x".parse::<DeviceSpec>().is_err());
         assert_eq!(DeviceSpec::Cpu.resolve().unwrap(), Device::Cpu);
+    }
+
+    #[test]
+    fn tf32_can_be_switched() {
+        set_tf32(true).unwrap();
+        set_tf32(false).unwrap();
     }
 }

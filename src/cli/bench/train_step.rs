@@ -59,6 +59,10 @@ pub struct TrainStepArgs {
     #[arg(long, default_value = "fp32")]
     pub precision: String,
 
+    /// TF32 tensor cores for the fp32 matmuls on CUDA (on or off).
+    #[arg(long, default_value = "on", value_name = "on|off", value_parser = ["on", "off"])]
+    pub tf32: String,
+
     /// Seed of the weights, the random batch and the masks.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -144,6 +148,7 @@ pub fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
         Ok(d) => crate::cli::launch::rank_device(d, &args.device, &dist)?,
         Err(e) => crate::usage_bail!("--device: {e}"),
     };
+    crate::cli::train::apply_tf32(device, &args.tf32)?;
     // Only rank 0 reports.
     let is_main = dist.rank == 0;
     let global = Global {

@@ -82,41 +82,46 @@ fn fixture() -> &'static (tempfile::TempDir, String, PathBuf) {
     })
 }
 
-/// `flipstream train` on the fixture into `run_dir` with `extra` arguments and environment.
-fn train(run_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Run {
+/// Training on every row without evaluation.
+const ALL_DATA: [&str; 3] = ["--all-data", "--eval-every", "0"];
+
+/// `flipstream train` on the fixture into `run_dir` with the micro config on the CPU, then
+/// `extra`; one libtorch and one decode thread and a 60 s distributed timeout unless `extra` says
+/// otherwise.
+fn train_command(run_dir: &Path, extra: &[&str]) -> Command {
     let (_, data, config) = fixture();
-    let mut args = vec![
-        "--quiet",
-        "train",
-        data.as_str(),
-        "--run",
-        run_dir.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--all-data",
-        "--eval-every",
-        "0",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--decode-threads",
-        "1",
-    ];
-    if !extra.contains(&"--dist-timeout") {
-        args.extend_from_slice(&["--dist-timeout", "60"]);
+    let mut cmd = Command::new(bin());
+    cmd.args(["--quiet", "train", data.as_str(), "--run"])
+        .arg(run_dir)
+        .arg("--config")
+        .arg(config)
+        .args(["--device", "cpu"]);
+    for (flag, value) in [
+        ("--threads", "1"),
+        ("--decode-threads", "1"),
+        ("--dist-timeout", "60"),
+    ] {
+        if !extra.contains(&flag) {
+            cmd.args([flag, value]);
+        }
     }
-    args.extend_from_slice(extra);
-    let out = Command::new(bin())
-        .args(&args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
+    cmd.args(extra);
+    cmd
+}
+
+/// Runs `cmd` to the end.
+fn finish(cmd: &mut Command) -> Run {
+    let out = cmd.output().unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// [`train_command`] on every row without evaluation, with `extra` arguments and environment.
+fn train(run_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Run {
+    finish(train_command(run_dir, &[&ALL_DATA[..], extra].concat()).envs(env.iter().copied()))
 }
 
 /// `resume` variant of [`train`]: the run's own config.
@@ -211,28 +216,11 @@ fn evals(run_dir: &Path) -> Vec<serde_json::Value> {
 fn sharded_evaluation_reports_what_one_process_reports() {
     let tmp = tempfile::tempdir().unwrap();
     let train_split = |dir: &Path, extra: &[&str]| {
-        let (_, data, config) = fixture();
-        let mut args = vec![
-            "--quiet",
-            "train",
-            data.as_str(),
-            "--run",
-            dir.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--eval-every",
-            "4",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--decode-threads",
-            "1",
-            "--dist-timeout",
-            "60",
-        ];
-        args.extend_from_slice(extra);
-        run(&args).expect_code(0);
+        finish(&mut train_command(
+            dir,
+            &[&["--eval-every", "4"][..], extra].concat(),
+        ))
+        .expect_code(0);
         evals(dir)
     };
     let one = train_split(&tmp.path().join("one"), &[]);
@@ -295,28 +283,12 @@ fn rank_of(pid: u32) -> Option<String> {
 fn a_killed_rank_is_named_and_the_survivor_stops() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("killed");
-    let (_, data, config) = fixture();
-    let launcher = Command::new(bin())
-        .args([
-            "--quiet",
-            "train",
-            data,
-            "--run",
-            dir.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--all-data",
-            "--eval-every",
-            "0",
-            "--device",
-            "cpu",
-            "--steps",
-            "100000",
-            "--nproc",
-            "2",
-            "--dist-timeout",
-            "30",
-        ])
+    let extra = [
+        &ALL_DATA[..],
+        &["--steps", "100000", "--nproc", "2", "--dist-timeout", "30"],
+    ]
+    .concat();
+    let launcher = train_command(&dir, &extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -397,28 +369,8 @@ fn ranks_started_with_other_settings_all_stop() {
     let dir = tmp.path().join("mismatch");
     let port = support::s3::free_port().to_string();
     let spawn = |rank: &str, steps: &str| {
-        let (_, data, config) = fixture();
-        Command::new(bin())
-            .args([
-                "--quiet",
-                "train",
-                data,
-                "--run",
-                dir.to_str().unwrap(),
-                "--config",
-                config.to_str().unwrap(),
-                "--all-data",
-                "--eval-every",
-                "0",
-                "--device",
-                "cpu",
-                "--threads",
-                "1",
-                "--steps",
-                steps,
-                "--dist-timeout",
-                "30",
-            ])
+        let extra = [&ALL_DATA[..], &["--steps", steps, "--dist-timeout", "30"]].concat();
+        train_command(&dir, &extra)
             .envs([
                 ("WORLD_SIZE", "2"),
                 ("RANK", rank),

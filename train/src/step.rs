@@ -459,7 +459,8 @@ impl TrainStep {
                 .narrow(i * micro, micro)
                 .context(|| format!("micro-batch {i}"))
         };
-        // (1) This rank's embeddings; with one micro-batch its forward pass (and graph) is kept.
+        // (1) and (2): this rank's embeddings and their gradient; with one micro-batch the forward
+        // pass (and its graph) is kept for (3).
         let mut kept: Option<ObjectiveOutput> = None;
         let contrastive = match self.objective.contrastive_weight() {
             None => None,
@@ -484,7 +485,6 @@ impl TrainStep {
             }
         };
         // (3) Each micro-batch with its graph, back from its embeddings' gradient and local terms.
-        let local_scale = 1.0 / (accum as f64 * self.world.size() as f64);
         let mut total: Option<Gradients> = None;
         let mut reported: Vec<Reported> = Vec::new();
         for i in 0..accum {
@@ -494,37 +494,10 @@ impl TrainStep {
                     .objective
                     .forward(&self.model, &slice(i)?, self.compute)?,
             };
-            let mut parts: Vec<Tensor> = Vec::new();
-            if let (Some((weight, g)), Some(e)) = (&contrastive, &out.embeddings) {
-                let rows = |t: &Tensor| t.f_narrow(0, i * micro, micro);
-                let surrogate = || -> std::result::Result<Tensor, TchError> {
-                    let s = e.images.f_mul(&rows(&g.images)?)?.f_sum(Kind::Float)?;
-                    let s = s.f_add(&e.texts.f_mul(&rows(&g.texts)?)?.f_sum(Kind::Float)?)?;
-                    s.f_mul_scalar(*weight)
-                };
-                parts.push(surrogate().context(|| "contrastive surrogate".into())?);
-                if i == 0 {
-                    // The logit scale's gradient, once per rank.
-                    let scale = self.model.logit_scale()?;
-                    parts.push(
-                        scale
-                            .f_mul(&g.scale)
-                            .and_then(|t| t.f_mul_scalar(*weight))
-                            .context(|| "logit scale surrogate".into())?,
-                    );
-                }
-            }
-            for t in &out.terms {
-                parts.push(
-                    t.value
-                        .f_mul_scalar(t.weight * local_scale)
-                        .context(|| format!("weighting the {} term", t.name))?,
-                );
-            }
-            let loss = sum_all(parts).ok_or_else(|| TrainError::Input {
-                what: "objective",
-                detail: format!("{} produced no loss term", self.objective.kind()),
-            })??;
+            let own = contrastive
+                .as_ref()
+                .map(|(weight, g)| (*weight, g, i * micro, micro));
+            let loss = self.micro_batch_loss(&out, own, accum)?;
             let grads = Gradients::backward(&loss, self.model.params())?;
             match &mut total {
                 None => total = Some(grads),
@@ -558,6 +531,50 @@ impl TrainStep {
             accuracy,
             grads,
         })
+    }
+
+    /// What micro-batch `out` back-propagates, (3) of the module docs: `⟨embeddings, their
+    /// gradient⟩` (rows `start .. start + len` of the rank's embedding gradients `g`, times the
+    /// contrastive `weight`; the logit scale's term with the first micro-batch) plus the local
+    /// terms weighted `1/(accum · world size)`.
+    fn micro_batch_loss(
+        &self,
+        out: &ObjectiveOutput,
+        contrastive: Option<(f64, &EmbeddingGradients, i64, i64)>,
+        accum: i64,
+    ) -> Result<Tensor> {
+        let mut parts: Vec<Tensor> = Vec::new();
+        if let (Some((weight, g, start, len)), Some(e)) = (contrastive, &out.embeddings) {
+            let rows = |t: &Tensor| t.f_narrow(0, start, len);
+            let surrogate = || -> std::result::Result<Tensor, TchError> {
+                let s = e.images.f_mul(&rows(&g.images)?)?.f_sum(Kind::Float)?;
+                let s = s.f_add(&e.texts.f_mul(&rows(&g.texts)?)?.f_sum(Kind::Float)?)?;
+                s.f_mul_scalar(weight)
+            };
+            parts.push(surrogate().context(|| "contrastive surrogate".into())?);
+            if start == 0 {
+                // The logit scale's gradient, once per rank.
+                let scale = self.model.logit_scale()?;
+                parts.push(
+                    scale
+                        .f_mul(&g.scale)
+                        .and_then(|t| t.f_mul_scalar(weight))
+                        .context(|| "logit scale surrogate".into())?,
+                );
+            }
+        }
+        let local_scale = 1.0 / (accum as f64 * self.world.size() as f64);
+        for t in &out.terms {
+            parts.push(
+                t.value
+                    .f_mul_scalar(t.weight * local_scale)
+                    .context(|| format!("weighting the {} term", t.name))?,
+            );
+        }
+        sum_all(parts).ok_or_else(|| TrainError::Input {
+            what: "objective",
+            detail: format!("{} produced no loss term", self.objective.kind()),
+        })?
     }
 
     /// (2) of the module docs: the contrastive loss of this rank's rows over the gathered global

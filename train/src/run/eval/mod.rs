@@ -642,7 +642,7 @@ fn probe_report(data: &EvalData<'_>, fit_on: &Collected, val: &Collected) -> Res
     probe::linear_probe(
         probe::Split {
             features: &fit_on.pooled,
-            labels: &label_lists(&fit_on),
+            labels: &label_lists(fit_on),
         },
         probe::Split {
             features: &val.pooled,

@@ -190,6 +190,32 @@ fn bench_train_config(opts: &StepBenchOptions, mask_ratio: f64) -> TrainConfig {
     }
 }
 
+/// The objective to time; a CAE v2 objective without a teacher gets a fresh CLIP model of the same
+/// shape, saved in the returned temporary folder (kept alive by the caller).
+fn with_bench_teacher(
+    opts: &StepBenchOptions,
+) -> Result<(ObjectiveConfig, Option<tempfile::TempDir>)> {
+    let ObjectiveConfig::CaeV2(settings) = &opts.objective else {
+        return Ok((opts.objective.clone(), None));
+    };
+    if !settings.teacher.trim().is_empty() {
+        return Ok((opts.objective.clone(), None));
+    }
+    let dir = tempfile::tempdir().map_err(|source| TrainError::Io {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let config = RunConfig {
+        objective: ObjectiveConfig::for_kind(crate::objective::ObjectiveKind::Clip, &opts.model),
+        ..bench_config(opts, 0.0)
+    };
+    let teacher = TrainStep::new(config, Device::Cpu)?;
+    teacher.save_checkpoint(dir.path(), &crate::checkpoint::TrainProgress::default())?;
+    let mut settings = settings.clone();
+    settings.teacher = dir.path().display().to_string();
+    Ok((ObjectiveConfig::CaeV2(settings), Some(dir)))
+}
+
 /// Runs the benchmark; `progress` is called after every step.
 pub fn run_train_step_bench(
     opts: &StepBenchOptions,
@@ -203,6 +229,13 @@ pub fn run_train_step_bench(
             ],
         });
     }
+    // CAE v2 without a teacher: a freshly initialised CLIP model of the same shape serves (the
+    // teacher's weights do not change the cost of a step).
+    let (objective, _teacher_dir) = with_bench_teacher(opts)?;
+    let opts = &StepBenchOptions {
+        objective,
+        ..opts.clone()
+    };
     for &r in &opts.mask_ratios {
         bench_config(opts, r).validate()?;
     }

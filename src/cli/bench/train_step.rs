@@ -21,8 +21,9 @@ pub struct TrainStepArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Objective whose steps are timed: clip or mae_clip (with its default settings for the
-    /// model) [default: the config's, else clip]. mae_clip needs mask ratios above 0.
+    /// Objective whose steps are timed: clip, mae_clip, cae_v2 or mug (with its default settings
+    /// for the model; cae_v2 with a freshly initialised CLIP teacher unless the config names one)
+    /// [default: the config's, else clip]. All but clip need mask ratios above 0.
     #[arg(long)]
     pub objective: Option<String>,
 

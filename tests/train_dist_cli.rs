@@ -339,7 +339,8 @@ fn bad_setups_exit_2_with_a_message() {
     let dir = tmp.path().join("three");
     let out = train(&dir, &["--nproc", "3"], &[]).expect_code(2);
     assert!(
-        out.stderr.contains("are not divisible by 3 ranks"),
+        out.stderr
+            .contains("3 ranks cannot share train.batch_size 16"),
         "{}",
         out.stderr
     );

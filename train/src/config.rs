@@ -187,6 +187,11 @@ pub struct UnmaskedTune {
     /// Linear warmup steps at the start of the phase (then cosine to 0).
     #[serde(default)]
     pub warmup_steps: u64,
+    /// Micro-batches per step in this phase (default `train.accum_steps`). Whole images cost two
+    /// to four times the activation memory of masked ones; more micro-batches keep the batch, and
+    /// the contrastive loss over it, unchanged (see [`crate::step`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accum_steps: Option<usize>,
 }
 
 /// Optimization: batch, learning-rate schedule, AdamW, masking, precision, seed.
@@ -676,8 +681,41 @@ impl TrainConfig {
                     tune.warmup_steps, tune.steps
                 ));
             }
+            match tune.accum_steps {
+                Some(0) => p.push(
+                    "train.unmasked_tune.accum_steps is 0: use 1 for no gradient accumulation"
+                        .to_string(),
+                ),
+                Some(k) if self.batch_size > 0 && !self.batch_size.is_multiple_of(k) => {
+                    p.push(format!(
+                        "train.unmasked_tune.accum_steps = {k} does not divide train.batch_size = {}",
+                        self.batch_size
+                    ));
+                }
+                _ => {}
+            }
         }
         p
+    }
+
+    /// Micro-batches per step in `phase`.
+    pub fn accum_steps_in(&self, phase: crate::schedule::Phase) -> usize {
+        match (&self.unmasked_tune, phase) {
+            (
+                Some(UnmaskedTune {
+                    accum_steps: Some(k),
+                    ..
+                }),
+                crate::schedule::Phase::UnmaskedTune,
+            ) => *k,
+            _ => self.accum_steps,
+        }
+    }
+
+    /// The micro-batch counts of the phases: `accum_steps`, then the unmasked phase's own.
+    pub fn accum_steps_of_phases(&self) -> Vec<usize> {
+        let tune = self.unmasked_tune.as_ref().and_then(|t| t.accum_steps);
+        std::iter::once(self.accum_steps).chain(tune).collect()
     }
 }
 

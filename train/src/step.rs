@@ -233,8 +233,8 @@ impl TrainStep {
         rows: Option<&[usize]>,
     ) -> Result<StepMetrics> {
         let sv = self.schedule.at(self.step);
-        let batch = self.prepare(images, tokens, rows, sv.mask_ratio)?;
-        let accum = self.config.train.accum_steps as i64;
+        let accum = self.config.train.accum_steps_in(sv.phase) as i64;
+        let batch = self.prepare(images, tokens, rows, sv.mask_ratio, accum)?;
         let mut losses = if accum == 1 && self.world.size() == 1 {
             self.full_batch(&batch)?
         } else {
@@ -280,6 +280,7 @@ impl TrainStep {
         tokens: &Tensor,
         rows: Option<&[usize]>,
         mask_ratio: f64,
+        accum: i64,
     ) -> Result<Batch> {
         let cfg = &self.config;
         check_images(images, &cfg.model)?;
@@ -291,12 +292,11 @@ impl TrainStep {
                 detail: format!("{b} images but {b_tokens} token rows"),
             });
         }
-        let accum = cfg.train.accum_steps as i64;
         if b % accum != 0 {
             return Err(TrainError::Input {
                 what: "batch",
                 detail: format!(
-                    "{b} samples cannot be split into train.accum_steps = {accum} equal micro-batches"
+                    "{b} samples cannot be split into accum_steps = {accum} equal micro-batches"
                 ),
             });
         }

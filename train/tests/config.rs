@@ -148,6 +148,7 @@ fn toml_preset_with_overrides_and_unknown_keys() {
     assert_eq!(
         run.train.unmasked_tune,
         Some(UnmaskedTune {
+            accum_steps: None,
             steps: 10,
             base_lr: 1e-4,
             warmup_steps: 0
@@ -274,6 +275,7 @@ fn schedule_values_at_key_steps() {
     train.min_lr_ratio = 0.1;
     train.mask_ratio = 0.75;
     train.unmasked_tune = Some(UnmaskedTune {
+        accum_steps: None,
         steps: 20,
         base_lr: 5e-5,
         warmup_steps: 0,

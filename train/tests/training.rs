@@ -248,3 +248,39 @@ fn accumulation_gives_the_full_batch_gradient() {
         .to_string();
     assert!(err.contains("accum_steps = 4"), "{err}");
 }
+
+#[test]
+fn the_unmasked_phase_may_accumulate_without_changing_the_step() {
+    let mut run = micro_run();
+    run.train.total_steps = 2;
+    run.train.warmup_steps = 1;
+    run.train.unmasked_tune = Some(flipstream_train::UnmaskedTune {
+        steps: 2,
+        base_lr: run.train.base_lr / 10.0,
+        warmup_steps: 0,
+        accum_steps: None,
+    });
+    let mut split_run = run.clone();
+    if let Some(t) = &mut split_run.train.unmasked_tune {
+        t.accum_steps = Some(4);
+    }
+    assert_eq!(split_run.train.accum_steps_of_phases(), vec![1, 4]);
+    let mut whole = TrainStep::new(run, Device::Cpu).unwrap();
+    let mut split = TrainStep::new(split_run.clone(), Device::Cpu).unwrap();
+    for (a, b) in train_steps(&mut whole, 0..4)
+        .iter()
+        .zip(train_steps(&mut split, 0..4))
+    {
+        assert!((a - b).abs() < 1e-5, "loss {a} vs {b}");
+    }
+    // A phase's micro-batches must divide the batch.
+    if let Some(t) = &mut split_run.train.unmasked_tune {
+        t.accum_steps = Some(3);
+    }
+    let problems = split_run.problems().join("; ");
+    assert!(
+        problems
+            .contains("train.unmasked_tune.accum_steps = 3 does not divide train.batch_size = 8"),
+        "{problems}"
+    );
+}

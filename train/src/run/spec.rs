@@ -463,12 +463,14 @@ impl RunSpec {
 
     /// Refuses a data-parallel world size that cannot share this run's batches: it must divide
     /// the global batch and the loader's lanes, and each rank's share must split into
-    /// `train.accum_steps` micro-batches.
+    /// `train.accum_steps` micro-batches (and `train.unmasked_tune.accum_steps`).
     pub fn check_world_size(&self, world_size: usize) -> Result<()> {
         let (batch, lanes) = (self.config.train.batch_size, self.lanes());
-        let accum = self.config.train.accum_steps;
+        let accums = self.config.train.accum_steps_of_phases();
         let works = |w: usize| {
-            batch.is_multiple_of(w) && lanes.is_multiple_of(w) && (batch / w).is_multiple_of(accum)
+            batch.is_multiple_of(w)
+                && lanes.is_multiple_of(w)
+                && accums.iter().all(|&k| (batch / w).is_multiple_of(k))
         };
         if works(world_size) {
             return Ok(());
@@ -478,9 +480,10 @@ impl RunSpec {
             .map(|w| w.to_string())
             .collect();
         Err(TrainError::DistSetup(format!(
-            "train.batch_size {batch}, run.lanes {lanes} and train.accum_steps {accum} are not \
-             divisible by {world_size} ranks (each rank takes whole lanes of every batch); world \
-             sizes that work: {} — or change the batch size or run.lanes",
+            "{world_size} ranks cannot share train.batch_size {batch} over run.lanes {lanes}: each \
+             rank takes whole lanes of every batch, and its share must split into {accums:?} \
+             micro-batches (the accumulation steps of the phases); world sizes that work: {} — or \
+             change the batch size or run.lanes",
             sizes.join(", ")
         )))
     }

@@ -195,6 +195,7 @@ fn arm_run_spec(base: &RunSpec, arm: &ArmSpec) -> RunSpec {
     t.total_steps = arm.steps;
     t.warmup_steps = t.warmup_steps.min(arm.steps / 2);
     t.unmasked_tune = (arm.tune_steps > 0).then(|| UnmaskedTune {
+        accum_steps: None,
         steps: arm.tune_steps,
         // FLIP tunes at a lower learning rate than pre-training (4e-8 vs 4e-6 per 256): a tenth
         // here, for the short schedules of this benchmark.

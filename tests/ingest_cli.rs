@@ -13,10 +13,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use arrow::array::{Array, AsArray};
 use flipstream_ingest::testing::TestServer;
-use flipstream_shard::reader::ShardReader;
-use flipstream_shard::{Dataset, StoreRoot};
+use support::dataset::{Contents, fingerprint, read_dataset};
 use support::{bin, run};
 
 /// Every dirt kind that a layout can carry, 2 % each (items are clean otherwise).
@@ -98,103 +96,6 @@ fn expected_reason(dirt: Option<&str>) -> Option<&'static str> {
         // cleaned, truncated or converted, and kept
         _ => None,
     }
-}
-
-/// A committed dataset's contents: accepted rows (key → content hash), rejections (key → reason)
-/// and their details (key → detail, where there is one), plus the per-unit commit records.
-struct Contents {
-    accepted: BTreeMap<String, Vec<u8>>,
-    rejected: BTreeMap<String, String>,
-    details: BTreeMap<String, String>,
-    dataset: Dataset,
-}
-
-fn read_dataset(url: &str) -> Contents {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let dataset = Dataset::open(url)
-            .await
-            .unwrap_or_else(|e| panic!("opening {url}: {e}"));
-        let root: StoreRoot = dataset.root().clone();
-        let mut accepted = BTreeMap::new();
-        let mut rejected = BTreeMap::new();
-        let mut details = BTreeMap::new();
-        for commit in dataset.commits() {
-            for shard in &commit.shards {
-                let reader = ShardReader::open(&root, &shard.path, Some(shard.bytes))
-                    .await
-                    .unwrap();
-                for rg in 0..reader.num_row_groups() {
-                    let batch = reader
-                        .read_row_group(rg, Some(&["key", "content_hash"]))
-                        .await
-                        .unwrap();
-                    let keys = batch
-                        .column_by_name("key")
-                        .unwrap()
-                        .as_string::<i32>()
-                        .clone();
-                    let hashes = batch
-                        .column_by_name("content_hash")
-                        .unwrap()
-                        .as_fixed_size_binary()
-                        .clone();
-                    for i in 0..batch.num_rows() {
-                        let previous =
-                            accepted.insert(keys.value(i).to_string(), hashes.value(i).to_vec());
-                        assert!(previous.is_none(), "key {} stored twice", keys.value(i));
-                    }
-                }
-            }
-            if let Some(file) = &commit.rejections {
-                let reader = ShardReader::open(&root, &file.path, Some(file.bytes))
-                    .await
-                    .unwrap();
-                for rg in 0..reader.num_row_groups() {
-                    let batch = reader
-                        .read_row_group(rg, Some(&["key", "reason", "detail"]))
-                        .await
-                        .unwrap();
-                    let keys = batch
-                        .column_by_name("key")
-                        .unwrap()
-                        .as_string::<i32>()
-                        .clone();
-                    // the reason is dictionary-encoded
-                    let reasons = arrow::compute::cast(
-                        batch.column_by_name("reason").unwrap(),
-                        &arrow::datatypes::DataType::Utf8,
-                    )
-                    .unwrap();
-                    let reasons = reasons.as_string::<i32>().clone();
-                    let detail = arrow::compute::cast(
-                        batch.column_by_name("detail").unwrap(),
-                        &arrow::datatypes::DataType::Utf8,
-                    )
-                    .unwrap();
-                    let detail = detail.as_string::<i32>().clone();
-                    for i in 0..batch.num_rows() {
-                        assert!(!reasons.is_null(i));
-                        if !detail.is_null(i) {
-                            details.insert(keys.value(i).to_string(), detail.value(i).to_string());
-                        }
-                        let previous = rejected
-                            .insert(keys.value(i).to_string(), reasons.value(i).to_string());
-                        assert!(previous.is_none(), "key {} rejected twice", keys.value(i));
-                    }
-                }
-            }
-        }
-        Contents {
-            accepted,
-            rejected,
-            details,
-            dataset,
-        }
-    })
 }
 
 /// Checks every item's fate against the sidecar and the accounting identity of every unit.
@@ -364,12 +265,6 @@ fn url_list_is_downloaded_from_a_local_server() {
     let contents = read_dataset(out.to_str().unwrap());
     check_against_truth(&contents, &truth, "urls");
     assert!(contents.rejected.values().any(|r| r == "http_status"));
-}
-
-/// (key → content hash, key → reason) of a dataset, for comparing runs.
-fn fingerprint(url: &str) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>) {
-    let c = read_dataset(url);
-    (c.accepted, c.rejected)
 }
 
 #[test]

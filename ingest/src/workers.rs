@@ -54,10 +54,21 @@ impl WorkerSlot {
             (None, explicit_count) => {
                 if let Some(task) = parse_env(env, "SLURM_ARRAY_TASK_ID")? {
                     let min = parse_env(env, "SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
-                    let count = match explicit_count {
-                        Some(c) => c,
-                        None => parse_env(env, "SLURM_ARRAY_TASK_COUNT")?
-                            .ok_or("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; pass --num-workers")?,
+                    let array = parse_env(env, "SLURM_ARRAY_TASK_COUNT")?;
+                    let count = match (explicit_count, array) {
+                        (Some(c), Some(a)) if c != a => {
+                            return Err(format!(
+                                "this Slurm job array has {a} tasks but --num-workers is {c}: the \
+                                 tasks would cover {a} of {c} shares of the inputs; leave out \
+                                 --num-workers (the array's size is used) or submit --array with {c} tasks"
+                            ));
+                        }
+                        (Some(c), _) => c,
+                        (None, Some(a)) => a,
+                        (None, None) => return Err(
+                            "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; pass --num-workers"
+                                .into(),
+                        ),
                     };
                     let index = task.checked_sub(min).ok_or_else(|| {
                         format!(
@@ -156,6 +167,16 @@ mod tests {
             WorkerSlot::resolve(Some(1), None, &none)
                 .unwrap_err()
                 .contains("--num-workers")
+        );
+        let array_of_2 = env(&[
+            ("SLURM_ARRAY_TASK_ID", "1"),
+            ("SLURM_ARRAY_TASK_COUNT", "2"),
+        ]);
+        let e = WorkerSlot::resolve(None, Some(4), &array_of_2).unwrap_err();
+        assert!(e.contains("has 2 tasks but --num-workers is 4"), "{e}");
+        assert_eq!(
+            WorkerSlot::resolve(None, Some(2), &array_of_2).unwrap(),
+            WorkerSlot { index: 1, count: 2 }
         );
         let bad = env(&[("SLURM_ARRAY_TASK_ID", "x")]);
         assert!(

@@ -5,7 +5,9 @@
 //! Each test file includes this module (`mod support;`) and uses a part of it.
 #![allow(dead_code)]
 
+pub mod dataset;
 pub mod s3;
+pub mod train;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

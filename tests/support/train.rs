@@ -1,0 +1,56 @@
+//! Training fixtures shared by the CLI tests: a micro model config and reading the losses a run
+//! logged.
+
+use std::path::Path;
+
+/// A micro model (32 px, ViT 64 × 2, text 64 × 1), global batch 16 over 4 lanes, mask 0.5.
+pub const CONFIG: &str = r#"preset = "tiny"
+
+[model]
+image_size = 32
+patch_size = 8
+vision_width = 64
+vision_depth = 2
+vision_heads = 2
+context_length = 24
+text_width = 64
+text_depth = 1
+text_heads = 2
+embed_dim = 64
+
+[train]
+batch_size = 16
+base_lr = 0.016
+warmup_steps = 2
+total_steps = 8
+mask_ratio = 0.5
+seed = 5
+
+[run]
+lanes = 4
+tokenizer_vocab_size = 400
+shuffle_block = 64
+"#;
+
+/// The losses of metrics.jsonl by step.
+pub fn losses(run_dir: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["kind"] == "step")
+        .map(|r| (r["step"].as_u64().unwrap(), r["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+/// Panics unless `a` and `b` log the same steps with losses within 1e-4 (relative above 1).
+pub fn assert_same_losses(a: &[(u64, f64)], b: &[(u64, f64)]) {
+    assert_eq!(a.len(), b.len(), "{a:?}\n{b:?}");
+    for ((sa, la), (sb, lb)) in a.iter().zip(b) {
+        assert_eq!(sa, sb);
+        assert!(
+            (la - lb).abs() <= 1e-4 * la.abs().max(1.0),
+            "step {sa}: {la} vs {lb}\n{a:?}\n{b:?}"
+        );
+    }
+}

@@ -395,7 +395,7 @@ fn bad_input_is_a_clear_error_with_nothing_committed() {
         "--out",
         out_s,
     ]);
-    assert_ne!(missing.code, 0);
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
     assert!(missing.stderr.contains("nope"), "{}", missing.stderr);
     assert!(!out.join("_flipstream/commits").exists());
 
@@ -442,4 +442,53 @@ fn bad_input_is_a_clear_error_with_nothing_committed() {
         "2",
     ]);
     assert_eq!(bad_worker.code, 2, "{}", bad_worker.stderr);
+
+    // An output inside the input folder: a re-run would ingest the dataset itself.
+    let inside = raw.join("ds");
+    let refused = run(&[
+        "ingest",
+        raw.to_str().unwrap(),
+        "--out",
+        inside.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("is inside the input"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!inside.exists());
+    // A one-level pattern cannot reach it.
+    let tars = tmp.path().join("tars");
+    synth(&tars, "webdataset", 5, 5, "off", &[]);
+    let pattern = format!("{}/*.tar", tars.to_str().unwrap());
+    let next_to = run(&[
+        "-q",
+        "ingest",
+        &pattern,
+        "--out",
+        tars.join("ds").to_str().unwrap(),
+    ]);
+    assert_eq!(next_to.code, 0, "{}", next_to.stderr);
+
+    // Output sizes beyond the pixel limit (the process would ask for gigabytes per image, or
+    // overflow) and a NaN limit are refused up front.
+    for (flag, value, says) in [
+        ("--size", "60000", "above image.max_pixels"),
+        ("--size", "4294967295", "above image.max_pixels"),
+        ("--max-aspect-ratio", "NaN", "--max-aspect-ratio NaN"),
+    ] {
+        let out = run(&[
+            "ingest",
+            raw.to_str().unwrap(),
+            "--out",
+            out_s,
+            "--upscale",
+            flag,
+            value,
+        ]);
+        assert_eq!(out.code, 2, "{flag} {value}: {}", out.stderr);
+        assert!(out.stderr.contains(says), "{}", out.stderr);
+    }
+    assert!(!out.join("_flipstream/commits").exists());
 }

@@ -58,6 +58,17 @@ impl IngestConfig {
         if self.image.resize.size == 0 {
             return Err("image.resize.size must be at least 1".into());
         }
+        // The output is at least size × size pixels; bound it like the input (an unbounded size
+        // would ask for gigabytes per image, or overflow).
+        let side = u64::from(self.image.resize.size);
+        if side.saturating_mul(side) > self.image.max_pixels {
+            return Err(format!(
+                "image.resize.size = {side} makes images of at least {side} × {side} pixels, above \
+                 image.max_pixels = {}: choose a smaller size (at most {})",
+                self.image.max_pixels,
+                (self.image.max_pixels as f64).sqrt().floor() as u64
+            ));
+        }
         if !(1..=100).contains(&self.image.encode.quality) {
             return Err(format!(
                 "image.encode.quality must be in 1..=100, got {}",

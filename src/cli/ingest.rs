@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use flipstream_ingest::caption::Overlong;
 use flipstream_ingest::config::IngestConfig;
 use flipstream_ingest::pipeline::{self, IngestError, IngestSummary, RunOptions};
+use flipstream_ingest::source::SourceError;
 use flipstream_ingest::workers::WorkerSlot;
 use flipstream_shard::imaging::{OutputFormat, ResizeMode};
 
@@ -200,6 +201,12 @@ impl IngestArgs {
             img.min_side = (v > 0).then_some(v);
         }
         if let Some(v) = self.max_aspect_ratio {
+            if v.is_nan() || v < 0.0 {
+                return Err(UsageError(format!(
+                    "--max-aspect-ratio {v}: give a ratio of at least 1, or 0 for no limit"
+                ))
+                .into());
+            }
             img.max_aspect_ratio = (v > 0.0).then_some(v);
         }
         if let Some(v) = self.max_pixels {
@@ -327,11 +334,19 @@ pub fn run(args: IngestArgs, global: Global) -> anyhow::Result<ExitCode> {
         units_in_flight: args.units_in_flight,
         ..RunOptions::default()
     };
+    check_output_outside_inputs(&args.inputs, &args.out)?;
     let runtime = super::runtime()?;
     let summary = runtime
         .block_on(pipeline::run(&args.inputs, &args.out, config, opts, bar))
         .map_err(|e| match e {
             IngestError::Config(msg) => anyhow::Error::new(UsageError(msg)),
+            // An input that names nothing usable is the caller's to fix (docs/ingest.md).
+            IngestError::Inputs(
+                e @ (SourceError::NoMatch { .. }
+                | SourceError::NotFound { .. }
+                | SourceError::InvalidInput { .. }
+                | SourceError::UnknownKind { .. }),
+            ) => anyhow::Error::new(UsageError(e.to_string())),
             other => anyhow::Error::new(other),
         })?;
     if global.json {
@@ -351,6 +366,60 @@ pub fn run(args: IngestArgs, global: Global) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::from(1))
     }
+}
+
+/// A local path without its glob part (`raw/*.tar` → `raw`), made absolute as far as it exists.
+fn local_root(input: &str) -> Option<std::path::PathBuf> {
+    let path = input.strip_prefix("file://").unwrap_or(input);
+    if path.contains("://") {
+        return None;
+    }
+    let literal: std::path::PathBuf = std::path::Path::new(path)
+        .components()
+        .take_while(|c| {
+            !c.as_os_str()
+                .to_string_lossy()
+                .contains(['*', '?', '[', '{'])
+        })
+        .collect();
+    // Canonicalise the longest existing ancestor, keep the rest as written.
+    let mut existing = literal.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(abs) = existing.canonicalize() {
+            return Some(rest.iter().rev().fold(abs, |p, c| p.join(c)));
+        }
+        rest.push(existing.file_name()?.to_os_string());
+        existing = existing.parent()?;
+        if existing.as_os_str().is_empty() {
+            existing = std::path::Path::new(".");
+        }
+    }
+}
+
+/// Refuses an output folder inside (or equal to) an input folder, or under a recursive (`**`)
+/// pattern: the documented crash recovery — the same command again — would then ingest the
+/// dataset's own files. (A one-level pattern such as `raw/*.tar` cannot reach them.)
+fn check_output_outside_inputs(inputs: &[String], out: &str) -> anyhow::Result<()> {
+    let Some(out_root) = local_root(out) else {
+        return Ok(());
+    };
+    for input in inputs {
+        let pattern = input.contains(['*', '?', '[', '{']);
+        if pattern && !input.contains("**") {
+            continue;
+        }
+        if let Some(root) = local_root(input)
+            && out_root.starts_with(&root)
+        {
+            return Err(UsageError(format!(
+                "--out {out} is inside the input {input}: a re-run would ingest the dataset's own \
+                 files; choose an output outside the inputs"
+            ))
+            .into());
+        }
+    }
+    Ok(())
 }
 
 fn print_summary(s: &IngestSummary) {

@@ -223,8 +223,12 @@ mod imp {
             } else {
                 String::new()
             };
+            let substituted = match r.substituted {
+                0 => String::new(),
+                n => format!("  {n} substituted"),
+            };
             self.bar.set_message(format!(
-                "loss {:.4}{terms}  {:.1} img/s  data wait {:.0} %  lr {:.2e}",
+                "loss {:.4}{terms}  {:.1} img/s  data wait {:.0} %  lr {:.2e}{substituted}",
                 r.loss,
                 r.images_per_s,
                 r.data_wait_share * 100.0,
@@ -479,6 +483,13 @@ mod imp {
             s.metrics,
             s.config,
         );
+        if s.samples_substituted > 0 {
+            text.push_str(&format!(
+                "\nnote: {} samples were substitutes for samples the loader could not read (check the \
+                 dataset with flipstream shard verify {})",
+                s.samples_substituted, s.dataset
+            ));
+        }
         if !s.finished {
             text.push_str(&format!(
                 "\ncontinue with: flipstream train --run {} --resume",

@@ -519,3 +519,76 @@ fn a_mug_run_reports_its_caption_loss_and_probe() {
             .all(|r| r.terms.keys().eq(["caption", "reconstruction"]))
     );
 }
+
+#[test]
+fn a_missing_shard_is_counted_and_stops_training_past_the_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = write_synth_dataset(&tmp.path().join("ds"), 600, 4, None);
+    let spec = |steps: u64, max_share: f64| {
+        let mut spec = micro_spec(&url, steps);
+        spec.run.split = flipstream_train::run::DataSplit::All;
+        spec.run.max_substitute_share = max_share;
+        spec
+    };
+    // Two runs start on the intact dataset (tokenizer, one step)...
+    let first_step = Session {
+        stop_after: Some(1),
+        ..cpu_session()
+    };
+    let (run_a, run_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for (dir, spec) in [(&run_a, spec(40, 0.02)), (&run_b, spec(5, 1.0))] {
+        train(
+            dir.to_str().unwrap(),
+            new_run(spec),
+            &first_step,
+            &mut Silent,
+        )
+        .unwrap();
+    }
+    // ...then one of the six shards goes missing.
+    let mut shards: Vec<_> = walk(&tmp.path().join("ds"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .filter(|p| p.to_string_lossy().contains("shards"))
+        .collect();
+    shards.sort();
+    assert_eq!(shards.len(), 6, "{shards:?}");
+    std::fs::remove_file(&shards[2]).unwrap();
+    let resume = RunStart::Resume {
+        overrides: Overrides::default(),
+        dataset: None,
+    };
+    // About a sixth of the samples are substitutes: past 2 %, judged at 512 samples.
+    let err = train(
+        run_a.to_str().unwrap(),
+        resume.clone(),
+        &cpu_session(),
+        &mut Silent,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("were substitutes for samples the loader could not read"),
+        "{err}"
+    );
+    assert!(err.contains("Training stopped after step 17"), "{err}");
+    // Allowed (share 1): the run finishes and says how many.
+    let summary = train(run_b.to_str().unwrap(), resume, &cpu_session(), &mut Silent).unwrap();
+    assert!(summary.samples_substituted > 0, "{summary:?}");
+    let metrics = std::fs::read_to_string(run_b.join("metrics.jsonl")).unwrap();
+    assert!(metrics.contains("\"substituted\":"), "{metrics}");
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

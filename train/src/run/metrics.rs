@@ -55,6 +55,14 @@ pub struct StepRecord {
     pub data_wait_share: f64,
     /// Batch size / step time.
     pub images_per_s: f64,
+    /// Samples of the batch that are substitutes for samples the loader could not read (all
+    /// ranks); absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub substituted: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A line of `metrics.jsonl`.

@@ -137,6 +137,10 @@ pub struct RunOptions {
     pub crop_ratio: [f64; 2],
     /// Probability of a horizontal flip of a training image (FLIP: 0.5).
     pub hflip_prob: f64,
+    /// The largest share of a session's samples that may be substitutes for samples the loader
+    /// could not read (a damaged or missing shard) before training stops with an error: judged
+    /// once 512 samples have been seen, and at the session's last step. 1 never stops.
+    pub max_substitute_share: f64,
     /// Evaluation settings.
     pub eval: EvalOptions,
 }
@@ -155,6 +159,7 @@ impl Default for RunOptions {
             crop_scale: [0.5, 1.0],
             crop_ratio: [3.0 / 4.0, 4.0 / 3.0],
             hflip_prob: 0.5,
+            max_substitute_share: 0.02,
             eval: EvalOptions::default(),
         }
     }
@@ -383,6 +388,12 @@ impl RunSpec {
             p.push(format!(
                 "run.crop_ratio = [{lo}, {hi}] must satisfy 0 < low ≤ high (FLIP: [0.75, 1.333]; \
                  [1.0, 1.0] keeps the aspect ratio)"
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.run.max_substitute_share) {
+            p.push(format!(
+                "run.max_substitute_share = {} must be a share in [0, 1] (1: never stop)",
+                self.run.max_substitute_share
             ));
         }
         if !(0.0..=1.0).contains(&self.run.hflip_prob) {

@@ -125,6 +125,9 @@ pub struct TrainSummary {
     pub images_per_s: f64,
     /// Share of this session's step time spent waiting for data.
     pub data_wait_share: f64,
+    /// Samples of this session that were substitutes for samples the loader could not read.
+    #[serde(default)]
+    pub samples_substituted: u64,
     /// Wall time of this session's steps.
     pub seconds: f64,
     /// The last checkpoint (path or URL).
@@ -263,6 +266,7 @@ pub fn train(
     let mut last_eval = None;
     let mut last_checkpoint = None;
     let (mut busy, mut waited, mut images) = (0.0f64, 0.0f64, 0u64);
+    let mut substitutes = Substitutes::new(spec.run.max_substitute_share, &dataset);
     let mut recent_losses: Vec<f64> = Vec::new();
     while trainer.global_step() < stop_at {
         let t0 = Instant::now();
@@ -284,6 +288,12 @@ pub fn train(
             .f_view([n as i64, batch.context_length as i64])
             .context(|| "training tokens".into())?;
         let m = trainer.step_rows(&img, &tok, Some(&rows))?;
+        let substituted = match world_size {
+            1 => u64::from(batch.substituted),
+            _ => trainer
+                .world()
+                .sum_values(&[f64::from(batch.substituted)])?[0] as u64,
+        };
         let step_time = t0.elapsed().as_secs_f64();
         let n = n * world_size;
         progress.samples_seen += n as u64;
@@ -312,6 +322,7 @@ pub fn train(
             data_wait_s: wait,
             data_wait_share: wait / step_time.max(1e-12),
             images_per_s: n as f64 / step_time.max(1e-12),
+            substituted,
         };
         if let Some(metrics) = &mut metrics {
             metrics.append(&MetricsRecord::Step(record.clone()))?;
@@ -320,6 +331,7 @@ pub fn train(
         observer.step(&record);
         let done = trainer.global_step();
         let last = done == stop_at;
+        substitutes.add(n as u64, substituted, done, last)?;
         let every = spec.run.checkpoint_every;
         if last || (every > 0 && done.is_multiple_of(every)) {
             progress.loader_state = serde_json::to_value(&state_after)
@@ -375,6 +387,7 @@ pub fn train(
         final_loss_avg10: avg(&recent_losses),
         images_per_s: images as f64 / busy.max(1e-12),
         data_wait_share: waited / busy.max(1e-12),
+        samples_substituted: substitutes.substituted,
         seconds: busy,
         checkpoint: last_checkpoint.or_else(|| {
             dir.latest_checkpoint()
@@ -386,6 +399,52 @@ pub fn train(
         config: dir.display(CONFIG_FILE),
         last_eval,
     })
+}
+
+/// The session's count of substitute samples, and the limit on their share.
+struct Substitutes {
+    samples: u64,
+    substituted: u64,
+    max_share: f64,
+    dataset: String,
+}
+
+impl Substitutes {
+    /// Judged from this many samples on (and at the last step).
+    const MIN_SAMPLES: u64 = 512;
+
+    fn new(max_share: f64, dataset: &str) -> Self {
+        Substitutes {
+            samples: 0,
+            substituted: 0,
+            max_share,
+            dataset: dataset.to_string(),
+        }
+    }
+
+    /// Counts a batch of `samples` of which `substituted` were substitutes; fails once their
+    /// share exceeds the limit (`step` steps done, `last`: the session's last step).
+    fn add(&mut self, samples: u64, substituted: u64, step: u64, last: bool) -> Result<()> {
+        self.samples += samples;
+        self.substituted += substituted;
+        let share = self.substituted as f64 / self.samples.max(1) as f64;
+        if (self.samples >= Self::MIN_SAMPLES || last) && share > self.max_share {
+            return Err(TrainError::Request(format!(
+                "{} of the {} samples of this session ({:.1} %) were substitutes for samples the \
+                 loader could not read — damaged or missing shards of {}: check it with `flipstream \
+                 shard verify {}`. Training stopped after step {step}; run.max_substitute_share = {} \
+                 allows {:.1} %",
+                self.substituted,
+                self.samples,
+                share * 100.0,
+                self.dataset,
+                self.dataset,
+                self.max_share,
+                self.max_share * 100.0
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Runs `work` on rank 0 only; then every rank learns whether it succeeded (the others fail with a

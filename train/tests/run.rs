@@ -235,11 +235,15 @@ fn a_resumed_run_repeats_the_uninterrupted_losses() {
     };
     let first = train(b.to_str().unwrap(), new_run(spec), &stop, &mut Silent).unwrap();
     assert_eq!((first.steps, first.finished), (6, false));
+    let logged = std::fs::read_to_string(b.join("metrics.jsonl")).unwrap();
     let resume = RunStart::Resume {
         overrides: Overrides::default(),
         dataset: None,
     };
     let second = train(b.to_str().unwrap(), resume, &cpu_session(), &mut Silent).unwrap();
+    // The records before the checkpoint stay byte for byte as they were written.
+    let relogged = std::fs::read_to_string(b.join("metrics.jsonl")).unwrap();
+    assert!(relogged.starts_with(&logged), "{logged}\n---\n{relogged}");
     assert_eq!(
         (second.first_step, second.steps, second.finished),
         (6, 10, true)

@@ -115,16 +115,23 @@ pub fn parse_metrics(text: &str) -> Result<Vec<MetricsRecord>> {
 
 impl MetricsLog {
     /// Starts `metrics.jsonl` afresh, or — when resuming after `resume_after` steps — keeps the
-    /// records up to that point and drops the rest.
+    /// records up to that point, byte for byte as they were written, and drops the rest.
     pub fn open(dir: &RunDir, resume_after: Option<u64>) -> Result<Self> {
-        let kept = match resume_after {
+        let kept: Vec<String> = match resume_after {
             None => Vec::new(),
             Some(done) => match dir.read_opt(METRICS_FILE)? {
                 None => Vec::new(),
-                Some(bytes) => parse_metrics(&String::from_utf8_lossy(&bytes))?
-                    .into_iter()
-                    .filter(|r| r.before_resume(done))
-                    .collect(),
+                Some(bytes) => {
+                    let text = String::from_utf8_lossy(&bytes);
+                    let lines = text.lines().filter(|l| !l.trim().is_empty());
+                    // The original lines, not the records written again: floats need not print
+                    // back to the same digits.
+                    lines
+                        .zip(parse_metrics(&text)?)
+                        .filter(|(_, r)| r.before_resume(done))
+                        .map(|(line, _)| line.to_string())
+                        .collect()
+                }
             },
         };
         let path = dir.local_path(METRICS_FILE);
@@ -136,8 +143,11 @@ impl MetricsLog {
             file: std::io::BufWriter::new(file),
             path,
         };
-        for r in &kept {
-            log.append(r)?;
+        for line in &kept {
+            writeln!(log.file, "{line}").map_err(|source| TrainError::Io {
+                path: log.path.clone(),
+                source,
+            })?;
         }
         log.flush()?;
         Ok(log)

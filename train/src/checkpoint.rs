@@ -14,7 +14,7 @@
 //! never mixed. Loading checks the model config and every tensor's name and shape before changing
 //! anything, and names each difference when they do not match.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -77,6 +77,10 @@ pub struct CheckpointMeta {
     pub created_at: String,
     /// The flipstream version that wrote it.
     pub flipstream_version: String,
+    /// BLAKE3 (hex) of each tensor file, checked before loading: a damaged file is refused, never
+    /// loaded. Absent in checkpoints written before checksums were recorded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checksums: BTreeMap<String, String>,
 }
 
 /// Writes `model`, `optim` and `meta` into `dir` (created if needed), atomically per file, the
@@ -95,10 +99,15 @@ pub fn save(dir: &Path, model: &ClipModel, optim: &AdamW, meta: &CheckpointMeta)
         .iter()
         .map(|p| (p.name().to_string(), p.tensor()))
         .collect();
-    write_safetensors(&dir.join(MODEL_FILE), &weights, info.clone())?;
+    let mut meta = meta.clone();
+    let model_hash = write_safetensors(&dir.join(MODEL_FILE), &weights, info.clone())?;
     info.insert(META_ADAMW_STEPS.to_string(), optim.steps().to_string());
-    write_safetensors(&dir.join(OPTIMIZER_FILE), &optim.state_tensors(), info)?;
-    let json = serde_json::to_vec_pretty(meta).map_err(|e| TrainError::Checkpoint {
+    let optim_hash = write_safetensors(&dir.join(OPTIMIZER_FILE), &optim.state_tensors(), info)?;
+    meta.checksums = BTreeMap::from([
+        (MODEL_FILE.to_string(), model_hash),
+        (OPTIMIZER_FILE.to_string(), optim_hash),
+    ]);
+    let json = serde_json::to_vec_pretty(&meta).map_err(|e| TrainError::Checkpoint {
         path: dir.join(META_FILE),
         detail: format!("serialising: {e}"),
     })?;
@@ -133,6 +142,7 @@ pub fn read_meta(dir: &Path) -> Result<CheckpointMeta> {
 /// a checkpoint of another model config or with other tensors, naming every difference.
 pub fn load(dir: &Path, model: &ClipModel, optim: Option<&mut AdamW>) -> Result<CheckpointMeta> {
     let meta = read_meta(dir)?;
+    verify_checksums(dir, &meta)?;
     let differences = config_differences(&meta.config.model, model.config());
     if !differences.is_empty() {
         return Err(TrainError::CheckpointMismatch {
@@ -291,11 +301,12 @@ fn to_host(t: &Tensor) -> std::result::Result<HostTensor, TchError> {
     })
 }
 
+/// Writes the file and returns its BLAKE3 (hex).
 fn write_safetensors(
     path: &Path,
     tensors: &[(String, &Tensor)],
     info: HashMap<String, String>,
-) -> Result<()> {
+) -> Result<String> {
     let host = tensors
         .iter()
         .map(|(name, t)| {
@@ -309,7 +320,29 @@ fn write_safetensors(
             path: path.to_path_buf(),
             detail: format!("serialising: {e}"),
         })?;
-    atomic_write(path, &bytes)
+    atomic_write(path, &bytes)?;
+    Ok(blake3::hash(&bytes).to_hex().to_string())
+}
+
+/// Checks every file of `dir` that `meta` has a checksum for.
+pub fn verify_checksums(dir: &Path, meta: &CheckpointMeta) -> Result<()> {
+    for (file, want) in &meta.checksums {
+        let path = dir.join(file);
+        let bytes = std::fs::read(&path).map_err(|source| TrainError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let got = blake3::hash(&bytes).to_hex().to_string();
+        if &got != want {
+            return Err(TrainError::Checkpoint {
+                path,
+                detail: format!(
+                    "damaged: its BLAKE3 is {got}, the sidecar recorded {want} when it was written"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The safetensors dtype of a libtorch kind (those a checkpoint can hold).

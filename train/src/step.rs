@@ -180,6 +180,7 @@ impl TrainStep {
             progress: progress.clone(),
             created_at: chrono::Utc::now().to_rfc3339(),
             flipstream_version: env!("CARGO_PKG_VERSION").to_string(),
+            checksums: Default::default(),
         };
         checkpoint::save(dir, &self.model, &self.optim, &meta)?;
         Ok(meta)

@@ -304,6 +304,8 @@ fn a_run_directory_in_an_object_store_resumes() {
     assert_eq!((done.first_step, done.steps), (2, 4));
     let text = String::from_utf8(dir.read_opt("metrics.jsonl").unwrap().unwrap()).unwrap();
     assert_eq!(steps(&parse_metrics(&text).unwrap()).len(), 4);
+    // Listed from the store, newest first (where a damaged checkpoint's predecessor is found).
+    assert_eq!(RunDir::open(url).unwrap().checkpoint_steps().unwrap(), vec![4, 2]);
 }
 
 #[test]
@@ -595,4 +597,54 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// Collects the run's messages.
+#[derive(Default)]
+struct Messages(Vec<String>);
+
+impl flipstream_train::run::TrainObserver for Messages {
+    fn message(&mut self, text: &str) {
+        self.0.push(text.to_string());
+    }
+}
+
+#[test]
+fn a_damaged_checkpoint_is_skipped_never_loaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("r");
+    let mut spec = micro_spec(dataset(), 8);
+    spec.run.checkpoint_every = 2;
+    let stop = Session {
+        stop_after: Some(6),
+        ..cpu_session()
+    };
+    train(run.to_str().unwrap(), new_run(spec), &stop, &mut Silent).unwrap();
+    // One byte of the newest checkpoint's weights flips after it was written.
+    let newest = run.join("checkpoints/step-00000006");
+    let weights = newest.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let at = bytes.len() - 3;
+    bytes[at] ^= 0x40;
+    std::fs::write(&weights, bytes).unwrap();
+    let direct = flipstream_train::TrainStep::resume(&newest, tch::Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(direct.contains("damaged"), "{direct}");
+    // The resumed run says so and continues from the checkpoint before it.
+    let mut messages = Messages::default();
+    let resume = RunStart::Resume {
+        overrides: Overrides::default(),
+        dataset: None,
+    };
+    let summary = train(run.to_str().unwrap(), resume, &cpu_session(), &mut messages).unwrap();
+    assert_eq!((summary.first_step, summary.steps), (4, 8));
+    assert!(
+        messages
+            .0
+            .iter()
+            .any(|m| m.contains("skipping checkpoint step-00000006") && m.contains("damaged")),
+        "{:?}",
+        messages.0
+    );
 }

@@ -247,6 +247,54 @@ impl RunDir {
             })
     }
 
+    /// The steps of the checkpoint folders that have a sidecar (complete ones), newest first.
+    pub fn checkpoint_steps(&self) -> Result<Vec<u64>> {
+        let step_of = |name: &str| {
+            name.strip_prefix("step-")
+                .and_then(|n| n.parse::<u64>().ok())
+        };
+        let mut steps: Vec<u64> = match &self.remote {
+            None => {
+                let dir = self.local.join(CHECKPOINTS_DIR);
+                match std::fs::read_dir(&dir) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                    Err(e) => return Err(self.io(&dir, e)),
+                    Ok(entries) => entries
+                        .flatten()
+                        .filter(|e| e.path().join(META_FILE).is_file())
+                        .filter_map(|e| step_of(&e.file_name().to_string_lossy()))
+                        .collect(),
+                }
+            }
+            Some(r) => {
+                use futures::TryStreamExt;
+                let prefix = ObjectPath::from(CHECKPOINTS_DIR);
+                let objects: Vec<_> = r
+                    .runtime
+                    .block_on(r.root.store().list(Some(&prefix)).try_collect())
+                    .map_err(|e| TrainError::RunDir {
+                        url: self.url.clone(),
+                        detail: format!("listing {CHECKPOINTS_DIR}/: {e}"),
+                    })?;
+                objects
+                    .iter()
+                    .filter_map(|o| {
+                        let parts: Vec<_> = o.location.parts().collect();
+                        match parts.as_slice() {
+                            [_, folder, file] if file.as_ref() == META_FILE => {
+                                step_of(folder.as_ref())
+                            }
+                            _ => None,
+                        }
+                    })
+                    .collect()
+            }
+        };
+        steps.sort_unstable_by(|a, b| b.cmp(a));
+        steps.dedup();
+        Ok(steps)
+    }
+
     /// A checkpoint folder named by the user (`step-00000040`, `40`, or a path relative to the
     /// run directory) or the latest one, made available locally. Returns its local path.
     pub fn fetch_checkpoint(&self, which: Option<&str>) -> Result<PathBuf> {

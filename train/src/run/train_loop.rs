@@ -447,6 +447,40 @@ impl Substitutes {
     }
 }
 
+/// The newest checkpoint at or before `latest` that loads: a damaged one (a checksum that does
+/// not match, an unreadable file) is skipped with a message, never loaded.
+fn load_intact_checkpoint(
+    dir: &RunDir,
+    spec: &RunSpec,
+    latest: u64,
+    device: Device,
+    observer: &mut dyn TrainObserver,
+) -> Result<(PathBuf, TrainStep, crate::checkpoint::CheckpointMeta)> {
+    let mut candidates = vec![latest];
+    candidates.extend(dir.checkpoint_steps()?.into_iter().filter(|&s| s < latest));
+    for step in candidates {
+        let name = crate::run::rundir::checkpoint_name(step);
+        let attempt = dir.fetch_checkpoint(Some(&name)).and_then(|local| {
+            let mut trainer = TrainStep::new(spec.config.clone(), device)?;
+            let meta = trainer.load_checkpoint(&local)?;
+            Ok((local, trainer, meta))
+        });
+        match attempt {
+            Ok(found) => return Ok(found),
+            Err(e @ (TrainError::Checkpoint { .. } | TrainError::Io { .. })) => {
+                observer.message(&format!("skipping checkpoint {name}: {e}"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(TrainError::RunDir {
+        url: dir.url().to_string(),
+        detail: "holds no intact checkpoint (each one is damaged or incomplete, see the messages \
+                 above); start a new run"
+            .into(),
+    })
+}
+
 /// Runs `work` on rank 0 only; then every rank learns whether it succeeded (the others fail with a
 /// message pointing at rank 0 when it did not). `None` on the other ranks.
 fn on_main<T>(world: &World, what: &str, work: impl FnOnce() -> Result<T>) -> Result<Option<T>> {
@@ -669,9 +703,8 @@ fn prepare_resume(
             })
         }
         Some(latest) => {
-            let local = dir.fetch_checkpoint(Some(&latest.dir))?;
-            let mut trainer = TrainStep::new(spec.config.clone(), device)?;
-            let meta = trainer.load_checkpoint(&local)?;
+            let (local, trainer, meta) =
+                load_intact_checkpoint(dir, &spec, latest.step, device, observer)?;
             if meta.config != spec.config {
                 return Err(TrainError::CheckpointMismatch {
                     path: local,

@@ -109,6 +109,11 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     pub decode_threads: usize,
 
+    /// Keep only the newest N checkpoints, deleting older ones after each save (never the one
+    /// checkpoints/latest.json names). Default: keep all.
+    #[arg(long, value_name = "N")]
+    pub keep_checkpoints: Option<usize>,
+
     /// Stop this session after N steps (a checkpoint is saved); continue with --resume.
     #[arg(long, value_name = "N")]
     pub stop_after: Option<u64>,
@@ -351,6 +356,9 @@ mod imp {
         if args.lr.is_some_and(|lr| !(lr.is_finite() && lr > 0.0)) {
             crate::usage_bail!("--lr must be a positive number");
         }
+        if args.keep_checkpoints == Some(0) {
+            crate::usage_bail!("--keep-checkpoints must be at least 1 (leave it out to keep all)");
+        }
         let overrides = overrides(&args)?;
         let dist = dist_setup(&args)?;
         match args.nproc {
@@ -418,6 +426,7 @@ mod imp {
             decode_threads: args.decode_threads,
             stop_after: args.stop_after,
             dist,
+            keep_checkpoints: args.keep_checkpoints,
         };
         let bar = ProgressBar::new(0);
         if global.quiet {

@@ -305,7 +305,10 @@ fn a_run_directory_in_an_object_store_resumes() {
     let text = String::from_utf8(dir.read_opt("metrics.jsonl").unwrap().unwrap()).unwrap();
     assert_eq!(steps(&parse_metrics(&text).unwrap()).len(), 4);
     // Listed from the store, newest first (where a damaged checkpoint's predecessor is found).
-    assert_eq!(RunDir::open(url).unwrap().checkpoint_steps().unwrap(), vec![4, 2]);
+    assert_eq!(
+        RunDir::open(url).unwrap().checkpoint_steps().unwrap(),
+        vec![4, 2]
+    );
 }
 
 #[test]
@@ -647,4 +650,24 @@ fn a_damaged_checkpoint_is_skipped_never_loaded() {
         "{:?}",
         messages.0
     );
+}
+
+#[test]
+fn old_checkpoints_are_pruned_but_never_the_latest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("r");
+    let mut spec = micro_spec(dataset(), 8);
+    spec.run.checkpoint_every = 2;
+    let keep_two = Session {
+        keep_checkpoints: Some(2),
+        ..cpu_session()
+    };
+    train(run.to_str().unwrap(), new_run(spec), &keep_two, &mut Silent).unwrap();
+    let dir = RunDir::open(run.to_str().unwrap()).unwrap();
+    assert_eq!(dir.checkpoint_steps().unwrap(), vec![8, 6]);
+    assert!(!run.join("checkpoints/step-00000002").exists());
+    let refused = dir.remove_checkpoint(8).unwrap_err().to_string();
+    assert!(refused.contains("latest.json names it"), "{refused}");
+    dir.remove_checkpoint(6).unwrap();
+    assert_eq!(dir.checkpoint_steps().unwrap(), vec![8]);
 }

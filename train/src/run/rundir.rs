@@ -295,6 +295,44 @@ impl RunDir {
         Ok(steps)
     }
 
+    /// Deletes the checkpoint after `step` steps (its files, locally and in the object store).
+    /// Refuses the one `latest.json` names.
+    pub fn remove_checkpoint(&self, step: u64) -> Result<()> {
+        if self.latest_checkpoint()?.is_some_and(|l| l.step == step) {
+            return Err(TrainError::RunDir {
+                url: self.url.clone(),
+                detail: format!(
+                    "refusing to delete checkpoint {step}: checkpoints/latest.json names it"
+                ),
+            });
+        }
+        let rel = format!("{CHECKPOINTS_DIR}/{}", checkpoint_name(step));
+        if let Some(r) = &self.remote {
+            // The sidecar first: without it the folder no longer counts as a checkpoint.
+            for file in [META_FILE, MODEL_FILE, OPTIMIZER_FILE] {
+                let path = ObjectPath::from(format!("{rel}/{file}"));
+                match r.runtime.block_on(r.root.store().delete(&path)) {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => {
+                        return Err(TrainError::RunDir {
+                            url: self.url.clone(),
+                            detail: format!("deleting {rel}/{file}: {e}"),
+                        });
+                    }
+                }
+            }
+        }
+        let local = self.local.join(&rel);
+        if local.exists() {
+            let sidecar = local.join(META_FILE);
+            if sidecar.exists() {
+                std::fs::remove_file(&sidecar).map_err(|e| self.io(&sidecar, e))?;
+            }
+            std::fs::remove_dir_all(&local).map_err(|e| self.io(&local, e))?;
+        }
+        Ok(())
+    }
+
     /// A checkpoint folder named by the user (`step-00000040`, `40`, or a path relative to the
     /// run directory) or the latest one, made available locally. Returns its local path.
     pub fn fetch_checkpoint(&self, which: Option<&str>) -> Result<PathBuf> {

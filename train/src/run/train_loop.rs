@@ -73,6 +73,9 @@ pub struct Session {
     pub stop_after: Option<u64>,
     /// This process's place in a data-parallel run ([`DistSetup::single`] for one process).
     pub dist: DistSetup,
+    /// Keep only the newest N checkpoints, deleting older ones after each save (never the one
+    /// `latest.json` names); `None` keeps all.
+    pub keep_checkpoints: Option<usize>,
 }
 
 /// What a run tells its caller as it goes (progress bars, logs). Every method has an empty
@@ -337,7 +340,7 @@ pub fn train(
             progress.loader_state = serde_json::to_value(&state_after)
                 .map_err(|e| request(format!("serialising the loader state: {e}")))?;
             let saved = on_main(trainer.world(), "saving the checkpoint", || {
-                let path = save_checkpoint(&dir, &trainer, &progress)?;
+                let path = save_checkpoint(&dir, &trainer, &progress, session.keep_checkpoints)?;
                 if let Some(metrics) = &mut metrics {
                     metrics.append(&MetricsRecord::Checkpoint {
                         step: done,
@@ -530,11 +533,23 @@ fn prepare(
     }
 }
 
-/// Saves the trainer into `checkpoints/step-N` and publishes it; returns where it is.
-fn save_checkpoint(dir: &RunDir, trainer: &TrainStep, progress: &TrainProgress) -> Result<String> {
+/// Saves the trainer into `checkpoints/step-N` and publishes it, then deletes all but the newest
+/// `keep` checkpoints; returns where it is.
+fn save_checkpoint(
+    dir: &RunDir,
+    trainer: &TrainStep,
+    progress: &TrainProgress,
+    keep: Option<usize>,
+) -> Result<String> {
     let step = trainer.global_step();
     trainer.save_checkpoint(&dir.checkpoint_dir(step), progress)?;
     let latest = dir.publish_checkpoint(step)?;
+    if let Some(keep) = keep {
+        // Newest first; the first is the one just published.
+        for old in dir.checkpoint_steps()?.into_iter().skip(keep.max(1)) {
+            dir.remove_checkpoint(old)?;
+        }
+    }
     Ok(dir.display(&latest.dir))
 }
 

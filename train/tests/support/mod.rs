@@ -178,5 +178,6 @@ pub fn cpu_session() -> Session {
         decode_threads: 1,
         stop_after: None,
         dist: flipstream_train::dist::DistSetup::single(),
+        keep_checkpoints: None,
     }
 }

@@ -140,6 +140,7 @@ pub fn run(args: FidelityArgs, global: Global) -> anyhow::Result<ExitCode> {
         decode_threads: args.decode_threads,
         stop_after: None,
         dist: flipstream_train::dist::DistSetup::single(),
+        keep_checkpoints: None,
     };
     let results = run_all(&args, suite, &base, &session, global.quiet)?;
     std::fs::write(

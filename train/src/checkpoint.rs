@@ -84,8 +84,13 @@ pub struct CheckpointMeta {
 }
 
 /// Writes `model`, `optim` and `meta` into `dir` (created if needed), atomically per file, the
-/// sidecar last.
-pub fn save(dir: &Path, model: &ClipModel, optim: &AdamW, meta: &CheckpointMeta) -> Result<()> {
+/// sidecar last; returns the sidecar as written (`meta` with the files' checksums).
+pub fn save(
+    dir: &Path,
+    model: &ClipModel,
+    optim: &AdamW,
+    meta: &CheckpointMeta,
+) -> Result<CheckpointMeta> {
     std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
         path: dir.to_path_buf(),
         source,
@@ -111,7 +116,8 @@ pub fn save(dir: &Path, model: &ClipModel, optim: &AdamW, meta: &CheckpointMeta)
         path: dir.join(META_FILE),
         detail: format!("serialising: {e}"),
     })?;
-    atomic_write(&dir.join(META_FILE), &json)
+    atomic_write(&dir.join(META_FILE), &json)?;
+    Ok(meta)
 }
 
 /// Reads a checkpoint's sidecar.

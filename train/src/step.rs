@@ -182,8 +182,7 @@ impl TrainStep {
             flipstream_version: env!("CARGO_PKG_VERSION").to_string(),
             checksums: Default::default(),
         };
-        checkpoint::save(dir, &self.model, &self.optim, &meta)?;
-        Ok(meta)
+        checkpoint::save(dir, &self.model, &self.optim, &meta)
     }
 
     /// The run's config.

@@ -209,6 +209,15 @@ fn mixed_files_of_two_saves_are_refused() {
         .save_checkpoint(&b, &TrainProgress::default())
         .unwrap();
     std::fs::copy(b.join(MODEL_FILE), a.join(MODEL_FILE)).unwrap();
+    // The sidecar's checksum no longer matches the weights file.
+    let err = TrainStep::resume(&a, Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("damaged"), "{err}");
+    // A sidecar without checksums (written before they were recorded): the files' steps differ.
+    let sidecar = a.join(META_FILE);
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+    meta.as_object_mut().unwrap().remove("checksums");
+    std::fs::write(&sidecar, serde_json::to_vec(&meta).unwrap()).unwrap();
     let err = TrainStep::resume(&a, Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("two different saves"), "{err}");
     let err = TrainStep::resume(&dir.path().join("missing"), Device::Cpu)

@@ -608,8 +608,8 @@ async fn every_redirect_hop_is_checked() {
         allowed_networks: vec!["127.0.0.1/32".parse().unwrap()],
         ..config()
     };
-    let fetcher = fetcher(only_this_server);
-    fetcher
+    let strict = fetcher(only_this_server);
+    strict
         .fetch(&server.url("/redirect/2/a.jpg"))
         .await
         .unwrap();
@@ -619,7 +619,7 @@ async fn every_redirect_hop_is_checked() {
         format!("/redirect-to/http://[::ffff:10.0.0.1]:{port}/files/a.jpg"),
     ] {
         let failure = expect_failure(
-            fetcher.fetch(&server.url(&target)).await,
+            strict.fetch(&server.url(&target)).await,
             RejectReason::BlockedAddress,
         );
         assert!(
@@ -634,6 +634,17 @@ async fn every_redirect_hop_is_checked() {
         1,
         "only the allowed redirect reached the file"
     );
+    // Opening the private ranges does not open the metadata endpoint's link-local range.
+    let open = fetcher(FetchConfig {
+        allow_private_addresses: true,
+        ..config()
+    });
+    let target = "/redirect-to/http://169.254.169.254/latest/meta-data/";
+    let failure = expect_failure(
+        open.fetch(&server.url(target)).await,
+        RejectReason::BlockedAddress,
+    );
+    assert!(failure.detail.contains("link-local"), "{}", failure.detail);
 }
 
 #[tokio::test]

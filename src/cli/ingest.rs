@@ -127,9 +127,20 @@ pub struct IngestArgs {
     /// User-Agent header of downloads.
     #[arg(long, value_name = "UA", help_heading = "Downloads")]
     pub user_agent: Option<String>,
-    /// Allow URLs that resolve to loopback, private or link-local addresses (trusted lists only).
+    /// Allow URLs that resolve to loopback or private addresses (trusted lists only). Link-local
+    /// addresses, where the cloud metadata endpoint 169.254.169.254 lives, stay refused unless
+    /// named with --allow-network.
     #[arg(long, help_heading = "Downloads")]
     pub allow_private_addresses: bool,
+    /// Allow URLs (and redirects) into these networks, comma-separated CIDRs (an internal
+    /// mirror, say: 10.1.0.0/16); the only way to reach a link-local address.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "CIDRS",
+        help_heading = "Downloads"
+    )]
+    pub allow_network: Vec<ipnet::IpNet>,
     /// Download images even when the server opts out with X-Robots-Tag (noai, noimageai…).
     #[arg(long, help_heading = "Downloads")]
     pub ignore_opt_outs: bool,
@@ -293,6 +304,8 @@ impl IngestArgs {
         if let Some(v) = &self.user_agent {
             f.user_agent.clone_from(v);
         }
+        f.allowed_networks
+            .extend(self.allow_network.iter().copied());
         if self.allow_private_addresses {
             f.allow_private_addresses = true;
         }

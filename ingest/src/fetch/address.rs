@@ -210,12 +210,17 @@ pub struct AddressPolicy {
 
 impl AddressPolicy {
     /// `Ok` when `ip` may be connected to, else the name of the range that refuses it.
+    /// `allow_private` opens every non-public range but link-local, which holds the cloud
+    /// metadata endpoint (169.254.169.254, with credentials behind it): only a network named in
+    /// `allowed_networks` opens that.
     pub fn check(&self, ip: IpAddr) -> Result<(), &'static str> {
-        if self.allow_private || self.allowed_networks.iter().any(|n| n.contains(&ip)) {
+        if self.allowed_networks.iter().any(|n| n.contains(&ip)) {
             return Ok(());
         }
         match non_public_range(ip) {
             None => Ok(()),
+            Some(range) if range.starts_with("link-local") => Err(range),
+            Some(_) if self.allow_private => Ok(()),
             Some(range) => Err(range),
         }
     }
@@ -434,6 +439,14 @@ mod tests {
             ..AddressPolicy::default()
         };
         assert!(open.check(lo).is_ok());
+        // Not the metadata endpoint's range: that needs its network named.
+        let metadata: IpAddr = "169.254.169.254".parse().unwrap();
+        assert!(open.check(metadata).unwrap_err().starts_with("link-local"));
+        let named = AddressPolicy {
+            allow_private: true,
+            allowed_networks: vec!["169.254.169.254/32".parse().unwrap()],
+        };
+        assert!(named.check(metadata).is_ok());
         let listed = AddressPolicy {
             allow_private: false,
             allowed_networks: vec!["127.0.0.1/32".parse().unwrap()],

@@ -46,6 +46,31 @@ pub fn rank_args(args: &[OsString], nproc: usize, cores: usize, share: &[&str]) 
     out
 }
 
+/// `--nproc`: `Some(exit code)` after starting and watching `nproc` local ranks of this command
+/// (their thread flags `share` shared out), `None` when this process is to run as it is (no
+/// `--nproc`, or 1). Refuses 0 and `--nproc` under a launcher (`dist` already has ranks).
+pub fn launch_if_asked(
+    nproc: Option<usize>,
+    dist: &flipstream_train::dist::DistSetup,
+    share: &[&str],
+) -> anyhow::Result<Option<ExitCode>> {
+    match nproc {
+        Some(0) => crate::usage_bail!("--nproc must be at least 1"),
+        Some(_) if dist.is_distributed() => crate::usage_bail!(
+            "--nproc starts the ranks itself, but this process already is rank {} of {} \
+             (launcher variables are set): leave out --nproc",
+            dist.rank,
+            dist.world_size
+        ),
+        Some(n) if n > 1 => {
+            let all: Vec<OsString> = std::env::args_os().skip(1).collect();
+            let grace = dist.timeout + Duration::from_secs(10);
+            run_local(n, &all, share, grace).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// A free TCP port on 127.0.0.1 (the rendezvous of the local ranks).
 fn free_port() -> anyhow::Result<u16> {
     let listener =

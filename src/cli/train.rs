@@ -361,21 +361,9 @@ mod imp {
         }
         let overrides = overrides(&args)?;
         let dist = dist_setup(&args)?;
-        match args.nproc {
-            Some(0) => crate::usage_bail!("--nproc must be at least 1"),
-            Some(_) if dist.is_distributed() => crate::usage_bail!(
-                "--nproc starts the ranks itself, but this process already is rank {} of {} \
-                 (launcher variables are set): leave out --nproc",
-                dist.rank,
-                dist.world_size
-            ),
-            Some(n) if n > 1 => {
-                let all: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-                let grace = dist.timeout + std::time::Duration::from_secs(10);
-                let share = ["--threads", "--decode-threads"];
-                return crate::cli::launch::run_local(n, &all, &share, grace);
-            }
-            _ => {}
+        let share = ["--threads", "--decode-threads"];
+        if let Some(code) = crate::cli::launch::launch_if_asked(args.nproc, &dist, &share)? {
+            return Ok(code);
         }
         let device = device_and_threads(&args.device, args.threads)?;
         let device = crate::cli::launch::rank_device(device, &args.device, &dist)?;

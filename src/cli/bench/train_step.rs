@@ -129,17 +129,8 @@ pub fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
         Err(e) => crate::usage_bail!("--precision: {e}"),
     };
     let dist = DistSetup::from_env().map_err(usage)?;
-    match args.nproc {
-        Some(0) => crate::usage_bail!("--nproc must be at least 1"),
-        Some(_) if dist.is_distributed() => crate::usage_bail!(
-            "--nproc starts the ranks itself, but launcher variables are set: leave out --nproc"
-        ),
-        Some(n) if n > 1 => {
-            let all: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-            let grace = dist.timeout + std::time::Duration::from_secs(10);
-            return crate::cli::launch::run_local(n, &all, &["--threads"], grace);
-        }
-        _ => {}
+    if let Some(code) = crate::cli::launch::launch_if_asked(args.nproc, &dist, &["--threads"])? {
+        return Ok(code);
     }
     let device = match args
         .device

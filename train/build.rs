@@ -21,7 +21,6 @@ fn main() {
         return;
     };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
-    println!("cargo:rustc-check-cfg=cfg(flipstream_nccl)");
     let include = std::path::Path::new(&dir).join("../include");
     println!("cargo:rerun-if-changed=csrc/settings.cpp");
     cc::Build::new()
@@ -88,7 +87,6 @@ fn build_shim(lib_dir: &Path) {
             .define("USE_CUDA", None)
             .includes(dirs);
         println!("cargo:rustc-link-lib=torch_cuda");
-        println!("cargo:rustc-cfg=flipstream_nccl");
     }
     build.compile("flipstream_dist");
 }

@@ -135,5 +135,24 @@ fn s3_dataset_end_to_end_and_unreachable_endpoint() {
         "{}",
         r.stderr
     );
+
+    // no credentials: says what to set. The client's last resort, the instance metadata
+    // endpoint, is pointed at a dead local port so that nothing but loopback is contacted.
+    let out = std::process::Command::new(support::bin())
+        .args(["shard", "ls", &url, "--store-retries", "0"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env(
+            "AWS_METADATA_ENDPOINT",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no AWS credentials: set AWS_ACCESS_KEY_ID"),
+        "{stderr}"
+    );
     drop(server);
 }

@@ -113,7 +113,7 @@ impl ShardError {
         ShardError::Store {
             op,
             path: path.to_string(),
-            source,
+            source: crate::store::explain(source),
         }
     }
 

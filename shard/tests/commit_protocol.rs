@@ -175,6 +175,37 @@ async fn a_crashed_unit_is_invisible_and_cleaned_up_by_the_rerun() {
 }
 
 #[tokio::test]
+async fn staging_files_of_a_killed_local_write_are_listed_and_removed_by_the_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = StoreRoot::parse(dir.path().join("ds").to_str().unwrap()).unwrap();
+    let w = DatasetWriter::open(root.clone(), manifest("f1"), settings())
+        .await
+        .unwrap();
+    write_unit(&w, "done", 4, 0).await;
+    // a process killed while writing leaves `<target>#<n>`, which object_store never lists
+    let staging = format!("{}#1", layout::shard_path("crashed", 0));
+    let on_disk = dir.path().join("ds").join(&staging);
+    std::fs::write(&on_disk, vec![7u8; 4096]).unwrap();
+
+    let ds = Dataset::open_root(root.clone()).await.unwrap();
+    let leftovers = unreferenced_objects(&root, ds.commits()).await.unwrap();
+    assert_eq!(leftovers, std::slice::from_ref(&staging));
+
+    let w2 = DatasetWriter::open(root.clone(), manifest("f1"), settings())
+        .await
+        .unwrap();
+    write_unit(&w2, "crashed", 3, 0).await;
+    assert!(!on_disk.exists(), "the re-run removes the staging file");
+    let ds = Dataset::open_root(root.clone()).await.unwrap();
+    assert!(
+        unreferenced_objects(&root, ds.commits())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn another_configuration_is_refused() {
     let root = StoreRoot::parse("memory://commit-config/ds").unwrap();
     DatasetWriter::open(root.clone(), manifest("f1"), settings())

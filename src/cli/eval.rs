@@ -143,7 +143,7 @@ fn retrieval_lines(lines: &mut Vec<String>, ret: &flipstream_train::run::Retriev
 pub(crate) fn print_eval(r: &flipstream_train::run::EvalReport, json: bool) -> anyhow::Result<()> {
     use crate::cli::loader::write_stdout;
     if json {
-        return write_stdout(&serde_json::to_string_pretty(r)?);
+        return write_stdout(&crate::cli::json_summary(r)?);
     }
     let pct = |x: f64| format!("{:.1} %", x * 100.0);
     let masked = if r.mask_ratio > 0.0 {

@@ -363,7 +363,7 @@ pub fn run(args: IngestArgs, global: Global) -> anyhow::Result<ExitCode> {
             other => anyhow::Error::new(other),
         })?;
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        println!("{}", crate::cli::json_summary(&summary)?);
     } else {
         print_summary(&summary);
     }

@@ -320,7 +320,7 @@ pub fn run(args: LoaderArgs, global: Global) -> anyhow::Result<ExitCode> {
             state_after: last_state,
         };
         if global.json {
-            write_stdout(&serde_json::to_string_pretty(&summary)?)?;
+            write_stdout(&crate::cli::json_summary(&summary)?)?;
         } else {
             let mut text = format!(
                 "{} images in {} batches, {:.2} s: {:.0} images/s\n\

@@ -20,6 +20,29 @@ pub struct Cli {
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
 
+    /// Times an operation on s3://, gs:// or az:// is re-issued after a transient failure
+    /// (5xx, 429/503 throttling, a reset connection, a body cut short, a timeout) before the
+    /// command fails; 0 fails on the first. Waits grow from 0.1 s (throttling: 0.4 s),
+    /// doubling, up to 4 s.
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        env = "FLIPSTREAM_STORE_RETRIES",
+        default_value_t = 8
+    )]
+    pub store_retries: u32,
+
+    /// Seconds an object-store operation may keep failing before its retries stop.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        env = "FLIPSTREAM_STORE_RETRY_TIMEOUT",
+        default_value_t = 120.0
+    )]
+    pub store_retry_timeout: f64,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -101,11 +124,12 @@ pub fn parse() -> Result<Cli, clap::Error> {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    set_store_retries(&cli)?;
     let global = Global {
         json: cli.json,
         quiet: cli.quiet,
     };
-    match cli.command {
+    let result = match cli.command {
         Command::Info(args) => info::run(args, global),
         Command::Ingest(args) => ingest::run(args, global),
         Command::Stats(args) => stats::run(args, global),
@@ -116,7 +140,47 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(args) => train::run(args, global),
         Command::Eval(args) => eval::run(args, global),
         Command::Bench(args) => bench::run(args, global),
+    };
+    let retried = flipstream_shard::store::retry_counts();
+    if !global.quiet && retried.retries > 0 {
+        eprintln!(
+            "object store: {} operations retried after transient failures{}",
+            retried.retries,
+            if retried.gave_up > 0 {
+                format!(", {} gave up", retried.gave_up)
+            } else {
+                String::new()
+            }
+        );
     }
+    result
+}
+
+/// Applies `--store-retries` and `--store-retry-timeout` to the stores this process opens.
+fn set_store_retries(cli: &Cli) -> anyhow::Result<()> {
+    let secs = cli.store_retry_timeout;
+    if !(secs.is_finite() && (0.0..=86_400.0).contains(&secs)) {
+        usage_bail!("--store-retry-timeout must be between 0 and 86400 seconds, not {secs}");
+    }
+    flipstream_shard::store::set_retry_policy(flipstream_shard::store::RetryPolicy {
+        max_retries: cli.store_retries,
+        timeout: std::time::Duration::from_secs_f64(secs),
+        ..Default::default()
+    });
+    Ok(())
+}
+
+/// A command's `--json` summary, with what the object stores retried (`store_retries`: counts of
+/// this process) added to it.
+pub fn json_summary(value: &impl serde::Serialize) -> anyhow::Result<String> {
+    let mut v = serde_json::to_value(value)?;
+    if let Some(fields) = v.as_object_mut() {
+        fields.insert(
+            "store_retries".into(),
+            serde_json::to_value(flipstream_shard::store::retry_counts())?,
+        );
+    }
+    Ok(serde_json::to_string_pretty(&v)?)
 }
 
 /// The error chain as one line: `outer: inner: root cause`. Many errors print their source as

@@ -150,7 +150,7 @@ fn ls(args: LsArgs, global: Global) -> anyhow::Result<ExitCode> {
     let ds = runtime()?.block_on(Dataset::open(&args.url))?;
     let listing = list_dataset(&ds);
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&listing)?);
+        println!("{}", crate::cli::json_summary(&listing)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!("{}", listing.url);
@@ -206,7 +206,7 @@ fn verify(args: VerifyArgs, global: Global) -> anyhow::Result<ExitCode> {
     let progress = counter_bar(global, "verify", "files");
     let report = runtime()?.block_on(verify_dataset(&root, &options, progress.as_ref()))?;
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", crate::cli::json_summary(&report)?);
     } else {
         for p in &report.problems {
             let kind = serde_json::to_value(p.kind)?;
@@ -257,7 +257,7 @@ fn split(args: SplitArgs, global: Global) -> anyhow::Result<ExitCode> {
         p.finish_and_clear();
     }
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
+        println!("{}", crate::cli::json_summary(&result)?);
         return Ok(ExitCode::SUCCESS);
     }
     let m = &result.manifest;

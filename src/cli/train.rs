@@ -452,7 +452,7 @@ mod imp {
 
     fn print_summary(s: &TrainSummary, global: Global) -> anyhow::Result<()> {
         if global.json {
-            crate::cli::loader::write_stdout(&serde_json::to_string_pretty(s)?)?;
+            crate::cli::loader::write_stdout(&crate::cli::json_summary(s)?)?;
             return Ok(());
         }
         let loss = s

@@ -31,6 +31,8 @@ pub struct Inputs<'a> {
     pub split: Option<SplitManifest>,
     /// Seconds the whole computation took.
     pub elapsed_s: f64,
+    /// Object-store retries during the computation.
+    pub store_retries: u64,
     /// The options used.
     pub options: &'a StatsOptions,
     /// Warnings so far.
@@ -368,6 +370,7 @@ pub fn assemble(inputs: Inputs<'_>) -> StatsReport {
                 0.0
             },
             concurrency: inputs.options.concurrency as u64,
+            store_retries: inputs.store_retries,
         },
         totals,
         samples: inputs.samples,

@@ -16,6 +16,18 @@ pub fn count(n: u64) -> String {
     out
 }
 
+/// The report's sentence on object-store retries: empty when there were none.
+pub fn retried(retries: u64) -> String {
+    if retries == 0 {
+        String::new()
+    } else {
+        format!(
+            " Object-store operations retried after transient failures: {}.",
+            count(retries)
+        )
+    }
+}
+
 /// A share in [0, 1] as a percentage: `12.3 %`, small non-zero shares with two significant
 /// digits (`0.012 %`).
 pub fn percent(share: f64) -> String {

@@ -7,7 +7,7 @@ use base64::Engine;
 
 use super::StatsError;
 use super::charts::{bars_svg, histogram_svg, scatter_svg};
-use super::format::{bytes, count, opt_value, percent, rate, seconds, significant};
+use super::format::{bytes, count, opt_value, percent, rate, retried, seconds, significant};
 use super::markdown::shards_to_show;
 use super::metrics::{Metric, ValueUnit};
 use super::report::StatsReport;
@@ -543,7 +543,7 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
     let _ = write!(
         o,
         "<h2>Cost of this report</h2><p>Read {} rows in {} row groups of {} shards in {} ({}), {} at a time. \
-         Fetched <b>{}</b> of {} stored (<b>{}</b>): shards {}, rejection files {}, sampled images {}. Columns read: {}.</p>",
+         Fetched <b>{}</b> of {} stored (<b>{}</b>): shards {}, rejection files {}, sampled images {}. Columns read: {}.{}</p>",
         count(sc.rows),
         count(sc.row_groups),
         count(sc.shards),
@@ -560,7 +560,8 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
             .iter()
             .map(|c| format!("<code>{}</code>", escape(c)))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        retried(sc.store_retries),
     );
     o.push_str("</main></body></html>\n");
     Ok(o)

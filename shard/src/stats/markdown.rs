@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::format::{bytes, count, opt_value, percent, rate, seconds, significant};
+use super::format::{bytes, count, opt_value, percent, rate, retried, seconds, significant};
 use super::metrics::{Metric, ValueUnit};
 use super::report::{ShardSummary, StatsReport};
 
@@ -394,7 +394,7 @@ pub fn render_markdown(r: &StatsReport) -> String {
     let _ = writeln!(
         o,
         "Read {} rows in {} row groups of {} shards in {} ({}), {} at a time. Fetched {} of {} stored ({}): \
-         shards {}, rejection files {}, sampled images {}. Columns read: {}.",
+         shards {}, rejection files {}, sampled images {}. Columns read: {}.{}",
         count(sc.rows),
         count(sc.row_groups),
         count(sc.shards),
@@ -411,7 +411,8 @@ pub fn render_markdown(r: &StatsReport) -> String {
             .iter()
             .map(|c| format!("`{c}`"))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        retried(sc.store_retries),
     );
     o
 }

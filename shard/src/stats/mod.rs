@@ -143,10 +143,13 @@ pub struct StatsOutput {
     pub thumbnails: Vec<Thumbnail>,
 }
 
-/// Opens the dataset at `url` and makes its report.
+/// Opens the dataset at `url` and makes its report (its `scan.store_retries` include opening).
 pub async fn dataset_stats(url: &str, options: &StatsOptions) -> Result<StatsOutput, StatsError> {
+    let retries_before = crate::store::retry_counts().retries;
     let ds = Dataset::open(url).await?;
-    compute_stats(&ds, options).await
+    let mut out = compute_stats(&ds, options).await?;
+    out.report.scan.store_retries = crate::store::retry_counts().retries - retries_before;
+    Ok(out)
 }
 
 /// Makes the report of an opened dataset; see the module docs.
@@ -161,6 +164,7 @@ pub async fn compute_stats(
         });
     }
     let started = Instant::now();
+    let retries_before = crate::store::retry_counts().retries;
     let root = ds.root();
     if let Some(p) = &options.progress {
         p.set_length(ds.rows());
@@ -207,6 +211,7 @@ pub async fn compute_stats(
         sample_bytes_fetched: sample_bytes,
         split,
         elapsed_s: elapsed,
+        store_retries: crate::store::retry_counts().retries - retries_before,
         options,
         warnings,
     });

@@ -397,6 +397,9 @@ pub struct ScanSummary {
     pub rows_per_s: f64,
     /// Row groups read at once.
     pub concurrency: u64,
+    /// Object-store operations re-issued after transient failures during the scan.
+    #[serde(default)]
+    pub store_retries: u64,
 }
 
 /// A sampled row.

@@ -11,7 +11,14 @@
 //!   `AZURE_STORAGE_ACCOUNT_NAME`, `AZURE_STORAGE_ACCOUNT_KEY`, …
 //!
 //! A [`StoreRoot`] wraps the store in a [`PrefixStore`], so every path below it is relative to the
-//! root, and its helpers put the full location into every error message.
+//! root, and its helpers put the full location into every error message. Cloud stores are also
+//! wrapped in a [`RetryingStore`] (see [`retry`]): their operations ride out throttling, resets
+//! and bodies cut short.
+
+pub mod retry;
+mod staging;
+
+pub use retry::{RetryCounts, RetryPolicy, RetryingStore, retry_counts, set_retry_policy};
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -42,14 +49,48 @@ static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =
 pub struct StoreRoot {
     store: Arc<dyn ObjectStore>,
     url: String,
+    /// The folder on disk, for local roots: their staging files are handled here (see
+    /// [`StoreRoot::list`]).
+    local: Option<std::path::PathBuf>,
 }
 
-/// Retries for cloud stores: enough to ride out throttling, short enough that an unreachable
-/// endpoint becomes an error within seconds rather than minutes.
-fn retry_config() -> RetryConfig {
+/// Why an S3 request had no credentials: none were configured, so the client asked the instance
+/// metadata endpoint (the last resort, which works only on a cloud instance with a role).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_SKIP_SIGNATURE=true \
+     for a public bucket); the instance metadata endpoint, tried as a last resort, failed"
+)]
+struct NoCredentials {
+    #[source]
+    source: object_store::Error,
+}
+
+/// Adds what to do to a store error whose cause is recognisable: an S3 client without
+/// credentials failing at the instance metadata endpoint.
+pub(crate) fn explain(err: object_store::Error) -> object_store::Error {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    let mut metadata = false;
+    while let Some(e) = next {
+        let msg = e.to_string();
+        metadata |= msg.contains("/latest/api/token") || msg.contains("/latest/meta-data/");
+        next = e.source();
+    }
+    if !metadata {
+        return err;
+    }
+    object_store::Error::Generic {
+        store: "S3",
+        source: Box::new(NoCredentials { source: err }),
+    }
+}
+
+/// `object_store`'s own request retries are off: [`RetryingStore`] retries whole operations,
+/// which covers what they would and more, and counts every retry.
+fn request_retries_off() -> RetryConfig {
     RetryConfig {
-        max_retries: 4,
-        retry_timeout: Duration::from_secs(30),
+        max_retries: 0,
+        retry_timeout: Duration::ZERO,
         ..Default::default()
     }
 }
@@ -98,10 +139,10 @@ impl StoreRoot {
                     .map_err(|()| invalid("not a local file URL".into()))?;
                 return Self::local(&local).map_err(|e| invalid(e.to_string()));
             }
-            ObjectStoreScheme::AmazonS3 => Arc::new(
+            ObjectStoreScheme::AmazonS3 => Arc::new(RetryingStore::new(
                 AmazonS3Builder::from_env()
                     .with_url(trimmed)
-                    .with_retry(retry_config())
+                    .with_retry(request_retries_off())
                     .with_config(
                         AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
                         CONNECT_TIMEOUT,
@@ -112,11 +153,12 @@ impl StoreRoot {
                     )
                     .build()
                     .map_err(|e| invalid(e.to_string()))?,
-            ),
-            ObjectStoreScheme::GoogleCloudStorage => Arc::new(
+                retry::retry_policy(),
+            )),
+            ObjectStoreScheme::GoogleCloudStorage => Arc::new(RetryingStore::new(
                 GoogleCloudStorageBuilder::from_env()
                     .with_url(trimmed)
-                    .with_retry(retry_config())
+                    .with_retry(request_retries_off())
                     .with_config(
                         GoogleConfigKey::Client(ClientConfigKey::ConnectTimeout),
                         CONNECT_TIMEOUT,
@@ -127,11 +169,12 @@ impl StoreRoot {
                     )
                     .build()
                     .map_err(|e| invalid(e.to_string()))?,
-            ),
-            ObjectStoreScheme::MicrosoftAzure => Arc::new(
+                retry::retry_policy(),
+            )),
+            ObjectStoreScheme::MicrosoftAzure => Arc::new(RetryingStore::new(
                 MicrosoftAzureBuilder::from_env()
                     .with_url(trimmed)
-                    .with_retry(retry_config())
+                    .with_retry(request_retries_off())
                     .with_config(
                         AzureConfigKey::Client(ClientConfigKey::ConnectTimeout),
                         CONNECT_TIMEOUT,
@@ -142,7 +185,8 @@ impl StoreRoot {
                     )
                     .build()
                     .map_err(|e| invalid(e.to_string()))?,
-            ),
+                retry::retry_policy(),
+            )),
             other => {
                 return Err(invalid(format!(
                     "unsupported scheme {other:?} (use a path, s3://, gs://, az:// or memory://)"
@@ -160,7 +204,9 @@ impl StoreRoot {
         let abs = std::path::absolute(dir).map_err(|e| e.to_string())?;
         let path = Path::from_absolute_path(&abs).map_err(|e| e.to_string())?;
         let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
-        Ok(Self::with_prefix(store, path, abs.display().to_string()))
+        let mut root = Self::with_prefix(store, path, abs.display().to_string());
+        root.local = Some(abs);
+        Ok(root)
     }
 
     /// Roots `store` at `prefix`; `url` is what messages show.
@@ -170,7 +216,11 @@ impl StoreRoot {
         } else {
             Arc::new(PrefixStore::new(store, prefix))
         };
-        Self { store, url }
+        Self {
+            store,
+            url,
+            local: None,
+        }
     }
 
     /// Wraps an already rooted store (e.g. a byte-counting wrapper around another root's store).
@@ -178,6 +228,7 @@ impl StoreRoot {
         Self {
             store,
             url: url.into(),
+            local: None,
         }
     }
 
@@ -198,7 +249,9 @@ impl StoreRoot {
 
     /// A root for a sub-folder.
     pub fn child(&self, rel: &str) -> Self {
-        Self::with_prefix(self.store.clone(), Path::from(rel), self.location(rel))
+        let mut child = Self::with_prefix(self.store.clone(), Path::from(rel), self.location(rel));
+        child.local = self.local.as_ref().map(|dir| dir.join(rel));
+        child
     }
 
     /// Reads a whole object.
@@ -270,6 +323,10 @@ impl StoreRoot {
 
     /// Deletes an object; deleting a missing object is not an error.
     pub async fn delete(&self, rel: &str) -> Result<()> {
+        if let Some(dir) = self.local.as_ref().filter(|_| staging::is_staging(rel)) {
+            return staging::remove(&dir.join(rel))
+                .map_err(|e| ShardError::store("delete", self.location(rel), e));
+        }
         match self.store.delete(&Path::from(rel)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(ShardError::store("delete", self.location(rel), e)),
@@ -277,7 +334,8 @@ impl StoreRoot {
     }
 
     /// Lists every object under a folder (recursively), sorted by path. Paths in the result are
-    /// relative to this root.
+    /// relative to this root. On local disk this includes the staging files of interrupted writes
+    /// (`<name>#<n>`), which `object_store` hides: they are leftovers to report and remove.
     pub async fn list(&self, folder: &str) -> Result<Vec<ObjectMeta>> {
         let prefix = (!folder.is_empty()).then(|| Path::from(folder));
         let mut items: Vec<ObjectMeta> = self
@@ -286,6 +344,12 @@ impl StoreRoot {
             .try_collect()
             .await
             .map_err(|e| ShardError::store("list", self.location(folder), e))?;
+        if let Some(dir) = &self.local {
+            items.extend(
+                staging::find(dir, folder)
+                    .map_err(|e| ShardError::store("list", self.location(folder), e))?,
+            );
+        }
         items.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(items)
     }

@@ -11,7 +11,9 @@
 //! - every other object under the root: orphans of a committed unit, leftovers of a unit without
 //!   a (readable) commit record, and stray objects outside the layout.
 //!
-//! Files are checked concurrently (bounded). Checksums stream each object through BLAKE3 without
+//! A file found with a problem is read and checked a second time, and only what the second read
+//! confirms is reported (`rechecked` counts such files): a read that went wrong in transit is
+//! never reported as damage. Files are checked concurrently (bounded). Checksums stream each object through BLAKE3 without
 //! holding it in memory; without checksums only the footer is fetched, so a flipped byte inside a
 //! column chunk goes unnoticed (a changed size or a damaged footer does not).
 
@@ -152,6 +154,10 @@ pub struct VerifyReport {
     pub bytes_hashed: u64,
     /// Whether checksums were checked.
     pub checksums: bool,
+    /// Files read a second time because the first read found a problem (a problem is reported
+    /// only when the second read finds it too).
+    #[serde(default)]
+    pub rechecked: u64,
     /// Every problem, sorted by object.
     pub problems: Vec<Problem>,
 }
@@ -292,6 +298,32 @@ fn store_problem(path: &str, e: ShardError) -> Problem {
         )
     } else {
         problem(path, ProblemKind::Unreadable, e.to_string())
+    }
+}
+
+/// What checking one file found.
+struct Checked {
+    problems: Vec<Problem>,
+    bytes_hashed: u64,
+    rechecked: bool,
+}
+
+/// Checks one named file; a file found damaged is checked again and reported only when the
+/// second read agrees, so that a read that went wrong in transit is never reported as damage.
+async fn check_file_confirmed(root: &StoreRoot, e: &Expected, checksums: bool) -> Checked {
+    let (problems, hashed) = check_file(root, e, checksums).await;
+    if problems.is_empty() {
+        return Checked {
+            problems,
+            bytes_hashed: hashed,
+            rechecked: false,
+        };
+    }
+    let (confirmed, again) = check_file(root, e, checksums).await;
+    Checked {
+        problems: confirmed,
+        bytes_hashed: hashed + again,
+        rechecked: true,
     }
 }
 
@@ -529,12 +561,14 @@ pub async fn verify_dataset(
     }
     let checksums = options.checksums;
     let mut results = futures::stream::iter(expected.iter())
-        .map(|e| async move { check_file(root, e, checksums).await })
+        .map(|e| async move { check_file_confirmed(root, e, checksums).await })
         .buffer_unordered(options.concurrency.max(1));
     let mut bytes_hashed = 0;
-    while let Some((found, hashed)) = results.next().await {
-        problems.extend(found);
-        bytes_hashed += hashed;
+    let mut rechecked = 0;
+    while let Some(checked) = results.next().await {
+        problems.extend(checked.problems);
+        bytes_hashed += checked.bytes_hashed;
+        rechecked += u64::from(checked.rechecked);
         if let Some(p) = progress {
             p.inc(1);
         }
@@ -553,6 +587,7 @@ pub async fn verify_dataset(
         files: expected.len() as u64,
         bytes_hashed,
         checksums,
+        rechecked,
         problems,
     })
 }

@@ -152,6 +152,9 @@ async fn every_kind_of_damage_is_reported_together() {
     )
     .unwrap();
     std::fs::write(file("shards/notes.txt"), b"hello").unwrap();
+    // staging files of killed local writes (`<target>#<n>`, hidden by object_store's listing)
+    std::fs::write(file("shards/unit-0007-00002.parquet#1"), b"partial").unwrap();
+    std::fs::write(file("shards/unit-0006-00002.parquet#3"), b"partial").unwrap();
     // and the manifest is gone
     std::fs::remove_file(file(layout::MANIFEST)).unwrap();
 
@@ -187,8 +190,12 @@ async fn every_kind_of_damage_is_reported_together() {
     expect("rejections/unit-0006.parquet", ProblemKind::Uncommitted);
     expect("shards/unit-0007-00009.parquet", ProblemKind::Orphan);
     expect("shards/notes.txt", ProblemKind::Stray);
+    expect("shards/unit-0007-00002.parquet#1", ProblemKind::Orphan);
+    expect("shards/unit-0006-00002.parquet#3", ProblemKind::Uncommitted);
     // nothing else: the damaged files have exactly the problems above
-    assert_eq!(found.len(), 17, "{:#?}", r.problems);
+    assert_eq!(found.len(), 19, "{:#?}", r.problems);
+    // each damaged file was read twice before being reported
+    assert_eq!(r.rechecked, 5, "{:#?}", r.problems);
     let schema = r
         .problems
         .iter()
@@ -217,7 +224,7 @@ async fn every_kind_of_damage_is_reported_together() {
         "shards/unit-0002-00000.parquet".to_string(),
         ProblemKind::ChecksumMismatch
     )));
-    assert_eq!(fast.len(), 16);
+    assert_eq!(fast.len(), 18);
 }
 
 #[tokio::test]

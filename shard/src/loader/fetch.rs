@@ -2,8 +2,8 @@
 //! (footers) cached, transient store errors retried with exponential backoff, and the split's
 //! row filter applied (reading the split's holdout label columns too when it has one).
 //!
-//! A unit that cannot be read after the retries (its shard vanished, its bytes are corrupt, or
-//! the store kept failing) becomes [`UnitFailure::Lost`]: its samples are substituted by the
+//! Bytes that do not decode are read once more before they count as corrupt. A unit that cannot
+//! be read after the retries (its shard vanished, its bytes are corrupt, or the store kept failing) becomes [`UnitFailure::Lost`]: its samples are substituted by the
 //! batch assembler. A unit whose row count contradicts the records becomes
 //! [`UnitFailure::Inconsistent`], which stops the loader: substituting would hide a stale split.
 
@@ -89,6 +89,8 @@ fn store_error_kind(e: &object_store::Error) -> ErrorKind {
         | E::InvalidPath { .. }
         | E::NotSupported { .. }
         | E::NotImplemented { .. } => ErrorKind::Missing,
+        // the store retried already (cloud stores do): the object is as good as missing
+        e if crate::store::retry::is_exhausted(e) => ErrorKind::Missing,
         _ => ErrorKind::Transient,
     }
 }
@@ -249,7 +251,14 @@ impl Fetcher {
                 Ok(batch) => break batch,
                 Err(e) => {
                     let kind = error_kind(&e);
-                    if kind == ErrorKind::Transient && attempt < self.retries {
+                    // bytes that do not decode are read once more before the unit is given up:
+                    // damage is reported only when a second read confirms it
+                    let again = match kind {
+                        ErrorKind::Transient => attempt < self.retries,
+                        ErrorKind::Corrupt => attempt == 0,
+                        ErrorKind::Missing => false,
+                    };
+                    if again {
                         self.retried.fetch_add(1, Ordering::Relaxed);
                         let delay = self
                             .backoff

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod dataset;
+pub mod faults;
 pub mod s3;
 pub mod train;
 

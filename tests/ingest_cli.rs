@@ -491,4 +491,57 @@ fn bad_input_is_a_clear_error_with_nothing_committed() {
         assert!(out.stderr.contains(says), "{}", out.stderr);
     }
     assert!(!out.join("_flipstream/commits").exists());
+
+    // A FIFO named .tar: a clear refusal, not a wait for a writer that never comes.
+    let fifo = tmp.path().join("pipe.tar");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let piped = run(&["ingest", fifo.to_str().unwrap(), "--out", out_s]);
+    assert_eq!(piped.code, 2, "{}", piped.stderr);
+    assert!(
+        piped.stderr.contains("not a regular file"),
+        "{}",
+        piped.stderr
+    );
+    assert!(!out.join("_flipstream/commits").exists());
+}
+
+#[test]
+fn a_gzip_file_named_tar_is_read_as_a_gzipped_tar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tars = tmp.path().join("tars");
+    synth(&tars, "webdataset", 12, 12, "off", &[]);
+    let tar = std::fs::read_dir(&tars)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "tar"))
+        .unwrap();
+    let plain = tmp.path().join("plain");
+    let summary = |out: &Path, input: &Path| {
+        run(&[
+            "--json",
+            "ingest",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .expect_code(0)
+        .json()["counts"]
+            .clone()
+    };
+    let expected = summary(&plain, &tar);
+    assert!(expected["accepted"].as_u64().unwrap() > 0, "{expected}");
+    // the same tar gzipped, still named .tar
+    let gz = std::process::Command::new("gzip")
+        .arg("-c")
+        .arg(&tar)
+        .output()
+        .unwrap();
+    assert!(gz.status.success());
+    let disguised = tmp.path().join("disguised.tar");
+    std::fs::write(&disguised, gz.stdout).unwrap();
+    assert_eq!(summary(&tmp.path().join("gz"), &disguised), expected);
 }

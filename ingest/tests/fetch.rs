@@ -666,6 +666,17 @@ async fn invalid_urls_are_refused_without_a_request() {
         assert_eq!(failure.attempts, 0, "{url:?}");
         assert!(!failure.detail.is_empty());
     }
+    // a 100 kB URL: its length is the reason given, not the HTTP stack's "not a valid Uri"
+    let long = format!("http://example.com/{}.jpg", "a".repeat(100_000));
+    let failure = expect_failure(fetcher.fetch(&long).await, RejectReason::InvalidUrl);
+    assert_eq!(failure.attempts, 0);
+    assert!(
+        failure
+            .detail
+            .contains("bytes long, over the limit of 32768"),
+        "{}",
+        failure.detail
+    );
 }
 
 #[tokio::test]

@@ -71,6 +71,10 @@ enum Phase {
     Body,
 }
 
+/// The longest URL requested: far beyond any image URL of the web (a few hundred bytes), and
+/// below the 65,534 bytes the HTTP stack can carry at all.
+pub const MAX_URL_BYTES: usize = 32 * 1024;
+
 impl Inner {
     /// Parses a URL from a list and applies the checks that need no network: a clear
     /// `invalid_url` or `blocked_address` before any request is made.
@@ -81,9 +85,17 @@ impl Inner {
         Ok(url)
     }
 
-    /// The checks every hop passes before it is requested: scheme, host present, and a literal IP
-    /// address allowed by the policy (host names are checked by the resolver after resolution).
+    /// The checks every hop passes before it is requested: length, scheme, host present, and a
+    /// literal IP address allowed by the policy (host names are checked by the resolver after
+    /// resolution).
     fn check_url(&self, url: &Url) -> Result<(), AttemptFailure> {
+        let len = url.as_str().len();
+        if len > MAX_URL_BYTES {
+            return Err(AttemptFailure::permanent(
+                RejectReason::InvalidUrl,
+                format!("URL is {len} bytes long, over the limit of {MAX_URL_BYTES}"),
+            ));
+        }
         let scheme = url.scheme();
         if scheme != "http" && scheme != "https" {
             return Err(AttemptFailure::permanent(

@@ -19,6 +19,20 @@ pub enum Compression {
     Zstd,
 }
 
+impl Compression {
+    /// The compression `head` (a file's first bytes) starts with the magic of, if any: a file
+    /// named `.tar` or `.csv` may hold gzip or zstd all the same.
+    pub fn sniff(head: &[u8]) -> Option<Compression> {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Some(Compression::Gzip)
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Some(Compression::Zstd)
+        } else {
+            None
+        }
+    }
+}
+
 /// What a file is, judged by its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileFormat {

@@ -9,7 +9,7 @@
 //! disk) as opposed to a format error found by a decoder above it: a truncated file is malformed
 //! data, a connection reset is a failed read that must be retried.
 
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -162,7 +162,7 @@ impl Location {
     }
 
     /// Opens a streaming read (blocking; `rt` drives object-store reads), decompressing when
-    /// asked. A missing file or unreachable store is an error here; later storage failures are
+    /// asked or when the content starts with gzip or zstd magic. A missing file or unreachable store is an error here; later storage failures are
     /// recorded in the returned [`Tap`].
     pub fn open_read(
         &self,
@@ -184,6 +184,14 @@ impl Location {
                 Box::new(tap.wrap(BufReader::with_capacity(LOCAL_BUFFER, bridge)))
             }
         };
+        // a file's content wins over its name: a gzip file named `.tar` is read as `.tar.gz`
+        let mut raw = BufReader::with_capacity(8, raw);
+        let head = raw.fill_buf().map_err(|e| SourceError::io(self.uri(), e))?;
+        let compression = match (compression, Compression::sniff(head)) {
+            (Compression::None, Some(found)) => found,
+            (declared, _) => declared,
+        };
+        let raw: Box<dyn Read + Send> = Box::new(raw);
         let reader: Box<dyn Read + Send> = match compression {
             Compression::None => raw,
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),

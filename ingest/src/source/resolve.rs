@@ -137,8 +137,14 @@ async fn resolve_one(input: &str) -> Result<Vec<Resolved>> {
             if meta.is_dir() {
                 let files = loc.list(None).await?;
                 classify_folder(loc, files)
-            } else {
+            } else if meta.is_file() {
                 Ok(vec![classify_file(loc)?])
+            } else {
+                // reading a FIFO would wait for a writer forever
+                Err(SourceError::UnknownKind {
+                    input: loc.uri(),
+                    detail: "not a regular file or folder (a FIFO, socket or device)".into(),
+                })
             }
         }
         Location::Store { .. } => {

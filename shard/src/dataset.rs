@@ -101,7 +101,9 @@ pub fn parse_commit(root: &StoreRoot, path: &str, bytes: &[u8]) -> Result<Commit
 }
 
 /// Every commit record under `root`, each parsed or with the error that stopped it, sorted by
-/// path. For tools that report all problems (`shard verify`) rather than stop at the first.
+/// path. For tools that report all problems (`shard verify`) rather than stop at the first. A
+/// record the store would not serve is an error of the whole call, not a bad record: nothing says
+/// the record is damaged.
 pub async fn read_commits_lenient(root: &StoreRoot) -> Result<Vec<(String, Result<CommitRecord>)>> {
     let listed = root.list(layout::COMMITS_DIR).await?;
     let paths: Vec<String> = listed
@@ -120,6 +122,13 @@ pub async fn read_commits_lenient(root: &StoreRoot) -> Result<Vec<(String, Resul
         .buffer_unordered(RECORD_FETCH_CONCURRENCY)
         .collect()
         .await;
+    // a record the store would not serve (after its retries) is not known to be damaged: fail
+    let unserved = out
+        .iter()
+        .position(|(_, r)| matches!(r, Err(e @ ShardError::Store { .. }) if !e.is_not_found()));
+    if let Some((_, Err(e))) = unserved.map(|pos| out.swap_remove(pos)) {
+        return Err(e);
+    }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }

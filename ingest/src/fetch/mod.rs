@@ -108,6 +108,13 @@ impl Fetcher {
         &self.inner.config
     }
 
+    /// The checks a URL passes before any request (it parses, is at most 32 KiB, is http(s) with
+    /// a host, and a literal address is allowed by the policy): the URL that would be requested,
+    /// or the failure [`Fetcher::fetch`] would give with `attempts == 0`. No network.
+    pub fn check(&self, url: &str) -> Result<url::Url, FetchFailure> {
+        self.inner.parse_url(url).map_err(|f| finish(f, 0, None))
+    }
+
     /// Downloads one URL: up to `1 + retries` attempts, each bounded by `total_timeout_ms` and
     /// following at most `max_redirects` redirects. A URL refused before any request (invalid,
     /// literal non-public address) fails with `attempts == 0`. Waits for a free slot when
@@ -115,7 +122,7 @@ impl Fetcher {
     pub async fn fetch(&self, url: &str) -> Result<Fetched, FetchFailure> {
         let inner = &self.inner;
         let started = Instant::now();
-        let start = inner.parse_url(url).map_err(|f| finish(f, 0, None))?;
+        let start = self.check(url)?;
         let max_attempts = inner.config.retries.saturating_add(1);
         let total = inner.config.total_timeout();
         let mut attempts = 0;

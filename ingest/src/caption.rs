@@ -107,12 +107,10 @@ pub fn clean_caption(raw: Option<&[u8]>, rules: &CaptionRules) -> Result<String,
             InvalidUtf8::Replace => String::from_utf8_lossy(raw),
         },
     };
-    let text = if rules.strip_html && (text.contains('<') || text.contains('&')) {
-        std::borrow::Cow::Owned(decode_entities(&strip_tags(&text)))
-    } else {
-        text
-    };
     let mut out = normalize_whitespace(&text);
+    if rules.strip_html {
+        out = strip_html(out);
+    }
     if out.is_empty() {
         return Err((
             RejectReason::CaptionMissing,
@@ -147,6 +145,27 @@ pub fn clean_caption(raw: Option<&[u8]>, rules: &CaptionRules) -> Result<String,
     }
     Ok(out)
 }
+
+/// Removes tags and decodes entities until nothing changes, so that cleaning a clean caption
+/// leaves it as it is: a tag can appear only once entities are decoded (`&lt;b&gt;`) or control
+/// characters dropped (`<\u{1}b>`). Each round that changes the text shortens it; the bound is a
+/// safety net.
+fn strip_html(mut text: String) -> String {
+    for _ in 0..MAX_HTML_ROUNDS {
+        if !(text.contains('<') || text.contains('&')) {
+            break;
+        }
+        let next = normalize_whitespace(&decode_entities(&strip_tags(&text)));
+        if next == text {
+            break;
+        }
+        text = next;
+    }
+    text
+}
+
+/// Rounds of [`strip_html`] at most (each decodes two levels of entities).
+const MAX_HTML_ROUNDS: usize = 64;
 
 /// Removes HTML tags, and the bodies of `<script>` and `<style>` elements. Tags become spaces so
 /// that `a<br>b` does not turn into one word. A `<` that does not start a tag is kept.
@@ -201,7 +220,9 @@ fn decode_entities(s: &str) -> String {
 fn normalize_whitespace(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut pending_space = false;
-    for c in s.nfc() {
+    // NFC last: dropping a control character can bring two combining marks together, whose
+    // canonical order NFC then fixes (normalising first would leave them out of order)
+    for c in s.chars() {
         if c.is_whitespace() {
             pending_space = true;
         } else if c.is_control() || is_invisible_format(c) {
@@ -214,7 +235,7 @@ fn normalize_whitespace(s: &str) -> String {
             out.push(c);
         }
     }
-    out
+    out.nfc().collect()
 }
 
 /// Zero-width and byte-order-mark characters that carry no text.
@@ -260,6 +281,31 @@ mod tests {
             clean("cafe\u{301} au lait").unwrap(),
             "caf\u{e9} au lait",
             "NFC"
+        );
+    }
+
+    /// Inputs the `caption` fuzz target found (fuzz/regressions/caption/): cleaning a clean
+    /// caption must leave it unchanged.
+    #[test]
+    fn cleaning_is_idempotent_on_the_fuzzers_finds() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/regressions/caption");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let raw = std::fs::read(entry.unwrap().path()).unwrap();
+            let rules = CaptionRules::default();
+            if let Ok(once) = clean_caption(Some(&raw), &rules) {
+                assert_eq!(clean_caption(Some(once.as_bytes()), &rules), Ok(once.clone()));
+            }
+            seen += 1;
+        }
+        assert!(seen > 0, "no regression inputs in {dir}");
+        // the shapes behind them
+        assert_eq!(clean("a <\u{1}b>bold</b> word").unwrap(), "a bold word");
+        assert_eq!(clean("a &lt;b&gt;bold&lt;/b&gt; word").unwrap(), "a bold word");
+        // combining marks brought together by a dropped control character: canonical order
+        assert_eq!(
+            clean("x\u{594}\u{1}\u{596}yz word").unwrap(),
+            "x\u{596}\u{594}yz word"
         );
     }
 

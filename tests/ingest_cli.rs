@@ -545,3 +545,65 @@ fn a_gzip_file_named_tar_is_read_as_a_gzipped_tar() {
     std::fs::write(&disguised, gz.stdout).unwrap();
     assert_eq!(summary(&tmp.path().join("gz"), &disguised), expected);
 }
+
+#[test]
+fn a_key_repeated_within_an_input_is_rejected_once_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tars = tmp.path().join("tars");
+    synth(&tars, "webdataset", 6, 6, "off", &[]);
+    let tar = std::fs::read_dir(&tars)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "tar"))
+        .unwrap();
+    // the tar again, with its first sample's members appended once more at the end
+    let mut first: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut archive = tar::Archive::new(std::fs::File::open(&tar).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        let stem = name.split('.').next().unwrap().to_string();
+        if first.is_empty() || first[0].0.split('.').next() == Some(stem.as_str()) {
+            first.push((name.clone(), data.clone()));
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        builder.append_data(&mut h, &name, data.as_slice()).unwrap();
+    }
+    for (name, data) in &first {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        builder.append_data(&mut h, name, data.as_slice()).unwrap();
+    }
+    let doubled = tmp.path().join("doubled.tar");
+    std::fs::write(&doubled, builder.into_inner().unwrap()).unwrap();
+    let out = tmp.path().join("ds");
+    let summary = run(&[
+        "--json",
+        "ingest",
+        doubled.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .expect_code(0)
+    .json();
+    let counts = &summary["counts"];
+    assert_eq!(counts["read"], 7, "{counts}");
+    let contents = read_dataset(out.to_str().unwrap());
+    let key = first[0].0.split('.').next().unwrap();
+    assert!(contents.accepted.contains_key(key), "the first one is kept");
+    assert_eq!(
+        contents.rejected.get(key).map(String::as_str),
+        Some("malformed_row")
+    );
+    assert!(
+        contents.details[key].contains("appears more than once"),
+        "{}",
+        contents.details[key]
+    );
+}

@@ -14,6 +14,7 @@
 //! by row group. The outcome of a unit depends only on its input and the configuration (order is
 //! kept, dedup is sequential), so a re-run after a crash writes the same files.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -335,12 +336,13 @@ async fn run_unit(ctx: &Arc<Ctx>, plan: &UnitPlan) -> UnitOutcome {
             .buffered(ctx.window),
     );
 
+    let mut keys = HashSet::new();
     while let Some(outcome) = outcomes.next().await {
         let outcome = outcome?;
         read += 1;
         input_bytes += outcome.input_bytes;
         ctx.progress.inc(1);
-        match outcome.result {
+        match repeated_key(outcome.result, &mut keys) {
             Err(rejection) => unit.reject(&rejection),
             Ok(Accepted { row }) => {
                 if let Some((reason, detail)) = dedup.check(&row.content_hash, row.phash) {
@@ -368,6 +370,28 @@ async fn run_unit(ctx: &Arc<Ctx>, plan: &UnitPlan) -> UnitOutcome {
     let stats = reader.await.map_err(|e| UnitError::Join(e.to_string()))?;
     let record = unit.commit(read, input_bytes).await?;
     Ok((record, stats))
+}
+
+/// The outcome of an item, unless its key was seen before in the unit: then a `malformed_row`
+/// rejection, since rows are found by key (the first occurrence is kept).
+fn repeated_key(
+    result: Result<Accepted, Rejection>,
+    seen: &mut HashSet<String>,
+) -> Result<Accepted, Rejection> {
+    let (key, source, url) = match &result {
+        Ok(Accepted { row }) => (&row.key, &row.source, &row.url),
+        Err(r) => (&r.key, &r.source, &r.url),
+    };
+    if seen.insert(key.clone()) {
+        return result;
+    }
+    Err(Rejection {
+        key: key.clone(),
+        source: source.clone(),
+        url: url.clone(),
+        reason: RejectReason::MalformedRow,
+        detail: format!("key {key:?} appears more than once in this input; the first is kept"),
+    })
 }
 
 /// Everything before dedup: row checks, caption, download, image processing.

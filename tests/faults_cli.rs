@@ -22,19 +22,9 @@ use std::time::{Duration, Instant};
 use flipstream_shard::StoreRoot;
 use support::dataset::fingerprint;
 use support::faults::FaultProxy;
-use support::s3::MotoServer;
+use support::s3::{MotoServer, set_process_env};
 use support::train::{CONFIG, assert_same_losses, losses};
 use support::{Run, run_in};
-
-fn set_process_env(vars: &[(String, String)]) {
-    for (k, v) in vars {
-        // SAFETY: the only test of this binary sets the variables before it starts any thread.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::env::set_var(k, v)
-        };
-    }
-}
 
 /// `env` with the S3 endpoint replaced by `endpoint`.
 fn through(env: &[(String, String)], endpoint: &str) -> Vec<(String, String)> {
@@ -64,6 +54,17 @@ fn read_object(url: &str, rel: &str) -> Vec<u8> {
     rt.block_on(StoreRoot::parse(url).unwrap().get(rel))
         .unwrap_or_else(|e| panic!("reading {url}/{rel}: {e}"))
         .to_vec()
+}
+
+/// The losses a run directory on s3:// logged.
+fn s3_losses(run_url: &str, scratch: &Path) -> Vec<(u64, f64)> {
+    std::fs::create_dir_all(scratch).unwrap();
+    std::fs::write(
+        scratch.join("metrics.jsonl"),
+        read_object(run_url, "metrics.jsonl"),
+    )
+    .unwrap();
+    losses(scratch)
 }
 
 /// The `--json` output of `args` run with `env` and `cwd`, which must exit 0.
@@ -236,14 +237,8 @@ fn commands_ride_out_a_flaky_store_and_an_outage() {
     let s3_run = server.url("runs/flaky");
     let t = train(&faulty, &s3_run, &flaky);
     ledger.record(&proxy, "train (8 steps, run dir on s3://)", retries(&t));
-    let metrics = cwd.join("run-flaky-metrics");
-    std::fs::create_dir_all(&metrics).unwrap();
-    std::fs::write(
-        metrics.join("metrics.jsonl"),
-        read_object(&s3_run, "metrics.jsonl"),
-    )
-    .unwrap();
-    assert_same_losses(&losses(&local_run), &losses(&metrics));
+    let scratch = cwd.join("s3-metrics");
+    assert_same_losses(&losses(&local_run), &s3_losses(&s3_run, &scratch));
 
     // kill -9 in the middle of uploading a checkpoint to s3://: the resumed run continues from
     // the last complete checkpoint and repeats the uninterrupted losses
@@ -300,12 +295,7 @@ fn commands_ride_out_a_flaky_store_and_an_outage() {
         "1",
     ];
     json_of(cwd, &resumed, &flaky);
-    std::fs::write(
-        metrics.join("metrics.jsonl"),
-        read_object(&killed_run, "metrics.jsonl"),
-    )
-    .unwrap();
-    assert_same_losses(&losses(&local_run), &losses(&metrics));
+    assert_same_losses(&losses(&local_run), &s3_losses(&killed_run, &scratch));
 
     eprintln!(
         "| command | requests | faults | 503 | 500 | reset | cut | retries | items lost |\n\

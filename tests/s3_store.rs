@@ -15,20 +15,8 @@ use std::time::{Duration, Instant};
 
 use flipstream_shard::WriterSettings;
 use flipstream_shard::stats::synthetic::SyntheticSpec;
-use support::s3::{MotoServer, free_port};
+use support::s3::{MotoServer, free_port, set_process_env};
 use support::{run_in, write_dataset};
-
-fn set_process_env(vars: &[(String, String)]) {
-    for (k, v) in vars {
-        // SAFETY: this is the only test in this binary and it sets the variables before starting
-        // any thread of its own (the runtime is created afterwards), so nothing reads the
-        // environment concurrently.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::env::set_var(k, v)
-        };
-    }
-}
 
 #[test]
 fn s3_dataset_end_to_end_and_unreachable_endpoint() {

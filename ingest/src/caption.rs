@@ -294,14 +294,20 @@ mod tests {
             let raw = std::fs::read(entry.unwrap().path()).unwrap();
             let rules = CaptionRules::default();
             if let Ok(once) = clean_caption(Some(&raw), &rules) {
-                assert_eq!(clean_caption(Some(once.as_bytes()), &rules), Ok(once.clone()));
+                assert_eq!(
+                    clean_caption(Some(once.as_bytes()), &rules),
+                    Ok(once.clone())
+                );
             }
             seen += 1;
         }
         assert!(seen > 0, "no regression inputs in {dir}");
         // the shapes behind them
         assert_eq!(clean("a <\u{1}b>bold</b> word").unwrap(), "a bold word");
-        assert_eq!(clean("a &lt;b&gt;bold&lt;/b&gt; word").unwrap(), "a bold word");
+        assert_eq!(
+            clean("a &lt;b&gt;bold&lt;/b&gt; word").unwrap(),
+            "a bold word"
+        );
         // combining marks brought together by a dropped control character: canonical order
         assert_eq!(
             clean("x\u{594}\u{1}\u{596}yz word").unwrap(),

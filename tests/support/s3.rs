@@ -30,6 +30,20 @@ pub fn python() -> String {
     })
 }
 
+/// Points this test process at the server (`MotoServer::env`), for in-process reads through
+/// `StoreRoot::parse("s3://…")`. Only for a test binary with one test, called before that test
+/// starts any thread: setting the environment is sound only while nothing reads it concurrently.
+pub fn set_process_env(vars: &[(String, String)]) {
+    for (k, v) in vars {
+        // SAFETY: per the contract above, no other thread exists yet that could read the
+        // environment.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var(k, v)
+        };
+    }
+}
+
 /// A TCP port nobody listens on right now.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("binding a free port");

@@ -530,6 +530,42 @@ fn decompression_bombs_are_refused_without_allocating() {
 }
 
 #[test]
+fn an_output_over_the_pixel_limit_is_refused_before_resizing() {
+    // a 10 x 4000 strip, enlarged to a 256-px shortest side: 256 x 102,400 pixels
+    let strip = png_of(
+        image::ExtendedColorType::Rgb8,
+        10,
+        4000,
+        &vec![128u8; 10 * 4000 * 3],
+    );
+    let spec = ProcessSpec {
+        max_pixels: 4_000_000,
+        max_aspect_ratio: None,
+        min_side: None,
+        resize: imaging::ResizeSpec {
+            downscale_only: false,
+            ..Default::default()
+        },
+        ..ProcessSpec::default()
+    };
+    let (result, largest) = largest_allocation(|| imaging::process_for_shard(&strip, &spec));
+    let err = result.expect_err("the output is over the limit");
+    assert!(
+        matches!(
+            err,
+            ImageError::OutputTooLarge {
+                out_width: 256,
+                out_height: 102_400,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.reason().code(), "too_many_pixels");
+    assert!(largest < 1 << 20, "allocated {largest} bytes");
+}
+
+#[test]
 fn memory_limit_is_checked_before_decoding() {
     // under the pixel limit, but a progressive 8000x8000 needs a whole-image coefficient buffer
     let opts = DecodeOptions {

@@ -57,6 +57,25 @@ pub enum ImageError {
         /// The estimate, or the decoder's own message.
         detail: String,
     },
+    /// The resize would make more pixels than the limit (an extreme aspect ratio enlarged to the
+    /// target size); checked before any pixel buffer is allocated.
+    #[error(
+        "resizing {width}x{height} would give {out_width}x{out_height} = {pixels} pixels, over the limit of {limit}"
+    )]
+    OutputTooLarge {
+        /// Upright source width.
+        width: u32,
+        /// Upright source height.
+        height: u32,
+        /// Planned output width.
+        out_width: u32,
+        /// Planned output height.
+        out_height: u32,
+        /// `out_width * out_height`.
+        pixels: u64,
+        /// The configured maximum.
+        limit: u64,
+    },
     /// The shortest side (after EXIF orientation) is below the configured minimum.
     #[error("shortest side {side} px is below the minimum of {min} px ({width}x{height})")]
     TooSmall {
@@ -106,9 +125,9 @@ impl ImageError {
             ImageError::Empty => RejectReason::EmptyFile,
             ImageError::NotAnImage { .. } => RejectReason::NotAnImage,
             ImageError::Decode { .. } => RejectReason::DecodeError,
-            ImageError::TooManyPixels { .. } | ImageError::TooMuchMemory { .. } => {
-                RejectReason::TooManyPixels
-            }
+            ImageError::TooManyPixels { .. }
+            | ImageError::TooMuchMemory { .. }
+            | ImageError::OutputTooLarge { .. } => RejectReason::TooManyPixels,
             ImageError::TooSmall { .. } => RejectReason::TooSmall,
             ImageError::AspectRatio { .. } => RejectReason::AspectRatio,
             ImageError::Encode { .. } | ImageError::InvalidArgument(_) => RejectReason::EncodeError,

@@ -104,6 +104,25 @@ fn check_size(width: u32, height: u32, spec: &ProcessSpec) -> Result<(), ImageEr
     Ok(())
 }
 
+/// Rejects an item whose planned output is over the pixel limit: with upscaling on and a lenient
+/// aspect-ratio limit, a 10 × 4000 strip enlarged to a 256-px shortest side would be
+/// 256 × 102,400 pixels.
+fn check_output(width: u32, height: u32, spec: &ProcessSpec) -> Result<(), ImageError> {
+    let (out_width, out_height) = spec.resize.output_size(width, height);
+    let pixels = u64::from(out_width) * u64::from(out_height);
+    if pixels > spec.max_pixels {
+        return Err(ImageError::OutputTooLarge {
+            width,
+            height,
+            out_width,
+            out_height,
+            pixels,
+            limit: spec.max_pixels,
+        });
+    }
+    Ok(())
+}
+
 /// Turns source bytes into what a shard row stores. The content hash of the source bytes is
 /// not computed here: ingest computes [`super::content_hash`] first, to drop exact duplicates
 /// before spending a decode on them.
@@ -111,6 +130,7 @@ pub fn process_for_shard(bytes: &[u8], spec: &ProcessSpec) -> Result<Processed, 
     let info = probe(bytes)?;
     let (w, h) = info.oriented_size();
     check_size(w, h, spec)?;
+    check_output(w, h, spec)?;
     let opts = DecodeOptions {
         max_pixels: spec.max_pixels,
         max_alloc_bytes: spec.max_alloc_bytes,

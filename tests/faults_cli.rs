@@ -67,6 +67,30 @@ fn s3_losses(run_url: &str, scratch: &Path) -> Vec<(u64, f64)> {
     losses(scratch)
 }
 
+/// `train DATA --run RUN` with the micro config on every row, one CPU thread, no evaluation,
+/// then `extra`.
+fn train_args<'a>(data: &'a str, run: &'a str, config: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "train",
+        data,
+        "--run",
+        run,
+        "--config",
+        config,
+        "--all-data",
+        "--eval-every",
+        "0",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--decode-threads",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// The `--json` output of `args` run with `env` and `cwd`, which must exit 0.
 fn json_of(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Run {
     let mut all = vec!["--json", "-q"];
@@ -212,25 +236,9 @@ fn commands_ride_out_a_flaky_store_and_an_outage() {
     // a short training run, data and run directory on s3://: the same losses
     let config = cwd.join("micro.toml");
     std::fs::write(&config, CONFIG).unwrap();
+    let config_s = config.to_str().unwrap();
     let train = |data: &str, run: &str, env: &[(String, String)]| {
-        let args = [
-            "train",
-            data,
-            "--run",
-            run,
-            "--config",
-            config.to_str().unwrap(),
-            "--all-data",
-            "--eval-every",
-            "0",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--decode-threads",
-            "1",
-        ];
-        json_of(cwd, &args, env)
+        json_of(cwd, &train_args(data, run, config_s, &[]), env)
     };
     let local_run = cwd.join("run-clean");
     train(&clean, local_run.to_str().unwrap(), &direct);
@@ -245,26 +253,13 @@ fn commands_ride_out_a_flaky_store_and_an_outage() {
     let killed_run = server.url("runs/killed");
     proxy.stall("/checkpoints/step-00000008/");
     let mut child = Command::new(support::bin())
-        .args([
-            "-q",
-            "train",
+        .arg("-q")
+        .args(train_args(
             &faulty,
-            "--run",
             &killed_run,
-            "--config",
-            config.to_str().unwrap(),
-            "--all-data",
-            "--eval-every",
-            "0",
-            "--checkpoint-every",
-            "4",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--decode-threads",
-            "1",
-        ])
+            config_s,
+            &["--checkpoint-every", "4"],
+        ))
         .envs(flaky.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -345,10 +345,14 @@ impl StoreRoot {
             .await
             .map_err(|e| ShardError::store("list", self.location(folder), e))?;
         if let Some(dir) = &self.local {
-            items.extend(
-                staging::find(dir, folder)
-                    .map_err(|e| ShardError::store("list", self.location(folder), e))?,
-            );
+            // a directory walk: off the async threads, as object_store's own local listing is
+            let (dir, sub) = (dir.clone(), folder.to_string());
+            let staged = tokio::task::spawn_blocking(move || staging::find(&dir, &sub))
+                .await
+                .map_err(object_store::Error::from)
+                .and_then(|found| found)
+                .map_err(|e| ShardError::store("list", self.location(folder), e))?;
+            items.extend(staged);
         }
         items.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(items)

@@ -607,3 +607,201 @@ fn a_key_repeated_within_an_input_is_rejected_once_flagged() {
         contents.details[key]
     );
 }
+
+/// One item of a URL list.
+fn list_line(key: &str, url: &str, caption: &str) -> String {
+    serde_json::json!({"key": key, "url": url, "caption": caption}).to_string()
+}
+
+/// `--retry-failed`: the items whose download failed for a transient reason (here HTTP 503 from
+/// `/flaky/k/`) are fetched again and committed as retry units; a second retry fetches only what
+/// still failed; a 404 is never fetched again; a recovered copy of an accepted image is still a
+/// duplicate. The result is the dataset of a server that never failed, and `shard ls`, `stats`,
+/// `shard verify` and the loader all agree on it.
+#[test]
+fn retry_failed_fetches_again_only_transient_failures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("urls");
+    std::fs::create_dir_all(&raw).unwrap();
+    let server = TestServer::start(&raw).unwrap();
+    let base = format!("{}/", server.base_url().trim_end_matches('/'));
+    synth(
+        &raw,
+        "urls",
+        40,
+        40,
+        "missing_file=0.1",
+        &["--url-base", &base],
+    );
+    let items: Vec<serde_json::Value> = std::fs::read_to_string(raw.join("synth.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // the same items twice: as served, and with every 4th URL failing once and the next one
+    // failing twice before it answers; plus a copy of item 2's image under another key, last
+    let (mut plain, mut flaky) = (Vec::new(), Vec::new());
+    let (mut once, mut twice, mut missing) = (0, 0, Vec::new());
+    for (i, item) in items.iter().enumerate() {
+        let (key, url) = (item["key"].as_str().unwrap(), item["url"].as_str().unwrap());
+        let caption = item["caption"].as_str().unwrap();
+        plain.push(list_line(key, url, caption));
+        let file = url.strip_prefix(&format!("{base}files/")).unwrap();
+        let failures = match (i % 4, item["dirt"].as_str()) {
+            (_, Some(_)) => {
+                missing.push(format!("/files/{file}"));
+                0
+            }
+            (0, None) => 1,
+            (1, None) => 2,
+            _ => 0,
+        };
+        once += usize::from(failures == 1);
+        twice += usize::from(failures == 2);
+        flaky.push(match failures {
+            0 => list_line(key, url, caption),
+            k => list_line(key, &format!("{base}flaky/{k}/{file}"), caption),
+        });
+    }
+    assert!(!missing.is_empty() && items[2]["dirt"].is_null());
+    let copied = items[2]["url"].as_str().unwrap();
+    let caption = items[2]["caption"].as_str().unwrap();
+    plain.push(list_line("copy-of-2", copied, caption));
+    let copied_file = copied.strip_prefix(&format!("{base}files/")).unwrap();
+    let flaky_copy = format!("{base}flaky/1/{copied_file}");
+    flaky.push(list_line("copy-of-2", &flaky_copy, caption));
+    let lists = tmp.path().join("lists");
+    std::fs::create_dir_all(&lists).unwrap();
+    for (name, lines) in [("plain", &plain), ("flaky", &flaky)] {
+        std::fs::write(lists.join(format!("{name}.jsonl")), lines.join("\n") + "\n").unwrap();
+    }
+    let net = ["--retries", "0", "--allow-private-addresses"];
+    let reference = tmp.path().join("reference");
+    let reference_s = reference.to_str().unwrap();
+    ingest(
+        &[lists.join("plain.jsonl").to_str().unwrap()],
+        reference_s,
+        &net,
+    );
+
+    let out = tmp.path().join("ds");
+    let out_s = out.to_str().unwrap();
+    let list = lists.join("flaky.jsonl");
+    let list_s = list.to_str().unwrap();
+    let first = ingest(&[list_s], out_s, &net);
+    let failed = first["counts"]["rejected_by_reason"]["http_status"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(failed as usize, once + twice + 1 + missing.len(), "{first}");
+    assert!(first.get("retried").is_none(), "{first}");
+
+    let retry = [&net[..], &["--retry-failed"]].concat();
+    let second = ingest(&[list_s], out_s, &retry);
+    let r = &second["retried"];
+    assert_eq!(r["units_planned"], 1, "{second}");
+    assert_eq!(r["units_committed"], 1, "{second}");
+    assert_eq!(
+        r["items"],
+        once + twice + 1,
+        "{second}: 404s are not re-tried"
+    );
+    assert_eq!(r["recovered"], once, "{second}");
+    assert_eq!(r["still_failing"]["http_status"], twice, "{second}");
+    assert_eq!(r["still_failing"]["duplicate_exact"], 1, "{second}");
+    assert_eq!(second["units_skipped"], 1, "{second}");
+    assert_eq!(
+        second["counts"]["read"], 0,
+        "{second}: no input item is read twice"
+    );
+
+    let third = ingest(&[list_s], out_s, &retry);
+    assert_eq!(
+        third["retried"]["items"], twice,
+        "{third}: only what still failed"
+    );
+    assert_eq!(third["retried"]["recovered"], twice, "{third}");
+    let fourth = ingest(&[list_s], out_s, &retry);
+    assert_eq!(fourth["retried"]["units_planned"], 0, "{fourth}");
+    for path in &missing {
+        assert_eq!(
+            server.requests(path),
+            2,
+            "{path}: once per dataset, never re-tried"
+        );
+    }
+
+    // the same dataset as from a server that never failed
+    assert_eq!(fingerprint(out_s), fingerprint(reference_s));
+    let contents = read_dataset(out_s);
+    let units: Vec<&str> = contents
+        .dataset
+        .commits()
+        .iter()
+        .map(|c| c.unit.id.as_str())
+        .collect();
+    assert_eq!(units.len(), 3, "{units:?}");
+    assert!(units[1].ends_with(".retry1") && units[2].ends_with(".retry2"));
+    let totals = contents.dataset.totals();
+    totals.check().unwrap();
+    assert_eq!(totals.read as usize, plain.len());
+    assert_eq!(
+        totals.rejected_by_reason["http_status"] as usize,
+        missing.len()
+    );
+
+    // every reader agrees
+    let ls = run(&["--json", "shard", "ls", out_s]).expect_code(0).json();
+    assert_eq!(ls["totals"]["read"], totals.read, "{ls}");
+    assert_eq!(ls["totals"]["rejected"], totals.rejected, "{ls}");
+    assert_eq!(ls["totals"]["rows"], totals.accepted, "{ls}");
+    assert_eq!(ls["units"][2]["retry_of"], units[1], "{ls}");
+    let report_dir = tmp.path().join("report");
+    let stats = run(&[
+        "stats",
+        out_s,
+        "--out",
+        report_dir.to_str().unwrap(),
+        "--json",
+        "-q",
+    ])
+    .expect_code(0)
+    .json();
+    assert_eq!(stats["totals"]["read"], totals.read, "{stats}");
+    assert_eq!(stats["totals"]["rejected"], totals.rejected, "{stats}");
+    for reason in stats["rejections"].as_array().unwrap() {
+        for example in reason["examples"].as_array().unwrap() {
+            let key = example["key"].as_str().unwrap();
+            assert_eq!(
+                contents.rejected.get(key).map(String::as_str),
+                reason["reason"].as_str(),
+                "a superseded rejection shown as an example: {example}"
+            );
+        }
+    }
+    let verify = run(&["--json", "shard", "verify", out_s])
+        .expect_code(0)
+        .json();
+    assert_eq!(verify["problems"], serde_json::json!([]), "{verify}");
+    let keys = [
+        "loader",
+        out_s,
+        "--keys",
+        "--eval",
+        "--batch-size",
+        "8",
+        "-q",
+    ];
+    let loaded = run(&keys).expect_code(0);
+    assert_eq!(loaded.stdout.lines().count() as u64, totals.accepted);
+
+    // a retry record that claims other superseded reasons than its keys had is caught
+    let record = out.join(format!("_flipstream/commits/{}.json", units[2]));
+    let text = std::fs::read_to_string(&record).unwrap();
+    let forged = text.replacen("\"http_status\"", "\"download_error\"", 1);
+    assert_ne!(forged, text);
+    std::fs::write(&record, forged).unwrap();
+    let verify = run(&["--json", "shard", "verify", out_s])
+        .expect_code(1)
+        .json();
+    assert_eq!(verify["problems"][0]["kind"], "bad_retry", "{verify}");
+}

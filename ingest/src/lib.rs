@@ -4,6 +4,7 @@
 //! - [`config`]: [`config::IngestConfig`], every setting of an ingest run (TOML or flags).
 //! - [`caption`]: caption cleanup and caption filters.
 //! - [`dedup`]: exact and near-duplicate detection within a unit.
+//! - [`retry_failed`]: `--retry-failed`, retry units that fetch transient failures again.
 //! - [`source`]: inputs (WebDataset tars, Parquet, folders, URL lists) → units → raw items.
 //! - [`fetch`]: the HTTP downloader for URL lists (timeouts, retries, size caps, opt-outs, and no
 //!   loopback/private/link-local addresses unless allowed).
@@ -16,6 +17,7 @@ pub mod config;
 pub mod dedup;
 pub mod fetch;
 pub mod pipeline;
+pub mod retry_failed;
 pub mod source;
 pub mod synth;
 pub mod testing;

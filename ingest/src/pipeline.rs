@@ -14,7 +14,7 @@
 //! by row group. The outcome of a unit depends only on its input and the configuration (order is
 //! kept, dedup is sequential), so a re-run after a crash writes the same files.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,7 +22,7 @@ use bytes::Bytes;
 use flipstream_schemas::{RejectReason, UnitCounts, WorkerInfo, shard_schema_with_extras};
 use flipstream_shard::imaging::{self, ProcessSpec};
 use flipstream_shard::rows::{ShardBatchBuilder, ShardRow};
-use flipstream_shard::{DatasetWriter, Rejection, ShardError, StoreRoot};
+use flipstream_shard::{Dataset, DatasetWriter, Rejection, ShardError, StoreRoot};
 use futures::StreamExt;
 use indicatif::ProgressBar;
 use serde::Serialize;
@@ -32,6 +32,7 @@ use crate::caption::clean_caption;
 use crate::config::IngestConfig;
 use crate::dedup::Dedup;
 use crate::fetch::{FetchError, Fetcher};
+use crate::retry_failed::{KeyFilter, NO_DOWNLOADER, RetryUnit, plan_retries};
 use crate::source::{ImageRef, RawItem, SourceError, SourceStats, UnitPlan, open_unit, plan_units};
 use crate::workers::WorkerSlot;
 
@@ -44,6 +45,9 @@ pub struct RunOptions {
     pub units_in_flight: usize,
     /// Items in flight per unit (read, downloading or being processed), kept in order.
     pub window: usize,
+    /// Also re-try the transient failures of this worker's committed units, as retry units
+    /// ([`crate::retry_failed`]).
+    pub retry_failed: bool,
 }
 
 impl Default for RunOptions {
@@ -52,6 +56,7 @@ impl Default for RunOptions {
             worker: WorkerSlot::default(),
             units_in_flight: 2,
             window: 256,
+            retry_failed: false,
         }
     }
 }
@@ -114,16 +119,35 @@ pub struct IngestSummary {
     pub units_committed: usize,
     /// Failed in this run (not committed).
     pub units_failed: Vec<FailedUnit>,
-    /// Item counts over the units committed by this run.
+    /// Item counts over the units read from their inputs and committed by this run (retry units
+    /// are counted in `retried`).
     pub counts: UnitCounts,
+    /// With `--retry-failed`: what the retry units of this run did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retried: Option<RetrySummary>,
     /// Bytes of shards and rejection files written by this run.
     pub bytes_written: u64,
     /// Passthrough values that did not fit their column and were stored as null.
     pub passthrough_nulled: u64,
     /// Wall-clock seconds.
     pub elapsed_s: f64,
-    /// Items (accepted + rejected) per second of wall-clock time.
+    /// Items (accepted + rejected, re-tried ones included) per second of wall-clock time.
     pub items_per_s: f64,
+}
+
+/// What the retry units of a `--retry-failed` run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RetrySummary {
+    /// Retry units planned (committed units of this worker with transient failures).
+    pub units_planned: usize,
+    /// Of those, committed by this run.
+    pub units_committed: usize,
+    /// Items fetched again.
+    pub items: u64,
+    /// Of those, accepted now.
+    pub recovered: u64,
+    /// Of those, rejected again: per reason (a transient reason may be re-tried once more).
+    pub still_failing: BTreeMap<String, u64>,
 }
 
 /// Shared by every unit of a run.
@@ -180,15 +204,26 @@ pub async fn run(
         flipstream_schemas::DatasetManifest::new(fingerprint.clone(), config.content_json());
     let writer = DatasetWriter::open(root.clone(), manifest, config.writer.clone()).await?;
     let committed = writer.committed_units().await?;
-    let todo: Vec<UnitPlan> = mine
+    let (done, todo): (Vec<UnitPlan>, Vec<UnitPlan>) = mine
         .into_iter()
-        .filter(|p| !committed.contains(&p.spec.id))
+        .partition(|p| committed.contains(&p.spec.id));
+    let units_skipped = done.len();
+    let retries = if opts.retry_failed {
+        let ds = Dataset::open_root(root.clone()).await?;
+        plan_retries(&ds, &done).await?
+    } else {
+        Vec::new()
+    };
+    let retry_units_planned = retries.len();
+    let work: Vec<(UnitPlan, Option<RetryUnit>)> = todo
+        .into_iter()
+        .map(|p| (p, None))
+        .chain(retries.into_iter().map(|r| (r.plan.clone(), Some(r))))
         .collect();
-    let units_skipped = units_assigned - todo.len();
 
-    let needs_fetcher = todo
+    let needs_fetcher = work
         .iter()
-        .any(|p| p.kind == crate::source::SourceKind::UrlList);
+        .any(|(p, _)| p.kind == crate::source::SourceKind::UrlList);
     let fetcher = if needs_fetcher {
         Some(Fetcher::new(config.fetch.clone())?)
     } else {
@@ -199,7 +234,7 @@ pub async fn run(
     } else {
         opts.window
     };
-    let estimated: Option<u64> = todo.iter().map(|p| p.estimated_items).sum();
+    let estimated: Option<u64> = work.iter().map(|(p, _)| p.estimated_items).sum();
     if let Some(n) = estimated {
         progress.set_length(n);
     }
@@ -216,11 +251,11 @@ pub async fn run(
         progress: progress.clone(),
     });
 
-    let results: Vec<(UnitPlan, UnitOutcome)> = futures::stream::iter(todo)
-        .map(|plan| {
+    let results: Vec<(UnitPlan, UnitOutcome)> = futures::stream::iter(work)
+        .map(|(plan, retry)| {
             let ctx = ctx.clone();
             async move {
-                let r = run_unit(&ctx, &plan).await;
+                let r = run_unit(&ctx, &plan, retry).await;
                 (plan, r)
             }
         })
@@ -232,11 +267,18 @@ pub async fn run(
     let mut counts = UnitCounts::default();
     let mut units_failed = Vec::new();
     let (mut units_committed, mut bytes_written, mut passthrough_nulled) = (0, 0, 0);
+    let mut retried = opts.retry_failed.then(|| RetrySummary {
+        units_planned: retry_units_planned,
+        ..Default::default()
+    });
     for (plan, r) in results {
         match r {
             Ok((record, stats)) => {
                 units_committed += 1;
-                counts.merge(&record.counts);
+                match (retried.as_mut(), &record.retry) {
+                    (Some(summary), Some(_)) => summary.add(&record.counts),
+                    _ => counts.merge(&record.counts),
+                }
                 bytes_written += record.shards.iter().map(|s| s.bytes).sum::<u64>()
                     + record.rejections.as_ref().map_or(0, |f| f.bytes);
                 passthrough_nulled += stats.extras_nulled;
@@ -260,15 +302,28 @@ pub async fn run(
         units_committed,
         units_failed,
         items_per_s: if elapsed_s > 0.0 {
-            counts.read as f64 / elapsed_s
+            (counts.read + retried.as_ref().map_or(0, |r| r.items)) as f64 / elapsed_s
         } else {
             0.0
         },
         counts,
+        retried,
         bytes_written,
         passthrough_nulled,
         elapsed_s,
     })
+}
+
+impl RetrySummary {
+    /// Adds a committed retry unit's counts.
+    fn add(&mut self, counts: &UnitCounts) {
+        self.units_committed += 1;
+        self.items += counts.read;
+        self.recovered += counts.accepted;
+        for (reason, n) in &counts.rejected_by_reason {
+            *self.still_failing.entry(reason.clone()).or_insert(0) += n;
+        }
+    }
 }
 
 fn host_name() -> String {
@@ -282,31 +337,19 @@ fn host_name() -> String {
 /// What running one unit gives: its commit record and the reader's counts, or why it failed.
 type UnitOutcome = Result<(flipstream_schemas::CommitRecord, SourceStats), UnitError>;
 
-/// Reads, processes and commits one unit.
-async fn run_unit(ctx: &Arc<Ctx>, plan: &UnitPlan) -> UnitOutcome {
-    // The source is blocking (files, tar streams): it runs on its own thread and hands items over
-    // a bounded channel, so a slow consumer holds the reader back instead of filling memory.
-    let (tx, rx) = mpsc::channel::<Result<RawItem, SourceError>>(ctx.window);
-    let (fields_tx, fields_rx) = oneshot::channel();
-    let reader_plan = plan.clone();
-    let options = ctx.config.sources.clone();
-    let handle = tokio::runtime::Handle::current();
-    let reader = tokio::task::spawn_blocking(move || {
-        let mut source = match open_unit(&reader_plan, &options, handle) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = fields_tx.send(Err(e));
-                return SourceStats::default();
-            }
-        };
-        let _ = fields_tx.send(Ok(source.extra_fields().to_vec()));
-        while let Some(item) = source.next_item() {
-            if tx.blocking_send(item).is_err() {
-                break;
-            }
-        }
-        source.stats()
-    });
+/// Reads, processes and commits one unit; a retry unit reads only the items its filter admits,
+/// checks duplicates against the rows accepted before it and records what it superseded.
+async fn run_unit(ctx: &Arc<Ctx>, plan: &UnitPlan, retry: Option<RetryUnit>) -> UnitOutcome {
+    let (filter, retry) = match retry {
+        Some(RetryUnit {
+            info,
+            filter,
+            accepted,
+            ..
+        }) => (Some(filter), Some((info, accepted))),
+        None => (None, None),
+    };
+    let (rx, fields_rx, reader) = spawn_reader(ctx, plan, filter);
     let fields = fields_rx
         .await
         .map_err(|_| UnitError::Join("reader stopped before opening the input".into()))??;
@@ -317,6 +360,9 @@ async fn run_unit(ctx: &Arc<Ctx>, plan: &UnitPlan) -> UnitOutcome {
         .await?;
     let mut rows = ShardBatchBuilder::new(schema);
     let mut dedup = Dedup::new(ctx.config.dedup.clone());
+    for a in retry.iter().flat_map(|(_, accepted)| accepted) {
+        dedup.insert(&a.key, a.content_hash, a.phash);
+    }
     let row_group = ctx.config.writer.row_group_rows;
     let (mut read, mut input_bytes) = (0u64, 0u64);
 
@@ -367,9 +413,54 @@ async fn run_unit(ctx: &Arc<Ctx>, plan: &UnitPlan) -> UnitOutcome {
     if !rows.is_empty() {
         unit.write(&rows.finish()?).await?;
     }
-    let stats = reader.await.map_err(|e| UnitError::Join(e.to_string()))?;
+    let (stats, filter) = reader.await.map_err(|e| UnitError::Join(e.to_string()))?;
+    if let (Some((mut info, _)), Some(filter)) = (retry, filter) {
+        info.superseded_by_reason = filter.superseded();
+        unit.set_retry(info);
+    }
     let record = unit.commit(read, input_bytes).await?;
     Ok((record, stats))
+}
+
+/// The reader's handles: items in order, the passthrough fields once the input is open, and the
+/// thread, which ends with the source's counters and the filter (when there is one).
+type Reader = (
+    mpsc::Receiver<Result<RawItem, SourceError>>,
+    oneshot::Receiver<Result<Vec<arrow::datatypes::Field>, SourceError>>,
+    tokio::task::JoinHandle<(SourceStats, Option<KeyFilter>)>,
+);
+
+/// Starts the unit's source on its own thread (it is blocking: files, tar streams), handing items
+/// over a bounded channel, so a slow consumer holds the reader back instead of filling memory.
+/// With a `filter`, only the items it admits are handed over.
+fn spawn_reader(ctx: &Ctx, plan: &UnitPlan, mut filter: Option<KeyFilter>) -> Reader {
+    let (tx, rx) = mpsc::channel::<Result<RawItem, SourceError>>(ctx.window);
+    let (fields_tx, fields_rx) = oneshot::channel();
+    let reader_plan = plan.clone();
+    let options = ctx.config.sources.clone();
+    let handle = tokio::runtime::Handle::current();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut source = match open_unit(&reader_plan, &options, handle) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = fields_tx.send(Err(e));
+                return (SourceStats::default(), filter);
+            }
+        };
+        let _ = fields_tx.send(Ok(source.extra_fields().to_vec()));
+        while let Some(item) = source.next_item() {
+            if let (Ok(it), Some(f)) = (&item, filter.as_mut())
+                && !f.admits(&it.key)
+            {
+                continue;
+            }
+            if tx.blocking_send(item).is_err() {
+                break;
+            }
+        }
+        (source.stats(), filter)
+    });
+    (rx, fields_rx, reader)
 }
 
 /// The outcome of an item, unless its key was seen before in the unit: then a `malformed_row`
@@ -435,11 +526,7 @@ async fn prepare(ctx: Arc<Ctx>, item: RawItem) -> Outcome {
         }
         ImageRef::Url(u) => {
             let Some(fetcher) = ctx.fetcher.as_ref() else {
-                return reject(
-                    RejectReason::DownloadError,
-                    "no downloader configured".into(),
-                    0,
-                );
+                return reject(RejectReason::DownloadError, NO_DOWNLOADER.into(), 0);
             };
             match fetcher.fetch(&u).await {
                 Ok(f) => f.bytes,

@@ -24,9 +24,9 @@ pub use columns::{
     shard_schema_with_extras,
 };
 pub use records::{
-    CommitRecord, DatasetManifest, FileEntry, Holdout, HoldoutError, ShardEntry, Split,
-    SplitManifest, SplitRowGroup, UnitCounts, UnitSpec, WorkerInfo, choose_holdout, combo_hash,
-    now_rfc3339, side_of, split_of, validate_holdout,
+    CommitRecord, DatasetManifest, FileEntry, Holdout, HoldoutError, RetryInfo, ShardEntry, Split,
+    SplitManifest, SplitRowGroup, UnitCounts, UnitSpec, WorkerInfo, chain_counts, choose_holdout,
+    combo_hash, dataset_counts, now_rfc3339, side_of, split_of, validate_holdout,
 };
 pub use reject::RejectReason;
 pub use validate::{

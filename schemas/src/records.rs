@@ -198,9 +198,84 @@ pub struct CommitRecord {
     pub elapsed_s: f64,
     /// The worker that ran it.
     pub worker: WorkerInfo,
+    /// Present when the unit re-tried the transient failures of an earlier unit
+    /// (`flipstream ingest --retry-failed`); absent for a unit read from its input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryInfo>,
+}
+
+/// What a retry unit re-tried. Its items are exactly the rejections of `of` that were transient
+/// (`download_error`, HTTP 408/429/5xx), read again from the input and fetched again: each one is
+/// now a shard row or a rejection row of the retry unit, and its rejection row in `of` is
+/// *superseded*: it no longer counts. A rejection row of `of` is superseded when its key appears
+/// in the retry unit (the keys of a unit are unique). Dataset totals ([`dataset_counts`]) subtract
+/// the superseded rows, so `accepted + rejected = read` holds for the dataset as for each unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryInfo {
+    /// The unit whose rejections were re-tried: the original unit (round 1) or the previous
+    /// round's retry unit.
+    pub of: String,
+    /// The original unit (the input slice), the same for every round.
+    pub origin: String,
+    /// 1 for the first retry of `origin`, 2 for the retry of that retry, …
+    pub round: u32,
+    /// The superseded rejections of `of`, per reason (they sum to `counts.read`).
+    pub superseded_by_reason: BTreeMap<String, u64>,
+}
+
+impl RetryInfo {
+    /// Id of the retry unit of `origin` in `round`: `<origin>.retry<round>`.
+    pub fn unit_id(origin: &str, round: u32) -> String {
+        format!("{origin}.retry{round}")
+    }
+}
+
+/// Dataset totals over committed units: the sum of their counts, less the rejections that retry
+/// units superseded (see [`RetryInfo`]). `accepted + rejected = read` holds for the result.
+pub fn dataset_counts<'a>(records: impl IntoIterator<Item = &'a CommitRecord>) -> UnitCounts {
+    let mut total = UnitCounts::default();
+    let mut superseded = BTreeMap::<String, u64>::new();
+    for r in records {
+        total.merge(&r.counts);
+        if let Some(retry) = &r.retry {
+            for (reason, n) in &retry.superseded_by_reason {
+                *superseded.entry(reason.clone()).or_insert(0) += n;
+            }
+        }
+    }
+    for (reason, n) in superseded {
+        total.read = total.read.saturating_sub(n);
+        total.rejected = total.rejected.saturating_sub(n);
+        if let Some(count) = total.rejected_by_reason.get_mut(&reason) {
+            *count = count.saturating_sub(n);
+            if *count == 0 {
+                total.rejected_by_reason.remove(&reason);
+            }
+        }
+    }
+    total
+}
+
+/// [`dataset_counts`] per original unit: each unit with its retry units, keyed by the original
+/// unit's id (what a per-unit statistic should look at once failures were re-tried).
+pub fn chain_counts(records: &[CommitRecord]) -> BTreeMap<&str, UnitCounts> {
+    let mut chains = BTreeMap::<&str, Vec<&CommitRecord>>::new();
+    for r in records {
+        chains.entry(r.origin()).or_default().push(r);
+    }
+    chains
+        .into_iter()
+        .map(|(origin, chain)| (origin, dataset_counts(chain)))
+        .collect()
 }
 
 impl CommitRecord {
+    /// The original unit: this one, or for a retry unit the unit its items were first read in.
+    pub fn origin(&self) -> &str {
+        self.retry.as_ref().map_or(&self.unit.id, |r| &r.origin)
+    }
+
     /// Rows over all shards.
     pub fn shard_rows(&self) -> u64 {
         self.shards.iter().map(|s| s.rows).sum()
@@ -242,6 +317,22 @@ impl CommitRecord {
                 return Err(format!(
                     "{}: row groups sum to {sum}, rows is {}",
                     s.path, s.rows
+                ));
+            }
+        }
+        if let Some(retry) = &self.retry {
+            let superseded: u64 = retry.superseded_by_reason.values().sum();
+            if superseded != self.counts.read {
+                return Err(format!(
+                    "retry of {} supersedes {superseded} rejections but read {} items",
+                    retry.of, self.counts.read
+                ));
+            }
+            let expected = RetryInfo::unit_id(&retry.origin, retry.round);
+            if retry.round == 0 || self.unit.id != expected {
+                return Err(format!(
+                    "retry round {} of {} should be unit {expected}, not {}",
+                    retry.round, retry.origin, self.unit.id
                 ));
             }
         }
@@ -551,7 +642,71 @@ mod tests {
             finished_at: now_rfc3339(),
             elapsed_s: 0.5,
             worker: WorkerInfo::default(),
+            retry: None,
         }
+    }
+
+    /// A retry of `record()` that recovered one of its two rejections and still failed the other.
+    fn retry_record() -> CommitRecord {
+        let mut counts = UnitCounts {
+            read: 2,
+            accepted: 1,
+            ..Default::default()
+        };
+        counts.reject(RejectReason::DownloadError);
+        let mut r = record();
+        r.unit.id = RetryInfo::unit_id("a-s0", 1);
+        r.shards[0].rows = 1;
+        r.shards[0].row_groups = vec![1];
+        r.rejections.as_mut().unwrap().rows = 1;
+        r.counts = counts;
+        r.retry = Some(RetryInfo {
+            of: "a-s0".into(),
+            origin: "a-s0".into(),
+            round: 1,
+            superseded_by_reason: [
+                ("too_small".to_string(), 1),
+                ("decode_error".to_string(), 1),
+            ]
+            .into(),
+        });
+        r
+    }
+
+    #[test]
+    fn dataset_counts_subtract_what_retries_superseded() {
+        let (a, b) = (record(), retry_record());
+        b.check().unwrap();
+        let t = dataset_counts([&a, &b]);
+        t.check().unwrap();
+        assert_eq!((t.read, t.accepted, t.rejected), (5, 4, 1));
+        assert_eq!(
+            t.rejected_by_reason,
+            [("download_error".to_string(), 1)].into()
+        );
+        // the order of the records does not matter
+        assert_eq!(dataset_counts([&b, &a]), t);
+        let both = [a.clone(), b.clone()];
+        let chains = chain_counts(&both);
+        assert_eq!(chains.len(), 1);
+        assert_eq!(chains["a-s0"], t);
+        let json = serde_json::to_string(&b).unwrap();
+        assert_eq!(serde_json::from_str::<CommitRecord>(&json).unwrap(), b);
+        assert!(!serde_json::to_string(&a).unwrap().contains("retry"));
+    }
+
+    #[test]
+    fn a_retry_record_must_supersede_what_it_read_under_its_own_id() {
+        let mut b = retry_record();
+        b.retry.as_mut().unwrap().superseded_by_reason.clear();
+        assert!(b.check().unwrap_err().contains("supersedes 0"));
+        let mut b = retry_record();
+        b.unit.id = "a-s0.retry2".into();
+        assert!(
+            b.check()
+                .unwrap_err()
+                .contains("should be unit a-s0.retry1")
+        );
     }
 
     #[test]

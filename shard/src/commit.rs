@@ -22,8 +22,8 @@ use arrow::datatypes::{Int32Type, SchemaRef};
 use bytes::Bytes;
 use flipstream_schemas::records::COMMIT_FORMAT;
 use flipstream_schemas::{
-    CommitRecord, DatasetManifest, FileKind, RejectReason, SCHEMA_VERSION, UnitCounts, UnitSpec,
-    WorkerInfo, layout, now_rfc3339, rejection_schema,
+    CommitRecord, DatasetManifest, FileKind, RejectReason, RetryInfo, SCHEMA_VERSION, UnitCounts,
+    UnitSpec, WorkerInfo, layout, now_rfc3339, rejection_schema,
 };
 
 use crate::error::{Result, ShardError};
@@ -159,6 +159,7 @@ impl DatasetWriter {
             worker,
             rejections: RejectionBuffer::default(),
             counts: UnitCounts::default(),
+            retry: None,
             started_at: now_rfc3339(),
             started: Instant::now(),
         })
@@ -208,6 +209,7 @@ pub struct UnitWriter {
     shards: ShardSink,
     rejections: RejectionBuffer,
     counts: UnitCounts,
+    retry: Option<RetryInfo>,
     started_at: String,
     started: Instant,
 }
@@ -239,6 +241,12 @@ impl UnitWriter {
     /// Counts so far (`read` and `input_bytes` are set at commit).
     pub fn counts(&self) -> &UnitCounts {
         &self.counts
+    }
+
+    /// Marks the unit as a retry unit (`ingest --retry-failed`): its record will carry `info`,
+    /// whose superseded rejections must sum to the items read.
+    pub fn set_retry(&mut self, info: RetryInfo) {
+        self.retry = Some(info);
     }
 
     /// Finishes every file and writes the commit record. `read` is how many items the source
@@ -282,6 +290,7 @@ impl UnitWriter {
             finished_at: now_rfc3339(),
             elapsed_s: self.started.elapsed().as_secs_f64(),
             worker: self.worker,
+            retry: self.retry,
         };
         let path = layout::commit_path(&record.unit.id);
         if let Err(detail) = record.check() {

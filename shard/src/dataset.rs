@@ -210,13 +210,10 @@ impl Dataset {
         self.commits.iter().map(|c| c.counts.accepted).sum()
     }
 
-    /// Counts summed over all units.
+    /// Counts summed over all units, less the rejections that retry units superseded
+    /// ([`flipstream_schemas::dataset_counts`]).
     pub fn totals(&self) -> UnitCounts {
-        let mut t = UnitCounts::default();
-        for c in &self.commits {
-            t.merge(&c.counts);
-        }
-        t
+        flipstream_schemas::dataset_counts(&self.commits)
     }
 
     /// The split view, when `shard split` wrote one.

@@ -7,6 +7,7 @@
 //! - [`dataset`]: the read side ([`Dataset`]: manifest + commit records → committed row groups).
 //! - [`reader`]: ranged reads of single row groups with column projection ([`ShardReader`]).
 //! - [`listing`]: `shard ls`, committed units and files from the commit records.
+//! - [`retried`]: retry units (`ingest --retry-failed`) and the rejections they superseded.
 //! - [`verify`]: `shard verify`, every object checked against its commit record.
 //! - [`split`]: `shard split`, the train/validation split view.
 //! - [`stats`]: the dataset statistics report (JSON, Markdown, HTML with SVG charts).
@@ -22,6 +23,7 @@ pub mod imaging;
 pub mod listing;
 pub mod loader;
 pub mod reader;
+pub mod retried;
 pub mod rows;
 pub mod split;
 pub mod stats;

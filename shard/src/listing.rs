@@ -47,6 +47,9 @@ pub struct UnitListing {
     pub accepted: u64,
     /// Items rejected (rejection rows).
     pub rejected: u64,
+    /// For a retry unit (`ingest --retry-failed`): the unit whose transient failures it re-tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
     /// Seconds the unit took.
     pub elapsed_s: f64,
     /// Its shards, in order.
@@ -64,11 +67,11 @@ pub struct ListingTotals {
     pub shards: u64,
     /// Row groups.
     pub row_groups: u64,
-    /// Items read.
+    /// Items read from the inputs (an item re-tried by a retry unit counts once).
     pub read: u64,
     /// Shard rows.
     pub rows: u64,
-    /// Rejection rows.
+    /// Rejected items: rejection rows less those a retry unit superseded.
     pub rejected: u64,
     /// Size of all shards.
     pub shard_bytes: u64,
@@ -97,6 +100,7 @@ fn unit_listing(c: &CommitRecord) -> UnitListing {
         read: c.counts.read,
         accepted: c.counts.accepted,
         rejected: c.counts.rejected,
+        retry_of: c.retry.as_ref().map(|r| r.of.clone()),
         elapsed_s: c.elapsed_s,
         shards: c
             .shards
@@ -120,13 +124,14 @@ fn unit_listing(c: &CommitRecord) -> UnitListing {
 /// Lists the committed units of `ds`.
 pub fn list_dataset(ds: &Dataset) -> Listing {
     let units: Vec<UnitListing> = ds.commits().iter().map(unit_listing).collect();
+    let counts = ds.totals();
     let mut t = ListingTotals {
         units: units.len() as u64,
+        read: counts.read,
+        rejected: counts.rejected,
         ..Default::default()
     };
     for u in &units {
-        t.read += u.read;
-        t.rejected += u.rejected;
         for s in &u.shards {
             t.shards += 1;
             t.row_groups += s.row_groups;

@@ -9,7 +9,10 @@
 //!   ([`flipstream_schemas::validate_parquet_file`] on the fetched footer), for the right unit, with
 //!   the recorded row count and row groups;
 //! - every other object under the root: orphans of a committed unit, leftovers of a unit without
-//!   a (readable) commit record, and stray objects outside the layout.
+//!   a (readable) commit record, and stray objects outside the layout;
+//! - every retry unit (`ingest --retry-failed`): the unit it re-tried is committed and re-tried
+//!   once, and each of its keys was rejected there, for the reasons its record says it
+//!   superseded.
 //!
 //! A file found with a problem is read and checked a second time, and only what the second read
 //! confirms is reported (`rechecked` counts such files): a read that went wrong in transit is
@@ -128,6 +131,9 @@ pub enum ProblemKind {
     Uncommitted,
     /// An object outside the dataset layout.
     Stray,
+    /// A retry unit (`ingest --retry-failed`) that does not match the unit it re-tried: that
+    /// unit is not committed, is re-tried twice, or did not reject the keys the retry holds.
+    BadRetry,
 }
 
 /// One problem: the object and what is wrong with it.
@@ -573,6 +579,9 @@ pub async fn verify_dataset(
             p.inc(1);
         }
     }
+    let damaged: BTreeSet<&str> = problems.iter().map(|p| p.object.as_str()).collect();
+    let retry_problems = check_retries(root, &records, &damaged).await?;
+    problems.extend(retry_problems);
     let committed: BTreeSet<String> = records.iter().map(|r| r.unit.id.clone()).collect();
     for path in unreferenced_objects(root, &records).await? {
         problems.push(unreferenced_problem(&path, &committed, &broken_units));
@@ -590,4 +599,66 @@ pub async fn verify_dataset(
         rechecked,
         problems,
     })
+}
+
+/// The retry units' checks (see the module docs); the key-level check is left out where a file
+/// involved already has a problem (`damaged`).
+async fn check_retries(
+    root: &StoreRoot,
+    records: &[CommitRecord],
+    damaged: &BTreeSet<&str>,
+) -> Result<Vec<Problem>> {
+    let by_id: BTreeMap<&str, &CommitRecord> =
+        records.iter().map(|r| (r.unit.id.as_str(), r)).collect();
+    let mut problems = Vec::new();
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for child in records {
+        let Some(retry) = &child.retry else { continue };
+        let object = layout::commit_path(&child.unit.id);
+        let bad = |detail: String| problem(&object, ProblemKind::BadRetry, detail);
+        let Some(of) = by_id.get(retry.of.as_str()) else {
+            problems.push(bad(format!(
+                "re-tries unit {:?}, which is not committed",
+                retry.of
+            )));
+            continue;
+        };
+        if let Some(other) = seen.insert(&retry.of, &child.unit.id) {
+            problems.push(bad(format!(
+                "unit {:?} is also re-tried by {other:?}",
+                retry.of
+            )));
+            continue;
+        }
+        let files = expected_files(child)
+            .into_iter()
+            .chain(expected_files(of))
+            .map(|e| e.path);
+        if files.into_iter().any(|p| damaged.contains(p.as_str())) {
+            continue;
+        }
+        let rejected = crate::retried::rejection_reasons(root, of).await?;
+        let mut superseded = BTreeMap::<String, u64>::new();
+        let mut strays = Vec::new();
+        for key in crate::retried::unit_keys(root, child).await? {
+            match rejected.get(&key) {
+                Some(reason) => *superseded.entry(reason.clone()).or_insert(0) += 1,
+                None => strays.push(key),
+            }
+        }
+        strays.sort();
+        if let Some(first) = strays.first() {
+            problems.push(bad(format!(
+                "{} of its keys were not rejected by {:?} (first: {first:?})",
+                strays.len(),
+                retry.of
+            )));
+        } else if superseded != retry.superseded_by_reason {
+            problems.push(bad(format!(
+                "its keys were rejected by {:?} for {superseded:?}, the record says {:?}",
+                retry.of, retry.superseded_by_reason
+            )));
+        }
+    }
+    Ok(problems)
 }

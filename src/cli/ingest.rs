@@ -166,6 +166,12 @@ pub struct IngestArgs {
     /// Units processed at the same time.
     #[arg(long, value_name = "N", default_value_t = 2, help_heading = "Running")]
     pub units_in_flight: usize,
+    /// Also fetch again the items of committed units that failed for a transient reason
+    /// (download_error; HTTP 408, 429, 5xx) and commit what now succeeds as retry units of the
+    /// same dataset; permanent failures are never re-tried. Run the same command with this flag;
+    /// a second time re-tries only what is still failing (docs/fetching.md).
+    #[arg(long, help_heading = "Running")]
+    pub retry_failed: bool,
 }
 
 /// Resize modes as flags.
@@ -345,6 +351,7 @@ pub fn run(args: IngestArgs, global: Global) -> anyhow::Result<ExitCode> {
     let opts = RunOptions {
         worker,
         units_in_flight: args.units_in_flight,
+        retry_failed: args.retry_failed,
         ..RunOptions::default()
     };
     check_output_outside_inputs(&args.inputs, &args.out)?;
@@ -455,6 +462,13 @@ fn print_summary(s: &IngestSummary) {
         s.units_committed,
         s.units_failed.len()
     );
+    if let Some(r) = &s.retried {
+        let still: u64 = r.still_failing.values().sum();
+        println!(
+            "retried     {} unit(s) with transient failures, {} committed now: {} item(s) fetched again, {} recovered, {} still rejected",
+            r.units_planned, r.units_committed, r.items, r.recovered, still
+        );
+    }
     println!("read        {}", c.read);
     println!("accepted    {} ({:.1}%)", c.accepted, pct(c.accepted));
     println!("rejected    {} ({:.1}%)", c.rejected, pct(c.rejected));

@@ -155,10 +155,13 @@ fn ls(args: LsArgs, global: Global) -> anyhow::Result<ExitCode> {
     }
     println!("{}", listing.url);
     for u in &listing.units {
+        let read = match &u.retry_of {
+            Some(of) => format!("re-tried {} failures of {of}", format::count(u.read)),
+            None => format!("read {}", format::count(u.read)),
+        };
         println!(
-            "{}  read {}  accepted {}  rejected {}  ({})",
+            "{}  {read}  accepted {}  rejected {}  ({})",
             u.unit,
-            format::count(u.read),
             format::count(u.accepted),
             format::count(u.rejected),
             u.source
@@ -184,7 +187,7 @@ fn ls(args: LsArgs, global: Global) -> anyhow::Result<ExitCode> {
     }
     let t = &listing.totals;
     println!(
-        "total: {} units, {} shards, {} row groups, {} rows ({}), {} rejected ({}), {} read",
+        "total: {} units, {} shards, {} row groups, {} rows ({}), {} rejected ({}), {} read{}",
         format::count(t.units),
         format::count(t.shards),
         format::count(t.row_groups),
@@ -192,7 +195,12 @@ fn ls(args: LsArgs, global: Global) -> anyhow::Result<ExitCode> {
         format::bytes(t.shard_bytes as f64),
         format::count(t.rejected),
         format::bytes(t.rejection_bytes as f64),
-        format::count(t.read)
+        format::count(t.read),
+        if listing.units.iter().any(|u| u.retry_of.is_some()) {
+            " (rejections that retries superseded left out)"
+        } else {
+            ""
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 //! Reading a committed dataset back for comparisons: every accepted key with its content hash,
-//! every rejected key with its reason ([`read_dataset`], [`fingerprint`]).
+//! every rejected key with its reason ([`read_dataset`], [`fingerprint`]). A retry unit's keys
+//! replace the rejections they supersede (`ingest --retry-failed`).
 
 use std::collections::BTreeMap;
 
@@ -30,7 +31,21 @@ pub fn read_dataset(url: &str) -> Contents {
         let mut accepted = BTreeMap::new();
         let mut rejected = BTreeMap::new();
         let mut details = BTreeMap::new();
-        for commit in dataset.commits() {
+        // original units first, then each round of retries, so that a retry's rows replace the
+        // rejections they supersede
+        let mut commits: Vec<_> = dataset.commits().iter().collect();
+        commits.sort_by_key(|c| c.retry.as_ref().map_or(0, |r| r.round));
+        for commit in commits {
+            if commit.retry.is_some() {
+                let keys = flipstream_shard::retried::unit_keys(&root, commit)
+                    .await
+                    .unwrap();
+                for key in keys {
+                    let superseded = rejected.remove(&key);
+                    details.remove(&key);
+                    assert!(superseded.is_some(), "retried key {key} was not rejected");
+                }
+            }
             for shard in &commit.shards {
                 let reader = ShardReader::open(&root, &shard.path, Some(shard.bytes))
                     .await

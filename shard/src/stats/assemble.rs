@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use flipstream_schemas::{CommitRecord, RejectReason, SplitManifest, UnitCounts};
+use flipstream_schemas::{CommitRecord, RejectReason, SplitManifest, UnitCounts, chain_counts};
 
 use super::StatsOptions;
 use super::distinct;
@@ -84,6 +84,8 @@ fn reasons(
     counts: &UnitCounts,
     mut examples: BTreeMap<String, Vec<RejectionExample>>,
 ) -> Vec<ReasonSummary> {
+    // A unit and its retry units count as one (the rejections retries superseded are gone).
+    let chains = chain_counts(commits);
     let mut out: Vec<ReasonSummary> = counts
         .rejected_by_reason
         .iter()
@@ -98,14 +100,9 @@ fn reasons(
                 .to_string(),
             count,
             share_of_read: share(count, counts.read),
-            units: commits
-                .iter()
-                .filter(|c| {
-                    c.counts
-                        .rejected_by_reason
-                        .get(code)
-                        .is_some_and(|&n| n > 0)
-                })
+            units: chains
+                .values()
+                .filter(|c| c.rejected_by_reason.get(code).is_some_and(|&n| n > 0))
                 .count() as u64,
             examples: examples.remove(code).unwrap_or_default(),
         })
@@ -209,9 +206,15 @@ fn outlier_metric(name: &str, scores: &RobustScores, flagged: u64) -> OutlierMet
 
 /// The per-shard table and the outlier summary.
 fn shards(commits: &[CommitRecord]) -> (Vec<ShardSummary>, OutlierSummary) {
+    // A retry unit's shards take the share of its original unit with all its retries: a retry
+    // unit alone holds only failures re-tried, not a sample of its input.
+    let chains = chain_counts(commits);
     let unit_share: Vec<f64> = commits
         .iter()
-        .map(|c| share(c.counts.rejected, c.counts.read))
+        .map(|c| {
+            let chain = &chains[c.origin()];
+            share(chain.rejected, chain.read)
+        })
         .collect();
     let unit_scores = outliers::robust_scores(&unit_share);
     let mut rows = Vec::new();

@@ -4,9 +4,10 @@
 //! are chosen before reading any: for each reason, the first units (canonical order) that hold
 //! enough examples. Each chosen file is read row group by row group, only the `key`, `url`,
 //! `reason` and `detail` columns, and reading stops as soon as the file has given what it was
-//! chosen for.
+//! chosen for. Rejections that a retry unit superseded (`ingest --retry-failed`) are not counted
+//! when choosing and are skipped when reading: their keys are read from the retry unit first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::DataType;
@@ -16,6 +17,7 @@ use futures::StreamExt;
 use super::StatsError;
 use super::report::RejectionExample;
 use crate::reader::ShardReader;
+use crate::retried::{live_rejections, retried_by, unit_keys};
 use crate::store::StoreRoot;
 use crate::verify::check_footer;
 
@@ -30,21 +32,25 @@ pub struct ExamplePlan {
     pub bytes: u64,
     /// Reason code → examples to take.
     pub take: BTreeMap<String, usize>,
+    /// The retry unit that superseded some of the file's rows (their keys are skipped).
+    pub superseded_by: Option<CommitRecord>,
 }
 
 /// Chooses the rejection files that give `per_reason` examples of every reason (or all there are).
 pub fn plan_examples(commits: &[CommitRecord], per_reason: usize) -> Vec<ExamplePlan> {
-    let mut wanted: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut wanted: BTreeMap<String, usize> = BTreeMap::new();
     let mut plans = Vec::new();
+    let retried = retried_by(commits);
     for c in commits {
         let Some(file) = &c.rejections else { continue };
+        let child = retried.get(c.unit.id.as_str()).copied();
         let mut take = BTreeMap::new();
-        for (reason, &count) in &c.counts.rejected_by_reason {
-            let left = wanted.entry(reason.as_str()).or_insert(per_reason);
+        for (reason, count) in live_rejections(c, child) {
+            let left = wanted.entry(reason.clone()).or_insert(per_reason);
             let n = (*left).min(usize::try_from(count).unwrap_or(usize::MAX));
             if n > 0 {
                 *left -= n;
-                take.insert(reason.clone(), n);
+                take.insert(reason, n);
             }
         }
         if !take.is_empty() {
@@ -53,6 +59,7 @@ pub fn plan_examples(commits: &[CommitRecord], per_reason: usize) -> Vec<Example
                 path: file.path.clone(),
                 bytes: file.bytes,
                 take,
+                superseded_by: child.cloned(),
             });
         }
     }
@@ -73,6 +80,10 @@ async fn read_plan(
             source,
         }
     })?;
+    let skip = match &plan.superseded_by {
+        Some(child) => unit_keys(root, child).await?,
+        None => HashSet::new(),
+    };
     let mut take = plan.take.clone();
     let mut out = Vec::new();
     for rg in 0..reader.num_row_groups() {
@@ -107,7 +118,7 @@ async fn read_plan(
             details.as_string::<i32>(),
         );
         for i in 0..batch.num_rows() {
-            if reasons.is_null(i) {
+            if reasons.is_null(i) || (!keys.is_null(i) && skip.contains(keys.value(i))) {
                 continue;
             }
             let Some(left) = take.get_mut(reasons.value(i)) else {

@@ -91,33 +91,71 @@ pub fn save(
     optim: &AdamW,
     meta: &CheckpointMeta,
 ) -> Result<CheckpointMeta> {
-    std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut info = HashMap::from([
-        (META_STEP.to_string(), meta.step.to_string()),
-        (META_FINGERPRINT.to_string(), meta.model_fingerprint.clone()),
-    ]);
-    let weights: Vec<(String, &Tensor)> = model
-        .params()
-        .iter()
-        .map(|p| (p.name().to_string(), p.tensor()))
-        .collect();
-    let mut meta = meta.clone();
-    let model_hash = write_safetensors(&dir.join(MODEL_FILE), &weights, info.clone())?;
-    info.insert(META_ADAMW_STEPS.to_string(), optim.steps().to_string());
-    let optim_hash = write_safetensors(&dir.join(OPTIMIZER_FILE), &optim.state_tensors(), info)?;
-    meta.checksums = BTreeMap::from([
-        (MODEL_FILE.to_string(), model_hash),
-        (OPTIMIZER_FILE.to_string(), optim_hash),
-    ]);
-    let json = serde_json::to_vec_pretty(&meta).map_err(|e| TrainError::Checkpoint {
-        path: dir.join(META_FILE),
-        detail: format!("serialising: {e}"),
-    })?;
-    atomic_write(&dir.join(META_FILE), &json)?;
-    Ok(meta)
+    Snapshot::take(model, optim, meta)?.write(dir)
+}
+
+/// A checkpoint in host memory: the weights and the optimizer moments copied off the device at
+/// one step, and the sidecar. Taking it is the only part of a save that must happen between two
+/// optimizer steps; [`Snapshot::write`] touches no tensor and may run on another thread while
+/// training goes on (the run loop's background saves). It holds a copy of the weights and both
+/// moments: three times the parameters' size in host memory.
+pub struct Snapshot {
+    meta: CheckpointMeta,
+    model: Vec<(String, HostTensor)>,
+    optim: Vec<(String, HostTensor)>,
+    adamw_steps: u64,
+}
+
+impl Snapshot {
+    /// Copies `model` and `optim` to host memory.
+    pub fn take(model: &ClipModel, optim: &AdamW, meta: &CheckpointMeta) -> Result<Self> {
+        let weights: Vec<(String, &Tensor)> = model
+            .params()
+            .iter()
+            .map(|p| (p.name().to_string(), p.tensor()))
+            .collect();
+        Ok(Self {
+            meta: meta.clone(),
+            model: host_copies(&weights)?,
+            optim: host_copies(&optim.state_tensors())?,
+            adamw_steps: optim.steps(),
+        })
+    }
+
+    /// Optimizer steps completed at the snapshot.
+    pub fn step(&self) -> u64 {
+        self.meta.step
+    }
+
+    /// Writes the tensor files and then the sidecar into `dir` (created if needed), each
+    /// atomically; returns the sidecar as written (with the files' checksums).
+    pub fn write(self, dir: &Path) -> Result<CheckpointMeta> {
+        std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut info = HashMap::from([
+            (META_STEP.to_string(), self.meta.step.to_string()),
+            (
+                META_FINGERPRINT.to_string(),
+                self.meta.model_fingerprint.clone(),
+            ),
+        ]);
+        let mut meta = self.meta;
+        let model_hash = write_safetensors(&dir.join(MODEL_FILE), &self.model, info.clone())?;
+        info.insert(META_ADAMW_STEPS.to_string(), self.adamw_steps.to_string());
+        let optim_hash = write_safetensors(&dir.join(OPTIMIZER_FILE), &self.optim, info)?;
+        meta.checksums = BTreeMap::from([
+            (MODEL_FILE.to_string(), model_hash),
+            (OPTIMIZER_FILE.to_string(), optim_hash),
+        ]);
+        let json = serde_json::to_vec_pretty(&meta).map_err(|e| TrainError::Checkpoint {
+            path: dir.join(META_FILE),
+            detail: format!("serialising: {e}"),
+        })?;
+        atomic_write(&dir.join(META_FILE), &json)?;
+        Ok(meta)
+    }
 }
 
 /// Reads a checkpoint's sidecar.
@@ -307,21 +345,25 @@ fn to_host(t: &Tensor) -> std::result::Result<HostTensor, TchError> {
     })
 }
 
-/// Writes the file and returns its BLAKE3 (hex).
-fn write_safetensors(
-    path: &Path,
-    tensors: &[(String, &Tensor)],
-    info: HashMap<String, String>,
-) -> Result<String> {
-    let host = tensors
+/// Host copies of named tensors.
+fn host_copies(tensors: &[(String, &Tensor)]) -> Result<Vec<(String, HostTensor)>> {
+    tensors
         .iter()
         .map(|(name, t)| {
             to_host(t)
                 .map(|h| (name.clone(), h))
                 .context(|| format!("copying {name} to host memory"))
         })
-        .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::serialize(host.iter().map(|(n, h)| (n.as_str(), h)), Some(info))
+        .collect()
+}
+
+/// Writes the file and returns its BLAKE3 (hex).
+fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, HostTensor)],
+    info: HashMap<String, String>,
+) -> Result<String> {
+    let bytes = safetensors::serialize(tensors.iter().map(|(n, h)| (n.as_str(), h)), Some(info))
         .map_err(|e| TrainError::Checkpoint {
             path: path.to_path_buf(),
             detail: format!("serialising: {e}"),

@@ -133,6 +133,11 @@ pub struct ModelConfig {
     /// `linear` (ViT's patch projection) or `conv` (a convolutional stem, hybrid ViT).
     #[serde(default, skip_serializing_if = "PatchEmbed::is_linear")]
     pub patch_embed: PatchEmbed,
+    /// Convolutions per resolution of the conv stem (`patch_embed = "conv"`): 1 is Xiao et al.'s
+    /// stem (one stride-2 3×3 convolution per halving); each more adds a stride-1 3×3
+    /// convolution at that resolution (a deeper, more CNN-like stem; see docs/training.md).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub stem_depth: usize,
     /// Width of the image Transformer; a multiple of 4 (2-D sin-cos position embeddings).
     pub vision_width: usize,
     /// Number of image Transformer blocks.
@@ -296,6 +301,7 @@ impl Preset {
             image_size: 224,
             patch_size: 16,
             patch_embed: PatchEmbed::Linear,
+            stem_depth: 1,
             vision_width: 768,
             vision_depth: 12,
             vision_heads: 12,
@@ -521,6 +527,19 @@ impl ModelConfig {
                  divides vision_width (the stem halves the resolution log2(patch) times and its \
                  channels are vision_width · 2^i / patch_size): patch_size = {}, vision_width = {}",
                 self.patch_size, self.vision_width
+            ));
+        }
+        if !(1..=MAX_STEM_DEPTH).contains(&self.stem_depth) {
+            p.push(format!(
+                "model.stem_depth = {} is out of range: 1 (one convolution per stem stage) to \
+                 {MAX_STEM_DEPTH}",
+                self.stem_depth
+            ));
+        } else if self.stem_depth > 1 && self.patch_embed != PatchEmbed::Conv {
+            p.push(format!(
+                "model.stem_depth = {} needs model.patch_embed = \"conv\" (linear patchify has no \
+                 stem)",
+                self.stem_depth
             ));
         }
         if self.vision_width > 0 && !self.vision_width.is_multiple_of(4) {
@@ -832,6 +851,17 @@ pub fn kept_patches(num_patches: usize, mask_ratio: f64) -> usize {
     } else {
         (keep as usize).min(num_patches)
     }
+}
+
+/// The deepest conv stem accepted (convolutions per stage).
+pub const MAX_STEM_DEPTH: usize = 4;
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 fn mlp_width(width: usize, ratio: f64) -> usize {

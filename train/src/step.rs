@@ -34,7 +34,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, TchError, Tensor};
 
-use crate::checkpoint::{self, CheckpointMeta, FORMAT_VERSION, TrainProgress};
+use crate::checkpoint::{self, CheckpointMeta, FORMAT_VERSION, Snapshot, TrainProgress};
 use crate::config::RunConfig;
 use crate::dist::{BUCKET_BYTES, World};
 use crate::error::{Result, TorchContext, TrainError};
@@ -169,6 +169,12 @@ impl TrainStep {
 
     /// Saves weights, optimizer state and a sidecar with `progress` into `dir`.
     pub fn save_checkpoint(&self, dir: &Path, progress: &TrainProgress) -> Result<CheckpointMeta> {
+        self.snapshot(progress)?.write(dir)
+    }
+
+    /// The checkpoint after the steps taken so far, copied to host memory: the part of a save
+    /// that must happen before the next step ([`Snapshot::write`] does the rest).
+    pub fn snapshot(&self, progress: &TrainProgress) -> Result<Snapshot> {
         let meta = CheckpointMeta {
             format_version: FORMAT_VERSION,
             step: self.step,
@@ -182,7 +188,7 @@ impl TrainStep {
             flipstream_version: env!("CARGO_PKG_VERSION").to_string(),
             checksums: Default::default(),
         };
-        checkpoint::save(dir, &self.model, &self.optim, &meta)
+        Snapshot::take(&self.model, &self.optim, &meta)
     }
 
     /// The run's config.

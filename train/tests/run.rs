@@ -671,3 +671,56 @@ fn old_checkpoints_are_pruned_but_never_the_latest() {
     dir.remove_checkpoint(6).unwrap();
     assert_eq!(dir.checkpoint_steps().unwrap(), vec![8]);
 }
+
+#[test]
+fn checkpoints_are_written_in_the_background_and_their_failures_stop_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("r");
+    let mut spec = micro_spec(dataset(), 8);
+    spec.run.checkpoint_every = 2;
+    train(
+        run.to_str().unwrap(),
+        new_run(spec.clone()),
+        &cpu_session(),
+        &mut Silent,
+    )
+    .unwrap();
+    // every save is complete and logged once the run returns, with what it cost the loop
+    let saved: Vec<(u64, f64, f64)> = metrics(&run)
+        .into_iter()
+        .filter_map(|r| match r {
+            MetricsRecord::Checkpoint {
+                step,
+                stall_s,
+                write_s,
+                ..
+            } => Some((step, stall_s, write_s)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(saved.iter().map(|s| s.0).collect::<Vec<_>>(), [2, 4, 6, 8]);
+    assert!(
+        saved
+            .iter()
+            .all(|&(_, stall, write)| stall > 0.0 && write > 0.0)
+    );
+    let dir = RunDir::open(run.to_str().unwrap()).unwrap();
+    assert_eq!(dir.latest_checkpoint().unwrap().unwrap().step, 8);
+
+    // a save that fails in the background (a file where the step-4 folder goes) stops the run
+    // with its error, and latest.json still names the last complete checkpoint
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir_all(broken.join("checkpoints")).unwrap();
+    std::fs::write(broken.join("checkpoints/step-00000004"), b"in the way").unwrap();
+    let e = train(
+        broken.to_str().unwrap(),
+        new_run(spec),
+        &cpu_session(),
+        &mut Silent,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("step-00000004"), "{e}");
+    let dir = RunDir::open(broken.to_str().unwrap()).unwrap();
+    assert_eq!(dir.latest_checkpoint().unwrap().unwrap().step, 2);
+}

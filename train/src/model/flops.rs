@@ -31,7 +31,14 @@ pub fn vision_forward_flops(cfg: &ModelConfig, mask_ratio: f64) -> f64 {
         // Only kept patches are projected.
         PatchEmbed::Linear => 2.0 * kept * cfg.patch_dim() as f64 * width,
         // The stem sees the whole image whatever the mask.
-        PatchEmbed::Conv => 2.0 * ConvStem::macs(cfg.vision_width, cfg.patch_size, cfg.image_size),
+        PatchEmbed::Conv => {
+            2.0 * ConvStem::macs(
+                cfg.vision_width,
+                cfg.patch_size,
+                cfg.stem_depth,
+                cfg.image_size,
+            )
+        }
     };
     embedding
         + transformer_flops(

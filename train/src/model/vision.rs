@@ -88,7 +88,7 @@ impl VisionTower {
                     .xavier_uniform("visual.patch_embed.weight", &[width, 3, patch, patch])?,
                 bias: init.constant("visual.patch_embed.bias", &[width], 0.0)?,
             },
-            PatchEmbed::Conv => Embedding::Conv(ConvStem::new(init, width, patch)?),
+            PatchEmbed::Conv => Embedding::Conv(ConvStem::new(init, width, patch, cfg.stem_depth)?),
         };
         let cls_token = if cfg.vision_pool.has_cls_token() {
             Some(init.normal("visual.cls_token", &[1, 1, width], 0.02)?)

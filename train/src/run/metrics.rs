@@ -73,12 +73,20 @@ pub enum MetricsRecord {
     Step(StepRecord),
     /// An evaluation.
     Eval(Box<EvalReport>),
-    /// A checkpoint.
+    /// A checkpoint, recorded once it is complete (saves run in the background, so the record
+    /// may follow a few later steps' records).
     Checkpoint {
         /// Optimizer steps completed.
         step: u64,
         /// Where it is (path or URL).
         path: String,
+        /// Seconds training waited for it (the copy off the device); 0 in runs from before
+        /// background saves.
+        #[serde(default)]
+        stall_s: f64,
+        /// Seconds the background save took (write, upload, pruning).
+        #[serde(default)]
+        write_s: f64,
     },
 }
 

@@ -8,6 +8,7 @@
 //! - [`prompts`]: zero-shot classes from label columns ([`LabelSet`]) and prompt templates.
 //! - [`eval`]: zero-shot classification (in-distribution and compositional) and image↔text
 //!   retrieval on the validation split.
+//! - [`saver`]: checkpoints saved on a background thread while training goes on.
 //! - [`train_loop`]: [`train`], the loop itself: loader → step → metrics, evaluation, checkpoints.
 
 pub mod captions;
@@ -15,6 +16,7 @@ pub mod eval;
 pub mod metrics;
 pub mod prompts;
 pub mod rundir;
+pub mod saver;
 pub mod spec;
 pub mod train_loop;
 

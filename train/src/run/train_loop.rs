@@ -18,6 +18,7 @@
 //! instead of a hang. Evaluation is sharded: each rank encodes its share, rank 0 scores.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,7 @@ use crate::run::captions::{no_split, train_tokenizer};
 use crate::run::eval::{EvalData, EvalReport, check_eval_data, evaluate};
 use crate::run::metrics::{MetricsLog, MetricsRecord, StepRecord};
 use crate::run::rundir::{CONFIG_FILE, RunDir, TOKENIZER_FILE};
+use crate::run::saver::{BackgroundSaver, Saved};
 use crate::run::spec::{ALL_DATA_EVAL_REFUSAL, DataSplit, Overrides, RunSpec};
 use crate::step::TrainStep;
 
@@ -163,7 +165,7 @@ pub fn train(
     session: &Session,
     observer: &mut dyn TrainObserver,
 ) -> Result<TrainSummary> {
-    let dir = RunDir::open(run_dir)?;
+    let dir = Arc::new(RunDir::open(run_dir)?);
     let resuming = matches!(start, RunStart::Resume { .. });
     if let RunStart::New { spec, .. } = &start {
         spec.check_world_size(session.dist.world_size)?;
@@ -268,6 +270,7 @@ pub fn train(
     });
     let mut last_eval = None;
     let mut last_checkpoint = None;
+    let mut saver = BackgroundSaver::new(dir.clone(), session.keep_checkpoints);
     let (mut busy, mut waited, mut images) = (0.0f64, 0.0f64, 0u64);
     let mut substitutes = Substitutes::new(spec.run.max_substitute_share, &dataset);
     let mut recent_losses: Vec<f64> = Vec::new();
@@ -339,21 +342,22 @@ pub fn train(
         if last || (every > 0 && done.is_multiple_of(every)) {
             progress.loader_state = serde_json::to_value(&state_after)
                 .map_err(|e| request(format!("serialising the loader state: {e}")))?;
-            let saved = on_main(trainer.world(), "saving the checkpoint", || {
-                let path = save_checkpoint(&dir, &trainer, &progress, session.keep_checkpoints)?;
-                if let Some(metrics) = &mut metrics {
-                    metrics.append(&MetricsRecord::Checkpoint {
-                        step: done,
-                        path: path.clone(),
-                    })?;
-                    metrics.sync(&dir)?;
-                }
-                Ok(path)
+            let previous = on_main(trainer.world(), "saving the checkpoint", || {
+                let started = Instant::now();
+                let snapshot = trainer.snapshot(&progress)?;
+                saver.start(snapshot, started.elapsed().as_secs_f64())
             })?;
-            if let Some(path) = saved {
-                observer.checkpoint(done, &path);
-                last_checkpoint = Some(path);
-            }
+            log_saved(
+                previous.flatten(),
+                &dir,
+                &mut metrics,
+                observer,
+                &mut last_checkpoint,
+            )?;
+        }
+        if trainer.world().is_main() {
+            let finished = saver.poll()?;
+            log_saved(finished, &dir, &mut metrics, observer, &mut last_checkpoint)?;
         }
         if let Some(eval_data) = &eval_data {
             let every = spec.run.eval_every;
@@ -373,6 +377,8 @@ pub fn train(
             }
         }
     }
+    let finished = saver.finish()?;
+    log_saved(finished, &dir, &mut metrics, observer, &mut last_checkpoint)?;
     if let Some(metrics) = &mut metrics {
         metrics.sync(&dir)?;
     }
@@ -533,24 +539,30 @@ fn prepare(
     }
 }
 
-/// Saves the trainer into `checkpoints/step-N` and publishes it, then deletes all but the newest
-/// `keep` checkpoints; returns where it is.
-fn save_checkpoint(
+/// Records a finished background save: its metrics record (uploaded with the metrics), the
+/// observer, and the run's last checkpoint.
+fn log_saved(
+    saved: Option<Saved>,
     dir: &RunDir,
-    trainer: &TrainStep,
-    progress: &TrainProgress,
-    keep: Option<usize>,
-) -> Result<String> {
-    let step = trainer.global_step();
-    trainer.save_checkpoint(&dir.checkpoint_dir(step), progress)?;
-    let latest = dir.publish_checkpoint(step)?;
-    if let Some(keep) = keep {
-        // Newest first; the first is the one just published.
-        for old in dir.checkpoint_steps()?.into_iter().skip(keep.max(1)) {
-            dir.remove_checkpoint(old)?;
-        }
+    metrics: &mut Option<MetricsLog>,
+    observer: &mut dyn TrainObserver,
+    last_checkpoint: &mut Option<String>,
+) -> Result<()> {
+    let Some(saved) = saved else {
+        return Ok(());
+    };
+    if let Some(metrics) = metrics {
+        metrics.append(&MetricsRecord::Checkpoint {
+            step: saved.step,
+            path: saved.path.clone(),
+            stall_s: saved.stall_s,
+            write_s: saved.write_s,
+        })?;
+        metrics.sync(dir)?;
     }
-    Ok(dir.display(&latest.dir))
+    observer.checkpoint(saved.step, &saved.path);
+    *last_checkpoint = Some(saved.path);
+    Ok(())
 }
 
 /// Sets the model's vocabulary, pad id and end-of-text id from the tokenizer at `path`.

@@ -312,6 +312,13 @@ fn bad_setups_exit_2_with_a_message() {
     // --nproc under a launcher.
     let out = train(&tmp.path().join("nested"), &["--nproc", "2"], &env).expect_code(2);
     assert!(out.stderr.contains("leave out --nproc"), "{}", out.stderr);
+    // A preset from the command line and another from the config file: not silently one of them.
+    let out = train(&tmp.path().join("both"), &["--preset", "small"], &[]).expect_code(2);
+    assert!(
+        out.stderr.contains("both choose the preset"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

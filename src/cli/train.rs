@@ -21,9 +21,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     pub run: String,
 
-    /// Model and recipe preset: tiny, small, b16 or l16.
-    #[arg(long, default_value = "tiny")]
-    pub preset: String,
+    /// Model and recipe preset: tiny (the default), small, b16 or l16. With --config, the file's
+    /// `preset` key chooses it instead (giving both is an error).
+    #[arg(long)]
+    pub preset: Option<String>,
 
     /// A config file (TOML: preset, [model], [train], [run]); flags override it.
     #[arg(long, value_name = "FILE")]
@@ -388,9 +389,17 @@ mod imp {
             let Some(dataset) = args.dataset.clone() else {
                 crate::usage_bail!("give the DATASET to train on (or --resume to continue a run)");
             };
-            let mut spec = match &args.config {
-                Some(path) => RunSpec::from_file(path).map_err(train_error)?,
-                None => RunSpec::preset(args.preset.parse::<Preset>().map_err(train_error)?),
+            let mut spec = match (&args.config, &args.preset) {
+                (Some(path), Some(preset)) => crate::usage_bail!(
+                    "--preset {preset} and --config {} both choose the preset: write \
+                     `preset = \"{preset}\"` into the config file, or leave out --preset",
+                    path.display()
+                ),
+                (Some(path), None) => RunSpec::from_file(path).map_err(train_error)?,
+                (None, preset) => RunSpec::preset(match preset {
+                    Some(name) => name.parse::<Preset>().map_err(train_error)?,
+                    None => Preset::default(),
+                }),
             };
             spec.apply(&overrides);
             if args.teacher.is_some()

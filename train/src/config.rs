@@ -4,7 +4,7 @@
 //! A config file names a preset and overrides single keys:
 //!
 //! ```toml
-//! preset = "small"          # tiny | small | b16 | l16 (default: small)
+//! preset = "small"          # tiny | small | b16 | l16 (default: tiny)
 //!
 //! [model]
 //! vision_depth = 8
@@ -261,10 +261,11 @@ pub struct RunConfig {
 /// Named starting points; see `docs/training.md` for the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Preset {
-    /// 64 px, patch 8, ViT 192×4; text 128×2: trains in minutes on 2 CPU cores.
+    /// 64 px, patch 8, ViT 192×4; text 128×2: trains in minutes on 2 CPU cores. The default,
+    /// for `flipstream train` without `--preset` and for config files without `preset`.
+    #[default]
     Tiny,
     /// The anchor model: ViT 384×6 (6 heads), patch 16 @ 224; text 256×4, ctx 32; embed 256.
-    #[default]
     Small,
     /// ViT-B/16 with CLIP's text encoder (512×12, 8 heads, ctx 77); embed 512.
     B16,

@@ -7,7 +7,7 @@
 # zero-shot (seen and held-out combinations) and retrieval evaluation.
 #
 # Environment: DEMO_COUNT (default 10000) pairs, DEMO_SEED (default 0), DEMO_TRAIN_STEPS
-# (default 500), DEMO_EVAL_EVERY (default 250), DEMO_DEVICE (default cpu).
+# (default 800), DEMO_EVAL_EVERY (default 400), DEMO_DEVICE (default cpu).
 set -euo pipefail
 
 if [ $# -ne 2 ]; then
@@ -76,13 +76,13 @@ step_split() {
 
 # Train: the tiny preset with the demo recipe (scripts/demo-train.toml: conv stem, batch 128, mask
 # 0.5) on the train side of $OUT/dataset's split view, a few minutes on the CPU, evaluating on the
-# validation side every DEMO_EVAL_EVERY steps. DEMO_TRAIN_STEPS (default 500).
+# validation side every DEMO_EVAL_EVERY steps. DEMO_TRAIN_STEPS (default 800).
 step_train() {
     step "5. train: tiny FLIP model on $OUT/dataset → $OUT/run"
     rm -rf "$OUT/run"
     run "$BIN" train "$OUT/dataset" --run "$OUT/run" --config "$HERE/demo-train.toml" \
-        --steps "${DEMO_TRAIN_STEPS:-500}" --eval-every "${DEMO_EVAL_EVERY:-250}" \
-        --checkpoint-every 250 --device "${DEMO_DEVICE:-cpu}" --seed "$SEED"
+        --steps "${DEMO_TRAIN_STEPS:-800}" --eval-every "${DEMO_EVAL_EVERY:-400}" \
+        --checkpoint-every 400 --device "${DEMO_DEVICE:-cpu}" --seed "$SEED"
     run ls "$OUT/run" "$OUT/run/checkpoints"
     echo "last step record of metrics.jsonl:"
     grep '"kind":"step"' "$OUT/run/metrics.jsonl" | tail -n 1 | cut -c1-400

@@ -22,7 +22,7 @@ fn the_demo_learns_shape_not_only_colour() {
         .arg(root.join("scripts/demo.sh"))
         .arg(env!("CARGO_BIN_EXE_flipstream"))
         .arg(&out)
-        // The demo's data (10,000 pairs), 400 of its 500 steps: shape 23.3 % against a bound of 13.3 %
+        // The demo's data (10,000 pairs), 400 of its 800 steps: shape 23.3 % against a bound of 13.3 %
         // (16.6 % at 300 steps; 4,000 pairs over-fit before shape shows).
         .env("DEMO_COUNT", "10000")
         .env("DEMO_TRAIN_STEPS", "400")

@@ -805,3 +805,45 @@ fn retry_failed_fetches_again_only_transient_failures() {
         .json();
     assert_eq!(verify["problems"][0]["kind"], "bad_retry", "{verify}");
 }
+
+/// Two inputs that carry the same keys (the same tars copied under another name): ingest cannot
+/// see it (units are independent), `shard verify` reports every shard of the second copy.
+#[test]
+fn keys_repeated_across_inputs_are_reported_by_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    synth(&a, "webdataset", 12, 6, "off", &[]);
+    synth(&b, "webdataset", 12, 6, "off", &[]);
+    let out = tmp.path().join("ds");
+    let out_s = out.to_str().unwrap();
+    let summary = ingest(
+        &[a.to_str().unwrap(), b.to_str().unwrap()],
+        out_s,
+        &["--no-dedup"],
+    );
+    assert_eq!(summary["counts"]["accepted"], 24, "{summary}");
+    let verify = run(&["--json", "shard", "verify", out_s])
+        .expect_code(1)
+        .json();
+    let problems = verify["problems"].as_array().unwrap();
+    assert_eq!(
+        problems.len(),
+        2,
+        "one per shard of the second copy: {verify}"
+    );
+    for p in problems {
+        assert_eq!(p["kind"], "duplicate_key", "{p}");
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("6 of its keys are already in shards/"),
+            "{p}"
+        );
+    }
+    assert_eq!(verify["keys_checked"], 24, "{verify}");
+    let skipped = run(&["--json", "shard", "verify", out_s, "--no-key-check"])
+        .expect_code(0)
+        .json();
+    assert_eq!(skipped["keys_checked"], 0, "{skipped}");
+}

@@ -46,6 +46,7 @@ async fn verify(root: &StoreRoot, checksums: bool) -> VerifyReport {
         &VerifyOptions {
             checksums,
             concurrency: 4,
+            check_keys: true,
         },
         None,
     )

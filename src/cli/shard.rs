@@ -63,6 +63,11 @@ pub struct VerifyArgs {
     /// Files checked at once.
     #[arg(long, value_name = "C", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
+
+    /// Skip the check that every key is unique across the dataset (it reads each shard's key
+    /// column and holds about 40 bytes per row in memory: 40 GB for a billion rows).
+    #[arg(long)]
+    pub no_key_check: bool,
 }
 
 /// Arguments of `flipstream shard split`.
@@ -210,6 +215,7 @@ fn verify(args: VerifyArgs, global: Global) -> anyhow::Result<ExitCode> {
     let options = VerifyOptions {
         checksums: !args.no_checksums,
         concurrency: args.concurrency as usize,
+        check_keys: !args.no_key_check,
     };
     let progress = counter_bar(global, "verify", "files");
     let report = runtime()?.block_on(verify_dataset(&root, &options, progress.as_ref()))?;

@@ -455,7 +455,7 @@ impl<T: ObjectStore + MultipartStore> ObjectStore for RetryingStore<T> {
             attempts: Attempts::new(self.policy),
         };
         res.payload =
-            GetResultPayload::Stream(stream::unfold(state, BodyState::next_chunk).boxed());
+            GetResultPayload::Stream(stream::unfold(state, BodyState::next_chunk).fuse().boxed());
         Ok(res)
     }
 
@@ -499,7 +499,7 @@ impl<T: ObjectStore + MultipartStore> ObjectStore for RetryingStore<T> {
             page: self.inner.list(prefix),
             attempts: Attempts::new(self.policy),
         };
-        stream::unfold(state, ListState::next_item).boxed()
+        stream::unfold(state, ListState::next_item).fuse().boxed()
     }
 
     fn list_with_offset(
@@ -514,7 +514,7 @@ impl<T: ObjectStore + MultipartStore> ObjectStore for RetryingStore<T> {
             page: self.inner.list_with_offset(prefix, offset),
             attempts: Attempts::new(self.policy),
         };
-        stream::unfold(state, ListState::next_item).boxed()
+        stream::unfold(state, ListState::next_item).fuse().boxed()
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
@@ -880,6 +880,19 @@ mod tests {
             s.get_range(&path, 100..200).await.unwrap().as_ref(),
             &data[100..200]
         );
+    }
+
+    #[tokio::test]
+    async fn an_empty_object_reads_as_empty() {
+        // object_store's `bytes()` polls the body once more after it ended: the resumable body
+        // must stay ended (a 0-byte metrics.jsonl once panicked here)
+        let s = store(&[]);
+        let path = Path::from("empty");
+        s.put(&path, Bytes::new().into()).await.unwrap();
+        let got = s.get(&path).await.unwrap().bytes().await.unwrap();
+        assert!(got.is_empty());
+        let listed: Vec<_> = s.list(Some(&Path::from("nothing"))).collect().await;
+        assert!(listed.is_empty());
     }
 
     #[tokio::test]

@@ -12,7 +12,8 @@
 //!   a (readable) commit record, and stray objects outside the layout;
 //! - every retry unit (`ingest --retry-failed`): the unit it re-tried is committed and re-tried
 //!   once, and each of its keys was rejected there, for the reasons its record says it
-//!   superseded.
+//!   superseded;
+//! - keys are unique across all shards ([`keys`], unless `check_keys` is off).
 //!
 //! A file found with a problem is read and checked a second time, and only what the second read
 //! confirms is reported (`rechecked` counts such files): a read that went wrong in transit is
@@ -36,6 +37,8 @@ use object_store::path::Path;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::{ChunkReader, Length};
 use serde::{Deserialize, Serialize};
+
+pub mod keys;
 
 use crate::dataset::{read_commits_lenient, read_manifest, unreferenced_objects};
 use crate::error::{Result, ShardError};
@@ -80,6 +83,8 @@ pub struct VerifyOptions {
     pub checksums: bool,
     /// Files checked at once.
     pub concurrency: usize,
+    /// Read every shard's `key` column and report keys found in more than one row ([`keys`]).
+    pub check_keys: bool,
 }
 
 impl Default for VerifyOptions {
@@ -87,6 +92,7 @@ impl Default for VerifyOptions {
         Self {
             checksums: true,
             concurrency: 16,
+            check_keys: true,
         }
     }
 }
@@ -134,6 +140,8 @@ pub enum ProblemKind {
     /// A retry unit (`ingest --retry-failed`) that does not match the unit it re-tried: that
     /// unit is not committed, is re-tried twice, or did not reject the keys the retry holds.
     BadRetry,
+    /// A shard holds keys that an earlier shard (or an earlier row of its own) holds.
+    DuplicateKey,
 }
 
 /// One problem: the object and what is wrong with it.
@@ -164,6 +172,9 @@ pub struct VerifyReport {
     /// only when the second read finds it too).
     #[serde(default)]
     pub rechecked: u64,
+    /// Shard rows whose keys were checked for uniqueness (0 when the check was off).
+    #[serde(default)]
+    pub keys_checked: u64,
     /// Every problem, sorted by object.
     pub problems: Vec<Problem>,
 }
@@ -581,7 +592,12 @@ pub async fn verify_dataset(
     }
     let damaged: BTreeSet<&str> = problems.iter().map(|p| p.object.as_str()).collect();
     let retry_problems = check_retries(root, &records, &damaged).await?;
+    let (key_problems, keys_checked) = match options.check_keys {
+        true => keys::duplicate_keys(root, &records, &damaged, options.concurrency).await?,
+        false => (Vec::new(), 0),
+    };
     problems.extend(retry_problems);
+    problems.extend(key_problems);
     let committed: BTreeSet<String> = records.iter().map(|r| r.unit.id.clone()).collect();
     for path in unreferenced_objects(root, &records).await? {
         problems.push(unreferenced_problem(&path, &committed, &broken_units));
@@ -597,6 +613,7 @@ pub async fn verify_dataset(
         bytes_hashed,
         checksums,
         rechecked,
+        keys_checked,
         problems,
     })
 }

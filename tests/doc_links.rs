@@ -1,6 +1,8 @@
 //! Every relative link in README.md and docs/*.md resolves: the file (or folder) exists, and a
 //! `#fragment` into a Markdown file names one of its headings (GitHub's anchor rules).
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

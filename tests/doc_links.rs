@@ -18,22 +18,28 @@ fn slug(heading: &str) -> String {
         .collect()
 }
 
+/// The lines of a Markdown text outside fenced code blocks.
+fn outside_code(text: &str) -> Vec<&str> {
+    let mut fenced = false;
+    text.lines()
+        .filter(|line| {
+            if line.trim_start().starts_with("```") {
+                fenced = !fenced;
+                return false;
+            }
+            !fenced
+        })
+        .collect()
+}
+
 /// The anchors of a Markdown file's headings (outside code blocks); a repeated heading gets
 /// `-1`, `-2`, … as on GitHub.
 fn anchors(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let mut fenced = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            fenced = !fenced;
-            continue;
-        }
+    for line in outside_code(text) {
         let Some(rest) = line.strip_prefix('#') else {
             continue;
         };
-        if fenced {
-            continue;
-        }
         let base = slug(rest.trim_start_matches('#'));
         let mut anchor = base.clone();
         let mut n = 0;
@@ -48,15 +54,7 @@ fn anchors(text: &str) -> BTreeSet<String> {
 /// The targets of the inline links `[text](target)` of a Markdown text, outside code.
 fn links(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut fenced = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            fenced = !fenced;
-            continue;
-        }
-        if fenced {
-            continue;
-        }
+    for line in outside_code(text) {
         // drop inline code spans, whose brackets are not links
         let plain: String = line.split('`').step_by(2).collect::<Vec<_>>().join(" ");
         let mut rest = plain.as_str();

@@ -7,6 +7,7 @@
 
 use rand::Rng;
 
+use super::config::SizeMix;
 use super::rng::{ItemRng, pick, pick_slice};
 use super::scene::{Background, Color, Object, Position, Scene, Shape, SizeClass};
 
@@ -357,6 +358,48 @@ pub(crate) fn caption(scene: &Scene, rng: &mut ItemRng) -> String {
     add_noise(text, &f, rng)
 }
 
+/// `caption_mismatched`: a clean caption of another scene, one whose main object differs in
+/// colour or shape (or both) from `scene`'s.
+pub(crate) fn mismatched(scene: &Scene, sizes: &SizeMix, rng: &mut ItemRng) -> String {
+    let other = other_scene(scene, sizes, rng);
+    caption(&other, rng)
+}
+
+/// A scene of the same size whose main object differs from `scene`'s in colour or shape.
+fn other_scene(scene: &Scene, sizes: &SizeMix, rng: &mut ItemRng) -> Scene {
+    let l = scene.labels;
+    let mut other = Scene::sample(scene.width, scene.height, sizes, rng);
+    if (other.labels.color, other.labels.shape) == (l.color, l.shape) {
+        // one draw in 120: describe the next colour instead
+        let at = Color::ALL.iter().position(|&c| c == l.color).unwrap_or(0);
+        other.labels.color = Color::ALL[(at + 1) % Color::ALL.len()];
+    }
+    other
+}
+
+/// Page text that ends up as alt text: galleries, shops, placeholders, credits. At least three
+/// words, and no colour or shape word.
+const BOILERPLATE: [&str; 12] = [
+    "Click to enlarge image",
+    "Image not available for this product",
+    "Free shipping on all orders over $50",
+    "Add to cart - in stock now",
+    "Photo {n} of 24 - view the whole gallery",
+    "Sorry, this image is no longer available",
+    "All rights reserved © 2019 example.com",
+    "Uploaded by user{n} on our forum",
+    "Loading image, please wait...",
+    "Thumbnail for product number {n}",
+    "See more photos in the album below",
+    "Sponsored content - learn more here",
+];
+
+/// `caption_boilerplate`: one of [`BOILERPLATE`] (with a number where it has `{n}`).
+pub(crate) fn boilerplate(rng: &mut ItemRng) -> String {
+    let text = pick(rng, &BOILERPLATE);
+    text.replace("{n}", &rng.random_range(2..10_000).to_string())
+}
+
 /// `caption_empty`: nothing, or only whitespace.
 pub(crate) fn empty(rng: &mut ItemRng) -> Vec<u8> {
     pick(rng, &["", "", "", " ", "\n", "  \t "])
@@ -463,6 +506,37 @@ mod tests {
             &crate::synth::SizeMix::default(),
             &mut item_rng(2, i, Purpose::Scene),
         )
+    }
+
+    #[test]
+    fn a_mismatched_caption_describes_another_main_object() {
+        let sizes = crate::synth::SizeMix::default();
+        for i in 0..2000 {
+            let s = scene(i);
+            let mut rng = item_rng(3, i, Purpose::Dirt);
+            let o = other_scene(&s, &sizes, &mut rng);
+            assert_ne!(
+                (o.labels.color, o.labels.shape),
+                (s.labels.color, s.labels.shape)
+            );
+            assert!(!mismatched(&s, &sizes, &mut rng).is_empty());
+        }
+    }
+
+    #[test]
+    fn boilerplate_names_nothing_in_any_image() {
+        let mut rng = item_rng(4, 0, Purpose::Dirt);
+        for _ in 0..200 {
+            let text = boilerplate(&mut rng).to_lowercase();
+            assert!(text.split_whitespace().count() >= 3, "{text}");
+            let words: Vec<&str> = text.split(|c: char| !c.is_alphanumeric()).collect();
+            for c in Color::ALL {
+                assert!(!words.contains(&c.as_str()), "{text}");
+            }
+            for s in Shape::ALL {
+                assert!(!words.contains(&s.as_str()), "{text}");
+            }
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! converting them (EXIF rotation, CMYK, 16-bit, palette + alpha, animation, grayscale, a near
 //! duplicate, HTML around a caption); the others must become a rejection with a specific
 //! [`RejectReason`]. [`DirtKind::expected`] states which, so ingest tests can map ground truth to
-//! outcomes without a table of their own.
+//! outcomes without a table of their own. Two kinds are *semantic*: a caption of another scene
+//! and page boilerplate, which every rule accepts (they are not in the `default` mix; ask for
+//! them by name).
 
 use std::fmt;
 use std::str::FromStr;
@@ -61,6 +63,12 @@ pub enum DirtKind {
     DecompressionBomb,
     /// URL layout only: the URL points to a file that is not written (a 404 when served).
     MissingFile,
+    /// A fluent caption of *another* scene (another colour × shape): the alt text of a
+    /// neighbouring image. Rule filters cannot see it; an image-text model can.
+    CaptionMismatched,
+    /// Page boilerplate instead of a description ("Click to enlarge", shop and gallery text):
+    /// passes the caption filters, names nothing in the image.
+    CaptionBoilerplate,
 }
 
 /// What ingest should do with an item carrying a given dirt kind (with default filters).
@@ -75,7 +83,7 @@ pub enum IngestOutcome {
 
 impl DirtKind {
     /// Every kind, in a fixed order (the order of the sidecar counts and of the assignment).
-    pub const ALL: [DirtKind; 21] = [
+    pub const ALL: [DirtKind; 23] = [
         DirtKind::Truncated,
         DirtKind::Corrupt,
         DirtKind::ZeroByte,
@@ -97,6 +105,8 @@ impl DirtKind {
         DirtKind::Animated,
         DirtKind::DecompressionBomb,
         DirtKind::MissingFile,
+        DirtKind::CaptionMismatched,
+        DirtKind::CaptionBoilerplate,
     ];
 
     /// The stable name (`truncated`, `zero_byte`, …).
@@ -123,6 +133,8 @@ impl DirtKind {
             DirtKind::Animated => "animated",
             DirtKind::DecompressionBomb => "decompression_bomb",
             DirtKind::MissingFile => "missing_file",
+            DirtKind::CaptionMismatched => "caption_mismatched",
+            DirtKind::CaptionBoilerplate => "caption_boilerplate",
         }
     }
 
@@ -153,7 +165,10 @@ impl DirtKind {
             | DirtKind::Gray16
             | DirtKind::Grayscale
             | DirtKind::PaletteAlpha
-            | DirtKind::Animated => Accepted,
+            | DirtKind::Animated
+            // semantic dirt: rules accept it, only a model (CLIP-score filtering) can tell
+            | DirtKind::CaptionMismatched
+            | DirtKind::CaptionBoilerplate => Accepted,
         }
     }
 
@@ -221,7 +236,7 @@ mod tests {
     }
 
     #[test]
-    fn accepted_kinds_are_exactly_the_convertible_ones() {
+    fn accepted_kinds_are_exactly_the_convertible_and_the_semantic_ones() {
         let accepted: Vec<&str> = DirtKind::ALL
             .into_iter()
             .filter(|k| k.expected() == IngestOutcome::Accepted)
@@ -237,7 +252,9 @@ mod tests {
                 "gray16",
                 "grayscale",
                 "palette_alpha",
-                "animated"
+                "animated",
+                "caption_mismatched",
+                "caption_boilerplate"
             ]
         );
     }

@@ -327,6 +327,10 @@ impl SynthPlan {
             Some(DirtKind::CaptionOverlong) => caption::overlong(&clean_caption, &scene, &mut drng),
             Some(DirtKind::CaptionHtml) => caption::html(&clean_caption, &mut drng),
             Some(DirtKind::CaptionInvalidUtf8) => caption::invalid_utf8(&clean_caption, &mut drng),
+            Some(DirtKind::CaptionMismatched) => {
+                caption::mismatched(&scene, &cfg.sizes, &mut drng).into_bytes()
+            }
+            Some(DirtKind::CaptionBoilerplate) => caption::boilerplate(&mut drng).into_bytes(),
             _ => clean_caption.into_bytes(),
         };
 
@@ -509,6 +513,8 @@ impl SynthPlan {
             | DirtKind::CaptionOverlong
             | DirtKind::CaptionHtml
             | DirtKind::CaptionInvalidUtf8
+            | DirtKind::CaptionMismatched
+            | DirtKind::CaptionBoilerplate
             | DirtKind::MissingFile => encode_clean(choice, canvas)?,
         })
     }

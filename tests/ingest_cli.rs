@@ -847,3 +847,126 @@ fn keys_repeated_across_inputs_are_reported_by_verify() {
         .json();
     assert_eq!(skipped["keys_checked"], 0, "{skipped}");
 }
+
+/// `shard filter`: a new dataset of the rows that satisfy every predicate, the others recorded
+/// as `column_filter` rejections; resumable, and refusing what it cannot do.
+#[test]
+fn shard_filter_keeps_the_rows_that_satisfy_every_predicate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    let truth: Vec<serde_json::Value> = {
+        synth(&raw, "webdataset", 60, 20, "off", &[]);
+        std::fs::read_to_string(raw.join("synth.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let ds = tmp.path().join("ds");
+    let ds_s = ds.to_str().unwrap();
+    ingest(&[raw.to_str().unwrap()], ds_s, &["--no-dedup"]);
+    let source = read_dataset(ds_s);
+    let want: BTreeSet<String> = truth
+        .iter()
+        .filter(|t| t["width"].as_u64().unwrap() >= 300 && t["label_color"] != "red")
+        .map(|t| t["key"].as_str().unwrap().to_string())
+        .filter(|k| source.accepted.contains_key(k))
+        .collect();
+    assert!(!want.is_empty() && want.len() < source.accepted.len());
+
+    let out = tmp.path().join("filtered");
+    let out_s = out.to_str().unwrap();
+    let args = [
+        "--json",
+        "shard",
+        "filter",
+        ds_s,
+        "--out",
+        out_s,
+        "--where",
+        "orig_width >= 300",
+        "--where",
+        "label_color!=red",
+    ];
+    let summary = run(&args).expect_code(0).json();
+    assert_eq!(summary["units_committed"], 3, "{summary}");
+    assert_eq!(
+        summary["counts"]["read"],
+        source.accepted.len(),
+        "{summary}"
+    );
+    assert_eq!(summary["counts"]["accepted"], want.len(), "{summary}");
+    let filtered = read_dataset(out_s);
+    let kept: BTreeSet<String> = filtered.accepted.keys().cloned().collect();
+    assert_eq!(kept, want);
+    for (key, hash) in &filtered.accepted {
+        assert_eq!(&source.accepted[key], hash, "rows are stored as they were");
+    }
+    assert_eq!(filtered.rejected.len() + kept.len(), source.accepted.len());
+    assert!(filtered.rejected.values().all(|r| r == "column_filter"));
+    assert!(
+        filtered
+            .details
+            .values()
+            .all(|d| d.starts_with("orig_width is ") || d.starts_with("label_color is \"red\"")),
+        "{:?}",
+        filtered.details
+    );
+    run(&["shard", "verify", out_s]).expect_code(0);
+    let again = run(&args).expect_code(0).json();
+    assert_eq!(
+        (
+            again["units_committed"].as_u64(),
+            again["units_skipped"].as_u64()
+        ),
+        (Some(0), Some(3))
+    );
+
+    // other predicates into the same output, a column the data lacks, an unreadable predicate
+    let other = run(&[
+        "shard",
+        "filter",
+        ds_s,
+        "--out",
+        out_s,
+        "--where",
+        "orig_width>=10",
+    ]);
+    assert!(
+        other
+            .expect_code(2)
+            .stderr
+            .contains("different configuration")
+    );
+    let fresh = tmp.path().join("f2");
+    let fresh_s = fresh.to_str().unwrap();
+    let missing = run(&[
+        "shard",
+        "filter",
+        ds_s,
+        "--out",
+        fresh_s,
+        "--where",
+        "similarity>=0.3",
+    ]);
+    assert!(
+        missing
+            .expect_code(2)
+            .stderr
+            .contains("no column \"similarity\"")
+    );
+    assert!(
+        !fresh.exists(),
+        "nothing is written for a request that cannot be met"
+    );
+    let bad = run(&[
+        "shard",
+        "filter",
+        ds_s,
+        "--out",
+        fresh_s,
+        "--where",
+        "label_color<red",
+    ]);
+    assert!(bad.expect_code(2).stderr.contains("not a number"));
+}

@@ -62,11 +62,14 @@ pub enum RejectReason {
     // ---- output
     /// Re-encoding the resized image failed.
     EncodeError,
+    // ---- shard tools
+    /// Left out of a dataset made by `flipstream shard filter` (a column predicate failed).
+    ColumnFilter,
 }
 
 impl RejectReason {
     /// Every reason, in declaration order.
-    pub const ALL: [RejectReason; 22] = [
+    pub const ALL: [RejectReason; 23] = [
         RejectReason::MalformedRow,
         RejectReason::MissingImage,
         RejectReason::EmptyFile,
@@ -89,6 +92,7 @@ impl RejectReason {
         RejectReason::DuplicateExact,
         RejectReason::DuplicateNear,
         RejectReason::EncodeError,
+        RejectReason::ColumnFilter,
     ];
 
     /// The stored code (snake_case).
@@ -116,6 +120,7 @@ impl RejectReason {
             RejectReason::DuplicateExact => "duplicate_exact",
             RejectReason::DuplicateNear => "duplicate_near",
             RejectReason::EncodeError => "encode_error",
+            RejectReason::ColumnFilter => "column_filter",
         }
     }
 
@@ -149,6 +154,9 @@ impl RejectReason {
             RejectReason::DuplicateExact => "exact duplicate of an earlier image",
             RejectReason::DuplicateNear => "near-duplicate of an earlier image",
             RejectReason::EncodeError => "re-encoding the image failed",
+            RejectReason::ColumnFilter => {
+                "left out by a column predicate of `shard filter` (the detail says which)"
+            }
         }
     }
 }

@@ -71,6 +71,15 @@ pub enum ShardError {
         /// What stands in the way.
         detail: String,
     },
+    /// The filter asked for cannot be applied to this dataset (no predicate, a column it lacks, a
+    /// column that does not compare with the value).
+    #[error("cannot filter {url}: {detail}")]
+    FilterRequest {
+        /// Dataset root.
+        url: String,
+        /// What stands in the way.
+        detail: String,
+    },
     /// The URL holds no flipstream dataset.
     #[error("{url} is not a flipstream dataset: {detail}")]
     NotADataset {

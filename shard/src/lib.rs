@@ -10,6 +10,7 @@
 //! - [`retried`]: retry units (`ingest --retry-failed`) and the rejections they superseded.
 //! - [`verify`]: `shard verify`, every object checked against its commit record.
 //! - [`split`]: `shard split`, the train/validation split view.
+//! - [`filter`]: `shard filter`, a new dataset of the rows that satisfy column predicates.
 //! - [`stats`]: the dataset statistics report (JSON, Markdown, HTML with SVG charts).
 //! - [`imaging`]: image probe / decode / resize / encode / hashes for ingest and the loader
 //!   ([`imaging::process_for_shard`], [`imaging::decode`], [`imaging::crop_resize_into`]).
@@ -19,6 +20,7 @@
 pub mod commit;
 pub mod dataset;
 pub mod error;
+pub mod filter;
 pub mod imaging;
 pub mod listing;
 pub mod loader;

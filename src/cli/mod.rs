@@ -49,6 +49,7 @@ pub struct Cli {
 
 mod bench;
 mod eval;
+mod filter;
 mod info;
 mod ingest;
 #[cfg(feature = "train")]

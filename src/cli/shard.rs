@@ -1,5 +1,6 @@
-//! `flipstream shard ls|verify|split URL`: list, check and split a committed dataset (`split`
-//! optionally holding out label-value combinations).
+//! `flipstream shard ls|verify|split|filter URL`: list, check, split and filter a committed
+//! dataset (`split` optionally holding out label-value combinations; `filter` in
+//! [`super::filter`]).
 
 use std::process::ExitCode;
 
@@ -32,6 +33,11 @@ pub enum ShardCommand {
     /// schema v1, rows, row groups), the commit records and the manifest themselves, and look for
     /// orphans and uncommitted leftovers. Reports every problem; exit 0 when clean, 1 when not.
     Verify(VerifyArgs),
+    /// Write a new dataset with the rows that satisfy column predicates (--where
+    /// similarity>=0.28 …), stored as they are; every other row becomes a `column_filter`
+    /// rejection naming the predicate and its value, so accepted + rejected = read holds.
+    /// Resumable: a re-run continues the units not yet committed.
+    Filter(super::filter::FilterArgs),
     /// Write a deterministic train/validation split view (_flipstream/split.json): a row is in
     /// validation when the hash of its key with the seed falls below the fraction, or, with
     /// --holdout-columns, when its label values form a held-out combination. Reads only the `key`
@@ -148,6 +154,7 @@ pub fn run(args: ShardArgs, global: Global) -> anyhow::Result<ExitCode> {
         ShardCommand::Ls(a) => ls(a, global),
         ShardCommand::Verify(a) => verify(a, global),
         ShardCommand::Split(a) => split(a, global),
+        ShardCommand::Filter(a) => super::filter::filter(a, global),
     }
 }
 

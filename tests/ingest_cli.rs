@@ -226,13 +226,20 @@ fn every_file_layout_rejects_exactly_the_planted_dirt() {
     }
 }
 
-#[test]
-fn url_list_is_downloaded_from_a_local_server() {
-    let tmp = tempfile::tempdir().unwrap();
-    let raw = tmp.path().join("urls");
+/// A test HTTP server over a new `urls` folder in `dir`: the folder, the server and its base URL
+/// (ending in `/`).
+fn url_server(dir: &Path) -> (std::path::PathBuf, TestServer, String) {
+    let raw = dir.join("urls");
     std::fs::create_dir_all(&raw).unwrap();
     let server = TestServer::start(&raw).unwrap();
     let base = format!("{}/", server.base_url().trim_end_matches('/'));
+    (raw, server, base)
+}
+
+#[test]
+fn url_list_is_downloaded_from_a_local_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (raw, _server, base) = url_server(tmp.path());
     let dirt = format!("{ALL_DIRT},missing_file=0.03");
     let truth = synth(&raw, "urls", 200, 100, &dirt, &["--url-base", &base]);
     let out = tmp.path().join("ds");
@@ -621,10 +628,7 @@ fn list_line(key: &str, url: &str, caption: &str) -> String {
 #[test]
 fn retry_failed_fetches_again_only_transient_failures() {
     let tmp = tempfile::tempdir().unwrap();
-    let raw = tmp.path().join("urls");
-    std::fs::create_dir_all(&raw).unwrap();
-    let server = TestServer::start(&raw).unwrap();
-    let base = format!("{}/", server.base_url().trim_end_matches('/'));
+    let (raw, server, base) = url_server(tmp.path());
     synth(
         &raw,
         "urls",

@@ -880,19 +880,17 @@ fn shard_filter_keeps_the_rows_that_satisfy_every_predicate() {
 
     let out = tmp.path().join("filtered");
     let out_s = out.to_str().unwrap();
-    let args = [
-        "--json",
-        "shard",
-        "filter",
-        ds_s,
-        "--out",
-        out_s,
-        "--where",
-        "orig_width >= 300",
-        "--where",
-        "label_color!=red",
-    ];
-    let summary = run(&args).expect_code(0).json();
+    // `shard filter` of the source into `out` with these predicates (and `extra` flags)
+    let filter = |out: &str, predicates: &[&str], extra: &[&str]| {
+        let mut args = vec!["shard", "filter", ds_s, "--out", out];
+        for p in predicates {
+            args.extend(["--where", p]);
+        }
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let wanted = ["orig_width >= 300", "label_color!=red"];
+    let summary = filter(out_s, &wanted, &["--json"]).expect_code(0).json();
     assert_eq!(summary["units_committed"], 3, "{summary}");
     assert_eq!(
         summary["counts"]["read"],
@@ -917,7 +915,7 @@ fn shard_filter_keeps_the_rows_that_satisfy_every_predicate() {
         filtered.details
     );
     run(&["shard", "verify", out_s]).expect_code(0);
-    let again = run(&args).expect_code(0).json();
+    let again = filter(out_s, &wanted, &["--json"]).expect_code(0).json();
     assert_eq!(
         (
             again["units_committed"].as_u64(),
@@ -927,50 +925,24 @@ fn shard_filter_keeps_the_rows_that_satisfy_every_predicate() {
     );
 
     // other predicates into the same output, a column the data lacks, an unreadable predicate
-    let other = run(&[
-        "shard",
-        "filter",
-        ds_s,
-        "--out",
-        out_s,
-        "--where",
-        "orig_width>=10",
-    ]);
+    let other = filter(out_s, &["orig_width>=10"], &[]).expect_code(2);
     assert!(
-        other
-            .expect_code(2)
-            .stderr
-            .contains("different configuration")
+        other.stderr.contains("different configuration"),
+        "{}",
+        other.stderr
     );
     let fresh = tmp.path().join("f2");
     let fresh_s = fresh.to_str().unwrap();
-    let missing = run(&[
-        "shard",
-        "filter",
-        ds_s,
-        "--out",
-        fresh_s,
-        "--where",
-        "similarity>=0.3",
-    ]);
+    let missing = filter(fresh_s, &["similarity>=0.3"], &[]).expect_code(2);
     assert!(
-        missing
-            .expect_code(2)
-            .stderr
-            .contains("no column \"similarity\"")
+        missing.stderr.contains("no column \"similarity\""),
+        "{}",
+        missing.stderr
     );
     assert!(
         !fresh.exists(),
         "nothing is written for a request that cannot be met"
     );
-    let bad = run(&[
-        "shard",
-        "filter",
-        ds_s,
-        "--out",
-        fresh_s,
-        "--where",
-        "label_color<red",
-    ]);
+    let bad = filter(fresh_s, &["label_color<red"], &[]);
     assert!(bad.expect_code(2).stderr.contains("not a number"));
 }

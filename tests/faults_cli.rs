@@ -23,7 +23,7 @@ use flipstream_shard::StoreRoot;
 use support::dataset::fingerprint;
 use support::faults::FaultProxy;
 use support::s3::{MotoServer, set_process_env};
-use support::train::{CONFIG, assert_same_losses, losses};
+use support::train::{CONFIG, ONE_CPU_THREAD, assert_same_losses, losses};
 use support::{Run, run_in};
 
 /// `env` with the S3 endpoint replaced by `endpoint`.
@@ -80,13 +80,8 @@ fn train_args<'a>(data: &'a str, run: &'a str, config: &'a str, extra: &[&'a str
         "--all-data",
         "--eval-every",
         "0",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--decode-threads",
-        "1",
     ];
+    args.extend_from_slice(&ONE_CPU_THREAD);
     args.extend_from_slice(extra);
     args
 }
@@ -278,17 +273,10 @@ fn commands_ride_out_a_flaky_store_and_an_outage() {
         serde_json::from_slice(&read_object(&killed_run, "checkpoints/latest.json")).unwrap();
     assert_eq!(latest["step"], 4, "{latest}");
     let resumed = [
-        "train",
-        "--run",
-        &killed_run,
-        "--resume",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--decode-threads",
-        "1",
-    ];
+        &["train", "--run", &killed_run, "--resume"][..],
+        &ONE_CPU_THREAD,
+    ]
+    .concat();
     json_of(cwd, &resumed, &flaky);
     assert_same_losses(&losses(&local_run), &s3_losses(&killed_run, &scratch));
 

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use support::train::{CONFIG, assert_same_losses, losses};
+use support::train::{CONFIG, ONE_CPU_THREAD, assert_same_losses, losses};
 use support::{Run, bin, run};
 
 /// The dataset (256 synthetic pairs, ingested at 32 px) and the config file, made once.
@@ -104,13 +104,8 @@ fn resume(run_dir: &Path, extra: &[&str]) -> Run {
         "--run",
         run_dir.to_str().unwrap(),
         "--resume",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--decode-threads",
-        "1",
     ];
+    args.extend_from_slice(&ONE_CPU_THREAD);
     args.extend_from_slice(extra);
     run(&args)
 }

@@ -18,7 +18,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use flipstream_schemas::{CommitRecord, RejectReason, RetryInfo, UnitSpec, columns};
-use flipstream_shard::retried::{AcceptedHash, accepted_hashes, for_each_row};
+use flipstream_shard::reader::for_each_text_row;
+use flipstream_shard::retried::{AcceptedHash, accepted_hashes};
 use flipstream_shard::{Dataset, ShardError};
 
 use crate::fetch::retry::is_transient_status;
@@ -152,7 +153,7 @@ async fn transient_rejections(
         return Ok(keys);
     };
     let names = [columns::KEY, columns::REASON, columns::DETAIL];
-    for_each_row(ds.root(), &file.path, file.bytes, &names, |row| {
+    for_each_text_row(ds.root(), &file.path, file.bytes, &names, |row| {
         if let Some(reason) = RejectReason::from_code(row[1])
             && is_transient_rejection(reason, row[2])
         {

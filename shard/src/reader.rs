@@ -9,8 +9,8 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, SchemaRef};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
@@ -240,4 +240,46 @@ impl ShardReader {
             }
         }
     }
+}
+
+/// Calls `f` with the values of the text columns `names` (in that order) of every row of the
+/// file at `path` whose values are all non-null; only those columns are read.
+pub async fn for_each_text_row(
+    root: &StoreRoot,
+    path: &str,
+    bytes: u64,
+    names: &[&str],
+    mut f: impl FnMut(&[&str]),
+) -> Result<()> {
+    let reader = ShardReader::open(root, path, Some(bytes)).await?;
+    for rg in 0..reader.num_row_groups() {
+        let batch = reader.read_row_group(rg, Some(names)).await?;
+        let mut texts = Vec::with_capacity(names.len());
+        for name in names {
+            let column = batch
+                .column_by_name(name)
+                .ok_or_else(|| ShardError::BadRecord {
+                    path: root.location(path),
+                    detail: format!("row group {rg} has no {name} column"),
+                })?;
+            let text = arrow::compute::cast(column, &DataType::Utf8).map_err(|e| {
+                ShardError::BadRecord {
+                    path: root.location(path),
+                    detail: format!("{name} column of row group {rg} is not text: {e}"),
+                }
+            })?;
+            texts.push(text);
+        }
+        let texts: Vec<_> = texts.iter().map(|t| t.as_string::<i32>()).collect();
+        let mut row = Vec::with_capacity(names.len());
+        for i in 0..batch.num_rows() {
+            if texts.iter().any(|t| t.is_null(i)) {
+                continue;
+            }
+            row.clear();
+            row.extend(texts.iter().map(|t| t.value(i)));
+            f(&row);
+        }
+    }
+    Ok(())
 }

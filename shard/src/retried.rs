@@ -10,12 +10,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use arrow::array::{Array, AsArray};
+use arrow::array::AsArray;
 use arrow::datatypes::{DataType, UInt64Type};
 use flipstream_schemas::{CommitRecord, columns};
 
 use crate::error::{Result, ShardError};
-use crate::reader::ShardReader;
+use crate::reader::{ShardReader, for_each_text_row};
 use crate::store::StoreRoot;
 
 /// For each unit that a retry unit re-tried, that retry unit (at most one per unit: round `k+1`
@@ -45,48 +45,6 @@ pub fn live_rejections(
     live
 }
 
-/// Calls `f` with the values of the text columns `names` (in that order) of every row of the
-/// file at `path` whose values are all non-null; only those columns are read.
-pub async fn for_each_row(
-    root: &StoreRoot,
-    path: &str,
-    bytes: u64,
-    names: &[&str],
-    mut f: impl FnMut(&[&str]),
-) -> Result<()> {
-    let reader = ShardReader::open(root, path, Some(bytes)).await?;
-    for rg in 0..reader.num_row_groups() {
-        let batch = reader.read_row_group(rg, Some(names)).await?;
-        let mut texts = Vec::with_capacity(names.len());
-        for name in names {
-            let column = batch
-                .column_by_name(name)
-                .ok_or_else(|| ShardError::BadRecord {
-                    path: root.location(path),
-                    detail: format!("row group {rg} has no {name} column"),
-                })?;
-            let text = arrow::compute::cast(column, &DataType::Utf8).map_err(|e| {
-                ShardError::BadRecord {
-                    path: root.location(path),
-                    detail: format!("{name} column of row group {rg} is not text: {e}"),
-                }
-            })?;
-            texts.push(text);
-        }
-        let texts: Vec<_> = texts.iter().map(|t| t.as_string::<i32>()).collect();
-        let mut row = Vec::with_capacity(names.len());
-        for i in 0..batch.num_rows() {
-            if texts.iter().any(|t| t.is_null(i)) {
-                continue;
-            }
-            row.clear();
-            row.extend(texts.iter().map(|t| t.value(i)));
-            f(&row);
-        }
-    }
-    Ok(())
-}
-
 /// Every key of a unit: its shard rows and its rejection rows (only the `key` column is read).
 /// For a retry unit these are the keys whose rejections in the unit it re-tried are superseded.
 pub async fn unit_keys(root: &StoreRoot, record: &CommitRecord) -> Result<HashSet<String>> {
@@ -97,7 +55,7 @@ pub async fn unit_keys(root: &StoreRoot, record: &CommitRecord) -> Result<HashSe
         .chain(record.rejections.iter().map(|r| (r.path.as_str(), r.bytes)));
     let mut keys = HashSet::new();
     for (path, bytes) in files {
-        for_each_row(root, path, bytes, &[columns::KEY], |row| {
+        for_each_text_row(root, path, bytes, &[columns::KEY], |row| {
             keys.insert(row[0].to_string());
         })
         .await?;
@@ -113,7 +71,7 @@ pub async fn rejection_reasons(
     let mut out = HashMap::new();
     if let Some(file) = &record.rejections {
         let names = [columns::KEY, columns::REASON];
-        for_each_row(root, &file.path, file.bytes, &names, |row| {
+        for_each_text_row(root, &file.path, file.bytes, &names, |row| {
             out.insert(row[0].to_string(), row[1].to_string());
         })
         .await?;

@@ -32,6 +32,10 @@ tokenizer_vocab_size = 400
 shuffle_block = 64
 "#;
 
+/// The process flags of every test run: the CPU, one libtorch thread, one decode thread.
+pub const ONE_CPU_THREAD: [&str; 6] =
+    ["--device", "cpu", "--threads", "1", "--decode-threads", "1"];
+
 /// The losses of metrics.jsonl by step.
 pub fn losses(run_dir: &Path) -> Vec<(u64, f64)> {
     std::fs::read_to_string(run_dir.join("metrics.jsonl"))

@@ -16,13 +16,13 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use super::{Problem, ProblemKind, problem};
 use crate::error::Result;
-use crate::retried::for_each_row;
+use crate::reader::for_each_text_row;
 use crate::store::StoreRoot;
 
 /// The keys of one shard file, in row order.
 async fn shard_keys(root: &StoreRoot, path: &str, bytes: u64) -> Result<Vec<String>> {
     let mut keys = Vec::new();
-    for_each_row(root, path, bytes, &[columns::KEY], |row| {
+    for_each_text_row(root, path, bytes, &[columns::KEY], |row| {
         keys.push(row[0].to_string());
     })
     .await?;

@@ -72,6 +72,8 @@ pub enum FileKind {
     Shard,
     /// Rejected input items.
     Rejections,
+    /// A unit's scores in a score sidecar ([`score_schema`]).
+    Scores,
 }
 
 impl FileKind {
@@ -80,6 +82,7 @@ impl FileKind {
         match self {
             FileKind::Shard => "shard",
             FileKind::Rejections => "rejections",
+            FileKind::Scores => "scores",
         }
     }
 
@@ -88,6 +91,7 @@ impl FileKind {
         match s {
             "shard" => Some(FileKind::Shard),
             "rejections" => Some(FileKind::Rejections),
+            "scores" => Some(FileKind::Scores),
             _ => None,
         }
     }
@@ -151,6 +155,15 @@ pub fn rejection_schema() -> SchemaRef {
         Field::new(URL, DataType::Utf8, true),
         Field::new(REASON, dict_utf8(), false),
         Field::new(DETAIL, DataType::Utf8, false),
+    ]))
+}
+
+/// Score sidecar schema v1 (`scores/<name>/<unit>.parquet`): the row's key and its image-caption
+/// cosine similarity under the sidecar's model.
+pub fn score_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(KEY, DataType::Utf8, false),
+        Field::new(crate::records::CLIP_SCORE_COLUMN, DataType::Float32, false),
     ]))
 }
 

@@ -6,6 +6,8 @@
 //! <root>/_flipstream/split.json             SplitManifest (optional train/val view)
 //! <root>/shards/<unit>-<seq:05>.parquet     accepted pairs
 //! <root>/rejections/<unit>.parquet          rejected items
+//! <root>/scores/<name>/_score.json          ScoreManifest of a `flipstream score` sidecar
+//! <root>/scores/<name>/<unit>.parquet       key, clip_score of the unit's accepted rows
 //! ```
 //!
 //! Names are deterministic: re-running a unit after a crash rewrites the same objects, and anything
@@ -23,6 +25,29 @@ pub const SPLIT: &str = "_flipstream/split.json";
 pub const SHARDS_DIR: &str = "shards";
 /// Folder of rejection files.
 pub const REJECTIONS_DIR: &str = "rejections";
+
+/// Folder of score sidecars (`flipstream score`): data beside the shards, never named by a commit
+/// record, so not an orphan either.
+pub const SCORES_DIR: &str = "scores";
+
+/// The manifest of the score sidecar `name`.
+pub fn score_manifest_path(name: &str) -> String {
+    format!("{SCORES_DIR}/{name}/_score.json")
+}
+
+/// The scores of one unit in the sidecar `name`.
+pub fn score_unit_path(name: &str, unit: &str) -> String {
+    format!("{SCORES_DIR}/{name}/{unit}.parquet")
+}
+
+/// The unit a path inside the sidecar `name` holds scores of, if it is such a file.
+pub fn unit_of_score_path<'a>(name: &str, path: &'a str) -> Option<&'a str> {
+    path.strip_prefix(SCORES_DIR)?
+        .strip_prefix('/')?
+        .strip_prefix(name)?
+        .strip_prefix('/')?
+        .strip_suffix(".parquet")
+}
 
 /// Path of a unit's commit record.
 pub fn commit_path(unit: &str) -> String {
@@ -103,6 +128,18 @@ mod tests {
         );
         assert_eq!(unit_of_data_path("shards/oops.parquet"), None);
         assert_eq!(unit_of_commit_path("_flipstream/manifest.json"), None);
+        assert_eq!(
+            unit_of_score_path("clip", &score_unit_path("clip", "part-0001")),
+            Some("part-0001")
+        );
+        assert_eq!(
+            unit_of_score_path("clip", &score_manifest_path("clip")),
+            None
+        );
+        assert_eq!(
+            unit_of_score_path("other", &score_unit_path("clip", "u")),
+            None
+        );
     }
 
     #[test]

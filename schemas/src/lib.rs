@@ -4,7 +4,9 @@
 //! - Parquet **shards** of accepted pairs, one row per pair ([`shard_schema`]),
 //! - Parquet **rejection files**, one row per input item that was not accepted ([`rejection_schema`]),
 //! - one JSON [`CommitRecord`] per unit of work, written last: readers only see committed units,
-//! - one JSON [`DatasetManifest`] describing how the dataset was made.
+//! - one JSON [`DatasetManifest`] describing how the dataset was made,
+//! - optional score sidecars (`flipstream score`): per unit, a Parquet file of `key` and
+//!   `clip_score`, described by a [`ScoreManifest`] ([`score_schema`]).
 //!
 //! Where each object lives is fixed by [`layout`]. Schema version and writer settings travel in the
 //! Parquet key-value metadata ([`metadata`]); [`validate`] checks a file against schema v1 and says
@@ -20,13 +22,14 @@ pub mod reject;
 pub mod validate;
 
 pub use columns::{
-    FileKind, PASSTHROUGH_PREFIX_ON_CLASH, extra_column_name, rejection_schema, shard_schema,
-    shard_schema_with_extras,
+    FileKind, PASSTHROUGH_PREFIX_ON_CLASH, extra_column_name, rejection_schema, score_schema,
+    shard_schema, shard_schema_with_extras,
 };
 pub use records::{
-    CommitRecord, DatasetManifest, FileEntry, Holdout, HoldoutError, RetryInfo, ShardEntry, Split,
-    SplitManifest, SplitRowGroup, UnitCounts, UnitSpec, WorkerInfo, chain_counts, choose_holdout,
-    combo_hash, dataset_counts, now_rfc3339, side_of, split_of, validate_holdout,
+    CLIP_SCORE_COLUMN, CommitRecord, DatasetManifest, FileEntry, Holdout, HoldoutError, RetryInfo,
+    ScoreManifest, ScoreModel, ShardEntry, Split, SplitManifest, SplitRowGroup, UnitCounts,
+    UnitSpec, WorkerInfo, chain_counts, choose_holdout, combo_hash, dataset_counts, now_rfc3339,
+    side_of, split_of, validate_holdout,
 };
 pub use reject::RejectReason;
 pub use validate::{

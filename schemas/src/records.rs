@@ -16,6 +16,10 @@ pub const MANIFEST_FORMAT: &str = "flipstream-dataset";
 pub const COMMIT_FORMAT: &str = "flipstream-commit";
 /// `format` tag of [`SplitManifest`].
 pub const SPLIT_FORMAT: &str = "flipstream-split";
+/// `format` tag of [`ScoreManifest`].
+pub const SCORE_FORMAT: &str = "flipstream-scores";
+/// The column a score sidecar holds beside `key`.
+pub const CLIP_SCORE_COLUMN: &str = "clip_score";
 
 /// Describes how a dataset was made. Written once, by the first worker to start; every later
 /// worker (or re-run) checks that its own configuration has the same fingerprint.
@@ -592,6 +596,73 @@ pub fn side_of(
     match (holdout, labels) {
         (Some(h), Some(values)) if h.contains(values) => Split::Val,
         _ => split_of(key, seed, val_fraction),
+    }
+}
+
+/// The model whose image-caption similarities a score sidecar holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreModel {
+    /// The run directory (path or URL) the checkpoint came from.
+    pub run: String,
+    /// The checkpoint's folder name (`step-00000800`).
+    pub checkpoint: String,
+    /// Optimizer steps of the checkpoint.
+    pub step: u64,
+    /// BLAKE3 of the checkpoint's weights file: the identity a resumed scoring checks.
+    pub fingerprint: String,
+}
+
+/// Describes a score sidecar (`scores/<name>/_score.json`; the leading `_` keeps Parquet
+/// readers of the folder from taking it for data): one Parquet file per committed unit
+/// holding `key` and [`CLIP_SCORE_COLUMN`] (the cosine similarity of the row's image and caption
+/// embeddings), written by `flipstream score`, never by rewriting the shards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreManifest {
+    /// Always [`SCORE_FORMAT`].
+    pub format: String,
+    /// Always [`SCHEMA_VERSION`] for this build.
+    pub schema_version: u32,
+    /// The sidecar's name (its folder under `scores/`).
+    pub name: String,
+    /// The score column (always [`CLIP_SCORE_COLUMN`] for now).
+    pub column: String,
+    /// RFC 3339 time of creation.
+    pub created_at: String,
+    /// Program and version.
+    pub created_by: String,
+    /// The dataset manifest's `config_fingerprint` (scores of another dataset are refused).
+    pub dataset_fingerprint: String,
+    /// The scoring model.
+    pub model: ScoreModel,
+    /// Side length of the centre-cropped images the model saw.
+    pub image_size: u32,
+}
+
+impl ScoreManifest {
+    /// A manifest for the sidecar `name`, stamped now.
+    pub fn new(name: &str, dataset_fingerprint: &str, model: ScoreModel, image_size: u32) -> Self {
+        Self {
+            format: SCORE_FORMAT.into(),
+            schema_version: SCHEMA_VERSION,
+            name: name.into(),
+            column: CLIP_SCORE_COLUMN.into(),
+            created_at: now_rfc3339(),
+            created_by: crate::metadata::writer_id(),
+            dataset_fingerprint: dataset_fingerprint.into(),
+            model,
+            image_size,
+        }
+    }
+
+    /// True when `other` scores the same dataset with the same weights and image size (so a
+    /// scoring run may add units to this sidecar).
+    pub fn same_scoring(&self, other: &ScoreManifest) -> bool {
+        self.dataset_fingerprint == other.dataset_fingerprint
+            && self.model.fingerprint == other.model.fingerprint
+            && self.image_size == other.image_size
+            && self.column == other.column
     }
 }
 

@@ -65,11 +65,14 @@ pub enum RejectReason {
     // ---- shard tools
     /// Left out of a dataset made by `flipstream shard filter` (a column predicate failed).
     ColumnFilter,
+    /// Left out by `shard filter --min-clip-score / --clip-score-top` (or a predicate on
+    /// `clip_score`): the image-caption similarity of a `flipstream score` sidecar is too low.
+    LowClipScore,
 }
 
 impl RejectReason {
     /// Every reason, in declaration order.
-    pub const ALL: [RejectReason; 23] = [
+    pub const ALL: [RejectReason; 24] = [
         RejectReason::MalformedRow,
         RejectReason::MissingImage,
         RejectReason::EmptyFile,
@@ -93,6 +96,7 @@ impl RejectReason {
         RejectReason::DuplicateNear,
         RejectReason::EncodeError,
         RejectReason::ColumnFilter,
+        RejectReason::LowClipScore,
     ];
 
     /// The stored code (snake_case).
@@ -121,6 +125,7 @@ impl RejectReason {
             RejectReason::DuplicateNear => "duplicate_near",
             RejectReason::EncodeError => "encode_error",
             RejectReason::ColumnFilter => "column_filter",
+            RejectReason::LowClipScore => "low_clip_score",
         }
     }
 
@@ -156,6 +161,9 @@ impl RejectReason {
             RejectReason::EncodeError => "re-encoding the image failed",
             RejectReason::ColumnFilter => {
                 "left out by a column predicate of `shard filter` (the detail says which)"
+            }
+            RejectReason::LowClipScore => {
+                "image-caption similarity (CLIP score) below the `shard filter` threshold"
             }
         }
     }

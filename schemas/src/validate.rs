@@ -89,6 +89,7 @@ pub fn validate_schema(actual: &Schema, kind: FileKind) -> Result<Vec<Field>, Sc
     let expected = match kind {
         FileKind::Shard => columns::shard_schema(),
         FileKind::Rejections => columns::rejection_schema(),
+        FileKind::Scores => columns::score_schema(),
     };
     let mut problems = Vec::new();
     for (pos, want) in expected.fields().iter().enumerate() {
@@ -129,7 +130,9 @@ pub fn validate_schema(actual: &Schema, kind: FileKind) -> Result<Vec<Field>, Sc
             continue;
         }
         match kind {
-            FileKind::Rejections => problems.push(format!("unexpected column `{}`", got.name())),
+            FileKind::Rejections | FileKind::Scores => {
+                problems.push(format!("unexpected column `{}`", got.name()))
+            }
             FileKind::Shard if !is_passthrough_type(got.data_type()) => problems.push(format!(
                 "passthrough column `{}` has type {}, only scalar types are allowed",
                 got.name(),

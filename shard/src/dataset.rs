@@ -237,8 +237,17 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Lists every object of the dataset that no commit record names and that is not bookkeeping:
-/// orphans of crashed attempts and stray files. Paths relative to the root.
+/// True for objects under `_flipstream/` and `scores/`: never named by a commit record, never
+/// orphans.
+fn is_sidecar_or_bookkeeping(path: &str) -> bool {
+    [layout::META_DIR, layout::SCORES_DIR].iter().any(|dir| {
+        path.strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
+/// Lists every object of the dataset that no commit record names and that is not bookkeeping or
+/// a score sidecar: orphans of crashed attempts and stray files. Paths relative to the root.
 pub async fn unreferenced_objects(
     root: &StoreRoot,
     commits: &[CommitRecord],
@@ -258,6 +267,6 @@ pub async fn unreferenced_objects(
         .collect();
     Ok(all
         .into_iter()
-        .filter(|p| !p.starts_with(layout::META_DIR) && !named.contains(p.as_str()))
+        .filter(|p| !is_sidecar_or_bookkeeping(p) && !named.contains(p.as_str()))
         .collect())
 }

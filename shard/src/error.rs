@@ -80,6 +80,15 @@ pub enum ShardError {
         /// What stands in the way.
         detail: String,
     },
+    /// Scores asked for that this dataset does not have (no sidecar, several to choose from, one
+    /// of another dataset or another model under the same name).
+    #[error("scores of {url}: {detail}")]
+    ScoresRequest {
+        /// Dataset root.
+        url: String,
+        /// What stands in the way.
+        detail: String,
+    },
     /// The URL holds no flipstream dataset.
     #[error("{url} is not a flipstream dataset: {detail}")]
     NotADataset {

@@ -11,6 +11,7 @@
 //! - [`verify`]: `shard verify`, every object checked against its commit record.
 //! - [`split`]: `shard split`, the train/validation split view.
 //! - [`filter`]: `shard filter`, a new dataset of the rows that satisfy column predicates.
+//! - [`scores`]: score sidecars (`flipstream score`): per-row CLIP scores beside the shards.
 //! - [`stats`]: the dataset statistics report (JSON, Markdown, HTML with SVG charts).
 //! - [`imaging`]: image probe / decode / resize / encode / hashes for ingest and the loader
 //!   ([`imaging::process_for_shard`], [`imaging::decode`], [`imaging::crop_resize_into`]).
@@ -27,6 +28,7 @@ pub mod loader;
 pub mod reader;
 pub mod retried;
 pub mod rows;
+pub mod scores;
 pub mod split;
 pub mod stats;
 pub mod store;

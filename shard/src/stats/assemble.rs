@@ -29,6 +29,8 @@ pub struct Inputs<'a> {
     pub sample_bytes_fetched: u64,
     /// The split view, if any.
     pub split: Option<SplitManifest>,
+    /// The score sidecars' summaries.
+    pub scores: Vec<ScoreSummary>,
     /// Seconds the whole computation took.
     pub elapsed_s: f64,
     /// Object-store retries during the computation.
@@ -353,6 +355,7 @@ pub fn assemble(inputs: Inputs<'_>) -> StatsReport {
                 .collect(),
         },
         passthrough: passthrough(state, inputs.options.top_values),
+        scores: inputs.scores,
         shards: shard_rows,
         outliers: outlier_summary,
         scan: ScanSummary {

@@ -111,6 +111,24 @@ pub fn rate(per_s: f64) -> String {
     }
 }
 
+/// What a score sidecar lacks, as a sentence starting with a space (empty when complete).
+pub fn score_gaps(s: &super::report::ScoreSummary) -> String {
+    let mut gaps = Vec::new();
+    if s.units_missing > 0 {
+        gaps.push(format!("{} units not scored yet", count(s.units_missing)));
+    }
+    if s.rows_unscored > 0 {
+        gaps.push(format!(
+            "{} rows without a score (images the scorer could not decode)",
+            count(s.rows_unscored)
+        ));
+    }
+    match gaps.is_empty() {
+        true => String::new(),
+        false => format!(" Missing: {}.", gaps.join("; ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

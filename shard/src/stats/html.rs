@@ -7,7 +7,10 @@ use base64::Engine;
 
 use super::StatsError;
 use super::charts::{bars_svg, histogram_svg, scatter_svg};
-use super::format::{bytes, count, opt_value, percent, rate, retried, seconds, significant};
+use super::format::{
+    bytes, count, opt_value, percent, rate, retried, score_gaps, seconds, significant,
+};
+use super::histogram::DistributionSummary;
 use super::markdown::shards_to_show;
 use super::metrics::{Metric, ValueUnit};
 use super::report::StatsReport;
@@ -70,6 +73,25 @@ fn card(o: &mut String, label: &str, value: &str, sub: &str) {
         escape(value),
         escape(sub)
     );
+}
+
+/// A numeric column's histogram beside its min / p5 / median / mean / p95 / max.
+fn numeric_block(o: &mut String, title: &str, s: &DistributionSummary) -> Result<(), StatsError> {
+    let u = ValueUnit::Decimal;
+    let q = s.quantiles.as_ref();
+    o.push_str(r#"<div class="charts">"#);
+    chart(o, &histogram_svg(title, &s.histogram, u)?);
+    let _ = write!(
+        o,
+        r#"<div class="chart"><table class="plain"><tr><th class="n">min</th><th class="n">p5</th><th class="n">median</th><th class="n">mean</th><th class="n">p95</th><th class="n">max</th></tr><tr><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td></tr></table></div></div>"#,
+        opt_value(s.min, u),
+        opt_value(q.map(|q| q.p05), u),
+        opt_value(q.map(|q| q.p50), u),
+        opt_value(s.mean, u),
+        opt_value(q.map(|q| q.p95), u),
+        opt_value(s.max, u)
+    );
+    Ok(())
 }
 
 fn chart(o: &mut String, svg: &str) {
@@ -352,20 +374,7 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
                 count(p.nulls)
             );
             if let Some(s) = &p.numeric {
-                let u = ValueUnit::Decimal;
-                let q = s.quantiles.as_ref();
-                o.push_str(r#"<div class="charts">"#);
-                chart(&mut o, &histogram_svg(&p.column, &s.histogram, u)?);
-                let _ = write!(
-                    o,
-                    r#"<div class="chart"><table class="plain"><tr><th class="n">min</th><th class="n">p5</th><th class="n">median</th><th class="n">mean</th><th class="n">p95</th><th class="n">max</th></tr><tr><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td></tr></table></div></div>"#,
-                    opt_value(s.min, u),
-                    opt_value(q.map(|q| q.p05), u),
-                    opt_value(q.map(|q| q.p50), u),
-                    opt_value(s.mean, u),
-                    opt_value(q.map(|q| q.p95), u),
-                    opt_value(s.max, u)
-                );
+                numeric_block(&mut o, &p.column, s)?;
             }
             if let Some(tx) = &p.text {
                 let _ = write!(
@@ -407,6 +416,25 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
                     count(b.false_count)
                 );
             }
+        }
+    }
+
+    // score sidecars
+    if !r.scores.is_empty() {
+        o.push_str("<h2>CLIP scores</h2>");
+        for sc in &r.scores {
+            let _ = write!(
+                o,
+                "<h3><code>scores/{}</code></h3><p>{} of {} rows: cosine similarity of image and caption under {} {} (step {}).{}</p>",
+                escape(&sc.name),
+                escape(&sc.column),
+                count(sc.distribution.count),
+                escape(&sc.run),
+                escape(&sc.checkpoint),
+                sc.step,
+                escape(&score_gaps(sc))
+            );
+            numeric_block(&mut o, &sc.column, &sc.distribution)?;
         }
     }
 

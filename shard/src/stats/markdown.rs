@@ -2,7 +2,10 @@
 
 use std::fmt::Write;
 
-use super::format::{bytes, count, opt_value, percent, rate, retried, seconds, significant};
+use super::format::{
+    bytes, count, opt_value, percent, rate, retried, score_gaps, seconds, significant,
+};
+use super::histogram::DistributionSummary;
 use super::metrics::{Metric, ValueUnit};
 use super::report::{ShardSummary, StatsReport};
 
@@ -29,6 +32,22 @@ pub fn shards_to_show(report: &StatsReport) -> (Vec<&ShardSummary>, bool) {
             false,
         )
     }
+}
+
+/// A numeric column's min / p5 / median / mean / p95 / max as a one-row table.
+fn numeric_table(o: &mut String, s: &DistributionSummary) {
+    let u = ValueUnit::Decimal;
+    let q = s.quantiles.as_ref();
+    let _ = writeln!(
+        o,
+        "| min | p5 | median | mean | p95 | max |\n|---:|---:|---:|---:|---:|---:|\n| {} | {} | {} | {} | {} | {} |\n",
+        opt_value(s.min, u),
+        opt_value(q.map(|q| q.p05), u),
+        opt_value(q.map(|q| q.p50), u),
+        opt_value(s.mean, u),
+        opt_value(q.map(|q| q.p95), u),
+        opt_value(s.max, u)
+    );
 }
 
 /// Renders the report as Markdown.
@@ -265,18 +284,7 @@ pub fn render_markdown(r: &StatsReport) -> String {
                 count(p.nulls)
             );
             if let Some(s) = &p.numeric {
-                let u = ValueUnit::Decimal;
-                let q = s.quantiles.as_ref();
-                let _ = writeln!(
-                    o,
-                    "| min | p5 | median | mean | p95 | max |\n|---:|---:|---:|---:|---:|---:|\n| {} | {} | {} | {} | {} | {} |\n",
-                    opt_value(s.min, u),
-                    opt_value(q.map(|q| q.p05), u),
-                    opt_value(q.map(|q| q.p50), u),
-                    opt_value(s.mean, u),
-                    opt_value(q.map(|q| q.p95), u),
-                    opt_value(s.max, u)
-                );
+                numeric_table(&mut o, s);
             }
             if let Some(tx) = &p.text {
                 let _ = writeln!(
@@ -301,6 +309,24 @@ pub fn render_markdown(r: &StatsReport) -> String {
                     count(b.false_count)
                 );
             }
+        }
+    }
+
+    if !r.scores.is_empty() {
+        let _ = writeln!(o, "\n## CLIP scores\n");
+        for sc in &r.scores {
+            let _ = writeln!(
+                o,
+                "### `scores/{}`\n\n{} of {} rows: cosine similarity of image and caption under {} {} (step {}).{}\n",
+                cell(&sc.name),
+                sc.column,
+                count(sc.distribution.count),
+                cell(&sc.run),
+                cell(&sc.checkpoint),
+                sc.step,
+                score_gaps(sc)
+            );
+            numeric_table(&mut o, &sc.distribution);
         }
     }
 

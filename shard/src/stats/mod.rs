@@ -49,6 +49,7 @@ pub use samples::Thumbnail;
 
 use crate::dataset::Dataset;
 use crate::error::ShardError;
+use crate::scores::ScoreSidecar;
 
 /// Why a report could not be made. Every variant names the object it is about.
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +203,7 @@ pub async fn compute_stats(
     if let Some(p) = &options.progress {
         p.finish_and_clear();
     }
+    let scores = score_summaries(ds, &mut warnings).await;
     let report = assemble::assemble(assemble::Inputs {
         dataset: ds,
         scan: &scan,
@@ -210,12 +212,54 @@ pub async fn compute_stats(
         samples,
         sample_bytes_fetched: sample_bytes,
         split,
+        scores,
         elapsed_s: elapsed,
         store_retries: crate::store::retry_counts().retries - retries_before,
         options,
         warnings,
     });
     Ok(StatsOutput { report, thumbnails })
+}
+
+/// The distribution of every score sidecar's scores; a sidecar that cannot be read becomes a
+/// warning, not a failed report.
+async fn score_summaries(ds: &Dataset, warnings: &mut Vec<String>) -> Vec<report::ScoreSummary> {
+    let names = match ScoreSidecar::names(ds.root()).await {
+        Ok(names) => names,
+        Err(e) => {
+            warnings.push(format!("score sidecars ignored: {e}"));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let read = async {
+            let sidecar = ScoreSidecar::find(ds, Some(&name)).await?;
+            let column = sidecar.read_all(ds).await?;
+            Ok::<_, ShardError>((sidecar, column))
+        };
+        match read.await {
+            Ok((sidecar, column)) => {
+                let mut distribution = histogram::Distribution::new(None);
+                for &s in &column.scores {
+                    distribution.add(f64::from(s));
+                }
+                let m = sidecar.manifest();
+                out.push(report::ScoreSummary {
+                    name,
+                    column: m.column.clone(),
+                    run: m.model.run.clone(),
+                    checkpoint: m.model.checkpoint.clone(),
+                    step: m.model.step,
+                    units_missing: column.units_missing.len() as u64,
+                    rows_unscored: column.rows_unscored,
+                    distribution: distribution.summary(),
+                });
+            }
+            Err(e) => warnings.push(format!("scores/{name} ignored: {e}")),
+        }
+    }
+    out
 }
 
 /// Files written by [`write_report`].

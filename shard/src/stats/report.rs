@@ -42,6 +42,9 @@ pub struct StatsReport {
     pub caption_words: WordSummary,
     /// One entry per passthrough column, by name.
     pub passthrough: Vec<PassthroughSummary>,
+    /// One entry per score sidecar (`flipstream score`), by name; absent when there is none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scores: Vec<ScoreSummary>,
     /// One entry per committed shard, in canonical order.
     pub shards: Vec<ShardSummary>,
     /// How shard outliers were found.
@@ -280,6 +283,27 @@ pub struct PassthroughSummary {
     pub text: Option<TextSummary>,
     /// True / false counts, for boolean columns.
     pub boolean: Option<BooleanSummary>,
+}
+
+/// The scores of one score sidecar (`scores/<name>/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreSummary {
+    /// The sidecar's name.
+    pub name: String,
+    /// The score column (`clip_score`).
+    pub column: String,
+    /// The scoring run directory.
+    pub run: String,
+    /// The scoring checkpoint's folder name.
+    pub checkpoint: String,
+    /// Its optimizer steps.
+    pub step: u64,
+    /// Committed units without a score file (scoring not finished).
+    pub units_missing: u64,
+    /// Accepted rows of scored units without a score (images the scorer could not decode).
+    pub rows_unscored: u64,
+    /// The distribution of the scores.
+    pub distribution: DistributionSummary,
 }
 
 /// Frequent values of a text column.

@@ -212,28 +212,73 @@ pub(crate) fn print_eval(r: &flipstream_train::run::EvalReport, json: bool) -> a
     write_stdout(&lines.join("\n"))
 }
 
+/// A run directory and its spec (`config.toml`); a directory without one is a usage error.
+#[cfg(feature = "train")]
+pub(crate) fn open_run(
+    run: &str,
+) -> anyhow::Result<(
+    flipstream_train::run::RunDir,
+    flipstream_train::run::RunSpec,
+)> {
+    use flipstream_train::run::rundir::CONFIG_FILE;
+    use flipstream_train::run::{RunDir, RunSpec};
+
+    use crate::cli::train::train_error;
+
+    let dir = RunDir::open(run).map_err(train_error)?;
+    let Some(text) = dir.read_opt(CONFIG_FILE).map_err(train_error)? else {
+        crate::usage_bail!(
+            "--run {run}: no run there ({CONFIG_FILE} is missing); train one with `flipstream train`"
+        );
+    };
+    let spec = RunSpec::from_toml_str(&String::from_utf8_lossy(&text), &dir.display(CONFIG_FILE))
+        .map_err(train_error)?;
+    Ok((dir, spec))
+}
+
+/// A run's weights at `checkpoint` (the latest when `None`) on `device`, with the checkpoint's
+/// local folder and the run's tokenizer file.
+#[cfg(feature = "train")]
+pub(crate) struct LoadedRun {
+    pub trainer: flipstream_train::TrainStep,
+    pub checkpoint: PathBuf,
+    pub tokenizer: PathBuf,
+    pub step: u64,
+}
+
+#[cfg(feature = "train")]
+pub(crate) fn load_weights(
+    dir: &flipstream_train::run::RunDir,
+    spec: &flipstream_train::run::RunSpec,
+    checkpoint: Option<&str>,
+    device: tch::Device,
+) -> anyhow::Result<LoadedRun> {
+    use flipstream_train::TrainStep;
+    use flipstream_train::run::rundir::TOKENIZER_FILE;
+
+    use crate::cli::train::train_error;
+
+    let checkpoint = dir.fetch_checkpoint(checkpoint).map_err(train_error)?;
+    let tokenizer = dir.fetch(TOKENIZER_FILE).map_err(train_error)?;
+    let mut trainer = TrainStep::new(spec.config.clone(), device).map_err(train_error)?;
+    let meta = trainer.load_checkpoint(&checkpoint).map_err(train_error)?;
+    Ok(LoadedRun {
+        trainer,
+        checkpoint,
+        tokenizer,
+        step: meta.step,
+    })
+}
+
 #[cfg(feature = "train")]
 pub fn run(args: EvalArgs, global: Global) -> anyhow::Result<ExitCode> {
-    use flipstream_train::TrainStep;
-    use flipstream_train::run::rundir::{CONFIG_FILE, TOKENIZER_FILE};
     use flipstream_train::run::spec::ALL_DATA_EVAL_REFUSAL;
-    use flipstream_train::run::{
-        DataSplit, EvalData, RunDir, RunSpec, check_eval_data, evaluate, read_templates,
-    };
+    use flipstream_train::run::{DataSplit, EvalData, check_eval_data, evaluate, read_templates};
 
     use crate::cli::train::{device_and_threads, train_error};
 
     let device = device_and_threads(&args.device, args.threads)?;
-    let dir = RunDir::open(&args.run).map_err(train_error)?;
-    let Some(text) = dir.read_opt(CONFIG_FILE).map_err(train_error)? else {
-        crate::usage_bail!(
-            "--run {}: no run there ({CONFIG_FILE} is missing); train one with `flipstream train`",
-            args.run
-        );
-    };
-    let mut spec =
-        RunSpec::from_toml_str(&String::from_utf8_lossy(&text), &dir.display(CONFIG_FILE))
-            .map_err(train_error)?;
+    let (dir, mut spec) = open_run(&args.run)?;
     let dataset = args
         .dataset
         .clone()
@@ -282,12 +327,12 @@ pub fn run(args: EvalArgs, global: Global) -> anyhow::Result<ExitCode> {
     {
         eprintln!("{note}");
     }
-    let checkpoint = dir
-        .fetch_checkpoint(args.checkpoint.as_deref())
-        .map_err(train_error)?;
-    let tokenizer = dir.fetch(TOKENIZER_FILE).map_err(train_error)?;
-    let mut trainer = TrainStep::new(spec.config.clone(), device).map_err(train_error)?;
-    trainer.load_checkpoint(&checkpoint).map_err(train_error)?;
+    let LoadedRun {
+        trainer,
+        checkpoint,
+        tokenizer,
+        ..
+    } = load_weights(&dir, &spec, args.checkpoint.as_deref(), device)?;
     if !global.quiet {
         eprintln!(
             "evaluating {} on the validation split of {dataset}",

@@ -56,6 +56,7 @@ mod ingest;
 mod launch;
 mod loader;
 pub mod progress;
+mod score;
 mod shard;
 mod stats;
 mod synth;
@@ -87,6 +88,9 @@ pub enum Command {
     /// Zero-shot classification and image-text retrieval of a run's checkpoint on the validation
     /// split.
     Eval(eval::EvalArgs),
+    /// CLIP-score every row of a dataset with a run's checkpoint (image-caption cosine
+    /// similarity) into a score sidecar beside its shards, for `shard filter --min-clip-score`.
+    Score(score::ScoreArgs),
     /// Benchmarks: tables on stdout, JSON with --json (see docs/benchmarks.md).
     Bench(bench::BenchArgs),
 }
@@ -140,6 +144,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tokenizer(args) => tokenizer::run(args, global),
         Command::Train(args) => train::run(args, global),
         Command::Eval(args) => eval::run(args, global),
+        Command::Score(args) => score::run(args, global),
         Command::Bench(args) => bench::run(args, global),
     };
     let retried = flipstream_shard::store::retry_counts();

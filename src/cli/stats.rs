@@ -82,6 +82,22 @@ pub fn run(args: StatsArgs, global: Global) -> anyhow::Result<ExitCode> {
         format::bytes(t.stored_bytes as f64),
         t.mean_image_bytes.map_or("–".into(), format::bytes)
     );
+    for sc in &r.scores {
+        let q = sc.distribution.quantiles.as_ref();
+        let v = |x: Option<f64>| x.map_or("–".into(), |x| format!("{x:.3}"));
+        println!(
+            "scores    {}: {} {} rows, p5 {} · median {} · p95 {} ({} step {}){}",
+            sc.name,
+            sc.column,
+            format::count(sc.distribution.count),
+            v(q.map(|q| q.p05)),
+            v(q.map(|q| q.p50)),
+            v(q.map(|q| q.p95)),
+            sc.checkpoint,
+            sc.step,
+            format::score_gaps(sc)
+        );
+    }
     if r.outliers.flagged_shards > 0 {
         println!(
             "outliers  {} shards (see the Shards section)",

@@ -158,6 +158,20 @@ impl Snapshot {
     }
 }
 
+/// BLAKE3 (hex) of a checkpoint's weights file: the identity of the weights, whatever the run
+/// directory or checkpoint is called.
+pub fn weights_fingerprint(dir: &Path) -> Result<String> {
+    let path = dir.join(MODEL_FILE);
+    let io = |source| TrainError::Io {
+        path: path.clone(),
+        source,
+    };
+    let file = std::fs::File::open(&path).map_err(io)?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(file).map_err(io)?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
 /// Reads a checkpoint's sidecar.
 pub fn read_meta(dir: &Path) -> Result<CheckpointMeta> {
     let path = dir.join(META_FILE);

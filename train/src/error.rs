@@ -169,6 +169,7 @@ impl TrainError {
                 **source,
                 flipstream_shard::ShardError::NotADataset { .. }
                     | flipstream_shard::ShardError::InvalidUrl { .. }
+                    | flipstream_shard::ShardError::ScoresRequest { .. }
             ),
             TrainError::Tokenizer { source, .. } => matches!(
                 **source,

@@ -9,6 +9,7 @@
 //! - [`eval`]: zero-shot classification (in-distribution and compositional) and image↔text
 //!   retrieval on the validation split.
 //! - [`saver`]: checkpoints saved on a background thread while training goes on.
+//! - [`score`]: CLIP scores of a dataset's rows into a score sidecar (`flipstream score`).
 //! - [`train_loop`]: [`train`], the loop itself: loader → step → metrics, evaluation, checkpoints.
 
 pub mod captions;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod prompts;
 pub mod rundir;
 pub mod saver;
+pub mod score;
 pub mod spec;
 pub mod train_loop;
 
@@ -27,5 +29,6 @@ pub use eval::{
 pub use metrics::{MetricsRecord, StepRecord, parse_metrics};
 pub use prompts::{LabelSet, read_templates};
 pub use rundir::RunDir;
+pub use score::{ScoreQuantiles, ScoreRequest, ScoreSummary, score_dataset};
 pub use spec::{DataSplit, EvalOptions, Overrides, RunOptions, RunSpec};
 pub use train_loop::{RunStart, Session, Silent, TrainObserver, TrainSummary, train};

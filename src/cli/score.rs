@@ -1,0 +1,154 @@
+//! `flipstream score DATASET --run RUN`: the CLIP score (image-caption cosine similarity under a
+//! run's checkpoint) of every accepted row, into the score sidecar `DATASET/scores/<name>/`;
+//! `shard filter --min-clip-score / --clip-score-top` and `stats` read it.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::cli::Global;
+
+/// Arguments of `flipstream score`.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// The dataset to score (path or URL); every committed unit, whatever its split.
+    #[arg(value_name = "URL")]
+    pub dataset: String,
+
+    /// Run directory (path or object-store URL) made by `flipstream train`: its config, tokenizer
+    /// and checkpoint score the rows. A CLIP, FLIP or MAE+CLIP run (one with a text tower).
+    #[arg(long, value_name = "DIR")]
+    pub run: String,
+
+    /// Checkpoint: a step (`800`), a folder name (`step-00000800`) or a path relative to the run
+    /// directory [default: the latest].
+    #[arg(long, value_name = "STEP|NAME")]
+    pub checkpoint: Option<String>,
+
+    /// Name of the sidecar (DATASET/scores/NAME/). A re-run with the same weights scores only
+    /// the units still missing; other weights need another name.
+    #[arg(long, value_name = "NAME", default_value = flipstream_shard::scores::DEFAULT_NAME)]
+    pub name: String,
+
+    /// Rows encoded at once.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub batch_size: usize,
+
+    /// Device: cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+
+    /// libtorch intra-op CPU threads (default: libtorch's choice, one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Loader decode threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub decode_threads: usize,
+}
+
+#[cfg(not(feature = "train"))]
+pub fn run(_args: ScoreArgs, _global: Global) -> anyhow::Result<ExitCode> {
+    crate::usage_bail!(
+        "score needs the training build; this binary was built with --no-default-features"
+    )
+}
+
+#[cfg(feature = "train")]
+pub fn run(args: ScoreArgs, global: Global) -> anyhow::Result<ExitCode> {
+    use flipstream_schemas::ScoreModel;
+    use flipstream_train::checkpoint::weights_fingerprint;
+    use flipstream_train::run::{ScoreRequest, score_dataset};
+
+    use super::eval::{LoadedRun, load_weights, open_run};
+    use super::progress::counter_bar;
+    use super::train::{device_and_threads, train_error};
+
+    if let Err(e) = flipstream_shard::scores::check_name(&args.name) {
+        crate::usage_bail!("--name: {e}");
+    }
+    if args.batch_size == 0 {
+        crate::usage_bail!("--batch-size must be at least 1");
+    }
+    let device = device_and_threads(&args.device, args.threads)?;
+    let (dir, spec) = open_run(&args.run)?;
+    let LoadedRun {
+        trainer,
+        checkpoint,
+        tokenizer,
+        step,
+    } = load_weights(&dir, &spec, args.checkpoint.as_deref(), device)?;
+    let model = ScoreModel {
+        // a local run directory as an absolute path, a URL as given
+        run: std::fs::canonicalize(dir.url())
+            .map_or_else(|_| dir.url().to_string(), |p| p.display().to_string()),
+        checkpoint: checkpoint
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        step,
+        fingerprint: weights_fingerprint(&checkpoint).map_err(train_error)?,
+    };
+    if !global.quiet {
+        eprintln!(
+            "scoring {} with {} (step {step}) on {device:?}",
+            args.dataset,
+            checkpoint.display()
+        );
+    }
+    let request = ScoreRequest {
+        dataset: &args.dataset,
+        name: &args.name,
+        model,
+        tokenizer: &tokenizer,
+        batch_size: args.batch_size,
+        decode_threads: args.decode_threads,
+    };
+    let progress = counter_bar(global, "score", "rows");
+    let summary = score_dataset(&trainer, &request, progress.as_ref()).map_err(train_error)?;
+    print_summary(&summary, global.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The summary as a few lines (or JSON).
+#[cfg(feature = "train")]
+fn print_summary(s: &flipstream_train::run::ScoreSummary, json: bool) -> anyhow::Result<()> {
+    use flipstream_shard::stats::format;
+
+    use crate::cli::loader::write_stdout;
+    if json {
+        return write_stdout(&crate::cli::json_summary(s)?);
+    }
+    let mut lines = vec![
+        format!(
+            "{} → {}/{}: {} units, {} scored now ({} rows, {:.0} rows/s), {} already there",
+            s.model.checkpoint,
+            s.dataset.trim_end_matches('/'),
+            s.scores,
+            format::count(s.units_planned as u64),
+            format::count(s.units_scored as u64),
+            format::count(s.rows_scored),
+            s.rows_per_s,
+            format::count(s.units_skipped as u64)
+        ),
+        format!(
+            "scores: {} rows{}",
+            format::count(s.rows_total),
+            if s.rows_unscored > 0 {
+                format!(
+                    ", {} without a score (images the scorer could not decode)",
+                    format::count(s.rows_unscored)
+                )
+            } else {
+                String::new()
+            }
+        ),
+    ];
+    if let Some(q) = &s.quantiles {
+        lines.push(format!(
+            "  mean {:.3} · p5 {:.3} · p25 {:.3} · median {:.3} · p75 {:.3} · p95 {:.3}",
+            q.mean, q.p05, q.p25, q.p50, q.p75, q.p95
+        ));
+    }
+    write_stdout(&lines.join("\n"))
+}

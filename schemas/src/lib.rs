@@ -14,6 +14,7 @@
 //!
 //! `docs/format.md` documents every column for people who read the files with other tools.
 
+pub mod checksum;
 pub mod columns;
 pub mod layout;
 pub mod metadata;

@@ -102,6 +102,11 @@ pub struct ShardEntry {
     pub row_groups: Vec<u64>,
     /// Sum of the encoded image sizes stored in the shard.
     pub image_bytes: u64,
+    /// Per row group, the checksum of its `image` values ([`crate::checksum`]): what a reader of
+    /// one row group checks its image bytes against. Empty in records written before it existed
+    /// (and never written then), so those read unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_checksums: Vec<String>,
 }
 
 /// What happened to the items of a unit. Invariant: `accepted + rejected == read` and the
@@ -701,6 +706,7 @@ mod tests {
                 blake3: "00".into(),
                 row_groups: vec![2, 1],
                 image_bytes: 50,
+                image_checksums: Vec::new(),
             }],
             rejections: Some(FileEntry {
                 path: "rejections/a-s0.parquet".into(),

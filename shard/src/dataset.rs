@@ -36,6 +36,9 @@ pub struct RowGroupRef {
     pub index: usize,
     /// Rows in the row group.
     pub rows: u64,
+    /// The checksum of its image values, when the commit record has one
+    /// ([`flipstream_schemas::checksum`]).
+    pub image_checksum: Option<String>,
 }
 
 /// Reads and checks the dataset manifest.
@@ -200,6 +203,7 @@ impl Dataset {
                         shard_bytes: s.bytes,
                         index,
                         rows,
+                        image_checksum: s.image_checksums.get(index).cloned(),
                     })
             })
             .collect()

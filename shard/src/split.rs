@@ -370,6 +370,7 @@ where
                 shard_bytes: shard.bytes,
                 index,
                 rows,
+                image_checksum: shard.image_checksums.get(index).cloned(),
             });
         let done: Vec<T> = futures::stream::iter(refs)
             .map(|rg| {

@@ -13,7 +13,7 @@
 use arrow::array::{Array, BinaryArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
-use flipstream_schemas::{FileEntry, FileKind, ShardEntry, columns, layout, metadata};
+use flipstream_schemas::{FileEntry, FileKind, ShardEntry, checksum, columns, layout, metadata};
 use futures::future::BoxFuture;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
@@ -139,6 +139,9 @@ pub struct ParquetFile {
     location: String,
     rows: u64,
     image_bytes: u64,
+    /// Digests of the image values written so far, in row order (empty without an `image`
+    /// column): grouped into row-group checksums when the file is finished.
+    image_digests: Vec<u64>,
 }
 
 impl ParquetFile {
@@ -167,6 +170,7 @@ impl ParquetFile {
             location,
             rows: 0,
             image_bytes: 0,
+            image_digests: Vec::new(),
         })
     }
 
@@ -178,6 +182,13 @@ impl ParquetFile {
             .map_err(|e| ShardError::parquet(&self.location, e))?;
         self.rows += batch.num_rows() as u64;
         self.image_bytes += image_value_bytes(batch);
+        if let Some(images) = batch
+            .column_by_name(columns::IMAGE)
+            .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
+        {
+            self.image_digests
+                .extend(images.iter().map(checksum::image_digest));
+        }
         Ok(())
     }
 
@@ -198,11 +209,12 @@ impl ParquetFile {
             .finish()
             .await
             .map_err(|e| ShardError::parquet(&self.location, e))?;
-        let row_groups = meta
+        let row_groups: Vec<u64> = meta
             .row_groups()
             .iter()
             .map(|rg| rg.num_rows().max(0) as u64)
             .collect();
+        let image_checksums = row_group_checksums(&self.image_digests, &row_groups);
         let sink = self.writer.into_inner();
         Ok(ShardEntry {
             path: self.path,
@@ -211,6 +223,7 @@ impl ParquetFile {
             blake3: sink.hasher.finalize().to_hex().to_string(),
             row_groups,
             image_bytes: self.image_bytes,
+            image_checksums,
         })
     }
 
@@ -224,6 +237,23 @@ impl ParquetFile {
             blake3: e.blake3,
         })
     }
+}
+
+/// The image checksum of each row group (`rows` per row group) from the rows' digests; empty
+/// when the file has no image column (or the digests do not cover its rows).
+fn row_group_checksums(digests: &[u64], rows: &[u64]) -> Vec<String> {
+    if digests.is_empty() || digests.len() as u64 != rows.iter().sum::<u64>() {
+        return Vec::new();
+    }
+    let mut start = 0usize;
+    rows.iter()
+        .map(|&n| {
+            let end = start + n as usize;
+            let sum = checksum::row_group_checksum(&digests[start..end]);
+            start = end;
+            sum
+        })
+        .collect()
 }
 
 /// Sum of the encoded image sizes in a batch (0 when it has no `image` column).

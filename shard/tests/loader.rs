@@ -494,6 +494,83 @@ fn a_vanished_shard_is_substituted_and_counted() {
     assert!(stats.units_lost >= 1 && stats.units_lost <= 3, "{stats:?}");
 }
 
+/// Flips one byte inside the image data of `shard`'s row group `rg` such that the file still
+/// reads (the flip lands in stored image bytes, which nothing in Parquet checks) but the images
+/// differ: damage after commit that only the commit record's checksums can see. Returns the keys
+/// of that row group.
+fn damage_images_silently(url: &str, shard: &str, rg: usize) -> Vec<String> {
+    rt().block_on(async {
+        let root = StoreRoot::parse(url).unwrap();
+        let original = root.get(shard).await.unwrap();
+        let reader = ShardReader::open(&root, shard, None).await.unwrap();
+        let images_of = |r: &ShardReader| {
+            let r = r.clone();
+            async move {
+                let b = r.read_row_group(rg, Some(&["key", "image"])).await?;
+                let keys: Vec<String> = b
+                    .column(0)
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|k| k.unwrap().to_string())
+                    .collect();
+                let images: Vec<Vec<u8>> = b
+                    .column(1)
+                    .as_binary::<i32>()
+                    .iter()
+                    .map(|v| v.unwrap().to_vec())
+                    .collect();
+                Ok::<_, ShardError>((keys, images))
+            }
+        };
+        let (keys, images) = images_of(&reader).await.unwrap();
+        let column = reader.schema().index_of("image").unwrap();
+        let (start, len) = reader.metadata().row_group(rg).column(column).byte_range();
+        for pos in (start + len / 2..start + len).chain(start..start + len / 2) {
+            let mut bytes = original.to_vec();
+            bytes[pos as usize] ^= 0x10;
+            root.put(shard, Bytes::from(bytes)).await.unwrap();
+            let damaged = ShardReader::open(&root, shard, None).await.unwrap();
+            if let Ok((_, now)) = images_of(&damaged).await
+                && now != images
+            {
+                return keys;
+            }
+        }
+        panic!("no byte of the image column chunk flips silently");
+    })
+}
+
+#[test]
+fn damaged_image_bytes_lose_their_row_group_not_the_run() {
+    let url = "memory://loader-flipped/ds";
+    write_dataset(url, &[]);
+    let shard = rt().block_on(async {
+        let ds = Dataset::open(url).await.unwrap();
+        let s = ds.shards().next().unwrap().clone();
+        assert_eq!(s.image_checksums.len(), s.row_groups.len(), "{s:?}");
+        s.path
+    });
+    let damaged = damage_images_silently(url, &shard, 1);
+    assert_eq!(damaged.len(), 7);
+    let c = LoaderConfig {
+        mode: Mode::Eval,
+        ..config()
+    };
+    let mut loader = Loader::open(url, c, Rank::SINGLE, Start::Epoch(0)).unwrap();
+    let batches: Vec<Batch> = loader.by_ref().map(|b| b.unwrap()).collect();
+    // the row group's samples are replaced by good ones, never served as they are now
+    let served = keys_of(&batches);
+    assert!(damaged.iter().all(|k| !served.contains(k)), "{served:?}");
+    batches.iter().for_each(assert_pixels_match_keys);
+    assert_eq!(batches.iter().map(|b| b.substituted).sum::<u32>(), 7);
+    let stats = loader.stats();
+    assert_eq!(
+        (stats.units_lost, stats.decode_failures),
+        (1, 0),
+        "{stats:?}"
+    );
+}
+
 #[test]
 fn a_batch_with_nothing_readable_is_an_error() {
     let url = "memory://loader-all-gone/ds";

@@ -2,9 +2,11 @@
 //! (footers) cached, transient store errors retried with exponential backoff, and the split's
 //! row filter applied (reading the split's holdout label columns too when it has one).
 //!
-//! Bytes that do not decode are read once more before they count as corrupt. A unit that cannot
-//! be read after the retries (its shard vanished, its bytes are corrupt, or the store kept failing) becomes [`UnitFailure::Lost`]: its samples are substituted by the
-//! batch assembler. A unit whose row count contradicts the records becomes
+//! Bytes that do not decode, and image values whose checksum differs from the commit record's
+//! (damage after the commit that still decodes), are read once more before they count as
+//! corrupt. A unit that cannot be read after the retries (its shard vanished, its bytes are
+//! corrupt, or the store kept failing) becomes [`UnitFailure::Lost`]: its samples are substituted
+//! by the batch assembler. A unit whose row count contradicts the records becomes
 //! [`UnitFailure::Inconsistent`], which stops the loader: substituting would hide a stale split.
 
 use std::collections::HashMap;
@@ -13,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, RecordBatch, StringArray};
-use flipstream_schemas::columns;
+use flipstream_schemas::{checksum, columns};
 use parquet::errors::ParquetError;
 use tokio::sync::{OnceCell, Semaphore};
 
@@ -247,35 +249,37 @@ impl Fetcher {
         };
         let mut attempt = 0u32;
         let batch = loop {
-            match self.read(&unit).await {
-                Ok(batch) => break batch,
-                Err(e) => {
-                    let kind = error_kind(&e);
-                    // bytes that do not decode are read once more before the unit is given up:
-                    // damage is reported only when a second read confirms it
-                    let again = match kind {
-                        ErrorKind::Transient => attempt < self.retries,
-                        ErrorKind::Corrupt => attempt == 0,
-                        ErrorKind::Missing => false,
-                    };
-                    if again {
-                        self.retried.fetch_add(1, Ordering::Relaxed);
-                        let delay = self
-                            .backoff
-                            .saturating_mul(1 << attempt.min(16))
-                            .min(Duration::from_secs(10));
-                        tokio::time::sleep(delay).await;
-                        attempt += 1;
-                        continue;
-                    }
-                    let tries = if attempt > 0 {
-                        format!(" (after {attempt} retries)")
-                    } else {
-                        String::new()
-                    };
-                    return Err(lost(format!("{e}{tries}")));
-                }
+            let failure = match self.read(&unit).await {
+                Ok(batch) => match image_damage(&batch, &unit) {
+                    None => break batch,
+                    Some(detail) => (ErrorKind::Corrupt, detail),
+                },
+                Err(e) => (error_kind(&e), e.to_string()),
+            };
+            let (kind, e) = failure;
+            // bytes that do not decode, or images that are not the committed ones, are read once
+            // more before the unit is given up: damage is reported only when a second read
+            // confirms it
+            let again = match kind {
+                ErrorKind::Transient => attempt < self.retries,
+                ErrorKind::Corrupt => attempt == 0,
+                ErrorKind::Missing => false,
+            };
+            if !again {
+                let tries = if attempt > 0 {
+                    format!(" (after {attempt} retries)")
+                } else {
+                    String::new()
+                };
+                return Err(lost(format!("{e}{tries}")));
             }
+            self.retried.fetch_add(1, Ordering::Relaxed);
+            let delay = self
+                .backoff
+                .saturating_mul(1 << attempt.min(16))
+                .min(Duration::from_secs(10));
+            tokio::time::sleep(delay).await;
+            attempt += 1;
         };
         self.row_groups_read.fetch_add(1, Ordering::Relaxed);
         let data = self.unit_data(&batch).map_err(lost)?;
@@ -351,6 +355,22 @@ impl Fetcher {
             rows,
         })
     }
+}
+
+/// Why the image values of a fetched row group are not the committed ones (their checksum in the
+/// commit record differs), if they are not; nothing to check without a recorded checksum.
+fn image_damage(batch: &RecordBatch, unit: &Unit) -> Option<String> {
+    let expected = unit.image_checksum.as_deref()?;
+    let images = batch
+        .column_by_name(columns::IMAGE)?
+        .as_binary_opt::<i32>()?;
+    let digests: Vec<u64> = images.iter().map(checksum::image_digest).collect();
+    let found = checksum::row_group_checksum(&digests);
+    (found != expected).then(|| {
+        format!(
+            "its image bytes are damaged: their checksum is {found}, the commit record's {expected}"
+        )
+    })
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@ pub struct Unit {
     pub stored_rows: u64,
     /// Rows of the row group in the selected split.
     pub rows: u64,
+    /// The checksum of its image values from the commit record, when it has one: the fetched
+    /// images are checked against it ([`flipstream_schemas::checksum`]).
+    pub image_checksum: Option<String>,
 }
 
 /// Which stored rows of a row group belong to the selection.
@@ -149,6 +152,7 @@ impl Units {
                     row_group: rg.index,
                     stored_rows: rg.rows,
                     rows,
+                    image_checksum: rg.image_checksum,
                 });
             }
         }
@@ -234,6 +238,7 @@ impl Units {
                 row_group: 0,
                 stored_rows: r,
                 rows: r,
+                image_checksum: None,
             })
             .collect();
         Self::from_units(units, RowFilter::All, SplitSelection::All)

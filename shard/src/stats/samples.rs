@@ -341,6 +341,7 @@ mod tests {
             shard_bytes: 1,
             index,
             rows,
+            image_checksum: None,
         }
     }
 

@@ -57,17 +57,8 @@ pub struct EvalArgs {
     #[arg(long, value_name = "N")]
     pub probe_samples: Option<usize>,
 
-    /// Device: cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-
-    /// libtorch intra-op CPU threads (default: libtorch's choice).
-    #[arg(long)]
-    pub threads: Option<usize>,
-
-    /// Loader decode threads (default: one per core).
-    #[arg(long, default_value_t = 0)]
-    pub decode_threads: usize,
+    #[command(flatten)]
+    pub compute: crate::cli::train::ComputeArgs,
 }
 
 #[cfg(not(feature = "train"))]
@@ -275,9 +266,9 @@ pub fn run(args: EvalArgs, global: Global) -> anyhow::Result<ExitCode> {
     use flipstream_train::run::spec::ALL_DATA_EVAL_REFUSAL;
     use flipstream_train::run::{DataSplit, EvalData, check_eval_data, evaluate, read_templates};
 
-    use crate::cli::train::{device_and_threads, train_error};
+    use crate::cli::train::train_error;
 
-    let device = device_and_threads(&args.device, args.threads)?;
+    let device = args.compute.device()?;
     let (dir, mut spec) = open_run(&args.run)?;
     let dataset = args
         .dataset
@@ -344,7 +335,7 @@ pub fn run(args: EvalArgs, global: Global) -> anyhow::Result<ExitCode> {
         tokenizer: &tokenizer,
         options: &spec.run.eval,
         targets: &targets,
-        decode_threads: args.decode_threads,
+        decode_threads: args.compute.decode_threads,
     };
     let report = evaluate(&trainer, &data).map_err(train_error)?;
     print_eval(&report, global.json)?;

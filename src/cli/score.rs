@@ -34,17 +34,8 @@ pub struct ScoreArgs {
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub batch_size: usize,
 
-    /// Device: cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-
-    /// libtorch intra-op CPU threads (default: libtorch's choice, one per core).
-    #[arg(long)]
-    pub threads: Option<usize>,
-
-    /// Loader decode threads (default: one per core).
-    #[arg(long, default_value_t = 0)]
-    pub decode_threads: usize,
+    #[command(flatten)]
+    pub compute: crate::cli::train::ComputeArgs,
 }
 
 #[cfg(not(feature = "train"))]
@@ -62,7 +53,7 @@ pub fn run(args: ScoreArgs, global: Global) -> anyhow::Result<ExitCode> {
 
     use super::eval::{LoadedRun, load_weights, open_run};
     use super::progress::counter_bar;
-    use super::train::{device_and_threads, train_error};
+    use super::train::train_error;
 
     if let Err(e) = flipstream_shard::scores::check_name(&args.name) {
         crate::usage_bail!("--name: {e}");
@@ -70,7 +61,7 @@ pub fn run(args: ScoreArgs, global: Global) -> anyhow::Result<ExitCode> {
     if args.batch_size == 0 {
         crate::usage_bail!("--batch-size must be at least 1");
     }
-    let device = device_and_threads(&args.device, args.threads)?;
+    let device = args.compute.device()?;
     let (dir, spec) = open_run(&args.run)?;
     let LoadedRun {
         trainer,
@@ -102,7 +93,7 @@ pub fn run(args: ScoreArgs, global: Global) -> anyhow::Result<ExitCode> {
         model,
         tokenizer: &tokenizer,
         batch_size: args.batch_size,
-        decode_threads: args.decode_threads,
+        decode_threads: args.compute.decode_threads,
     };
     let progress = counter_bar(global, "score", "rows");
     let summary = score_dataset(&trainer, &request, progress.as_ref()).map_err(train_error)?;

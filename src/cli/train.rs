@@ -148,6 +148,31 @@ pub fn run(_args: TrainArgs, _global: Global) -> anyhow::Result<ExitCode> {
     )
 }
 
+/// Where a model runs and with how many threads: the flags `eval`, `score` and `bench fidelity`
+/// share.
+#[derive(Debug, Clone, Args)]
+pub struct ComputeArgs {
+    /// Device: cpu, cuda, cuda:N or auto (CUDA when available).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+
+    /// libtorch intra-op CPU threads (default: libtorch's choice, one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Loader decode threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub decode_threads: usize,
+}
+
+#[cfg(feature = "train")]
+impl ComputeArgs {
+    /// Sets libtorch's thread count and resolves the device ([`device_and_threads`]).
+    pub(crate) fn device(&self) -> anyhow::Result<tch::Device> {
+        device_and_threads(&self.device, self.threads)
+    }
+}
+
 /// Maps trainer errors caused by the request to exit code 2.
 #[cfg(feature = "train")]
 pub(crate) fn train_error(e: flipstream_train::TrainError) -> anyhow::Error {

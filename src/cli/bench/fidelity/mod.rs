@@ -75,17 +75,8 @@ pub struct FidelityArgs {
     #[arg(long, value_name = "FILE")]
     pub doc: Option<PathBuf>,
 
-    /// Device: cpu, cuda, cuda:N or auto (CUDA when available).
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-
-    /// libtorch intra-op CPU threads (default: libtorch's choice, one per core).
-    #[arg(long)]
-    pub threads: Option<usize>,
-
-    /// Loader decode threads (0: one per core).
-    #[arg(long, default_value_t = 0)]
-    pub decode_threads: usize,
+    #[command(flatten)]
+    pub compute: crate::cli::train::ComputeArgs,
 }
 
 #[cfg(not(feature = "train"))]
@@ -101,7 +92,7 @@ pub fn run(args: FidelityArgs, global: Global) -> anyhow::Result<ExitCode> {
     use flipstream_train::Preset;
     use flipstream_train::run::{RunSpec, Session};
 
-    use crate::cli::train::{device_and_threads, train_error};
+    use crate::cli::train::train_error;
 
     if args.seeds.is_empty() {
         crate::usage_bail!("--seeds needs at least one seed");
@@ -109,7 +100,7 @@ pub fn run(args: FidelityArgs, global: Global) -> anyhow::Result<ExitCode> {
     if args.steps < 2 {
         crate::usage_bail!("--steps must be at least 2 (the batch-2B arm runs half as many)");
     }
-    let device = device_and_threads(&args.device, args.threads)?;
+    let device = args.compute.device()?;
     let mut base = match &args.config {
         Some(path) => RunSpec::from_file(path).map_err(train_error)?,
         None => RunSpec::preset(args.preset.parse::<Preset>().map_err(train_error)?),
@@ -137,7 +128,7 @@ pub fn run(args: FidelityArgs, global: Global) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("creating --out {}", args.out.display()))?;
     let session = Session {
         device,
-        decode_threads: args.decode_threads,
+        decode_threads: args.compute.decode_threads,
         stop_after: None,
         dist: flipstream_train::dist::DistSetup::single(),
         keep_checkpoints: None,

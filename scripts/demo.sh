@@ -4,7 +4,9 @@
 # Runs in steps; every command is printed before it runs (prefixed with `$`), so it can be copied.
 # synth (web-like pairs with planted dirt) → ingest → stats report → split (with colour × shape
 # combinations held out) → train a tiny FLIP model on the CPU (scripts/demo-train.toml) →
-# zero-shot (seen and held-out combinations) and retrieval evaluation.
+# zero-shot (seen and held-out combinations) and retrieval evaluation → CLIP score of every row
+# with the trained model (a sidecar beside the shards) and the report again, now with the score
+# distribution.
 #
 # Environment: DEMO_COUNT (default 10000) pairs, DEMO_SEED (default 0), DEMO_TRAIN_STEPS
 # (default 800), DEMO_EVAL_EVERY (default 400), DEMO_DEVICE (default cpu).
@@ -94,6 +96,15 @@ step_eval() {
     run "$BIN" eval --run "$OUT/run" --device "${DEMO_DEVICE:-cpu}"
 }
 
+# Score: the trained model's image-caption similarity for every row, into $OUT/dataset/scores/clip
+# (what `shard filter --clip-score-top` filters on; docs/filtering.md), then the statistics report
+# again, which now has a "CLIP scores" section.
+step_score() {
+    step "7. score: CLIP score of every row with the trained model → $OUT/dataset/scores/clip"
+    run "$BIN" score "$OUT/dataset" --run "$OUT/run" --device "${DEMO_DEVICE:-cpu}"
+    run "$BIN" stats "$OUT/dataset" --out "$OUT/report" --sample-images 48
+}
+
 main() {
     mkdir -p "$OUT"
     step_synth
@@ -102,10 +113,12 @@ main() {
     step_split
     step_train
     step_eval
+    step_score
     step "done: outputs are under $OUT"
     cat <<EOF
   dataset      $OUT/dataset      (flipstream shard ls $OUT/dataset)
   report       $OUT/report/report.html (open in a browser), report.md, report.json
+  scores       $OUT/dataset/scores/clip/ (key, clip_score; flipstream shard filter --clip-score-top)
   run          $OUT/run: config.toml, tokenizer.json, metrics.jsonl
   checkpoint   $OUT/run/checkpoints/ (latest.json names the last one)
 EOF

@@ -1,7 +1,8 @@
 //! The demo's small variant, end to end through `scripts/demo.sh` with the test binary: synth →
-//! ingest → stats → split with held-out combinations → train with the demo recipe → eval. The
-//! model must score above chance by more than three binomial standard deviations on shape, not
-//! only on colour, and the compositional row must exist (README's promise, at a smaller size).
+//! ingest → stats → split with held-out combinations → train with the demo recipe → eval → score
+//! and the report with the score distribution. The model must score above chance by more than
+//! three binomial standard deviations on shape, not only on colour, and the compositional row
+//! must exist (README's promise, at a smaller size).
 
 #![cfg(feature = "train")]
 
@@ -39,6 +40,10 @@ fn the_demo_learns_shape_not_only_colour() {
         stdout.contains("compositional: label combinations held out of training"),
         "{stdout}"
     );
+    // the last step scores every row and the report shows the distribution
+    assert!(stdout.contains("scores    clip: clip_score"), "{stdout}");
+    let report = std::fs::read_to_string(out.join("report/report.md")).unwrap();
+    assert!(report.contains("## CLIP scores"), "{report}");
 
     let metrics = std::fs::read_to_string(out.join("run/metrics.jsonl")).unwrap();
     let eval: serde_json::Value = metrics

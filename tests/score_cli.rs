@@ -225,6 +225,25 @@ fn scores_are_a_resumable_sidecar_and_filter_keeps_the_top_rows() {
     assert!(md.contains("## CLIP scores"), "{md}");
     // the sidecars are not orphans to `shard verify`
     run(&["shard", "verify", &data]).expect_code(0);
+
+    // a unit whose shard cannot be read is not scored (no file: a re-run tries it again), the
+    // others are, and the command fails naming it
+    let lost = &source.dataset.commits()[2];
+    std::fs::remove_file(Path::new(&data).join(format!("scores/clip/{}.parquet", lost.unit.id)))
+        .unwrap();
+    std::fs::remove_file(Path::new(&data).join(&lost.shards[0].path)).unwrap();
+    let failed = score(&data, &run_dir, &[]).expect_code(1);
+    assert!(
+        failed.stderr.contains("could not be scored"),
+        "{}",
+        failed.stderr
+    );
+    assert!(failed.stderr.contains(&lost.unit.id), "{}", failed.stderr);
+    assert!(
+        !Path::new(&data)
+            .join(format!("scores/clip/{}.parquet", lost.unit.id))
+            .exists()
+    );
 }
 
 #[test]

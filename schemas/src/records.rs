@@ -328,6 +328,14 @@ impl CommitRecord {
                     s.path, s.rows
                 ));
             }
+            if !s.image_checksums.is_empty() && s.image_checksums.len() != s.row_groups.len() {
+                return Err(format!(
+                    "{}: {} image checksums for {} row groups",
+                    s.path,
+                    s.image_checksums.len(),
+                    s.row_groups.len()
+                ));
+            }
         }
         if let Some(retry) = &self.retry {
             let superseded: u64 = retry.superseded_by_reason.values().sum();

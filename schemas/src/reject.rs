@@ -65,8 +65,9 @@ pub enum RejectReason {
     // ---- shard tools
     /// Left out of a dataset made by `flipstream shard filter` (a column predicate failed).
     ColumnFilter,
-    /// Left out by `shard filter --min-clip-score / --clip-score-top` (or a predicate on
-    /// `clip_score`): the image-caption similarity of a `flipstream score` sidecar is too low.
+    /// Left out by `shard filter --min-clip-score / --clip-score-top` (or another lower bound on
+    /// the sidecar's `clip_score`): the image-caption similarity of a `flipstream score` sidecar
+    /// is too low.
     LowClipScore,
 }
 

@@ -241,13 +241,22 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// True for objects under `_flipstream/` and `scores/`: never named by a commit record, never
-/// orphans.
+/// True for objects under `_flipstream/` and the files of score sidecars
+/// (`scores/<name>/_score.json`, `scores/<name>/<unit>.parquet`): never named by a commit record,
+/// never orphans. Anything else under `scores/` (a staging leftover, a stray file) is not.
 fn is_sidecar_or_bookkeeping(path: &str) -> bool {
-    [layout::META_DIR, layout::SCORES_DIR].iter().any(|dir| {
+    let under = |dir: &str| {
         path.strip_prefix(dir)
-            .is_some_and(|rest| rest.starts_with('/'))
-    })
+            .and_then(|rest| rest.strip_prefix('/'))
+    };
+    if under(layout::META_DIR).is_some() {
+        return true;
+    }
+    under(layout::SCORES_DIR)
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(_, file)| {
+            !file.contains('/') && (file == "_score.json" || file.ends_with(".parquet"))
+        })
 }
 
 /// Lists every object of the dataset that no commit record names and that is not bookkeeping or
@@ -273,4 +282,31 @@ pub async fn unreferenced_objects(
         .into_iter()
         .filter(|p| !is_sidecar_or_bookkeeping(p) && !named.contains(p.as_str()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bookkeeping_and_sidecar_files_are_never_orphans_but_their_leftovers_are() {
+        for kept in [
+            "_flipstream/manifest.json",
+            "_flipstream/commits/u.json",
+            "scores/clip/_score.json",
+            "scores/clip/u-0001.parquet",
+        ] {
+            assert!(is_sidecar_or_bookkeeping(kept), "{kept}");
+        }
+        for orphan in [
+            "shards/u-00000.parquet",
+            "scores/clip/u.parquet#1",
+            "scores/stray.txt",
+            "scores/clip/nested/u.parquet",
+            "scoresx/clip/u.parquet",
+            "_flipstreamx/a",
+        ] {
+            assert!(!is_sidecar_or_bookkeeping(orphan), "{orphan}");
+        }
+    }
 }

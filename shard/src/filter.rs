@@ -271,7 +271,7 @@ pub async fn filter_dataset(
         url: source.root().url().to_string(),
         detail,
     };
-    let (predicates, threshold) = resolve_predicates(source, spec).await?;
+    let (predicates, threshold, scores) = resolve_predicates(source, spec).await?;
     if predicates.is_empty() {
         return Err(request(
             "give at least one predicate (--where COLUMN OP VALUE, --min-clip-score or \
@@ -279,7 +279,6 @@ pub async fn filter_dataset(
                 .into(),
         ));
     }
-    let scores = spec.scores.as_ref();
     check_columns(source, &predicates, scores.is_some())
         .await
         .map_err(request)?;
@@ -350,28 +349,42 @@ fn output_manifest(
     DatasetManifest::new(fingerprint, config)
 }
 
-/// The predicates with `--clip-score-top` resolved, and its threshold. Score predicates need a
-/// sidecar that covers every unit of the source.
-async fn resolve_predicates(
+/// The predicates with `--clip-score-top` resolved, its threshold, and the score sidecar when a
+/// predicate reads it (a sidecar given but not used is left out, so it changes nothing). Without
+/// a sidecar, `clip_score` is an ordinary column of the shards. Score predicates compare numbers,
+/// and need a sidecar that covers every unit of the source.
+async fn resolve_predicates<'a>(
     source: &Dataset,
-    spec: &FilterSpec,
-) -> Result<(Vec<Predicate>, Option<f32>)> {
+    spec: &'a FilterSpec,
+) -> Result<(Vec<Predicate>, Option<f32>, Option<&'a ScoreSidecar>)> {
     let request = |detail: String| ShardError::FilterRequest {
         url: source.root().url().to_string(),
         detail,
     };
     let mut predicates = spec.predicates.clone();
-    let wants_scores =
-        spec.clip_score_top.is_some() || predicates.iter().any(|p| p.column == CLIP_SCORE_COLUMN);
-    let Some(scores) = spec.scores.as_ref().filter(|_| wants_scores) else {
-        if wants_scores {
-            return Err(request(format!(
-                "{CLIP_SCORE_COLUMN} needs a score sidecar: compute it with `flipstream score \
+    let on_scores = predicates.iter().any(|p| p.column == CLIP_SCORE_COLUMN);
+    let Some(scores) = spec
+        .scores
+        .as_ref()
+        .filter(|_| on_scores || spec.clip_score_top.is_some())
+    else {
+        if spec.clip_score_top.is_some() {
+            return Err(request(
+                "--clip-score-top needs a score sidecar: compute it with `flipstream score \
                  DATASET --run RUN`"
-            )));
+                    .into(),
+            ));
         }
-        return Ok((predicates, None));
+        return Ok((predicates, None, None));
     };
+    if let Some(p) = predicates
+        .iter()
+        .find(|p| p.column == CLIP_SCORE_COLUMN && p.number.is_none())
+    {
+        return Err(request(format!(
+            "{p}: {CLIP_SCORE_COLUMN} compares with numbers"
+        )));
+    }
     let all = scores.read_all(source).await?;
     if !all.units_missing.is_empty() {
         return Err(request(format!(
@@ -383,7 +396,7 @@ async fn resolve_predicates(
         )));
     }
     let Some(fraction) = spec.clip_score_top else {
-        return Ok((predicates, None));
+        return Ok((predicates, None, Some(scores)));
     };
     let threshold = top_fraction_threshold(&all.scores, fraction).ok_or_else(|| {
         request(format!(
@@ -393,7 +406,7 @@ async fn resolve_predicates(
         ))
     })?;
     predicates.push(Predicate::at_least(CLIP_SCORE_COLUMN, threshold));
-    Ok((predicates, Some(threshold)))
+    Ok((predicates, Some(threshold), Some(scores)))
 }
 
 /// Checks the predicates against the first shard's schema before anything is written: each
@@ -420,9 +433,16 @@ async fn check_columns(
         if with_scores && p.column == CLIP_SCORE_COLUMN {
             continue;
         }
-        let field = schema
-            .field_with_name(&p.column)
-            .map_err(|_| format!("{} has no column {:?} (for {p})", shard.path, p.column))?;
+        let field = schema.field_with_name(&p.column).map_err(|_| {
+            let hint = match p.column == CLIP_SCORE_COLUMN {
+                true => "; to read a score sidecar, add --scores NAME",
+                false => "",
+            };
+            format!(
+                "{} has no column {:?} (for {p}){hint}",
+                shard.path, p.column
+            )
+        })?;
         let target = match p.number {
             Some(_) => DataType::Float64,
             None => DataType::Utf8,
@@ -543,7 +563,13 @@ fn row_failures(
                     Some(c) => c,
                     None => score_values.insert(score_column(batch, map)?),
                 };
-                (column.clone(), RejectReason::LowClipScore)
+                // a lower bound on the score leaves out low scores; any other comparison is an
+                // ordinary column predicate
+                let reason = match p.op {
+                    Op::Ge | Op::Gt => RejectReason::LowClipScore,
+                    _ => RejectReason::ColumnFilter,
+                };
+                (column.clone(), reason)
             }
             _ => {
                 let column =

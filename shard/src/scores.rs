@@ -203,12 +203,11 @@ impl ScoreSidecar {
         }
         let text = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| request(ds.root(), format!("serialising the score manifest: {e}")))?;
-        ds.root()
-            .put(
-                &layout::score_manifest_path(&manifest.name),
-                Bytes::from(text),
-            )
-            .await?;
+        let path = layout::score_manifest_path(&manifest.name);
+        if !ds.root().put_if_absent(&path, Bytes::from(text)).await? {
+            // another scoring created it first: theirs decides, as if it had been there before
+            return Box::pin(Self::create_or_resume(ds, manifest)).await;
+        }
         Ok(Self {
             root: ds.root().clone(),
             manifest,
@@ -335,7 +334,8 @@ pub fn top_fraction_threshold(scores: &[f32], fraction: f64) -> Option<f32> {
         return None;
     }
     sorted.sort_by(|a, b| b.total_cmp(a));
-    let keep = ((fraction * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    // ceil(F·n) without float drift: 0.07 · 100 is 7.000000000000001 in binary
+    let keep = ((fraction * sorted.len() as f64 - 1e-9).ceil() as usize).clamp(1, sorted.len());
     Some(sorted[keep - 1])
 }
 
@@ -359,6 +359,12 @@ mod tests {
         assert_eq!(top_fraction_threshold(&scores, 0.3), Some(0.7));
         assert_eq!(top_fraction_threshold(&scores, 1.0), Some(0.0));
         assert_eq!(top_fraction_threshold(&scores, 0.01), Some(0.9));
+        let hundred: Vec<f32> = (0..100).map(|i| i as f32).collect();
+        assert_eq!(
+            top_fraction_threshold(&hundred, 0.07),
+            Some(93.0),
+            "7 rows, not 8"
+        );
         assert_eq!(top_fraction_threshold(&scores, 0.0), None);
         assert_eq!(top_fraction_threshold(&[], 0.5), None);
         let kept = scores.iter().filter(|&&s| s >= 0.7).count();

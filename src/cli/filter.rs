@@ -29,7 +29,7 @@ pub struct FilterArgs {
     /// A predicate every kept row satisfies: COLUMN OP VALUE with OP one of < <= > >= == !=, e.g.
     /// `similarity>=0.28`, `punsafe<0.5`, `label_color==red`. A number compares numerically,
     /// text only with == or !=; a null never passes. Repeat for more (all must hold). With
-    /// scores, `clip_score` is a column too.
+    /// --scores, `clip_score` is the sidecar's score.
     #[arg(long = "where", value_name = "PREDICATE")]
     pub predicates: Vec<String>,
 
@@ -90,9 +90,9 @@ pub fn filter(args: FilterArgs, global: Global) -> anyhow::Result<ExitCode> {
         e => anyhow::Error::new(e),
     };
     let ds = rt.block_on(Dataset::open(&args.url)).map_err(usage)?;
-    let wants_scores = args.clip_score_top.is_some()
-        || args.scores.is_some()
-        || predicates.iter().any(|p| p.column == CLIP_SCORE_COLUMN);
+    // a `--where` on clip_score alone reads a shard column of that name; --scores reads the sidecar
+    let wants_scores =
+        args.clip_score_top.is_some() || args.min_clip_score.is_some() || args.scores.is_some();
     let scores = match wants_scores {
         true => Some(
             rt.block_on(ScoreSidecar::find(&ds, args.scores.as_deref()))

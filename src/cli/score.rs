@@ -98,6 +98,17 @@ pub fn run(args: ScoreArgs, global: Global) -> anyhow::Result<ExitCode> {
     let progress = counter_bar(global, "score", "rows");
     let summary = score_dataset(&trainer, &request, progress.as_ref()).map_err(train_error)?;
     print_summary(&summary, global.json)?;
+    if !summary.units_failed.is_empty() {
+        for f in &summary.units_failed {
+            eprintln!("unit {} was not scored: {}", f.unit, f.reason);
+        }
+        anyhow::bail!(
+            "{} of {} units could not be scored (their row groups could not be read); nothing \
+             was written for them, and a re-run scores them again",
+            summary.units_failed.len(),
+            summary.units_planned
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

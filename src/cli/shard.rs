@@ -34,9 +34,10 @@ pub enum ShardCommand {
     /// orphans and uncommitted leftovers. Reports every problem; exit 0 when clean, 1 when not.
     Verify(VerifyArgs),
     /// Write a new dataset with the rows that satisfy column predicates (--where
-    /// similarity>=0.28 …), stored as they are; every other row becomes a `column_filter`
-    /// rejection naming the predicate and its value, so accepted + rejected = read holds.
-    /// Resumable: a re-run continues the units not yet committed.
+    /// similarity>=0.28 …) or a CLIP-score threshold (--min-clip-score, --clip-score-top, from
+    /// `flipstream score`), stored as they are; every other row becomes a `column_filter` (or
+    /// `low_clip_score`) rejection naming the predicate and its value, so accepted + rejected =
+    /// read holds. Resumable: a re-run continues the units not yet committed.
     Filter(super::filter::FilterArgs),
     /// Write a deterministic train/validation split view (_flipstream/split.json): a row is in
     /// validation when the hash of its key with the seed falls below the fraction, or, with

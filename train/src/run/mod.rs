@@ -29,6 +29,6 @@ pub use eval::{
 pub use metrics::{MetricsRecord, StepRecord, parse_metrics};
 pub use prompts::{LabelSet, read_templates};
 pub use rundir::RunDir;
-pub use score::{ScoreQuantiles, ScoreRequest, ScoreSummary, score_dataset};
+pub use score::{FailedUnit, ScoreQuantiles, ScoreRequest, ScoreSummary, score_dataset};
 pub use spec::{DataSplit, EvalOptions, Overrides, RunOptions, RunSpec};
 pub use train_loop::{RunStart, Session, Silent, TrainObserver, TrainSummary, train};

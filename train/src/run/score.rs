@@ -9,7 +9,9 @@
 //! units that have none, and refuses a sidecar of the same name made with other weights.
 //!
 //! The loader replaces a sample it cannot decode by another of the same batch; such a row gets no
-//! score (its key is missing from the file) and is counted as `rows_unscored`.
+//! score (its key is missing from the file) and is counted as `rows_unscored`. A unit with a row
+//! group the loader could not read at all (the store kept failing, the shard vanished, its bytes
+//! are damaged) gets no file: it is listed in `units_failed`, and a re-run scores it again.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -83,6 +85,15 @@ impl ScoreQuantiles {
     }
 }
 
+/// A unit that could not be scored, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedUnit {
+    /// The unit id.
+    pub unit: String,
+    /// What the loader reported.
+    pub reason: String,
+}
+
 /// What a scoring run did.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScoreSummary {
@@ -98,6 +109,9 @@ pub struct ScoreSummary {
     pub units_skipped: usize,
     /// Scored by this run.
     pub units_scored: usize,
+    /// Units this run could not score (a row group could not be read): no file is written for
+    /// them, so a re-run scores them again.
+    pub units_failed: Vec<FailedUnit>,
     /// Rows scored by this run.
     pub rows_scored: u64,
     /// Rows in the whole sidecar.
@@ -165,8 +179,18 @@ pub fn score_dataset(
         p.set_length(todo.iter().map(|c| c.counts.accepted).sum());
     }
     let mut rows_scored = 0;
+    let mut units_failed = Vec::new();
     for record in &todo {
-        let (keys, scores) = score_unit(trainer, &ds, record, request, progress)?;
+        let (keys, scores) = match score_unit(trainer, &ds, record, request, progress)? {
+            UnitScores::Scored(keys, scores) => (keys, scores),
+            UnitScores::Failed(reason) => {
+                units_failed.push(FailedUnit {
+                    unit: record.unit.id.clone(),
+                    reason,
+                });
+                continue;
+            }
+        };
         rows_scored += keys.len() as u64;
         runtime
             .block_on(sidecar.write_unit(&record.unit.id, keys, scores))
@@ -188,7 +212,8 @@ pub fn score_dataset(
         model: request.model.clone(),
         units_planned: ds.commits().len(),
         units_skipped: ds.commits().len() - todo.len(),
-        units_scored: todo.len(),
+        units_scored: todo.len() - units_failed.len(),
+        units_failed,
         rows_scored,
         rows_total: all.scores.len() as u64,
         rows_unscored: all.rows_unscored,
@@ -198,16 +223,25 @@ pub fn score_dataset(
     })
 }
 
-/// The keys and scores of one unit's rows, in the loader's evaluation order, each key once.
+/// What scoring one unit gave.
+enum UnitScores {
+    /// The keys and scores of the unit's rows, in the loader's evaluation order, each key once.
+    Scored(Vec<String>, Vec<f32>),
+    /// A row group could not be read (the store kept failing, the shard vanished or its bytes
+    /// are damaged): nothing is written for the unit, so a re-run scores it again.
+    Failed(String),
+}
+
+/// Scores one unit's rows (see [`UnitScores`]).
 fn score_unit(
     trainer: &TrainStep,
     ds: &Dataset,
     record: &CommitRecord,
     request: &ScoreRequest<'_>,
     progress: Option<&ProgressBar>,
-) -> Result<(Vec<String>, Vec<f32>)> {
+) -> Result<UnitScores> {
     if record.counts.accepted == 0 {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok(UnitScores::Scored(Vec::new(), Vec::new()));
     }
     let view = Dataset::from_parts(
         ds.root().clone(),
@@ -226,32 +260,19 @@ fn score_unit(
         io_threads: 1,
         ..LoaderConfig::default()
     };
-    let context = || format!("unit {} of {}", record.unit.id, request.dataset);
-    let loader_error = |source| TrainError::Loader {
-        context: context(),
-        source: Box::new(source),
-    };
-    let loader = Loader::from_dataset(&view, None, config, Rank::SINGLE, Start::Epoch(0))
-        .map_err(loader_error)?;
+    let mut loader = Loader::from_dataset(&view, None, config, Rank::SINGLE, Start::Epoch(0))
+        .map_err(|source| TrainError::Loader {
+            context: format!("unit {} of {}", record.unit.id, request.dataset),
+            source: Box::new(source),
+        })?;
     let (mut keys, mut scores, mut seen) = (Vec::new(), Vec::new(), HashSet::new());
-    for batch in loader {
-        let batch = batch.map_err(loader_error)?;
-        let n = batch.len() as i64;
-        let (h, w) = (i64::from(batch.height), i64::from(batch.width));
-        let images = Tensor::from_slice(&batch.images)
-            .f_view([n, h, w, 3])
-            .context(|| "score images".into())?;
-        let tokens = batch
-            .tokens
-            .as_deref()
-            .ok_or_else(|| TrainError::Request("the score loader returned no tokens".into()))?;
-        let tokens = Tensor::from_slice(tokens)
-            .f_view([n, batch.context_length as i64])
-            .context(|| "score tokens".into())?;
-        let batch_scores = cosine(
-            &trainer.encode_images(&images)?,
-            &trainer.encode_texts(&tokens)?,
-        )?;
+    for batch in loader.by_ref() {
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => return Ok(UnitScores::Failed(e.to_string())),
+        };
+        let n = batch.len() as u64;
+        let batch_scores = score_batch(trainer, &batch)?;
         for (key, score) in batch.keys.into_iter().zip(batch_scores) {
             // a substituted slot repeats its substitute's key: score each row once
             if seen.insert(key.clone()) {
@@ -260,10 +281,36 @@ fn score_unit(
             }
         }
         if let Some(p) = progress {
-            p.inc(n as u64);
+            p.inc(n);
         }
     }
-    Ok((keys, scores))
+    let lost = loader.stats().units_lost;
+    if lost > 0 {
+        return Ok(UnitScores::Failed(format!(
+            "{lost} row groups could not be read (the loader named them above)"
+        )));
+    }
+    Ok(UnitScores::Scored(keys, scores))
+}
+
+/// The image-caption similarity of every sample of a loader batch.
+fn score_batch(trainer: &TrainStep, batch: &flipstream_shard::Batch) -> Result<Vec<f32>> {
+    let n = batch.len() as i64;
+    let (h, w) = (i64::from(batch.height), i64::from(batch.width));
+    let images = Tensor::from_slice(&batch.images)
+        .f_view([n, h, w, 3])
+        .context(|| "score images".into())?;
+    let tokens = batch
+        .tokens
+        .as_deref()
+        .ok_or_else(|| TrainError::Request("the score loader returned no tokens".into()))?;
+    let tokens = Tensor::from_slice(tokens)
+        .f_view([n, batch.context_length as i64])
+        .context(|| "score tokens".into())?;
+    cosine(
+        &trainer.encode_images(&images)?,
+        &trainer.encode_texts(&tokens)?,
+    )
 }
 
 /// Row-wise cosine similarity of two batches of L2-normalised embeddings, on the CPU.

@@ -342,10 +342,10 @@ pub fn train(
         if last || (every > 0 && done.is_multiple_of(every)) {
             progress.loader_state = serde_json::to_value(&state_after)
                 .map_err(|e| request(format!("serialising the loader state: {e}")))?;
-            let previous = on_main(trainer.world(), "saving the checkpoint", || {
-                let started = Instant::now();
-                let snapshot = trainer.snapshot(&progress)?;
-                saver.start(snapshot, started.elapsed().as_secs_f64())
+            // The save in flight is waited for and logged (metrics uploaded) before the next one
+            // starts: a process killed during the next save resumes with the metrics up to now.
+            let previous = on_main(trainer.world(), "finishing the previous checkpoint", || {
+                saver.finish()
             })?;
             log_saved(
                 previous.flatten(),
@@ -354,6 +354,14 @@ pub fn train(
                 observer,
                 &mut last_checkpoint,
             )?;
+            on_main(trainer.world(), "saving the checkpoint", || {
+                let started = Instant::now();
+                let snapshot = trainer.snapshot(&progress)?;
+                // nothing in flight any more: the previous save was logged above
+                saver
+                    .start(snapshot, started.elapsed().as_secs_f64())
+                    .map(drop)
+            })?;
         }
         if trainer.world().is_main() {
             let finished = saver.poll()?;

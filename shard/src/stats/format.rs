@@ -129,6 +129,21 @@ pub fn score_gaps(s: &super::report::ScoreSummary) -> String {
     }
 }
 
+/// Headers and cells of a numeric distribution's summary as the reports show it: min, p5,
+/// median, mean, p95, max.
+pub fn summary_cells(s: &super::histogram::DistributionSummary) -> [(&'static str, String); 6] {
+    let u = ValueUnit::Decimal;
+    let q = s.quantiles.as_ref();
+    [
+        ("min", opt_value(s.min, u)),
+        ("p5", opt_value(q.map(|q| q.p05), u)),
+        ("median", opt_value(q.map(|q| q.p50), u)),
+        ("mean", opt_value(s.mean, u)),
+        ("p95", opt_value(q.map(|q| q.p95), u)),
+        ("max", opt_value(s.max, u)),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

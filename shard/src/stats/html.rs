@@ -9,6 +9,7 @@ use super::StatsError;
 use super::charts::{bars_svg, histogram_svg, scatter_svg};
 use super::format::{
     bytes, count, opt_value, percent, rate, retried, score_gaps, seconds, significant,
+    summary_cells,
 };
 use super::histogram::DistributionSummary;
 use super::markdown::shards_to_show;
@@ -77,20 +78,18 @@ fn card(o: &mut String, label: &str, value: &str, sub: &str) {
 
 /// A numeric column's histogram beside its min / p5 / median / mean / p95 / max.
 fn numeric_block(o: &mut String, title: &str, s: &DistributionSummary) -> Result<(), StatsError> {
-    let u = ValueUnit::Decimal;
-    let q = s.quantiles.as_ref();
     o.push_str(r#"<div class="charts">"#);
-    chart(o, &histogram_svg(title, &s.histogram, u)?);
-    let _ = write!(
-        o,
-        r#"<div class="chart"><table class="plain"><tr><th class="n">min</th><th class="n">p5</th><th class="n">median</th><th class="n">mean</th><th class="n">p95</th><th class="n">max</th></tr><tr><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td></tr></table></div></div>"#,
-        opt_value(s.min, u),
-        opt_value(q.map(|q| q.p05), u),
-        opt_value(q.map(|q| q.p50), u),
-        opt_value(s.mean, u),
-        opt_value(q.map(|q| q.p95), u),
-        opt_value(s.max, u)
-    );
+    chart(o, &histogram_svg(title, &s.histogram, ValueUnit::Decimal)?);
+    let cells = summary_cells(s);
+    o.push_str(r#"<div class="chart"><table class="plain"><tr>"#);
+    for (head, _) in &cells {
+        let _ = write!(o, r#"<th class="n">{head}</th>"#);
+    }
+    o.push_str("</tr><tr>");
+    for (_, value) in &cells {
+        let _ = write!(o, r#"<td class="n">{value}</td>"#);
+    }
+    o.push_str("</tr></table></div></div>");
     Ok(())
 }
 

@@ -4,9 +4,10 @@ use std::fmt::Write;
 
 use super::format::{
     bytes, count, opt_value, percent, rate, retried, score_gaps, seconds, significant,
+    summary_cells,
 };
 use super::histogram::DistributionSummary;
-use super::metrics::{Metric, ValueUnit};
+use super::metrics::Metric;
 use super::report::{ShardSummary, StatsReport};
 
 /// The per-shard table lists every shard up to this many shards, else only the outliers.
@@ -36,17 +37,15 @@ pub fn shards_to_show(report: &StatsReport) -> (Vec<&ShardSummary>, bool) {
 
 /// A numeric column's min / p5 / median / mean / p95 / max as a one-row table.
 fn numeric_table(o: &mut String, s: &DistributionSummary) {
-    let u = ValueUnit::Decimal;
-    let q = s.quantiles.as_ref();
+    let cells = summary_cells(s);
+    let row =
+        |f: fn(&(&str, String)) -> String| cells.iter().map(f).collect::<Vec<_>>().join(" | ");
     let _ = writeln!(
         o,
-        "| min | p5 | median | mean | p95 | max |\n|---:|---:|---:|---:|---:|---:|\n| {} | {} | {} | {} | {} | {} |\n",
-        opt_value(s.min, u),
-        opt_value(q.map(|q| q.p05), u),
-        opt_value(q.map(|q| q.p50), u),
-        opt_value(s.mean, u),
-        opt_value(q.map(|q| q.p95), u),
-        opt_value(s.max, u)
+        "| {} |\n|{}\n| {} |\n",
+        row(|(head, _)| head.to_string()),
+        "---:|".repeat(cells.len()),
+        row(|(_, value)| value.clone())
     );
 }
 

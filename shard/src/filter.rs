@@ -385,19 +385,20 @@ async fn resolve_predicates<'a>(
             "{p}: {CLIP_SCORE_COLUMN} compares with numbers"
         )));
     }
-    let all = scores.read_all(source).await?;
-    if !all.units_missing.is_empty() {
+    let missing = scores.missing_units(source).await?;
+    if let Some(first) = missing.first() {
         return Err(request(format!(
-            "{} of {} units have no scores in {} (first: {}); finish `flipstream score` first",
-            all.units_missing.len(),
+            "{} of {} units have no scores in {} (first: {first}); finish `flipstream score` first",
+            missing.len(),
             source.commits().len(),
             scores.dir(),
-            all.units_missing[0]
         )));
     }
+    // only the top fraction needs every score before filtering; each unit reads its own later
     let Some(fraction) = spec.clip_score_top else {
         return Ok((predicates, None, Some(scores)));
     };
+    let all = scores.read_all(source).await?;
     let threshold = top_fraction_threshold(&all.scores, fraction).ok_or_else(|| {
         request(format!(
             "--clip-score-top {fraction}: needs a fraction in (0, 1] and at least one score \

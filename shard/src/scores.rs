@@ -274,10 +274,10 @@ impl ScoreSidecar {
     /// One unit's scores by key; `None` when the unit has no score file.
     pub async fn read_unit(&self, unit: &str) -> Result<Option<HashMap<String, f32>>> {
         let path = layout::score_unit_path(&self.manifest.name, unit);
-        if self.root.head(&path).await?.is_none() {
+        let Some(meta) = self.root.head(&path).await? else {
             return Ok(None);
-        }
-        let reader = ShardReader::open(&self.root, &path, None).await?;
+        };
+        let reader = ShardReader::open(&self.root, &path, Some(meta.size)).await?;
         let mut out = HashMap::new();
         for rg in 0..reader.num_row_groups() {
             let batch = reader
@@ -304,13 +304,26 @@ impl ScoreSidecar {
         Ok(Some(out))
     }
 
+    /// Committed units of `ds` without a score file, in canonical order (one listing, no file
+    /// read).
+    pub async fn missing_units(&self, ds: &Dataset) -> Result<Vec<String>> {
+        let scored = self.scored_units().await?;
+        Ok(ds
+            .commits()
+            .iter()
+            .map(|c| &c.unit.id)
+            .filter(|id| !scored.contains(*id))
+            .cloned()
+            .collect())
+    }
+
     /// Every score over the committed units of `ds` (the dataset this sidecar scored).
     pub async fn read_all(&self, ds: &Dataset) -> Result<ScoreColumn> {
-        let scored = self.scored_units().await?;
+        let missing: BTreeSet<String> = self.missing_units(ds).await?.into_iter().collect();
         let mut out = ScoreColumn::default();
         for record in ds.commits() {
             let id = &record.unit.id;
-            if !scored.contains(id) {
+            if missing.contains(id) {
                 out.units_missing.push(id.clone());
                 continue;
             }

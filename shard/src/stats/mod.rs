@@ -234,12 +234,15 @@ async fn score_summaries(ds: &Dataset, warnings: &mut Vec<String>) -> Vec<report
     let mut out = Vec::new();
     for name in names {
         let read = async {
-            let sidecar = ScoreSidecar::find(ds, Some(&name)).await?;
+            let Some(sidecar) = ScoreSidecar::open(ds, &name).await? else {
+                return Ok(None);
+            };
             let column = sidecar.read_all(ds).await?;
-            Ok::<_, ShardError>((sidecar, column))
+            Ok::<_, ShardError>(Some((sidecar, column)))
         };
         match read.await {
-            Ok((sidecar, column)) => {
+            Ok(None) => {}
+            Ok(Some((sidecar, column))) => {
                 let mut distribution = histogram::Distribution::new(None);
                 for &s in &column.scores {
                     distribution.add(f64::from(s));

@@ -10,6 +10,7 @@ CARGO ?= cargo
 DEMO_OUT ?= demo-out
 WITH_TORCH := source scripts/libtorch-env.sh &&
 WITH_TOOLS := source scripts/pytools-env.sh &&
+WITH_MODELS := source scripts/modeltools-env.sh &&
 # system packages the build needs (cmake + nasm for libjpeg-turbo); installs them once as root
 SETUP := scripts/setup-system.sh &&
 
@@ -23,7 +24,7 @@ demo:  ## run the main job end to end on generated data (writes $(DEMO_OUT)/)
 	@scripts/demo.sh target/release/flipstream $(DEMO_OUT)
 
 test:  ## build everything and run all tests (Rust, CLI end-to-end, Python interop)
-	@$(SETUP) $(WITH_TORCH) $(WITH_TOOLS) scripts/test.sh
+	@$(SETUP) $(WITH_TORCH) $(WITH_TOOLS) $(WITH_MODELS) scripts/test.sh
 
 build:  ## release build with training (links libtorch)
 	@$(SETUP) $(WITH_TORCH) $(CARGO) build --release --bin flipstream

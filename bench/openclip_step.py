@@ -7,7 +7,8 @@ matrices, and times full steps on one random batch: u8 HWC images normalised wit
 (the same work flipstream's step does on the device), forward, ClipLoss, backward, AdamW, logit
 scale clamp, and `loss.item()` (a host sync, as flipstream reads its metrics every step).
 
-Run it through scripts/bench-openclip.sh, which provides a venv with the pinned versions.
+Run it through scripts/bench-openclip.sh, which provides a venv with the pinned versions
+(scripts/requirements-models.txt).
 Prints JSON on stdout, progress on stderr.
 """
 

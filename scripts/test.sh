@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite; run through `make test`, which provides libtorch and FLIPSTREAM_PYTHON.
+# The whole test suite; run through `make test`, which provides libtorch, FLIPSTREAM_PYTHON (the
+# Python test tools) and FLIPSTREAM_MODEL_PYTHON (open_clip and transformers, for the export test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${FLIPSTREAM_PYTHON:?run through make test (it provides the Python test tools)}"
-export FLIPSTREAM_PYTHON
+: "${FLIPSTREAM_MODEL_PYTHON:?run through make test (it provides open_clip and transformers)}"
+export FLIPSTREAM_PYTHON FLIPSTREAM_MODEL_PYTHON
 
 step() { printf '\n== %s\n' "$*" >&2; }
 

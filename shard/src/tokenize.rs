@@ -397,14 +397,26 @@ where
     };
     let (start, end) = (id(TRAINED_START)?, id(TRAINED_END)?);
     // For Hugging Face users: `encode(text, add_special_tokens=True)` adds start and end too.
-    let template = TemplateProcessing::builder()
-        .try_single(format!("{TRAINED_START} $A {TRAINED_END}").as_str())
-        .map_err(|e| TokenizeError::Train(e.to_string()))?
-        .special_tokens(vec![(TRAINED_START, start), (TRAINED_END, end)])
-        .build()
+    let template = start_end_template((TRAINED_START, start), (TRAINED_END, end))
         .map_err(|e| TokenizeError::Train(e.to_string()))?;
     tokenizer.with_post_processor(Some(template));
     Ok(tokenizer)
+}
+
+/// The post-processor that makes a Hugging Face tokenizer's `encode(text,
+/// add_special_tokens=True)` give what [`TextTokenizer`] gives before padding: the start token,
+/// the text's ids, the end token (each a `(token, id)` pair).
+pub fn start_end_template(
+    start: (&str, u32),
+    end: (&str, u32),
+) -> Result<TemplateProcessing, TokenizeError> {
+    let settings = |e: String| TokenizeError::Settings(format!("start/end template: {e}"));
+    TemplateProcessing::builder()
+        .try_single(format!("{} $A {}", start.0, end.0).as_str())
+        .map_err(settings)?
+        .special_tokens(vec![start, end])
+        .build()
+        .map_err(|e| settings(e.to_string()))
 }
 
 /// Writes a tokenizer as `tokenizer.json`.

@@ -49,6 +49,7 @@ pub struct Cli {
 
 mod bench;
 mod eval;
+mod export;
 mod filter;
 mod info;
 mod ingest;
@@ -91,6 +92,9 @@ pub enum Command {
     /// CLIP-score every row of a dataset with a run's checkpoint (image-caption cosine
     /// similarity) into a score sidecar beside its shards, for `shard filter --min-clip-score`.
     Score(score::ScoreArgs),
+    /// Write a run's checkpoint as a folder that open_clip or transformers loads, with the same
+    /// embeddings (weights as safetensors, model config, tokenizer).
+    Export(export::ExportArgs),
     /// Benchmarks: tables on stdout, JSON with --json (see docs/benchmarks.md).
     Bench(bench::BenchArgs),
 }
@@ -145,6 +149,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(args) => train::run(args, global),
         Command::Eval(args) => eval::run(args, global),
         Command::Score(args) => score::run(args, global),
+        Command::Export(args) => export::run(args, global),
         Command::Bench(args) => bench::run(args, global),
     };
     let retried = flipstream_shard::store::retry_counts();

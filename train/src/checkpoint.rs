@@ -371,6 +371,16 @@ fn host_copies(tensors: &[(String, &Tensor)]) -> Result<Vec<(String, HostTensor)
         .collect()
 }
 
+/// Writes named tensors (any device, contiguous or not) to a safetensors file with `info` as its
+/// metadata, atomically; returns the file's BLAKE3 (hex).
+pub fn save_tensors(
+    path: &Path,
+    tensors: &[(String, &Tensor)],
+    info: HashMap<String, String>,
+) -> Result<String> {
+    write_safetensors(path, &host_copies(tensors)?, info)
+}
+
 /// Writes the file and returns its BLAKE3 (hex).
 fn write_safetensors(
     path: &Path,

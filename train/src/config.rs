@@ -149,6 +149,11 @@ pub struct ModelConfig {
     /// `avg` (mean of the patch tokens), `avg_cls` (mean including a CLS token, FLIP's code) or
     /// `cls`.
     pub vision_pool: VisionPool,
+    /// A LayerNorm on the image tokens before the first block (`ln_pre` of OpenAI's CLIP and
+    /// open_clip; FLIP and MAE have none). Transformers' `CLIPVisionModel` always applies one, so
+    /// a model exports to `--format hf` only with it (docs/export.md).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub vision_ln_pre: bool,
     /// Token vocabulary size (49408 for CLIP's BPE).
     pub vocab_size: usize,
     /// Maximum number of tokens per caption.
@@ -308,6 +313,7 @@ impl Preset {
             vision_heads: 12,
             vision_mlp_ratio: 4.0,
             vision_pool: VisionPool::Avg,
+            vision_ln_pre: false,
             vocab_size: 49408,
             context_length,
             pad_id: 0,
@@ -859,6 +865,10 @@ pub const MAX_STEM_DEPTH: usize = 4;
 
 fn one() -> usize {
     1
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_one(n: &usize) -> bool {

@@ -2,8 +2,8 @@
 //!
 //! Order of operations (FLIP / MAE): patch embedding (linear, or the convolutional stem of
 //! [`super::stem`] with `patch_embed = "conv"`), + fixed 2-D sin-cos position embedding,
-//! masking, CLS token appended (only with `cls` and `avg_cls` pooling), pre-norm blocks, final
-//! LayerNorm, pooling, projection. Two equivalent rewrites make masking cheaper:
+//! masking, CLS token appended (only with `cls` and `avg_cls` pooling), the optional `ln_pre`
+//! LayerNorm (`vision_ln_pre`), pre-norm blocks, final LayerNorm, pooling, projection. Two equivalent rewrites make masking cheaper:
 //!
 //! - The patch embedding is a convolution with kernel = stride = patch; it is computed as a matmul
 //!   over the patches that are kept, so removed patches cost nothing (the weight keeps the
@@ -59,6 +59,7 @@ pub struct VisionTower {
     embedding: Embedding,
     pos_embed: Tensor,
     cls_token: Option<Tensor>,
+    ln_pre: Option<LayerNorm>,
     transformer: Transformer,
     norm: LayerNorm,
     proj: Linear,
@@ -92,6 +93,11 @@ impl VisionTower {
         };
         let cls_token = if cfg.vision_pool.has_cls_token() {
             Some(init.normal("visual.cls_token", &[1, 1, width], 0.02)?)
+        } else {
+            None
+        };
+        let ln_pre = if cfg.vision_ln_pre {
+            Some(LayerNorm::new(init, "visual.ln_pre", width)?)
         } else {
             None
         };
@@ -141,6 +147,7 @@ impl VisionTower {
             embedding,
             pos_embed,
             cls_token,
+            ln_pre,
             transformer,
             norm,
             proj,
@@ -195,6 +202,9 @@ impl VisionTower {
         };
         if let Some(cls) = &self.cls_token {
             x = Tensor::f_cat(&[cls.f_expand([b, 1, self.width], false)?, x], 1)?;
+        }
+        if let Some(ln) = &self.ln_pre {
+            x = ln.forward(&x)?;
         }
         let tokens =
             self.norm

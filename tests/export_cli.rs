@@ -3,7 +3,8 @@
 //! (tests/python/export_interop.py in scripts/modeltools-env.sh's venv), which must reproduce
 //! flipstream's CLIP score of every row within 1e-4, agree with each other on every embedding
 //! (cosine ≥ 0.9999) and on zero-shot predictions. Models the targets cannot express exactly
-//! are refused with exit 2, every reason named, nothing written.
+//! are refused with exit 2, every reason named, nothing written. `train --init open_clip:DIR`
+//! starts a run from an open_clip model made by open_clip itself, with open_clip's embeddings.
 
 #![cfg(feature = "train")]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
@@ -103,20 +104,49 @@ fn entries(dir: &Path) -> Vec<String> {
     names
 }
 
-#[test]
-fn open_clip_and_transformers_load_the_export_with_flipstreams_embeddings() {
-    let python = std::env::var("FLIPSTREAM_MODEL_PYTHON").unwrap_or_else(|_| {
+/// The venv with open_clip and transformers.
+fn model_python() -> String {
+    std::env::var("FLIPSTREAM_MODEL_PYTHON").unwrap_or_else(|_| {
         panic!(
-            "FLIPSTREAM_MODEL_PYTHON is not set: this test loads the exports with open_clip and \
+            "FLIPSTREAM_MODEL_PYTHON is not set: this test loads models with open_clip and \
              transformers; run it through `make test` or `source scripts/modeltools-env.sh`"
         )
-    });
+    })
+}
+
+/// Runs tests/python/`script` with `args` in the model venv; its JSON line from stdout.
+fn python(script: &str, args: &[&str]) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let out = std::process::Command::new(model_python())
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+/// `flipstream score` of `data` with `run_dir` into the sidecar `name`.
+fn score(data: &str, run_dir: &str, name: &str) {
+    let mut args = vec!["-q", "score", data, "--run", run_dir, "--name", name];
+    args.extend_from_slice(&ONE_CPU_THREAD);
+    run(&args).expect_code(0);
+}
+
+#[test]
+fn open_clip_and_transformers_load_the_export_with_flipstreams_embeddings() {
+    model_python();
     let tmp = tempfile::tempdir().unwrap();
     let data = dataset(tmp.path());
     let run_dir = train(tmp.path(), &data, "run", &exportable_config());
-    let mut score = vec!["-q", "score", &data, "--run", &run_dir];
-    score.extend_from_slice(&ONE_CPU_THREAD);
-    run(&score).expect_code(0);
+    score(&data, &run_dir, "clip");
 
     let oc = tmp.path().join("export-open-clip");
     let summary = export(&run_dir, "open_clip", &oc).expect_code(0).json();
@@ -151,25 +181,19 @@ fn open_clip_and_transformers_load_the_export_with_flipstreams_embeddings() {
         "no staging folder is left behind"
     );
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/export_interop.py");
-    let out = std::process::Command::new(python)
-        .arg(&script)
-        .args(["--data", &data, "--scores", &format!("{data}/scores/clip")])
-        .args([
+    let report = python(
+        "export_interop.py",
+        &[
+            "--data",
+            &data,
+            "--scores",
+            &format!("{data}/scores/clip"),
             "--open-clip",
             oc.to_str().unwrap(),
             "--hf",
             hf.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert!(report["rows"].as_u64().unwrap() > 50, "{report}");
     assert!(
         report["open_clip_max_score_diff"].as_f64().unwrap() <= 1e-4,
@@ -179,6 +203,113 @@ fn open_clip_and_transformers_load_the_export_with_flipstreams_embeddings() {
         report["hf_max_score_diff"].as_f64().unwrap() <= 1e-4,
         "{report}"
     );
+}
+
+#[test]
+fn train_init_starts_from_an_open_clip_model_with_its_embeddings() {
+    model_python();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset(tmp.path());
+    // the tokenizer folder the open_clip model will use: an export's
+    let tokenizer_run = train(tmp.path(), &data, "tok", &exportable_config());
+    let tokenizer_dir = tmp.path().join("tokenizer-export");
+    export(&tokenizer_run, "open_clip", &tokenizer_dir).expect_code(0);
+    // a model made and initialised by open_clip itself (other widths and depths, quick GELU)
+    let oc = tmp.path().join("open-clip-model");
+    let oc_s = oc.to_str().unwrap();
+    let made = python(
+        "make_open_clip_model.py",
+        &[
+            "--out",
+            oc_s,
+            "--tokenizer-from",
+            tokenizer_dir.to_str().unwrap(),
+            "--quick-gelu",
+        ],
+    );
+    assert!(made["tensors"].as_u64().unwrap() > 50, "{made}");
+
+    // one step at a negligible learning rate: the checkpoint holds the imported weights
+    let still = CONFIG
+        .replace("base_lr = 0.016", "base_lr = 1e-12")
+        .replace("total_steps = 8", "total_steps = 1")
+        .replace("warmup_steps = 2", "warmup_steps = 0");
+    let config = tmp.path().join("still.toml");
+    std::fs::write(&config, still).unwrap();
+    let init = format!("open_clip:{oc_s}");
+    let train_init = |name: &str, init: &str| {
+        let run_dir = tmp.path().join(name);
+        let mut args = vec![
+            "-q",
+            "train",
+            &data,
+            "--run",
+            run_dir.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--all-data",
+            "--eval-every",
+            "0",
+            "--init",
+            init,
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+        args.extend(ONE_CPU_THREAD.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        (run(&refs), run_dir)
+    };
+    let (trained, run_dir) = train_init("init", &init);
+    trained.expect_code(0);
+    let stored = std::fs::read_to_string(run_dir.join("config.toml")).unwrap();
+    assert!(stored.contains("vision_width = 96"), "{stored}");
+    assert!(stored.contains("activation = \"quick_gelu\""), "{stored}");
+    assert!(stored.contains(&format!("init = \"{init}\"")), "{stored}");
+    let run_s = run_dir.to_str().unwrap();
+    score(&data, run_s, "init");
+    let report = python(
+        "export_interop.py",
+        &[
+            "--data",
+            &data,
+            "--scores",
+            &format!("{data}/scores/init"),
+            "--open-clip",
+            oc_s,
+        ],
+    );
+    assert!(
+        report["open_clip_max_score_diff"].as_f64().unwrap() <= 1e-4,
+        "{report}"
+    );
+
+    // what flipstream cannot express is refused, naming it
+    let config_path = oc.join("open_clip_config.json");
+    let original = std::fs::read_to_string(&config_path).unwrap();
+    std::fs::write(
+        &config_path,
+        original.replace(
+            "\"patch_size\": 8",
+            "\"patch_size\": 8, \"pool_type\": \"avg\"",
+        ),
+    )
+    .unwrap();
+    let (refused, refused_dir) = train_init("avg", &init);
+    let refused = refused.expect_code(2);
+    assert!(
+        refused.stderr.contains("vision_cfg.pool_type"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused_dir.join("config.toml").exists());
+    std::fs::write(&config_path, original).unwrap();
+    std::fs::remove_file(oc.join("tokenizer.json")).unwrap();
+    let (refused, _) = train_init("no-tokenizer", &init);
+    let refused = refused.expect_code(2);
+    assert!(refused.stderr.contains("--tokenizer"), "{}", refused.stderr);
+    let (refused, _) = train_init("bad-init", "timm:whatever");
+    refused.expect_code(2);
 }
 
 #[test]

@@ -53,7 +53,7 @@ pub fn run(_args: ExportArgs, _global: Global) -> anyhow::Result<ExitCode> {
 #[cfg(feature = "train")]
 pub fn run(args: ExportArgs, global: Global) -> anyhow::Result<ExitCode> {
     use flipstream_train::checkpoint::weights_fingerprint;
-    use flipstream_train::export::{ExportFormat, ExportRequest, ExportSource, export_model};
+    use flipstream_train::interop::{ExportFormat, ExportRequest, ExportSource, export_model};
 
     use super::eval::{LoadedRun, load_weights, open_run};
     use super::train::train_error;
@@ -92,7 +92,7 @@ pub fn run(args: ExportArgs, global: Global) -> anyhow::Result<ExitCode> {
 
 /// The summary as a few lines (or JSON).
 #[cfg(feature = "train")]
-fn print_summary(s: &flipstream_train::export::ExportSummary, json: bool) -> anyhow::Result<()> {
+fn print_summary(s: &flipstream_train::interop::ExportSummary, json: bool) -> anyhow::Result<()> {
     use flipstream_shard::stats::format;
 
     use crate::cli::loader::write_stdout;

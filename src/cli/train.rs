@@ -93,9 +93,18 @@ pub struct TrainArgs {
     pub label_columns: Option<Vec<String>>,
 
     /// A tokenizer.json to use; without it a BPE is trained on the training captions and stored
-    /// in the run directory.
+    /// in the run directory (with --init: the folder's tokenizer.json).
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
+
+    /// Start from a trained model instead of a fresh one: `open_clip:DIR`, an open_clip folder
+    /// (open_clip_config.json, weights as safetensors, optionally tokenizer.json; what
+    /// `open_clip`'s `local-dir:` loads and `flipstream export --format open_clip` writes). The
+    /// model architecture is the folder's ([model] settings are replaced); the objective's heads
+    /// start fresh. Models flipstream cannot express exactly are refused with the reasons
+    /// (docs/export.md).
+    #[arg(long, value_name = "open_clip:DIR")]
+    pub init: Option<String>,
 
     /// Train on every row instead of the train side of the split view. The validation rows are
     /// then trained on too, so this needs --eval-every 0 (and `flipstream eval` another dataset).
@@ -180,6 +189,17 @@ pub(crate) fn train_error(e: flipstream_train::TrainError) -> anyhow::Error {
         anyhow::Error::new(crate::cli::UsageError(e.to_string()))
     } else {
         anyhow::Error::new(e)
+    }
+}
+
+/// The folder of `--init open_clip:DIR` (the only source for now).
+#[cfg(feature = "train")]
+fn init_folder(value: &str) -> anyhow::Result<PathBuf> {
+    match value.split_once(':') {
+        Some(("open_clip", dir)) if !dir.is_empty() => Ok(PathBuf::from(dir)),
+        _ => crate::usage_bail!(
+            "--init {value}: expected open_clip:DIR (an open_clip model folder on this machine)"
+        ),
     }
 }
 
@@ -401,9 +421,10 @@ mod imp {
         };
         let is_main = dist.rank == 0;
         let start = if args.resume {
-            if args.config.is_some() || args.tokenizer.is_some() {
+            if args.config.is_some() || args.tokenizer.is_some() || args.init.is_some() {
                 crate::usage_bail!(
-                    "--resume continues the run with its own config and tokenizer: leave out --config and --tokenizer"
+                    "--resume continues the run with its own config, tokenizer and weights: leave \
+                     out --config, --tokenizer and --init"
                 );
             }
             RunStart::Resume {
@@ -441,6 +462,7 @@ mod imp {
             RunStart::New {
                 spec: Box::new(spec),
                 tokenizer: args.tokenizer.clone(),
+                init: args.init.as_deref().map(super::init_folder).transpose()?,
             }
         };
         let session = Session {

@@ -2,15 +2,16 @@
 flipstream's model. Run by tests/export_cli.rs with the venv of scripts/modeltools-env.sh (not a
 pytest module: the other tests' venv has no torch).
 
-    export_interop.py --data DATA --scores DATA/scores/NAME --open-clip DIR --hf DIR
+    export_interop.py --data DATA --scores DATA/scores/NAME --open-clip DIR [--hf DIR]
 
 For every accepted row of DATA (PNG images stored at the model's size, so that every library sees
 the same pixels): the image and the caption go through both exported models, each with its own
 tokenizer loader (open_clip.get_tokenizer, AutoTokenizer). Checked:
 
 - the per-row image-caption cosine of each export equals flipstream's CLIP score (`flipstream
-  score`, written in the sidecar) within 1e-4;
-- open_clip's and transformers' embeddings of every image and caption agree (cosine >= 0.9999);
+  score`, written in the sidecar) within 1e-4 (also used for an open_clip folder a run was
+  initialised from with `train --init`, without --hf);
+- with --hf: open_clip's and transformers' embeddings of every image and caption agree (cosine >= 0.9999);
 - zero-shot: each image's best caption among all captions is the same under both;
 - the tokenizers give the same ids up to the swap recorded in flipstream_export.json.
 
@@ -103,12 +104,26 @@ def hf_embeddings(folder, px, captions, context_length):
     return normalize(image), normalize(text), enc.input_ids
 
 
+def check_token_ids(hf_dir, oc_ids, hf_ids, captions):
+    """Both tokenizers give the same ids, up to the swap the transformers export records."""
+    with open(os.path.join(hf_dir, "flipstream_export.json")) as f:
+        swap = json.load(f)["swapped_token_ids"]
+    mapped = oc_ids.clone()
+    if swap:
+        a, b = swap
+        mapped[oc_ids == a] = b
+        mapped[oc_ids == b] = a
+    if not torch.equal(mapped, hf_ids):
+        bad = (mapped != hf_ids).any(dim=1).nonzero().flatten().tolist()
+        fail(f"token ids differ for captions {[captions[i] for i in bad[:3]]}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
     ap.add_argument("--scores", required=True)
     ap.add_argument("--open-clip", required=True)
-    ap.add_argument("--hf", required=True)
+    ap.add_argument("--hf")
     args = ap.parse_args()
     torch.manual_seed(0)
 
@@ -121,38 +136,31 @@ def main():
     px = pixels(rows, size)
 
     oc_img, oc_txt, oc_ids = open_clip_embeddings(args.open_clip, px, captions)
-    hf_img, hf_txt, hf_ids = hf_embeddings(args.hf, px, captions, context_length)
-
-    with open(os.path.join(args.hf, "flipstream_export.json")) as f:
-        swap = json.load(f)["swapped_token_ids"]
-    mapped = oc_ids.clone()
-    if swap:
-        a, b = swap
-        mapped[oc_ids == a] = b
-        mapped[oc_ids == b] = a
-    if not torch.equal(mapped, hf_ids):
-        bad = (mapped != hf_ids).any(dim=1).nonzero().flatten().tolist()
-        fail(f"token ids differ for captions {[captions[i] for i in bad[:3]]}")
-
     want = torch.tensor([scores[r["key"]] for r in rows])
     report = {"rows": len(rows)}
-    for name, img, txt in (("open_clip", oc_img, oc_txt), ("hf", hf_img, hf_txt)):
+    models = [("open_clip", oc_img, oc_txt)]
+    if args.hf:
+        hf_img, hf_txt, hf_ids = hf_embeddings(args.hf, px, captions, context_length)
+        check_token_ids(args.hf, oc_ids, hf_ids, captions)
+        models.append(("hf", hf_img, hf_txt))
+    for name, img, txt in models:
         got = (img * txt).sum(dim=-1)
         diff = (got - want).abs().max().item()
         report[f"{name}_max_score_diff"] = diff
         if diff > 1e-4:
             i = int((got - want).abs().argmax())
             fail(f"{name}: score of {rows[i]['key']} is {got[i]:.6f}, flipstream's {want[i]:.6f}")
-    for what, a, b in (("image", oc_img, hf_img), ("text", oc_txt, hf_txt)):
-        cos = (a * b).sum(dim=-1).min().item()
-        report[f"min_{what}_cosine_open_clip_vs_hf"] = cos
-        if cos < 0.9999:
-            fail(f"{what} embeddings of open_clip and transformers differ: cosine {cos:.6f}")
-    oc_pred = (oc_img @ oc_txt.T).argmax(dim=-1)
-    hf_pred = (hf_img @ hf_txt.T).argmax(dim=-1)
-    if not torch.equal(oc_pred, hf_pred):
-        fail("zero-shot caption predictions differ between open_clip and transformers")
-    report["zero_shot_top1"] = (oc_pred == torch.arange(len(rows))).float().mean().item()
+    if args.hf:
+        for what, a, b in (("image", oc_img, hf_img), ("text", oc_txt, hf_txt)):
+            cos = (a * b).sum(dim=-1).min().item()
+            report[f"min_{what}_cosine_open_clip_vs_hf"] = cos
+            if cos < 0.9999:
+                fail(f"{what} embeddings of open_clip and transformers differ: cosine {cos:.6f}")
+        oc_pred = (oc_img @ oc_txt.T).argmax(dim=-1)
+        hf_pred = (hf_img @ hf_txt.T).argmax(dim=-1)
+        if not torch.equal(oc_pred, hf_pred):
+            fail("zero-shot caption predictions differ between open_clip and transformers")
+        report["zero_shot_top1"] = (oc_pred == torch.arange(len(rows))).float().mean().item()
     print(json.dumps(report))
 
 

@@ -24,7 +24,7 @@ use tch::{Device, Kind, TchError, Tensor};
 
 use crate::config::{ModelConfig, RunConfig};
 use crate::error::{Result, TorchContext, TrainError};
-use crate::model::ClipModel;
+use crate::model::{ClipModel, HEADS_PREFIX};
 use crate::objective::ObjectiveConfig;
 use crate::optim::{AdamW, shape_differences};
 use crate::schedule::ScheduleValue;
@@ -250,22 +250,51 @@ pub fn load(dir: &Path, model: &ClipModel, optim: Option<&mut AdamW>) -> Result<
         }
         None => None,
     };
-    for p in model.params().iter() {
-        let mut dst = p.tensor().shallow_clone();
-        let mut copy = || -> std::result::Result<(), TchError> {
-            let src = weights
-                .get(p.name())
-                .ok_or_else(|| TchError::Kind(format!("missing {}", p.name())))?;
-            tch::no_grad(|| dst.f_copy_(src))
-        };
-        copy().context(|| format!("loading {} from {}", p.name(), weights_path.display()))?;
-    }
+    copy_params(model, &weights, &weights_path)?;
     if let Some((optim, steps, tensors, path)) = optim_state {
         optim
             .load_state(steps, &tensors)
             .map_err(|differences| TrainError::CheckpointMismatch { path, differences })?;
     }
     Ok(meta)
+}
+
+/// Loads `weights` (flipstream's names: an import, see [`crate::interop::import`]) into every
+/// parameter of `model` outside its objective's heads ([`HEADS_PREFIX`]), which keep their
+/// initialisation. Refuses, changing nothing, a missing, extra or misshapen tensor, naming each.
+pub fn load_towers(
+    model: &ClipModel,
+    weights: &HashMap<String, Tensor>,
+    origin: &Path,
+) -> Result<()> {
+    let expected: Vec<(String, Vec<i64>)> = model
+        .params()
+        .iter()
+        .filter(|p| !p.name().starts_with(HEADS_PREFIX))
+        .map(|p| (p.name().to_string(), p.tensor().size()))
+        .collect();
+    let differences = shape_differences(&expected, weights);
+    if !differences.is_empty() {
+        return Err(TrainError::CheckpointMismatch {
+            path: origin.to_path_buf(),
+            differences,
+        });
+    }
+    copy_params(model, weights, origin)
+}
+
+/// Copies each tensor of `weights` into the parameter of `model` with its name (shapes checked
+/// by the caller).
+fn copy_params(model: &ClipModel, weights: &HashMap<String, Tensor>, origin: &Path) -> Result<()> {
+    for p in model.params().iter() {
+        let Some(src) = weights.get(p.name()) else {
+            continue;
+        };
+        let mut dst = p.tensor().shallow_clone();
+        tch::no_grad(|| dst.f_copy_(src).map(|_| ()))
+            .context(|| format!("loading {} from {}", p.name(), origin.display()))?;
+    }
+    Ok(())
 }
 
 /// Field-by-field differences between the model config a checkpoint was made with and `current`.

@@ -71,6 +71,44 @@ impl PatchEmbed {
     }
 }
 
+/// Where the image tower's position embeddings come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PosEmbed {
+    /// MAE's fixed 2-D sin-cos table (FLIP, MAE): not a parameter.
+    #[default]
+    Sincos,
+    /// A learned table `visual.pos_embed` (CLIP, open_clip's default): what a model imported
+    /// with `train --init open_clip:DIR` has.
+    Learned,
+}
+
+impl PosEmbed {
+    /// True for the default (kept out of serialised configs, so that older fingerprints hold).
+    pub fn is_sincos(&self) -> bool {
+        *self == PosEmbed::Sincos
+    }
+}
+
+/// The nonlinearity of the towers' MLPs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// The exact (erf) GELU.
+    #[default]
+    Gelu,
+    /// OpenAI CLIP's `x · sigmoid(1.702 x)` (open_clip's `quick_gelu`): what OpenAI's weights
+    /// were trained with.
+    QuickGelu,
+}
+
+impl Activation {
+    /// True for the default (kept out of serialised configs).
+    pub fn is_gelu(&self) -> bool {
+        *self == Activation::Gelu
+    }
+}
+
 /// Which text token's output becomes the text embedding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -154,6 +192,12 @@ pub struct ModelConfig {
     /// a model exports to `--format hf` only with it (docs/export.md).
     #[serde(default, skip_serializing_if = "is_false")]
     pub vision_ln_pre: bool,
+    /// `sincos` (fixed, MAE's) or `learned` position embeddings of the image patches.
+    #[serde(default, skip_serializing_if = "PosEmbed::is_sincos")]
+    pub vision_pos_embed: PosEmbed,
+    /// The MLP nonlinearity of both towers: `gelu` or `quick_gelu` (OpenAI CLIP's).
+    #[serde(default, skip_serializing_if = "Activation::is_gelu")]
+    pub activation: Activation,
     /// Token vocabulary size (49408 for CLIP's BPE).
     pub vocab_size: usize,
     /// Maximum number of tokens per caption.
@@ -314,6 +358,8 @@ impl Preset {
             vision_mlp_ratio: 4.0,
             vision_pool: VisionPool::Avg,
             vision_ln_pre: false,
+            vision_pos_embed: PosEmbed::Sincos,
+            activation: Activation::Gelu,
             vocab_size: 49408,
             context_length,
             pad_id: 0,

@@ -8,7 +8,7 @@
 //! - [`optim`]: [`AdamW`] with saveable state, [`Gradients`] (accumulation, clipping).
 //! - [`schedule`]: warmup + cosine learning rate, unmasked tuning phase ([`Schedule`]).
 //! - [`checkpoint`]: safetensors weights and moments plus a JSON sidecar, atomic writes.
-//! - [`export`]: a trained model as an open_clip or transformers folder (`flipstream export`).
+//! - [`interop`]: open_clip and transformers: export a trained model, import open_clip weights.
 //! - [`step`]: [`TrainStep`], one optimizer step from u8 images and token ids.
 //! - [`run`]: training runs: run directory, config, the loop, metrics, evaluation.
 //! - [`bench`]: the train-step benchmark behind `flipstream bench train-step`.
@@ -23,7 +23,7 @@ pub mod cpu_memory;
 pub mod device;
 pub mod dist;
 pub mod error;
-pub mod export;
+pub mod interop;
 pub mod loss;
 pub mod model;
 pub mod objective;
@@ -34,8 +34,8 @@ pub mod step;
 
 pub use checkpoint::{CheckpointMeta, TrainProgress};
 pub use config::{
-    ModelConfig, PatchEmbed, Precision, Preset, RunConfig, TextPool, TrainConfig, UnmaskedTune,
-    VisionPool,
+    Activation, ModelConfig, PatchEmbed, PosEmbed, Precision, Preset, RunConfig, TextPool,
+    TrainConfig, UnmaskedTune, VisionPool,
 };
 pub use error::{Result, TrainError};
 pub use loss::{ContrastiveLoss, clip_loss};

@@ -167,6 +167,16 @@ impl TrainStep {
         Ok(meta)
     }
 
+    /// Replaces the towers' initial weights by `weights` (flipstream names, e.g. an open_clip
+    /// import); the objective's heads keep theirs (see [`checkpoint::load_towers`]).
+    pub fn load_towers(
+        &mut self,
+        weights: &std::collections::HashMap<String, Tensor>,
+        origin: &Path,
+    ) -> Result<()> {
+        checkpoint::load_towers(&self.model, weights, origin)
+    }
+
     /// Saves weights, optimizer state and a sidecar with `progress` into `dir`.
     pub fn save_checkpoint(&self, dir: &Path, progress: &TrainProgress) -> Result<CheckpointMeta> {
         self.snapshot(progress)?.write(dir)

@@ -22,6 +22,7 @@ fn new_run(spec: RunSpec) -> RunStart {
     RunStart::New {
         spec: Box::new(spec),
         tokenizer: None,
+        init: None,
     }
 }
 

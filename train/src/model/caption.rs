@@ -14,7 +14,7 @@ use tch::{Kind, Reduction, TchError, Tensor};
 use super::layers::{AttnMask, Block, BlockShape, Compute, CrossBlock, LayerNorm, Linear};
 use super::params::Initializer;
 use super::text::end_positions;
-use crate::config::ModelConfig;
+use crate::config::{Activation, ModelConfig};
 
 /// The caption decoder's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +60,7 @@ impl CaptionDecoder {
             heads: shape.heads as i64,
             mlp_width: 4 * w,
             depth: 2 * shape.depth as i64,
+            activation: Activation::Gelu,
         };
         let layers = (0..shape.depth)
             .map(|i| {

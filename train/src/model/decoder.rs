@@ -16,7 +16,7 @@ use super::masking::PatchMask;
 use super::params::Initializer;
 use super::posembed::sincos_2d;
 use super::vision::{CLIP_MEAN, CLIP_STD};
-use crate::config::ModelConfig;
+use crate::config::{Activation, ModelConfig};
 use crate::objective::DecoderShape;
 
 /// The pixel decoder.
@@ -59,6 +59,7 @@ impl PixelDecoder {
                 heads: shape.decoder_heads as i64,
                 mlp_width: 4 * width,
                 depth: shape.decoder_depth as i64,
+                activation: Activation::Gelu,
             },
         )?;
         let norm = LayerNorm::new(init, &format!("{name}.norm"), width)?;

@@ -9,6 +9,7 @@
 use tch::{Kind, TchError, Tensor};
 
 use super::params::Initializer;
+use crate::config::Activation;
 
 /// LayerNorm ε (PyTorch's default, as in CLIP).
 pub const LAYER_NORM_EPS: f64 = 1e-5;
@@ -161,6 +162,8 @@ pub struct BlockShape {
     pub mlp_width: i64,
     /// Number of blocks in the tower (scales the residual branch init, as in CLIP).
     pub depth: i64,
+    /// The MLP nonlinearity.
+    pub activation: Activation,
 }
 
 /// Multi-head self-attention with a fused qkv projection.
@@ -171,11 +174,12 @@ pub struct Attention {
     heads: i64,
 }
 
-/// The two-layer GELU MLP.
+/// The two-layer MLP (GELU, or OpenAI's quick GELU).
 #[derive(Debug)]
 pub struct Mlp {
     fc1: Linear,
     fc2: Linear,
+    activation: Activation,
 }
 
 /// A pre-norm Transformer block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))`.
@@ -220,6 +224,7 @@ impl Block {
                     proj_std,
                     true,
                 )?,
+                activation: shape.activation,
             },
         })
     }
@@ -275,7 +280,11 @@ impl Attention {
 
 impl Mlp {
     fn forward(&self, x: &Tensor, compute: Compute) -> Result<Tensor, TchError> {
-        let h = self.fc1.forward(x, compute)?.f_gelu("none")?;
+        let h = self.fc1.forward(x, compute)?;
+        let h = match self.activation {
+            Activation::Gelu => h.f_gelu("none")?,
+            Activation::QuickGelu => h.f_mul(&h.f_mul_scalar(1.702)?.f_sigmoid()?)?,
+        };
         self.fc2.forward(&h, compute)
     }
 }

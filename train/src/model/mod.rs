@@ -37,6 +37,10 @@ use crate::error::{Result, TorchContext, TrainError};
 use text::TextTower;
 use vision::VisionTower;
 
+/// The name prefix of every parameter an objective adds beside the towers (decoders,
+/// regressors): `heads.pixel_decoder.…`.
+pub const HEADS_PREFIX: &str = "heads.";
+
 /// What one forward pass gives the loss.
 #[derive(Debug)]
 pub struct ClipOutput {
@@ -139,7 +143,7 @@ impl ClipModel {
         self.device
     }
 
-    /// The image tower's fixed sin-cos position embedding `[L, vision_width]`.
+    /// The image tower's position embedding `[L, vision_width]` (fixed sin-cos, or learned).
     pub fn position_embedding(&self) -> &Tensor {
         self.visual.position_embedding()
     }

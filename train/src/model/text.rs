@@ -61,6 +61,7 @@ impl TextTower {
             heads: cfg.text_heads as i64,
             mlp_width: cfg.text_mlp_width() as i64,
             depth: cfg.text_depth as i64,
+            activation: cfg.activation,
         };
         let transformer = Transformer::new(init, "text.blocks", shape)?;
         let norm = LayerNorm::new(init, "text.norm", width)?;

@@ -1,7 +1,8 @@
 //! The image tower: a ViT that reads u8 images, keeps only the unmasked patches, and pools.
 //!
 //! Order of operations (FLIP / MAE): patch embedding (linear, or the convolutional stem of
-//! [`super::stem`] with `patch_embed = "conv"`), + fixed 2-D sin-cos position embedding,
+//! [`super::stem`] with `patch_embed = "conv"`), + fixed 2-D sin-cos position embedding (or a
+//! learned one, `vision_pos_embed = "learned"`),
 //! masking, CLS token appended (only with `cls` and `avg_cls` pooling), the optional `ln_pre`
 //! LayerNorm (`vision_ln_pre`), pre-norm blocks, final LayerNorm, pooling, projection. Two equivalent rewrites make masking cheaper:
 //!
@@ -22,7 +23,7 @@ use super::masking::PatchMask;
 use super::params::Initializer;
 use super::posembed::sincos_2d;
 use super::stem::ConvStem;
-use crate::config::{ModelConfig, PatchEmbed, VisionPool};
+use crate::config::{ModelConfig, PatchEmbed, PosEmbed, VisionPool};
 
 /// CLIP's per-channel pixel mean (RGB, on the 0–1 scale).
 pub const CLIP_MEAN: [f64; 3] = [0.48145466, 0.4578275, 0.40821073];
@@ -106,6 +107,7 @@ impl VisionTower {
             heads: cfg.vision_heads as i64,
             mlp_width: cfg.vision_mlp_width() as i64,
             depth: cfg.vision_depth as i64,
+            activation: cfg.activation,
         };
         let transformer = Transformer::new(init, "visual.blocks", shape)?;
         let norm = LayerNorm::new(init, "visual.norm", width)?;
@@ -117,9 +119,15 @@ impl VisionTower {
             (width as f64).powf(-0.5),
             false,
         )?;
-        let pos_embed = Tensor::f_from_slice(&sincos_2d(cfg.grid_size(), cfg.vision_width))?
-            .f_view([grid * grid, width])?
-            .f_to_device(device)?;
+        let pos_embed = match cfg.vision_pos_embed {
+            PosEmbed::Sincos => {
+                Tensor::f_from_slice(&sincos_2d(cfg.grid_size(), cfg.vision_width))?
+                    .f_view([grid * grid, width])?
+                    .f_to_device(device)?
+            }
+            // ViT's and CLIP's initialisation scale.
+            PosEmbed::Learned => init.normal("visual.pos_embed", &[grid * grid, width], 0.02)?,
+        };
         // Normalisation folded into one multiply-add per value, laid out like a patch (c, y, x)
         // for the linear embedding, per channel `[1, 3, 1, 1]` for the stem.
         let repeat = match cfg.patch_embed {
@@ -160,7 +168,8 @@ impl VisionTower {
         })
     }
 
-    /// The fixed position embedding table `[L, width]` (float32, not a parameter).
+    /// The position embedding table `[L, width]` (float32): fixed sin-cos, or the learned
+    /// parameter.
     pub fn position_embedding(&self) -> &Tensor {
         &self.pos_embed
     }

@@ -122,6 +122,10 @@ pub struct RunOptions {
     pub checkpoint_every: u64,
     /// Vocabulary size of the BPE trained on the training captions when no tokenizer is given.
     pub tokenizer_vocab_size: usize,
+    /// The weights the run started from (`open_clip:DIR`, set by `train --init`); absent: a
+    /// fresh initialisation from `train.seed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
     /// Loader lanes (independent shuffle streams); must divide `train.batch_size`. Absent: the
     /// largest divisor of the batch size up to 16.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -153,6 +157,7 @@ impl Default for RunOptions {
             eval_every: 0,
             checkpoint_every: 0,
             tokenizer_vocab_size: 4096,
+            init: None,
             lanes: None,
             shuffle_block: 4096,
             prefetch_row_groups: 8,

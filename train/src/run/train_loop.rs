@@ -33,6 +33,7 @@ use flipstream_shard::tokenize::save_tokenizer;
 use crate::checkpoint::TrainProgress;
 use crate::dist::{DistSetup, World};
 use crate::error::{Result, TorchContext, TrainError};
+use crate::interop::import_open_clip;
 use crate::objective::ObjectiveConfig;
 use crate::run::captions::{no_split, train_tokenizer};
 use crate::run::eval::{EvalData, EvalReport, check_eval_data, evaluate};
@@ -50,8 +51,12 @@ pub enum RunStart {
         /// The resolved spec; `spec.run.dataset` names the dataset. The model's vocabulary size
         /// and pad id are replaced by the tokenizer's.
         spec: Box<RunSpec>,
-        /// A `tokenizer.json` to use; `None`: train a BPE on the training captions.
+        /// A `tokenizer.json` to use; `None`: the `init` folder's, or a BPE trained on the
+        /// training captions.
         tokenizer: Option<PathBuf>,
+        /// An open_clip folder whose architecture and weights the run starts from
+        /// ([`crate::interop::import`]); `None`: a fresh model from the config and seed.
+        init: Option<PathBuf>,
     },
     /// Continue the run in the run directory from its latest checkpoint.
     Resume {
@@ -524,10 +529,17 @@ fn prepare(
     observer: &mut dyn TrainObserver,
 ) -> Result<Prepared> {
     let main = on_main(world, "preparing the run", || match &start {
-        RunStart::New { spec, tokenizer } => prepare_new(
+        RunStart::New {
+            spec,
+            tokenizer,
+            init,
+        } => prepare_new(
             dir,
             (**spec).clone(),
-            tokenizer.as_deref(),
+            NewRunStart {
+                tokenizer: tokenizer.as_deref(),
+                init: init.as_deref(),
+            },
             device,
             observer,
         ),
@@ -573,30 +585,54 @@ fn log_saved(
     Ok(())
 }
 
+fn load_tokenizer(path: &Path, context_length: usize) -> Result<TextTokenizer> {
+    TextTokenizer::from_file(path, context_length.max(2)).map_err(|source| TrainError::Tokenizer {
+        context: format!("loading {}", path.display()),
+        source: Box::new(source),
+    })
+}
+
 /// Sets the model's vocabulary, pad id and end-of-text id from the tokenizer at `path`.
 fn adopt_tokenizer(spec: &mut RunSpec, path: &Path) -> Result<()> {
-    let tok = TextTokenizer::from_file(path, spec.config.model.context_length.max(2)).map_err(
-        |source| TrainError::Tokenizer {
-            context: format!("loading {}", path.display()),
-            source: Box::new(source),
-        },
-    )?;
+    let tok = load_tokenizer(path, spec.config.model.context_length)?;
     spec.config.model.vocab_size = tok.vocab_size();
     spec.config.model.pad_id = tok.pad_id() as usize;
     spec.config.model.eot_id = Some(tok.end_id() as usize);
     Ok(())
 }
 
+/// Where a new run's tokenizer and initial weights come from.
+#[derive(Debug, Clone, Copy)]
+struct NewRunStart<'a> {
+    tokenizer: Option<&'a Path>,
+    init: Option<&'a Path>,
+}
+
 fn prepare_new(
     dir: &RunDir,
     mut spec: RunSpec,
-    tokenizer: Option<&Path>,
+    start: NewRunStart<'_>,
     device: Device,
     observer: &mut dyn TrainObserver,
 ) -> Result<Prepared> {
     if spec.run.dataset.is_empty() {
         return Err(request("no dataset given".into()));
     }
+    let mut imported = start.init.map(import_open_clip).transpose()?;
+    let tokenizer = match &imported {
+        Some(m) => {
+            spec.config.model = m.config.clone();
+            spec.run.init = Some(format!("open_clip:{}", m.dir.display()));
+            let path = start.tokenizer.or(m.tokenizer.as_deref()).ok_or_else(|| {
+                request(format!(
+                    "{} has no tokenizer.json (a model that uses open_clip's built-in CLIP                      tokenizer): pass --tokenizer with the tokenizer.json of its vocabulary",
+                    m.dir.display()
+                ))
+            })?;
+            Some(path)
+        }
+        None => start.tokenizer,
+    };
     spec.validate()?;
     if dir.has_run()? {
         return Err(TrainError::RunDir {
@@ -653,10 +689,25 @@ fn prepare_new(
         }
     }
     let local_tokenizer = dir.local_path(TOKENIZER_FILE);
-    adopt_tokenizer(&mut spec, &local_tokenizer)?;
+    match &mut imported {
+        Some(m) => {
+            let tok = load_tokenizer(&local_tokenizer, spec.config.model.context_length)?;
+            m.adopt_tokenizer(&tok, &local_tokenizer.display().to_string())?;
+            spec.config.model = m.config.clone();
+        }
+        None => adopt_tokenizer(&mut spec, &local_tokenizer)?,
+    }
     spec.validate()?;
     dir.write(CONFIG_FILE, spec.to_toml_string()?.as_bytes())?;
-    let trainer = TrainStep::new(spec.config.clone(), device)?;
+    let mut trainer = TrainStep::new(spec.config.clone(), device)?;
+    if let Some(m) = &imported {
+        trainer.load_towers(&m.weights, &m.dir)?;
+        observer.message(&format!(
+            "initialised from open_clip:{} ({} tensors)",
+            m.dir.display(),
+            m.weights.len()
+        ));
+    }
     Ok(Prepared {
         spec,
         tokenizer: local_tokenizer,

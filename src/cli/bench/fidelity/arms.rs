@@ -241,6 +241,7 @@ pub fn run_arm(
     let start = RunStart::New {
         spec: Box::new(spec.clone()),
         tokenizer,
+        init: None,
     };
     let url = dir.display().to_string();
     train(&url, start, session, observer).map_err(train_error)?;

@@ -14,7 +14,7 @@
 //! | `text.token_embed`, `pos_embed` | `text_model.embeddings.token_embedding`, `position_embedding` |
 //! | `text.norm`, `text.proj`        | `text_model.final_layer_norm`, `text_projection`      |
 //!
-//! `hidden_act = "gelu"` (exact), LayerNorm ε 1e-5, the text pooled at the first
+//! `hidden_act` follows `model.activation` (`gelu` is the exact one), LayerNorm ε 1e-5, the text pooled at the first
 //! `eos_token_id` (never 2: see the module docs of [`super`]).
 
 use serde_json::{Value, json};
@@ -22,7 +22,7 @@ use tch::Tensor;
 
 use super::tokenizer::TokenIds;
 use super::weights::{Renamer, token_embedding, vision_embedding};
-use crate::config::ModelConfig;
+use crate::config::{Activation, ModelConfig};
 use crate::error::{Result, TorchContext};
 use crate::model::ClipModel;
 use crate::model::vision::{CLIP_MEAN, CLIP_STD};
@@ -96,6 +96,10 @@ pub fn tensors(model: &ClipModel, swap: Option<(u32, u32)>) -> Result<Vec<(Strin
 /// `config.json` (`CLIPConfig`) and `preprocessor_config.json` (`CLIPImageProcessor`) for a model
 /// with `cfg` whose exported tokenizer has `ids`.
 pub fn configs(cfg: &ModelConfig, ids: TokenIds) -> Vec<(&'static str, Value)> {
+    let act = match cfg.activation {
+        Activation::Gelu => "gelu",
+        Activation::QuickGelu => "quick_gelu",
+    };
     let text = json!({
         "model_type": "clip_text_model",
         "vocab_size": cfg.vocab_size,
@@ -104,7 +108,7 @@ pub fn configs(cfg: &ModelConfig, ids: TokenIds) -> Vec<(&'static str, Value)> {
         "num_hidden_layers": cfg.text_depth,
         "num_attention_heads": cfg.text_heads,
         "max_position_embeddings": cfg.context_length,
-        "hidden_act": "gelu",
+        "hidden_act": act,
         "layer_norm_eps": crate::model::layers::LAYER_NORM_EPS,
         "projection_dim": cfg.embed_dim,
         "bos_token_id": ids.start,
@@ -120,7 +124,7 @@ pub fn configs(cfg: &ModelConfig, ids: TokenIds) -> Vec<(&'static str, Value)> {
         "image_size": cfg.image_size,
         "patch_size": cfg.patch_size,
         "num_channels": 3,
-        "hidden_act": "gelu",
+        "hidden_act": act,
         "layer_norm_eps": crate::model::layers::LAYER_NORM_EPS,
         "projection_dim": cfg.embed_dim,
     });

@@ -15,7 +15,7 @@
 //! | `text.norm`, `text.proj`ᵀ         | `ln_final`, `text_projection`                  |
 //!
 //! Pooling: vision `pool_type = "tok"`, text `pool_type = "eos"` at the tokenizer's end id (the
-//! first end token, as flipstream pools). GELU is exact (`quick_gelu = false`).
+//! first end token, as flipstream pools). `quick_gelu` follows `model.activation`.
 
 use std::path::Path;
 
@@ -24,7 +24,7 @@ use tch::Tensor;
 
 use super::tokenizer::TokenIds;
 use super::weights::{Renamer, token_embedding, vision_embedding};
-use crate::config::ModelConfig;
+use crate::config::{Activation, ModelConfig};
 use crate::error::Result;
 use crate::model::ClipModel;
 use crate::model::vision::{CLIP_MEAN, CLIP_STD};
@@ -34,25 +34,52 @@ pub const WEIGHTS_FILE: &str = "open_clip_model.safetensors";
 /// The config file of a `local-dir:` folder.
 pub const CONFIG_FILE: &str = "open_clip_config.json";
 
-/// One Transformer block, flipstream's `ours` as open_clip's `theirs`.
-fn block(r: &mut Renamer<'_>, ours: &str, theirs: &str) -> Result<()> {
-    for (a, b) in [
-        ("norm1", "ln_1"),
-        ("attn.proj", "attn.out_proj"),
-        ("norm2", "ln_2"),
-        ("mlp.fc1", "mlp.c_fc"),
-        ("mlp.fc2", "mlp.c_proj"),
-    ] {
-        r.copy_affine(&format!("{ours}.{a}"), &format!("{theirs}.{b}"))?;
+/// The tensors of one Transformer block: flipstream's name and open_clip's, after the block's
+/// prefix (`visual.blocks.3.` ↔ `visual.transformer.resblocks.3.`, `text.blocks.3.` ↔
+/// `transformer.resblocks.3.`).
+pub const BLOCK_TENSORS: [(&str, &str); 12] = [
+    ("norm1.weight", "ln_1.weight"),
+    ("norm1.bias", "ln_1.bias"),
+    ("attn.qkv.weight", "attn.in_proj_weight"),
+    ("attn.qkv.bias", "attn.in_proj_bias"),
+    ("attn.proj.weight", "attn.out_proj.weight"),
+    ("attn.proj.bias", "attn.out_proj.bias"),
+    ("norm2.weight", "ln_2.weight"),
+    ("norm2.bias", "ln_2.bias"),
+    ("mlp.fc1.weight", "mlp.c_fc.weight"),
+    ("mlp.fc1.bias", "mlp.c_fc.bias"),
+    ("mlp.fc2.weight", "mlp.c_proj.weight"),
+    ("mlp.fc2.bias", "mlp.c_proj.bias"),
+];
+
+/// Block prefixes of a tower with `depth` blocks: `(flipstream's, open_clip's)` for each block.
+pub fn block_prefixes(tower: Tower, depth: usize) -> Vec<(String, String)> {
+    let (ours, theirs) = match tower {
+        Tower::Vision => ("visual.blocks", "visual.transformer.resblocks"),
+        Tower::Text => ("text.blocks", "transformer.resblocks"),
+    };
+    (0..depth)
+        .map(|i| (format!("{ours}.{i}."), format!("{theirs}.{i}.")))
+        .collect()
+}
+
+/// Which tower.
+#[derive(Debug, Clone, Copy)]
+pub enum Tower {
+    /// The image tower.
+    Vision,
+    /// The text tower.
+    Text,
+}
+
+/// Every block of `tower`, flipstream's names as open_clip's.
+fn blocks(r: &mut Renamer<'_>, tower: Tower, depth: usize) -> Result<()> {
+    for (ours, theirs) in block_prefixes(tower, depth) {
+        for (a, b) in BLOCK_TENSORS {
+            r.copy(&format!("{ours}{a}"), &format!("{theirs}{b}"))?;
+        }
     }
-    r.copy(
-        &format!("{ours}.attn.qkv.weight"),
-        &format!("{theirs}.attn.in_proj_weight"),
-    )?;
-    r.copy(
-        &format!("{ours}.attn.qkv.bias"),
-        &format!("{theirs}.attn.in_proj_bias"),
-    )
+    Ok(())
 }
 
 /// Every tensor of the open_clip state dict.
@@ -66,25 +93,13 @@ pub fn tensors(model: &ClipModel, swap: Option<(u32, u32)>) -> Result<Vec<(Strin
     if cfg.vision_ln_pre {
         r.copy_affine("visual.ln_pre", "visual.ln_pre")?;
     }
-    for i in 0..cfg.vision_depth {
-        block(
-            &mut r,
-            &format!("visual.blocks.{i}"),
-            &format!("visual.transformer.resblocks.{i}"),
-        )?;
-    }
+    blocks(&mut r, Tower::Vision, cfg.vision_depth)?;
     r.copy_affine("visual.norm", "visual.ln_post")?;
     r.copy_transposed("visual.proj.weight", "visual.proj")?;
     let tokens = token_embedding(&r, swap)?;
     r.put("token_embedding.weight", tokens);
     r.copy("text.pos_embed", "positional_embedding")?;
-    for i in 0..cfg.text_depth {
-        block(
-            &mut r,
-            &format!("text.blocks.{i}"),
-            &format!("transformer.resblocks.{i}"),
-        )?;
-    }
+    blocks(&mut r, Tower::Text, cfg.text_depth)?;
     r.copy_affine("text.norm", "ln_final")?;
     r.copy_transposed("text.proj.weight", "text_projection")?;
     r.copy("logit_scale", "logit_scale")?;
@@ -133,7 +148,7 @@ pub fn configs(cfg: &ModelConfig, ids: TokenIds, out: &Path) -> Vec<(&'static st
     let config = json!({
         "model_cfg": {
             "embed_dim": cfg.embed_dim,
-            "quick_gelu": false,
+            "quick_gelu": cfg.activation == Activation::QuickGelu,
             "vision_cfg": vision,
             "text_cfg": text,
         },

@@ -163,8 +163,8 @@ pub fn write(
         "clean_up_tokenization_spaces": false,
     });
     let special = json!({"bos_token": start, "eos_token": end, "pad_token": pad});
-    super::write_json(&dir.join("tokenizer_config.json"), &config)?;
-    super::write_json(&dir.join("special_tokens_map.json"), &special)?;
+    super::export::write_json(&dir.join("tokenizer_config.json"), &config)?;
+    super::export::write_json(&dir.join("special_tokens_map.json"), &special)?;
     Ok(ids)
 }
 

@@ -26,24 +26,20 @@
 //! The folder is written beside `--out` under a hidden name and renamed into place when complete,
 //! so that an interrupted export leaves nothing that looks like a model.
 
-pub mod hf;
-pub mod open_clip;
-pub mod tokenizer;
-pub mod weights;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use tch::Tensor;
 
+use super::tokenizer::{self, TokenIds};
+use super::{hf, open_clip};
 use crate::checkpoint::save_tensors;
 use crate::config::{ModelConfig, PatchEmbed, TextPool, VisionPool};
 use crate::error::{Result, TrainError};
 use crate::model::ClipModel;
 use crate::objective::ObjectiveKind;
 use flipstream_shard::TextTokenizer;
-use tokenizer::TokenIds;
 
 /// Where an export is meant to be loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -291,7 +287,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     }
 }
 
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+pub(super) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value)
         .map_err(|e| TrainError::Request(format!("serialising {}: {e}", path.display())))?;
     text.push('\n');

@@ -284,6 +284,32 @@ fn train_init_starts_from_an_open_clip_model_with_its_embeddings() {
         "{report}"
     );
 
+    // the same folder as CAE v2's frozen teacher
+    let cae = tmp.path().join("cae");
+    let mut args = vec![
+        "-q",
+        "train",
+        &data,
+        "--run",
+        cae.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--all-data",
+        "--eval-every",
+        "0",
+        "--objective",
+        "cae_v2",
+        "--teacher",
+        &init,
+    ];
+    args.extend_from_slice(&ONE_CPU_THREAD);
+    run(&args).expect_code(0);
+    let stored = std::fs::read_to_string(cae.join("config.toml")).unwrap();
+    assert!(
+        stored.contains(&format!("teacher = \"{init}\"")),
+        "{stored}"
+    );
+
     // what flipstream cannot express is refused, naming it
     let config_path = oc.join("open_clip_config.json");
     let original = std::fs::read_to_string(&config_path).unwrap();
@@ -310,6 +336,14 @@ fn train_init_starts_from_an_open_clip_model_with_its_embeddings() {
     assert!(refused.stderr.contains("--tokenizer"), "{}", refused.stderr);
     let (refused, _) = train_init("bad-init", "timm:whatever");
     refused.expect_code(2);
+    let missing = format!("open_clip:{}", tmp.path().join("nothing").display());
+    let (refused, _) = train_init("missing", &missing);
+    let refused = refused.expect_code(2);
+    assert!(
+        refused.stderr.contains("open_clip_config.json"),
+        "{}",
+        refused.stderr
+    );
 }
 
 #[test]

@@ -59,8 +59,9 @@ pub struct TrainArgs {
     pub objective: Option<String>,
 
     /// CAE v2's teacher (objective.teacher): a CLIP/FLIP run directory (its latest checkpoint) or
-    /// checkpoint folder with this model's image and patch size.
-    #[arg(long, value_name = "RUN_OR_DIR")]
+    /// checkpoint folder, or an open_clip model folder as `open_clip:DIR` (docs/export.md), with
+    /// this model's image and patch size.
+    #[arg(long, value_name = "RUN_OR_DIR|open_clip:DIR")]
     pub teacher: Option<String>,
 
     /// Device: cpu, cuda, cuda:N or auto (CUDA when available).

@@ -27,6 +27,9 @@ use crate::config::{Activation, ModelConfig, PatchEmbed, PosEmbed, TextPool, Vis
 use crate::error::{Result, TorchContext, TrainError};
 use flipstream_shard::TextTokenizer;
 
+/// How a command line or config names an open_clip folder: `open_clip:DIR`.
+pub const OPEN_CLIP_PREFIX: &str = "open_clip:";
+
 /// Weights files tried, in order (open_clip's own preference, safetensors only).
 pub const WEIGHTS_FILES: [&str; 3] = [
     "open_clip_model.safetensors",
@@ -362,9 +365,17 @@ fn rename(
         .collect()
 }
 
-/// Reads the open_clip folder `dir` (see the module docs).
-pub fn import_open_clip(dir: &Path) -> Result<ImportedModel> {
+/// The architecture of the open_clip folder `dir` from its config alone (no weights read), and
+/// where its text tower pools.
+pub fn open_clip_config(dir: &Path) -> Result<(ModelConfig, TextPooling)> {
     let config_path = dir.join(CONFIG_FILE);
+    if !config_path.is_file() {
+        return Err(TrainError::Request(format!(
+            "open_clip:{}: no {CONFIG_FILE} there (an open_clip model folder has it, with the \
+             weights as safetensors)",
+            dir.display()
+        )));
+    }
     let text = std::fs::read_to_string(&config_path).map_err(|source| TrainError::Io {
         path: config_path.clone(),
         source,
@@ -376,7 +387,12 @@ pub fn import_open_clip(dir: &Path) -> Result<ImportedModel> {
         doc.get("model_cfg").or(Some(&doc)),
         &format!("{origin}: model_cfg"),
     )?;
-    let (config, text_pooling) = model_config(model_cfg, &origin)?;
+    model_config(model_cfg, &origin)
+}
+
+/// Reads the open_clip folder `dir` (see the module docs).
+pub fn import_open_clip(dir: &Path) -> Result<ImportedModel> {
+    let (config, text_pooling) = open_clip_config(dir)?;
     let Some(weights_path) = WEIGHTS_FILES
         .iter()
         .map(|f| dir.join(f))

@@ -19,4 +19,4 @@ pub mod weights;
 pub use export::{
     ExportFormat, ExportRequest, ExportSource, ExportSummary, ExportedFile, export_model, refusals,
 };
-pub use import::{ImportedModel, import_open_clip};
+pub use import::{ImportedModel, OPEN_CLIP_PREFIX, import_open_clip, open_clip_config};

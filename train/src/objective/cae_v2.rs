@@ -4,7 +4,8 @@
 //! visible tokens (the paper's finding: enough on its own), on the removed ones through a latent
 //! regressor, or both (`supervise`).
 //!
-//! The teacher is a flipstream CLIP/FLIP (or MAE+CLIP) checkpoint with the student's image and
+//! The teacher is a flipstream CLIP/FLIP (or MAE+CLIP) checkpoint, or an open_clip model folder
+//! (`open_clip:DIR`, e.g. real CLIP weights converted to safetensors), with the student's image and
 //! patch size; its features are each patch token after its final LayerNorm and output projection
 //! (CLS dropped), normalised, as the official code takes CLIP's. The student maps its tokens
 //! through a LayerNorm and a linear head to the teacher's width. The student's text tower, logit
@@ -19,6 +20,7 @@ use super::{Batch, CaeV2Settings, Objective, ObjectiveKind, ObjectiveOutput, Ter
 use crate::checkpoint::{self, CheckpointMeta, META_FILE};
 use crate::config::ModelConfig;
 use crate::error::{Result, TorchContext, TrainError};
+use crate::interop::{OPEN_CLIP_PREFIX, import_open_clip, open_clip_config};
 use crate::model::layers::{LayerNorm, Linear};
 use crate::model::regressor::LatentRegressor;
 use crate::model::{ClipModel, Compute, Initializer, PatchMask, l2_normalize};
@@ -38,44 +40,70 @@ pub struct CaeV2 {
     drops_cls: bool,
 }
 
-/// The checkpoint folder of the teacher named by `path` (a checkpoint folder or a run directory,
-/// path or URL) and its sidecar, checked to serve a student of `student`'s architecture. Cheap:
-/// it reads the sidecar only, so a run can check its teacher before creating anything.
-pub fn teacher_checkpoint(path: &str, student: &ModelConfig) -> Result<(PathBuf, CheckpointMeta)> {
+/// Where a teacher comes from.
+#[derive(Debug)]
+pub enum TeacherSource {
+    /// A flipstream checkpoint folder and its sidecar.
+    Checkpoint(PathBuf, Box<CheckpointMeta>),
+    /// An open_clip folder (`open_clip:DIR`, see [`crate::interop::import`]) and its architecture.
+    OpenClip(PathBuf, Box<ModelConfig>),
+}
+
+/// The teacher named by `path` (a flipstream checkpoint folder or run directory, path or URL, or
+/// `open_clip:DIR`), checked to serve a student of `student`'s architecture. Cheap: it reads the
+/// sidecar or config only, so a run can check its teacher before creating anything.
+pub fn teacher_source(path: &str, student: &ModelConfig) -> Result<TeacherSource> {
     let mismatch = |detail: String| TrainError::InvalidConfig {
         problems: vec![format!("objective.teacher = {path}: {detail}")],
     };
-    let dir = if Path::new(path).join(META_FILE).is_file() {
-        Path::new(path).to_path_buf()
+    let (source, model) = if let Some(dir) = path.strip_prefix(OPEN_CLIP_PREFIX) {
+        let (config, _) = open_clip_config(Path::new(dir))?;
+        let source = TeacherSource::OpenClip(dir.into(), Box::new(config.clone()));
+        (source, config)
     } else {
-        RunDir::open(path)
-            .and_then(|d| d.fetch_checkpoint(None))
-            .map_err(|e| mismatch(format!("not a checkpoint folder or a run with one ({e})")))?
+        let dir = if Path::new(path).join(META_FILE).is_file() {
+            Path::new(path).to_path_buf()
+        } else {
+            RunDir::open(path)
+                .and_then(|d| d.fetch_checkpoint(None))
+                .map_err(|e| mismatch(format!("not a checkpoint folder or a run with one ({e})")))?
+        };
+        let meta = checkpoint::read_meta(&dir)?;
+        if !meta.config.objective.kind().aligns_text() {
+            return Err(mismatch(format!(
+                "it was trained with {}, whose image features are not CLIP's: give a CLIP/FLIP \
+                 or MAE+CLIP run",
+                meta.config.objective.kind()
+            )));
+        }
+        let model = meta.config.model.clone();
+        (TeacherSource::Checkpoint(dir, Box::new(meta)), model)
     };
-    let meta = checkpoint::read_meta(&dir)?;
-    let t = &meta.config.model;
-    if !meta.config.objective.kind().aligns_text() {
-        return Err(mismatch(format!(
-            "it was trained with {}, whose image features are not CLIP's: give a CLIP/FLIP or \
-             MAE+CLIP run",
-            meta.config.objective.kind()
-        )));
-    }
-    if (t.image_size, t.patch_size) != (student.image_size, student.patch_size) {
+    if (model.image_size, model.patch_size) != (student.image_size, student.patch_size) {
         return Err(mismatch(format!(
             "the teacher reads {} px images in {} px patches, the student {} px in {} px: train \
              the student at the teacher's model.image_size and model.patch_size",
-            t.image_size, t.patch_size, student.image_size, student.patch_size
+            model.image_size, model.patch_size, student.image_size, student.patch_size
         )));
     }
-    Ok((dir, meta))
+    Ok(source)
 }
 
-/// Loads the teacher named by `path` (see [`teacher_checkpoint`]), every parameter frozen.
+/// Loads the teacher named by `path` (see [`teacher_source`]), every parameter frozen.
 pub fn load_teacher(path: &str, student: &ModelConfig, device: Device) -> Result<ClipModel> {
-    let (dir, meta) = teacher_checkpoint(path, student)?;
-    let (mut teacher, _) = super::build(&meta.config, device)?;
-    checkpoint::load(&dir, &teacher, None)?;
+    let mut teacher = match teacher_source(path, student)? {
+        TeacherSource::Checkpoint(dir, meta) => {
+            let (teacher, _) = super::build(&meta.config, device)?;
+            checkpoint::load(&dir, &teacher, None)?;
+            teacher
+        }
+        TeacherSource::OpenClip(dir, _) => {
+            let imported = import_open_clip(&dir)?;
+            let teacher = ClipModel::new(&imported.config, 0, device)?;
+            checkpoint::load_towers(&teacher, &imported.weights, &dir)?;
+            teacher
+        }
+    };
     teacher.freeze(&[""])?;
     Ok(teacher)
 }

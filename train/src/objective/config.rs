@@ -246,7 +246,8 @@ impl Supervise {
 #[serde(deny_unknown_fields)]
 pub struct CaeV2Settings {
     /// The teacher: a flipstream run directory (its latest checkpoint) or checkpoint folder of a
-    /// CLIP/FLIP model with the student's image and patch size (`--teacher`).
+    /// CLIP/FLIP model, or an open_clip folder (`open_clip:DIR`), with the student's image and
+    /// patch size (`--teacher`).
     pub teacher: String,
     /// `visible` (default), `masked` or `both`.
     pub supervise: Supervise,
@@ -455,7 +456,7 @@ impl ObjectiveConfig {
                 if s.teacher.trim().is_empty() {
                     p.push(
                         "objective.kind = \"cae_v2\" needs a teacher: a CLIP/FLIP run directory or \
-                         checkpoint (--teacher DIR or objective.teacher)"
+                         checkpoint, or open_clip:DIR (--teacher or objective.teacher)"
                             .to_string(),
                     );
                 }

@@ -655,7 +655,7 @@ fn prepare_new(
     }
     if let ObjectiveConfig::CaeV2(s) = &spec.config.objective {
         // Likewise when the teacher cannot serve this model.
-        crate::objective::cae_v2::teacher_checkpoint(&s.teacher, &spec.config.model)?;
+        crate::objective::cae_v2::teacher_source(&s.teacher, &spec.config.model)?;
     }
     dir.create()?;
     match tokenizer {

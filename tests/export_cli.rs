@@ -1,8 +1,8 @@
 //! Export through the real binary: a run trained here is exported with `flipstream export
 //! --format open_clip` and `--format hf`, then loaded by open_clip and transformers from PyPI
 //! (tests/python/export_interop.py in scripts/modeltools-env.sh's venv), which must reproduce
-//! flipstream's CLIP score of every row within 1e-4, agree with each other on every embedding
-//! (cosine ≥ 0.9999) and on zero-shot predictions. Models the targets cannot express exactly
+//! flipstream's embeddings of every image and caption (`score --embeddings`; cosine ≥ 0.9999,
+//! elements within 1e-4), its CLIP scores and its zero-shot predictions. Models the targets cannot express exactly
 //! are refused with exit 2, every reason named, nothing written. `train --init open_clip:DIR`
 //! starts a run from an open_clip model made by open_clip itself, with open_clip's embeddings.
 
@@ -133,9 +133,18 @@ fn python(script: &str, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(stdout.trim()).unwrap()
 }
 
-/// `flipstream score` of `data` with `run_dir` into the sidecar `name`.
+/// `flipstream score --embeddings` of `data` with `run_dir` into the sidecar `name`.
 fn score(data: &str, run_dir: &str, name: &str) {
-    let mut args = vec!["-q", "score", data, "--run", run_dir, "--name", name];
+    let mut args = vec![
+        "-q",
+        "score",
+        data,
+        "--run",
+        run_dir,
+        "--name",
+        name,
+        "--embeddings",
+    ];
     args.extend_from_slice(&ONE_CPU_THREAD);
     run(&args).expect_code(0);
 }

@@ -76,21 +76,17 @@ fn score(data: &str, run_dir: &str, extra: &[&str]) -> Run {
     run(&args)
 }
 
-/// Every score of the sidecar `name` of `data`, by key, read with DuckDB (no flipstream code),
-/// joined with the shards on `key`.
-fn scores_by_duckdb(data: &str, name: &str) -> BTreeMap<String, f32> {
+/// The JSON of `sql`'s rows, run by DuckDB from the Python test tools (no flipstream code).
+fn duckdb_json(sql: &str) -> Vec<u8> {
     let python = std::env::var("FLIPSTREAM_PYTHON").unwrap_or_else(|_| {
         panic!(
             "FLIPSTREAM_PYTHON is not set: this test reads the sidecar with DuckDB from the Python \
              test tools; run it through `make test` or `source scripts/pytools-env.sh`"
         )
     });
-    let query = format!(
-        "import duckdb, json; print(json.dumps(dict(duckdb.sql(\"SELECT key, c.clip_score FROM \
-         '{data}/shards/*.parquet' s JOIN '{data}/scores/{name}/*.parquet' c USING (key)\").fetchall())))"
-    );
+    let script = "import duckdb, json, sys; print(json.dumps(duckdb.sql(sys.argv[1]).fetchall()))";
     let out = std::process::Command::new(python)
-        .args(["-c", &query])
+        .args(["-c", script, sql])
         .output()
         .unwrap();
     assert!(
@@ -98,11 +94,23 @@ fn scores_by_duckdb(data: &str, name: &str) -> BTreeMap<String, f32> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice::<BTreeMap<String, f64>>(&out.stdout)
-        .unwrap()
-        .into_iter()
-        .map(|(k, v)| (k, v as f32))
-        .collect()
+    out.stdout
+}
+
+/// `sql`'s rows of numbers, by DuckDB.
+fn duckdb_rows(sql: &str) -> Vec<Vec<f64>> {
+    serde_json::from_slice(&duckdb_json(sql)).unwrap()
+}
+
+/// Every score of the sidecar `name` of `data`, by key, read with DuckDB (no flipstream code),
+/// joined with the shards on `key`.
+fn scores_by_duckdb(data: &str, name: &str) -> BTreeMap<String, f32> {
+    let rows: Vec<(String, f64)> = serde_json::from_slice(&duckdb_json(&format!(
+        "SELECT key, c.clip_score FROM '{data}/shards/*.parquet' s \
+         JOIN '{data}/scores/{name}/*.parquet' c USING (key)"
+    )))
+    .unwrap();
+    rows.into_iter().map(|(k, v)| (k, v as f32)).collect()
 }
 
 #[test]
@@ -224,6 +232,27 @@ fn scores_are_a_resumable_sidecar_and_filter_keeps_the_top_rows() {
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
     assert!(md.contains("## CLIP scores"), "{md}");
     // the sidecars are not orphans to `shard verify`
+    run(&["shard", "verify", &data]).expect_code(0);
+
+    // with --embeddings the sidecar also holds each row's unit-norm embeddings, which DuckDB
+    // reads; the same name without the flag is refused, and `shard verify` still passes
+    let emb = score(&data, &run_dir, &["--name", "emb", "--embeddings"])
+        .expect_code(0)
+        .json();
+    assert_eq!(emb["embedding_dim"], 64, "{emb}");
+    let norms = duckdb_rows(&format!(
+        "SELECT min(list_dot_product(image_embedding::FLOAT[], image_embedding::FLOAT[])), \
+         max(abs(list_dot_product(image_embedding::FLOAT[], text_embedding::FLOAT[]) - clip_score)) \
+         FROM '{data}/scores/emb/*.parquet'"
+    ));
+    assert!((norms[0][0] - 1.0).abs() < 1e-4, "{norms:?}");
+    assert!(norms[0][1] < 1e-4, "{norms:?}");
+    let refused = score(&data, &run_dir, &["--name", "emb"]).expect_code(2);
+    assert!(
+        refused.stderr.contains("--embeddings"),
+        "{}",
+        refused.stderr
+    );
     run(&["shard", "verify", &data]).expect_code(0);
 
     // a unit whose shard cannot be read is not scored (no file: a re-run tries it again), the

@@ -161,10 +161,42 @@ pub fn rejection_schema() -> SchemaRef {
 /// Score sidecar schema v1 (`scores/<name>/<unit>.parquet`): the row's key and its image-caption
 /// cosine similarity under the sidecar's model.
 pub fn score_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
+    Arc::new(Schema::new(score_fields()))
+}
+
+fn score_fields() -> Vec<Field> {
+    vec![
         Field::new(KEY, DataType::Utf8, false),
         Field::new(crate::records::CLIP_SCORE_COLUMN, DataType::Float32, false),
-    ]))
+    ]
+}
+
+/// The item field of a score sidecar's embedding columns: non-null float32.
+pub fn embedding_item() -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Float32, false))
+}
+
+/// The type of a score sidecar's embedding columns: `dim` float32 values per row.
+pub fn embedding_type(dim: i32) -> DataType {
+    DataType::FixedSizeList(embedding_item(), dim)
+}
+
+/// True for the type of an embedding column of any width ([`embedding_type`]).
+pub fn is_embedding_type(dt: &DataType) -> bool {
+    matches!(dt, DataType::FixedSizeList(item, _) if *item.data_type() == DataType::Float32)
+}
+
+/// [`score_schema`] followed by the `dim`-wide image and caption embedding columns
+/// (`flipstream score --embeddings`).
+pub fn score_schema_with_embeddings(dim: i32) -> SchemaRef {
+    let mut fields = score_fields();
+    for name in [
+        crate::records::IMAGE_EMBEDDING_COLUMN,
+        crate::records::TEXT_EMBEDDING_COLUMN,
+    ] {
+        fields.push(Field::new(name, embedding_type(dim), false));
+    }
+    Arc::new(Schema::new(fields))
 }
 
 /// Data types a passthrough column may have: the scalar types of LAION / DataComp metadata.

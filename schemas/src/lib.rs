@@ -23,14 +23,14 @@ pub mod reject;
 pub mod validate;
 
 pub use columns::{
-    FileKind, PASSTHROUGH_PREFIX_ON_CLASH, extra_column_name, rejection_schema, score_schema,
-    shard_schema, shard_schema_with_extras,
+    FileKind, PASSTHROUGH_PREFIX_ON_CLASH, embedding_type, extra_column_name, rejection_schema,
+    score_schema, score_schema_with_embeddings, shard_schema, shard_schema_with_extras,
 };
 pub use records::{
-    CLIP_SCORE_COLUMN, CommitRecord, DatasetManifest, FileEntry, Holdout, HoldoutError, RetryInfo,
-    ScoreManifest, ScoreModel, ShardEntry, Split, SplitManifest, SplitRowGroup, UnitCounts,
-    UnitSpec, WorkerInfo, chain_counts, choose_holdout, combo_hash, dataset_counts, now_rfc3339,
-    side_of, split_of, validate_holdout,
+    CLIP_SCORE_COLUMN, CommitRecord, DatasetManifest, FileEntry, Holdout, HoldoutError,
+    IMAGE_EMBEDDING_COLUMN, RetryInfo, ScoreManifest, ScoreModel, ShardEntry, Split, SplitManifest,
+    SplitRowGroup, TEXT_EMBEDDING_COLUMN, UnitCounts, UnitSpec, WorkerInfo, chain_counts,
+    choose_holdout, combo_hash, dataset_counts, now_rfc3339, side_of, split_of, validate_holdout,
 };
 pub use reject::RejectReason;
 pub use validate::{

@@ -20,6 +20,10 @@ pub const SPLIT_FORMAT: &str = "flipstream-split";
 pub const SCORE_FORMAT: &str = "flipstream-scores";
 /// The column a score sidecar holds beside `key`.
 pub const CLIP_SCORE_COLUMN: &str = "clip_score";
+/// A score sidecar's column of normalised image embeddings (`flipstream score --embeddings`).
+pub const IMAGE_EMBEDDING_COLUMN: &str = "image_embedding";
+/// A score sidecar's column of normalised caption embeddings (`flipstream score --embeddings`).
+pub const TEXT_EMBEDDING_COLUMN: &str = "text_embedding";
 
 /// Describes how a dataset was made. Written once, by the first worker to start; every later
 /// worker (or re-run) checks that its own configuration has the same fingerprint.
@@ -629,7 +633,8 @@ pub struct ScoreModel {
 /// Describes a score sidecar (`scores/<name>/_score.json`; the leading `_` keeps Parquet
 /// readers of the folder from taking it for data): one Parquet file per committed unit
 /// holding `key` and [`CLIP_SCORE_COLUMN`] (the cosine similarity of the row's image and caption
-/// embeddings), written by `flipstream score`, never by rewriting the shards.
+/// embeddings), and with `embedding_dim` the embeddings themselves, written by `flipstream
+/// score`, never by rewriting the shards.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreManifest {
@@ -651,6 +656,11 @@ pub struct ScoreManifest {
     pub model: ScoreModel,
     /// Side length of the centre-cropped images the model saw.
     pub image_size: u32,
+    /// Width of the [`IMAGE_EMBEDDING_COLUMN`] and [`TEXT_EMBEDDING_COLUMN`] columns when the
+    /// sidecar also stores each row's L2-normalised embeddings (`flipstream score
+    /// --embeddings`); absent: scores only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_dim: Option<u32>,
 }
 
 impl ScoreManifest {
@@ -666,6 +676,15 @@ impl ScoreManifest {
             dataset_fingerprint: dataset_fingerprint.into(),
             model,
             image_size,
+            embedding_dim: None,
+        }
+    }
+
+    /// The same manifest for a sidecar that also stores `dim`-wide embeddings.
+    pub fn with_embeddings(self, dim: u32) -> Self {
+        Self {
+            embedding_dim: Some(dim),
+            ..self
         }
     }
 
@@ -676,6 +695,7 @@ impl ScoreManifest {
             && self.model.fingerprint == other.model.fingerprint
             && self.image_size == other.image_size
             && self.column == other.column
+            && self.embedding_dim == other.embedding_dim
     }
 }
 

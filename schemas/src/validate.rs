@@ -11,6 +11,7 @@ use parquet::arrow::parquet_to_arrow_schema;
 use parquet::file::reader::{ChunkReader, FileReader, SerializedFileReader};
 
 use crate::columns::{self, FileKind, is_passthrough_type};
+use crate::records::{IMAGE_EMBEDDING_COLUMN, TEXT_EMBEDDING_COLUMN};
 use crate::{SCHEMA_VERSION, metadata};
 
 /// Every difference between a schema and schema v1, one line each.
@@ -130,6 +131,10 @@ pub fn validate_schema(actual: &Schema, kind: FileKind) -> Result<Vec<Field>, Sc
             continue;
         }
         match kind {
+            FileKind::Scores
+                if [IMAGE_EMBEDDING_COLUMN, TEXT_EMBEDDING_COLUMN]
+                    .contains(&got.name().as_str())
+                    && columns::is_embedding_type(got.data_type()) => {}
             FileKind::Rejections | FileKind::Scores => {
                 problems.push(format!("unexpected column `{}`", got.name()))
             }
@@ -356,5 +361,21 @@ mod tests {
             validate_parquet_file(truncated, None),
             Err(ValidationError::NotParquet(_))
         ));
+    }
+
+    #[test]
+    fn score_files_may_carry_float32_embedding_lists_and_nothing_else() {
+        let with = crate::score_schema_with_embeddings(8);
+        assert!(validate_schema(&with, FileKind::Scores).is_ok());
+        let mut fields: Vec<Field> = with.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields[3] = Field::new(
+            crate::TEXT_EMBEDDING_COLUMN,
+            DataType::new_list(DataType::Float64, false),
+            false,
+        );
+        let err = validate_schema(&Schema::new(fields.clone()), FileKind::Scores).unwrap_err();
+        assert!(err.to_string().contains("text_embedding"), "{err}");
+        fields[3] = Field::new("other", crate::embedding_type(8), false);
+        assert!(validate_schema(&Schema::new(fields), FileKind::Scores).is_err());
     }
 }

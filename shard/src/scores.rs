@@ -1,7 +1,8 @@
 //! Score sidecars: per-row model scores stored *beside* a dataset, never in its shards.
 //!
 //! `flipstream score` writes, for every committed unit, `scores/<name>/<unit>.parquet` with the
-//! columns `key` and `clip_score` ([`flipstream_schemas::score_schema`]), and once
+//! columns `key` and `clip_score` ([`flipstream_schemas::score_schema`]; with `--embeddings` also
+//! each row's normalised `image_embedding` and `text_embedding`), and once
 //! `scores/<name>/_score.json` ([`ScoreManifest`]: which run, checkpoint and weights scored which
 //! dataset). A unit's file is written in one upload after all its rows are scored, so its
 //! presence is its commit: a scoring run that stops is resumed by scoring the units without a
@@ -18,13 +19,15 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use arrow::array::{Array, AsArray, Float32Array, RecordBatch, StringArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, RecordBatch, StringArray,
+};
 use arrow::datatypes::Float32Type;
 use bytes::Bytes;
 use flipstream_schemas::records::SCORE_FORMAT;
 use flipstream_schemas::{
     CLIP_SCORE_COLUMN, FileEntry, FileKind, SCHEMA_VERSION, ScoreManifest, columns, layout,
-    score_schema,
+    score_schema, score_schema_with_embeddings,
 };
 use std::sync::Arc;
 
@@ -33,6 +36,16 @@ use crate::error::{Result, ShardError};
 use crate::reader::ShardReader;
 use crate::store::StoreRoot;
 use crate::writer::{ParquetFile, WriterSettings};
+
+/// Each row's L2-normalised embeddings, row-major (`dim` values per row), for a sidecar made
+/// with [`ScoreManifest::with_embeddings`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UnitEmbeddings {
+    /// Image embeddings.
+    pub image: Vec<f32>,
+    /// Caption embeddings.
+    pub text: Vec<f32>,
+}
 
 /// The name `flipstream score` gives a sidecar unless told otherwise.
 pub const DEFAULT_NAME: &str = "clip";
@@ -186,6 +199,20 @@ impl ScoreSidecar {
             if existing.manifest.same_scoring(&manifest) {
                 return Ok(existing);
             }
+            let had = existing.manifest.embedding_dim;
+            if existing.manifest.model.fingerprint == manifest.model.fingerprint
+                && had != manifest.embedding_dim
+            {
+                return Err(request(
+                    ds.root(),
+                    format!(
+                        "scores/{} was made {} --embeddings; give another --name, or the same \
+                         flag as before",
+                        manifest.name,
+                        if had.is_some() { "with" } else { "without" }
+                    ),
+                ));
+            }
             let m = &existing.manifest.model;
             return Err(request(
                 ds.root(),
@@ -239,34 +266,55 @@ impl ScoreSidecar {
             .collect())
     }
 
-    /// Writes one unit's scores (one row per key, in the given order) as one upload.
+    /// Writes one unit's scores (one row per key, in the given order) as one upload, with the
+    /// rows' embeddings when the sidecar stores them (`embeddings` must then be given).
     pub async fn write_unit(
         &self,
         unit: &str,
         keys: Vec<String>,
         scores: Vec<f32>,
+        embeddings: Option<UnitEmbeddings>,
     ) -> Result<FileEntry> {
         let path = layout::score_unit_path(&self.manifest.name, unit);
-        let batch = RecordBatch::try_new(
-            score_schema(),
-            vec![
-                Arc::new(StringArray::from(keys)),
-                Arc::new(Float32Array::from(scores)),
-            ],
-        )
-        .map_err(|e| ShardError::arrow("building a score batch", e))?;
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(keys)),
+            Arc::new(Float32Array::from(scores)),
+        ];
+        let schema = match (self.manifest.embedding_dim, embeddings) {
+            (None, None) => score_schema(),
+            (Some(dim), Some(e)) => {
+                let dim = dim as i32;
+                for values in [e.image, e.text] {
+                    let list = FixedSizeListArray::try_new(
+                        columns::embedding_item(),
+                        dim,
+                        Arc::new(Float32Array::from(values)),
+                        None,
+                    )
+                    .map_err(|e| ShardError::arrow("building an embedding column", e))?;
+                    columns.push(Arc::new(list));
+                }
+                score_schema_with_embeddings(dim)
+            }
+            (dim, _) => {
+                return Err(request(
+                    &self.root,
+                    format!(
+                        "unit {unit}: the sidecar {} embeddings, the scores came {}",
+                        if dim.is_some() { "stores" } else { "stores no" },
+                        if dim.is_some() { "without" } else { "with" }
+                    ),
+                ));
+            }
+        };
+        let batch = RecordBatch::try_new(schema.clone(), columns)
+            .map_err(|e| ShardError::arrow("building a score batch", e))?;
         let settings = WriterSettings {
             row_group_rows: 1 << 20,
             ..WriterSettings::default()
         };
-        let mut file = ParquetFile::create(
-            &self.root,
-            &path,
-            score_schema(),
-            FileKind::Scores,
-            unit,
-            &settings,
-        )?;
+        let mut file =
+            ParquetFile::create(&self.root, &path, schema, FileKind::Scores, unit, &settings)?;
         file.write(&batch).await?;
         file.finish_file().await
     }

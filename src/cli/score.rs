@@ -34,6 +34,12 @@ pub struct ScoreArgs {
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub batch_size: usize,
 
+    /// Also store each row's L2-normalised image and caption embeddings in the sidecar
+    /// (`image_embedding`, `text_embedding`: fixed-size float32 lists), for retrieval indexes,
+    /// semantic dedup or checking an exported model. A sidecar keeps the choice it was made with.
+    #[arg(long)]
+    pub embeddings: bool,
+
     #[command(flatten)]
     pub compute: crate::cli::train::ComputeArgs,
 }
@@ -94,6 +100,7 @@ pub fn run(args: ScoreArgs, global: Global) -> anyhow::Result<ExitCode> {
         tokenizer: &tokenizer,
         batch_size: args.batch_size,
         decode_threads: args.compute.decode_threads,
+        embeddings: args.embeddings,
     };
     let progress = counter_bar(global, "score", "rows");
     let summary = score_dataset(&trainer, &request, progress.as_ref()).map_err(train_error)?;
@@ -134,8 +141,11 @@ fn print_summary(s: &flipstream_train::run::ScoreSummary, json: bool) -> anyhow:
             format::count(s.units_skipped as u64)
         ),
         format!(
-            "scores: {} rows{}",
+            "scores: {} rows{}{}",
             format::count(s.rows_total),
+            s.embedding_dim
+                .map(|d| format!(" with their {d}-wide image and caption embeddings"))
+                .unwrap_or_default(),
             if s.rows_unscored > 0 {
                 format!(
                     ", {} without a score (images the scorer could not decode)",

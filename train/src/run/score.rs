@@ -4,8 +4,9 @@
 //!
 //! Rows are read unit by unit with the loader in evaluation mode (shortest-side resize and centre
 //! crop at the model's image size, every patch, captions tokenized with the run's tokenizer),
-//! encoded in batches on the trainer's device, and each unit's scores are uploaded in one file
-//! once the unit is done. That file is the unit's commit: a stopped scoring resumes with the
+//! encoded in batches on the trainer's device, and each unit's scores (with `embeddings`, also
+//! each row's normalised image and caption embeddings, for retrieval indexes and semantic dedup)
+//! are uploaded in one file once the unit is done. That file is the unit's commit: a stopped scoring resumes with the
 //! units that have none, and refuses a sidecar of the same name made with other weights.
 //!
 //! The loader replaces a sample it cannot decode by another of the same batch; such a row gets no
@@ -19,7 +20,7 @@ use std::time::Instant;
 
 use flipstream_schemas::{CommitRecord, ScoreManifest, ScoreModel};
 use flipstream_shard::loader::{Loader, LoaderConfig, Mode, Rank, SplitSelection, Start};
-use flipstream_shard::scores::{ScoreColumn, ScoreSidecar};
+use flipstream_shard::scores::{ScoreColumn, ScoreSidecar, UnitEmbeddings};
 use flipstream_shard::{Dataset, ShardError};
 use indicatif::ProgressBar;
 use serde::Serialize;
@@ -43,6 +44,8 @@ pub struct ScoreRequest<'a> {
     pub batch_size: usize,
     /// Decode threads of the loader (0: one per core).
     pub decode_threads: usize,
+    /// Also store each row's normalised image and caption embeddings in the sidecar.
+    pub embeddings: bool,
 }
 
 /// Quantiles of a sidecar's scores.
@@ -103,6 +106,8 @@ pub struct ScoreSummary {
     pub scores: String,
     /// The scoring checkpoint.
     pub model: ScoreModel,
+    /// Width of the stored embeddings (`--embeddings`), if the sidecar has them.
+    pub embedding_dim: Option<u32>,
     /// Committed units of the dataset.
     pub units_planned: usize,
     /// Of those, scored before this run.
@@ -155,12 +160,15 @@ pub fn score_dataset(
     let ds = runtime
         .block_on(Dataset::open(url))
         .map_err(dataset_error(format!("opening {url}")))?;
-    let manifest = ScoreManifest::new(
+    let mut manifest = ScoreManifest::new(
         request.name,
         &ds.manifest().config_fingerprint,
         request.model.clone(),
         trainer.config().model.image_size as u32,
     );
+    if request.embeddings {
+        manifest = manifest.with_embeddings(trainer.config().model.embed_dim as u32);
+    }
     let sidecar = runtime
         .block_on(ScoreSidecar::create_or_resume(&ds, manifest))
         .map_err(dataset_error(format!(
@@ -181,8 +189,9 @@ pub fn score_dataset(
     let mut rows_scored = 0;
     let mut units_failed = Vec::new();
     for record in &todo {
-        let (keys, scores) = match score_unit(trainer, &ds, record, request, progress)? {
-            UnitScores::Scored(keys, scores) => (keys, scores),
+        let (keys, scores, embeddings) = match score_unit(trainer, &ds, record, request, progress)?
+        {
+            UnitScores::Scored(rows) => (rows.keys, rows.scores, rows.embeddings),
             UnitScores::Failed(reason) => {
                 units_failed.push(FailedUnit {
                     unit: record.unit.id.clone(),
@@ -193,7 +202,7 @@ pub fn score_dataset(
         };
         rows_scored += keys.len() as u64;
         runtime
-            .block_on(sidecar.write_unit(&record.unit.id, keys, scores))
+            .block_on(sidecar.write_unit(&record.unit.id, keys, scores, embeddings))
             .map_err(dataset_error(format!(
                 "writing the scores of unit {}",
                 record.unit.id
@@ -210,6 +219,7 @@ pub fn score_dataset(
         dataset: ds.root().url().to_string(),
         scores: sidecar.dir(),
         model: request.model.clone(),
+        embedding_dim: sidecar.manifest().embedding_dim,
         units_planned: ds.commits().len(),
         units_skipped: ds.commits().len() - todo.len(),
         units_scored: todo.len() - units_failed.len(),
@@ -223,10 +233,19 @@ pub fn score_dataset(
     })
 }
 
+/// The scored rows of a unit, in the loader's evaluation order, each key once.
+#[derive(Default)]
+struct ScoredRows {
+    keys: Vec<String>,
+    scores: Vec<f32>,
+    /// With [`ScoreRequest::embeddings`].
+    embeddings: Option<UnitEmbeddings>,
+}
+
 /// What scoring one unit gave.
 enum UnitScores {
-    /// The keys and scores of the unit's rows, in the loader's evaluation order, each key once.
-    Scored(Vec<String>, Vec<f32>),
+    /// Its rows.
+    Scored(ScoredRows),
     /// A row group could not be read (the store kept failing, the shard vanished or its bytes
     /// are damaged): nothing is written for the unit, so a re-run scores it again.
     Failed(String),
@@ -240,8 +259,12 @@ fn score_unit(
     request: &ScoreRequest<'_>,
     progress: Option<&ProgressBar>,
 ) -> Result<UnitScores> {
+    let mut rows = ScoredRows {
+        embeddings: request.embeddings.then(UnitEmbeddings::default),
+        ..ScoredRows::default()
+    };
     if record.counts.accepted == 0 {
-        return Ok(UnitScores::Scored(Vec::new(), Vec::new()));
+        return Ok(UnitScores::Scored(rows));
     }
     let view = Dataset::from_parts(
         ds.root().clone(),
@@ -265,19 +288,30 @@ fn score_unit(
             context: format!("unit {} of {}", record.unit.id, request.dataset),
             source: Box::new(source),
         })?;
-    let (mut keys, mut scores, mut seen) = (Vec::new(), Vec::new(), HashSet::new());
+    let mut seen = HashSet::new();
     for batch in loader.by_ref() {
         let batch = match batch {
             Ok(batch) => batch,
             Err(e) => return Ok(UnitScores::Failed(e.to_string())),
         };
         let n = batch.len() as u64;
-        let batch_scores = score_batch(trainer, &batch)?;
-        for (key, score) in batch.keys.into_iter().zip(batch_scores) {
+        let encoded = encode_batch(trainer, &batch)?;
+        let scores = cosine(&encoded.0, &encoded.1)?;
+        let vectors = rows
+            .embeddings
+            .is_some()
+            .then(|| Ok::<_, TrainError>((host_rows(&encoded.0)?, host_rows(&encoded.1)?)))
+            .transpose()?;
+        for (i, (key, score)) in batch.keys.into_iter().zip(scores).enumerate() {
             // a substituted slot repeats its substitute's key: score each row once
-            if seen.insert(key.clone()) {
-                keys.push(key);
-                scores.push(score);
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            rows.keys.push(key);
+            rows.scores.push(score);
+            if let (Some(e), Some((image, text))) = (rows.embeddings.as_mut(), &vectors) {
+                e.image.extend_from_slice(&image[i]);
+                e.text.extend_from_slice(&text[i]);
             }
         }
         if let Some(p) = progress {
@@ -290,11 +324,11 @@ fn score_unit(
             "{lost} row groups could not be read (the loader named them above)"
         )));
     }
-    Ok(UnitScores::Scored(keys, scores))
+    Ok(UnitScores::Scored(rows))
 }
 
-/// The image-caption similarity of every sample of a loader batch.
-fn score_batch(trainer: &TrainStep, batch: &flipstream_shard::Batch) -> Result<Vec<f32>> {
+/// The normalised image and caption embeddings `[B, E]` of every sample of a loader batch.
+fn encode_batch(trainer: &TrainStep, batch: &flipstream_shard::Batch) -> Result<(Tensor, Tensor)> {
     let n = batch.len() as i64;
     let (h, w) = (i64::from(batch.height), i64::from(batch.width));
     let images = Tensor::from_slice(&batch.images)
@@ -307,10 +341,19 @@ fn score_batch(trainer: &TrainStep, batch: &flipstream_shard::Batch) -> Result<V
     let tokens = Tensor::from_slice(tokens)
         .f_view([n, batch.context_length as i64])
         .context(|| "score tokens".into())?;
-    cosine(
-        &trainer.encode_images(&images)?,
-        &trainer.encode_texts(&tokens)?,
-    )
+    Ok((
+        trainer.encode_images(&images)?,
+        trainer.encode_texts(&tokens)?,
+    ))
+}
+
+/// The rows of `[B, E]` embeddings on the CPU.
+fn host_rows(embeddings: &Tensor) -> Result<Vec<Vec<f32>>> {
+    let host = embeddings
+        .f_to_device(tch::Device::Cpu)
+        .and_then(|t| t.f_to_kind(Kind::Float))
+        .context(|| "copying embeddings to the host".into())?;
+    Vec::<Vec<f32>>::try_from(&host).context(|| "reading embeddings".into())
 }
 
 /// Row-wise cosine similarity of two batches of L2-normalised embeddings, on the CPU.

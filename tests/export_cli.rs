@@ -13,7 +13,7 @@ mod support;
 
 use std::path::Path;
 
-use support::train::{CONFIG, ONE_CPU_THREAD};
+use support::train::{CONFIG, ONE_CPU_THREAD, train_micro};
 use support::{Run, run};
 
 /// The micro model of the other tests, made exportable: a CLS token and `ln_pre`.
@@ -59,26 +59,11 @@ fn dataset(dir: &Path) -> String {
     data_s.to_string()
 }
 
-/// A run of `config` trained 8 steps on every row of `data` into `dir/name`.
+/// A run of `config` trained on every row of `data` into `dir/name`.
 fn train(dir: &Path, data: &str, name: &str, config: &str) -> String {
-    let config_path = dir.join(format!("{name}.toml"));
-    std::fs::write(&config_path, config).unwrap();
-    let run_dir = dir.join(name);
-    let mut args = vec![
-        "-q",
-        "train",
-        data,
-        "--run",
-        run_dir.to_str().unwrap(),
-        "--config",
-        config_path.to_str().unwrap(),
-        "--all-data",
-        "--eval-every",
-        "0",
-    ];
-    args.extend_from_slice(&ONE_CPU_THREAD);
-    run(&args).expect_code(0);
-    run_dir.to_str().unwrap().to_string()
+    let (run_dir, run) = train_micro(dir, data, name, config, &[]);
+    run.expect_code(0);
+    run_dir
 }
 
 fn export(run_dir: &str, format: &str, out: &Path) -> Run {
@@ -243,31 +228,10 @@ fn train_init_starts_from_an_open_clip_model_with_its_embeddings() {
         .replace("base_lr = 0.016", "base_lr = 1e-12")
         .replace("total_steps = 8", "total_steps = 1")
         .replace("warmup_steps = 2", "warmup_steps = 0");
-    let config = tmp.path().join("still.toml");
-    std::fs::write(&config, still).unwrap();
     let init = format!("open_clip:{oc_s}");
     let train_init = |name: &str, init: &str| {
-        let run_dir = tmp.path().join(name);
-        let mut args = vec![
-            "-q",
-            "train",
-            &data,
-            "--run",
-            run_dir.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--all-data",
-            "--eval-every",
-            "0",
-            "--init",
-            init,
-        ]
-        .into_iter()
-        .map(str::to_string)
-        .collect::<Vec<_>>();
-        args.extend(ONE_CPU_THREAD.iter().map(|s| s.to_string()));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        (run(&refs), run_dir)
+        let (run_dir, run) = train_micro(tmp.path(), &data, name, &still, &["--init", init]);
+        (run, std::path::PathBuf::from(run_dir))
     };
     let (trained, run_dir) = train_init("init", &init);
     trained.expect_code(0);
@@ -294,25 +258,15 @@ fn train_init_starts_from_an_open_clip_model_with_its_embeddings() {
     );
 
     // the same folder as CAE v2's frozen teacher
-    let cae = tmp.path().join("cae");
-    let mut args = vec![
-        "-q",
-        "train",
+    let (cae, trained) = train_micro(
+        tmp.path(),
         &data,
-        "--run",
-        cae.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--all-data",
-        "--eval-every",
-        "0",
-        "--objective",
-        "cae_v2",
-        "--teacher",
-        &init,
-    ];
-    args.extend_from_slice(&ONE_CPU_THREAD);
-    run(&args).expect_code(0);
+        "cae",
+        &still,
+        &["--objective", "cae_v2", "--teacher", &init],
+    );
+    trained.expect_code(0);
+    let cae = std::path::PathBuf::from(cae);
     let stored = std::fs::read_to_string(cae.join("config.toml")).unwrap();
     assert!(
         stored.contains(&format!("teacher = \"{init}\"")),

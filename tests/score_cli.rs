@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use support::dataset::read_dataset;
-use support::train::{CONFIG, ONE_CPU_THREAD};
+use support::train::{CONFIG, ONE_CPU_THREAD, train_micro};
 use support::{Run, run};
 
 /// 160 synthetic pairs, a quarter of them with another scene's caption, ingested at 32 px.
@@ -46,26 +46,9 @@ fn dataset(dir: &Path) -> String {
 
 /// A micro run trained 8 steps on every row of `data`, with checkpoints at steps 4 and 8.
 fn train(dir: &Path, data: &str) -> String {
-    let config = dir.join("micro.toml");
-    std::fs::write(&config, CONFIG).unwrap();
-    let run_dir = dir.join("run");
-    let mut args = vec![
-        "-q",
-        "train",
-        data,
-        "--run",
-        run_dir.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--all-data",
-        "--eval-every",
-        "0",
-        "--checkpoint-every",
-        "4",
-    ];
-    args.extend_from_slice(&ONE_CPU_THREAD);
-    run(&args).expect_code(0);
-    run_dir.to_str().unwrap().to_string()
+    let (run_dir, run) = train_micro(dir, data, "run", CONFIG, &["--checkpoint-every", "4"]);
+    run.expect_code(0);
+    run_dir
 }
 
 /// `flipstream score DATA --run RUN --json` plus `extra`.

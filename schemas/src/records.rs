@@ -616,7 +616,8 @@ pub fn side_of(
     }
 }
 
-/// The model whose image-caption similarities a score sidecar holds.
+/// A run's checkpoint, as what made a score sidecar (and an export, `flipstream_export.json`)
+/// records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreModel {

@@ -238,6 +238,31 @@ pub(crate) struct LoadedRun {
 }
 
 #[cfg(feature = "train")]
+impl LoadedRun {
+    /// The checkpoint as score sidecars and exports record it: the run directory (a local one as
+    /// an absolute path, a URL as given), the checkpoint's folder name, its step and the BLAKE3
+    /// of its weights.
+    pub(crate) fn record(
+        &self,
+        dir: &flipstream_train::run::RunDir,
+    ) -> anyhow::Result<flipstream_schemas::ScoreModel> {
+        use flipstream_train::checkpoint::weights_fingerprint;
+        Ok(flipstream_schemas::ScoreModel {
+            run: std::fs::canonicalize(dir.url())
+                .map_or_else(|_| dir.url().to_string(), |p| p.display().to_string()),
+            checkpoint: self
+                .checkpoint
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            step: self.step,
+            fingerprint: weights_fingerprint(&self.checkpoint)
+                .map_err(crate::cli::train::train_error)?,
+        })
+    }
+}
+
+#[cfg(feature = "train")]
 pub(crate) fn load_weights(
     dir: &flipstream_train::run::RunDir,
     spec: &flipstream_train::run::RunSpec,

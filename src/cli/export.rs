@@ -52,10 +52,9 @@ pub fn run(_args: ExportArgs, _global: Global) -> anyhow::Result<ExitCode> {
 
 #[cfg(feature = "train")]
 pub fn run(args: ExportArgs, global: Global) -> anyhow::Result<ExitCode> {
-    use flipstream_train::checkpoint::weights_fingerprint;
-    use flipstream_train::interop::{ExportFormat, ExportRequest, ExportSource, export_model};
+    use flipstream_train::interop::{ExportFormat, ExportRequest, export_model};
 
-    use super::eval::{LoadedRun, load_weights, open_run};
+    use super::eval::{load_weights, open_run};
     use super::train::train_error;
 
     let format = match args.format {
@@ -63,29 +62,16 @@ pub fn run(args: ExportArgs, global: Global) -> anyhow::Result<ExitCode> {
         Format::Hf => ExportFormat::Hf,
     };
     let (dir, spec) = open_run(&args.run)?;
-    let LoadedRun {
-        trainer,
-        checkpoint,
-        tokenizer,
-        step,
-    } = load_weights(&dir, &spec, args.checkpoint.as_deref(), tch::Device::Cpu)?;
-    let source = ExportSource {
-        run: dir.url().to_string(),
-        checkpoint: checkpoint
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        step,
-        fingerprint: weights_fingerprint(&checkpoint).map_err(train_error)?,
-    };
+    let loaded = load_weights(&dir, &spec, args.checkpoint.as_deref(), tch::Device::Cpu)?;
+    let source = loaded.record(&dir)?;
     let request = ExportRequest {
         format,
         out: &args.out,
-        tokenizer: &tokenizer,
+        tokenizer: &loaded.tokenizer,
         source,
     };
-    let objective = trainer.config().objective.kind();
-    let summary = export_model(trainer.model(), objective, &request).map_err(train_error)?;
+    let objective = loaded.trainer.config().objective.kind();
+    let summary = export_model(loaded.trainer.model(), objective, &request).map_err(train_error)?;
     print_summary(&summary, global.json)?;
     Ok(ExitCode::SUCCESS)
 }

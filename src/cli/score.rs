@@ -53,8 +53,6 @@ pub fn run(_args: ScoreArgs, _global: Global) -> anyhow::Result<ExitCode> {
 
 #[cfg(feature = "train")]
 pub fn run(args: ScoreArgs, global: Global) -> anyhow::Result<ExitCode> {
-    use flipstream_schemas::ScoreModel;
-    use flipstream_train::checkpoint::weights_fingerprint;
     use flipstream_train::run::{ScoreRequest, score_dataset};
 
     use super::eval::{LoadedRun, load_weights, open_run};
@@ -69,23 +67,14 @@ pub fn run(args: ScoreArgs, global: Global) -> anyhow::Result<ExitCode> {
     }
     let device = args.compute.device()?;
     let (dir, spec) = open_run(&args.run)?;
+    let loaded = load_weights(&dir, &spec, args.checkpoint.as_deref(), device)?;
+    let model = loaded.record(&dir)?;
     let LoadedRun {
         trainer,
         checkpoint,
         tokenizer,
         step,
-    } = load_weights(&dir, &spec, args.checkpoint.as_deref(), device)?;
-    let model = ScoreModel {
-        // a local run directory as an absolute path, a URL as given
-        run: std::fs::canonicalize(dir.url())
-            .map_or_else(|_| dir.url().to_string(), |p| p.display().to_string()),
-        checkpoint: checkpoint
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        step,
-        fingerprint: weights_fingerprint(&checkpoint).map_err(train_error)?,
-    };
+    } = loaded;
     if !global.quiet {
         eprintln!(
             "scoring {} with {} (step {step}) on {device:?}",

@@ -36,6 +36,39 @@ shuffle_block = 64
 pub const ONE_CPU_THREAD: [&str; 6] =
     ["--device", "cpu", "--threads", "1", "--decode-threads", "1"];
 
+/// `flipstream -q train DATA --run DIR/NAME --config DIR/NAME.toml --all-data --eval-every 0`
+/// with `config` written to that file, the process flags of [`ONE_CPU_THREAD`] and `extra`: a
+/// micro run trained on every row of `data`. The run directory (as a string), and what the
+/// binary did (the caller checks the exit code).
+pub fn train_micro(
+    dir: &Path,
+    data: &str,
+    name: &str,
+    config: &str,
+    extra: &[&str],
+) -> (String, super::Run) {
+    let config_path = dir.join(format!("{name}.toml"));
+    std::fs::write(&config_path, config).expect("writing the run config");
+    let run_dir = dir.join(name).to_string_lossy().into_owned();
+    let config_s = config_path.to_string_lossy().into_owned();
+    let mut args = vec![
+        "-q",
+        "train",
+        data,
+        "--run",
+        &run_dir,
+        "--config",
+        &config_s,
+        "--all-data",
+        "--eval-every",
+        "0",
+    ];
+    args.extend_from_slice(&ONE_CPU_THREAD);
+    args.extend_from_slice(extra);
+    let run = super::run(&args);
+    (run_dir, run)
+}
+
 /// The losses of metrics.jsonl by step.
 pub fn losses(run_dir: &Path) -> Vec<(u64, f64)> {
     std::fs::read_to_string(run_dir.join("metrics.jsonl"))

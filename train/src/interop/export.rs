@@ -39,6 +39,7 @@ use crate::config::{ModelConfig, PatchEmbed, TextPool, VisionPool};
 use crate::error::{Result, TrainError};
 use crate::model::ClipModel;
 use crate::objective::ObjectiveKind;
+use flipstream_schemas::ScoreModel;
 use flipstream_shard::TextTokenizer;
 
 /// Where an export is meant to be loaded.
@@ -76,19 +77,6 @@ impl ExportFormat {
     }
 }
 
-/// Where the exported weights came from (recorded in `flipstream_export.json`).
-#[derive(Debug, Clone, Serialize)]
-pub struct ExportSource {
-    /// The run directory.
-    pub run: String,
-    /// The checkpoint folder's name.
-    pub checkpoint: String,
-    /// Its optimizer step.
-    pub step: u64,
-    /// BLAKE3 of its `model.safetensors`.
-    pub fingerprint: String,
-}
-
 /// What to export, and where.
 #[derive(Debug, Clone)]
 pub struct ExportRequest<'a> {
@@ -98,8 +86,8 @@ pub struct ExportRequest<'a> {
     pub out: &'a Path,
     /// The run's `tokenizer.json`.
     pub tokenizer: &'a Path,
-    /// Provenance.
-    pub source: ExportSource,
+    /// The checkpoint exported (recorded in `flipstream_export.json`).
+    pub source: ScoreModel,
 }
 
 /// One written file.
@@ -118,8 +106,8 @@ pub struct ExportSummary {
     pub format: ExportFormat,
     /// The folder.
     pub out: String,
-    /// Where the weights came from.
-    pub source: ExportSource,
+    /// The checkpoint exported.
+    pub source: ScoreModel,
     /// The files of the folder.
     pub files: Vec<ExportedFile>,
     /// Tensors in the weights file.

@@ -17,6 +17,6 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use export::{
-    ExportFormat, ExportRequest, ExportSource, ExportSummary, ExportedFile, export_model, refusals,
+    ExportFormat, ExportRequest, ExportSummary, ExportedFile, export_model, refusals,
 };
 pub use import::{ImportedModel, OPEN_CLIP_PREFIX, import_open_clip, open_clip_config};

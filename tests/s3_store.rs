@@ -1,6 +1,8 @@
 //! Real object storage: a dataset written to a real S3-compatible server (moto on 127.0.0.1)
 //! through the library, then `stats`, `shard ls` and `shard verify` run by the real binary
-//! against the `s3://` URL; and an unreachable endpoint failing fast with a clear message.
+//! against the `s3://` URL; the unfinished multipart upload of a killed write reported by
+//! `verify` and aborted by the re-run; and an unreachable endpoint failing fast with a clear
+//! message.
 //!
 //! Everything runs in one test function: the in-process part reads its S3 settings from the
 //! process environment (as `StoreRoot::parse("s3://…")` does in production), and setting
@@ -13,8 +15,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use flipstream_shard::WriterSettings;
+use flipstream_schemas::{UnitSpec, WorkerInfo, layout, shard_schema};
+use flipstream_shard::dataset::unreferenced_objects;
 use flipstream_shard::stats::synthetic::SyntheticSpec;
+use flipstream_shard::{Dataset, DatasetWriter, StoreRoot, WriterSettings};
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStoreExt, PutPayload};
 use support::s3::{MotoServer, free_port, set_process_env};
 use support::{run_in, write_dataset};
 
@@ -99,6 +105,8 @@ fn s3_dataset_end_to_end_and_unreachable_endpoint() {
     assert_eq!(verify["files"], 6);
     assert!(verify["bytes_hashed"].as_u64().unwrap() > shard_bytes);
 
+    killed_multipart_upload_is_reported_and_aborted_by_the_rerun(&url, &env, cwd.path());
+
     // an endpoint where nothing listens: a clear error within seconds, not a hang
     let mut dead = env.clone();
     for (k, v) in dead.iter_mut() {
@@ -143,4 +151,76 @@ fn s3_dataset_end_to_end_and_unreachable_endpoint() {
         "{stderr}"
     );
     drop(server);
+}
+
+/// A process killed while uploading a shard leaves an unfinished multipart upload, which is not
+/// an object: `shard verify` must still report it, and the re-run of its unit must abort it.
+fn killed_multipart_upload_is_reported_and_aborted_by_the_rerun(
+    url: &str,
+    env: &[(String, String)],
+    cwd: &std::path::Path,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let root = StoreRoot::parse(url).unwrap();
+    let target = layout::shard_path("crashed", 0);
+    rt.block_on(async {
+        let mut upload = root
+            .store()
+            .put_multipart(&StorePath::from(target.as_str()))
+            .await
+            .unwrap();
+        upload
+            .put_part(PutPayload::from(vec![7u8; 5 << 20]))
+            .await
+            .unwrap();
+        // dropped without completing or aborting: what a killed process leaves
+    });
+    let leftovers = rt.block_on(async {
+        let ds = Dataset::open_root(root.clone()).await.unwrap();
+        unreferenced_objects(&root, ds.commits()).await.unwrap()
+    });
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    assert!(
+        leftovers[0].starts_with(&format!("{target}#upload=")),
+        "{leftovers:?}"
+    );
+    let verify = run_in(cwd, &["shard", "verify", url, "--json"], env)
+        .expect_code(1)
+        .json();
+    assert!(verify.to_string().contains("#upload="), "{verify}");
+
+    // the re-run starts the unit again: the upload is aborted with the unit's other leftovers
+    rt.block_on(async {
+        let ds = Dataset::open_root(root.clone()).await.unwrap();
+        let writer = DatasetWriter::open(
+            root.clone(),
+            ds.manifest().clone(),
+            WriterSettings::default(),
+        )
+        .await
+        .unwrap();
+        let unit = UnitSpec {
+            id: "crashed".into(),
+            source: "test".into(),
+            kind: "webdataset".into(),
+            start: None,
+            end: None,
+        };
+        drop(
+            writer
+                .begin_unit(unit, shard_schema(), WorkerInfo::default())
+                .await
+                .unwrap(),
+        );
+        assert!(
+            unreferenced_objects(&root, ds.commits())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    });
+    run_in(cwd, &["shard", "verify", url], env).expect_code(0);
 }

@@ -14,7 +14,12 @@
 //! root, and its helpers put the full location into every error message. Cloud stores are also
 //! wrapped in a [`RetryingStore`] (see [`retry`]): their operations ride out throttling, resets
 //! and bodies cut short.
+//!
+//! Leftovers of killed writes, which the stores themselves hide, are listed and deleted like
+//! objects: staging files on local disk (`<name>#<n>`, [`staging`]) and unfinished multipart
+//! uploads on S3 (`<name>#upload=<id>`, [`multipart`]).
 
+mod multipart;
 pub mod retry;
 mod staging;
 
@@ -52,6 +57,27 @@ pub struct StoreRoot {
     /// The folder on disk, for local roots: their staging files are handled here (see
     /// [`StoreRoot::list`]).
     local: Option<std::path::PathBuf>,
+    /// For S3 roots: the unfinished multipart uploads under this root (see [`StoreRoot::list`]).
+    uploads: Option<Uploads>,
+}
+
+/// The multipart-upload client of an S3 root and the root's key prefix in its bucket.
+#[derive(Debug, Clone)]
+struct Uploads {
+    client: Arc<multipart::S3Uploads>,
+    /// `a/b` for `s3://bucket/a/b`; empty at the bucket's root.
+    prefix: String,
+}
+
+impl Uploads {
+    /// The bucket key of `rel` under this root.
+    fn key(&self, rel: &str) -> String {
+        match (self.prefix.is_empty(), rel.is_empty()) {
+            (true, _) => rel.to_string(),
+            (false, true) => self.prefix.clone(),
+            (false, false) => format!("{}/{rel}", self.prefix),
+        }
+    }
 }
 
 /// Why an S3 request had no credentials: none were configured, so the client asked the instance
@@ -139,8 +165,8 @@ impl StoreRoot {
                     .map_err(|()| invalid("not a local file URL".into()))?;
                 return Self::local(&local).map_err(|e| invalid(e.to_string()));
             }
-            ObjectStoreScheme::AmazonS3 => Arc::new(RetryingStore::new(
-                AmazonS3Builder::from_env()
+            ObjectStoreScheme::AmazonS3 => {
+                let builder = AmazonS3Builder::from_env()
                     .with_url(trimmed)
                     .with_retry(request_retries_off())
                     .with_config(
@@ -150,11 +176,25 @@ impl StoreRoot {
                     .with_config(
                         AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
                         REQUEST_TIMEOUT,
-                    )
-                    .build()
-                    .map_err(|e| invalid(e.to_string()))?,
-                retry::retry_policy(),
-            )),
+                    );
+                // s3:// and s3a:// name the bucket as the host; https:// forms are left alone
+                let uploads = matches!(url.scheme(), "s3" | "s3a")
+                    .then(|| url.host_str())
+                    .flatten()
+                    .and_then(|bucket| multipart::S3Uploads::from_builder(&builder, bucket))
+                    .map(|client| Uploads {
+                        client: Arc::new(client),
+                        prefix: path.as_ref().to_string(),
+                    });
+                let store = RetryingStore::new(
+                    builder.build().map_err(|e| invalid(e.to_string()))?,
+                    retry::retry_policy(),
+                );
+                let mut root =
+                    Self::with_prefix(Arc::new(store), path, trimmed.trim_end_matches('/').into());
+                root.uploads = uploads;
+                return Ok(root);
+            }
             ObjectStoreScheme::GoogleCloudStorage => Arc::new(RetryingStore::new(
                 GoogleCloudStorageBuilder::from_env()
                     .with_url(trimmed)
@@ -220,6 +260,7 @@ impl StoreRoot {
             store,
             url,
             local: None,
+            uploads: None,
         }
     }
 
@@ -229,6 +270,7 @@ impl StoreRoot {
             store,
             url: url.into(),
             local: None,
+            uploads: None,
         }
     }
 
@@ -251,6 +293,10 @@ impl StoreRoot {
     pub fn child(&self, rel: &str) -> Self {
         let mut child = Self::with_prefix(self.store.clone(), Path::from(rel), self.location(rel));
         child.local = self.local.as_ref().map(|dir| dir.join(rel));
+        child.uploads = self.uploads.as_ref().map(|u| Uploads {
+            client: u.client.clone(),
+            prefix: u.key(rel.trim_matches('/')),
+        });
         child
     }
 
@@ -321,11 +367,20 @@ impl StoreRoot {
         }
     }
 
-    /// Deletes an object; deleting a missing object is not an error.
+    /// Deletes an object; deleting a missing object is not an error. A leftover that
+    /// [`StoreRoot::list`] named is removed too (a local staging file deleted, an unfinished S3
+    /// upload aborted).
     pub async fn delete(&self, rel: &str) -> Result<()> {
         if let Some(dir) = self.local.as_ref().filter(|_| staging::is_staging(rel)) {
             return staging::remove(&dir.join(rel))
                 .map_err(|e| ShardError::store("delete", self.location(rel), e));
+        }
+        if let (Some(u), Some((target, id))) = (&self.uploads, multipart::parse_pseudo(rel)) {
+            return u
+                .client
+                .abort(&u.key(target), id)
+                .await
+                .map_err(|e| ShardError::store("abort the upload", self.location(rel), e));
         }
         match self.store.delete(&Path::from(rel)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -334,8 +389,9 @@ impl StoreRoot {
     }
 
     /// Lists every object under a folder (recursively), sorted by path. Paths in the result are
-    /// relative to this root. On local disk this includes the staging files of interrupted writes
-    /// (`<name>#<n>`), which `object_store` hides: they are leftovers to report and remove.
+    /// relative to this root. It includes the leftovers of interrupted writes that `object_store`
+    /// hides, to report and remove: staging files on local disk (`<name>#<n>`) and unfinished
+    /// multipart uploads on S3 (`<name>#upload=<id>`, size 0).
     pub async fn list(&self, folder: &str) -> Result<Vec<ObjectMeta>> {
         let prefix = (!folder.is_empty()).then(|| Path::from(folder));
         let mut items: Vec<ObjectMeta> = self
@@ -353,6 +409,18 @@ impl StoreRoot {
                 .and_then(|found| found)
                 .map_err(|e| ShardError::store("list", self.location(folder), e))?;
             items.extend(staged);
+        }
+        if let Some(u) = &self.uploads {
+            let under = u.key(folder.trim_matches('/'));
+            let prefix = if under.is_empty() {
+                under
+            } else {
+                format!("{under}/")
+            };
+            let pending = u.client.list(&prefix).await.map_err(|e| {
+                ShardError::store("list unfinished uploads", self.location(folder), e)
+            })?;
+            items.extend(pending.iter().filter_map(|p| p.as_object(&u.prefix)));
         }
         items.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(items)

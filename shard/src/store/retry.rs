@@ -207,7 +207,10 @@ impl Attempts {
 }
 
 /// Runs `op` until it succeeds, fails for good, or the policy's limits are reached.
-async fn with_retries<T, F, Fut>(policy: RetryPolicy, mut op: F) -> object_store::Result<T>
+pub(super) async fn with_retries<T, F, Fut>(
+    policy: RetryPolicy,
+    mut op: F,
+) -> object_store::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = object_store::Result<T>>,

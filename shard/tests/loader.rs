@@ -569,6 +569,12 @@ fn damaged_image_bytes_lose_their_row_group_not_the_run() {
         (1, 0),
         "{stats:?}"
     );
+    // the loader prints nothing: the loss is a notice for the caller, taken once
+    let notices = loader.take_notices();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].starts_with("row group lost"), "{notices:?}");
+    assert!(notices[0].contains("checksum"), "{notices:?}");
+    assert!(loader.take_notices().is_empty());
 }
 
 #[test]

@@ -363,6 +363,11 @@ pub fn run(args: EvalArgs, global: Global) -> anyhow::Result<ExitCode> {
         decode_threads: args.compute.decode_threads,
     };
     let report = evaluate(&trainer, &data).map_err(train_error)?;
+    if !global.quiet {
+        for notice in &report.loader_notices {
+            eprintln!("loader: {notice}");
+        }
+    }
     print_eval(&report, global.json)?;
     Ok(ExitCode::SUCCESS)
 }

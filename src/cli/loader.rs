@@ -275,7 +275,11 @@ pub fn run(args: LoaderArgs, global: Global) -> anyhow::Result<ExitCode> {
     let mut last_state = None;
     let mut loader = loader;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for batch in loader.by_ref().take(total as usize) {
+    for _ in 0..total {
+        let Some(batch) = loader.next() else {
+            break;
+        };
+        show_notices(&loader, &bar, global.quiet);
         let batch = batch.with_context(|| format!("streaming {}", args.url))?;
         batches += 1;
         images += batch.len() as u64;
@@ -289,6 +293,7 @@ pub fn run(args: LoaderArgs, global: Global) -> anyhow::Result<ExitCode> {
         }
         last_state = Some(batch.state_after);
     }
+    show_notices(&loader, &bar, global.quiet);
     bar.finish_and_clear();
     if let Err(e) = out.flush()
         && e.kind() != std::io::ErrorKind::BrokenPipe
@@ -342,4 +347,13 @@ pub fn run(args: LoaderArgs, global: Global) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The loader's notices (row groups lost, samples substituted) on stderr, above the progress bar;
+/// nothing with `-q`.
+fn show_notices(loader: &Loader, bar: &ProgressBar, quiet: bool) {
+    let notices = loader.take_notices();
+    if !quiet {
+        bar.suspend(|| notices.iter().for_each(|n| eprintln!("loader: {n}")));
+    }
 }

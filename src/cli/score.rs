@@ -93,6 +93,11 @@ pub fn run(args: ScoreArgs, global: Global) -> anyhow::Result<ExitCode> {
     };
     let progress = counter_bar(global, "score", "rows");
     let summary = score_dataset(&trainer, &request, progress.as_ref()).map_err(train_error)?;
+    if !global.quiet {
+        for notice in &summary.loader_notices {
+            eprintln!("loader: {notice}");
+        }
+    }
     print_summary(&summary, global.json)?;
     if !summary.units_failed.is_empty() {
         for f in &summary.units_failed {

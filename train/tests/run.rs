@@ -582,9 +582,19 @@ fn a_missing_shard_is_counted_and_stops_training_past_the_limit() {
         "{err}"
     );
     assert!(err.contains("Training stopped after step 17"), "{err}");
-    // Allowed (share 1): the run finishes and says how many.
-    let summary = train(run_b.to_str().unwrap(), resume, &cpu_session(), &mut Silent).unwrap();
+    // Allowed (share 1): the run finishes and says how many, and the observer (not stderr) hears
+    // which row groups were lost.
+    let mut messages = Messages::default();
+    let summary = train(run_b.to_str().unwrap(), resume, &cpu_session(), &mut messages).unwrap();
     assert!(summary.samples_substituted > 0, "{summary:?}");
+    assert!(
+        messages
+            .0
+            .iter()
+            .any(|m| m.starts_with("training data: row group lost")),
+        "{:?}",
+        messages.0
+    );
     let metrics = std::fs::read_to_string(run_b.join("metrics.jsonl")).unwrap();
     assert!(metrics.contains("\"substituted\":"), "{metrics}");
 }

@@ -4,7 +4,9 @@
 //! the batch buffer, substitutes bad samples, and hands finished batches to the consumer through
 //! a bounded channel. Memory is bounded by the unit window and `prefetch_batches`.
 //!
-//! The public face is a plain blocking iterator: the trainer calls `next()`.
+//! The public face is a plain blocking iterator: the trainer calls `next()`. What went wrong on
+//! the way (a row group lost, a sample substituted) is never printed here: it is queued as a
+//! notice that the caller takes with [`Loader::take_notices`] and shows its own way.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,7 +51,7 @@ pub struct LoaderInfo {
     pub start: LoaderState,
 }
 
-/// Counters since the loader started.
+/// Counters since the loader started, and the notices not yet taken.
 #[derive(Debug, Default)]
 struct Counters {
     batches: AtomicU64,
@@ -57,6 +59,24 @@ struct Counters {
     substituted: AtomicU64,
     units_lost: AtomicU64,
     decode_failures: AtomicU64,
+    notices: Mutex<Vec<String>>,
+    notices_dropped: AtomicU64,
+}
+
+/// Notices kept for the caller at most; more are counted, not kept (a caller that never takes
+/// them costs bounded memory).
+const MAX_PENDING_NOTICES: usize = 256;
+
+impl Counters {
+    /// Queues a notice for [`Loader::take_notices`].
+    fn notice(&self, text: String) {
+        match self.notices.lock() {
+            Ok(mut pending) if pending.len() < MAX_PENDING_NOTICES => pending.push(text),
+            _ => {
+                self.notices_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// A snapshot of the loader's counters.
@@ -264,6 +284,23 @@ impl Loader {
         &self.info
     }
 
+    /// What went wrong since the last call (row groups lost, samples substituted), one line each,
+    /// oldest first; the loader prints nothing itself. At most 256 are kept between calls, the
+    /// rest summed up in a last line.
+    pub fn take_notices(&self) -> Vec<String> {
+        let c = &self.counters;
+        let mut taken = c
+            .notices
+            .lock()
+            .map(|mut pending| std::mem::take(&mut *pending))
+            .unwrap_or_default();
+        let dropped = c.notices_dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            taken.push(format!("{dropped} more notices not kept"));
+        }
+        taken
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> LoaderStats {
         let c = &self.counters;
@@ -452,9 +489,9 @@ impl Producer {
                 };
                 if let Err(UnitFailure::Lost { detail, .. }) = &result {
                     self.counters.units_lost.fetch_add(1, Ordering::Relaxed);
-                    eprintln!(
-                        "flipstream loader: row group lost, its samples are substituted: {detail}"
-                    );
+                    self.counters.notice(format!(
+                        "row group lost, its samples are substituted: {detail}"
+                    ));
                 }
                 self.cache.insert(u, Pending::Done(result));
             }
@@ -555,10 +592,10 @@ impl Producer {
             let key = sample(&sources[*i])
                 .map(|(d, r)| d.keys.value(r).to_string())
                 .unwrap_or_default();
-            eprintln!(
-                "flipstream loader: substituting {key} ({}): {err}",
+            self.counters.notice(format!(
+                "substituting {key} ({}): {err}",
                 location(&sources[*i])
-            );
+            ));
         }
         self.counters
             .decode_failures

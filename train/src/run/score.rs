@@ -129,6 +129,10 @@ pub struct ScoreSummary {
     pub elapsed_s: f64,
     /// Quantiles of every score in the sidecar.
     pub quantiles: Option<ScoreQuantiles>,
+    /// What the loaders reported (row groups lost, samples substituted), one line each; the
+    /// caller shows them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub loader_notices: Vec<String>,
 }
 
 fn dataset_error(context: String) -> impl FnOnce(ShardError) -> TrainError {
@@ -188,10 +192,14 @@ pub fn score_dataset(
     }
     let mut rows_scored = 0;
     let mut units_failed = Vec::new();
+    let mut loader_notices = Vec::new();
     for record in &todo {
         let (keys, scores, embeddings) = match score_unit(trainer, &ds, record, request, progress)?
         {
-            UnitScores::Scored(rows) => (rows.keys, rows.scores, rows.embeddings),
+            UnitScores::Scored(rows) => {
+                loader_notices.extend(rows.notices);
+                (rows.keys, rows.scores, rows.embeddings)
+            }
             UnitScores::Failed(reason) => {
                 units_failed.push(FailedUnit {
                     unit: record.unit.id.clone(),
@@ -230,6 +238,7 @@ pub fn score_dataset(
         rows_per_s: rows_scored as f64 / elapsed_s.max(1e-9),
         elapsed_s,
         quantiles: ScoreQuantiles::of(&all.scores),
+        loader_notices,
     })
 }
 
@@ -240,6 +249,8 @@ struct ScoredRows {
     scores: Vec<f32>,
     /// With [`ScoreRequest::embeddings`].
     embeddings: Option<UnitEmbeddings>,
+    /// What the unit's loader reported (samples substituted).
+    notices: Vec<String>,
 }
 
 /// What scoring one unit gave.
@@ -318,10 +329,12 @@ fn score_unit(
             p.inc(n);
         }
     }
+    rows.notices = loader.take_notices();
     let lost = loader.stats().units_lost;
     if lost > 0 {
         return Ok(UnitScores::Failed(format!(
-            "{lost} row groups could not be read (the loader named them above)"
+            "{lost} row groups could not be read: {}",
+            rows.notices.join("; ")
         )));
     }
     Ok(UnitScores::Scored(rows))

@@ -286,6 +286,9 @@ pub fn train(
             None => return Err(request("the training loader ended unexpectedly".into())),
         };
         let wait = t0.elapsed().as_secs_f64();
+        for notice in loader.take_notices() {
+            observer.message(&format!("training data: {notice}"));
+        }
         let n = batch.len();
         let (h, w) = (i64::from(batch.height), i64::from(batch.width));
         let tokens = batch
@@ -385,6 +388,9 @@ pub fn train(
                     }
                     Ok(())
                 })?;
+                for notice in &report.loader_notices {
+                    observer.message(&format!("evaluation: {notice}"));
+                }
                 observer.eval(&report);
                 last_eval = Some(report);
             }

@@ -130,6 +130,10 @@ pub struct EvalReport {
     /// tower, such as CAE v2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retrieval: Option<RetrievalReport>,
+    /// What the evaluation's loaders reported (row groups lost, samples substituted), one line
+    /// each; the caller shows them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loader_notices: Vec<String>,
 }
 
 /// What to evaluate on.
@@ -216,6 +220,8 @@ struct Collected {
     /// The objective's validation terms (validation split only): the sum over the samples and
     /// their number.
     terms: BTreeMap<String, (f64, usize)>,
+    /// What the loaders reported (row groups lost, samples substituted).
+    notices: Vec<String>,
 }
 
 impl Collected {
@@ -228,6 +234,7 @@ impl Collected {
             texts: none(),
             labels: Vec::new(),
             terms: BTreeMap::new(),
+            notices: Vec::new(),
         }
     }
 
@@ -360,13 +367,18 @@ fn collect_share(
         texts: cat(&texts)?,
         labels,
         terms,
+        notices: loader
+            .take_notices()
+            .into_iter()
+            .map(|n| format!("{} data: {n}", split.as_str()))
+            .collect(),
     })
 }
 
 /// Rank 0's view of every rank's [`Collected`] (`None` on the other ranks), refusing an empty
 /// evaluation.
 fn gather_collected(world: &World, local: Collected) -> Result<Option<Collected>> {
-    let labels = serde_json::to_vec(&(&local.labels, &local.terms))
+    let labels = serde_json::to_vec(&(&local.labels, &local.terms, &local.notices))
         .map_err(|e| TrainError::Request(format!("serialising evaluation labels: {e}")))?;
     let rows = |t: &Tensor| world.all_gather_rows(t).map(|(rows, _)| rows);
     let (images, pooled, texts) = (
@@ -384,13 +396,18 @@ fn gather_collected(world: &World, local: Collected) -> Result<Option<Collected>
         texts,
         labels: Vec::new(),
         terms: BTreeMap::new(),
+        notices: Vec::new(),
     };
     for bytes in gathered {
-        let (labels, terms): (Vec<SampleLabels>, BTreeMap<String, (f64, usize)>) =
-            serde_json::from_slice(&bytes).map_err(|e| {
-                TrainError::Request(format!("reading gathered evaluation labels: {e}"))
-            })?;
+        type Gathered = (
+            Vec<SampleLabels>,
+            BTreeMap<String, (f64, usize)>,
+            Vec<String>,
+        );
+        let (labels, terms, notices): Gathered = serde_json::from_slice(&bytes)
+            .map_err(|e| TrainError::Request(format!("reading gathered evaluation labels: {e}")))?;
         all.labels.extend(labels);
+        all.notices.extend(notices);
         for (name, (sum, n)) in terms {
             let entry = all.terms.entry(name).or_insert((0.0, 0));
             *entry = (entry.0 + sum, entry.1 + n);
@@ -628,6 +645,12 @@ fn score(
         validation_terms: val.term_means(),
         probe,
         retrieval,
+        loader_notices: val
+            .notices
+            .iter()
+            .chain(fit_on.map_or(&[][..], |f| f.notices.as_slice()))
+            .cloned()
+            .collect(),
     })
 }
 

@@ -334,7 +334,7 @@ mod tests {
     use super::*;
 
     /// A row with the given key and passthrough values.
-    pub fn sample_row(key: &str, extras: Vec<Option<Scalar>>) -> ShardRow {
+    pub(super) fn sample_row(key: &str, extras: Vec<Option<Scalar>>) -> ShardRow {
         ShardRow {
             key: key.to_string(),
             image: vec![0xff, 0xd8, 0xff],

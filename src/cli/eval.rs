@@ -11,7 +11,7 @@ use crate::cli::Global;
 
 /// Arguments of `flipstream eval`.
 #[derive(Debug, Args)]
-pub struct EvalArgs {
+pub(crate) struct EvalArgs {
     /// Dataset URL or path (default: the run's dataset); evaluated on its validation split.
     pub dataset: Option<String>,
 
@@ -62,7 +62,7 @@ pub struct EvalArgs {
 }
 
 #[cfg(not(feature = "train"))]
-pub fn run(_args: EvalArgs, _global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(_args: EvalArgs, _global: Global) -> anyhow::Result<ExitCode> {
     crate::usage_bail!(
         "eval needs the training build; this binary was built with --no-default-features"
     )
@@ -287,7 +287,7 @@ pub(crate) fn load_weights(
 }
 
 #[cfg(feature = "train")]
-pub fn run(args: EvalArgs, global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: EvalArgs, global: Global) -> anyhow::Result<ExitCode> {
     use flipstream_train::run::spec::ALL_DATA_EVAL_REFUSAL;
     use flipstream_train::run::{DataSplit, EvalData, check_eval_data, evaluate, read_templates};
 

@@ -11,7 +11,7 @@ use crate::cli::Global;
 
 /// The libraries an export targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// open_clip ≥ 3.0: `open_clip.create_model_and_transforms("local-dir:DIR")`.
     #[value(name = "open_clip", alias = "open-clip")]
     OpenClip,
@@ -21,7 +21,7 @@ pub enum Format {
 
 /// Arguments of `flipstream export`.
 #[derive(Debug, Args)]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     /// Run directory (path or object-store URL) made by `flipstream train`: its config,
     /// tokenizer and checkpoint are exported. A CLIP, FLIP or MAE+CLIP run whose towers the
     /// target can express exactly (docs/export.md); anything else is refused with the reasons.
@@ -44,14 +44,14 @@ pub struct ExportArgs {
 }
 
 #[cfg(not(feature = "train"))]
-pub fn run(_args: ExportArgs, _global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(_args: ExportArgs, _global: Global) -> anyhow::Result<ExitCode> {
     crate::usage_bail!(
         "export needs the training build; this binary was built with --no-default-features"
     )
 }
 
 #[cfg(feature = "train")]
-pub fn run(args: ExportArgs, global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: ExportArgs, global: Global) -> anyhow::Result<ExitCode> {
     use flipstream_train::interop::{ExportFormat, ExportRequest, export_model};
 
     use super::eval::{load_weights, open_run};

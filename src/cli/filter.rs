@@ -17,7 +17,7 @@ use crate::usage_bail;
 
 /// Arguments of `flipstream shard filter`.
 #[derive(Debug, Args)]
-pub struct FilterArgs {
+pub(crate) struct FilterArgs {
     /// The source dataset: a local path, file://, s3://, gs://, az://.
     #[arg(value_name = "URL")]
     pub url: String,
@@ -49,7 +49,7 @@ pub struct FilterArgs {
 }
 
 /// Runs `shard filter`.
-pub fn filter(args: FilterArgs, global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn filter(args: FilterArgs, global: Global) -> anyhow::Result<ExitCode> {
     let mut predicates = Vec::new();
     for p in &args.predicates {
         match p.parse::<Predicate>() {

@@ -9,7 +9,7 @@ use super::Global;
 
 /// Arguments of `flipstream info` (none besides the global `--json`).
 #[derive(Debug, Args)]
-pub struct InfoArgs {}
+pub(crate) struct InfoArgs {}
 
 #[derive(Debug, Serialize)]
 struct Info {
@@ -42,7 +42,7 @@ fn cpu_features() -> Vec<&'static str> {
 }
 
 /// Prints the build and machine summary.
-pub fn run(_args: InfoArgs, global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(_args: InfoArgs, global: Global) -> anyhow::Result<ExitCode> {
     #[cfg(feature = "train")]
     let cuda_devices = Some(if tch::Cuda::is_available() {
         tch::Cuda::device_count()

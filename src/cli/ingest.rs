@@ -26,7 +26,7 @@ Every input item ends up either as a shard row or as a rejection row with a reas
 same command skips committed units, so an interrupted run is resumed by running it again.
 Run disjoint parts on many machines with --worker-index/--num-workers (or a Slurm array /
 Kubernetes indexed Job); they all write into the same dataset.")]
-pub struct IngestArgs {
+pub(crate) struct IngestArgs {
     /// Inputs: files, folders, globs, or object-store URLs.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<String>,
@@ -176,7 +176,7 @@ pub struct IngestArgs {
 
 /// Resize modes as flags.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ResizeModeArg {
+pub(crate) enum ResizeModeArg {
     /// Store as decoded (no resize).
     No,
     /// Shortest side = --size, aspect kept.
@@ -191,7 +191,7 @@ pub enum ResizeModeArg {
 
 /// Output encodings as flags.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum FormatArg {
+pub(crate) enum FormatArg {
     /// JPEG (4:2:0).
     Jpeg,
     /// Lossy WebP.
@@ -330,7 +330,7 @@ impl IngestArgs {
 }
 
 /// Runs `flipstream ingest`.
-pub fn run(args: IngestArgs, global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: IngestArgs, global: Global) -> anyhow::Result<ExitCode> {
     let config = args.resolve_config()?;
     if args.print_config {
         print!(
@@ -492,7 +492,7 @@ fn print_summary(s: &IngestSummary) {
 }
 
 /// `1.5 MB`-style sizes.
-pub fn human_bytes(n: u64) -> String {
+pub(super) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut v = n as f64;
     let mut u = 0;

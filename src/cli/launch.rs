@@ -15,7 +15,12 @@ use anyhow::Context;
 
 /// The command line of one rank: this process's arguments without `--nproc`, with the thread
 /// count flags `share` set to `cores / nproc` where the user gave none.
-pub fn rank_args(args: &[OsString], nproc: usize, cores: usize, share: &[&str]) -> Vec<OsString> {
+pub(super) fn rank_args(
+    args: &[OsString],
+    nproc: usize,
+    cores: usize,
+    share: &[&str],
+) -> Vec<OsString> {
     let mut out = Vec::with_capacity(args.len() + 4);
     let mut skip = false;
     for a in args {
@@ -49,7 +54,7 @@ pub fn rank_args(args: &[OsString], nproc: usize, cores: usize, share: &[&str]) 
 /// `--nproc`: `Some(exit code)` after starting and watching `nproc` local ranks of this command
 /// (their thread flags `share` shared out), `None` when this process is to run as it is (no
 /// `--nproc`, or 1). Refuses 0 and `--nproc` under a launcher (`dist` already has ranks).
-pub fn launch_if_asked(
+pub(super) fn launch_if_asked(
     nproc: Option<usize>,
     dist: &flipstream_train::dist::DistSetup,
     share: &[&str],
@@ -91,7 +96,7 @@ fn describe(status: ExitStatus) -> String {
 /// Starts `nproc` ranks of this program with `args` (the arguments after the program name; the
 /// thread flags `share` shared out, see [`rank_args`]) and waits for them; `grace` is how long the
 /// others may take to stop after one failed.
-pub fn run_local(
+pub(super) fn run_local(
     nproc: usize,
     args: &[OsString],
     share: &[&str],
@@ -166,7 +171,7 @@ fn watch(mut children: Vec<Option<Child>>, grace: Duration) -> anyhow::Result<Ex
 }
 
 /// The rank's own GPU: `auto` / `cuda` mean `cuda:LOCAL_RANK` in a data-parallel run.
-pub fn rank_device(
+pub(super) fn rank_device(
     device: tch::Device,
     spec: &str,
     setup: &flipstream_train::dist::DistSetup,

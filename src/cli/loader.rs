@@ -19,7 +19,7 @@ use super::{Global, UsageError};
 
 /// Arguments of `flipstream loader`.
 #[derive(Debug, Args)]
-pub struct LoaderArgs {
+pub(crate) struct LoaderArgs {
     /// Dataset URL or path (local folder, file://, s3://, gs://, az://).
     pub url: String,
 
@@ -217,7 +217,7 @@ fn resolve(args: &LoaderArgs, state: Option<&LoaderState>) -> anyhow::Result<Loa
 }
 
 /// Runs `flipstream loader`.
-pub fn run(args: LoaderArgs, global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: LoaderArgs, global: Global) -> anyhow::Result<ExitCode> {
     let saved = args.from_state.as_deref().map(read_state).transpose()?;
     let mut config = resolve(&args, saved.as_ref())?;
     if let (Some(e), Some(s)) = (args.epoch, &saved)

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 /// flipstream: noisy web image-text pairs → Parquet shards → a trained FLIP/CLIP model.
 #[derive(Debug, Parser)]
 #[command(name = "flipstream", version, about, long_about = None, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Print machine-readable JSON on stdout instead of the human summary.
     #[arg(long, global = true)]
     pub json: bool,
@@ -56,7 +56,7 @@ mod ingest;
 #[cfg(feature = "train")]
 mod launch;
 mod loader;
-pub mod progress;
+pub(crate) mod progress;
 mod score;
 mod shard;
 mod stats;
@@ -66,7 +66,7 @@ mod train;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Show how this binary was built and what it can use here (features, libtorch, CPU, CUDA).
     Info(info::InfoArgs),
     /// Generate synthetic web image-text pairs with ground truth and optional planted dirt.
@@ -101,7 +101,7 @@ pub enum Command {
 
 /// Options every subcommand sees.
 #[derive(Debug, Clone, Copy)]
-pub struct Global {
+pub(crate) struct Global {
     /// `--json`.
     pub json: bool,
     /// `--quiet`.
@@ -110,7 +110,7 @@ pub struct Global {
 
 /// A problem with what the user asked for rather than with the work itself: exit code 2.
 #[derive(Debug)]
-pub struct UsageError(pub String);
+pub(crate) struct UsageError(pub String);
 
 impl std::fmt::Display for UsageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,12 +127,12 @@ macro_rules! usage_bail {
 }
 
 /// Parses the command line.
-pub fn parse() -> Result<Cli, clap::Error> {
+pub(crate) fn parse() -> Result<Cli, clap::Error> {
     Cli::try_parse()
 }
 
 /// Runs the parsed command.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     set_store_retries(&cli)?;
     let global = Global {
         json: cli.json,
@@ -183,7 +183,7 @@ fn set_store_retries(cli: &Cli) -> anyhow::Result<()> {
 
 /// A command's `--json` summary, with what the object stores retried (`store_retries`: counts of
 /// this process) added to it.
-pub fn json_summary(value: &impl serde::Serialize) -> anyhow::Result<String> {
+pub(crate) fn json_summary(value: &impl serde::Serialize) -> anyhow::Result<String> {
     let mut v = serde_json::to_value(value)?;
     if let Some(fields) = v.as_object_mut() {
         fields.insert(
@@ -197,7 +197,7 @@ pub fn json_summary(value: &impl serde::Serialize) -> anyhow::Result<String> {
 /// The error chain as one line: `outer: inner: root cause`. Many errors print their source as
 /// part of their own message (object_store's do, at every level); such repeats are cut so that
 /// each cause appears once.
-pub fn render_error(err: &anyhow::Error) -> String {
+pub(crate) fn render_error(err: &anyhow::Error) -> String {
     let messages: Vec<String> = err.chain().map(|e| e.to_string()).collect();
     let mut parts: Vec<&str> = Vec::new();
     for (i, msg) in messages.iter().enumerate() {
@@ -216,7 +216,7 @@ pub fn render_error(err: &anyhow::Error) -> String {
 }
 
 /// 2 for usage errors anywhere in the chain, 1 otherwise.
-pub fn exit_code_of(err: &anyhow::Error) -> u8 {
+pub(crate) fn exit_code_of(err: &anyhow::Error) -> u8 {
     if err.chain().any(|e| e.is::<UsageError>()) {
         2
     } else {
@@ -225,7 +225,7 @@ pub fn exit_code_of(err: &anyhow::Error) -> u8 {
 }
 
 /// The async runtime for I/O (object stores, downloads). CPU work goes to rayon.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("flipstream-io")
@@ -234,7 +234,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Sizes rayon's global pool (`--threads`; default: all cores). Must run before any rayon use.
-pub fn init_rayon(threads: Option<usize>) -> anyhow::Result<()> {
+pub(crate) fn init_rayon(threads: Option<usize>) -> anyhow::Result<()> {
     if threads == Some(0) {
         usage_bail!("--threads must be at least 1");
     }

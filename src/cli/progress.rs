@@ -8,7 +8,7 @@ use super::Global;
 
 /// A bar counting items, with rate and ETA once the total is known (`set_length`); a spinner
 /// with the count and rate until then.
-pub fn items_bar(global: Global, label: &str) -> ProgressBar {
+pub(crate) fn items_bar(global: Global, label: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(None, draw_target(global));
     let style = ProgressStyle::with_template(
         "{prefix:>8} {spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} ({per_sec}, ETA {eta})",
@@ -21,7 +21,7 @@ pub fn items_bar(global: Global, label: &str) -> ProgressBar {
 }
 
 /// Where bars draw: stderr, or nowhere when the user asked for quiet or machine output.
-pub fn draw_target(global: Global) -> ProgressDrawTarget {
+pub(crate) fn draw_target(global: Global) -> ProgressDrawTarget {
     if global.quiet || global.json {
         ProgressDrawTarget::hidden()
     } else {
@@ -31,7 +31,11 @@ pub fn draw_target(global: Global) -> ProgressDrawTarget {
 
 /// A bar on stderr counting `unit` with rate and ETA (its length is set by the caller's work as
 /// it learns it), or none with `--quiet`/`--json`.
-pub fn counter_bar(global: Global, message: &'static str, unit: &str) -> Option<ProgressBar> {
+pub(crate) fn counter_bar(
+    global: Global,
+    message: &'static str,
+    unit: &str,
+) -> Option<ProgressBar> {
     if global.quiet || global.json {
         return None;
     }

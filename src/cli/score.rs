@@ -10,7 +10,7 @@ use crate::cli::Global;
 
 /// Arguments of `flipstream score`.
 #[derive(Debug, Args)]
-pub struct ScoreArgs {
+pub(crate) struct ScoreArgs {
     /// The dataset to score (path or URL); every committed unit, whatever its split.
     #[arg(value_name = "URL")]
     pub dataset: String,
@@ -45,14 +45,14 @@ pub struct ScoreArgs {
 }
 
 #[cfg(not(feature = "train"))]
-pub fn run(_args: ScoreArgs, _global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(_args: ScoreArgs, _global: Global) -> anyhow::Result<ExitCode> {
     crate::usage_bail!(
         "score needs the training build; this binary was built with --no-default-features"
     )
 }
 
 #[cfg(feature = "train")]
-pub fn run(args: ScoreArgs, global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: ScoreArgs, global: Global) -> anyhow::Result<ExitCode> {
     use flipstream_train::run::{ScoreRequest, score_dataset};
 
     use super::eval::{LoadedRun, load_weights, open_run};

@@ -18,14 +18,14 @@ use crate::usage_bail;
 
 /// Arguments of `flipstream shard`.
 #[derive(Debug, Args)]
-pub struct ShardArgs {
+pub(crate) struct ShardArgs {
     #[command(subcommand)]
     pub command: ShardCommand,
 }
 
 /// The shard tools.
 #[derive(Debug, Subcommand)]
-pub enum ShardCommand {
+pub(crate) enum ShardCommand {
     /// List committed units and their shards with rows and bytes, and the totals (from the commit
     /// records; no shard is opened).
     Ls(LsArgs),
@@ -49,7 +49,7 @@ pub enum ShardCommand {
 
 /// Arguments of `flipstream shard ls`.
 #[derive(Debug, Args)]
-pub struct LsArgs {
+pub(crate) struct LsArgs {
     /// The dataset: a local path, file://, s3://, gs://, az://.
     #[arg(value_name = "URL")]
     pub url: String,
@@ -57,7 +57,7 @@ pub struct LsArgs {
 
 /// Arguments of `flipstream shard verify`.
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// The dataset: a local path, file://, s3://, gs://, az://.
     #[arg(value_name = "URL")]
     pub url: String,
@@ -79,7 +79,7 @@ pub struct VerifyArgs {
 
 /// Arguments of `flipstream shard split`.
 #[derive(Debug, Args)]
-pub struct SplitArgs {
+pub(crate) struct SplitArgs {
     /// The dataset: a local path, file://, s3://, gs://, az://.
     #[arg(value_name = "URL")]
     pub url: String,
@@ -150,7 +150,7 @@ const DEFAULT_HOLDOUT_FRACTION: f64 = 0.1;
 const COMBOS_LISTED: usize = 40;
 
 /// Runs a shard tool.
-pub fn run(args: ShardArgs, global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: ShardArgs, global: Global) -> anyhow::Result<ExitCode> {
     match args.command {
         ShardCommand::Ls(a) => ls(a, global),
         ShardCommand::Verify(a) => verify(a, global),

@@ -13,7 +13,7 @@ use crate::usage_bail;
 
 /// Arguments of `flipstream stats`.
 #[derive(Debug, Args)]
-pub struct StatsArgs {
+pub(crate) struct StatsArgs {
     /// The dataset: a local path, file://, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix
     /// (credentials and endpoints from the usual AWS_* / GOOGLE_* / AZURE_* variables).
     #[arg(value_name = "URL")]
@@ -35,7 +35,7 @@ pub struct StatsArgs {
 }
 
 /// Makes the report and writes it.
-pub fn run(args: StatsArgs, global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: StatsArgs, global: Global) -> anyhow::Result<ExitCode> {
     let out = match &args.out {
         Some(dir) => {
             if let Err(e) = std::fs::create_dir_all(dir) {

@@ -32,7 +32,7 @@ Examples:
 /// Arguments of `flipstream synth`.
 #[derive(Debug, Args)]
 #[command(after_help = AFTER_HELP)]
-pub struct SynthArgs {
+pub(crate) struct SynthArgs {
     /// Output folder. Must not exist or be empty (see --force); written to a hidden temporary
     /// sibling first and renamed into place when complete.
     #[arg(long, value_name = "DIR")]
@@ -112,7 +112,7 @@ pub(super) fn cli_error(e: SynthError) -> anyhow::Error {
 }
 
 /// Generates the pairs and prints the summary.
-pub fn run(args: SynthArgs, global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: SynthArgs, global: Global) -> anyhow::Result<ExitCode> {
     let dirt: DirtMix = args.dirt.parse().map_err(cli_error)?;
     let sizes: SizeMix = args.object_sizes.parse().map_err(cli_error)?;
     let config = SynthConfig {

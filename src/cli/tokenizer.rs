@@ -15,14 +15,14 @@ use super::{Global, UsageError};
 
 /// Arguments of `flipstream tokenizer`.
 #[derive(Debug, Args)]
-pub struct TokenizerArgs {
+pub(crate) struct TokenizerArgs {
     #[command(subcommand)]
     pub command: TokenizerCommand,
 }
 
 /// The tokenizer subcommands.
 #[derive(Debug, Subcommand)]
-pub enum TokenizerCommand {
+pub(crate) enum TokenizerCommand {
     /// Train a byte-level BPE (NFC + lowercase, special tokens <|pad|>=0, <|startoftext|>=1,
     /// <|endoftext|>=2) on every caption of a dataset, reading only the caption column.
     Train(TrainArgs),
@@ -32,7 +32,7 @@ pub enum TokenizerCommand {
 
 /// Arguments of `flipstream tokenizer train`.
 #[derive(Debug, Args)]
-pub struct TrainArgs {
+pub(crate) struct TrainArgs {
     /// Dataset URL or path.
     pub url: String,
 
@@ -55,7 +55,7 @@ pub struct TrainArgs {
 
 /// Arguments of `flipstream tokenizer encode`.
 #[derive(Debug, Args)]
-pub struct EncodeArgs {
+pub(crate) struct EncodeArgs {
     /// The tokenizer.json to use (ours, CLIP's, BERT's, ...).
     #[arg(long)]
     pub tokenizer: PathBuf,
@@ -95,7 +95,7 @@ fn usage_if_settings(e: TokenizeError) -> anyhow::Error {
 }
 
 /// Runs `flipstream tokenizer`.
-pub fn run(args: TokenizerArgs, global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: TokenizerArgs, global: Global) -> anyhow::Result<ExitCode> {
     match args.command {
         TokenizerCommand::Train(a) => train(a, global),
         TokenizerCommand::Encode(a) => encode(a, global),

@@ -11,7 +11,7 @@ use crate::cli::Global;
 
 /// Arguments of `flipstream train`.
 #[derive(Debug, Args)]
-pub struct TrainArgs {
+pub(crate) struct TrainArgs {
     /// Dataset URL or path (trained on the train side of its `flipstream shard split` view).
     /// With --resume it may be left out (the run's dataset is used).
     pub dataset: Option<String>,
@@ -152,7 +152,7 @@ pub struct TrainArgs {
 }
 
 #[cfg(not(feature = "train"))]
-pub fn run(_args: TrainArgs, _global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(_args: TrainArgs, _global: Global) -> anyhow::Result<ExitCode> {
     crate::usage_bail!(
         "train needs the training build; this binary was built with --no-default-features"
     )
@@ -161,7 +161,7 @@ pub fn run(_args: TrainArgs, _global: Global) -> anyhow::Result<ExitCode> {
 /// Where a model runs and with how many threads: the flags `eval`, `score` and `bench fidelity`
 /// share.
 #[derive(Debug, Clone, Args)]
-pub struct ComputeArgs {
+pub(crate) struct ComputeArgs {
     /// Device: cpu, cuda, cuda:N or auto (CUDA when available).
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -399,7 +399,7 @@ mod imp {
         Ok(setup)
     }
 
-    pub fn run(args: TrainArgs, global: Global) -> anyhow::Result<ExitCode> {
+    pub(crate) fn run(args: TrainArgs, global: Global) -> anyhow::Result<ExitCode> {
         if args.lr.is_some_and(|lr| !(lr.is_finite() && lr > 0.0)) {
             crate::usage_bail!("--lr must be a positive number");
         }
@@ -559,4 +559,4 @@ mod imp {
 }
 
 #[cfg(feature = "train")]
-pub use imp::run;
+pub(super) use imp::run;

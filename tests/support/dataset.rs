@@ -10,7 +10,7 @@ use flipstream_shard::{Dataset, StoreRoot};
 
 /// A committed dataset's contents: accepted rows (key → content hash), rejections (key → reason)
 /// and their details (key → detail, where there is one), plus the per-unit commit records.
-pub struct Contents {
+pub(crate) struct Contents {
     pub accepted: BTreeMap<String, Vec<u8>>,
     pub rejected: BTreeMap<String, String>,
     pub details: BTreeMap<String, String>,
@@ -18,7 +18,7 @@ pub struct Contents {
 }
 
 /// Every accepted and rejected key of the committed dataset at `url`; panics on a key stored twice.
-pub fn read_dataset(url: &str) -> Contents {
+pub(crate) fn read_dataset(url: &str) -> Contents {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -121,7 +121,7 @@ pub fn read_dataset(url: &str) -> Contents {
 }
 
 /// (key → content hash, key → reason) of a dataset, for comparing runs.
-pub fn fingerprint(url: &str) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>) {
+pub(crate) fn fingerprint(url: &str) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>) {
     let c = read_dataset(url);
     (c.accepted, c.rejected)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::s3::python;
 
 /// A running proxy; killed when dropped.
-pub struct FaultProxy {
+pub(crate) struct FaultProxy {
     child: Child,
     port: u16,
 }
@@ -17,7 +17,7 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts the proxy on a free port in front of `upstream` (`http://127.0.0.1:PORT`), giving a
     /// fault to `rate` of the requests, drawn from `seed`.
-    pub fn start(upstream: &str, rate: f64, seed: u64) -> Self {
+    pub(crate) fn start(upstream: &str, rate: f64, seed: u64) -> Self {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/fault-proxy.py");
         let mut child = Command::new(python())
             .args([
@@ -47,7 +47,7 @@ impl FaultProxy {
     }
 
     /// `http://127.0.0.1:<port>`.
-    pub fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
@@ -70,18 +70,18 @@ impl FaultProxy {
 
     /// Requests seen, forwarded, and faults injected by kind (`{"requests", "forwarded",
     /// "faults": {"503", "500", "reset", "cut"}}`).
-    pub fn stats(&self) -> serde_json::Value {
+    pub(crate) fn stats(&self) -> serde_json::Value {
         serde_json::from_str(&self.control("GET", "stats", "")).expect("proxy stats")
     }
 
     /// Holds every write (PUT/POST) whose path contains `substring` unanswered until called again
     /// with `""`; `stats()["stalled"]` counts the writes held now.
-    pub fn stall(&self, substring: &str) {
+    pub(crate) fn stall(&self, substring: &str) {
         assert_eq!(self.control("PUT", "stall", substring), "ok");
     }
 
     /// Changes the share of faulted requests (1.0: an outage; 0: none).
-    pub fn set_rate(&self, rate: f64) {
+    pub(crate) fn set_rate(&self, rate: f64) {
         assert_eq!(self.control("PUT", "rate", &rate.to_string()), "ok");
     }
 }

@@ -5,10 +5,10 @@
 //! Each test file includes this module (`mod support;`) and uses a part of it.
 #![allow(dead_code)]
 
-pub mod dataset;
-pub mod faults;
-pub mod s3;
-pub mod train;
+pub(crate) mod dataset;
+pub(crate) mod faults;
+pub(crate) mod s3;
+pub(crate) mod train;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -22,13 +22,13 @@ use flipstream_shard::stats::synthetic::{SyntheticSpec, write_synthetic};
 use flipstream_shard::{DatasetWriter, StoreRoot, WriterSettings};
 
 /// The binary under test.
-pub fn bin() -> PathBuf {
+pub(crate) fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_flipstream"))
 }
 
 /// What a run of the binary gave.
 #[derive(Debug)]
-pub struct Run {
+pub(crate) struct Run {
     /// Exit code (-1 when killed by a signal).
     pub code: i32,
     /// Standard output.
@@ -47,7 +47,7 @@ impl Run {
     }
 
     /// Panics with both streams unless the exit code is `code`.
-    pub fn expect_code(self, code: i32) -> Self {
+    pub(crate) fn expect_code(self, code: i32) -> Self {
         assert_eq!(
             self.code, code,
             "exit code\nstdout:\n{}\nstderr:\n{}",
@@ -62,14 +62,14 @@ impl Run {
     }
 
     /// Standard output parsed as JSON.
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
 }
 
 /// Runs the binary with `args` in `cwd` with extra environment variables.
-pub fn run_in(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Run {
+pub(crate) fn run_in(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Run {
     let out = Command::new(bin())
         .args(args)
         .current_dir(cwd)
@@ -80,13 +80,13 @@ pub fn run_in(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Run {
 }
 
 /// Runs the binary with `args`.
-pub fn run(args: &[&str]) -> Run {
+pub(crate) fn run(args: &[&str]) -> Run {
     run_in(&std::env::temp_dir(), args, &[])
 }
 
 /// Writes a synthetic dataset at `url` (any store URL the library accepts) and returns its commit
 /// records.
-pub fn write_dataset(url: &str, spec: &SyntheticSpec) -> Vec<CommitRecord> {
+pub(crate) fn write_dataset(url: &str, spec: &SyntheticSpec) -> Vec<CommitRecord> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -106,19 +106,19 @@ pub fn write_dataset(url: &str, spec: &SyntheticSpec) -> Vec<CommitRecord> {
 }
 
 /// Colours of [`write_labelled_dataset`]'s `label_color`.
-pub const LABEL_COLORS: [&str; 6] = ["red", "green", "blue", "yellow", "purple", "grey"];
+pub(crate) const LABEL_COLORS: [&str; 6] = ["red", "green", "blue", "yellow", "purple", "grey"];
 /// Shapes of [`write_labelled_dataset`]'s `label_shape`.
-pub const LABEL_SHAPES: [&str; 5] = ["circle", "square", "star", "triangle", "stripe"];
+pub(crate) const LABEL_SHAPES: [&str; 5] = ["circle", "square", "star", "triangle", "stripe"];
 
 /// Row `i`'s `label_color` and `label_shape`: every one of the 30 combinations once every 30 rows.
-pub fn labels_of(i: usize) -> (&'static str, &'static str) {
+pub(crate) fn labels_of(i: usize) -> (&'static str, &'static str) {
     (LABEL_COLORS[i % 6], LABEL_SHAPES[i / 6 % 5])
 }
 
 /// Writes `rows` rows (units of 80, row groups of 16; images are placeholder bytes, never
 /// decoded) with the passthrough columns `label_color` and `label_shape` ([`labels_of`]) at
 /// `url`.
-pub fn write_labelled_dataset(url: &str, rows: usize) {
+pub(crate) fn write_labelled_dataset(url: &str, rows: usize) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A running moto server with one fresh bucket.
-pub struct MotoServer {
+pub(crate) struct MotoServer {
     child: Child,
     /// `http://127.0.0.1:<port>`.
     pub endpoint: String,
@@ -21,7 +21,7 @@ pub struct MotoServer {
 }
 
 /// The Python with the test tools, or a panic saying how to get it (never a silent skip).
-pub fn python() -> String {
+pub(crate) fn python() -> String {
     std::env::var("FLIPSTREAM_PYTHON").unwrap_or_else(|_| {
         panic!(
             "FLIPSTREAM_PYTHON is not set: these tests need the Python test tools (moto). Run them with \
@@ -33,7 +33,7 @@ pub fn python() -> String {
 /// Points this test process at the server (`MotoServer::env`), for in-process reads through
 /// `StoreRoot::parse("s3://…")`. Only for a test binary with one test, called before that test
 /// starts any thread: setting the environment is sound only while nothing reads it concurrently.
-pub fn set_process_env(vars: &[(String, String)]) {
+pub(crate) fn set_process_env(vars: &[(String, String)]) {
     for (k, v) in vars {
         // SAFETY: per the contract above, no other thread exists yet that could read the
         // environment.
@@ -45,7 +45,7 @@ pub fn set_process_env(vars: &[(String, String)]) {
 }
 
 /// A TCP port nobody listens on right now.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
     l.local_addr().expect("local address").port()
 }
@@ -67,7 +67,7 @@ fn answers_http(port: u16) -> bool {
 
 impl MotoServer {
     /// Starts the server and creates a bucket; panics with a clear message on failure.
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let python = python();
         let port = free_port();
         let mut child = Command::new(&python)
@@ -136,7 +136,7 @@ impl MotoServer {
     }
 
     /// Environment variables that point S3 clients at this server.
-    pub fn env(&self) -> Vec<(String, String)> {
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
         [
             ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
             ("AWS_ACCESS_KEY_ID", "testing"),
@@ -150,7 +150,7 @@ impl MotoServer {
     }
 
     /// `s3://<bucket>/<prefix>`.
-    pub fn url(&self, prefix: &str) -> String {
+    pub(crate) fn url(&self, prefix: &str) -> String {
         format!("s3://{}/{prefix}", self.bucket)
     }
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 /// A micro model (32 px, ViT 64 × 2, text 64 × 1), global batch 16 over 4 lanes, mask 0.5.
-pub const CONFIG: &str = r#"preset = "tiny"
+pub(crate) const CONFIG: &str = r#"preset = "tiny"
 
 [model]
 image_size = 32
@@ -33,14 +33,14 @@ shuffle_block = 64
 "#;
 
 /// The process flags of every test run: the CPU, one libtorch thread, one decode thread.
-pub const ONE_CPU_THREAD: [&str; 6] =
+pub(crate) const ONE_CPU_THREAD: [&str; 6] =
     ["--device", "cpu", "--threads", "1", "--decode-threads", "1"];
 
 /// `flipstream -q train DATA --run DIR/NAME --config DIR/NAME.toml --all-data --eval-every 0`
 /// with `config` written to that file, the process flags of [`ONE_CPU_THREAD`] and `extra`: a
 /// micro run trained on every row of `data`. The run directory (as a string), and what the
 /// binary did (the caller checks the exit code).
-pub fn train_micro(
+pub(crate) fn train_micro(
     dir: &Path,
     data: &str,
     name: &str,
@@ -70,7 +70,7 @@ pub fn train_micro(
 }
 
 /// The losses of metrics.jsonl by step.
-pub fn losses(run_dir: &Path) -> Vec<(u64, f64)> {
+pub(crate) fn losses(run_dir: &Path) -> Vec<(u64, f64)> {
     std::fs::read_to_string(run_dir.join("metrics.jsonl"))
         .unwrap()
         .lines()
@@ -81,7 +81,7 @@ pub fn losses(run_dir: &Path) -> Vec<(u64, f64)> {
 }
 
 /// Panics unless `a` and `b` log the same steps with losses within 1e-4 (relative above 1).
-pub fn assert_same_losses(a: &[(u64, f64)], b: &[(u64, f64)]) {
+pub(crate) fn assert_same_losses(a: &[(u64, f64)], b: &[(u64, f64)]) {
     assert_eq!(a.len(), b.len(), "{a:?}\n{b:?}");
     for ((sa, la), (sb, lb)) in a.iter().zip(b) {
         assert_eq!(sa, sb);

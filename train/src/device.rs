@@ -87,9 +87,9 @@ pub fn set_tf32(on: bool) -> Result<(), String> {
     #[allow(unsafe_code)]
     mod sys {
         unsafe extern "C" {
-            pub fn fs_torch_set_tf32(on: std::ffi::c_int) -> std::ffi::c_int;
+            pub(crate) fn fs_torch_set_tf32(on: std::ffi::c_int) -> std::ffi::c_int;
         }
-        pub fn set(on: bool) -> bool {
+        pub(crate) fn set(on: bool) -> bool {
             // SAFETY: sets two flags of libtorch's global context; catches every exception.
             unsafe { fs_torch_set_tf32(std::ffi::c_int::from(on)) == 0 }
         }

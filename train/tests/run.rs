@@ -585,7 +585,13 @@ fn a_missing_shard_is_counted_and_stops_training_past_the_limit() {
     // Allowed (share 1): the run finishes and says how many, and the observer (not stderr) hears
     // which row groups were lost.
     let mut messages = Messages::default();
-    let summary = train(run_b.to_str().unwrap(), resume, &cpu_session(), &mut messages).unwrap();
+    let summary = train(
+        run_b.to_str().unwrap(),
+        resume,
+        &cpu_session(),
+        &mut messages,
+    )
+    .unwrap();
     assert!(summary.samples_substituted > 0, "{summary:?}");
     assert!(
         messages

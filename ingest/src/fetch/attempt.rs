@@ -44,7 +44,7 @@ pub(super) struct AttemptFailure {
 
 impl AttemptFailure {
     /// A failure that retrying cannot fix.
-    pub fn permanent(reason: RejectReason, detail: impl Into<String>) -> Self {
+    pub(super) fn permanent(reason: RejectReason, detail: impl Into<String>) -> Self {
         Self {
             reason,
             detail: detail.into(),
@@ -54,7 +54,7 @@ impl AttemptFailure {
     }
 
     /// A network failure (`download_error`) that may go away on its own.
-    pub fn transient(detail: impl Into<String>) -> Self {
+    pub(super) fn transient(detail: impl Into<String>) -> Self {
         Self {
             reason: RejectReason::DownloadError,
             detail: detail.into(),
@@ -73,7 +73,7 @@ enum Phase {
 
 /// The longest URL requested: far beyond any image URL of the web (a few hundred bytes), and
 /// below the 65,534 bytes the HTTP stack can carry at all.
-pub const MAX_URL_BYTES: usize = 32 * 1024;
+pub(super) const MAX_URL_BYTES: usize = 32 * 1024;
 
 impl Inner {
     /// Parses a URL from a list and applies the checks that need no network: a clear

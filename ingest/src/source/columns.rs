@@ -9,7 +9,7 @@ use super::error::{Result, SourceError};
 use super::options::SourceOptions;
 
 /// Image column names, in order of preference (img2dataset writes `jpg`, Hugging Face `image`).
-pub const IMAGE_NAMES: [&str; 8] = [
+pub(super) const IMAGE_NAMES: [&str; 8] = [
     "image",
     "img",
     "jpg",
@@ -20,15 +20,15 @@ pub const IMAGE_NAMES: [&str; 8] = [
     "bytes",
 ];
 /// Caption column names (LAION `TEXT`, DataComp `text`, CC3M/synth `caption`).
-pub const CAPTION_NAMES: [&str; 5] = ["caption", "text", "txt", "alt_text", "alt"];
+pub(super) const CAPTION_NAMES: [&str; 5] = ["caption", "text", "txt", "alt_text", "alt"];
 /// Key column names (img2dataset `key`, DataComp `uid`).
-pub const KEY_NAMES: [&str; 4] = ["key", "__key__", "uid", "id"];
+pub(super) const KEY_NAMES: [&str; 4] = ["key", "__key__", "uid", "id"];
 /// URL column names (LAION `URL`, DataComp `url`).
-pub const URL_NAMES: [&str; 3] = ["url", "image_url", "img_url"];
+pub(super) const URL_NAMES: [&str; 3] = ["url", "image_url", "img_url"];
 
 /// What a column can hold, as far as roles are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColClass {
+pub(super) enum ColClass {
     /// Image bytes: binary, or a Hugging Face image struct.
     Image,
     /// Text (utf8, large utf8, view, dictionary of text).
@@ -43,7 +43,7 @@ pub enum ColClass {
 
 /// A column's name and class.
 #[derive(Debug, Clone)]
-pub struct ColumnInfo {
+pub(super) struct ColumnInfo {
     /// Name in the input.
     pub name: String,
     /// What it holds.
@@ -52,7 +52,7 @@ pub struct ColumnInfo {
 
 /// Column positions of each role, and of the passthrough columns in output order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Roles {
+pub(super) struct Roles {
     /// Image bytes.
     pub image: Option<usize>,
     /// Caption.
@@ -125,7 +125,7 @@ fn find(
 }
 
 /// The column names, for messages.
-pub fn names(cols: &[ColumnInfo]) -> String {
+pub(super) fn names(cols: &[ColumnInfo]) -> String {
     let list: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
     format!("[{}]", list.join(", "))
 }
@@ -135,7 +135,7 @@ pub fn names(cols: &[ColumnInfo]) -> String {
 /// Passthrough columns are the text and scalar columns that are not the image, caption or URL,
 /// nor a key column named `key` (which would duplicate the key), selected and ordered by
 /// `opts.passthrough`.
-pub fn detect(
+pub(super) fn detect(
     cols: &[ColumnInfo],
     opts: &SourceOptions,
     with_image: bool,

@@ -69,7 +69,7 @@ fn entries_of(files: &[Listed]) -> Vec<Entry> {
 }
 
 /// Remembers a folder's listing (replacing an older one) and returns its number of images.
-pub fn remember_listing(loc: &Location, files: &[Listed]) -> u64 {
+pub(super) fn remember_listing(loc: &Location, files: &[Listed]) -> u64 {
     let entries = Arc::new(entries_of(files));
     let n = entries.len() as u64;
     if let Ok(mut cache) = LISTINGS.lock() {
@@ -187,7 +187,7 @@ struct FolderSource {
 }
 
 /// Opens a folder slice.
-pub fn open(ctx: UnitCtx, opts: &SourceOptions, rt: Handle) -> Result<Box<dyn UnitSource>> {
+pub(super) fn open(ctx: UnitCtx, opts: &SourceOptions, rt: Handle) -> Result<Box<dyn UnitSource>> {
     let entries = listing(&ctx, &rt)?;
     let start = usize::try_from(ctx.start).unwrap_or(usize::MAX);
     let end = ctx

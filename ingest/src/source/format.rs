@@ -1,16 +1,17 @@
 //! File formats recognised by name, and the image extensions shared by tars and folders.
 
 /// Image file extensions (lower case), in order of preference when a sample has several.
-pub const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
+pub(super) const IMAGE_EXTENSIONS: [&str; 8] =
+    ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
 
 /// True when `ext` (any case, without the dot) is an image extension.
-pub fn is_image_ext(ext: &str) -> bool {
+pub(super) fn is_image_ext(ext: &str) -> bool {
     IMAGE_EXTENSIONS.iter().any(|e| e.eq_ignore_ascii_case(ext))
 }
 
 /// Compression of a text list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
+pub(crate) enum Compression {
     /// Plain text.
     None,
     /// `.gz`.
@@ -22,7 +23,7 @@ pub enum Compression {
 impl Compression {
     /// The compression `head` (a file's first bytes) starts with the magic of, if any: a file
     /// named `.tar` or `.csv` may hold gzip or zstd all the same.
-    pub fn sniff(head: &[u8]) -> Option<Compression> {
+    pub(crate) fn sniff(head: &[u8]) -> Option<Compression> {
         if head.starts_with(&[0x1f, 0x8b]) {
             Some(Compression::Gzip)
         } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -35,7 +36,7 @@ impl Compression {
 
 /// What a file is, judged by its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileFormat {
+pub(super) enum FileFormat {
     /// `.tar` (WebDataset shard); `.tar.gz` / `.tgz` when `gzip`.
     Tar {
         /// Gzip-compressed tar.
@@ -77,7 +78,7 @@ const SUFFIXES: [&str; 14] = [
 
 impl FileFormat {
     /// The format of a file name, or `None` when it is not an input format.
-    pub fn detect(name: &str) -> Option<Self> {
+    pub(super) fn detect(name: &str) -> Option<Self> {
         let lower = name.to_ascii_lowercase();
         if lower.ends_with(".tar") {
             return Some(FileFormat::Tar { gzip: false });
@@ -118,7 +119,7 @@ impl FileFormat {
 
 /// The name without its input-format extension: `shard-00001.tar` → `shard-00001`,
 /// `urls.csv.gz` → `urls`, `images` → `images`.
-pub fn stem_of(name: &str) -> &str {
+pub(super) fn stem_of(name: &str) -> &str {
     let lower = name.to_ascii_lowercase();
     for suffix in SUFFIXES.iter().chain([".zstd", ".zst", ".gz"].iter()) {
         if lower.ends_with(suffix) && lower.len() > suffix.len() {
@@ -129,7 +130,7 @@ pub fn stem_of(name: &str) -> &str {
 }
 
 /// The supported formats, for error messages.
-pub const SUPPORTED: &str = "a .tar / .tar.gz (WebDataset), .parquet (images or URL list), \
+pub(super) const SUPPORTED: &str = "a .tar / .tar.gz (WebDataset), .parquet (images or URL list), \
      .csv / .tsv / .jsonl / .json (URL list; optionally .gz or .zst), or a folder";
 
 #[cfg(test)]

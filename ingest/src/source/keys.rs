@@ -6,14 +6,14 @@
 //! dataset as long as no two inputs share a file stem.
 
 /// The generated key of the item at `index` of the input with stem `stem`.
-pub fn fallback_key(stem: &str, index: u64) -> String {
+pub(super) fn fallback_key(stem: &str, index: u64) -> String {
     format!("{stem}/{index:09}")
 }
 
 /// Splits a tar member path into its WebDataset key and extension: the key is the path up to the
 /// first dot of the last component (`a/b/0001.seg.png` → `a/b/0001`, `seg.png`). A leading `./`
 /// is ignored. `None` for members without a key (hidden names like `._x.jpg` or `.DS_Store`).
-pub fn split_member(path: &str) -> Option<(&str, &str)> {
+pub(super) fn split_member(path: &str) -> Option<(&str, &str)> {
     let path = path.trim_start_matches("./");
     let name_start = path.rfind('/').map_or(0, |i| i + 1);
     let name = path.get(name_start..)?;
@@ -27,7 +27,7 @@ pub fn split_member(path: &str) -> Option<(&str, &str)> {
 }
 
 /// A folder image's key: its relative path without the last extension (`a/IMG_1.jpg` → `a/IMG_1`).
-pub fn folder_key(rel: &str) -> &str {
+pub(super) fn folder_key(rel: &str) -> &str {
     let name_start = rel.rfind('/').map_or(0, |i| i + 1);
     match rel[name_start..].rfind('.') {
         Some(dot) if dot > 0 => &rel[..name_start + dot],

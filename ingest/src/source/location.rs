@@ -27,7 +27,7 @@ const LOCAL_BUFFER: usize = 1 << 20;
 
 /// A local file or folder, or an object (or prefix) in a store.
 #[derive(Debug, Clone)]
-pub enum Location {
+pub(crate) enum Location {
     /// An absolute local path.
     Local(PathBuf),
     /// An object or prefix: `base` is `scheme://authority`, `path` the key below it.
@@ -43,7 +43,7 @@ pub enum Location {
 
 /// A file found under a folder or by a glob.
 #[derive(Debug, Clone)]
-pub struct Listed {
+pub(crate) struct Listed {
     /// Where it is.
     pub loc: Location,
     /// Path relative to the listed folder, `/`-separated.
@@ -54,14 +54,14 @@ pub struct Listed {
 
 /// True for names that listings skip, like pyarrow does: hidden (`.x`) and private (`_x`) files
 /// and folders (`_SUCCESS`, `_temporary`, `.ipynb_checkpoints`, flipstream's own `_flipstream`).
-pub fn is_skipped_name(name: &str) -> bool {
+pub(super) fn is_skipped_name(name: &str) -> bool {
     name.starts_with('.') || name.starts_with('_')
 }
 
 impl Location {
     /// Parses a local path, `file://` URL or object-store URL (without glob or trailing-slash
     /// handling, which [`super::resolve`] does).
-    pub fn parse(input: &str) -> Result<Self> {
+    pub(crate) fn parse(input: &str) -> Result<Self> {
         let invalid = |detail: String| SourceError::InvalidInput {
             input: input.to_string(),
             detail,
@@ -92,7 +92,7 @@ impl Location {
     }
 
     /// The full URI: an absolute local path, or `scheme://authority/key`.
-    pub fn uri(&self) -> String {
+    pub(crate) fn uri(&self) -> String {
         match self {
             Location::Local(p) => p.display().to_string(),
             Location::Store { base, path, .. } => store_uri(base, path),
@@ -100,7 +100,7 @@ impl Location {
     }
 
     /// The last path component (file or folder name; for a whole bucket, its name).
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         let name = match self {
             Location::Local(p) => p
                 .file_name()
@@ -122,7 +122,7 @@ impl Location {
     }
 
     /// The location of `rel` (`/`-separated) below this folder.
-    pub fn join(&self, rel: &str) -> Location {
+    pub(crate) fn join(&self, rel: &str) -> Location {
         match self {
             Location::Local(p) => {
                 Location::Local(rel.split('/').fold(p.clone(), |acc, part| acc.join(part)))
@@ -138,7 +138,7 @@ impl Location {
     }
 
     /// Size of the file or object; `NotFound` when it does not exist.
-    pub async fn size(&self) -> Result<u64> {
+    pub(crate) async fn size(&self) -> Result<u64> {
         match self {
             Location::Local(p) => {
                 let meta = tokio::fs::metadata(p)
@@ -164,7 +164,7 @@ impl Location {
     /// Opens a streaming read (blocking; `rt` drives object-store reads), decompressing when
     /// asked or when the content starts with gzip or zstd magic. A missing file or unreachable store is an error here; later storage failures are
     /// recorded in the returned [`Tap`].
-    pub fn open_read(
+    pub(crate) fn open_read(
         &self,
         compression: Compression,
         rt: &Handle,
@@ -206,7 +206,7 @@ impl Location {
     /// Lists every file below this folder (recursively, or down to `max_depth` path components
     /// for local folders), sorted by relative path, skipping hidden and private names (see
     /// [`is_skipped_name`]).
-    pub async fn list(&self, max_depth: Option<usize>) -> Result<Vec<Listed>> {
+    pub(crate) async fn list(&self, max_depth: Option<usize>) -> Result<Vec<Listed>> {
         let mut files = match self {
             Location::Local(dir) => {
                 let dir = dir.clone();
@@ -254,7 +254,7 @@ impl Location {
     }
 
     /// True for a local folder.
-    pub fn is_local_dir(&self) -> bool {
+    pub(crate) fn is_local_dir(&self) -> bool {
         matches!(self, Location::Local(p) if p.is_dir())
     }
 }
@@ -324,11 +324,11 @@ fn list_local(dir: &FsPath, max_depth: Option<usize>) -> Result<Vec<Listed>> {
 
 /// Remembers the first error of the storage below a decoder (see the module docs).
 #[derive(Debug, Clone, Default)]
-pub struct Tap(Arc<Mutex<Option<String>>>);
+pub(crate) struct Tap(Arc<Mutex<Option<String>>>);
 
 impl Tap {
     /// Wraps a reader: its errors are recorded here.
-    pub fn wrap<R: Read>(&self, inner: R) -> impl Read + use<R> {
+    pub(crate) fn wrap<R: Read>(&self, inner: R) -> impl Read + use<R> {
         Tapped {
             inner,
             tap: self.clone(),
@@ -336,12 +336,12 @@ impl Tap {
     }
 
     /// The storage error, if one happened.
-    pub fn failure(&self) -> Option<String> {
+    pub(crate) fn failure(&self) -> Option<String> {
         self.0.lock().ok().and_then(|g| g.clone())
     }
 
     /// Records a storage error (the first one is kept).
-    pub fn record(&self, message: String) {
+    pub(crate) fn record(&self, message: String) {
         if let Ok(mut slot) = self.0.lock()
             && slot.is_none()
         {

@@ -22,28 +22,28 @@ const KEY_FIELDS: [&str; 2] = ["key", "__key__"];
 /// A JSON object with its fields in file order (so passthrough columns keep the order of the
 /// input; `serde_json::Map` would sort them). With a repeated field, the first one counts.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct JsonObject(Vec<(String, Value)>);
+pub(super) struct JsonObject(Vec<(String, Value)>);
 
 impl JsonObject {
     /// The value of a field.
-    pub fn get(&self, field: &str) -> Option<&Value> {
+    pub(super) fn get(&self, field: &str) -> Option<&Value> {
         self.0.iter().find(|(k, _)| k == field).map(|(_, v)| v)
     }
 
     /// Fields in file order.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
         self.0.iter().map(|(k, v)| (k, v))
     }
 
     /// Field names in file order.
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
+    pub(super) fn keys(&self) -> impl Iterator<Item = &String> {
         self.0.iter().map(|(k, _)| k)
     }
 }
 
 /// A top-level JSON value: an object, or what else it was.
 #[derive(Debug)]
-pub enum TopLevel {
+pub(super) enum TopLevel {
     /// An object.
     Object(JsonObject),
     /// Anything else, named for messages (`a number`, `an array`, …).
@@ -93,7 +93,7 @@ impl<'de> Deserialize<'de> for TopLevel {
 }
 
 /// Parses a sidecar; the error is the detail of a malformed item.
-pub fn parse_object(bytes: &[u8]) -> Result<JsonObject, String> {
+pub(super) fn parse_object(bytes: &[u8]) -> Result<JsonObject, String> {
     match serde_json::from_slice::<TopLevel>(bytes) {
         Ok(TopLevel::Object(m)) => Ok(m),
         Ok(TopLevel::Other(kind)) => Err(format!("JSON is not an object (found {kind})")),
@@ -103,7 +103,7 @@ pub fn parse_object(bytes: &[u8]) -> Result<JsonObject, String> {
 
 /// How a unit reads its sidecars.
 #[derive(Debug, Clone)]
-pub struct SidecarSchema {
+pub(super) struct SidecarSchema {
     caption_field: String,
     url_fields: Vec<String>,
     columns: ExtraColumns,
@@ -113,7 +113,7 @@ pub struct SidecarSchema {
 
 impl SidecarSchema {
     /// The schema of a unit whose first parsed sidecar is `first` (`None`: no passthrough).
-    pub fn infer(first: Option<&JsonObject>, opts: &SourceOptions) -> Self {
+    pub(super) fn infer(first: Option<&JsonObject>, opts: &SourceOptions) -> Self {
         let url_fields: Vec<String> = match &opts.url_column {
             Some(c) => vec![c.clone()],
             None => URL_NAMES.iter().map(|s| s.to_string()).collect(),
@@ -153,12 +153,12 @@ impl SidecarSchema {
     }
 
     /// The passthrough fields.
-    pub fn fields(&self) -> &[Field] {
+    pub(super) fn fields(&self) -> &[Field] {
         &self.columns.fields
     }
 
     /// The caption field as bytes (a non-string scalar as its text; null or absent: `None`).
-    pub fn caption(&self, obj: &JsonObject) -> Option<Bytes> {
+    pub(super) fn caption(&self, obj: &JsonObject) -> Option<Bytes> {
         match obj.get(&self.caption_field)? {
             Value::String(s) => Some(Bytes::from(s.clone().into_bytes())),
             v => match json_scalar(v) {
@@ -169,7 +169,7 @@ impl SidecarSchema {
     }
 
     /// The URL field, when it is a non-empty string.
-    pub fn url(&self, obj: &JsonObject) -> Option<String> {
+    pub(super) fn url(&self, obj: &JsonObject) -> Option<String> {
         self.url_fields.iter().find_map(|u| {
             obj.iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(u))
@@ -180,7 +180,11 @@ impl SidecarSchema {
     }
 
     /// Passthrough values of a sidecar (`None`: the item has none, all null).
-    pub fn extras(&self, obj: Option<&JsonObject>, stats: &mut SourceStats) -> Vec<Option<Scalar>> {
+    pub(super) fn extras(
+        &self,
+        obj: Option<&JsonObject>,
+        stats: &mut SourceStats,
+    ) -> Vec<Option<Scalar>> {
         match obj {
             None => vec![None; self.columns.fields.len()],
             Some(obj) => self.columns.values_of(

@@ -205,12 +205,18 @@ impl UnitCtx {
     }
 
     /// The generated key of the item at `index_in_input`.
-    pub fn fallback_key(&self, index_in_input: u64) -> String {
+    pub(crate) fn fallback_key(&self, index_in_input: u64) -> String {
         keys::fallback_key(&self.stem, index_in_input)
     }
 
     /// A malformed item.
-    pub fn malformed(&self, index: u64, key: String, detail: String, n_extras: usize) -> RawItem {
+    pub(crate) fn malformed(
+        &self,
+        index: u64,
+        key: String,
+        detail: String,
+        n_extras: usize,
+    ) -> RawItem {
         RawItem {
             index,
             key,
@@ -224,7 +230,7 @@ impl UnitCtx {
     }
 
     /// An error about this unit.
-    pub fn unit_error(&self, detail: impl Into<String>) -> SourceError {
+    pub(crate) fn unit_error(&self, detail: impl Into<String>) -> SourceError {
         SourceError::Unit {
             unit: self.id.clone(),
             input: self.uri.clone(),
@@ -233,7 +239,7 @@ impl UnitCtx {
     }
 
     /// A failed read of this unit's input.
-    pub fn read_error(&self, detail: impl Into<String>) -> SourceError {
+    pub(crate) fn read_error(&self, detail: impl Into<String>) -> SourceError {
         SourceError::Read {
             input: self.uri.clone(),
             detail: detail.into(),

@@ -48,7 +48,7 @@ const URL_BATCH_ROWS: usize = 8192;
 
 /// What the unit reads from the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(super) enum Mode {
     /// Image bytes from an image column.
     Images,
     /// URLs to download.
@@ -183,7 +183,7 @@ fn total_rows(meta: &ParquetMetaData) -> u64 {
 }
 
 /// Reads the footer: the file's kind (images or URL list) and row count.
-pub async fn inspect(loc: &Location, opts: &SourceOptions) -> Result<(SourceKind, u64)> {
+pub(super) async fn inspect(loc: &Location, opts: &SourceOptions) -> Result<(SourceKind, u64)> {
     let uri = loc.uri();
     let meta = match loc {
         Location::Local(path) => {
@@ -371,7 +371,7 @@ struct ParquetSource {
 }
 
 /// Opens a Parquet slice.
-pub fn open(
+pub(super) fn open(
     ctx: UnitCtx,
     mode: Mode,
     opts: &SourceOptions,

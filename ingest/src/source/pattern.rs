@@ -115,13 +115,13 @@ fn alternatives(inner: &str) -> Result<Option<Vec<String>>, String> {
 }
 
 /// True when the string holds a glob metacharacter.
-pub fn is_glob(s: &str) -> bool {
+pub(super) fn is_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
 /// Splits a glob into the folder before its first metacharacter (ends with `/`, or empty) and
 /// the rest.
-pub fn glob_base(pattern: &str) -> (&str, &str) {
+pub(super) fn glob_base(pattern: &str) -> (&str, &str) {
     let first_meta = pattern.find(['*', '?', '[']).unwrap_or(pattern.len());
     match pattern[..first_meta].rfind('/') {
         Some(slash) => pattern.split_at(slash + 1),
@@ -131,16 +131,16 @@ pub fn glob_base(pattern: &str) -> (&str, &str) {
 
 /// A compiled glob over `/`-separated paths: `*` and `?` stay within one path component, `**`
 /// spans components, `[a-z]` / `[!x]` are classes.
-pub struct Glob(Pattern);
+pub(super) struct Glob(Pattern);
 
 impl Glob {
     /// Compiles a glob.
-    pub fn new(pattern: &str) -> Result<Self, String> {
+    pub(super) fn new(pattern: &str) -> Result<Self, String> {
         Pattern::new(pattern).map(Glob).map_err(|e| e.to_string())
     }
 
     /// True when `path` matches the whole pattern.
-    pub fn matches(&self, path: &str) -> bool {
+    pub(super) fn matches(&self, path: &str) -> bool {
         let opts = MatchOptions {
             case_sensitive: true,
             require_literal_separator: true,

@@ -25,7 +25,7 @@ const INSPECT_CONCURRENCY: usize = 16;
 const STEM_CHARS: usize = 80;
 
 /// The id of a unit of the input `uri` named `name`; `slice` for sliced kinds.
-pub fn unit_id(name: &str, uri: &str, slice: Option<u64>) -> String {
+pub(super) fn unit_id(name: &str, uri: &str, slice: Option<u64>) -> String {
     let hash = blake3::hash(uri.as_bytes()).to_hex();
     let short = hash.get(..8).unwrap_or_default();
     let stem: String = stem_of(name).chars().take(STEM_CHARS).collect();

@@ -16,7 +16,7 @@ use super::pattern::{Glob, expand_braces, glob_base, is_glob};
 
 /// One concrete input.
 #[derive(Debug, Clone)]
-pub enum Resolved {
+pub(super) enum Resolved {
     /// A file or object of a known format.
     File {
         /// Where it is.
@@ -35,7 +35,7 @@ pub enum Resolved {
 
 impl Resolved {
     /// The input's URI.
-    pub fn uri(&self) -> String {
+    pub(super) fn uri(&self) -> String {
         match self {
             Resolved::File { loc, .. } | Resolved::Folder { loc, .. } => loc.uri(),
         }
@@ -46,7 +46,7 @@ impl Resolved {
 const CONCURRENCY: usize = 16;
 
 /// Expands and classifies every input; duplicates (the same URI reached twice) are dropped.
-pub async fn resolve(inputs: &[String]) -> Result<Vec<Resolved>> {
+pub(super) async fn resolve(inputs: &[String]) -> Result<Vec<Resolved>> {
     let mut expanded = Vec::new();
     for input in inputs {
         let one = expand_braces(input).map_err(|detail| SourceError::InvalidInput {

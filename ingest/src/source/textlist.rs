@@ -298,7 +298,7 @@ fn layout(input: &mut Input, opts: &SourceOptions) -> Result<(Layout, VecDeque<N
 }
 
 /// Checks at planning time that a text list can be read and has a URL column.
-pub fn inspect(
+pub(super) fn inspect(
     loc: &Location,
     format: FileFormat,
     opts: &SourceOptions,
@@ -319,7 +319,7 @@ struct TextListSource {
 }
 
 /// Opens a text list (one unit per file).
-pub fn open(
+pub(super) fn open(
     ctx: UnitCtx,
     format: FileFormat,
     opts: &SourceOptions,

@@ -16,7 +16,7 @@ use super::options::Passthrough;
 
 /// An inferred column type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColType {
+pub(super) enum ColType {
     /// `true` / `false`.
     Bool,
     /// Signed integer.
@@ -31,7 +31,7 @@ pub enum ColType {
 
 impl ColType {
     /// The type of one value.
-    pub fn of(v: &Scalar) -> Self {
+    pub(super) fn of(v: &Scalar) -> Self {
         match v {
             Scalar::Bool(_) => ColType::Bool,
             Scalar::Int(_) => ColType::Int,
@@ -42,7 +42,7 @@ impl ColType {
     }
 
     /// The narrowest type holding both.
-    pub fn widen(self, other: ColType) -> ColType {
+    pub(super) fn widen(self, other: ColType) -> ColType {
         use ColType::*;
         match (self, other) {
             (a, b) if a == b => a,
@@ -52,7 +52,7 @@ impl ColType {
     }
 
     /// The Arrow type of the column.
-    pub fn data_type(self) -> DataType {
+    pub(super) fn data_type(self) -> DataType {
         match self {
             ColType::Bool => DataType::Boolean,
             ColType::Int => DataType::Int64,
@@ -64,7 +64,7 @@ impl ColType {
 }
 
 /// A JSON value as a passthrough value: `Ok(None)` for null, `Err(())` for arrays and objects.
-pub fn json_scalar(v: &Value) -> Result<Option<Scalar>, ()> {
+pub(super) fn json_scalar(v: &Value) -> Result<Option<Scalar>, ()> {
     Ok(Some(match v {
         Value::Null => return Ok(None),
         Value::Bool(b) => Scalar::Bool(*b),
@@ -80,7 +80,7 @@ pub fn json_scalar(v: &Value) -> Result<Option<Scalar>, ()> {
 }
 
 /// A text cell's most specific value (CSV inference): `None` for an empty cell.
-pub fn guess_text(s: &str) -> Option<Scalar> {
+pub(super) fn guess_text(s: &str) -> Option<Scalar> {
     if s.is_empty() {
         return None;
     }
@@ -115,7 +115,7 @@ fn parse_bool(s: &str) -> Option<bool> {
 }
 
 /// A text cell read as a value of column type `t`; `Err(())` when it does not parse as one.
-pub fn parse_text_as(s: &str, t: ColType) -> Result<Option<Scalar>, ()> {
+pub(super) fn parse_text_as(s: &str, t: ColType) -> Result<Option<Scalar>, ()> {
     if s.is_empty() {
         return Ok(None);
     }
@@ -131,13 +131,13 @@ pub fn parse_text_as(s: &str, t: ColType) -> Result<Option<Scalar>, ()> {
 
 /// Widens column types over a window of values.
 #[derive(Debug, Default)]
-pub struct Widener {
+pub(super) struct Widener {
     cols: Vec<(String, Option<ColType>, bool)>,
 }
 
 impl Widener {
     /// Notes a value of column `name` (`None` = null; `Err` = not a scalar).
-    pub fn see(&mut self, name: &str, v: Result<Option<&Scalar>, ()>) {
+    pub(super) fn see(&mut self, name: &str, v: Result<Option<&Scalar>, ()>) {
         let pos = match self.cols.iter().position(|(n, _, _)| n == name) {
             Some(p) => p,
             None => {
@@ -159,7 +159,7 @@ impl Widener {
 
     /// Columns in order of first appearance with their types. Columns seen only as null are
     /// text (anything fits); columns that only ever held arrays or objects are left out.
-    pub fn finish(self) -> Vec<(String, ColType)> {
+    pub(super) fn finish(self) -> Vec<(String, ColType)> {
         self.cols
             .into_iter()
             .filter_map(|(n, t, nested)| match (t, nested) {
@@ -190,7 +190,7 @@ fn canonical(v: Scalar, t: ColType) -> Scalar {
 
 /// The passthrough columns of a unit whose values arrive as [`Scalar`]s (JSON and text sources).
 #[derive(Debug, Clone, Default)]
-pub struct ExtraColumns {
+pub(super) struct ExtraColumns {
     /// Input names, aligned with `fields`.
     pub names: Vec<String>,
     /// Inferred types, aligned with `fields`.
@@ -202,7 +202,11 @@ pub struct ExtraColumns {
 impl ExtraColumns {
     /// Columns from inferred `(name, type)` pairs, minus `exclude`, filtered and ordered by the
     /// passthrough selection.
-    pub fn new(cols: Vec<(String, ColType)>, exclude: &[&str], passthrough: &Passthrough) -> Self {
+    pub(super) fn new(
+        cols: Vec<(String, ColType)>,
+        exclude: &[&str],
+        passthrough: &Passthrough,
+    ) -> Self {
         let cols: Vec<(String, ColType)> = cols
             .into_iter()
             .filter(|(n, _)| !exclude.contains(&n.as_str()))
@@ -223,7 +227,7 @@ impl ExtraColumns {
     /// Keeps a value that fits column `i` (as the column's own kind of value: an integer in a
     /// float column becomes a float, a number in a text column its text), else counts it and
     /// gives null.
-    pub fn fit(
+    pub(super) fn fit(
         &self,
         i: usize,
         v: Result<Option<Scalar>, ()>,
@@ -241,7 +245,7 @@ impl ExtraColumns {
 
     /// The values of a JSON object for these columns; fields for which `known` is false are
     /// counted as unknown.
-    pub fn values_of(
+    pub(super) fn values_of(
         &self,
         obj: &JsonObject,
         known: impl Fn(&str) -> bool,

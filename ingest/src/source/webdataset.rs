@@ -170,7 +170,7 @@ struct TarSource {
 }
 
 /// Opens a tar unit (`gzip`: `.tar.gz`).
-pub fn open(
+pub(super) fn open(
     ctx: UnitCtx,
     gzip: bool,
     opts: &SourceOptions,

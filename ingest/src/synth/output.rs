@@ -69,7 +69,7 @@ fn check_existing(out: &Path, overwrite: Overwrite) -> Result<(), SynthError> {
 
 impl Staging {
     /// Checks the output path and creates the temporary sibling (and missing parents).
-    pub fn begin(out: &Path, overwrite: Overwrite) -> Result<Staging, SynthError> {
+    pub(super) fn begin(out: &Path, overwrite: Overwrite) -> Result<Staging, SynthError> {
         let name = out
             .file_name()
             .ok_or_else(|| {
@@ -103,12 +103,12 @@ impl Staging {
     }
 
     /// The folder to write into.
-    pub fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.tmp
     }
 
     /// Moves the finished output into place (replacing an old one when allowed).
-    pub fn commit(mut self) -> Result<(), SynthError> {
+    pub(super) fn commit(mut self) -> Result<(), SynthError> {
         check_existing(&self.out, self.overwrite)?;
         if self.out.exists() {
             let old = self.tmp.with_file_name(format!(
@@ -199,7 +199,7 @@ pub(crate) struct Written {
 }
 
 impl LayoutWriter {
-    pub fn new(config: &SynthConfig, dir: &Path) -> Result<LayoutWriter, SynthError> {
+    pub(super) fn new(config: &SynthConfig, dir: &Path) -> Result<LayoutWriter, SynthError> {
         Ok(match config.layout {
             Layout::Webdataset => LayoutWriter::Webdataset(Sharded::new(config, dir)),
             Layout::Parquet => LayoutWriter::Parquet(Sharded::new(config, dir)),
@@ -208,7 +208,7 @@ impl LayoutWriter {
         })
     }
 
-    pub fn write(&mut self, pair: &SynthPair) -> Result<Location, SynthError> {
+    pub(super) fn write(&mut self, pair: &SynthPair) -> Result<Location, SynthError> {
         match self {
             LayoutWriter::Webdataset(w) => w.write(pair),
             LayoutWriter::Parquet(w) => w.write(pair),
@@ -217,7 +217,7 @@ impl LayoutWriter {
         }
     }
 
-    pub fn finish(self) -> Result<Written, SynthError> {
+    pub(super) fn finish(self) -> Result<Written, SynthError> {
         match self {
             LayoutWriter::Webdataset(w) => w.finish(),
             LayoutWriter::Parquet(w) => w.finish(),

@@ -304,42 +304,42 @@ fn background(scene: &Scene, band_rows: u32, finish: impl FnMut(&mut Band<'_>)) 
 mod sdf {
     use std::f32::consts::FRAC_1_SQRT_2;
 
-    pub fn circle(x: f32, y: f32) -> f32 {
+    pub(super) fn circle(x: f32, y: f32) -> f32 {
         (x * x + y * y).sqrt() - 1.0
     }
-    pub fn square(x: f32, y: f32) -> f32 {
+    pub(super) fn square(x: f32, y: f32) -> f32 {
         x.abs().max(y.abs()) - 0.78
     }
-    pub fn diamond(x: f32, y: f32) -> f32 {
+    pub(super) fn diamond(x: f32, y: f32) -> f32 {
         (x.abs() + y.abs() - 1.0) * FRAC_1_SQRT_2
     }
-    pub fn triangle(x: f32, y: f32) -> f32 {
+    pub(super) fn triangle(x: f32, y: f32) -> f32 {
         // Apex up at (0, −1), base at y = 0.5.
         let s = 0.866_025_4 * x.abs() - 0.5 * y;
         y.max(s) - 0.5
     }
-    pub fn hexagon(x: f32, y: f32) -> f32 {
+    pub(super) fn hexagon(x: f32, y: f32) -> f32 {
         let (ax, ay) = (x.abs(), y.abs());
         ax.max(0.5 * ax + 0.866_025_4 * ay) - 0.866_025_4
     }
-    pub fn ellipse(x: f32, y: f32) -> f32 {
+    pub(super) fn ellipse(x: f32, y: f32) -> f32 {
         ((x * x + y * y / 0.36).sqrt() - 1.0) * 0.6
     }
-    pub fn cross(x: f32, y: f32) -> f32 {
+    pub(super) fn cross(x: f32, y: f32) -> f32 {
         let (ax, ay) = (x.abs(), y.abs());
         (ax - 0.95).max(ay - 0.3).min((ax - 0.3).max(ay - 0.95))
     }
-    pub fn ring(x: f32, y: f32) -> f32 {
+    pub(super) fn ring(x: f32, y: f32) -> f32 {
         ((x * x + y * y).sqrt() - 0.72).abs() - 0.28
     }
-    pub fn crescent(x: f32, y: f32) -> f32 {
+    pub(super) fn crescent(x: f32, y: f32) -> f32 {
         let outer = (x * x + y * y).sqrt() - 1.0;
         let (ix, iy) = (x - 0.45, y + 0.15);
         let inner = (ix * ix + iy * iy).sqrt() - 0.85;
         outer.max(-inner)
     }
     /// Inigo Quilez's exact five-pointed star, outer radius 1, inner ratio 0.45, point up.
-    pub fn star(x: f32, y: f32) -> f32 {
+    pub(super) fn star(x: f32, y: f32) -> f32 {
         const K1: (f32, f32) = (0.809_017, -0.587_785_24);
         const K2: (f32, f32) = (-0.809_017, -0.587_785_24);
         const RF: f32 = 0.45;

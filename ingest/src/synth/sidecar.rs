@@ -149,7 +149,7 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    pub fn add(&mut self, pair: &SynthPair) {
+    pub(super) fn add(&mut self, pair: &SynthPair) {
         self.items += 1;
         match pair.dirt {
             Some(k) => *self.dirt.entry(k).or_insert(0) += 1,
@@ -174,7 +174,7 @@ pub(crate) struct SidecarWriter {
 }
 
 impl SidecarWriter {
-    pub fn create(dir: &Path) -> Result<SidecarWriter, SynthError> {
+    pub(super) fn create(dir: &Path) -> Result<SidecarWriter, SynthError> {
         let path = dir.join(SIDECAR_FILE);
         let file = File::create(&path).map_err(SynthError::io(&path))?;
         Ok(SidecarWriter {
@@ -183,7 +183,7 @@ impl SidecarWriter {
         })
     }
 
-    pub fn write(&mut self, record: &SidecarRecord<'_>) -> Result<(), SynthError> {
+    pub(super) fn write(&mut self, record: &SidecarRecord<'_>) -> Result<(), SynthError> {
         serde_json::to_writer(&mut self.out, record).map_err(|source| SynthError::Json {
             path: self.path.clone(),
             source,
@@ -194,7 +194,7 @@ impl SidecarWriter {
     }
 
     /// Flushes and returns the file's size.
-    pub fn finish(mut self) -> Result<u64, SynthError> {
+    pub(super) fn finish(mut self) -> Result<u64, SynthError> {
         self.out.flush().map_err(SynthError::io(&self.path))?;
         let len = self
             .out

@@ -32,7 +32,9 @@ impl Request {
 }
 
 /// Reads one request head. `Ok(None)` when the peer closed before sending a whole head.
-pub async fn read_request<R: AsyncRead + Unpin>(reader: &mut R) -> io::Result<Option<Request>> {
+pub(super) async fn read_request<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> io::Result<Option<Request>> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let end = loop {
@@ -74,7 +76,7 @@ pub async fn read_request<R: AsyncRead + Unpin>(reader: &mut R) -> io::Result<Op
 }
 
 /// Writes a status line and headers (plus `Connection: close`) and the blank line after them.
-pub async fn write_head<W: AsyncWrite + Unpin>(
+pub(super) async fn write_head<W: AsyncWrite + Unpin>(
     writer: &mut W,
     status: u16,
     headers: &[(String, String)],
@@ -91,7 +93,7 @@ pub async fn write_head<W: AsyncWrite + Unpin>(
 }
 
 /// The standard reason phrase of the statuses the server uses; "Status" for any other.
-pub fn reason_phrase(status: u16) -> &'static str {
+pub(super) fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
         204 => "No Content",
@@ -117,7 +119,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
 
 /// Decodes `%XX` escapes (a malformed escape is kept as it is). The result is read as UTF-8,
 /// invalid sequences replaced.
-pub fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

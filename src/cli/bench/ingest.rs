@@ -23,7 +23,7 @@ use crate::cli::{Global, UsageError};
 
 /// Arguments of `flipstream bench ingest`.
 #[derive(Debug, Args)]
-pub struct BenchIngestArgs {
+pub(crate) struct BenchIngestArgs {
     /// Folder of images (.jpg, .jpeg, .png, .webp, .gif), with or without .txt captions.
     #[arg(long, value_name = "DIR")]
     pub images: PathBuf,
@@ -99,7 +99,7 @@ fn write_tar(path: &std::path::Path, files: &[PathBuf], images: &[Vec<u8>]) -> a
 }
 
 /// Runs `flipstream bench ingest`.
-pub fn run(args: BenchIngestArgs, global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: BenchIngestArgs, global: Global) -> anyhow::Result<ExitCode> {
     if args.repeat == 0 || args.size == 0 || !(1..=100).contains(&args.quality) {
         return Err(UsageError(
             "--repeat and --size must be at least 1, --quality in 1..=100".into(),

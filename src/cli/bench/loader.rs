@@ -15,7 +15,7 @@ use crate::cli::{Global, UsageError};
 
 /// Arguments of `flipstream bench loader`.
 #[derive(Debug, Args)]
-pub struct LoaderBenchArgs {
+pub(crate) struct LoaderBenchArgs {
     /// Folder of WebDataset tars (`<key>.jpg` + `<key>.txt`) holding the benchmark images.
     #[arg(long)]
     pub tars: PathBuf,
@@ -45,7 +45,7 @@ pub struct LoaderBenchArgs {
     pub min_scale: f64,
 }
 
-pub fn run(args: LoaderBenchArgs, global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: LoaderBenchArgs, global: Global) -> anyhow::Result<ExitCode> {
     let mut tars: Vec<PathBuf> = std::fs::read_dir(&args.tars)
         .map_err(|e| UsageError(format!("--tars {}: {e}", args.tars.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))

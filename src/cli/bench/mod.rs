@@ -18,7 +18,7 @@ mod train_step;
 
 /// Arguments of `flipstream bench`.
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// What to measure.
     #[command(subcommand)]
     pub kind: BenchKind,
@@ -26,7 +26,7 @@ pub struct BenchArgs {
 
 /// The benchmarks.
 #[derive(Debug, Subcommand)]
-pub enum BenchKind {
+pub(crate) enum BenchKind {
     /// Time training steps (forward + loss + backward + AdamW) on random data for each mask ratio
     /// and report the median, images/s, speedup over mask 0 and achieved FLOP/s.
     TrainStep(train_step::TrainStepArgs),
@@ -49,7 +49,7 @@ pub enum BenchKind {
 }
 
 /// Runs `flipstream bench …`.
-pub fn run(args: BenchArgs, global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: BenchArgs, global: Global) -> anyhow::Result<ExitCode> {
     match args.kind {
         BenchKind::TrainStep(a) => train_step::run(a, global),
         BenchKind::Stats(a) => stats::run(a, global),

@@ -17,7 +17,7 @@ use crate::usage_bail;
 
 /// Arguments of `flipstream bench stats`.
 #[derive(Debug, Args)]
-pub struct BenchStatsArgs {
+pub(crate) struct BenchStatsArgs {
     /// An existing dataset to measure. Without it, one is generated in --dir.
     #[arg(value_name = "URL")]
     pub url: Option<String>,
@@ -73,7 +73,7 @@ struct StatsBench {
     fetched_share: f64,
 }
 
-pub fn run(args: BenchStatsArgs, global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: BenchStatsArgs, global: Global) -> anyhow::Result<ExitCode> {
     if args.image_bytes < 4 {
         usage_bail!("--image-bytes must be at least 4");
     }

@@ -24,7 +24,7 @@ use crate::cli::{Global, UsageError};
 
 /// Arguments of `flipstream bench synth`.
 #[derive(Debug, Args)]
-pub struct BenchSynthArgs {
+pub(crate) struct BenchSynthArgs {
     /// Pairs to generate in the full run.
     #[arg(long, default_value_t = 20_000, value_name = "N")]
     pub count: u64,
@@ -175,7 +175,7 @@ fn profile(plan: &SynthPlan, n: u64) -> anyhow::Result<BTreeMap<&'static str, To
 }
 
 /// Runs `flipstream bench synth`.
-pub fn run(args: BenchSynthArgs, global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: BenchSynthArgs, global: Global) -> anyhow::Result<ExitCode> {
     if args.repeat == 0 || args.count == 0 || args.profile == 0 {
         return Err(UsageError("--count, --profile and --repeat must be at least 1".into()).into());
     }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 /// One measurement: seconds of wall-clock and CPU time for `items` items (images or pairs).
 #[derive(Debug, Clone, Serialize)]
-pub struct Measure {
+pub(super) struct Measure {
     pub name: &'static str,
     pub items: usize,
     pub median_wall_s: f64,
@@ -18,13 +18,13 @@ pub struct Measure {
 }
 
 /// The median (the upper one of an even count); NaN when empty.
-pub fn median(mut v: Vec<f64>) -> f64 {
+pub(super) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Times `f` `repeat` times; `f` returns how many items it handled.
-pub fn measure(
+pub(super) fn measure(
     name: &'static str,
     repeat: usize,
     f: impl FnMut() -> anyhow::Result<usize>,
@@ -33,7 +33,7 @@ pub fn measure(
 }
 
 /// [`measure`], running the untimed `prepare` before each timed run of `f`.
-pub fn measure_prepared(
+pub(super) fn measure_prepared(
     name: &'static str,
     repeat: usize,
     mut prepare: impl FnMut() -> anyhow::Result<()>,

@@ -11,7 +11,7 @@ use crate::cli::Global;
 
 /// Arguments of `flipstream bench train-step`.
 #[derive(Debug, Args)]
-pub struct TrainStepArgs {
+pub(crate) struct TrainStepArgs {
     /// Model preset: tiny, small, b16 or l16.
     #[arg(long, default_value = "small")]
     pub preset: String,
@@ -81,14 +81,14 @@ pub struct TrainStepArgs {
 }
 
 #[cfg(not(feature = "train"))]
-pub fn run(_args: TrainStepArgs, _global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(_args: TrainStepArgs, _global: Global) -> anyhow::Result<ExitCode> {
     crate::usage_bail!(
         "bench train-step needs the training build; this binary was built with --no-default-features"
     )
 }
 
 #[cfg(feature = "train")]
-pub fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
     use flipstream_train::bench::{BenchProgress, StepBenchOptions, run_train_step_bench};
     use flipstream_train::device::DeviceSpec;

@@ -24,9 +24,9 @@ mod sys {
     type TensorPtr = *const c_void;
 
     unsafe extern "C" {
-        pub fn fs_dist_has_nccl() -> c_int;
-        pub fn fs_dist_error_free(err: *mut c_char);
-        pub fn fs_dist_group_new(
+        pub(super) fn fs_dist_has_nccl() -> c_int;
+        pub(super) fn fs_dist_error_free(err: *mut c_char);
+        pub(super) fn fs_dist_group_new(
             backend: *const c_char,
             master: *const c_char,
             port: c_int,
@@ -35,33 +35,33 @@ mod sys {
             timeout_ms: c_longlong,
             err: *mut *mut c_char,
         ) -> *mut c_void;
-        pub fn fs_dist_group_free(group: *mut c_void);
-        pub fn fs_dist_all_reduce_sum(
+        pub(super) fn fs_dist_group_free(group: *mut c_void);
+        pub(super) fn fs_dist_all_reduce_sum(
             group: *mut c_void,
             tensor: TensorPtr,
             err: *mut *mut c_char,
         ) -> c_int;
-        pub fn fs_dist_all_gather(
+        pub(super) fn fs_dist_all_gather(
             group: *mut c_void,
             output: TensorPtr,
             input: TensorPtr,
             err: *mut *mut c_char,
         ) -> c_int;
-        pub fn fs_dist_broadcast(
+        pub(super) fn fs_dist_broadcast(
             group: *mut c_void,
             tensor: TensorPtr,
             root: c_int,
             err: *mut *mut c_char,
         ) -> c_int;
-        pub fn fs_dist_barrier(group: *mut c_void, err: *mut *mut c_char) -> c_int;
+        pub(super) fn fs_dist_barrier(group: *mut c_void, err: *mut *mut c_char) -> c_int;
     }
 
-    pub fn ptr(t: &Tensor) -> TensorPtr {
+    pub(super) fn ptr(t: &Tensor) -> TensorPtr {
         t.as_ptr().cast()
     }
 
     /// Takes the shim's error message (and frees it).
-    pub fn take_error(err: *mut c_char) -> String {
+    pub(super) fn take_error(err: *mut c_char) -> String {
         if err.is_null() {
             return "unknown error (no message)".into();
         }

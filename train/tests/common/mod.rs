@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::Tensor;
 
 /// Eight colours, the corners of the RGB cube: the classes of the synthetic task.
-pub const COLOURS: [[u8; 3]; 8] = [
+pub(crate) const COLOURS: [[u8; 3]; 8] = [
     [0, 0, 0],
     [255, 0, 0],
     [0, 255, 0],
@@ -26,7 +26,7 @@ pub const COLOURS: [[u8; 3]; 8] = [
 
 /// A model far smaller than the tiny preset: 32 px, patch 8 (16 patches), width 64 × 2 blocks;
 /// text 32 wide, 1 block, ctx 8, vocab 16 (end token 15).
-pub fn micro_model() -> ModelConfig {
+pub(crate) fn micro_model() -> ModelConfig {
     ModelConfig {
         image_size: 32,
         patch_size: 8,
@@ -45,7 +45,7 @@ pub fn micro_model() -> ModelConfig {
 }
 
 /// Training settings for [`micro_model`]: batch 8, lr 2e-3, 10 warmup steps, mask 0.5.
-pub fn micro_train() -> TrainConfig {
+pub(crate) fn micro_train() -> TrainConfig {
     TrainConfig {
         batch_size: 8,
         base_lr: 2e-3 * 256.0 / 8.0,
@@ -60,7 +60,7 @@ pub fn micro_train() -> TrainConfig {
 }
 
 /// The micro run config.
-pub fn micro_run() -> RunConfig {
+pub(crate) fn micro_run() -> RunConfig {
     RunConfig {
         model: micro_model(),
         train: micro_train(),
@@ -70,7 +70,7 @@ pub fn micro_run() -> RunConfig {
 
 /// The micro run trained with MAE+CLIP: a 32-wide, 1-block decoder, raw (not per-patch
 /// normalised) pixel targets so that the colour task's patches can be reconstructed.
-pub fn micro_run_mae() -> RunConfig {
+pub(crate) fn micro_run_mae() -> RunConfig {
     let mut run = micro_run();
     let mut settings = MaeClipSettings::for_model(&run.model);
     settings.decoder_width = 32;
@@ -82,28 +82,28 @@ pub fn micro_run_mae() -> RunConfig {
 }
 
 /// The micro run with CLS pooling.
-pub fn micro_run_cls() -> RunConfig {
+pub(crate) fn micro_run_cls() -> RunConfig {
     let mut run = micro_run();
     run.model.vision_pool = VisionPool::Cls;
     run
 }
 
 /// The micro run with FLIP's own pooling: a CLS token inside the average.
-pub fn micro_run_avg_cls() -> RunConfig {
+pub(crate) fn micro_run_avg_cls() -> RunConfig {
     let mut run = micro_run();
     run.model.vision_pool = VisionPool::AvgCls;
     run
 }
 
 /// The micro run with the convolutional stem (hybrid ViT).
-pub fn micro_run_conv() -> RunConfig {
+pub(crate) fn micro_run_conv() -> RunConfig {
     let mut run = micro_run();
     run.model.patch_embed = PatchEmbed::Conv;
     run
 }
 
 /// The micro run with FLIP's text tower: non-causal attention, pooled at the first token.
-pub fn micro_run_flip_text() -> RunConfig {
+pub(crate) fn micro_run_flip_text() -> RunConfig {
     let mut run = micro_run();
     run.model.text_causal = false;
     run.model.text_pool = TextPool::First;
@@ -111,14 +111,14 @@ pub fn micro_run_flip_text() -> RunConfig {
 }
 
 /// The micro run with the text embedding averaged over the caption's tokens.
-pub fn micro_run_mean_text() -> RunConfig {
+pub(crate) fn micro_run_mean_text() -> RunConfig {
     let mut run = micro_run();
     run.model.text_pool = TextPool::Mean;
     run
 }
 
 /// Every micro architecture variant.
-pub fn micro_variants() -> Vec<RunConfig> {
+pub(crate) fn micro_variants() -> Vec<RunConfig> {
     vec![
         micro_run(),
         micro_run_cls(),
@@ -131,7 +131,7 @@ pub fn micro_variants() -> Vec<RunConfig> {
 
 /// A batch of the colour task for `step`: each of the 8 classes once (shuffled), images of that
 /// colour with ±20 noise, captions `[class + 1, 15 (EOT), pad…]`.
-pub fn colour_batch(model: &ModelConfig, step: u64) -> (Tensor, Tensor) {
+pub(crate) fn colour_batch(model: &ModelConfig, step: u64) -> (Tensor, Tensor) {
     let mut rng = ChaCha8Rng::seed_from_u64(1000 + step);
     let mut classes: Vec<usize> = (0..COLOURS.len()).collect();
     for i in (1..classes.len()).rev() {
@@ -158,11 +158,11 @@ pub fn colour_batch(model: &ModelConfig, step: u64) -> (Tensor, Tensor) {
 }
 
 /// Element-wise equality of two tensors' values (bit for bit for float32).
-pub fn same_values(a: &Tensor, b: &Tensor) -> bool {
+pub(crate) fn same_values(a: &Tensor, b: &Tensor) -> bool {
     a.size() == b.size() && a.eq_tensor(b).all().int64_value(&[]) == 1
 }
 
 /// Largest absolute difference.
-pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }

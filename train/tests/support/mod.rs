@@ -27,7 +27,12 @@ fn rt() -> tokio::runtime::Runtime {
 
 /// Writes `count` clean synthetic pairs (seed `seed`) into a dataset at `dir`, in units of 100
 /// rows (row groups of 50), and, when `val_fraction` is given, its split view.
-pub fn write_synth_dataset(dir: &Path, count: u64, seed: u64, val_fraction: Option<f64>) -> String {
+pub(crate) fn write_synth_dataset(
+    dir: &Path,
+    count: u64,
+    seed: u64,
+    val_fraction: Option<f64>,
+) -> String {
     let url = dir.display().to_string();
     let plan = SynthPlan::new(&SynthConfig {
         count,
@@ -121,7 +126,7 @@ pub fn write_synth_dataset(dir: &Path, count: u64, seed: u64, val_fraction: Opti
 
 /// The shared labelled dataset of 1600 pairs with a 20 % validation split (written once per test
 /// binary).
-pub fn dataset() -> &'static str {
+pub(crate) fn dataset() -> &'static str {
     static DATASET: OnceLock<(tempfile::TempDir, String)> = OnceLock::new();
     &DATASET
         .get_or_init(|| {
@@ -134,7 +139,7 @@ pub fn dataset() -> &'static str {
 
 /// A model far below the tiny preset: 32 px, patch 8, ViT 64 × 2, text 64 × 1 (ctx 24), embed 64;
 /// batch 32, mask 0.5, no periodic eval or checkpoints.
-pub fn micro_spec(dataset: &str, steps: u64) -> RunSpec {
+pub(crate) fn micro_spec(dataset: &str, steps: u64) -> RunSpec {
     let base = Preset::Tiny.config();
     let mut spec = RunSpec::preset(Preset::Tiny);
     spec.config = RunConfig {
@@ -172,7 +177,7 @@ pub fn micro_spec(dataset: &str, steps: u64) -> RunSpec {
 }
 
 /// One CPU thread for the loader, the whole schedule.
-pub fn cpu_session() -> Session {
+pub(crate) fn cpu_session() -> Session {
     Session {
         device: tch::Device::Cpu,
         decode_threads: 1,

@@ -34,7 +34,7 @@ use crate::cli::train::train_error;
 
 /// What an arm trains: its name, mask ratio, batch, masked steps and unmasked tuning steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ArmSpec {
+pub(super) struct ArmSpec {
     /// `clip`, `flip50`, `flip75-wall`, …
     pub name: String,
     /// Seed of weights, masks and data order.
@@ -54,14 +54,14 @@ pub struct ArmSpec {
 
 impl ArmSpec {
     /// The run directory's name inside the benchmark's output folder.
-    pub fn dir_name(&self) -> String {
+    pub(super) fn dir_name(&self) -> String {
         format!("{}-seed{}", self.name, self.seed)
     }
 }
 
 /// What one arm measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ArmResult {
+pub(super) struct ArmResult {
     /// The arm.
     pub spec: ArmSpec,
     /// Training time of the masked phase (sum of step times; evaluation excluded).
@@ -79,7 +79,7 @@ pub struct ArmResult {
 }
 
 /// The arms of one seed that need no earlier result: CLIP, FLIP 50 % and 75 % (with tuning).
-pub fn first_arms(seed: u64, batch: usize, steps: u64, tune_steps: u64) -> Vec<ArmSpec> {
+pub(super) fn first_arms(seed: u64, batch: usize, steps: u64, tune_steps: u64) -> Vec<ArmSpec> {
     let arm = |name: &str, mask_ratio: f64, tune_steps: u64| ArmSpec {
         name: name.into(),
         seed,
@@ -101,7 +101,7 @@ pub fn first_arms(seed: u64, batch: usize, steps: u64, tune_steps: u64) -> Vec<A
 /// contrastive term on the full image (Weers et al.'s two views), tuned like FLIP; and CAE v2 at
 /// its default mask ratio for the model, supervising the visible or the removed tokens, with the
 /// `clip` arm's run in `teacher` as its teacher; and MUG at its mask ratio (75 %).
-pub fn objective_arms(
+pub(super) fn objective_arms(
     seed: u64,
     batch: usize,
     steps: u64,
@@ -155,7 +155,7 @@ pub fn objective_arms(
 
 /// The arms that depend on the first ones: equal wall-clock (masked steps that fit in the
 /// CLIP arm's time) and the bigger batch at equal epochs.
-pub fn later_arms(clip: &ArmResult, flips: &[&ArmResult]) -> Vec<ArmSpec> {
+pub(super) fn later_arms(clip: &ArmResult, flips: &[&ArmResult]) -> Vec<ArmSpec> {
     let mut arms: Vec<ArmSpec> = flips
         .iter()
         .map(|f| {
@@ -208,7 +208,7 @@ fn arm_run_spec(base: &RunSpec, arm: &ArmSpec) -> RunSpec {
 }
 
 /// Runs one arm into `dir` (or reuses its stored result) and returns what it measured.
-pub fn run_arm(
+pub(super) fn run_arm(
     base: &RunSpec,
     arm: &ArmSpec,
     dir: &Path,

@@ -24,7 +24,7 @@ mod suite;
 
 /// Arguments of `flipstream bench fidelity`.
 #[derive(Debug, Args)]
-pub struct FidelityArgs {
+pub(crate) struct FidelityArgs {
     /// The dataset (path or URL) with a split view (`flipstream shard split`, ideally with
     /// --holdout-columns so that the compositional rows exist) and label columns.
     pub dataset: String,
@@ -80,14 +80,14 @@ pub struct FidelityArgs {
 }
 
 #[cfg(not(feature = "train"))]
-pub fn run(_args: FidelityArgs, _global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(_args: FidelityArgs, _global: Global) -> anyhow::Result<ExitCode> {
     crate::usage_bail!(
         "bench fidelity needs the training build; this binary was built with --no-default-features"
     )
 }
 
 #[cfg(feature = "train")]
-pub fn run(args: FidelityArgs, global: Global) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: FidelityArgs, global: Global) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
     use flipstream_train::Preset;
     use flipstream_train::run::{RunSpec, Session};

@@ -16,7 +16,7 @@ fn pct(s: Stat) -> String {
 }
 
 /// The table of rows × figures (Markdown; also printed on stdout).
-pub fn table(rows: &[RowStats]) -> String {
+pub(super) fn table(rows: &[RowStats]) -> String {
     let Some(first) = rows.first() else {
         return "no results".into();
     };
@@ -98,7 +98,7 @@ fn cpu_model() -> String {
 }
 
 /// Writes the page and its plots; returns the paths written.
-pub fn write(
+pub(super) fn write(
     args: &FidelityArgs,
     suite: Suite,
     base: &RunSpec,

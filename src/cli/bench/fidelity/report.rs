@@ -9,7 +9,7 @@ use super::arms::ArmResult;
 
 /// Which evaluation of an arm a row shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
+pub(super) enum View {
     /// Full images at the end of the masked phase.
     Full,
     /// The training mask ratio at inference.
@@ -20,7 +20,7 @@ pub enum View {
 
 /// One row of the table: an arm seen through one evaluation.
 #[derive(Debug, Clone, Copy)]
-pub struct RowDef {
+pub(super) struct RowDef {
     /// Short key (JSON).
     pub key: &'static str,
     /// What the reader sees.
@@ -32,7 +32,7 @@ pub struct RowDef {
 }
 
 /// The rows of the FLIP suite, in the order of the table.
-pub const FLIP_ROWS: [RowDef; 10] = [
+pub(super) const FLIP_ROWS: [RowDef; 10] = [
     row("clip", "CLIP (mask 0), B", "clip", View::Full),
     row("flip50", "FLIP 50 %, B, equal epochs", "flip50", View::Full),
     row("flip75", "FLIP 75 %, B, equal epochs", "flip75", View::Full),
@@ -81,7 +81,7 @@ pub const FLIP_ROWS: [RowDef; 10] = [
 ];
 
 /// The rows of the objectives suite.
-pub const OBJECTIVE_ROWS: [RowDef; 7] = [
+pub(super) const OBJECTIVE_ROWS: [RowDef; 7] = [
     row("clip", "CLIP (mask 0)", "clip", View::Full),
     row("flip50", "FLIP 50 %", "flip50", View::Full),
     row(
@@ -122,14 +122,14 @@ const fn row(key: &'static str, label: &'static str, arm: &'static str, view: Vi
 
 /// Mean and sample standard deviation.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct Stat {
+pub(super) struct Stat {
     pub mean: f64,
     pub sd: f64,
     pub n: usize,
 }
 
 impl Stat {
-    pub fn of(values: &[f64]) -> Stat {
+    pub(super) fn of(values: &[f64]) -> Stat {
         let n = values.len();
         let mean = values.iter().sum::<f64>() / n.max(1) as f64;
         let var = if n > 1 {
@@ -147,7 +147,7 @@ impl Stat {
 
 /// A row's figures over the seeds.
 #[derive(Debug, Clone, Serialize)]
-pub struct RowStats {
+pub(super) struct RowStats {
     pub key: &'static str,
     pub label: &'static str,
     pub steps: u64,
@@ -160,7 +160,7 @@ pub struct RowStats {
 }
 
 /// The named figures of one evaluation, in a fixed order.
-pub fn figures(r: &EvalReport) -> Vec<(String, f64)> {
+pub(super) fn figures(r: &EvalReport) -> Vec<(String, f64)> {
     let mut out = Vec::new();
     let mut zero_shot = |prefix: &str, z: &ZeroShotReport| {
         out.push((format!("{prefix}top-1"), z.top1));
@@ -203,7 +203,7 @@ fn view_of(r: &ArmResult, view: View) -> Option<(&EvalReport, f64)> {
 
 /// Aggregates the results of every seed into the table's `rows` (rows without results are left
 /// out).
-pub fn aggregate(results: &[ArmResult], rows: &[RowDef]) -> Vec<RowStats> {
+pub(super) fn aggregate(results: &[ArmResult], rows: &[RowDef]) -> Vec<RowStats> {
     rows.iter()
         .filter_map(|def| {
             let picked: Vec<(&ArmResult, &EvalReport, f64)> = results
@@ -245,13 +245,13 @@ pub fn aggregate(results: &[ArmResult], rows: &[RowDef]) -> Vec<RowStats> {
 }
 
 /// The value of a named figure in a row.
-pub fn metric(row: &RowStats, name: &str) -> Option<Stat> {
+pub(super) fn metric(row: &RowStats, name: &str) -> Option<Stat> {
     row.metrics.iter().find(|m| m.0 == name).map(|m| m.1)
 }
 
 /// A paper's claim: two rows compared on the headline figures, with the paper's numbers.
 #[derive(Debug)]
-pub struct Claim {
+pub(super) struct Claim {
     pub what: &'static str,
     pub row: &'static str,
     pub against: &'static str,
@@ -260,7 +260,7 @@ pub struct Claim {
 }
 
 /// FLIP's claims (../shared/methods.md, Table 1 and Fig. 3 of the paper).
-pub const FLIP_CLAIMS: [Claim; 8] = [
+pub(super) const FLIP_CLAIMS: [Claim; 8] = [
     Claim {
         what: "mask 50 % at the same batch, equal epochs",
         row: "flip50",
@@ -312,7 +312,7 @@ pub const FLIP_CLAIMS: [Claim; 8] = [
 ];
 
 /// What the MAE+CLIP papers claim (FLIP Table 1f; Weers et al. 2023).
-pub const OBJECTIVE_CLAIMS: [Claim; 7] = [
+pub(super) const OBJECTIVE_CLAIMS: [Claim; 7] = [
     Claim {
         what: "MAE loss added to FLIP 50 % (one masked pass)",
         row: "mae_clip50",
@@ -359,7 +359,7 @@ pub const OBJECTIVE_CLAIMS: [Claim; 7] = [
 
 /// The verdict on a difference of means: within noise unless it exceeds twice the standard
 /// error of the difference.
-pub fn verdict(a: Stat, b: Stat) -> &'static str {
+pub(super) fn verdict(a: Stat, b: Stat) -> &'static str {
     let se = (a.sd.powi(2) / a.n.max(1) as f64 + b.sd.powi(2) / b.n.max(1) as f64).sqrt();
     let d = a.mean - b.mean;
     if d.abs() <= 2.0 * se {
@@ -372,7 +372,7 @@ pub fn verdict(a: Stat, b: Stat) -> &'static str {
 }
 
 /// A point of the plot: a row's mean time and accuracy with their standard deviations.
-pub struct Point<'a> {
+pub(super) struct Point<'a> {
     pub label: &'a str,
     pub seconds: Stat,
     pub value: Stat,
@@ -393,7 +393,7 @@ const PALETTE: [RGBColor; 10] = [
 
 /// Accuracy (y, %) against training time (x, s), error bars of one sd on both axes, one colour
 /// per row with a legend.
-pub fn accuracy_vs_time_svg(
+pub(super) fn accuracy_vs_time_svg(
     title: &str,
     y_desc: &str,
     points: &[Point<'_>],

@@ -7,7 +7,7 @@ use super::report::{Claim, FLIP_CLAIMS, FLIP_ROWS, OBJECTIVE_CLAIMS, OBJECTIVE_R
 
 /// One comparison.
 #[derive(Debug, Clone, Copy)]
-pub struct Suite {
+pub(super) struct Suite {
     /// `flip` or `objectives` (the `--suite` value).
     pub name: &'static str,
     /// Rows of the table.
@@ -48,7 +48,7 @@ const OBJECTIVES: Suite = Suite {
 
 impl Suite {
     /// The suite called `name` (`--suite` accepts only the two names).
-    pub fn named(name: &str) -> Suite {
+    pub(super) fn named(name: &str) -> Suite {
         if name == OBJECTIVES.name {
             OBJECTIVES
         } else {
@@ -57,7 +57,7 @@ impl Suite {
     }
 
     /// The page to write: `--doc` or the suite's default.
-    pub fn doc(&self, given: Option<&PathBuf>) -> PathBuf {
+    pub(super) fn doc(&self, given: Option<&PathBuf>) -> PathBuf {
         given
             .cloned()
             .unwrap_or_else(|| PathBuf::from(self.default_doc))

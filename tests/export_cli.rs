@@ -14,7 +14,7 @@ mod support;
 use std::path::Path;
 
 use support::train::{CONFIG, ONE_CPU_THREAD, train_micro};
-use support::{Run, run};
+use support::{Run, run, synth_and_ingest};
 
 /// The micro model of the other tests, made exportable: a CLS token and `ln_pre`.
 fn exportable_config() -> String {
@@ -26,37 +26,18 @@ fn exportable_config() -> String {
 
 /// 96 synthetic pairs stored as PNG at the model's 32 px (every library decodes the same pixels).
 fn dataset(dir: &Path) -> String {
-    let raw = dir.join("raw");
-    let data = dir.join("data");
-    let (raw_s, data_s) = (raw.to_str().unwrap(), data.to_str().unwrap());
-    run(&[
-        "-q",
-        "synth",
-        "--out",
-        raw_s,
-        "--count",
-        "96",
-        "--seed",
-        "4",
-        "--layout",
-        "webdataset",
-    ])
-    .expect_code(0);
-    run(&[
-        "-q",
-        "ingest",
-        raw_s,
-        "--out",
-        data_s,
-        "--size",
-        "32",
-        "--resize-mode",
-        "center-crop",
-        "--format",
-        "png",
-    ])
-    .expect_code(0);
-    data_s.to_string()
+    synth_and_ingest(
+        dir,
+        &["--count", "96", "--seed", "4", "--layout", "webdataset"],
+        &[
+            "--size",
+            "32",
+            "--resize-mode",
+            "center-crop",
+            "--format",
+            "png",
+        ],
+    )
 }
 
 /// A run of `config` trained on every row of `data` into `dir/name`.
@@ -77,6 +58,15 @@ fn export(run_dir: &str, format: &str, out: &Path) -> Run {
         "--out",
         out.to_str().unwrap(),
     ])
+}
+
+/// Panics if an export left its hidden staging folder in `dir`.
+fn assert_no_staging_folder(dir: &Path) {
+    let hidden: Vec<String> = entries(dir)
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "an export left {hidden:?} behind");
 }
 
 /// Entries of `dir` (names), sorted.
@@ -166,14 +156,7 @@ fn open_clip_and_transformers_load_the_export_with_flipstreams_embeddings() {
             "tokenizer_config.json"
         ]
     );
-    assert_eq!(
-        entries(tmp.path())
-            .iter()
-            .filter(|n| n.starts_with('.'))
-            .count(),
-        0,
-        "no staging folder is left behind"
-    );
+    assert_no_staging_folder(tmp.path());
 
     let report = python(
         "export_interop.py",
@@ -335,14 +318,7 @@ fn models_the_targets_cannot_express_are_refused_with_every_reason() {
         refused.stderr
     );
     assert!(!out.exists());
-    assert_eq!(
-        entries(tmp.path())
-            .iter()
-            .filter(|n| n.starts_with('.'))
-            .count(),
-        0,
-        "no staging folder is left behind"
-    );
+    assert_no_staging_folder(tmp.path());
 
     // an exportable run into a folder that already holds something: refused, left alone
     let good = train(tmp.path(), &data, "cls", &exportable_config());

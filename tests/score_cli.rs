@@ -14,34 +14,28 @@ use std::path::Path;
 
 use support::dataset::read_dataset;
 use support::train::{CONFIG, ONE_CPU_THREAD, train_micro};
-use support::{Run, run};
+use support::{Run, run, synth_and_ingest};
 
 /// 160 synthetic pairs, a quarter of them with another scene's caption, ingested at 32 px.
 fn dataset(dir: &Path) -> String {
-    let raw = dir.join("raw");
-    let data = dir.join("data");
-    let (raw_s, data_s) = (raw.to_str().unwrap(), data.to_str().unwrap());
-    run(&[
-        "-q",
-        "synth",
-        "--out",
-        raw_s,
-        "--count",
-        "160",
-        "--seed",
-        "4",
-        "--layout",
-        "webdataset",
-        "--shard-size",
-        "40",
-        "--dirt",
-        "caption_mismatched=0.25",
-        "--object-sizes",
-        "large=1",
-    ])
-    .expect_code(0);
-    run(&["-q", "ingest", raw_s, "--out", data_s, "--size", "32"]).expect_code(0);
-    data_s.to_string()
+    synth_and_ingest(
+        dir,
+        &[
+            "--count",
+            "160",
+            "--seed",
+            "4",
+            "--layout",
+            "webdataset",
+            "--shard-size",
+            "40",
+            "--dirt",
+            "caption_mismatched=0.25",
+            "--object-sizes",
+            "large=1",
+        ],
+        &["--size", "32"],
+    )
 }
 
 /// A micro run trained 8 steps on every row of `data`, with checkpoints at steps 4 and 8.

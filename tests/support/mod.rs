@@ -84,6 +84,21 @@ pub(crate) fn run(args: &[&str]) -> Run {
     run_in(&std::env::temp_dir(), args, &[])
 }
 
+/// `flipstream -q synth --out DIR/raw` with `synth` (count, seed, layout, dirt…), then
+/// `flipstream -q ingest DIR/raw --out DIR/data` with `ingest`; both must succeed. The dataset's
+/// path.
+pub(crate) fn synth_and_ingest(dir: &Path, synth: &[&str], ingest: &[&str]) -> String {
+    let raw = dir.join("raw").to_string_lossy().into_owned();
+    let data = dir.join("data").to_string_lossy().into_owned();
+    let mut args = vec!["-q", "synth", "--out", &raw];
+    args.extend_from_slice(synth);
+    run(&args).expect_code(0);
+    let mut args = vec!["-q", "ingest", &raw, "--out", &data];
+    args.extend_from_slice(ingest);
+    run(&args).expect_code(0);
+    data
+}
+
 /// Writes a synthetic dataset at `url` (any store URL the library accepts) and returns its commit
 /// records.
 pub(crate) fn write_dataset(url: &str, spec: &SyntheticSpec) -> Vec<CommitRecord> {

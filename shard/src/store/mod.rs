@@ -417,9 +417,17 @@ impl StoreRoot {
             } else {
                 format!("{under}/")
             };
-            let pending = u.client.list(&prefix).await.map_err(|e| {
-                ShardError::store("list unfinished uploads", self.location(folder), e)
-            })?;
+            let pending = match u.client.list(&prefix).await {
+                Ok(pending) => pending,
+                Err(e) if multipart::is_unsupported(&e) => Vec::new(),
+                Err(e) => {
+                    return Err(ShardError::store(
+                        "list unfinished uploads",
+                        self.location(folder),
+                        e,
+                    ));
+                }
+            };
             items.extend(pending.iter().filter_map(|p| p.as_object(&u.prefix)));
         }
         items.sort_by(|a, b| a.location.cmp(&b.location));

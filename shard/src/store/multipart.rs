@@ -24,6 +24,21 @@ const MARKER: &str = "#upload=";
 /// SHA-256 of the empty body (every request here has one).
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
+/// Whether `err` says the bucket will not list uploads for these credentials (403: the policy
+/// lacks `s3:ListBucketMultipartUploads`) or at all (405, 501: an S3-compatible store without the
+/// call). Listings then go on without uploads: they are a report of leftovers, not the data.
+pub(super) fn is_unsupported(err: &object_store::Error) -> bool {
+    let text = err.to_string();
+    [
+        "status code: 403",
+        "status code: 405",
+        "status code: 501",
+        "NotImplemented",
+    ]
+    .iter()
+    .any(|s| text.contains(s))
+}
+
 /// How an unfinished upload of `key` appears in listings.
 pub(super) fn pseudo_name(key: &str, upload_id: &str) -> String {
     format!("{key}{MARKER}{upload_id}")
@@ -465,6 +480,21 @@ mod tests {
             ),
             "7cc18a007d323b6788edd7f56c141bace3f46c02023c287d39ab825ae08e061d"
         );
+    }
+
+    #[test]
+    fn a_bucket_that_will_not_list_uploads_is_told_apart_from_a_failure() {
+        let err = |s: &str| generic(format!("http://x/b?uploads: {s}"));
+        assert!(is_unsupported(&err(
+            "status code: 403, <Code>AccessDenied</Code>"
+        )));
+        assert!(is_unsupported(&err(
+            "status code: 501, <Code>NotImplemented</Code>"
+        )));
+        assert!(!is_unsupported(&err(
+            "status code: 503, <Code>SlowDown</Code>"
+        )));
+        assert!(!is_unsupported(&err("connection reset")));
     }
 
     #[test]

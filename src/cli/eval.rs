@@ -363,11 +363,7 @@ pub(super) fn run(args: EvalArgs, global: Global) -> anyhow::Result<ExitCode> {
         decode_threads: args.compute.decode_threads,
     };
     let report = evaluate(&trainer, &data).map_err(train_error)?;
-    if !global.quiet {
-        for notice in &report.loader_notices {
-            eprintln!("loader: {notice}");
-        }
-    }
+    super::progress::show_loader_notices(&report.loader_notices, None, global);
     print_eval(&report, global.json)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -279,7 +279,7 @@ pub(super) fn run(args: LoaderArgs, global: Global) -> anyhow::Result<ExitCode> 
         let Some(batch) = loader.next() else {
             break;
         };
-        show_notices(&loader, &bar, global.quiet);
+        super::progress::show_loader_notices(&loader.take_notices(), Some(&bar), global);
         let batch = batch.with_context(|| format!("streaming {}", args.url))?;
         batches += 1;
         images += batch.len() as u64;
@@ -293,7 +293,7 @@ pub(super) fn run(args: LoaderArgs, global: Global) -> anyhow::Result<ExitCode> 
         }
         last_state = Some(batch.state_after);
     }
-    show_notices(&loader, &bar, global.quiet);
+    super::progress::show_loader_notices(&loader.take_notices(), Some(&bar), global);
     bar.finish_and_clear();
     if let Err(e) = out.flush()
         && e.kind() != std::io::ErrorKind::BrokenPipe
@@ -347,13 +347,4 @@ pub(super) fn run(args: LoaderArgs, global: Global) -> anyhow::Result<ExitCode> 
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The loader's notices (row groups lost, samples substituted) on stderr, above the progress bar;
-/// nothing with `-q`.
-fn show_notices(loader: &Loader, bar: &ProgressBar, quiet: bool) {
-    let notices = loader.take_notices();
-    if !quiet {
-        bar.suspend(|| notices.iter().for_each(|n| eprintln!("loader: {n}")));
-    }
 }

@@ -47,3 +47,16 @@ pub(crate) fn counter_bar(
         .progress_chars("=> ");
     Some(ProgressBar::new(0).with_style(style).with_message(message))
 }
+
+/// The streaming loader's notices (row groups lost, samples substituted) on stderr, one line
+/// each, above `bar` when there is one; nothing with `-q`.
+pub(crate) fn show_loader_notices(notices: &[String], bar: Option<&ProgressBar>, global: Global) {
+    if global.quiet || notices.is_empty() {
+        return;
+    }
+    let print = || notices.iter().for_each(|n| eprintln!("loader: {n}"));
+    match bar {
+        Some(bar) => bar.suspend(print),
+        None => print(),
+    }
+}

@@ -93,11 +93,7 @@ pub(super) fn run(args: ScoreArgs, global: Global) -> anyhow::Result<ExitCode> {
     };
     let progress = counter_bar(global, "score", "rows");
     let summary = score_dataset(&trainer, &request, progress.as_ref()).map_err(train_error)?;
-    if !global.quiet {
-        for notice in &summary.loader_notices {
-            eprintln!("loader: {notice}");
-        }
-    }
+    super::progress::show_loader_notices(&summary.loader_notices, None, global);
     print_summary(&summary, global.json)?;
     if !summary.units_failed.is_empty() {
         for f in &summary.units_failed {

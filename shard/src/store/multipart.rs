@@ -304,19 +304,13 @@ fn uri_encode(s: &str, keep_slash: bool) -> String {
 /// The request path: the base URL's path (the bucket, path-style) and the key (none for a
 /// request on the bucket itself).
 fn canonical_path(base_path: &str, key: &str) -> String {
-    let base = uri_encode(&percent_decode(base_path.trim_end_matches('/')), true);
+    // the base path is the bucket (path-style) or empty: bucket names need no encoding
+    let base = base_path.trim_end_matches('/').to_string();
     match (key.is_empty(), base.is_empty()) {
         (true, true) => "/".into(),
         (true, false) => base,
         (false, _) => format!("{base}/{}", uri_encode(key, true)),
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_string())
 }
 
 /// The query string, sorted by name, names and values URI-encoded.

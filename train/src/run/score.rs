@@ -6,8 +6,9 @@
 //! crop at the model's image size, every patch, captions tokenized with the run's tokenizer),
 //! encoded in batches on the trainer's device, and each unit's scores (with `embeddings`, also
 //! each row's normalised image and caption embeddings, for retrieval indexes and semantic dedup)
-//! are uploaded in one file once the unit is done. That file is the unit's commit: a stopped scoring resumes with the
-//! units that have none, and refuses a sidecar of the same name made with other weights.
+//! are uploaded in one file once the unit is done. That file is the unit's commit: a stopped
+//! scoring resumes with the units that have none, and refuses a sidecar of the same name made
+//! with other weights.
 //!
 //! The loader replaces a sample it cannot decode by another of the same batch; such a row gets no
 //! score (its key is missing from the file) and is counted as `rows_unscored`. A unit with a row

@@ -7,7 +7,8 @@
 #   2. VIRTUAL_ENV is active and its python has torch 2.11.0 → used via LIBTORCH_USE_PYTORCH=1.
 #   3. otherwise a cached venv    → $FLIPSTREAM_CACHE/torch-2.11.0 (default ~/.cache/flipstream),
 #                                   created with `pip install torch==2.11.0` on first use (~1 min,
-#                                   ~4.6 GB), then used via LIBTORCH_USE_PYTORCH=1. With a CUDA torch,
+#                                   ~4.6 GB; no pip download cache is kept beside it), then used via
+#                                   LIBTORCH_USE_PYTORCH=1. With a CUDA torch,
 #                                   two header wheels (nvidia-cuda-crt, -cccl) for the NCCL shim.
 # The binaries get libtorch's folder as an rpath (see build.rs), so they run without this file.
 
@@ -28,7 +29,7 @@ else
         echo "libtorch: installing torch==$FLIPSTREAM_TORCH_VERSION into $_fs_venv (once per machine)" >&2
         mkdir -p "$FLIPSTREAM_CACHE"
         python3 -m venv "$_fs_venv" \
-            && "$_fs_venv/bin/pip" install --quiet --disable-pip-version-check "torch==$FLIPSTREAM_TORCH_VERSION" \
+            && "$_fs_venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir "torch==$FLIPSTREAM_TORCH_VERSION" \
             || { echo "libtorch: installing torch failed; set LIBTORCH or activate a venv with torch $FLIPSTREAM_TORCH_VERSION" >&2; return 1 2>/dev/null || exit 1; }
     fi
     # The CUDA headers that the c10d shim needs to compile NCCL in (train/build.rs); a CUDA torch
@@ -36,7 +37,7 @@ else
     _fs_site="$("$_fs_venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
     if [ -f "$_fs_site/torch/lib/libtorch_cuda.so" ] && [ ! -f "$_fs_site/nvidia/cu13/include/crt/host_config.h" ]; then
         echo "libtorch: installing the CUDA header wheels for NCCL (once per machine)" >&2
-        "$_fs_venv/bin/pip" install --quiet --disable-pip-version-check "nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*" \
+        "$_fs_venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir "nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*" \
             || echo "libtorch: the CUDA header wheels did not install; distributed training will offer Gloo only" >&2
     fi
     export VIRTUAL_ENV="$_fs_venv"

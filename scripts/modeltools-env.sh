@@ -23,7 +23,7 @@ if [ ! -f "$_fs_venv/.complete" ]; then
             "$_fs_torch/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
                 > "$_fs_site/zz-flipstream-torch.pth"
         fi
-        "$_fs_venv/bin/pip" install --quiet --disable-pip-version-check -r "$_fs_req" \
+        "$_fs_venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir -r "$_fs_req" \
             && touch "$_fs_venv/.complete"
     fi
     if [ ! -f "$_fs_venv/.complete" ]; then

@@ -14,7 +14,7 @@ if [ ! -x "$_fs_venv/bin/python" ] || [ ! -f "$_fs_venv/.complete" ]; then
     rm -rf "$_fs_venv"
     mkdir -p "$FLIPSTREAM_CACHE"
     python3 -m venv "$_fs_venv" \
-        && "$_fs_venv/bin/pip" install --quiet --disable-pip-version-check -r "$_fs_req" \
+        && "$_fs_venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir -r "$_fs_req" \
         && touch "$_fs_venv/.complete" \
         || { echo "pytools: installing test tools failed" >&2; return 1 2>/dev/null || exit 1; }
 fi

@@ -7,19 +7,23 @@
 //! mergeable state ([`histogram`], [`sketch`], [`topk`], [`distinct`]), so memory does not grow
 //! with the number of rows and the result does not depend on the concurrency.
 //!
-//! The result is a [`StatsReport`] (`report.json`, documented field by field in `docs/stats.md`),
-//! rendered as Markdown ([`render_markdown`]) and as a self-contained HTML page with SVG charts
-//! ([`render_html`]); [`write_report`] writes all three (and the thumbnails) to a folder.
+//! The result is a [`StatsReport`] (`report.json`, documented field by field in `docs/stats.md`).
+//! What the human-readable reports say is decided once, as a document of sections (`sections`
+//! builds it, `document` holds its types), and written twice: as Markdown ([`render_markdown`])
+//! and as a self-contained HTML page with SVG charts ([`render_html`]). [`write_report`] writes all
+//! three (and the thumbnails) to a folder.
 //!
 //! Modules: [`metrics`] (the measures and their bins), [`state`] (per-row-group state), [`scan`]
 //! (the concurrent read), [`rejections`] (examples), [`samples`] (thumbnails), [`outliers`]
-//! (median/MAD scores), [`assemble`] (state → report), [`report`] (the JSON types), [`format`],
-//! [`markdown`], [`charts`], [`html`] (rendering), [`synthetic`] (generated datasets for tests and
+//! (median/MAD scores), [`assemble`] (state → report), [`report`] (the JSON types), `sections` and
+//! `document` (the report as a document), [`format`] (figures as text), [`markdown`] and [`html`]
+//! (the two writers), [`charts`] (SVG), [`synthetic`] (generated datasets for tests and
 //! benchmarks).
 
 pub mod assemble;
 pub mod charts;
 pub mod distinct;
+mod document;
 pub mod format;
 pub mod histogram;
 pub mod html;
@@ -30,6 +34,7 @@ pub mod rejections;
 pub mod report;
 pub mod samples;
 pub mod scan;
+mod sections;
 pub mod sketch;
 pub mod state;
 pub mod synthetic;

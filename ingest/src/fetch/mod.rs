@@ -71,6 +71,7 @@ impl Fetcher {
             allow_private: config.allow_private_addresses,
             allowed_networks: config.allowed_networks.clone(),
         });
+        flipstream_shard::store::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .user_agent(config.user_agent.as_str())
             .connect_timeout(config.connect_timeout())

@@ -17,11 +17,13 @@
 //!
 //! Leftovers of killed writes, which the stores themselves hide, are listed and deleted like
 //! objects: staging files on local disk (`<name>#<n>`, [`staging`]) and unfinished multipart
-//! uploads on S3 (`<name>#upload=<id>`, [`multipart`]).
+//! uploads on S3 (`<name>#upload=<id>`, [`multipart`]). Their HTTP clients use rustls with ring
+//! ([`tls`]).
 
 mod multipart;
 pub mod retry;
 mod staging;
+pub mod tls;
 
 pub use retry::{RetryCounts, RetryPolicy, RetryingStore, retry_counts, set_retry_policy};
 
@@ -158,6 +160,9 @@ impl StoreRoot {
             ));
         }
         let (scheme, path) = ObjectStoreScheme::parse(&url).map_err(|e| invalid(e.to_string()))?;
+        if !matches!(scheme, ObjectStoreScheme::Local) {
+            tls::install_crypto_provider();
+        }
         let store: Arc<dyn ObjectStore> = match scheme {
             ObjectStoreScheme::Local => {
                 let local = url

@@ -12,10 +12,10 @@
 
 use std::fmt::Write as _;
 
-use aws_lc_rs::{digest, hmac};
 use chrono::{DateTime, Utc};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::{ClientConfigKey, ObjectMeta};
+use ring::{digest, hmac};
 
 use super::retry::{retry_policy, with_retries};
 
@@ -135,6 +135,7 @@ impl S3Uploads {
         if base.scheme() == "http" && !allow_http {
             return None;
         }
+        super::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .timeout(std::time::Duration::from_secs(120))
@@ -447,6 +448,7 @@ mod tests {
     fn signatures_are_the_ones_botocore_computes() {
         // The key pair of the S3 SigV4 documentation's examples; the expected signatures are
         // botocore's (S3SigV4Auth) for the same requests and time.
+        super::super::tls::install_crypto_provider();
         let s3 = S3Uploads {
             client: reqwest::Client::new(),
             base: url::Url::parse("http://127.0.0.1:5000/bucket").unwrap(),

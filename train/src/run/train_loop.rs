@@ -26,7 +26,7 @@ use tch::{Device, Tensor};
 
 use flipstream_shard::TextTokenizer;
 use flipstream_shard::loader::{
-    Loader, LoaderConfig, LoaderState, Mode, Rank, SplitSelection, Start,
+    Batch, Loader, LoaderConfig, LoaderError, LoaderState, Mode, Rank, SplitSelection, Start,
 };
 use flipstream_shard::tokenize::save_tokenizer;
 
@@ -36,7 +36,7 @@ use crate::error::{Result, TorchContext, TrainError};
 use crate::interop::import_open_clip;
 use crate::objective::ObjectiveConfig;
 use crate::run::captions::{no_split, train_tokenizer};
-use crate::run::eval::{EvalData, EvalReport, check_eval_data, evaluate};
+use crate::run::eval::{EvalData, EvalReport, EvalTargets, check_eval_data, evaluate};
 use crate::run::metrics::{MetricsLog, MetricsRecord, StepRecord};
 use crate::run::rundir::{CONFIG_FILE, RunDir, TOKENIZER_FILE};
 use crate::run::saver::{BackgroundSaver, Saved};
@@ -180,84 +180,23 @@ pub fn train(
         "settings",
         blake3::hash(format!("{run_dir} {start:?} {:?}", session.stop_after).as_bytes()).as_bytes(),
     )?;
-    let prepared = prepare(&dir, start, &world, session.device, observer)?;
     let Prepared {
         spec,
         tokenizer,
         mut trainer,
-        mut progress,
+        progress,
         loader_start,
-    } = prepared;
+    } = prepare(&dir, start, &world, session.device, observer)?;
     spec.check_world_size(world.size())?;
     trainer.join(world)?;
-    let (rank, world_size) = (trainer.world().rank(), trainer.world().size());
-    let dataset = spec.run.dataset.clone();
-    let eval_targets = if spec.run.eval_every > 0 {
-        let eval = &spec.run.eval;
-        let targets = check_eval_data(
-            &dataset,
-            &eval.label_columns,
-            eval.class_format.as_deref(),
-            false,
-        )?;
-        if let Some(note) = &targets.note {
-            observer.message(note);
-        }
-        Some(targets)
-    } else {
-        None
-    };
-    let mut metrics = match trainer.world().is_main() {
-        true => Some(MetricsLog::open(
-            &dir,
-            resuming.then_some(trainer.global_step()),
-        )?),
-        false => None,
-    };
-    if let Some(m) = &mut metrics {
-        m.sync(&dir)?;
-    }
-
-    let loader_config = LoaderConfig {
-        mode: Mode::Train,
-        split: match spec.run.split {
-            DataSplit::Train => SplitSelection::Train,
-            DataSplit::All => SplitSelection::All,
-        },
-        batch_size: spec.config.train.batch_size,
-        lanes: spec.lanes(),
-        seed: spec.config.train.seed,
-        shuffle_block: spec.run.shuffle_block,
-        epochs: None,
-        image_size: spec.config.model.image_size as u32,
-        tokenizer: Some(tokenizer.clone()),
-        context_length: spec.config.model.context_length,
-        prefetch_row_groups: spec.run.prefetch_row_groups,
-        crop_scale: (spec.run.crop_scale[0], spec.run.crop_scale[1]),
-        crop_ratio: (spec.run.crop_ratio[0], spec.run.crop_ratio[1]),
-        hflip_prob: spec.run.hflip_prob,
-        decode_threads: session.decode_threads,
-        io_threads: 1,
-        ..LoaderConfig::default()
-    };
-    let loader_err = |source: flipstream_shard::loader::LoaderError| TrainError::Loader {
-        context: format!("training data of {dataset}"),
-        source: Box::new(source),
-    };
-    let loader_rank = Rank { rank, world_size };
-    let rows = loader_rank.global_rows(loader_config.batch_size, loader_config.lanes);
-    let mut loader =
-        Loader::open(&dataset, loader_config, loader_rank, loader_start).map_err(|e| match e {
-            flipstream_shard::loader::LoaderError::NoSplit { .. } => no_split(&dataset),
-            flipstream_shard::loader::LoaderError::Settings(msg) if world_size > 1 => {
-                TrainError::DistSetup(format!("{world_size} ranks: {msg}"))
-            }
-            other => loader_err(other),
-        })?;
-    let info = loader.info().clone();
+    let targets = eval_targets(&spec, observer)?;
+    let resume_at = resuming.then_some(trainer.global_step());
+    let log = RunLog::open(Arc::clone(&dir), trainer.world().is_main(), resume_at)?;
+    let (loader, rows) = open_loader(&spec, &tokenizer, session, trainer.world(), loader_start)?;
+    let info = loader.info();
     observer.message(&format!(
-        "{dataset}: {} training rows, {} batches of {} per epoch",
-        info.total_rows, info.batches_per_epoch, spec.config.train.batch_size
+        "{}: {} training rows, {} batches of {} per epoch",
+        spec.run.dataset, info.total_rows, info.batches_per_epoch, spec.config.train.batch_size
     ));
 
     let total = trainer.schedule().total_steps();
@@ -266,64 +205,179 @@ pub fn train(
         .stop_after
         .map_or(total, |n| first_step.saturating_add(n).min(total));
     observer.started(first_step, total);
-    let eval_data = eval_targets.as_ref().map(|targets| EvalData {
-        dataset: &dataset,
-        tokenizer: &tokenizer,
-        options: &spec.run.eval,
-        targets,
-        decode_threads: session.decode_threads,
-    });
-    let mut last_eval = None;
-    let mut last_checkpoint = None;
-    let mut saver = BackgroundSaver::new(dir.clone(), session.keep_checkpoints);
-    let (mut busy, mut waited, mut images) = (0.0f64, 0.0f64, 0u64);
-    let mut substitutes = Substitutes::new(spec.run.max_substitute_share, &dataset);
-    let mut recent_losses: Vec<f64> = Vec::new();
-    while trainer.global_step() < stop_at {
+    let mut steps = Steps {
+        spec: &spec,
+        eval: targets.as_ref().map(|targets| EvalData {
+            dataset: &spec.run.dataset,
+            tokenizer: &tokenizer,
+            options: &spec.run.eval,
+            targets,
+            decode_threads: session.decode_threads,
+        }),
+        trainer,
+        progress,
+        loader,
+        rows,
+        log,
+        saver: BackgroundSaver::new(dir, session.keep_checkpoints),
+        substitutes: Substitutes::new(spec.run.max_substitute_share, &spec.run.dataset),
+        tally: Tally::default(),
+        last_eval: None,
+        stop_at,
+        total,
+    };
+    while steps.trainer.global_step() < stop_at {
+        steps.step(observer)?;
+    }
+    steps.finish(run_dir, first_step, observer)
+}
+
+/// The evaluation's targets (label columns, class names), checked before training starts; `None`
+/// when the run does not evaluate.
+fn eval_targets(spec: &RunSpec, observer: &mut dyn TrainObserver) -> Result<Option<EvalTargets>> {
+    if spec.run.eval_every == 0 {
+        return Ok(None);
+    }
+    let eval = &spec.run.eval;
+    let targets = check_eval_data(
+        &spec.run.dataset,
+        &eval.label_columns,
+        eval.class_format.as_deref(),
+        false,
+    )?;
+    if let Some(note) = &targets.note {
+        observer.message(note);
+    }
+    Ok(Some(targets))
+}
+
+/// The loader settings of a run's training data.
+fn loader_config(spec: &RunSpec, tokenizer: &Path, decode_threads: usize) -> LoaderConfig {
+    let run = &spec.run;
+    LoaderConfig {
+        mode: Mode::Train,
+        split: match run.split {
+            DataSplit::Train => SplitSelection::Train,
+            DataSplit::All => SplitSelection::All,
+        },
+        batch_size: spec.config.train.batch_size,
+        lanes: spec.lanes(),
+        seed: spec.config.train.seed,
+        shuffle_block: run.shuffle_block,
+        epochs: None,
+        image_size: spec.config.model.image_size as u32,
+        tokenizer: Some(tokenizer.to_path_buf()),
+        context_length: spec.config.model.context_length,
+        prefetch_row_groups: run.prefetch_row_groups,
+        crop_scale: (run.crop_scale[0], run.crop_scale[1]),
+        crop_ratio: (run.crop_ratio[0], run.crop_ratio[1]),
+        hflip_prob: run.hflip_prob,
+        decode_threads,
+        io_threads: 1,
+        ..LoaderConfig::default()
+    }
+}
+
+/// This rank's training loader from `start`, and the rows of each global batch it reads.
+fn open_loader(
+    spec: &RunSpec,
+    tokenizer: &Path,
+    session: &Session,
+    world: &World,
+    start: Start,
+) -> Result<(Loader, Vec<usize>)> {
+    let dataset = &spec.run.dataset;
+    let config = loader_config(spec, tokenizer, session.decode_threads);
+    let rank = Rank {
+        rank: world.rank(),
+        world_size: world.size(),
+    };
+    let rows = rank.global_rows(config.batch_size, config.lanes);
+    let loader = Loader::open(dataset, config, rank, start).map_err(|e| match e {
+        LoaderError::NoSplit { .. } => no_split(dataset),
+        LoaderError::Settings(msg) if rank.world_size > 1 => {
+            TrainError::DistSetup(format!("{} ranks: {msg}", rank.world_size))
+        }
+        other => loader_error(dataset, other),
+    })?;
+    Ok((loader, rows))
+}
+
+fn loader_error(dataset: &str, source: LoaderError) -> TrainError {
+    TrainError::Loader {
+        context: format!("training data of {dataset}"),
+        source: Box::new(source),
+    }
+}
+
+/// A loader batch as images (N, H, W, 3) and tokens (N, L).
+fn batch_tensors(batch: &Batch) -> Result<(Tensor, Tensor)> {
+    let n = batch.len() as i64;
+    let tokens = batch
+        .tokens
+        .as_deref()
+        .ok_or_else(|| request("the training loader returned no tokens".into()))?;
+    let (h, w) = (i64::from(batch.height), i64::from(batch.width));
+    let images = Tensor::from_slice(&batch.images)
+        .f_view([n, h, w, 3])
+        .context(|| "training images".into())?;
+    let tokens = Tensor::from_slice(tokens)
+        .f_view([n, batch.context_length as i64])
+        .context(|| "training tokens".into())?;
+    Ok((images, tokens))
+}
+
+/// The training session under way: one [`Steps::step`] per optimizer step, then
+/// [`Steps::finish`].
+struct Steps<'a> {
+    spec: &'a RunSpec,
+    /// `None` when the run does not evaluate.
+    eval: Option<EvalData<'a>>,
+    trainer: TrainStep,
+    progress: TrainProgress,
+    loader: Loader,
+    /// The rows of each global batch this rank reads.
+    rows: Vec<usize>,
+    log: RunLog,
+    saver: BackgroundSaver,
+    substitutes: Substitutes,
+    tally: Tally,
+    last_eval: Option<EvalReport>,
+    /// This session stops after this step.
+    stop_at: u64,
+    /// Steps of the whole schedule.
+    total: u64,
+}
+
+impl Steps<'_> {
+    /// One optimizer step on the next global batch, logged; then a checkpoint and an evaluation
+    /// when they are due.
+    fn step(&mut self, observer: &mut dyn TrainObserver) -> Result<()> {
         let t0 = Instant::now();
-        let batch = match loader.next() {
-            Some(b) => b.map_err(loader_err)?,
+        let batch = match self.loader.next() {
+            Some(b) => b.map_err(|e| loader_error(&self.spec.run.dataset, e))?,
             None => return Err(request("the training loader ended unexpectedly".into())),
         };
         let wait = t0.elapsed().as_secs_f64();
-        for notice in loader.take_notices() {
+        for notice in self.loader.take_notices() {
             observer.message(&format!("training data: {notice}"));
         }
-        let n = batch.len();
-        let (h, w) = (i64::from(batch.height), i64::from(batch.width));
-        let tokens = batch
-            .tokens
-            .as_deref()
-            .ok_or_else(|| request("the training loader returned no tokens".into()))?;
-        let img = Tensor::from_slice(&batch.images)
-            .f_view([n as i64, h, w, 3])
-            .context(|| "training images".into())?;
-        let tok = Tensor::from_slice(tokens)
-            .f_view([n as i64, batch.context_length as i64])
-            .context(|| "training tokens".into())?;
-        let m = trainer.step_rows(&img, &tok, Some(&rows))?;
-        let substituted = match world_size {
+        let (images, tokens) = batch_tensors(&batch)?;
+        let m = self.trainer.step_rows(&images, &tokens, Some(&self.rows))?;
+        let world = self.trainer.world();
+        let substituted = match world.size() {
             1 => u64::from(batch.substituted),
-            _ => trainer
-                .world()
-                .sum_values(&[f64::from(batch.substituted)])?[0] as u64,
+            _ => world.sum_values(&[f64::from(batch.substituted)])?[0] as u64,
         };
         let step_time = t0.elapsed().as_secs_f64();
-        let n = n * world_size;
-        progress.samples_seen += n as u64;
-        progress.epoch = batch.state_after.epoch;
-        let state_after = batch.state_after;
-        busy += step_time;
-        waited += wait;
-        images += n as u64;
-        recent_losses.push(m.loss);
-        if recent_losses.len() > 10 {
-            recent_losses.remove(0);
-        }
+        let n = (batch.len() * world.size()) as u64;
+        self.progress.samples_seen += n;
+        self.progress.epoch = batch.state_after.epoch;
+        self.tally.add(step_time, wait, n, m.loss);
         let record = StepRecord {
             step: m.step,
             epoch: batch.epoch,
-            samples_seen: progress.samples_seen,
+            samples_seen: self.progress.samples_seen,
             loss: m.loss,
             terms: m.terms,
             accuracy: m.accuracy,
@@ -338,95 +392,205 @@ pub fn train(
             images_per_s: n as f64 / step_time.max(1e-12),
             substituted,
         };
-        if let Some(metrics) = &mut metrics {
-            metrics.append(&MetricsRecord::Step(record.clone()))?;
-            metrics.flush()?;
-        }
+        self.log.step(&record)?;
         observer.step(&record);
-        let done = trainer.global_step();
-        let last = done == stop_at;
-        substitutes.add(n as u64, substituted, done, last)?;
-        let every = spec.run.checkpoint_every;
+        let done = self.trainer.global_step();
+        let last = done == self.stop_at;
+        self.substitutes.add(n, substituted, done, last)?;
+        let every = self.spec.run.checkpoint_every;
         if last || (every > 0 && done.is_multiple_of(every)) {
-            progress.loader_state = serde_json::to_value(&state_after)
+            self.progress.loader_state = serde_json::to_value(&batch.state_after)
                 .map_err(|e| request(format!("serialising the loader state: {e}")))?;
-            // The save in flight is waited for and logged (metrics uploaded) before the next one
-            // starts: a process killed during the next save resumes with the metrics up to now.
-            let previous = on_main(trainer.world(), "finishing the previous checkpoint", || {
-                saver.finish()
-            })?;
-            log_saved(
-                previous.flatten(),
-                &dir,
-                &mut metrics,
-                observer,
-                &mut last_checkpoint,
-            )?;
-            on_main(trainer.world(), "saving the checkpoint", || {
-                let started = Instant::now();
-                let snapshot = trainer.snapshot(&progress)?;
-                // nothing in flight any more: the previous save was logged above
-                saver
-                    .start(snapshot, started.elapsed().as_secs_f64())
-                    .map(drop)
-            })?;
+            self.checkpoint(observer)?;
         }
-        if trainer.world().is_main() {
-            let finished = saver.poll()?;
-            log_saved(finished, &dir, &mut metrics, observer, &mut last_checkpoint)?;
+        if self.trainer.world().is_main() {
+            let finished = self.saver.poll()?;
+            self.log.saved(finished, observer)?;
         }
-        if let Some(eval_data) = &eval_data {
-            let every = spec.run.eval_every;
-            if done.is_multiple_of(every) || (last && done == total) {
-                observer.eval_started(done);
-                // Every rank encodes its share; rank 0 scores and logs.
-                let report = evaluate(&trainer, eval_data)?;
-                on_main(trainer.world(), "logging the evaluation", || {
-                    if let Some(metrics) = &mut metrics {
-                        metrics.append(&MetricsRecord::Eval(Box::new(report.clone())))?;
-                        metrics.sync(&dir)?;
-                    }
-                    Ok(())
-                })?;
-                for notice in &report.loader_notices {
-                    observer.message(&format!("evaluation: {notice}"));
-                }
-                observer.eval(&report);
-                last_eval = Some(report);
-            }
+        let every = self.spec.run.eval_every;
+        if self.eval.is_some() && (done.is_multiple_of(every) || (last && done == self.total)) {
+            self.run_eval(done, observer)?;
         }
+        Ok(())
     }
-    let finished = saver.finish()?;
-    log_saved(finished, &dir, &mut metrics, observer, &mut last_checkpoint)?;
-    if let Some(metrics) = &mut metrics {
-        metrics.sync(&dir)?;
+
+    /// Starts saving a checkpoint in the background, on rank 0.
+    fn checkpoint(&mut self, observer: &mut dyn TrainObserver) -> Result<()> {
+        // The save in flight is waited for and logged (metrics uploaded) before the next one
+        // starts: a process killed during the next save resumes with the metrics up to now.
+        let previous = on_main(
+            self.trainer.world(),
+            "finishing the previous checkpoint",
+            || self.saver.finish(),
+        )?;
+        self.log.saved(previous.flatten(), observer)?;
+        on_main(self.trainer.world(), "saving the checkpoint", || {
+            let started = Instant::now();
+            let snapshot = self.trainer.snapshot(&self.progress)?;
+            // nothing in flight any more: the previous save was logged above
+            self.saver
+                .start(snapshot, started.elapsed().as_secs_f64())
+                .map(drop)
+        })?;
+        Ok(())
     }
-    let avg = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
-    Ok(TrainSummary {
-        run_dir: run_dir.to_string(),
-        dataset: dataset.clone(),
-        device: format!("{:?}", trainer.device()).to_lowercase(),
-        first_step,
-        steps: trainer.global_step(),
-        total_steps: total,
-        finished: trainer.global_step() >= total,
-        samples_seen: progress.samples_seen,
-        final_loss: recent_losses.last().copied(),
-        final_loss_avg10: avg(&recent_losses),
-        images_per_s: images as f64 / busy.max(1e-12),
-        data_wait_share: waited / busy.max(1e-12),
-        samples_substituted: substitutes.substituted,
-        seconds: busy,
-        checkpoint: last_checkpoint.or_else(|| {
+
+    /// Evaluates after step `step`: every rank encodes its share; rank 0 scores and logs.
+    fn run_eval(&mut self, step: u64, observer: &mut dyn TrainObserver) -> Result<()> {
+        let Some(eval) = &self.eval else {
+            return Ok(());
+        };
+        observer.eval_started(step);
+        let report = evaluate(&self.trainer, eval)?;
+        on_main(self.trainer.world(), "logging the evaluation", || {
+            self.log.eval(&report)
+        })?;
+        for notice in &report.loader_notices {
+            observer.message(&format!("evaluation: {notice}"));
+        }
+        observer.eval(&report);
+        self.last_eval = Some(report);
+        Ok(())
+    }
+
+    /// Waits for the last save, syncs the metrics, and sums the session up.
+    fn finish(
+        mut self,
+        run_dir: &str,
+        first_step: u64,
+        observer: &mut dyn TrainObserver,
+    ) -> Result<TrainSummary> {
+        let finished = self.saver.finish()?;
+        self.log.saved(finished, observer)?;
+        self.log.sync()?;
+        let (tally, dir) = (&self.tally, &self.log.dir);
+        let checkpoint = self.log.last_checkpoint.take().or_else(|| {
             dir.latest_checkpoint()
                 .ok()
                 .flatten()
                 .map(|l| dir.display(&l.dir))
-        }),
-        metrics: dir.display(crate::run::rundir::METRICS_FILE),
-        config: dir.display(CONFIG_FILE),
-        last_eval,
-    })
+        });
+        Ok(TrainSummary {
+            run_dir: run_dir.to_string(),
+            dataset: self.spec.run.dataset.clone(),
+            device: format!("{:?}", self.trainer.device()).to_lowercase(),
+            first_step,
+            steps: self.trainer.global_step(),
+            total_steps: self.total,
+            finished: self.trainer.global_step() >= self.total,
+            samples_seen: self.progress.samples_seen,
+            final_loss: tally.recent_losses.last().copied(),
+            final_loss_avg10: tally.mean_recent_loss(),
+            images_per_s: tally.images as f64 / tally.busy.max(1e-12),
+            data_wait_share: tally.waited / tally.busy.max(1e-12),
+            samples_substituted: self.substitutes.substituted,
+            seconds: tally.busy,
+            checkpoint,
+            metrics: dir.display(crate::run::rundir::METRICS_FILE),
+            config: dir.display(CONFIG_FILE),
+            last_eval: self.last_eval,
+        })
+    }
+}
+
+/// Time, images and the latest losses of this session's steps, for its summary.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Seconds of the steps, data waits included.
+    busy: f64,
+    /// Seconds spent waiting for data.
+    waited: f64,
+    images: u64,
+    /// The losses of the last [`Tally::RECENT`] steps.
+    recent_losses: Vec<f64>,
+}
+
+impl Tally {
+    const RECENT: usize = 10;
+
+    fn add(&mut self, step_s: f64, wait_s: f64, images: u64, loss: f64) {
+        self.busy += step_s;
+        self.waited += wait_s;
+        self.images += images;
+        self.recent_losses.push(loss);
+        if self.recent_losses.len() > Self::RECENT {
+            self.recent_losses.remove(0);
+        }
+    }
+
+    fn mean_recent_loss(&self) -> Option<f64> {
+        let losses = &self.recent_losses;
+        (!losses.is_empty()).then(|| losses.iter().sum::<f64>() / losses.len() as f64)
+    }
+}
+
+/// The run's `metrics.jsonl`, written by rank 0 alone, and the checkpoints logged in it.
+struct RunLog {
+    dir: Arc<RunDir>,
+    /// `None` on the other ranks.
+    metrics: Option<MetricsLog>,
+    /// The last checkpoint saved in this session.
+    last_checkpoint: Option<String>,
+}
+
+impl RunLog {
+    /// Opens the log on rank 0 (`main`), cut back to `resume_at` when resuming.
+    fn open(dir: Arc<RunDir>, main: bool, resume_at: Option<u64>) -> Result<Self> {
+        let mut metrics = match main {
+            true => Some(MetricsLog::open(&dir, resume_at)?),
+            false => None,
+        };
+        if let Some(m) = &mut metrics {
+            m.sync(&dir)?;
+        }
+        Ok(Self {
+            dir,
+            metrics,
+            last_checkpoint: None,
+        })
+    }
+
+    fn step(&mut self, record: &StepRecord) -> Result<()> {
+        if let Some(m) = &mut self.metrics {
+            m.append(&MetricsRecord::Step(record.clone()))?;
+            m.flush()?;
+        }
+        Ok(())
+    }
+
+    fn eval(&mut self, report: &EvalReport) -> Result<()> {
+        if let Some(m) = &mut self.metrics {
+            m.append(&MetricsRecord::Eval(Box::new(report.clone())))?;
+            m.sync(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Logs a finished checkpoint save (and uploads the metrics); nothing for `None`.
+    fn saved(&mut self, saved: Option<Saved>, observer: &mut dyn TrainObserver) -> Result<()> {
+        let Some(saved) = saved else {
+            return Ok(());
+        };
+        if let Some(m) = &mut self.metrics {
+            m.append(&MetricsRecord::Checkpoint {
+                step: saved.step,
+                path: saved.path.clone(),
+                stall_s: saved.stall_s,
+                write_s: saved.write_s,
+            })?;
+            m.sync(&self.dir)?;
+        }
+        observer.checkpoint(saved.step, &saved.path);
+        self.last_checkpoint = Some(saved.path);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        match &mut self.metrics {
+            Some(m) => m.sync(&self.dir),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The session's count of substitute samples, and the limit on their share.
@@ -563,32 +727,6 @@ fn prepare(
             prepare_resume(dir, &overrides, None, device, &mut Silent)
         }
     }
-}
-
-/// Records a finished background save: its metrics record (uploaded with the metrics), the
-/// observer, and the run's last checkpoint.
-fn log_saved(
-    saved: Option<Saved>,
-    dir: &RunDir,
-    metrics: &mut Option<MetricsLog>,
-    observer: &mut dyn TrainObserver,
-    last_checkpoint: &mut Option<String>,
-) -> Result<()> {
-    let Some(saved) = saved else {
-        return Ok(());
-    };
-    if let Some(metrics) = metrics {
-        metrics.append(&MetricsRecord::Checkpoint {
-            step: saved.step,
-            path: saved.path.clone(),
-            stall_s: saved.stall_s,
-            write_s: saved.write_s,
-        })?;
-        metrics.sync(dir)?;
-    }
-    observer.checkpoint(saved.step, &saved.path);
-    *last_checkpoint = Some(saved.path);
-    Ok(())
 }
 
 fn load_tokenizer(path: &Path, context_length: usize) -> Result<TextTokenizer> {

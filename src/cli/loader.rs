@@ -10,7 +10,8 @@ use anyhow::Context;
 use clap::Args;
 use flipstream_shard::ShardError;
 use flipstream_shard::loader::{
-    Batch, Loader, LoaderConfig, LoaderError, LoaderState, Mode, Rank, SplitSelection, Start,
+    Batch, Loader, LoaderConfig, LoaderError, LoaderInfo, LoaderState, Mode, Rank, SplitSelection,
+    Start,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -220,47 +221,103 @@ fn resolve(args: &LoaderArgs, state: Option<&LoaderState>) -> anyhow::Result<Loa
 pub(super) fn run(args: LoaderArgs, global: Global) -> anyhow::Result<ExitCode> {
     let saved = args.from_state.as_deref().map(read_state).transpose()?;
     let mut config = resolve(&args, saved.as_ref())?;
-    if let (Some(e), Some(s)) = (args.epoch, &saved)
-        && e != s.epoch
-    {
-        return Err(UsageError(format!(
-            "--epoch {e} contradicts --from-state, which is at epoch {}",
-            s.epoch
-        ))
-        .into());
-    }
-    let epoch = saved.as_ref().map_or(args.epoch.unwrap_or(0), |s| s.epoch);
+    let epoch = epoch_of(args.epoch, saved.as_ref())?;
     config.epochs = Some(epoch + 1);
     let start = saved.map_or(Start::Epoch(epoch), Start::State);
     let rank = Rank {
         rank: args.rank,
         world_size: args.world_size,
     };
-    let loader = Loader::open(&args.url, config.clone(), rank, start).map_err(loader_error)?;
+    let mut loader = Loader::open(&args.url, config.clone(), rank, start).map_err(loader_error)?;
     let info = loader.info().clone();
     let remaining = info.batches_per_epoch.saturating_sub(info.start.batch);
     let total = args.batches.map_or(remaining, |n| n.min(remaining));
     if !global.quiet {
-        eprintln!(
-            "{}: {} rows in {} row groups; epoch {epoch}, rank {}/{}: {} batches of {} from batch {}{}",
-            args.url,
-            info.total_rows,
-            info.units,
-            args.rank,
-            args.world_size,
-            info.batches_per_epoch,
-            config.batch_size / args.world_size,
-            info.start.batch,
-            if info.dropped_per_epoch > 0 {
-                format!(
-                    " ({} rows under one global batch dropped)",
-                    info.dropped_per_epoch
-                )
-            } else {
-                String::new()
-            }
-        );
+        eprintln!("{}", opening_line(&args, &info, epoch, config.batch_size));
     }
+    let started = Instant::now();
+    let streamed = stream(&mut loader, &args, total, global)?;
+    let seconds = started.elapsed().as_secs_f64();
+    if args.keys {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stats = loader.stats();
+    let summary = Summary {
+        url: args.url.clone(),
+        mode: config.mode,
+        split: config.split,
+        rank: args.rank,
+        world_size: args.world_size,
+        epoch,
+        batches: streamed.batches,
+        images: streamed.images,
+        seconds,
+        images_per_s: streamed.images as f64 / seconds.max(1e-9),
+        substituted: stats.substituted,
+        units_lost: stats.units_lost,
+        decode_failures: stats.decode_failures,
+        row_groups_read: stats.row_groups_read,
+        bytes_fetched: stats.bytes_fetched,
+        batches_per_epoch: info.batches_per_epoch,
+        dropped_per_epoch: info.dropped_per_epoch,
+        state_after: streamed.last_state,
+    };
+    if global.json {
+        write_stdout(&crate::cli::json_summary(&summary)?)?;
+    } else {
+        write_stdout(&summary_text(&summary))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The epoch to read: `--epoch`, or the saved state's (both given, they must agree).
+fn epoch_of(epoch: Option<u64>, saved: Option<&LoaderState>) -> anyhow::Result<u64> {
+    match (epoch, saved) {
+        (Some(e), Some(s)) if e != s.epoch => Err(UsageError(format!(
+            "--epoch {e} contradicts --from-state, which is at epoch {}",
+            s.epoch
+        ))
+        .into()),
+        (_, Some(s)) => Ok(s.epoch),
+        (e, None) => Ok(e.unwrap_or(0)),
+    }
+}
+
+/// What is about to be streamed, for stderr.
+fn opening_line(args: &LoaderArgs, info: &LoaderInfo, epoch: u64, batch_size: usize) -> String {
+    let dropped = match info.dropped_per_epoch {
+        0 => String::new(),
+        n => format!(" ({n} rows under one global batch dropped)"),
+    };
+    format!(
+        "{}: {} rows in {} row groups; epoch {epoch}, rank {}/{}: {} batches of {} from batch {}{dropped}",
+        args.url,
+        info.total_rows,
+        info.units,
+        args.rank,
+        args.world_size,
+        info.batches_per_epoch,
+        batch_size / args.world_size,
+        info.start.batch,
+    )
+}
+
+/// What [`stream`] read.
+struct Streamed {
+    batches: u64,
+    images: u64,
+    /// The loader state after the last batch, to resume from.
+    last_state: Option<LoaderState>,
+}
+
+/// Reads up to `total` batches, printing their keys with `--keys` (until stdout closes) and a
+/// progress bar otherwise.
+fn stream(
+    loader: &mut Loader,
+    args: &LoaderArgs,
+    total: u64,
+    global: Global,
+) -> anyhow::Result<Streamed> {
     let bar = ProgressBar::new(total);
     if global.quiet || args.keys {
         bar.set_draw_target(ProgressDrawTarget::hidden());
@@ -270,10 +327,12 @@ pub(super) fn run(args: LoaderArgs, global: Global) -> anyhow::Result<ExitCode> 
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
     }
-    let started = Instant::now();
-    let (mut batches, mut images, mut substituted) = (0u64, 0u64, 0u64);
-    let mut last_state = None;
-    let mut loader = loader;
+    let mut streamed = Streamed {
+        batches: 0,
+        images: 0,
+        last_state: None,
+    };
+    let mut substituted = 0u64;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for _ in 0..total {
         let Some(batch) = loader.next() else {
@@ -281,8 +340,8 @@ pub(super) fn run(args: LoaderArgs, global: Global) -> anyhow::Result<ExitCode> 
         };
         super::progress::show_loader_notices(&loader.take_notices(), Some(&bar), global);
         let batch = batch.with_context(|| format!("streaming {}", args.url))?;
-        batches += 1;
-        images += batch.len() as u64;
+        streamed.batches += 1;
+        streamed.images += batch.len() as u64;
         if args.keys && !print_keys(&mut out, &batch, global.json)? {
             break; // stdout closed (e.g. piped into `head`)
         }
@@ -291,60 +350,33 @@ pub(super) fn run(args: LoaderArgs, global: Global) -> anyhow::Result<ExitCode> 
             substituted += u64::from(batch.substituted);
             bar.set_message(format!("{substituted} substituted"));
         }
-        last_state = Some(batch.state_after);
+        streamed.last_state = Some(batch.state_after);
     }
     super::progress::show_loader_notices(&loader.take_notices(), Some(&bar), global);
     bar.finish_and_clear();
-    if let Err(e) = out.flush()
-        && e.kind() != std::io::ErrorKind::BrokenPipe
-    {
-        return Err(e.into());
+    match out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(streamed),
     }
-    drop(out);
-    let seconds = started.elapsed().as_secs_f64();
-    let stats = loader.stats();
-    if !args.keys {
-        let summary = Summary {
-            url: args.url.clone(),
-            mode: config.mode,
-            split: config.split,
-            rank: args.rank,
-            world_size: args.world_size,
-            epoch,
-            batches,
-            images,
-            seconds,
-            images_per_s: images as f64 / seconds.max(1e-9),
-            substituted: stats.substituted,
-            units_lost: stats.units_lost,
-            decode_failures: stats.decode_failures,
-            row_groups_read: stats.row_groups_read,
-            bytes_fetched: stats.bytes_fetched,
-            batches_per_epoch: info.batches_per_epoch,
-            dropped_per_epoch: info.dropped_per_epoch,
-            state_after: last_state,
-        };
-        if global.json {
-            write_stdout(&crate::cli::json_summary(&summary)?)?;
-        } else {
-            let mut text = format!(
-                "{} images in {} batches, {:.2} s: {:.0} images/s\n\
-                 substituted {} ({} images undecodable, {} row groups lost); {} row groups, {:.1} MB fetched",
-                summary.images,
-                summary.batches,
-                summary.seconds,
-                summary.images_per_s,
-                summary.substituted,
-                summary.decode_failures,
-                summary.units_lost,
-                summary.row_groups_read,
-                summary.bytes_fetched as f64 / 1e6
-            );
-            if let Some(s) = &summary.state_after {
-                text.push_str(&format!("\nresume with --from-state '{}'", s.to_json()));
-            }
-            write_stdout(&text)?;
-        }
+}
+
+/// The human summary: throughput, losses, and how to resume.
+fn summary_text(summary: &Summary) -> String {
+    let mut text = format!(
+        "{} images in {} batches, {:.2} s: {:.0} images/s\n\
+         substituted {} ({} images undecodable, {} row groups lost); {} row groups, {:.1} MB fetched",
+        summary.images,
+        summary.batches,
+        summary.seconds,
+        summary.images_per_s,
+        summary.substituted,
+        summary.decode_failures,
+        summary.units_lost,
+        summary.row_groups_read,
+        summary.bytes_fetched as f64 / 1e6
+    );
+    if let Some(s) = &summary.state_after {
+        text.push_str(&format!("\nresume with --from-state '{}'", s.to_json()));
     }
-    Ok(ExitCode::SUCCESS)
+    text
 }

@@ -3,11 +3,12 @@
 //! [`ShardReader::open`] fetches the footer once (one ranged GET when the size is known from the
 //! commit record, a suffix GET otherwise); each [`ShardReader::read_row_group`] then fetches just
 //! that row group's column chunks. Every byte fetched is counted ([`ShardReader::bytes_fetched`]),
-//! so tools can show how little of a dataset they had to read.
+//! so tools can show how little of a dataset they had to read. [`StoreFile`], the async Parquet
+//! reader of an object underneath, also serves the stats samples and ingest's Parquet source.
 
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, SchemaRef};
@@ -27,35 +28,72 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use crate::error::{Result, ShardError};
 use crate::store::StoreRoot;
 
-fn to_parquet_err(e: object_store::Error) -> ParquetError {
-    ParquetError::External(Box::new(e))
-}
-
-/// Parquet's view of one object: ranged GETs through the store, with a byte counter.
+/// Parquet's view of one object in a store, the one async Parquet reader of the project: ranged
+/// GETs (the footer in one request when the size is known, a suffix GET otherwise), every byte
+/// counted, and the last storage error kept, so a caller can tell a failed read (network, disk)
+/// from a damaged file. Clones share the counter and the error.
 #[derive(Debug, Clone)]
-struct StoreFileReader {
+pub struct StoreFile {
     store: Arc<dyn ObjectStore>,
     path: Path,
     size: Option<u64>,
     fetched: Arc<AtomicU64>,
+    store_error: Arc<Mutex<Option<String>>>,
 }
 
-impl StoreFileReader {
-    fn count(&self, n: usize) {
-        self.fetched.fetch_add(n as u64, Ordering::Relaxed);
+impl StoreFile {
+    /// The object at `path`; `size`, when known (a commit record, a HEAD), saves a request.
+    pub fn new(store: Arc<dyn ObjectStore>, path: Path, size: Option<u64>) -> Self {
+        Self {
+            store,
+            path,
+            size,
+            fetched: Arc::new(AtomicU64::new(0)),
+            store_error: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The same reader, adding the bytes it fetches to `counter` (shared by many files).
+    pub fn counting_into(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.fetched = counter;
+        self
+    }
+
+    /// Bytes fetched so far by this reader and its clones.
+    pub fn bytes_fetched(&self) -> u64 {
+        self.fetched.load(Ordering::Relaxed)
+    }
+
+    /// The last error of the store itself (not of the Parquet decoding above it), if any.
+    pub fn store_error(&self) -> Option<String> {
+        self.store_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn tally<T>(
+        &self,
+        result: object_store::Result<T>,
+        len: impl Fn(&T) -> usize,
+    ) -> parquet::errors::Result<T> {
+        match result {
+            Ok(v) => {
+                self.fetched.fetch_add(len(&v) as u64, Ordering::Relaxed);
+                Ok(v)
+            }
+            Err(e) => {
+                if let Ok(mut last) = self.store_error.lock() {
+                    *last = Some(e.to_string());
+                }
+                Err(ParquetError::External(Box::new(e)))
+            }
+        }
     }
 }
 
-impl AsyncFileReader for StoreFileReader {
+impl AsyncFileReader for StoreFile {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
-            let b = self
-                .store
-                .get_range(&self.path, range)
-                .await
-                .map_err(to_parquet_err)?;
-            self.count(b.len());
-            Ok(b)
+            let got = self.store.get_range(&self.path, range).await;
+            self.tally(got, Bytes::len)
         }
         .boxed()
     }
@@ -65,13 +103,8 @@ impl AsyncFileReader for StoreFileReader {
         ranges: Vec<Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         async move {
-            let v = self
-                .store
-                .get_ranges(&self.path, &ranges)
-                .await
-                .map_err(to_parquet_err)?;
-            self.count(v.iter().map(Bytes::len).sum());
-            Ok(v)
+            let got = self.store.get_ranges(&self.path, &ranges).await;
+            self.tally(got, |v| v.iter().map(Bytes::len).sum())
         }
         .boxed()
     }
@@ -81,6 +114,7 @@ impl AsyncFileReader for StoreFileReader {
         options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         async move {
+            // the page-index policies of `options` are honoured
             let reader = ParquetMetaDataReader::new().with_arrow_reader_options(options);
             let meta = match self.size {
                 Some(size) => reader.load_and_finish(self, size).await?,
@@ -92,21 +126,18 @@ impl AsyncFileReader for StoreFileReader {
     }
 }
 
-impl MetadataSuffixFetch for &mut StoreFileReader {
+impl MetadataSuffixFetch for &mut StoreFile {
     fn fetch_suffix(&mut self, suffix: usize) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
             let options = GetOptions {
                 range: Some(GetRange::Suffix(suffix as u64)),
                 ..Default::default()
             };
-            let resp = self
-                .store
-                .get_opts(&self.path, options)
-                .await
-                .map_err(to_parquet_err)?;
-            let b = resp.bytes().await.map_err(to_parquet_err)?;
-            self.count(b.len());
-            Ok(b)
+            let got = match self.store.get_opts(&self.path, options).await {
+                Ok(resp) => resp.bytes().await,
+                Err(e) => Err(e),
+            };
+            self.tally(got, Bytes::len)
         }
         .boxed()
     }
@@ -117,7 +148,7 @@ impl MetadataSuffixFetch for &mut StoreFileReader {
 pub struct ShardReader {
     root: StoreRoot,
     path: String,
-    file: StoreFileReader,
+    file: StoreFile,
     meta: ArrowReaderMetadata,
 }
 
@@ -125,12 +156,7 @@ impl ShardReader {
     /// Opens `path` (relative to `root`); `size`, when known from the commit record, saves a
     /// request.
     pub async fn open(root: &StoreRoot, path: &str, size: Option<u64>) -> Result<Self> {
-        let mut file = StoreFileReader {
-            store: root.store().clone(),
-            path: Path::from(path),
-            size,
-            fetched: Arc::new(AtomicU64::new(0)),
-        };
+        let mut file = StoreFile::new(root.store().clone(), Path::from(path), size);
         let meta = ArrowReaderMetadata::load_async(&mut file, ArrowReaderOptions::new())
             .await
             .map_err(|e| ShardError::parquet(root.location(path), e))?;
@@ -144,7 +170,7 @@ impl ShardReader {
 
     /// Bytes fetched from the store so far (footer and row groups) by this reader and its clones.
     pub fn bytes_fetched(&self) -> u64 {
-        self.file.fetched.load(Ordering::Relaxed)
+        self.file.bytes_fetched()
     }
 
     /// The path, relative to the dataset root.

@@ -10,7 +10,6 @@
 //! malformed item, so counts stay exact; a failure of the storage underneath is an error.
 
 use std::fs::File;
-use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, RecordBatch, StringArray};
@@ -18,9 +17,9 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, UInt64Type};
 use bytes::Bytes;
 use flipstream_schemas::extra_column_name;
+use flipstream_shard::reader::StoreFile;
 use flipstream_shard::rows::Scalar;
-use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ProjectionMask;
@@ -28,16 +27,14 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
 };
-use parquet::arrow::async_reader::{
-    AsyncFileReader, ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder,
-};
+use parquet::arrow::async_reader::{ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder};
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use tokio::runtime::Handle;
 
 use super::columns::{ColClass, ColumnInfo, Roles, detect, names};
 use super::error::{Result, SourceError};
-use super::location::{Location, Tap};
+use super::location::Location;
 use super::options::SourceOptions;
 use super::{ImageRef, RawItem, SourceKind, SourceStats, UnitCtx, UnitSource};
 
@@ -143,7 +140,7 @@ fn load_local(path: &std::path::Path, uri: &str, page_index: bool) -> Result<Arr
 }
 
 async fn load_store(
-    reader: &mut StoreReader,
+    reader: &mut StoreFile,
     uri: &str,
     page_index: bool,
 ) -> Result<ArrowReaderMetadata> {
@@ -196,7 +193,7 @@ pub(super) async fn inspect(loc: &Location, opts: &SourceOptions) -> Result<(Sou
                 })??
         }
         Location::Store { store, path, .. } => {
-            let mut reader = StoreReader::new(store.clone(), path.clone(), &uri).await?;
+            let mut reader = store_file(store, path, &uri).await?;
             load_store(&mut reader, &uri, false).await?
         }
     };
@@ -204,66 +201,16 @@ pub(super) async fn inspect(loc: &Location, opts: &SourceOptions) -> Result<(Sou
     Ok((kind, total_rows(meta.metadata())))
 }
 
-/// Ranged reads of a Parquet object, remembering storage errors (see [`Tap`]).
-struct StoreReader {
-    store: Arc<dyn ObjectStore>,
-    path: Path,
-    size: u64,
-    tap: Tap,
-}
-
-impl StoreReader {
-    /// A reader of the object (its size is read here: a missing object is `NotFound`).
-    async fn new(store: Arc<dyn ObjectStore>, path: Path, uri: &str) -> Result<Self> {
-        let size = store
-            .head(&path)
-            .await
-            .map_err(|e| SourceError::store(uri, "head", e))?
-            .size;
-        Ok(Self {
-            store,
-            path,
-            size,
-            tap: Tap::default(),
-        })
-    }
-
-    fn tapped<T>(&self, r: object_store::Result<T>) -> parquet::errors::Result<T> {
-        r.map_err(|e| {
-            self.tap.record(e.to_string());
-            ParquetError::from(e)
-        })
-    }
-}
-
-impl AsyncFileReader for StoreReader {
-    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        async move { self.tapped(self.store.get_range(&self.path, range).await) }.boxed()
-    }
-
-    fn get_byte_ranges(
-        &mut self,
-        ranges: Vec<Range<u64>>,
-    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
-        async move { self.tapped(self.store.get_ranges(&self.path, &ranges).await) }.boxed()
-    }
-
-    fn get_metadata<'a>(
-        &'a mut self,
-        options: Option<&'a ArrowReaderOptions>,
-    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        async move {
-            let size = self.size;
-            let mut reader = ParquetMetaDataReader::new();
-            if let Some(o) = options {
-                reader = reader
-                    .with_offset_index_policy(o.offset_index_policy())
-                    .with_column_index_policy(o.column_index_policy());
-            }
-            reader.load_and_finish(self, size).await.map(Arc::new)
-        }
-        .boxed()
-    }
+/// A store's Parquet object for the async reader; its size is read here, so a missing object is
+/// `NotFound` before any Parquet error. The reader keeps its storage errors apart from format
+/// errors ([`StoreFile::store_error`]), like [`Tap`](super::location::Tap) for streaming reads.
+async fn store_file(store: &Arc<dyn ObjectStore>, path: &Path, uri: &str) -> Result<StoreFile> {
+    let size = store
+        .head(path)
+        .await
+        .map_err(|e| SourceError::store(uri, "head", e))?
+        .size;
+    Ok(StoreFile::new(store.clone(), path.clone(), Some(size)))
 }
 
 /// The row groups overlapping `start..end` and the selection of exactly those rows within them.
@@ -296,9 +243,10 @@ fn select_rows(group_rows: &[u64], start: u64, end: u64) -> (Vec<usize>, RowSele
 enum Batches {
     Local(ParquetRecordBatchReader),
     Store {
-        stream: ParquetRecordBatchStream<StoreReader>,
+        stream: ParquetRecordBatchStream<StoreFile>,
         rt: Handle,
-        tap: Tap,
+        /// The same object, for its storage errors.
+        file: StoreFile,
     },
     Empty,
 }
@@ -314,7 +262,7 @@ impl Batches {
 
     fn storage_failure(&self) -> Option<String> {
         match self {
-            Batches::Store { tap, .. } => tap.failure(),
+            Batches::Store { file, .. } => file.store_error(),
             _ => None,
         }
     }
@@ -381,7 +329,7 @@ pub(super) fn open(
         Location::Local(path) => (load_local(path, &ctx.uri, true)?, None),
         Location::Store { store, path, .. } => {
             let meta = rt.block_on(async {
-                let mut reader = StoreReader::new(store.clone(), path.clone(), &ctx.uri).await?;
+                let mut reader = store_file(store, path, &ctx.uri).await?;
                 let meta = load_store(&mut reader, &ctx.uri, true).await?;
                 Ok::<_, SourceError>((meta, reader))
             })?;
@@ -473,7 +421,7 @@ pub(super) fn open(
                 Batches::Local(reader)
             }
             (Location::Store { .. }, Some(reader)) => {
-                let tap = reader.tap.clone();
+                let file = reader.clone();
                 let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
                     .with_projection(mask)
                     .with_row_groups(groups)
@@ -481,7 +429,7 @@ pub(super) fn open(
                     .with_batch_size(batch_rows)
                     .build()
                     .map_err(parquet_err)?;
-                Batches::Store { stream, rt, tap }
+                Batches::Store { stream, rt, file }
             }
             (Location::Store { .. }, None) => return Err(ctx.unit_error("store reader missing")),
         }

@@ -6,30 +6,26 @@
 //! whole row groups. Images are decoded with size limits and shrunk to JPEG thumbnails; an image
 //! that does not decode gives a sample without thumbnail and with the decoder's message.
 
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type};
-use bytes::Bytes;
 use flipstream_schemas::columns;
-use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, RowSelection, RowSelector,
 };
-use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
-use parquet::errors::ParquetError;
-use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use parquet::file::metadata::PageIndexPolicy;
 
 use super::StatsError;
 use super::report::SampleSummary;
 use crate::dataset::RowGroupRef;
 use crate::error::ShardError;
+use crate::reader::StoreFile;
 use crate::store::StoreRoot;
 
 /// A thumbnail to write next to the report.
@@ -86,66 +82,6 @@ pub fn sample_positions(row_groups: &[RowGroupRef], n: usize) -> Vec<(RowGroupRe
         start += rg.rows;
     }
     out
-}
-
-/// Parquet's view of an object through the store (ranged GETs), counting the bytes it fetches.
-struct Counted {
-    store: Arc<dyn ObjectStore>,
-    path: Path,
-    size: u64,
-    fetched: Arc<AtomicU64>,
-}
-
-fn external(e: object_store::Error) -> ParquetError {
-    ParquetError::External(Box::new(e))
-}
-
-impl AsyncFileReader for Counted {
-    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        async move {
-            let b = self
-                .store
-                .get_range(&self.path, range)
-                .await
-                .map_err(external)?;
-            self.fetched.fetch_add(b.len() as u64, Ordering::Relaxed);
-            Ok(b)
-        }
-        .boxed()
-    }
-
-    fn get_byte_ranges(
-        &mut self,
-        ranges: Vec<Range<u64>>,
-    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
-        async move {
-            let v = self
-                .store
-                .get_ranges(&self.path, &ranges)
-                .await
-                .map_err(external)?;
-            self.fetched
-                .fetch_add(v.iter().map(|b| b.len() as u64).sum(), Ordering::Relaxed);
-            Ok(v)
-        }
-        .boxed()
-    }
-
-    fn get_metadata<'a>(
-        &'a mut self,
-        options: Option<&'a ArrowReaderOptions>,
-    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        async move {
-            let size = self.size;
-            let meta = ParquetMetaDataReader::new()
-                .with_arrow_reader_options(options)
-                .with_offset_index_policy(PageIndexPolicy::Optional)
-                .load_and_finish(self, size)
-                .await?;
-            Ok(Arc::new(meta))
-        }
-        .boxed()
-    }
 }
 
 fn text(batch: &RecordBatch, name: &str, at: &str) -> Result<ArrayRef, StatsError> {
@@ -217,15 +153,17 @@ async fn read_row_group_samples(
     let location = root.location(&rg.shard);
     let at = format!("{location} row group {}", rg.index);
     let parquet_err = |e| StatsError::Shard(ShardError::parquet(&at, e));
-    let mut reader = Counted {
-        store: root.store().clone(),
-        path: Path::from(rg.shard.as_str()),
-        size: rg.shard_bytes,
-        fetched,
-    };
-    let meta = reader.get_metadata(None).await.map_err(parquet_err)?;
-    let meta =
-        ArrowReaderMetadata::try_new(meta, ArrowReaderOptions::new()).map_err(parquet_err)?;
+    let mut reader = StoreFile::new(
+        root.store().clone(),
+        Path::from(rg.shard.as_str()),
+        Some(rg.shard_bytes),
+    )
+    .counting_into(fetched);
+    // the offset index, where there is one, lets the row selection skip whole pages
+    let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional);
+    let meta = ArrowReaderMetadata::load_async(&mut reader, options)
+        .await
+        .map_err(parquet_err)?;
     let schema = meta.schema().clone();
     let mut roots = Vec::new();
     for name in SAMPLE_COLUMNS {

@@ -203,38 +203,9 @@ pub async fn run(
     let manifest =
         flipstream_schemas::DatasetManifest::new(fingerprint.clone(), config.content_json());
     let writer = DatasetWriter::open(root.clone(), manifest, config.writer.clone()).await?;
-    let committed = writer.committed_units().await?;
-    let (done, todo): (Vec<UnitPlan>, Vec<UnitPlan>) = mine
-        .into_iter()
-        .partition(|p| committed.contains(&p.spec.id));
-    let units_skipped = done.len();
-    let retries = if opts.retry_failed {
-        let ds = Dataset::open_root(root.clone()).await?;
-        plan_retries(&ds, &done).await?
-    } else {
-        Vec::new()
-    };
-    let retry_units_planned = retries.len();
-    let work: Vec<(UnitPlan, Option<RetryUnit>)> = todo
-        .into_iter()
-        .map(|p| (p, None))
-        .chain(retries.into_iter().map(|r| (r.plan.clone(), Some(r))))
-        .collect();
-
-    let needs_fetcher = work
-        .iter()
-        .any(|(p, _)| p.kind == crate::source::SourceKind::UrlList);
-    let fetcher = if needs_fetcher {
-        Some(Fetcher::new(config.fetch.clone())?)
-    } else {
-        None
-    };
-    let window = if needs_fetcher {
-        opts.window.max(config.fetch.concurrency)
-    } else {
-        opts.window
-    };
-    let estimated: Option<u64> = work.iter().map(|(p, _)| p.estimated_items).sum();
+    let work = Work::plan(&writer, &root, mine, opts.retry_failed).await?;
+    let (fetcher, window) = fetcher_for(&work.units, &config, opts.window)?;
+    let estimated: Option<u64> = work.units.iter().map(|(p, _)| p.estimated_items).sum();
     if let Some(n) = estimated {
         progress.set_length(n);
     }
@@ -251,7 +222,7 @@ pub async fn run(
         progress: progress.clone(),
     });
 
-    let results: Vec<(UnitPlan, UnitOutcome)> = futures::stream::iter(work)
+    let results: Vec<(UnitPlan, UnitOutcome)> = futures::stream::iter(work.units)
         .map(|(plan, retry)| {
             let ctx = ctx.clone();
             async move {
@@ -264,54 +235,137 @@ pub async fn run(
         .await;
     progress.finish_and_clear();
 
-    let mut counts = UnitCounts::default();
-    let mut units_failed = Vec::new();
-    let (mut units_committed, mut bytes_written, mut passthrough_nulled) = (0, 0, 0);
-    let mut retried = opts.retry_failed.then(|| RetrySummary {
-        units_planned: retry_units_planned,
+    let retried = opts.retry_failed.then(|| RetrySummary {
+        units_planned: work.retry_units,
         ..Default::default()
     });
-    for (plan, r) in results {
-        match r {
-            Ok((record, stats)) => {
-                units_committed += 1;
-                match (retried.as_mut(), &record.retry) {
-                    (Some(summary), Some(_)) => summary.add(&record.counts),
-                    _ => counts.merge(&record.counts),
-                }
-                bytes_written += record.shards.iter().map(|s| s.bytes).sum::<u64>()
-                    + record.rejections.as_ref().map_or(0, |f| f.bytes);
-                passthrough_nulled += stats.extras_nulled;
-            }
-            Err(e) => units_failed.push(FailedUnit {
-                unit: plan.spec.id,
-                source: plan.spec.source,
-                error: e.to_string(),
-            }),
-        }
-    }
-    units_failed.sort_by(|a, b| a.unit.cmp(&b.unit));
+    let done = Outcomes::tally(results, retried);
     let elapsed_s = started.elapsed().as_secs_f64();
+    let items = done.counts.read + done.retried.as_ref().map_or(0, |r| r.items);
     Ok(IngestSummary {
         dataset: root.url().to_string(),
         config_fingerprint: fingerprint,
         worker: opts.worker,
         units_planned,
         units_assigned,
-        units_skipped,
-        units_committed,
-        units_failed,
+        units_skipped: work.skipped,
+        units_committed: done.units_committed,
+        units_failed: done.units_failed,
         items_per_s: if elapsed_s > 0.0 {
-            (counts.read + retried.as_ref().map_or(0, |r| r.items)) as f64 / elapsed_s
+            items as f64 / elapsed_s
         } else {
             0.0
         },
-        counts,
-        retried,
-        bytes_written,
-        passthrough_nulled,
+        counts: done.counts,
+        retried: done.retried,
+        bytes_written: done.bytes_written,
+        passthrough_nulled: done.passthrough_nulled,
         elapsed_s,
     })
+}
+
+/// This worker's units still to do: the uncommitted ones, then (with `--retry-failed`) a retry
+/// unit for each committed one with transient failures.
+struct Work {
+    units: Vec<(UnitPlan, Option<RetryUnit>)>,
+    /// Units already committed (not redone).
+    skipped: usize,
+    /// Retry units among `units`.
+    retry_units: usize,
+}
+
+impl Work {
+    async fn plan(
+        writer: &DatasetWriter,
+        root: &StoreRoot,
+        mine: Vec<UnitPlan>,
+        retry_failed: bool,
+    ) -> Result<Self, IngestError> {
+        let committed = writer.committed_units().await?;
+        let (done, todo): (Vec<UnitPlan>, Vec<UnitPlan>) = mine
+            .into_iter()
+            .partition(|p| committed.contains(&p.spec.id));
+        let retries = if retry_failed {
+            let ds = Dataset::open_root(root.clone()).await?;
+            plan_retries(&ds, &done).await?
+        } else {
+            Vec::new()
+        };
+        let retry_units = retries.len();
+        let units = todo
+            .into_iter()
+            .map(|p| (p, None))
+            .chain(retries.into_iter().map(|r| (r.plan.clone(), Some(r))))
+            .collect();
+        Ok(Self {
+            units,
+            skipped: done.len(),
+            retry_units,
+        })
+    }
+}
+
+/// The URL fetcher when some unit is a URL list, and the window of items in flight per unit
+/// (at least the fetch concurrency then).
+fn fetcher_for(
+    units: &[(UnitPlan, Option<RetryUnit>)],
+    config: &IngestConfig,
+    window: usize,
+) -> Result<(Option<Fetcher>, usize), IngestError> {
+    let urls = units
+        .iter()
+        .any(|(p, _)| p.kind == crate::source::SourceKind::UrlList);
+    if !urls {
+        return Ok((None, window));
+    }
+    let fetcher = Fetcher::new(config.fetch.clone())?;
+    Ok((Some(fetcher), window.max(config.fetch.concurrency)))
+}
+
+/// What the units of a run came to.
+struct Outcomes {
+    counts: UnitCounts,
+    units_committed: usize,
+    units_failed: Vec<FailedUnit>,
+    bytes_written: u64,
+    passthrough_nulled: u64,
+    retried: Option<RetrySummary>,
+}
+
+impl Outcomes {
+    /// Sums the committed units (retry units into `retried`, when retrying) and lists the failed
+    /// ones by unit id.
+    fn tally(results: Vec<(UnitPlan, UnitOutcome)>, retried: Option<RetrySummary>) -> Self {
+        let mut done = Self {
+            counts: UnitCounts::default(),
+            units_committed: 0,
+            units_failed: Vec::new(),
+            bytes_written: 0,
+            passthrough_nulled: 0,
+            retried,
+        };
+        for (plan, r) in results {
+            match r {
+                Ok((record, stats)) => {
+                    done.units_committed += 1;
+                    match (done.retried.as_mut(), &record.retry) {
+                        (Some(summary), Some(_)) => summary.add(&record.counts),
+                        _ => done.counts.merge(&record.counts),
+                    }
+                    done.bytes_written += record.shards.iter().map(|s| s.bytes).sum::<u64>()
+                        + record.rejections.as_ref().map_or(0, |f| f.bytes);
+                    done.passthrough_nulled += stats.extras_nulled;
+                }
+                Err(e) => done.units_failed.push(FailedUnit {
+                    unit: plan.spec.id,
+                    source: plan.spec.source,
+                    error: e.to_string(),
+                }),
+            }
+        }
+        done.units_failed.sort_by(|a, b| a.unit.cmp(&b.unit));
+        done
+    }
 }
 
 impl RetrySummary {

@@ -265,6 +265,14 @@ impl ShardBatchBuilder {
     }
 }
 
+/// A passthrough value as an integer, when it is one that fits `dt`.
+fn integer(value: &Option<Scalar>, dt: &DataType) -> Option<i128> {
+    value
+        .as_ref()
+        .filter(|s| s.fits(dt))
+        .and_then(Scalar::as_i128)
+}
+
 /// Converts passthrough values to an array of type `dt` (values that do not fit become null).
 fn scalars_to_array(values: &[Option<Scalar>], dt: &DataType) -> Result<ArrayRef> {
     let natural: ArrayRef = match dt {
@@ -292,23 +300,13 @@ fn scalars_to_array(values: &[Option<Scalar>], dt: &DataType) -> Result<ArrayRef
         DataType::UInt64 => Arc::new(
             values
                 .iter()
-                .map(|v| {
-                    v.as_ref()
-                        .filter(|s| s.fits(dt))
-                        .and_then(|s| s.as_i128())
-                        .map(|x| x as u64)
-                })
+                .map(|v| integer(v, dt).map(|x| x as u64))
                 .collect::<UInt64Array>(),
         ),
         d if d.is_integer() => Arc::new(
             values
                 .iter()
-                .map(|v| {
-                    v.as_ref()
-                        .filter(|s| s.fits(dt))
-                        .and_then(|s| s.as_i128())
-                        .map(|x| x as i64)
-                })
+                .map(|v| integer(v, dt).map(|x| x as i64))
                 .collect::<Int64Array>(),
         ),
         other => {

@@ -84,14 +84,19 @@ pub fn sample_positions(row_groups: &[RowGroupRef], n: usize) -> Vec<(RowGroupRe
     out
 }
 
-fn text(batch: &RecordBatch, name: &str, at: &str) -> Result<ArrayRef, StatsError> {
-    let col = batch
+/// The column `name` of `batch`, or an error naming it and where (`at`).
+fn column<'a>(batch: &'a RecordBatch, name: &str, at: &str) -> Result<&'a ArrayRef, StatsError> {
+    batch
         .column_by_name(name)
         .ok_or_else(|| StatsError::Column {
             path: at.to_string(),
             column: name.to_string(),
             detail: "missing".into(),
-        })?;
+        })
+}
+
+fn text(batch: &RecordBatch, name: &str, at: &str) -> Result<ArrayRef, StatsError> {
+    let col = column(batch, name, at)?;
     let to = if name == columns::IMAGE {
         DataType::Binary
     } else {
@@ -105,13 +110,7 @@ fn text(batch: &RecordBatch, name: &str, at: &str) -> Result<ArrayRef, StatsErro
 }
 
 fn number(batch: &RecordBatch, name: &str, at: &str, i: usize) -> Result<u64, StatsError> {
-    let col = batch
-        .column_by_name(name)
-        .ok_or_else(|| StatsError::Column {
-            path: at.to_string(),
-            column: name.to_string(),
-            detail: "missing".into(),
-        })?;
+    let col = column(batch, name, at)?;
     let f = arrow::compute::cast(col, &DataType::Float64).map_err(|e| StatsError::Column {
         path: at.to_string(),
         column: name.to_string(),

@@ -366,6 +366,15 @@ struct Source {
     row: u64,
 }
 
+/// The unit data and stored row of a sample, when its unit was read and holds the row.
+fn sample<'a>(
+    ready: &'a HashMap<usize, Arc<UnitData>>,
+    s: &Source,
+) -> Option<(&'a Arc<UnitData>, usize)> {
+    let data = ready.get(&s.unit)?;
+    Some((data, data.stored_row(s.row)?))
+}
+
 struct Producer {
     handle: Handle,
     cancelled: watch::Receiver<bool>,
@@ -526,6 +535,9 @@ impl Producer {
             .unwrap_or_else(|| "no image decoded".into())
     }
 
+    /// Batch `t` of this rank: its samples decoded and augmented in parallel straight into the
+    /// batch buffer, any that fail replaced by good samples of the same lane, then captions,
+    /// tokens and passthrough values of the samples that made it.
     fn batch(&mut self, order: &mut EpochOrder, t: u64) -> LoaderResult<Batch> {
         let epoch = self.state.epoch;
         let slots: Vec<Slot> = order.rank_batch(t);
@@ -540,66 +552,11 @@ impl Producer {
             })
             .collect();
         let ready = self.units_for(order, t, &sources)?;
-        let sample = |s: &Source| -> Option<(&Arc<UnitData>, usize)> {
-            let data = ready.get(&s.unit)?;
-            Some((data, data.stored_row(s.row)?))
-        };
-
-        // decode + augment in parallel, straight into the batch buffer
         let n = slots.len();
         let image_bytes = self.augment.image_bytes();
         let mut images = vec![0u8; n * image_bytes];
-        let failures: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
-        let augment = &self.augment;
-        let ok: Vec<bool> = self.pool.install(|| {
-            images
-                .par_chunks_mut(image_bytes)
-                .zip(slots.par_iter().zip(sources.par_iter()))
-                .enumerate()
-                .map(|(i, (dst, (slot, src)))| {
-                    let Some((data, row)) = sample(src) else {
-                        return false;
-                    };
-                    match augment.apply(data.images.value(row), epoch, slot.pos, dst) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            failures
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .push((i, e));
-                            false
-                        }
-                    }
-                })
-                .collect()
-        });
-        let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
-        failures.sort_by_key(|f| f.0);
-        let location = |s: &Source| {
-            self.units
-                .units()
-                .get(s.unit)
-                .map(|u| {
-                    format!(
-                        "{} row group {}",
-                        self.fetcher.root().location(&u.shard),
-                        u.row_group
-                    )
-                })
-                .unwrap_or_default()
-        };
-        for (i, err) in &failures {
-            let key = sample(&sources[*i])
-                .map(|(d, r)| d.keys.value(r).to_string())
-                .unwrap_or_default();
-            self.counters.notice(format!(
-                "substituting {key} ({}): {err}",
-                location(&sources[*i])
-            ));
-        }
-        self.counters
-            .decode_failures
-            .fetch_add(failures.len() as u64, Ordering::Relaxed);
+        let (ok, failures) = self.decode_into(&mut images, &slots, &sources, &ready, epoch);
+        self.report_failures(&failures, &sources, &ready);
 
         // fill bad slots with good samples of the same lane
         let groups: Vec<u32> = slots.iter().map(|s| s.group).collect();
@@ -621,8 +578,10 @@ impl Producer {
                 substituted += 1;
             }
         }
-        let picked: Vec<(&Arc<UnitData>, usize)> =
-            src.iter().filter_map(|&s| sample(&sources[s])).collect();
+        let picked: Vec<(&Arc<UnitData>, usize)> = src
+            .iter()
+            .filter_map(|&s| sample(&ready, &sources[s]))
+            .collect();
         let keys: Vec<String> = picked
             .iter()
             .map(|(d, r)| d.keys.value(*r).to_string())
@@ -659,6 +618,77 @@ impl Producer {
             state_after,
             substituted,
         })
+    }
+
+    /// Decodes and augments every slot's sample into its part of `images`, on the pool: whether
+    /// each slot got an image, and the decode errors by slot (in slot order).
+    fn decode_into(
+        &self,
+        images: &mut [u8],
+        slots: &[Slot],
+        sources: &[Source],
+        ready: &HashMap<usize, Arc<UnitData>>,
+        epoch: u64,
+    ) -> (Vec<bool>, Vec<(usize, String)>) {
+        let failures: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
+        let augment = &self.augment;
+        let ok: Vec<bool> = self.pool.install(|| {
+            images
+                .par_chunks_mut(augment.image_bytes())
+                .zip(slots.par_iter().zip(sources.par_iter()))
+                .enumerate()
+                .map(|(i, (dst, (slot, src)))| {
+                    let Some((data, row)) = sample(ready, src) else {
+                        return false;
+                    };
+                    match augment.apply(data.images.value(row), epoch, slot.pos, dst) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            failures
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push((i, e));
+                            false
+                        }
+                    }
+                })
+                .collect()
+        });
+        let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+        failures.sort_by_key(|f| f.0);
+        (ok, failures)
+    }
+
+    /// A notice per sample that did not decode (key, shard, row group, why), and the count.
+    fn report_failures(
+        &self,
+        failures: &[(usize, String)],
+        sources: &[Source],
+        ready: &HashMap<usize, Arc<UnitData>>,
+    ) {
+        for (i, err) in failures {
+            let src = &sources[*i];
+            let key = sample(ready, src)
+                .map(|(d, r)| d.keys.value(r).to_string())
+                .unwrap_or_default();
+            let location = self
+                .units
+                .units()
+                .get(src.unit)
+                .map(|u| {
+                    format!(
+                        "{} row group {}",
+                        self.fetcher.root().location(&u.shard),
+                        u.row_group
+                    )
+                })
+                .unwrap_or_default();
+            self.counters
+                .notice(format!("substituting {key} ({location}): {err}"));
+        }
+        self.counters
+            .decode_failures
+            .fetch_add(failures.len() as u64, Ordering::Relaxed);
     }
 
     fn state_after(&self, order: &EpochOrder, t: u64) -> LoaderState {

@@ -30,7 +30,7 @@ use crate::store::StoreRoot;
 
 /// Parquet's view of one object in a store, the one async Parquet reader of the project: ranged
 /// GETs (the footer in one request when the size is known, a suffix GET otherwise), every byte
-/// counted, and the last storage error kept, so a caller can tell a failed read (network, disk)
+/// counted, and the first storage error kept, so a caller can tell a failed read (network, disk)
 /// from a damaged file. Clones share the counter and the error.
 #[derive(Debug, Clone)]
 pub struct StoreFile {
@@ -64,7 +64,7 @@ impl StoreFile {
         self.fetched.load(Ordering::Relaxed)
     }
 
-    /// The last error of the store itself (not of the Parquet decoding above it), if any.
+    /// The first error of the store itself (not of the Parquet decoding above it), if any.
     pub fn store_error(&self) -> Option<String> {
         self.store_error.lock().ok().and_then(|e| e.clone())
     }
@@ -80,8 +80,8 @@ impl StoreFile {
                 Ok(v)
             }
             Err(e) => {
-                if let Ok(mut last) = self.store_error.lock() {
-                    *last = Some(e.to_string());
+                if let Ok(mut first) = self.store_error.lock() {
+                    first.get_or_insert_with(|| e.to_string());
                 }
                 Err(ParquetError::External(Box::new(e)))
             }

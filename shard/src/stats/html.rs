@@ -66,7 +66,14 @@ p.note { color: var(--muted); font-size: 13px; }
 /// Renders the report as a self-contained HTML page; `thumbnails` are the sampled images'
 /// JPEGs, embedded as data URLs.
 pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, StatsError> {
-    let doc = sections::build(r);
+    write_document(&sections::build(r), thumbnails)
+}
+
+/// The document as a self-contained HTML page.
+pub(crate) fn write_document(
+    doc: &Document,
+    thumbnails: &[Thumbnail],
+) -> Result<String, StatsError> {
     let mut o = String::new();
     let title = escape(&doc.title);
     let _ = write!(
@@ -74,7 +81,7 @@ pub fn render_html(r: &StatsReport, thumbnails: &[Thumbnail]) -> Result<String, 
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title}</title><style>{STYLE}</style></head><body><main><h1>{title}</h1>"
     );
-    write_header(&mut o, &doc);
+    write_header(&mut o, doc);
     for section in &doc.sections {
         write_section(&mut o, section, thumbnails)?;
     }

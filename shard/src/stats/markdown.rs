@@ -19,7 +19,8 @@ pub fn render_markdown(r: &StatsReport) -> String {
     write_document(&sections::build(r))
 }
 
-fn write_document(doc: &Document) -> String {
+/// The document as Markdown.
+pub(crate) fn write_document(doc: &Document) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,

@@ -303,12 +303,14 @@ pub fn write_report(dir: &Path, output: &StatsOutput) -> Result<ReportFiles, Sta
         source: std::io::Error::other(e),
     })?;
     write_file(&json, &body)?;
+    // one document, written twice
+    let doc = sections::build(&output.report);
     let markdown = dir.join("report.md");
-    write_file(&markdown, render_markdown(&output.report).as_bytes())?;
+    write_file(&markdown, markdown::write_document(&doc).as_bytes())?;
     let html = dir.join("report.html");
     write_file(
         &html,
-        render_html(&output.report, &output.thumbnails)?.as_bytes(),
+        html::write_document(&doc, &output.thumbnails)?.as_bytes(),
     )?;
     let mut thumbnails = Vec::new();
     if !output.thumbnails.is_empty() {

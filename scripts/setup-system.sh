@@ -3,7 +3,7 @@
 # the other build targets run this before cargo.
 #
 #   cmake, nasm   turbojpeg-sys builds libjpeg-turbo 3.x (with its SIMD code) from the source that
-#                 ships in the crate; flipstream-shard decodes and encodes JPEG with it
+#                 ships in the crate; flipstream-imaging decodes and encodes JPEG with it
 #                 (docs/imaging.md says why). Debian 12's own libturbojpeg is 2.1, older than the
 #                 3.0 API that the `turbojpeg` crate binds, so it cannot be linked instead.
 #   libgloo-dev   gloo's headers, for the train crate's c10d shim (data-parallel training); the

@@ -32,7 +32,7 @@ step "python interop tests"
 # library (make_interop_dataset); test_ingest_interop.py makes its own with synth + ingest.
 interop_dir="$(mktemp -d)"
 trap 'rm -rf "$interop_dir"' EXIT
-# The example as built by the workspace build above: `cargo run -p flipstream-shard` would resolve
+# The example as built by the workspace build above: `cargo run -p flipstream-testkit` would resolve
 # features for that one package and compile it again.
 target/debug/examples/make_interop_dataset "$interop_dir/ds"
 export FLIPSTREAM_INTEROP_DATASET="$interop_dir/ds"

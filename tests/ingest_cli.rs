@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use flipstream_ingest::testing::TestServer;
+use flipstream_testkit::http_server::TestServer;
 use support::dataset::{Contents, fingerprint, read_dataset};
 use support::{bin, run};
 

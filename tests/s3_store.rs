@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use flipstream_schemas::{UnitSpec, WorkerInfo, layout, shard_schema};
 use flipstream_shard::dataset::unreferenced_objects;
-use flipstream_shard::stats::synthetic::SyntheticSpec;
 use flipstream_shard::{Dataset, DatasetWriter, StoreRoot, WriterSettings};
+use flipstream_testkit::synthetic::SyntheticSpec;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStoreExt, PutPayload};
 use support::s3::{MotoServer, free_port, set_process_env};

@@ -7,8 +7,8 @@
 mod support;
 
 use flipstream_shard::WriterSettings;
-use flipstream_shard::stats::format;
-use flipstream_shard::stats::synthetic::SyntheticSpec;
+use flipstream_stats::format;
+use flipstream_testkit::synthetic::SyntheticSpec;
 use support::{labels_of, run, run_in, write_dataset, write_labelled_dataset};
 
 fn spec() -> SyntheticSpec {

@@ -1,7 +1,7 @@
 //! The image path of every ingested item: probe, limited decode, resize and re-encode.
 #![no_main]
 
-use flipstream_shard::imaging::{ProcessSpec, probe, process_for_shard};
+use flipstream_imaging::{ProcessSpec, probe, process_for_shard};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let _ = probe(data);

@@ -8,8 +8,8 @@
 //! nothing that only decides *how fast* (concurrency, timeouts, retries): workers started with
 //! different thread counts still write into the same dataset, while a changed filter is refused.
 
+use flipstream_imaging::ProcessSpec;
 use flipstream_shard::WriterSettings;
-use flipstream_shard::imaging::ProcessSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::caption::CaptionRules;

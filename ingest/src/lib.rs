@@ -9,8 +9,6 @@
 //! - [`fetch`]: the HTTP downloader for URL lists (timeouts, retries, size caps, opt-outs, and no
 //!   loopback/private/link-local addresses unless allowed).
 //! - [`workers`]: which units this process runs (flags, Slurm, Kubernetes).
-//! - [`synth`]: synthetic web image-text pairs with ground-truth labels and planted dirt.
-//! - [`testing`]: a real HTTP server on 127.0.0.1 with scripted misbehaviour, for tests.
 
 pub mod caption;
 pub mod config;
@@ -19,6 +17,4 @@ pub mod fetch;
 pub mod pipeline;
 pub mod retry_failed;
 pub mod source;
-pub mod synth;
-pub mod testing;
 pub mod workers;

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use flipstream_imaging::{self as imaging, ProcessSpec};
 use flipstream_schemas::{RejectReason, UnitCounts, WorkerInfo, shard_schema_with_extras};
-use flipstream_shard::imaging::{self, ProcessSpec};
 use flipstream_shard::rows::{ShardBatchBuilder, ShardRow};
 use flipstream_shard::{Dataset, DatasetWriter, Rejection, ShardError, StoreRoot};
 use futures::StreamExt;

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use flipstream_ingest::fetch::{FetchConfig, FetchFailure, Fetched, Fetcher};
-use flipstream_ingest::testing::routes::BIG_DEFAULT_BYTES;
-use flipstream_ingest::testing::{TestServer, TestServerOptions};
 use flipstream_schemas::RejectReason;
+use flipstream_testkit::http_server::routes::BIG_DEFAULT_BYTES;
+use flipstream_testkit::http_server::{TestServer, TestServerOptions};
 use futures::StreamExt;
 use tempfile::TempDir;
 

@@ -1,4 +1,7 @@
-//! flipstream storage: everything that touches a committed dataset, without libtorch.
+//! flipstream storage and the shard format: everything that writes, commits, lists, checks or reads
+//! a committed dataset, without images, charts or libtorch. The crates built on it: `flipstream-
+//! imaging` (decode/resize/encode), `flipstream-loader` (the streaming loader and tokenizer),
+//! `flipstream-stats` (the statistics report), `flipstream-ingest` (web pairs → shards).
 //!
 //! - [`store`]: object-store URLs (`path`, `file://`, `memory://`, `s3://`, `gs://`, `az://`) as a
 //!   [`StoreRoot`] rooted at a folder.
@@ -12,35 +15,24 @@
 //! - [`split`]: `shard split`, the train/validation split view.
 //! - [`filter`]: `shard filter`, a new dataset of the rows that satisfy column predicates.
 //! - [`scores`]: score sidecars (`flipstream score`): per-row CLIP scores beside the shards.
-//! - [`stats`]: the dataset statistics report (JSON, Markdown, HTML with SVG charts).
-//! - [`imaging`]: image probe / decode / resize / encode / hashes for ingest and the loader
-//!   ([`imaging::process_for_shard`], [`imaging::decode`], [`imaging::crop_resize_into`]).
-//! - [`loader`]: the streaming loader ([`Loader`]): deterministic, elastic, resumable u8 batches.
-//! - [`tokenize`]: caption tokenization and byte-level BPE training ([`TextTokenizer`]).
 
 pub mod commit;
 pub mod dataset;
 pub mod error;
 pub mod filter;
-pub mod imaging;
 pub mod listing;
-pub mod loader;
 pub mod reader;
 pub mod retried;
 pub mod rows;
 pub mod scores;
 pub mod split;
-pub mod stats;
 pub mod store;
-pub mod tokenize;
 pub mod verify;
 pub mod writer;
 
 pub use commit::{DatasetWriter, Rejection, UnitWriter};
 pub use dataset::{Dataset, RowGroupRef};
 pub use error::{Result, ShardError};
-pub use loader::{Batch, Loader, LoaderConfig, LoaderState};
 pub use reader::ShardReader;
 pub use store::StoreRoot;
-pub use tokenize::TextTokenizer;
 pub use writer::{ParquetFile, ShardSink, WriterSettings};

@@ -12,9 +12,9 @@ use bytes::Bytes;
 use flipstream_schemas::{FileKind, Split, layout, metadata, split_of};
 use flipstream_shard::listing::list_dataset;
 use flipstream_shard::split::{SplitOptions, SplitOutcome, compute_split, write_split};
-use flipstream_shard::stats::synthetic::{SyntheticSpec, write_synthetic};
 use flipstream_shard::verify::{ProblemKind, VerifyOptions, VerifyReport, verify_dataset};
 use flipstream_shard::{Dataset, ShardReader, StoreRoot, WriterSettings};
+use flipstream_testkit::synthetic::{SyntheticSpec, write_synthetic};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 

@@ -79,7 +79,7 @@ pub(super) fn run(args: ExportArgs, global: Global) -> anyhow::Result<ExitCode> 
 /// The summary as a few lines (or JSON).
 #[cfg(feature = "train")]
 fn print_summary(s: &flipstream_train::interop::ExportSummary, json: bool) -> anyhow::Result<()> {
-    use flipstream_shard::stats::format;
+    use flipstream_stats::format;
 
     use crate::cli::loader::write_stdout;
     if json {

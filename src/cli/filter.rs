@@ -8,8 +8,8 @@ use clap::Args;
 use flipstream_schemas::CLIP_SCORE_COLUMN;
 use flipstream_shard::filter::{FilterSpec, Predicate, filter_dataset};
 use flipstream_shard::scores::ScoreSidecar;
-use flipstream_shard::stats::format;
 use flipstream_shard::{Dataset, ShardError, WriterSettings};
+use flipstream_stats::format;
 
 use super::progress::counter_bar;
 use super::{Global, UsageError, runtime};

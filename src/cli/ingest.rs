@@ -5,12 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use flipstream_imaging::{OutputFormat, ResizeMode};
 use flipstream_ingest::caption::Overlong;
 use flipstream_ingest::config::IngestConfig;
 use flipstream_ingest::pipeline::{self, IngestError, IngestSummary, RunOptions};
 use flipstream_ingest::source::SourceError;
 use flipstream_ingest::workers::WorkerSlot;
-use flipstream_shard::imaging::{OutputFormat, ResizeMode};
 
 use super::{Global, UsageError, progress};
 

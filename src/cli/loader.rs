@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use flipstream_shard::ShardError;
-use flipstream_shard::loader::{
+use flipstream_loader::{
     Batch, Loader, LoaderConfig, LoaderError, LoaderInfo, LoaderState, Mode, Rank, SplitSelection,
     Start,
 };
+use flipstream_shard::ShardError;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 

@@ -8,9 +8,9 @@ use clap::{Args, Subcommand};
 use flipstream_schemas::Holdout;
 use flipstream_shard::listing::list_dataset;
 use flipstream_shard::split::{HoldoutOptions, SplitOptions, SplitOutcome, write_split};
-use flipstream_shard::stats::format;
 use flipstream_shard::verify::{VerifyOptions, verify_dataset};
 use flipstream_shard::{Dataset, ShardError, StoreRoot};
+use flipstream_stats::format;
 
 use super::progress::counter_bar;
 use super::{Global, UsageError, runtime};

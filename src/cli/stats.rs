@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use flipstream_shard::stats::{self, StatsOptions, format};
+use flipstream_stats::{self as stats, StatsOptions, format};
 
 use super::progress::counter_bar;
 use super::{Global, runtime};

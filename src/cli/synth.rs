@@ -1,6 +1,6 @@
 //! `flipstream synth`: generate synthetic web image-text pairs with ground truth (labels, planted
 //! dirt) in WebDataset, Parquet, folder or URL-list layout. All logic lives in
-//! `flipstream_ingest::synth`; this module maps flags to a `SynthConfig` and prints the result.
+//! `flipstream_synth`; this module maps flags to a `SynthConfig` and prints the result.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use flipstream_ingest::synth::{
-    self, DirtKind, DirtMix, Layout, Overwrite, SizeMix, SynthConfig, SynthError, SynthSummary,
+use flipstream_synth::{
+    DirtKind, DirtMix, Layout, Overwrite, SizeMix, SynthConfig, SynthError, SynthSummary,
 };
 
 use super::{Global, UsageError};
@@ -133,8 +133,9 @@ pub(super) fn run(args: SynthArgs, global: Global) -> anyhow::Result<ExitCode> {
     let bar = super::progress::items_bar(global, "synth");
     bar.set_length(config.count);
     let started = Instant::now();
-    let summary = synth::generate(&config, &args.out, overwrite, &|n| bar.set_position(n))
-        .map_err(cli_error)?;
+    let summary =
+        flipstream_synth::generate(&config, &args.out, overwrite, &|n| bar.set_position(n))
+            .map_err(cli_error)?;
     bar.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
     if global.json {
@@ -206,7 +207,7 @@ fn print_summary(s: &SynthSummary, out: &std::path::Path, elapsed: f64) {
     }
     println!(
         "truth:   {} and {}",
-        out.join(synth::SIDECAR_FILE).display(),
-        out.join(synth::SUMMARY_FILE).display()
+        out.join(flipstream_synth::SIDECAR_FILE).display(),
+        out.join(flipstream_synth::SUMMARY_FILE).display()
     );
 }

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use flipstream_shard::TextTokenizer;
-use flipstream_shard::tokenize::{BpeOptions, TokenizeError, save_tokenizer, train_bpe_on_dataset};
+use flipstream_loader::TextTokenizer;
+use flipstream_loader::tokenize::{
+    BpeOptions, TokenizeError, save_tokenizer, train_bpe_on_dataset,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 

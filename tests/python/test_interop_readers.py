@@ -4,7 +4,7 @@ values, images that decode with Pillow) must match `flipstream shard ls --json` 
 records.
 
 The dataset comes from `FLIPSTREAM_INTEROP_DATASET`, which `scripts/test.sh` (run by `make test`)
-writes with `cargo run -p flipstream-shard --example make_interop_dataset -- DIR`. The binary is
+writes with `cargo run -p flipstream-testkit --example make_interop_dataset -- DIR`. The binary is
 `FLIPSTREAM_BIN`, or `target/debug/flipstream` of this checkout.
 """
 
@@ -56,7 +56,7 @@ def dataset():
     if not path:
         pytest.fail(
             "FLIPSTREAM_INTEROP_DATASET is not set: run the tests with `make test` (scripts/test.sh "
-            "writes the dataset with `cargo run -p flipstream-shard --example make_interop_dataset -- DIR` "
+            "writes the dataset with `cargo run -p flipstream-testkit --example make_interop_dataset -- DIR` "
             "and exports its folder)"
         )
     root = pathlib.Path(path)

@@ -18,8 +18,8 @@ use flipstream_schemas::{
     CommitRecord, DatasetManifest, UnitSpec, WorkerInfo, shard_schema_with_extras,
 };
 use flipstream_shard::rows::{Scalar, ShardBatchBuilder, ShardRow};
-use flipstream_shard::stats::synthetic::{SyntheticSpec, write_synthetic};
 use flipstream_shard::{DatasetWriter, StoreRoot, WriterSettings};
+use flipstream_testkit::synthetic::{SyntheticSpec, write_synthetic};
 
 /// The binary under test.
 pub(crate) fn bin() -> PathBuf {

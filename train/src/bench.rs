@@ -28,7 +28,7 @@ use crate::objective::ObjectiveConfig;
 use crate::step::TrainStep;
 
 /// User + system CPU time of this process so far (Linux; `None` elsewhere).
-pub use flipstream_shard::loader::bench::process_cpu_seconds;
+pub use flipstream_loader::bench::process_cpu_seconds;
 
 /// What to measure.
 #[derive(Debug, Clone)]

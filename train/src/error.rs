@@ -93,7 +93,7 @@ pub enum TrainError {
         context: String,
         /// The loader's error.
         #[source]
-        source: Box<flipstream_shard::loader::LoaderError>,
+        source: Box<flipstream_loader::LoaderError>,
     },
     /// Opening a dataset or reading its records failed.
     #[error("{context}: {source}")]
@@ -111,7 +111,7 @@ pub enum TrainError {
         context: String,
         /// The tokenizer's error.
         #[source]
-        source: Box<flipstream_shard::tokenize::TokenizeError>,
+        source: Box<flipstream_loader::tokenize::TokenizeError>,
     },
     /// A run directory that cannot be used as asked (already holds a run, holds none to resume,
     /// unreadable or unwritable files).
@@ -159,7 +159,7 @@ impl TrainError {
                 source.is_usage()
                     || matches!(
                         **source,
-                        flipstream_shard::loader::LoaderError::Dataset(
+                        flipstream_loader::LoaderError::Dataset(
                             flipstream_shard::ShardError::NotADataset { .. }
                                 | flipstream_shard::ShardError::InvalidUrl { .. }
                         )
@@ -173,9 +173,9 @@ impl TrainError {
             ),
             TrainError::Tokenizer { source, .. } => matches!(
                 **source,
-                flipstream_shard::tokenize::TokenizeError::Settings(_)
-                    | flipstream_shard::tokenize::TokenizeError::Load { .. }
-                    | flipstream_shard::tokenize::TokenizeError::MissingSpecial { .. }
+                flipstream_loader::tokenize::TokenizeError::Settings(_)
+                    | flipstream_loader::tokenize::TokenizeError::Load { .. }
+                    | flipstream_loader::tokenize::TokenizeError::MissingSpecial { .. }
             ),
             TrainError::Input { .. }
             | TrainError::Torch { .. }

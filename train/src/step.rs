@@ -241,7 +241,7 @@ impl TrainStep {
 
     /// [`TrainStep::step`] on this rank's share of a global batch of `B · world_size` samples,
     /// sample `i` being row `rows[i]` of the global batch (its mask is that row's; the loader's
-    /// [`flipstream_shard::loader::Rank::global_rows`]).
+    /// [`flipstream_loader::Rank::global_rows`]).
     pub fn step_rows(
         &mut self,
         images: &Tensor,

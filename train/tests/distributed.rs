@@ -58,7 +58,7 @@ fn on_ranks<T: Send>(n: usize, f: impl Fn(World) -> T + Sync) -> Vec<T> {
 /// The rows of an 8-sample batch that rank `r` of 2 holds when the loader has 4 lanes (lane
 /// chunks of 2, lanes `l ≡ r mod 2`): not a contiguous half, so the masks must follow the rows.
 fn lane_rows(rank: usize) -> Vec<usize> {
-    flipstream_shard::loader::Rank {
+    flipstream_loader::Rank {
         rank,
         world_size: 2,
     }

@@ -12,9 +12,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use flipstream_imaging::{self as imaging, DctScaling, ProcessSpec};
 use flipstream_ingest::config::IngestConfig;
 use flipstream_ingest::pipeline::{self, RunOptions};
-use flipstream_shard::imaging::{self, DctScaling, ProcessSpec};
 use rayon::prelude::*;
 use serde::Serialize;
 

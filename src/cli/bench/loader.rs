@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use flipstream_loader::bench::{LoaderBenchOptions, import_webdataset_tars, measure_loader};
 use flipstream_shard::WriterSettings;
-use flipstream_shard::loader::bench::{LoaderBenchOptions, import_webdataset_tars, measure_loader};
 
 use crate::cli::loader::{loader_error, write_stdout};
 use crate::cli::{Global, UsageError};

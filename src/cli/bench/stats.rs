@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use flipstream_shard::stats::synthetic::{SyntheticSpec, write_synthetic};
-use flipstream_shard::stats::{StatsOptions, compute_stats};
 use flipstream_shard::{Dataset, StoreRoot, WriterSettings};
+use flipstream_stats::{StatsOptions, compute_stats};
+use flipstream_testkit::synthetic::{SyntheticSpec, write_synthetic};
 use serde::Serialize;
 
 use crate::cli::Global;

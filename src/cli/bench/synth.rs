@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use flipstream_ingest::synth::{
-    self, DirtMix, FileFormat, Overwrite, StageTimes, SynthConfig, SynthPair, SynthPlan,
+use flipstream_synth::{
+    DirtMix, FileFormat, Overwrite, StageTimes, SynthConfig, SynthPair, SynthPlan,
 };
 use rayon::prelude::*;
 use serde::Serialize;
@@ -182,7 +182,7 @@ pub(super) fn run(args: BenchSynthArgs, global: Global) -> anyhow::Result<ExitCo
     let dirt: DirtMix = args
         .dirt
         .parse()
-        .map_err(|e: synth::SynthError| UsageError(format!("--dirt: {e}")))?;
+        .map_err(|e: flipstream_synth::SynthError| UsageError(format!("--dirt: {e}")))?;
     let config = SynthConfig {
         count: args.count,
         layout: args.layout.into(),
@@ -214,8 +214,9 @@ pub(super) fn run(args: BenchSynthArgs, global: Global) -> anyhow::Result<ExitCo
             // each run writes a fresh folder; removing the last one is not timed
             || remove_scratch(&scratch),
             || {
-                let summary = synth::generate(&config, &scratch, Overwrite::Refuse, &|_| {})
-                    .map_err(cli_error)?;
+                let summary =
+                    flipstream_synth::generate(&config, &scratch, Overwrite::Refuse, &|_| {})
+                        .map_err(cli_error)?;
                 output_bytes = summary.total_bytes;
                 Ok(summary.items as usize)
             },

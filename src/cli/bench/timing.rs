@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use flipstream_shard::loader::bench::process_cpu_seconds;
+use flipstream_loader::bench::process_cpu_seconds;
 use serde::Serialize;
 
 /// One measurement: seconds of wall-clock and CPU time for `items` items (images or pairs).

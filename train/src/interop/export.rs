@@ -39,8 +39,8 @@ use crate::config::{ModelConfig, PatchEmbed, TextPool, VisionPool};
 use crate::error::{Result, TrainError};
 use crate::model::ClipModel;
 use crate::objective::ObjectiveKind;
+use flipstream_loader::TextTokenizer;
 use flipstream_schemas::ScoreModel;
-use flipstream_shard::TextTokenizer;
 
 /// Where an export is meant to be loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -25,7 +25,7 @@ use super::open_clip::{BLOCK_TENSORS, CONFIG_FILE, Tower, block_prefixes};
 use crate::checkpoint::read_safetensors;
 use crate::config::{Activation, ModelConfig, PatchEmbed, PosEmbed, TextPool, VisionPool};
 use crate::error::{Result, TorchContext, TrainError};
-use flipstream_shard::TextTokenizer;
+use flipstream_loader::TextTokenizer;
 
 /// How a command line or config names an open_clip folder: `open_clip:DIR`.
 pub const OPEN_CLIP_PREFIX: &str = "open_clip:";

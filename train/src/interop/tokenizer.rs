@@ -17,8 +17,8 @@ use tokenizers::Tokenizer;
 
 use crate::config::ModelConfig;
 use crate::error::{Result, TrainError};
-use flipstream_shard::TextTokenizer;
-use flipstream_shard::tokenize::start_end_template;
+use flipstream_loader::TextTokenizer;
+use flipstream_loader::tokenize::start_end_template;
 
 /// Start, end and pad ids of an (exported) tokenizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

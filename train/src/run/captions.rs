@@ -1,5 +1,5 @@
 //! The run's caption tokenizer when none is given: a byte-level BPE
-//! ([`flipstream_shard::tokenize::train_bpe`]) trained on the captions of the rows the run trains
+//! ([`flipstream_loader::tokenize::train_bpe`]) trained on the captions of the rows the run trains
 //! on — the train side of the split view (rows whose key [`split_of`] puts in train and whose
 //! label values are not a held-out combination, [`SplitManifest::side_of`]), or every row. Only
 //! the `key` and `caption` columns (and the split's holdout columns) are read, row group by row
@@ -9,9 +9,9 @@
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
+use flipstream_loader::tokenize::{BpeOptions, train_bpe};
 use flipstream_schemas::{Split, SplitManifest, columns};
 use flipstream_shard::split::LabelColumns;
-use flipstream_shard::tokenize::{BpeOptions, train_bpe};
 use flipstream_shard::{Dataset, ShardReader};
 use tokenizers::Tokenizer;
 

@@ -19,8 +19,8 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Instant;
 
+use flipstream_loader::{Loader, LoaderConfig, Mode, Rank, SplitSelection, Start};
 use flipstream_schemas::{CommitRecord, ScoreManifest, ScoreModel};
-use flipstream_shard::loader::{Loader, LoaderConfig, Mode, Rank, SplitSelection, Start};
 use flipstream_shard::scores::{ScoreColumn, ScoreSidecar, UnitEmbeddings};
 use flipstream_shard::{Dataset, ShardError};
 use indicatif::ProgressBar;
@@ -342,7 +342,7 @@ fn score_unit(
 }
 
 /// The normalised image and caption embeddings `[B, E]` of every sample of a loader batch.
-fn encode_batch(trainer: &TrainStep, batch: &flipstream_shard::Batch) -> Result<(Tensor, Tensor)> {
+fn encode_batch(trainer: &TrainStep, batch: &flipstream_loader::Batch) -> Result<(Tensor, Tensor)> {
     let n = batch.len() as i64;
     let (h, w) = (i64::from(batch.height), i64::from(batch.width));
     let images = Tensor::from_slice(&batch.images)

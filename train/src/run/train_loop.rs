@@ -24,11 +24,11 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use flipstream_shard::TextTokenizer;
-use flipstream_shard::loader::{
+use flipstream_loader::TextTokenizer;
+use flipstream_loader::tokenize::save_tokenizer;
+use flipstream_loader::{
     Batch, Loader, LoaderConfig, LoaderError, LoaderState, Mode, Rank, SplitSelection, Start,
 };
-use flipstream_shard::tokenize::save_tokenizer;
 
 use crate::checkpoint::TrainProgress;
 use crate::dist::{DistSetup, World};

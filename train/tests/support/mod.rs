@@ -9,12 +9,12 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use arrow::datatypes::{DataType, Field};
-use flipstream_ingest::synth::{SynthConfig, SynthPlan};
+use flipstream_imaging::{ProcessSpec, ResizeSpec, process_for_shard};
 use flipstream_schemas::{DatasetManifest, UnitSpec, WorkerInfo, shard_schema_with_extras};
-use flipstream_shard::imaging::{ProcessSpec, ResizeSpec, process_for_shard};
 use flipstream_shard::rows::{Scalar, ShardBatchBuilder, ShardRow};
 use flipstream_shard::split::{SplitOptions, write_split};
 use flipstream_shard::{Dataset, DatasetWriter, StoreRoot, WriterSettings};
+use flipstream_synth::{SynthConfig, SynthPlan};
 use flipstream_train::run::{RunSpec, Session};
 use flipstream_train::{Preset, RunConfig};
 

@@ -40,8 +40,8 @@ use arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use flipstream_shard::TextTokenizer;
-use flipstream_shard::loader::{Loader, LoaderConfig, Mode, Rank, SplitSelection, Start};
+use flipstream_loader::TextTokenizer;
+use flipstream_loader::{Loader, LoaderConfig, Mode, Rank, SplitSelection, Start};
 use flipstream_shard::split::LabelColumns;
 
 use crate::dist::World;

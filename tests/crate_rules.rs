@@ -92,6 +92,18 @@ impl Graph {
 
 const LIBTORCH: &[&str] = &["tch", "torch-sys"];
 
+/// Every library crate of the workspace (all but the CLI and the test support).
+const LIBRARIES: [&str; 8] = [
+    "flipstream-schemas",
+    "flipstream-shard",
+    "flipstream-imaging",
+    "flipstream-loader",
+    "flipstream-stats",
+    "flipstream-ingest",
+    "flipstream-synth",
+    "flipstream-train",
+];
+
 #[test]
 fn the_trainer_links_neither_the_report_nor_the_ingest_machinery() {
     let graph = Graph::load(&[]);
@@ -117,16 +129,8 @@ fn the_trainer_links_neither_the_report_nor_the_ingest_machinery() {
 #[test]
 fn the_data_crates_never_link_libtorch() {
     let graph = Graph::load(&[]);
-    for krate in [
-        "flipstream-schemas",
-        "flipstream-shard",
-        "flipstream-imaging",
-        "flipstream-loader",
-        "flipstream-stats",
-        "flipstream-ingest",
-        "flipstream-synth",
-        "flipstream-testkit",
-    ] {
+    let data_crates = LIBRARIES.iter().filter(|k| **k != "flipstream-train");
+    for krate in data_crates.chain(&["flipstream-testkit"]) {
         graph.assert_links_none(krate, LIBTORCH, "only flipstream-train links libtorch");
     }
     let data_only = Graph::load(&["--no-default-features"]);
@@ -135,7 +139,7 @@ fn the_data_crates_never_link_libtorch() {
         LIBTORCH,
         "the data tools (--no-default-features) build without libtorch",
     );
-    assert!(Graph::load(&[]).closure("flipstream").contains("tch"));
+    assert!(graph.closure("flipstream").contains("tch"));
 }
 
 #[test]
@@ -180,18 +184,21 @@ fn each_library_crate_links_only_what_its_job_needs() {
 }
 
 #[test]
+fn libraries_do_not_draw_progress_bars() {
+    let graph = Graph::load(&[]);
+    for krate in LIBRARIES {
+        graph.assert_links_none(
+            krate,
+            &["indicatif"],
+            "libraries report through flipstream_shard::progress::Progress; the CLI draws",
+        );
+    }
+}
+
+#[test]
 fn test_support_stays_out_of_the_libraries() {
     let graph = Graph::load(&[]);
-    for krate in [
-        "flipstream-schemas",
-        "flipstream-shard",
-        "flipstream-imaging",
-        "flipstream-loader",
-        "flipstream-stats",
-        "flipstream-ingest",
-        "flipstream-synth",
-        "flipstream-train",
-    ] {
+    for krate in LIBRARIES {
         graph.assert_links_none(
             krate,
             &["flipstream-testkit"],

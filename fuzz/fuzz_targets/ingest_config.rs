@@ -2,6 +2,7 @@
 #![no_main]
 
 use flipstream_ingest::config::IngestConfig;
+use flipstream_shard::problems::Validate;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

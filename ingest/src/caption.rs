@@ -17,6 +17,7 @@
 //! Defaults follow DataComp's basic filtering (at least 2 words and 5 characters).
 
 use flipstream_schemas::RejectReason;
+use flipstream_shard::problems::{Problem, Validate};
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
 
@@ -71,19 +72,21 @@ impl Default for CaptionRules {
     }
 }
 
-impl CaptionRules {
-    /// Checks the rules are usable; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
+impl Validate for CaptionRules {
+    fn problems(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
         if self.max_chars == 0 {
-            return Err("caption.max_chars must be at least 1".into());
-        }
-        if self.min_chars > self.max_chars {
-            return Err(format!(
-                "caption.min_chars ({}) is above caption.max_chars ({})",
-                self.min_chars, self.max_chars
+            p.push(Problem::new("max_chars", "must be at least 1"));
+        } else if self.min_chars > self.max_chars {
+            p.push(Problem::new(
+                "min_chars",
+                format!(
+                    "({}) is above max_chars ({})",
+                    self.min_chars, self.max_chars
+                ),
             ));
         }
-        Ok(())
+        p
     }
 }
 
@@ -380,6 +383,11 @@ mod tests {
             max_chars: 5,
             ..Default::default()
         };
-        assert!(bad.validate().unwrap_err().contains("min_chars"));
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("min_chars")
+        );
     }
 }

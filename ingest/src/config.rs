@@ -10,6 +10,7 @@
 
 use flipstream_imaging::ProcessSpec;
 use flipstream_shard::WriterSettings;
+use flipstream_shard::problems::{Problem, Validate, problems_within};
 use serde::{Deserialize, Serialize};
 
 use crate::caption::CaptionRules;
@@ -47,42 +48,57 @@ const FETCH_RUNTIME_FIELDS: [&str; 8] = [
     "retry_after_cap_ms",
 ];
 
+impl Validate for IngestConfig {
+    /// Every part's problems under its table (`caption.max_chars`, `fetch.concurrency`, …).
+    fn problems(&self) -> Vec<Problem> {
+        let mut p = problems_within(&self.sources, "sources");
+        p.extend(problems_within(&self.caption, "caption"));
+        p.extend(problems_within(&self.dedup, "dedup"));
+        p.extend(problems_within(&self.fetch, "fetch"));
+        p.extend(problems_within(&self.writer, "writer"));
+        p.extend(self.image_problems());
+        p
+    }
+}
+
 impl IngestConfig {
-    /// Checks every part; the message names the bad field.
-    pub fn validate(&self) -> Result<(), String> {
-        self.sources.validate().map_err(|e| e.to_string())?;
-        self.caption.validate()?;
-        self.dedup.validate()?;
-        self.fetch.validate()?;
-        self.writer.validate()?;
-        if self.image.resize.size == 0 {
-            return Err("image.resize.size must be at least 1".into());
+    /// The `[image]` table's problems.
+    fn image_problems(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        let image = &self.image;
+        if image.resize.size == 0 {
+            p.push(Problem::new("image.resize.size", "must be at least 1"));
+        } else {
+            // The output is at least size × size pixels; bound it like the input (an unbounded
+            // size would ask for gigabytes per image, or overflow).
+            let side = u64::from(image.resize.size);
+            if side.saturating_mul(side) > image.max_pixels {
+                p.push(Problem::new(
+                    "image.resize.size",
+                    format!(
+                        "= {side} makes images of at least {side} × {side} pixels, above \
+                         image.max_pixels = {}: choose a smaller size (at most {})",
+                        image.max_pixels,
+                        (image.max_pixels as f64).sqrt().floor() as u64
+                    ),
+                ));
+            }
         }
-        // The output is at least size × size pixels; bound it like the input (an unbounded size
-        // would ask for gigabytes per image, or overflow).
-        let side = u64::from(self.image.resize.size);
-        if side.saturating_mul(side) > self.image.max_pixels {
-            return Err(format!(
-                "image.resize.size = {side} makes images of at least {side} × {side} pixels, above \
-                 image.max_pixels = {}: choose a smaller size (at most {})",
-                self.image.max_pixels,
-                (self.image.max_pixels as f64).sqrt().floor() as u64
+        if !(1..=100).contains(&image.encode.quality) {
+            p.push(Problem::new(
+                "image.encode.quality",
+                format!("must be in 1..=100, got {}", image.encode.quality),
             ));
         }
-        if !(1..=100).contains(&self.image.encode.quality) {
-            return Err(format!(
-                "image.encode.quality must be in 1..=100, got {}",
-                self.image.encode.quality
-            ));
-        }
-        if let Some(r) = self.image.max_aspect_ratio
+        if let Some(r) = image.max_aspect_ratio
             && (r.is_nan() || r < 1.0)
         {
-            return Err(format!(
-                "image.max_aspect_ratio must be at least 1, got {r}"
+            p.push(Problem::new(
+                "image.max_aspect_ratio",
+                format!("must be at least 1, got {r}"),
             ));
         }
-        Ok(())
+        p
     }
 
     /// The configuration as stored in the manifest, without the runtime-only fields.

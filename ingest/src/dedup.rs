@@ -12,6 +12,7 @@
 use std::collections::{HashMap, HashSet};
 
 use flipstream_schemas::RejectReason;
+use flipstream_shard::problems::{Problem, Validate};
 use serde::{Deserialize, Serialize};
 
 /// Dedup rules.
@@ -36,16 +37,16 @@ impl Default for DedupRules {
     }
 }
 
-impl DedupRules {
-    /// Checks the rules are usable.
-    pub fn validate(&self) -> Result<(), String> {
+impl Validate for DedupRules {
+    fn problems(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
         if self.near_distance > 16 {
-            return Err(format!(
-                "dedup.near_distance must be at most 16, got {}",
-                self.near_distance
+            p.push(Problem::new(
+                "near_distance",
+                format!("must be at most 16, got {}", self.near_distance),
             ));
         }
-        Ok(())
+        p
     }
 }
 

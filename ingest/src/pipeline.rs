@@ -21,10 +21,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use flipstream_imaging::{self as imaging, ProcessSpec};
 use flipstream_schemas::{RejectReason, UnitCounts, WorkerInfo, shard_schema_with_extras};
+use flipstream_shard::problems::Validate;
+use flipstream_shard::progress::Progress;
 use flipstream_shard::rows::{ShardBatchBuilder, ShardRow};
 use flipstream_shard::{Dataset, DatasetWriter, Rejection, ShardError, StoreRoot};
 use futures::StreamExt;
-use indicatif::ProgressBar;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -157,7 +158,7 @@ struct Ctx {
     fetcher: Option<Fetcher>,
     worker: WorkerInfo,
     window: usize,
-    progress: ProgressBar,
+    progress: Arc<dyn Progress>,
 }
 
 /// An accepted item before dedup.
@@ -179,10 +180,12 @@ pub async fn run(
     out: &str,
     config: IngestConfig,
     opts: RunOptions,
-    progress: ProgressBar,
+    progress: Arc<dyn Progress>,
 ) -> Result<IngestSummary, IngestError> {
     let started = Instant::now();
-    config.validate().map_err(IngestError::Config)?;
+    config
+        .validate()
+        .map_err(|problems| IngestError::Config(problems.to_string()))?;
     if opts.units_in_flight == 0 || opts.window == 0 {
         return Err(IngestError::Config(
             "units in flight and window must be at least 1".into(),
@@ -207,7 +210,7 @@ pub async fn run(
     let (fetcher, window) = fetcher_for(&work.units, &config, opts.window)?;
     let estimated: Option<u64> = work.units.iter().map(|(p, _)| p.estimated_items).sum();
     if let Some(n) = estimated {
-        progress.set_length(n);
+        progress.set_total(n);
     }
     let ctx = Arc::new(Ctx {
         config,
@@ -233,7 +236,7 @@ pub async fn run(
         .buffer_unordered(opts.units_in_flight)
         .collect()
         .await;
-    progress.finish_and_clear();
+    progress.finish();
 
     let retried = opts.retry_failed.then(|| RetrySummary {
         units_planned: work.retry_units,
@@ -441,7 +444,7 @@ async fn run_unit(ctx: &Arc<Ctx>, plan: &UnitPlan, retry: Option<RetryUnit>) -> 
         let outcome = outcome?;
         read += 1;
         input_bytes += outcome.input_bytes;
-        ctx.progress.inc(1);
+        ctx.progress.advance(1);
         match repeated_key(outcome.result, &mut keys) {
             Err(rejection) => unit.reject(&rejection),
             Ok(Accepted { row }) => {

@@ -955,7 +955,7 @@ fn holdout_options(seed: u64, columns: &[&str], fraction: f64) -> SplitOptions {
 fn split_with(url: &str, options: &SplitOptions) -> SplitResult {
     rt().block_on(async {
         let ds = Dataset::open(url).await.unwrap();
-        store_split(&ds, options, None).await.unwrap()
+        store_split(&ds, options, &()).await.unwrap()
     })
 }
 
@@ -1035,7 +1035,7 @@ fn shard_split_refuses_holdouts_it_cannot_make() {
     write_dataset(url, &[]);
     let ds = rt().block_on(Dataset::open(url)).unwrap();
     let compute = |options: SplitOptions| {
-        rt().block_on(compute_split(&ds, &options, None))
+        rt().block_on(compute_split(&ds, &options, &()))
             .unwrap_err()
     };
     let err = compute(holdout_options(0, &["label_color", "label_size"], 0.25));

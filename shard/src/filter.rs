@@ -24,13 +24,13 @@ use std::time::Instant;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::progress::Progress;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float32Array, RecordBatch};
 use arrow::datatypes::DataType;
 use flipstream_schemas::{
     CLIP_SCORE_COLUMN, CommitRecord, DatasetManifest, RejectReason, UnitCounts, UnitSpec,
     WorkerInfo, columns,
 };
-use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::commit::{DatasetWriter, Rejection};
@@ -264,7 +264,7 @@ pub async fn filter_dataset(
     out: &str,
     spec: &FilterSpec,
     settings: WriterSettings,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Progress,
 ) -> Result<FilterSummary> {
     let started = Instant::now();
     let request = |detail: String| ShardError::FilterRequest {
@@ -291,9 +291,7 @@ pub async fn filter_dataset(
         .iter()
         .filter(|c| !committed.contains(&c.unit.id))
         .collect();
-    if let Some(p) = progress {
-        p.set_length(todo.iter().map(|c| c.counts.accepted).sum());
-    }
+    progress.set_total(todo.iter().map(|c| c.counts.accepted).sum());
     let mut counts = UnitCounts::default();
     let mut low_clip_score = 0;
     for record in &todo {
@@ -306,9 +304,7 @@ pub async fn filter_dataset(
         counts.merge(&unit.counts);
         low_clip_score += low;
     }
-    if let Some(p) = progress {
-        p.finish_and_clear();
-    }
+    progress.finish();
     Ok(FilterSummary {
         source: source.root().url().to_string(),
         dataset: writer.root().url().to_string(),
@@ -468,7 +464,7 @@ async fn filter_unit(
     record: &CommitRecord,
     predicates: &[Predicate],
     scores: Option<&ScoreSidecar>,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Progress,
 ) -> Result<(CommitRecord, u64)> {
     let root = source.root();
     let spec = UnitSpec {
@@ -508,9 +504,7 @@ async fn filter_unit(
                 low += u64::from(r.reason == RejectReason::LowClipScore);
                 unit.reject(&r);
             }
-            if let Some(p) = progress {
-                p.inc(batch.num_rows() as u64);
-            }
+            progress.advance(batch.num_rows() as u64);
         }
     }
     let unit = match unit {

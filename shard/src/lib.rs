@@ -15,12 +15,16 @@
 //! - [`split`]: `shard split`, the train/validation split view.
 //! - [`filter`]: `shard filter`, a new dataset of the rows that satisfy column predicates.
 //! - [`scores`]: score sidecars (`flipstream score`): per-row CLIP scores beside the shards.
+//! - [`problems`]: [`problems::Validate`], how every configuration reports what is wrong with it.
+//! - [`progress`]: [`Progress`], how long operations report their advance (libraries never print).
 
 pub mod commit;
 pub mod dataset;
 pub mod error;
 pub mod filter;
 pub mod listing;
+pub mod problems;
+pub mod progress;
 pub mod reader;
 pub mod retried;
 pub mod rows;
@@ -33,6 +37,7 @@ pub mod writer;
 pub use commit::{DatasetWriter, Rejection, UnitWriter};
 pub use dataset::{Dataset, RowGroupRef};
 pub use error::{Result, ShardError};
+pub use progress::Progress;
 pub use reader::ShardReader;
 pub use store::StoreRoot;
 pub use writer::{ParquetFile, ShardSink, WriterSettings};

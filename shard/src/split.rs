@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::progress::Progress;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::DataType;
 use bytes::Bytes;
@@ -29,7 +30,6 @@ use flipstream_schemas::{
     columns, layout, now_rfc3339, side_of, validate_holdout,
 };
 use futures::{StreamExt, TryStreamExt};
-use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{Dataset, RowGroupRef};
@@ -335,7 +335,7 @@ async fn count_row_group(
 async fn each_row_group<T, F, Fut>(
     ds: &Dataset,
     concurrency: usize,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Progress,
     per_row_group: F,
 ) -> Result<(Vec<T>, u64)>
 where
@@ -378,9 +378,7 @@ where
                 let work = per_row_group(reader.clone(), rg);
                 async move {
                     let result = work.await?;
-                    if let Some(p) = progress {
-                        p.inc(rows);
-                    }
+                    progress.advance(rows);
                     Ok::<T, ShardError>(result)
                 }
             })
@@ -400,7 +398,7 @@ async fn choose_combos(
     options: &HoldoutOptions,
     seed: u64,
     concurrency: usize,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Progress,
 ) -> Result<(Holdout, u64)> {
     let columns = options.columns.as_slice();
     let (per_row_group, fetched) =
@@ -436,7 +434,7 @@ async fn choose_combos(
 pub async fn compute_split(
     ds: &Dataset,
     options: &SplitOptions,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Progress,
 ) -> Result<(SplitManifest, u64)> {
     options
         .validate()
@@ -445,9 +443,7 @@ pub async fn compute_split(
             detail,
         })?;
     let passes = if options.holdout.is_some() { 2 } else { 1 };
-    if let Some(p) = progress {
-        p.set_length(ds.rows() * passes);
-    }
+    progress.set_total(ds.rows() * passes);
     let concurrency = options.concurrency.max(1);
     let (holdout, mut fetched) = match &options.holdout {
         Some(h) => {
@@ -511,7 +507,7 @@ fn same_split(a: &SplitManifest, b: &SplitManifest) -> bool {
 pub async fn write_split(
     ds: &Dataset,
     options: &SplitOptions,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Progress,
 ) -> Result<SplitResult> {
     let (manifest, bytes_fetched) = compute_split(ds, options, progress).await?;
     let previous: Option<std::result::Result<SplitManifest, ShardError>> = ds

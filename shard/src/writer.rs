@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{Result, ShardError};
+use crate::problems::{Problem, Validate};
 use crate::store::StoreRoot;
 
 /// How shards are laid out. Part of the dataset configuration (it changes the files).
@@ -57,27 +58,31 @@ impl Default for WriterSettings {
     }
 }
 
-impl WriterSettings {
-    /// Checks the settings are usable; the message names the bad field.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.row_group_rows == 0 {
-            return Err("row_group_rows must be at least 1".into());
-        }
-        if self.shard_rows == 0 {
-            return Err("shard_rows must be at least 1".into());
+impl Validate for WriterSettings {
+    fn problems(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        for (key, value) in [
+            ("row_group_rows", self.row_group_rows as u64),
+            ("shard_rows", self.shard_rows),
+        ] {
+            if value == 0 {
+                p.push(Problem::new(key, "must be at least 1"));
+            }
         }
         if self.shard_bytes < 1 << 20 {
-            return Err("shard_bytes must be at least 1 MiB".into());
+            p.push(Problem::new("shard_bytes", "must be at least 1 MiB"));
         }
         if !(1..=22).contains(&self.zstd_level) {
-            return Err(format!(
-                "zstd_level must be in 1..=22, got {}",
-                self.zstd_level
+            p.push(Problem::new(
+                "zstd_level",
+                format!("must be in 1..=22, got {}", self.zstd_level),
             ));
         }
-        Ok(())
+        p
     }
+}
 
+impl WriterSettings {
     fn properties(&self, kind: FileKind, unit: &str) -> Result<WriterProperties> {
         let level = |l: i32| {
             ZstdLevel::try_new(l)

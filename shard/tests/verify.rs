@@ -48,7 +48,7 @@ async fn verify(root: &StoreRoot, checksums: bool) -> VerifyReport {
             concurrency: 4,
             check_keys: true,
         },
-        None,
+        &(),
     )
     .await
     .unwrap()
@@ -294,7 +294,7 @@ async fn split_is_deterministic_follows_the_fraction_and_replaces_other_splits()
         holdout: None,
     };
 
-    let first = write_split(&ds, &opts, None).await.unwrap();
+    let first = write_split(&ds, &opts, &()).await.unwrap();
     assert_eq!(first.outcome, SplitOutcome::Created);
     let m = &first.manifest;
     assert_eq!(m.train_rows + m.val_rows, 2000);
@@ -332,7 +332,7 @@ async fn split_is_deterministic_follows_the_fraction_and_replaces_other_splits()
 
     // same arguments: same file, byte for byte (created_at included)
     let bytes_before = root.get(layout::SPLIT).await.unwrap();
-    let again = write_split(&ds, &opts, None).await.unwrap();
+    let again = write_split(&ds, &opts, &()).await.unwrap();
     assert_eq!(again.outcome, SplitOutcome::Unchanged);
     assert_eq!(root.get(layout::SPLIT).await.unwrap(), bytes_before);
     assert_eq!(
@@ -347,7 +347,7 @@ async fn split_is_deterministic_follows_the_fraction_and_replaces_other_splits()
             val_fraction: 0.3,
             ..opts.clone()
         },
-        None,
+        &(),
     )
     .await
     .unwrap();
@@ -377,7 +377,7 @@ async fn split_is_deterministic_follows_the_fraction_and_replaces_other_splits()
             concurrency: 1,
             ..opts.clone()
         },
-        None,
+        &(),
     )
     .await
     .unwrap();
@@ -389,7 +389,7 @@ async fn split_is_deterministic_follows_the_fraction_and_replaces_other_splits()
             val_fraction: 0.0,
             ..opts.clone()
         },
-        None,
+        &(),
     )
     .await
     .unwrap();
@@ -409,7 +409,7 @@ async fn split_is_deterministic_follows_the_fraction_and_replaces_other_splits()
     root.put(layout::SPLIT, Bytes::from_static(b"garbage"))
         .await
         .unwrap();
-    let fixed = write_split(&ds, &opts, None).await.unwrap();
+    let fixed = write_split(&ds, &opts, &()).await.unwrap();
     assert_eq!(
         fixed.outcome,
         SplitOutcome::Replaced {

@@ -11,7 +11,7 @@ use flipstream_shard::scores::ScoreSidecar;
 use flipstream_shard::{Dataset, ShardError, WriterSettings};
 use flipstream_stats::format;
 
-use super::progress::counter_bar;
+use super::progress::Meter;
 use super::{Global, UsageError, runtime};
 use crate::usage_bail;
 
@@ -105,14 +105,14 @@ pub(super) fn filter(args: FilterArgs, global: Global) -> anyhow::Result<ExitCod
         scores,
         clip_score_top: args.clip_score_top,
     };
-    let progress = counter_bar(global, "filter", "rows");
+    let progress = Meter::new(global, "filter", "rows");
     let summary = rt
         .block_on(filter_dataset(
             &ds,
             &args.out,
             &spec,
             WriterSettings::default(),
-            progress.as_ref(),
+            &progress,
         ))
         .map_err(usage)?;
     if global.json {

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -11,6 +12,7 @@ use flipstream_ingest::config::IngestConfig;
 use flipstream_ingest::pipeline::{self, IngestError, IngestSummary, RunOptions};
 use flipstream_ingest::source::SourceError;
 use flipstream_ingest::workers::WorkerSlot;
+use flipstream_shard::problems::Validate;
 
 use super::{Global, UsageError, progress};
 
@@ -324,7 +326,8 @@ impl IngestArgs {
         if let Some(v) = self.row_group_rows {
             c.writer.row_group_rows = v;
         }
-        c.validate().map_err(UsageError)?;
+        c.validate()
+            .map_err(|problems| UsageError(problems.to_string()))?;
         Ok(c)
     }
 }
@@ -347,7 +350,7 @@ pub(super) fn run(args: IngestArgs, global: Global) -> anyhow::Result<ExitCode> 
         return Err(UsageError("--units-in-flight must be at least 1".into()).into());
     }
     super::init_rayon(args.threads)?;
-    let bar = progress::items_bar(global, "ingest");
+    let progress = Arc::new(progress::Meter::new(global, "ingest", "items"));
     let opts = RunOptions {
         worker,
         units_in_flight: args.units_in_flight,
@@ -357,7 +360,13 @@ pub(super) fn run(args: IngestArgs, global: Global) -> anyhow::Result<ExitCode> 
     check_output_outside_inputs(&args.inputs, &args.out)?;
     let runtime = super::runtime()?;
     let summary = runtime
-        .block_on(pipeline::run(&args.inputs, &args.out, config, opts, bar))
+        .block_on(pipeline::run(
+            &args.inputs,
+            &args.out,
+            config,
+            opts,
+            progress,
+        ))
         .map_err(|e| match e {
             IngestError::Config(msg) => anyhow::Error::new(UsageError(msg)),
             // An input that names nothing usable is the caller's to fix (docs/ingest.md).

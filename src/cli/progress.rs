@@ -1,51 +1,159 @@
-//! Progress bars on stderr, hidden with `--quiet`, `--json`, or when stderr is not a terminal.
+//! How the CLI shows the progress that libraries report through
+//! [`flipstream_shard::progress::Progress`] (libraries never print):
+//!
+//! - on a terminal, a bar on stderr with the count, rate and ETA;
+//! - when stderr is not a terminal (a Slurm or Kubernetes log, a pipe), one plain line every
+//!   [`LINE_EVERY`], so that a long job's log shows it is alive and how far it got; a short run
+//!   prints none;
+//! - nothing with `--quiet` or `--json` (stdout then carries the one JSON document).
 
-use std::time::Duration;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use flipstream_shard::progress::Progress;
+use flipstream_stats::format;
+use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Global;
 
-/// A bar counting items, with rate and ETA once the total is known (`set_length`); a spinner
-/// with the count and rate until then.
-pub(crate) fn items_bar(global: Global, label: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(None, draw_target(global));
-    let style = ProgressStyle::with_template(
-        "{prefix:>8} {spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} ({per_sec}, ETA {eta})",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
+/// How often a plain progress line is written when stderr is not a terminal.
+pub(crate) const LINE_EVERY: Duration = Duration::from_secs(30);
+
+/// The progress of one long operation (`ingest`, `stats`, `shard verify`, …), shown as
+/// [`Global`] and the terminal say. Counts `unit`s (items, rows, files).
+pub(crate) struct Meter {
+    view: View,
+}
+
+enum View {
+    Hidden,
+    Bar(ProgressBar),
+    Lines(Lines),
+}
+
+impl Meter {
+    /// A meter labelled `label` (the command) counting `unit`.
+    pub(crate) fn new(global: Global, label: &'static str, unit: &'static str) -> Meter {
+        let view = if global.quiet || global.json {
+            View::Hidden
+        } else if std::io::stderr().is_terminal() {
+            View::Bar(bar(label, unit))
+        } else {
+            View::Lines(Lines::new(label, unit, LINE_EVERY))
+        };
+        Meter { view }
+    }
+}
+
+impl Progress for Meter {
+    fn set_total(&self, total: u64) {
+        match &self.view {
+            View::Hidden => {}
+            View::Bar(bar) => bar.set_length(total),
+            View::Lines(lines) => lines.total.store(total, Ordering::Relaxed),
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        match &self.view {
+            View::Hidden => {}
+            View::Bar(bar) => bar.inc(n),
+            View::Lines(lines) => {
+                if let Some(line) = lines.advance(n, Instant::now()) {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let View::Bar(bar) = &self.view {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The terminal bar: label, bar, count of `unit`, rate, ETA.
+fn bar(label: &str, unit: &str) -> ProgressBar {
+    let template = format!(
+        "{{prefix:>8}} [{{elapsed_precise}}] [{{bar:36}}] {{human_pos}}/{{human_len}} {unit} \
+         ({{per_sec}}, eta {{eta}})"
+    );
+    let style = ProgressStyle::with_template(&template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let bar = ProgressBar::new(0).with_style(style);
     bar.set_prefix(label.to_string());
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
 }
 
-/// Where bars draw: stderr, or nowhere when the user asked for quiet or machine output.
-pub(crate) fn draw_target(global: Global) -> ProgressDrawTarget {
-    if global.quiet || global.json {
-        ProgressDrawTarget::hidden()
-    } else {
-        ProgressDrawTarget::stderr()
-    }
+/// Plain progress lines, at most one per `every`.
+struct Lines {
+    label: &'static str,
+    unit: &'static str,
+    every: Duration,
+    started: Instant,
+    total: AtomicU64,
+    done: AtomicU64,
+    /// When the last line was written (or the start).
+    last: Mutex<Instant>,
 }
 
-/// A bar on stderr counting `unit` with rate and ETA (its length is set by the caller's work as
-/// it learns it), or none with `--quiet`/`--json`.
-pub(crate) fn counter_bar(
-    global: Global,
-    message: &'static str,
-    unit: &str,
-) -> Option<ProgressBar> {
-    if global.quiet || global.json {
-        return None;
+impl Lines {
+    fn new(label: &'static str, unit: &'static str, every: Duration) -> Lines {
+        let now = Instant::now();
+        Lines {
+            label,
+            unit,
+            every,
+            started: now,
+            total: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            last: Mutex::new(now),
+        }
     }
-    let template = format!(
-        "{{msg}} [{{bar:36}}] {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, eta {{eta}})"
-    );
-    let style = ProgressStyle::with_template(&template)
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    Some(ProgressBar::new(0).with_style(style).with_message(message))
+
+    /// Counts `n` more units at `now`; the line to write, if one is due.
+    fn advance(&self, n: u64, now: Instant) -> Option<String> {
+        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if now.saturating_duration_since(*last) < self.every {
+            return None;
+        }
+        *last = now;
+        let elapsed = now.saturating_duration_since(self.started).as_secs_f64();
+        Some(self.line(done, elapsed))
+    }
+
+    /// `ingest: 1,200/5,000 items (24.0 %), 40.0 items/s, 30 s`.
+    fn line(&self, done: u64, elapsed_s: f64) -> String {
+        let total = self.total.load(Ordering::Relaxed);
+        let rate = if elapsed_s > 0.0 {
+            done as f64 / elapsed_s
+        } else {
+            0.0
+        };
+        let of_total = if total > 0 {
+            format!(
+                "/{} {} ({:.1} %)",
+                format::count(total),
+                self.unit,
+                100.0 * done as f64 / total as f64
+            )
+        } else {
+            format!(" {}", self.unit)
+        };
+        format!(
+            "{}: {}{of_total}, {rate:.1} {}/s, {:.0} s",
+            self.label,
+            format::count(done),
+            self.unit,
+            elapsed_s
+        )
+    }
 }
 
 /// The streaming loader's notices (row groups lost, samples substituted) on stderr, one line
@@ -58,5 +166,52 @@ pub(crate) fn show_loader_notices(notices: &[String], bar: Option<&ProgressBar>,
     match bar {
         Some(bar) => bar.suspend(print),
         None => print(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_lines_come_at_most_once_per_interval_with_the_count_and_rate() {
+        let lines = Lines::new("ingest", "items", Duration::from_secs(30));
+        lines.total.store(5_000, Ordering::Relaxed);
+        let t0 = lines.started;
+        assert_eq!(lines.advance(600, t0 + Duration::from_secs(10)), None);
+        let first = lines.advance(600, t0 + Duration::from_secs(30));
+        assert_eq!(
+            first.as_deref(),
+            Some("ingest: 1,200/5,000 items (24.0 %), 40.0 items/s, 30 s")
+        );
+        assert_eq!(lines.advance(1, t0 + Duration::from_secs(45)), None);
+        assert!(lines.advance(1, t0 + Duration::from_secs(61)).is_some());
+    }
+
+    #[test]
+    fn without_a_total_a_line_gives_the_count_alone() {
+        let lines = Lines::new("stats", "rows", Duration::ZERO);
+        let line = lines.advance(10, lines.started + Duration::from_secs(2));
+        assert_eq!(line.as_deref(), Some("stats: 10 rows, 5.0 rows/s, 2 s"));
+    }
+
+    #[test]
+    fn quiet_and_json_show_nothing() {
+        for global in [
+            Global {
+                json: true,
+                quiet: false,
+            },
+            Global {
+                json: false,
+                quiet: true,
+            },
+        ] {
+            let meter = Meter::new(global, "stats", "rows");
+            assert!(matches!(meter.view, View::Hidden));
+            meter.set_total(3);
+            meter.advance(3);
+            meter.finish();
+        }
     }
 }

@@ -56,7 +56,7 @@ pub(super) fn run(args: ScoreArgs, global: Global) -> anyhow::Result<ExitCode> {
     use flipstream_train::run::{ScoreRequest, score_dataset};
 
     use super::eval::{LoadedRun, load_weights, open_run};
-    use super::progress::counter_bar;
+    use super::progress::Meter;
     use super::train::train_error;
 
     if let Err(e) = flipstream_shard::scores::check_name(&args.name) {
@@ -91,8 +91,8 @@ pub(super) fn run(args: ScoreArgs, global: Global) -> anyhow::Result<ExitCode> {
         decode_threads: args.compute.decode_threads,
         embeddings: args.embeddings,
     };
-    let progress = counter_bar(global, "score", "rows");
-    let summary = score_dataset(&trainer, &request, progress.as_ref()).map_err(train_error)?;
+    let progress = Meter::new(global, "score", "rows");
+    let summary = score_dataset(&trainer, &request, &progress).map_err(train_error)?;
     super::progress::show_loader_notices(&summary.loader_notices, None, global);
     print_summary(&summary, global.json)?;
     if !summary.units_failed.is_empty() {

@@ -12,9 +12,10 @@ use flipstream_shard::verify::{VerifyOptions, verify_dataset};
 use flipstream_shard::{Dataset, ShardError, StoreRoot};
 use flipstream_stats::format;
 
-use super::progress::counter_bar;
+use super::progress::Meter;
 use super::{Global, UsageError, runtime};
 use crate::usage_bail;
+use flipstream_shard::progress::Progress;
 
 /// Arguments of `flipstream shard`.
 #[derive(Debug, Args)]
@@ -225,8 +226,8 @@ fn verify(args: VerifyArgs, global: Global) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency as usize,
         check_keys: !args.no_key_check,
     };
-    let progress = counter_bar(global, "verify", "files");
-    let report = runtime()?.block_on(verify_dataset(&root, &options, progress.as_ref()))?;
+    let progress = Meter::new(global, "verify", "files");
+    let report = runtime()?.block_on(verify_dataset(&root, &options, &progress))?;
     if global.json {
         println!("{}", crate::cli::json_summary(&report)?);
     } else {
@@ -267,17 +268,15 @@ fn split(args: SplitArgs, global: Global) -> anyhow::Result<ExitCode> {
     let options = args.options()?;
     let rt = runtime()?;
     let ds = rt.block_on(Dataset::open(&args.url))?;
-    let progress = counter_bar(global, "split", "rows");
+    let progress = Meter::new(global, "split", "rows");
     let result = rt
-        .block_on(write_split(&ds, &options, progress.as_ref()))
+        .block_on(write_split(&ds, &options, &progress))
         .map_err(|e| match e {
             // holdout columns the dataset lacks, too few combinations: the request's fault
             ShardError::SplitRequest { .. } => UsageError(e.to_string()).into(),
             e => anyhow::Error::new(e),
         })?;
-    if let Some(p) = progress {
-        p.finish_and_clear();
-    }
+    progress.finish();
     if global.json {
         println!("{}", crate::cli::json_summary(&result)?);
         return Ok(ExitCode::SUCCESS);

@@ -3,11 +3,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Args;
 use flipstream_stats::{self as stats, StatsOptions, format};
 
-use super::progress::counter_bar;
+use super::progress::Meter;
 use super::{Global, runtime};
 use crate::usage_bail;
 
@@ -48,7 +49,7 @@ pub(super) fn run(args: StatsArgs, global: Global) -> anyhow::Result<ExitCode> {
     let options = StatsOptions {
         concurrency: args.concurrency as usize,
         sample_images: args.sample_images,
-        progress: counter_bar(global, "stats", "rows"),
+        progress: Arc::new(Meter::new(global, "stats", "rows")),
         ..StatsOptions::default()
     };
     let output = runtime()?.block_on(stats::dataset_stats(&args.url, &options))?;

@@ -130,13 +130,10 @@ pub(super) fn run(args: SynthArgs, global: Global) -> anyhow::Result<ExitCode> {
     } else {
         Overwrite::Refuse
     };
-    let bar = super::progress::items_bar(global, "synth");
-    bar.set_length(config.count);
+    let progress = super::progress::Meter::new(global, "synth", "pairs");
     let started = Instant::now();
     let summary =
-        flipstream_synth::generate(&config, &args.out, overwrite, &|n| bar.set_position(n))
-            .map_err(cli_error)?;
-    bar.finish_and_clear();
+        flipstream_synth::generate(&config, &args.out, overwrite, &progress).map_err(cli_error)?;
     let elapsed = started.elapsed().as_secs_f64();
     if global.json {
         println!(

@@ -41,10 +41,11 @@ pub mod topk;
 pub mod words;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use flipstream_schemas::layout;
-use indicatif::ProgressBar;
+use flipstream_shard::progress::Progress;
 
 pub use html::render_html;
 pub use markdown::render_markdown;
@@ -110,7 +111,7 @@ pub enum StatsError {
 }
 
 /// How to make a report.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StatsOptions {
     /// Row groups (and files) read at once.
     pub concurrency: usize,
@@ -122,8 +123,20 @@ pub struct StatsOptions {
     pub top_words: usize,
     /// Values listed per text passthrough column.
     pub top_values: usize,
-    /// Progress in rows, when wanted (the caller owns the bar and its style).
-    pub progress: Option<ProgressBar>,
+    /// Progress in rows (default: none).
+    pub progress: Arc<dyn Progress>,
+}
+
+impl std::fmt::Debug for StatsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatsOptions")
+            .field("concurrency", &self.concurrency)
+            .field("sample_images", &self.sample_images)
+            .field("examples_per_reason", &self.examples_per_reason)
+            .field("top_words", &self.top_words)
+            .field("top_values", &self.top_values)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for StatsOptions {
@@ -134,7 +147,7 @@ impl Default for StatsOptions {
             examples_per_reason: 3,
             top_words: 50,
             top_values: 20,
-            progress: None,
+            progress: Arc::new(()),
         }
     }
 }
@@ -172,9 +185,7 @@ pub async fn compute_stats(
     let started = Instant::now();
     let retries_before = flipstream_shard::store::retry_counts().retries;
     let root = ds.root();
-    if let Some(p) = &options.progress {
-        p.set_length(ds.rows());
-    }
+    options.progress.set_total(ds.rows());
     let scan = scan::scan_shards(
         root,
         ds.commits(),
@@ -205,9 +216,7 @@ pub async fn compute_stats(
         }
     };
     let elapsed = started.elapsed().as_secs_f64();
-    if let Some(p) = &options.progress {
-        p.finish_and_clear();
-    }
+    options.progress.finish();
     let scores = score_summaries(ds, &mut warnings).await;
     let report = assemble::assemble(assemble::Inputs {
         dataset: ds,

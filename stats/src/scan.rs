@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use arrow::datatypes::Field;
 use flipstream_schemas::{CommitRecord, FileKind, ShardEntry};
+use flipstream_shard::progress::Progress;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use indicatif::ProgressBar;
 
 use super::StatsError;
 use super::state::{BatchOrigin, SCAN_COLUMNS, ScanState};
@@ -149,7 +149,7 @@ pub async fn scan_shards(
     root: &StoreRoot,
     commits: &[CommitRecord],
     concurrency: usize,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Progress,
 ) -> Result<ScanResult, StatsError> {
     let concurrency = concurrency.max(1);
     let entries: Vec<ShardEntry> = commits
@@ -176,9 +176,7 @@ pub async fn scan_shards(
     let mut extra_columns: BTreeSet<String> = BTreeSet::new();
     while let Some(outcome) = outcomes.next().await {
         let (state, is_row_group, finished_shard) = outcome?;
-        if let Some(p) = progress {
-            p.inc(state.rows);
-        }
+        progress.advance(state.rows);
         result.row_groups += u64::from(is_row_group);
         result.state.merge(&state);
         if let Some((reader, columns)) = finished_shard {

@@ -42,7 +42,7 @@ fn bench(c: &mut Criterion) {
     };
     group.bench_function("generate_webdataset_all_threads", |b| {
         b.iter(|| {
-            generate(&cfg, &dir.path().join("out"), Overwrite::Replace, &|_| {}).expect("generate")
+            generate(&cfg, &dir.path().join("out"), Overwrite::Replace, &()).expect("generate")
         })
     });
     group.finish();

@@ -32,6 +32,7 @@ mod sidecar;
 use std::path::Path;
 use std::sync::mpsc::sync_channel;
 
+use flipstream_shard::progress::Progress;
 use rayon::prelude::*;
 
 pub use config::{DirtMix, Layout, MAX_COUNT, SizeMix, SynthConfig};
@@ -63,16 +64,18 @@ pub fn render_pair(config: &SynthConfig, index: u64) -> Result<SynthPair, SynthE
 ///
 /// `out` must not exist or be empty, unless `overwrite` is [`Overwrite::Replace`]. Everything is
 /// written into a temporary sibling folder that replaces `out` only at the end, so a failed run
-/// leaves `out` as it was. `progress` is called with the number of items written so far.
+/// leaves `out` as it was. `progress` counts the items written.
 pub fn generate(
     config: &SynthConfig,
     out: &Path,
     overwrite: Overwrite,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &dyn Progress,
 ) -> Result<SynthSummary, SynthError> {
     let plan = SynthPlan::new(config)?;
     let staging = Staging::begin(out, overwrite)?;
-    let summary = write_all(&plan, staging.path(), progress)?;
+    let summary = write_all(&plan, staging.path(), progress);
+    progress.finish();
+    let summary = summary?;
     staging.commit()?;
     Ok(summary)
 }
@@ -80,12 +83,13 @@ pub fn generate(
 fn write_all(
     plan: &SynthPlan,
     dir: &Path,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &dyn Progress,
 ) -> Result<SynthSummary, SynthError> {
     let config = plan.config();
     let mut writer = LayoutWriter::new(config, dir)?;
     let mut sidecar = SidecarWriter::create(dir)?;
     let mut tally = Tally::default();
+    progress.set_total(config.count);
     let (tx, rx) = sync_channel::<Vec<SynthPair>>(2);
     // Rendering stays on the calling thread, so it uses the caller's rayon pool; a helper thread
     // writes batches in order while the next one renders.
@@ -96,7 +100,7 @@ fn write_all(
                     let location = writer.write(&pair)?;
                     sidecar.write(&SidecarRecord::new(&pair, location))?;
                     tally.add(&pair);
-                    progress(tally.items);
+                    progress.advance(1);
                 }
             }
             Ok(())

@@ -22,7 +22,7 @@ fn config(count: u64, layout: Layout, shard_size: u64, dirt: &str) -> SynthConfi
 }
 
 fn run(cfg: &SynthConfig, out: &Path) -> SynthSummary {
-    generate(cfg, out, Overwrite::Refuse, &|_| {}).unwrap()
+    generate(cfg, out, Overwrite::Refuse, &()).unwrap()
 }
 
 fn records(out: &Path) -> Vec<SidecarRecord<'static>> {
@@ -484,7 +484,7 @@ fn output_folder_rules() {
         dirt: "tiny=0.7,corrupt=0.7".parse().unwrap(),
         ..cfg.clone()
     };
-    let err = generate(&bad, &out, Overwrite::Refuse, &|_| {}).unwrap_err();
+    let err = generate(&bad, &out, Overwrite::Refuse, &()).unwrap_err();
     assert!(err.is_usage(), "{err}");
     assert!(siblings().is_empty());
 
@@ -495,39 +495,61 @@ fn output_folder_rules() {
 
     // A non-empty one is refused unless replacing; nothing else is left behind.
     std::fs::write(out.join("keep.txt"), "x").unwrap();
-    let err = generate(&cfg, &out, Overwrite::Refuse, &|_| {}).unwrap_err();
+    let err = generate(&cfg, &out, Overwrite::Refuse, &()).unwrap_err();
     assert!(matches!(err, SynthError::OutputExists { .. }) && err.is_usage());
     assert!(out.join("keep.txt").exists());
     assert_eq!(siblings(), ["out"]);
-    generate(&cfg, &out, Overwrite::Replace, &|_| {}).unwrap();
+    generate(&cfg, &out, Overwrite::Replace, &()).unwrap();
     assert!(!out.join("keep.txt").exists() && out.join(SUMMARY_FILE).exists());
     assert_eq!(siblings(), ["out"]);
 
     // A file in the way, or a parent that cannot hold folders, is a usage error.
     let file = dir.path().join("file");
     std::fs::write(&file, "x").unwrap();
-    let err = generate(&cfg, &file, Overwrite::Replace, &|_| {}).unwrap_err();
+    let err = generate(&cfg, &file, Overwrite::Replace, &()).unwrap_err();
     assert!(
         matches!(err, SynthError::OutputNotDirectory { .. }),
         "{err}"
     );
-    let err = generate(&cfg, &file.join("sub"), Overwrite::Refuse, &|_| {}).unwrap_err();
+    let err = generate(&cfg, &file.join("sub"), Overwrite::Refuse, &()).unwrap_err();
     assert!(err.is_usage(), "{err}");
     assert_eq!(siblings(), ["file", "out"]);
+}
+
+/// Records the total and the position after every advance.
+#[derive(Default)]
+struct Positions {
+    total: std::sync::Mutex<Option<u64>>,
+    seen: std::sync::Mutex<Vec<u64>>,
+}
+
+impl flipstream_shard::progress::Progress for Positions {
+    fn set_total(&self, total: u64) {
+        *self.total.lock().unwrap() = Some(total);
+    }
+    fn advance(&self, n: u64) {
+        let mut seen = self.seen.lock().unwrap();
+        let at = seen.last().copied().unwrap_or(0) + n;
+        seen.push(at);
+    }
 }
 
 #[test]
 fn progress_reports_every_item() {
     let dir = tempfile::tempdir().unwrap();
-    let seen = std::sync::Mutex::new(Vec::new());
+    let progress = Positions::default();
     generate(
         &config(7, Layout::Webdataset, 3, "off"),
         &dir.path().join("o"),
         Overwrite::Refuse,
-        &|n| seen.lock().unwrap().push(n),
+        &progress,
     )
     .unwrap();
-    assert_eq!(*seen.lock().unwrap(), (1..=7).collect::<Vec<u64>>());
+    assert_eq!(*progress.total.lock().unwrap(), Some(7));
+    assert_eq!(
+        *progress.seen.lock().unwrap(),
+        (1..=7).collect::<Vec<u64>>()
+    );
 }
 
 #[test]

@@ -415,7 +415,7 @@ fn eval_scores_every_class_and_the_held_out_combinations_apart() {
         .unwrap()
         .block_on(async {
             let ds = flipstream_shard::Dataset::open(&url).await.unwrap();
-            flipstream_shard::split::write_split(&ds, &split, None)
+            flipstream_shard::split::write_split(&ds, &split, &())
                 .await
                 .unwrap();
         });

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use flipstream_shard::problems::{Problem, Validate};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -91,37 +92,38 @@ impl Default for FetchConfig {
     }
 }
 
-impl FetchConfig {
-    /// Checks the settings are usable; the message names the bad field.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.concurrency == 0 {
-            return Err("concurrency must be at least 1".into());
-        }
-        for (name, ms) in [
+impl Validate for FetchConfig {
+    fn problems(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        for (key, value) in [
+            ("concurrency", self.concurrency as u64),
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("read_timeout_ms", self.read_timeout_ms),
             ("total_timeout_ms", self.total_timeout_ms),
+            ("max_body_bytes", self.max_body_bytes),
         ] {
-            if ms == 0 {
-                return Err(format!("{name} must be at least 1"));
+            if value == 0 {
+                p.push(Problem::new(key, "must be at least 1"));
             }
         }
         if self.backoff_max_ms < self.backoff_base_ms {
-            return Err(format!(
-                "backoff_max_ms ({}) must not be below backoff_base_ms ({})",
-                self.backoff_max_ms, self.backoff_base_ms
+            p.push(Problem::new(
+                "backoff_max_ms",
+                format!(
+                    "({}) must not be below backoff_base_ms ({})",
+                    self.backoff_max_ms, self.backoff_base_ms
+                ),
             ));
         }
-        if self.max_body_bytes == 0 {
-            return Err("max_body_bytes must be at least 1".into());
-        }
         if self.user_agent.trim().is_empty() {
-            return Err("user_agent must not be empty".into());
+            p.push(Problem::new("user_agent", "must not be empty"));
+        } else if let Some(bad) = self.user_agent.chars().find(|c| c.is_control()) {
+            p.push(Problem::new(
+                "user_agent",
+                format!("contains the control character {bad:?}"),
+            ));
         }
-        if let Some(bad) = self.user_agent.chars().find(|c| c.is_control()) {
-            return Err(format!("user_agent contains the control character {bad:?}"));
-        }
-        for (name, list) in [
+        for (key, list) in [
             ("opt_out_directives", &self.opt_out_directives),
             ("opt_out_agents", &self.opt_out_agents),
         ] {
@@ -129,14 +131,17 @@ impl FetchConfig {
                 .iter()
                 .find(|s| s.trim().is_empty() || s.contains([',', ':']))
             {
-                return Err(format!(
-                    "{name} entry {bad:?} must be a non-empty token without ',' or ':'"
+                p.push(Problem::new(
+                    key,
+                    format!("entry {bad:?} must be a non-empty token without ',' or ':'"),
                 ));
             }
         }
-        Ok(())
+        p
     }
+}
 
+impl FetchConfig {
     /// [`connect_timeout_ms`](Self::connect_timeout_ms) as a duration.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
@@ -193,7 +198,7 @@ mod tests {
         let bad = |f: fn(&mut FetchConfig)| {
             let mut c = FetchConfig::default();
             f(&mut c);
-            c.validate().unwrap_err()
+            c.validate().unwrap_err().to_string()
         };
         assert!(bad(|c| c.concurrency = 0).contains("concurrency"));
         assert!(bad(|c| c.read_timeout_ms = 0).contains("read_timeout_ms"));

@@ -32,6 +32,7 @@ pub mod retry;
 use std::sync::Arc;
 use std::time::Instant;
 
+use flipstream_shard::problems::Validate;
 use futures::{Stream, StreamExt};
 use reqwest::redirect;
 
@@ -66,7 +67,9 @@ struct Inner {
 impl Fetcher {
     /// A fetcher for `config` (validated first).
     pub fn new(config: FetchConfig) -> Result<Self, FetchError> {
-        config.validate().map_err(FetchError::InvalidConfig)?;
+        config
+            .validate()
+            .map_err(|problems| FetchError::InvalidConfig(problems.to_string()))?;
         let policy = Arc::new(AddressPolicy {
             allow_private: config.allow_private_addresses,
             allowed_networks: config.allowed_networks.clone(),

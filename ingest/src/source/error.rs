@@ -152,3 +152,11 @@ impl SourceError {
         }
     }
 }
+
+/// Options that fail [`Validate`](flipstream_shard::problems::Validate): every problem, in one
+/// [`SourceError::Option`].
+impl From<flipstream_shard::problems::Problems> for SourceError {
+    fn from(problems: flipstream_shard::problems::Problems) -> Self {
+        SourceError::Option(problems.to_string())
+    }
+}

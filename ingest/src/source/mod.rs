@@ -37,6 +37,7 @@ mod webdataset;
 use arrow::datatypes::Field;
 use bytes::Bytes;
 use flipstream_schemas::UnitSpec;
+use flipstream_shard::problems::Validate;
 use flipstream_shard::rows::Scalar;
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;

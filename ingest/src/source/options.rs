@@ -3,9 +3,8 @@
 use std::collections::HashSet;
 
 use flipstream_schemas::extra_column_name;
+use flipstream_shard::problems::{Problem, Validate};
 use serde::{Deserialize, Serialize};
-
-use super::error::{Result, SourceError};
 
 /// Which extra scalar columns (or JSON fields) travel to the shards as passthrough columns.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,28 +80,28 @@ impl Default for SourceOptions {
     }
 }
 
-impl SourceOptions {
-    /// Checks the options; the error says which one is wrong.
-    pub fn validate(&self) -> Result<()> {
-        if self.unit_rows == 0 {
-            return Err(SourceError::Option("unit_rows must be at least 1".into()));
+impl Validate for SourceOptions {
+    fn problems(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        for (key, value) in [
+            ("unit_rows", self.unit_rows),
+            ("max_item_bytes", self.max_item_bytes),
+        ] {
+            if value == 0 {
+                p.push(Problem::new(key, "must be at least 1"));
+            }
         }
-        if self.max_item_bytes == 0 {
-            return Err(SourceError::Option(
-                "max_item_bytes must be at least 1".into(),
-            ));
-        }
-        for (name, col) in [
+        for (key, col) in [
             ("image_column", &self.image_column),
             ("caption_column", &self.caption_column),
             ("key_column", &self.key_column),
             ("url_column", &self.url_column),
         ] {
             if col.as_deref().is_some_and(|c| c.trim().is_empty()) {
-                return Err(SourceError::Option(format!("{name} is empty")));
+                p.push(Problem::new(key, "is empty"));
             }
         }
-        Ok(())
+        p
     }
 }
 

@@ -6,6 +6,7 @@
 //! input URI. Two inputs with the same name in different folders get different ids; the same
 //! inputs always give the same list, sorted by id (so a file's slices stay in order).
 
+use flipstream_shard::problems::Validate;
 use futures::{StreamExt, TryStreamExt};
 use tokio::runtime::Handle;
 

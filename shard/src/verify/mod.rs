@@ -24,6 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
+use crate::progress::Progress;
 use arrow::datatypes::{Field, Schema};
 use bytes::Bytes;
 use flipstream_schemas::{
@@ -31,7 +32,6 @@ use flipstream_schemas::{
     validate_schema,
 };
 use futures::{StreamExt, TryStreamExt};
-use indicatif::ProgressBar;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use parquet::file::metadata::ParquetMetaData;
@@ -510,7 +510,7 @@ fn unreferenced_problem(
 pub async fn verify_dataset(
     root: &StoreRoot,
     options: &VerifyOptions,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Progress,
 ) -> Result<VerifyReport> {
     let mut problems = Vec::new();
     let manifest = match read_manifest(root).await {
@@ -573,9 +573,7 @@ pub async fn verify_dataset(
             expected.push(e);
         }
     }
-    if let Some(p) = progress {
-        p.set_length(expected.len() as u64);
-    }
+    progress.set_total(expected.len() as u64);
     let checksums = options.checksums;
     let mut results = futures::stream::iter(expected.iter())
         .map(|e| async move { check_file_confirmed(root, e, checksums).await })
@@ -586,9 +584,7 @@ pub async fn verify_dataset(
         problems.extend(checked.problems);
         bytes_hashed += checked.bytes_hashed;
         rechecked += u64::from(checked.rechecked);
-        if let Some(p) = progress {
-            p.inc(1);
-        }
+        progress.advance(1);
     }
     let damaged: BTreeSet<&str> = problems.iter().map(|p| p.object.as_str()).collect();
     let retry_problems = check_retries(root, &records, &damaged).await?;
@@ -603,9 +599,7 @@ pub async fn verify_dataset(
         problems.push(unreferenced_problem(&path, &committed, &broken_units));
     }
     problems.sort();
-    if let Some(p) = progress {
-        p.finish_and_clear();
-    }
+    progress.finish();
     Ok(VerifyReport {
         url: root.url().to_string(),
         units: records.len() as u64,

@@ -187,7 +187,7 @@ pub(super) fn run(args: BenchIngestArgs, global: Global) -> anyhow::Result<ExitC
                 &url,
                 config.clone(),
                 RunOptions::default(),
-                indicatif::ProgressBar::hidden(),
+                std::sync::Arc::new(()),
             ))?;
             Ok(summary.counts.read as usize)
         },

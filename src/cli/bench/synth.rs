@@ -214,9 +214,8 @@ pub(super) fn run(args: BenchSynthArgs, global: Global) -> anyhow::Result<ExitCo
             // each run writes a fresh folder; removing the last one is not timed
             || remove_scratch(&scratch),
             || {
-                let summary =
-                    flipstream_synth::generate(&config, &scratch, Overwrite::Refuse, &|_| {})
-                        .map_err(cli_error)?;
+                let summary = flipstream_synth::generate(&config, &scratch, Overwrite::Refuse, &())
+                    .map_err(cli_error)?;
                 output_bytes = summary.total_bytes;
                 Ok(summary.items as usize)
             },

@@ -21,9 +21,9 @@ use std::time::Instant;
 
 use flipstream_loader::{Loader, LoaderConfig, Mode, Rank, SplitSelection, Start};
 use flipstream_schemas::{CommitRecord, ScoreManifest, ScoreModel};
+use flipstream_shard::progress::Progress;
 use flipstream_shard::scores::{ScoreColumn, ScoreSidecar, UnitEmbeddings};
 use flipstream_shard::{Dataset, ShardError};
-use indicatif::ProgressBar;
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
@@ -147,7 +147,7 @@ fn dataset_error(context: String) -> impl FnOnce(ShardError) -> TrainError {
 pub fn score_dataset(
     trainer: &TrainStep,
     request: &ScoreRequest<'_>,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Progress,
 ) -> Result<ScoreSummary> {
     let started = Instant::now();
     if !trainer.config().objective.kind().aligns_text() {
@@ -188,9 +188,7 @@ pub fn score_dataset(
         .iter()
         .filter(|c| !done.contains(&c.unit.id))
         .collect();
-    if let Some(p) = progress {
-        p.set_length(todo.iter().map(|c| c.counts.accepted).sum());
-    }
+    progress.set_total(todo.iter().map(|c| c.counts.accepted).sum());
     let mut rows_scored = 0;
     let mut units_failed = Vec::new();
     let mut loader_notices = Vec::new();
@@ -217,9 +215,7 @@ pub fn score_dataset(
                 record.unit.id
             )))?;
     }
-    if let Some(p) = progress {
-        p.finish_and_clear();
-    }
+    progress.finish();
     let all: ScoreColumn = runtime
         .block_on(sidecar.read_all(&ds))
         .map_err(dataset_error(format!("reading {}", sidecar.dir())))?;
@@ -269,7 +265,7 @@ fn score_unit(
     ds: &Dataset,
     record: &CommitRecord,
     request: &ScoreRequest<'_>,
-    progress: Option<&ProgressBar>,
+    progress: &dyn Progress,
 ) -> Result<UnitScores> {
     let mut rows = ScoredRows {
         embeddings: request.embeddings.then(UnitEmbeddings::default),
@@ -326,9 +322,7 @@ fn score_unit(
                 e.text.extend_from_slice(&text[i]);
             }
         }
-        if let Some(p) = progress {
-            p.inc(n);
-        }
+        progress.advance(n);
     }
     rows.notices = loader.take_notices();
     let lost = loader.stats().units_lost;

@@ -115,7 +115,7 @@ pub(crate) fn write_synth_dataset(
                     concurrency: 4,
                     holdout: None,
                 },
-                None,
+                &(),
             )
             .await
             .unwrap();

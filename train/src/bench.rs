@@ -15,6 +15,7 @@
 
 use std::time::Instant;
 
+use flipstream_shard::problems::Problem;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -221,13 +222,17 @@ pub fn run_train_step_bench(
     opts: &StepBenchOptions,
     progress: &mut dyn FnMut(BenchProgress),
 ) -> Result<StepBenchReport> {
-    if opts.steps == 0 || opts.batch == 0 || opts.mask_ratios.is_empty() {
-        return Err(TrainError::InvalidConfig {
-            problems: vec![
-                "the benchmark needs at least one step, one image per batch and one mask ratio"
-                    .into(),
-            ],
-        });
+    let mut problems = Vec::new();
+    for (key, value) in [("steps", opts.steps), ("batch", opts.batch)] {
+        if value == 0 {
+            problems.push(Problem::new(key, "must be at least 1"));
+        }
+    }
+    if opts.mask_ratios.is_empty() {
+        problems.push(Problem::new("mask_ratios", "must hold at least one ratio"));
+    }
+    if !problems.is_empty() {
+        return Err(TrainError::InvalidConfig { problems });
     }
     // CAE v2 without a teacher: a freshly initialised CLIP model of the same shape serves (the
     // teacher's weights do not change the cost of a step).

@@ -25,6 +25,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
+use flipstream_shard::problems::Problem;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -516,7 +517,7 @@ impl ModelConfig {
     }
 
     /// Every problem of this config, each naming the key and what to change. Empty when valid.
-    pub fn problems(&self) -> Vec<String> {
+    pub fn problems(&self) -> Vec<Problem> {
         let mut p = Vec::new();
         let positive = [
             ("image_size", self.image_size),
@@ -533,7 +534,10 @@ impl ModelConfig {
         ];
         for (key, value) in positive {
             if value == 0 {
-                p.push(format!("model.{key} is 0: it must be at least 1"));
+                p.push(Problem::new(
+                    format!("model.{key}"),
+                    "is 0: it must be at least 1",
+                ));
             }
         }
         if self.patch_size > 0 && self.image_size > 0 {
@@ -545,15 +549,17 @@ impl ModelConfig {
                 } else {
                     upper.to_string()
                 };
-                p.push(format!(
-                    "model.patch_size = {} does not divide model.image_size = {}: use an image size \
+                p.push(Problem::new("model.patch_size", format!("= {} does not divide model.image_size = {}: use an image size \
                      that is a multiple of the patch size (e.g. {suggestion}) or another patch size",
                     self.patch_size, self.image_size
-                ));
+                )));
             } else if self.image_size < self.patch_size {
-                p.push(format!(
-                    "model.patch_size = {} is larger than model.image_size = {}",
-                    self.patch_size, self.image_size
+                p.push(Problem::new(
+                    "model.patch_size",
+                    format!(
+                        "= {} is larger than model.image_size = {}",
+                        self.patch_size, self.image_size
+                    ),
                 ));
             }
         }
@@ -562,10 +568,13 @@ impl ModelConfig {
             ("text", self.text_width, self.text_heads),
         ] {
             if heads > 0 && width > 0 && !width.is_multiple_of(heads) {
-                p.push(format!(
-                    "model.{tower}_heads = {heads} does not divide model.{tower}_width = {width}: choose \
+                p.push(Problem::new(
+                    format!("model.{tower}_heads"),
+                    format!(
+                        "= {heads} does not divide model.{tower}_width = {width}: choose \
                      heads among the divisors of the width (e.g. {}) or change the width",
-                    divisors_near(width, heads)
+                        divisors_near(width, heads)
+                    ),
                 ));
             }
         }
@@ -575,33 +584,45 @@ impl ModelConfig {
                 || self.patch_size < 2
                 || !self.vision_width.is_multiple_of(self.patch_size))
         {
-            p.push(format!(
-                "model.patch_embed = \"conv\" needs a power-of-two patch_size of at least 2 that \
+            p.push(Problem::new(
+                "model.patch_embed",
+                format!(
+                    "= \"conv\" needs a power-of-two patch_size of at least 2 that \
                  divides vision_width (the stem halves the resolution log2(patch) times and its \
                  channels are vision_width · 2^i / patch_size): patch_size = {}, vision_width = {}",
-                self.patch_size, self.vision_width
+                    self.patch_size, self.vision_width
+                ),
             ));
         }
         if !(1..=MAX_STEM_DEPTH).contains(&self.stem_depth) {
-            p.push(format!(
-                "model.stem_depth = {} is out of range: 1 (one convolution per stem stage) to \
+            p.push(Problem::new(
+                "model.stem_depth",
+                format!(
+                    "= {} is out of range: 1 (one convolution per stem stage) to \
                  {MAX_STEM_DEPTH}",
-                self.stem_depth
+                    self.stem_depth
+                ),
             ));
         } else if self.stem_depth > 1 && self.patch_embed != PatchEmbed::Conv {
-            p.push(format!(
-                "model.stem_depth = {} needs model.patch_embed = \"conv\" (linear patchify has no \
+            p.push(Problem::new(
+                "model.stem_depth",
+                format!(
+                    "= {} needs model.patch_embed = \"conv\" (linear patchify has no \
                  stem)",
-                self.stem_depth
+                    self.stem_depth
+                ),
             ));
         }
         if self.vision_width > 0 && !self.vision_width.is_multiple_of(4) {
-            p.push(format!(
-                "model.vision_width = {} is not a multiple of 4, which the 2-D sin-cos position \
+            p.push(Problem::new(
+                "model.vision_width",
+                format!(
+                    "= {} is not a multiple of 4, which the 2-D sin-cos position \
                  embedding needs: use {} or {}",
-                self.vision_width,
-                self.vision_width / 4 * 4,
-                self.vision_width / 4 * 4 + 4
+                    self.vision_width,
+                    self.vision_width / 4 * 4,
+                    self.vision_width / 4 * 4 + 4
+                ),
             ));
         }
         for (key, ratio) in [
@@ -609,44 +630,54 @@ impl ModelConfig {
             ("text_mlp_ratio", self.text_mlp_ratio),
         ] {
             if !(ratio.is_finite() && ratio > 0.0) {
-                p.push(format!(
-                    "model.{key} = {ratio} must be a positive number (4.0 is usual)"
+                p.push(Problem::new(
+                    format!("model.{key}"),
+                    format!("= {ratio} must be a positive number (4.0 is usual)"),
                 ));
             }
         }
         if self.vocab_size > 0 && self.pad_id >= self.vocab_size {
-            p.push(format!(
-                "model.pad_id = {} is not a token id: it must be below model.vocab_size = {}",
-                self.pad_id, self.vocab_size
+            p.push(Problem::new(
+                "model.pad_id",
+                format!(
+                    "= {} is not a token id: it must be below model.vocab_size = {}",
+                    self.pad_id, self.vocab_size
+                ),
             ));
         }
         if let Some(eot) = self.eot_id
             && self.vocab_size > 0
             && eot >= self.vocab_size
         {
-            p.push(format!(
-                "model.eot_id = {eot} is not a token id: it must be below model.vocab_size = {}",
-                self.vocab_size
+            p.push(Problem::new(
+                "model.eot_id",
+                format!(
+                    "= {eot} is not a token id: it must be below model.vocab_size = {}",
+                    self.vocab_size
+                ),
             ));
         }
         if self.text_pool == TextPool::First && self.text_causal {
-            p.push(
-                "model.text_pool = \"first\" with model.text_causal = true gives every caption the \
+            p.push(Problem::new(
+                "model.text_pool",
+                "= \"first\" with model.text_causal = true gives every caption the \
                  same embedding (under causal attention the first token sees only itself): set \
-                 text_causal = false (FLIP's text tower) or text_pool = \"eot\" (CLIP's)"
-                    .to_string(),
-            );
+                 text_causal = false (FLIP's text tower) or text_pool = \"eot\" (CLIP's)",
+            ));
         }
         if !self.logit_scale_init.is_finite() || !self.logit_scale_max.is_finite() {
-            p.push(
-                "model.logit_scale_init and model.logit_scale_max must be finite numbers"
-                    .to_string(),
-            );
+            p.push(Problem::new(
+                "model.logit_scale_init",
+                "and model.logit_scale_max must be finite numbers",
+            ));
         } else if self.logit_scale_init > self.logit_scale_max {
-            p.push(format!(
-                "model.logit_scale_init = {} exceeds model.logit_scale_max = {}: lower the initial value \
+            p.push(Problem::new(
+                "model.logit_scale_init",
+                format!(
+                    "= {} exceeds model.logit_scale_max = {}: lower the initial value \
                  (ln(1/0.07) ≈ 2.659 is usual) or raise the maximum (ln(100) ≈ 4.605)",
-                self.logit_scale_init, self.logit_scale_max
+                    self.logit_scale_init, self.logit_scale_max
+                ),
             ));
         }
         p
@@ -660,108 +691,139 @@ impl ModelConfig {
 
 impl TrainConfig {
     /// Every problem of this training config for `model`, each naming the key and what to change.
-    pub fn problems(&self, model: &ModelConfig) -> Vec<String> {
+    pub fn problems(&self, model: &ModelConfig) -> Vec<Problem> {
         let mut p = Vec::new();
         if self.batch_size == 0 {
-            p.push(
-                "train.batch_size is 0: it must be at least 1 (at least 2 for a contrastive loss)"
-                    .to_string(),
-            );
+            p.push(Problem::new(
+                "train.batch_size",
+                "is 0: it must be at least 1 (at least 2 for a contrastive loss)",
+            ));
         }
         if self.accum_steps == 0 {
-            p.push("train.accum_steps is 0: use 1 for no gradient accumulation".to_string());
+            p.push(Problem::new(
+                "train.accum_steps",
+                "is 0: use 1 for no gradient accumulation",
+            ));
         } else if self.batch_size > 0 && !self.batch_size.is_multiple_of(self.accum_steps) {
-            p.push(format!(
-                "train.accum_steps = {} does not divide train.batch_size = {}: each micro-batch must \
+            p.push(Problem::new(
+                "train.accum_steps",
+                format!(
+                    "= {} does not divide train.batch_size = {}: each micro-batch must \
                  have the same size",
-                self.accum_steps, self.batch_size
+                    self.accum_steps, self.batch_size
+                ),
             ));
         }
         if !(self.base_lr.is_finite() && self.base_lr > 0.0) {
-            p.push(format!(
-                "train.base_lr = {} must be a positive number",
-                self.base_lr
+            p.push(Problem::new(
+                "train.base_lr",
+                format!("= {} must be a positive number", self.base_lr),
             ));
         }
         if !(0.0..=1.0).contains(&self.min_lr_ratio) {
-            p.push(format!(
-                "train.min_lr_ratio = {} must be in [0, 1]",
-                self.min_lr_ratio
+            p.push(Problem::new(
+                "train.min_lr_ratio",
+                format!("= {} must be in [0, 1]", self.min_lr_ratio),
             ));
         }
         if self.total_steps == 0 {
-            p.push("train.total_steps is 0: it must be at least 1".to_string());
+            p.push(Problem::new(
+                "train.total_steps",
+                "is 0: it must be at least 1",
+            ));
         }
         if self.warmup_steps > self.total_steps {
-            p.push(format!(
-                "train.warmup_steps = {} exceeds train.total_steps = {}: shorten the warmup",
-                self.warmup_steps, self.total_steps
+            p.push(Problem::new(
+                "train.warmup_steps",
+                format!(
+                    "= {} exceeds train.total_steps = {}: shorten the warmup",
+                    self.warmup_steps, self.total_steps
+                ),
             ));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            p.push(format!(
-                "train.weight_decay = {} must be a number ≥ 0",
-                self.weight_decay
+            p.push(Problem::new(
+                "train.weight_decay",
+                format!("= {} must be a number ≥ 0", self.weight_decay),
             ));
         }
         for (i, beta) in self.betas.iter().enumerate() {
             if !(0.0..1.0).contains(beta) {
-                p.push(format!(
-                    "train.betas[{i}] = {beta} must be in [0, 1) (FLIP uses [0.9, 0.95])"
+                p.push(Problem::new(
+                    format!("train.betas[{i}]"),
+                    format!("= {beta} must be in [0, 1) (FLIP uses [0.9, 0.95])"),
                 ));
             }
         }
         if !(self.eps.is_finite() && self.eps > 0.0) {
-            p.push(format!(
-                "train.eps = {} must be a positive number (1e-8 is usual)",
-                self.eps
+            p.push(Problem::new(
+                "train.eps",
+                format!("= {} must be a positive number (1e-8 is usual)", self.eps),
             ));
         }
         if let Some(clip) = self.grad_clip_norm
             && !(clip.is_finite() && clip > 0.0)
         {
-            p.push(format!(
-                "train.grad_clip_norm = {clip} must be a positive number; leave the key out to disable clipping"
+            p.push(Problem::new(
+                "train.grad_clip_norm",
+                format!(
+                    "= {clip} must be a positive number; leave the key out to disable clipping"
+                ),
             ));
         }
         if !(0.0..1.0).contains(&self.mask_ratio) {
-            p.push(format!(
-                "train.mask_ratio = {} is outside [0, 1): use 0 for CLIP, 0.5 or 0.75 for FLIP",
-                self.mask_ratio
+            p.push(Problem::new(
+                "train.mask_ratio",
+                format!(
+                    "= {} is outside [0, 1): use 0 for CLIP, 0.5 or 0.75 for FLIP",
+                    self.mask_ratio
+                ),
             ));
         } else if model.num_patches() > 0 && kept_patches(model.num_patches(), self.mask_ratio) == 0
         {
-            p.push(format!(
-                "train.mask_ratio = {} keeps no patch of the {} per image: lower it",
-                self.mask_ratio,
-                model.num_patches()
+            p.push(Problem::new(
+                "train.mask_ratio",
+                format!(
+                    "= {} keeps no patch of the {} per image: lower it",
+                    self.mask_ratio,
+                    model.num_patches()
+                ),
             ));
         }
         if let Some(tune) = &self.unmasked_tune {
             if tune.steps == 0 {
-                p.push("train.unmasked_tune.steps is 0: remove [train.unmasked_tune] to skip the phase".to_string());
+                p.push(Problem::new(
+                    "train.unmasked_tune.steps",
+                    "is 0: remove [train.unmasked_tune] to skip the phase",
+                ));
             }
             if !(tune.base_lr.is_finite() && tune.base_lr > 0.0) {
-                p.push(format!(
-                    "train.unmasked_tune.base_lr = {} must be a positive number",
-                    tune.base_lr
+                p.push(Problem::new(
+                    "train.unmasked_tune.base_lr",
+                    format!("= {} must be a positive number", tune.base_lr),
                 ));
             }
             if tune.warmup_steps > tune.steps {
-                p.push(format!(
-                    "train.unmasked_tune.warmup_steps = {} exceeds train.unmasked_tune.steps = {}",
-                    tune.warmup_steps, tune.steps
+                p.push(Problem::new(
+                    "train.unmasked_tune.warmup_steps",
+                    format!(
+                        "= {} exceeds train.unmasked_tune.steps = {}",
+                        tune.warmup_steps, tune.steps
+                    ),
                 ));
             }
             match tune.accum_steps {
-                Some(0) => p.push(
-                    "train.unmasked_tune.accum_steps is 0: use 1 for no gradient accumulation"
-                        .to_string(),
-                ),
+                Some(0) => p.push(Problem::new(
+                    "train.unmasked_tune.accum_steps",
+                    "is 0: use 1 for no gradient accumulation",
+                )),
                 Some(k) if self.batch_size > 0 && !self.batch_size.is_multiple_of(k) => {
-                    p.push(format!(
-                        "train.unmasked_tune.accum_steps = {k} does not divide train.batch_size = {}",
-                        self.batch_size
+                    p.push(Problem::new(
+                        "train.unmasked_tune.accum_steps",
+                        format!(
+                            "= {k} does not divide train.batch_size = {}",
+                            self.batch_size
+                        ),
                     ));
                 }
                 _ => {}
@@ -793,7 +855,7 @@ impl TrainConfig {
 
 impl RunConfig {
     /// Every problem of the model and training config.
-    pub fn problems(&self) -> Vec<String> {
+    pub fn problems(&self) -> Vec<Problem> {
         let mut p = self.model.problems();
         p.extend(self.train.problems(&self.model));
         p.extend(self.objective.problems(&self.model, self.train.mask_ratio));
@@ -940,7 +1002,7 @@ fn divisors_near(width: usize, heads: usize) -> String {
         .join(", ")
 }
 
-fn into_result(problems: Vec<String>) -> Result<()> {
+fn into_result(problems: Vec<Problem>) -> Result<()> {
     if problems.is_empty() {
         Ok(())
     } else {

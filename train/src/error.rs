@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use flipstream_shard::problems::{Problem, Problems};
 use tch::TchError;
 
 /// Everything that can go wrong in the trainer crate.
@@ -17,10 +18,10 @@ pub enum TrainError {
         message: String,
     },
     /// A config that parses but cannot work; each entry names the key and what to change.
-    #[error("invalid config: {}", .problems.join("; "))]
+    #[error("invalid config: {}", Problems(.problems.clone()))]
     InvalidConfig {
-        /// One message per problem.
-        problems: Vec<String>,
+        /// Every problem, each naming its key and what to change.
+        problems: Vec<Problem>,
     },
     /// A preset name that does not exist.
     #[error("unknown preset {name:?}: expected one of {}", crate::config::Preset::NAMES.join(", "))]

@@ -13,7 +13,11 @@ fn problems_of(edit: impl FnOnce(&mut RunConfig)) -> String {
     let mut run = micro_run();
     edit(&mut run);
     match run.validate() {
-        Err(TrainError::InvalidConfig { problems }) => problems.join("\n"),
+        Err(TrainError::InvalidConfig { problems }) => problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
         other => panic!("expected an invalid config, got {other:?}"),
     }
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{colour_batch, micro_run, same_values};
+use flipstream_shard::problems::Problems;
 use flipstream_train::checkpoint::{self, META_FILE, MODEL_FILE, OPTIMIZER_FILE};
 use flipstream_train::{TrainError, TrainProgress, TrainStep};
 use tch::{Device, Kind, Tensor};
@@ -286,7 +287,7 @@ fn the_unmasked_phase_may_accumulate_without_changing_the_step() {
     if let Some(t) = &mut split_run.train.unmasked_tune {
         t.accum_steps = Some(3);
     }
-    let problems = split_run.problems().join("; ");
+    let problems = Problems(split_run.problems()).to_string();
     assert!(
         problems
             .contains("train.unmasked_tune.accum_steps = 3 does not divide train.batch_size = 8"),

@@ -14,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
+use flipstream_shard::problems::Problem;
 use tch::{Device, Kind, TchError, Tensor};
 
 use super::{Batch, CaeV2Settings, Objective, ObjectiveKind, ObjectiveOutput, Term};
@@ -54,7 +55,10 @@ pub enum TeacherSource {
 /// sidecar or config only, so a run can check its teacher before creating anything.
 pub fn teacher_source(path: &str, student: &ModelConfig) -> Result<TeacherSource> {
     let mismatch = |detail: String| TrainError::InvalidConfig {
-        problems: vec![format!("objective.teacher = {path}: {detail}")],
+        problems: vec![Problem::new(
+            "objective.teacher",
+            format!("= {path}: {detail}"),
+        )],
     };
     let (source, model) = if let Some(dir) = path.strip_prefix(OPEN_CLIP_PREFIX) {
         let (config, _) = open_clip_config(Path::new(dir))?;

@@ -16,6 +16,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use flipstream_shard::problems::Problem;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ModelConfig;
@@ -143,27 +144,36 @@ impl DecoderShape {
     }
 
     /// What is wrong with this shape, each naming the key.
-    fn problems(&self, p: &mut Vec<String>) {
+    fn problems(&self, p: &mut Vec<Problem>) {
         for (key, value) in [
             ("decoder_width", self.decoder_width),
             ("decoder_depth", self.decoder_depth),
             ("decoder_heads", self.decoder_heads),
         ] {
             if value == 0 {
-                p.push(format!("objective.{key} is 0: it must be at least 1"));
+                p.push(Problem::new(
+                    format!("objective.{key}"),
+                    "is 0: it must be at least 1",
+                ));
             }
         }
         if !self.decoder_width.is_multiple_of(4) {
-            p.push(format!(
-                "objective.decoder_width = {} is not a multiple of 4, which the decoder's 2-D \
+            p.push(Problem::new(
+                "objective.decoder_width",
+                format!(
+                    "= {} is not a multiple of 4, which the decoder's 2-D \
                  sin-cos position embedding needs",
-                self.decoder_width
+                    self.decoder_width
+                ),
             ));
         }
         if self.decoder_heads > 0 && !self.decoder_width.is_multiple_of(self.decoder_heads) {
-            p.push(format!(
-                "objective.decoder_heads = {} does not divide objective.decoder_width = {}",
-                self.decoder_heads, self.decoder_width
+            p.push(Problem::new(
+                "objective.decoder_heads",
+                format!(
+                    "= {} does not divide objective.decoder_width = {}",
+                    self.decoder_heads, self.decoder_width
+                ),
             ));
         }
     }
@@ -326,21 +336,24 @@ impl MugSettings {
     }
 
     /// What is wrong with these settings at `mask_ratio`, each naming the key.
-    fn problems(&self, model: &ModelConfig, mask_ratio: f64, p: &mut Vec<String>) {
+    fn problems(&self, model: &ModelConfig, mask_ratio: f64, p: &mut Vec<Problem>) {
         for (key, w) in [
             ("reconstruction_weight", self.reconstruction_weight),
             ("caption_weight", self.caption_weight),
         ] {
             if !(w.is_finite() && w >= 0.0) {
-                p.push(format!("objective.{key} = {w} must be a number ≥ 0"));
+                p.push(Problem::new(
+                    format!("objective.{key}"),
+                    format!("= {w} must be a number ≥ 0"),
+                ));
             }
         }
         if self.reconstruction_weight == 0.0 && self.caption_weight == 0.0 {
-            p.push(
-                "objective.reconstruction_weight and objective.caption_weight are both 0: nothing \
-                 would be learned"
-                    .to_string(),
-            );
+            p.push(Problem::new(
+                "objective.reconstruction_weight",
+                "and objective.caption_weight are both 0: nothing \
+                 would be learned",
+            ));
         }
         self.decoder().problems(p);
         for (key, value) in [
@@ -349,26 +362,35 @@ impl MugSettings {
             ("caption_heads", self.caption_heads),
         ] {
             if value == 0 {
-                p.push(format!("objective.{key} is 0: it must be at least 1"));
+                p.push(Problem::new(
+                    format!("objective.{key}"),
+                    "is 0: it must be at least 1",
+                ));
             }
         }
         if self.caption_heads > 0 && !self.caption_width.is_multiple_of(self.caption_heads) {
-            p.push(format!(
-                "objective.caption_heads = {} does not divide objective.caption_width = {}",
-                self.caption_heads, self.caption_width
+            p.push(Problem::new(
+                "objective.caption_heads",
+                format!(
+                    "= {} does not divide objective.caption_width = {}",
+                    self.caption_heads, self.caption_width
+                ),
             ));
         }
         if model.context_length < 2 {
-            p.push(
-                "objective.kind = \"mug\" predicts each next caption token: model.context_length \
-                 must be at least 2"
-                    .to_string(),
-            );
+            p.push(Problem::new(
+                "objective.kind",
+                "= \"mug\" predicts each next caption token: model.context_length \
+                 must be at least 2",
+            ));
         }
         if self.reconstruction_weight > 0.0 && mask_ratio <= 0.0 {
-            p.push(format!(
-                "objective.kind = \"mug\" reconstructs removed patches, but train.mask_ratio = \
+            p.push(Problem::new(
+                "objective.kind",
+                format!(
+                    "= \"mug\" reconstructs removed patches, but train.mask_ratio = \
                  {mask_ratio} removes none: set train.mask_ratio above 0 (MUG uses 0.75)"
+                ),
             ));
         }
     }
@@ -422,7 +444,7 @@ impl ObjectiveConfig {
 
     /// Every problem of these settings for `model` trained at `mask_ratio`, each naming the key
     /// and what to change.
-    pub fn problems(&self, model: &ModelConfig, mask_ratio: f64) -> Vec<String> {
+    pub fn problems(&self, model: &ModelConfig, mask_ratio: f64) -> Vec<Problem> {
         let mut p = Vec::new();
         match self {
             ObjectiveConfig::Mug(s) => s.problems(model, mask_ratio, &mut p),
@@ -433,50 +455,55 @@ impl ObjectiveConfig {
                     ("reconstruction_weight", s.reconstruction_weight),
                 ] {
                     if !(w.is_finite() && w >= 0.0) {
-                        p.push(format!("objective.{key} = {w} must be a number ≥ 0"));
+                        p.push(Problem::new(
+                            format!("objective.{key}"),
+                            format!("= {w} must be a number ≥ 0"),
+                        ));
                     }
                 }
                 if s.contrastive_weight == 0.0 && s.reconstruction_weight == 0.0 {
-                    p.push(
-                        "objective.contrastive_weight and objective.reconstruction_weight are both \
-                         0: nothing would be learned"
-                            .to_string(),
-                    );
+                    p.push(Problem::new(
+                        "objective.contrastive_weight",
+                        "and objective.reconstruction_weight are both \
+                         0: nothing would be learned",
+                    ));
                 }
                 s.decoder().problems(&mut p);
                 if mask_ratio <= 0.0 {
-                    p.push(format!(
-                        "objective.kind = \"mae_clip\" reconstructs removed patches, but \
+                    p.push(Problem::new("objective.kind", format!("= \"mae_clip\" reconstructs removed patches, but \
                          train.mask_ratio = {mask_ratio} removes none: set train.mask_ratio above 0 \
                          (MAE uses 0.75, FLIP 0.5)"
-                    ));
+                    )));
                 }
             }
             ObjectiveConfig::CaeV2(s) => {
                 if s.teacher.trim().is_empty() {
-                    p.push(
-                        "objective.kind = \"cae_v2\" needs a teacher: a CLIP/FLIP run directory or \
-                         checkpoint, or open_clip:DIR (--teacher or objective.teacher)"
-                            .to_string(),
-                    );
+                    p.push(Problem::new(
+                        "objective.kind",
+                        "= \"cae_v2\" needs a teacher: a CLIP/FLIP run directory or \
+                         checkpoint, or open_clip:DIR (--teacher or objective.teacher)",
+                    ));
                 }
                 if s.supervise.masked() && s.regressor_depth == 0 {
-                    p.push(format!(
-                        "objective.regressor_depth is 0 but objective.supervise = \"{}\" needs the \
+                    p.push(Problem::new(
+                        "objective.regressor_depth",
+                        format!(
+                            "is 0 but objective.supervise = \"{}\" needs the \
                          regressor: use at least 1",
-                        if s.supervise.visible() {
-                            "both"
-                        } else {
-                            "masked"
-                        }
+                            if s.supervise.visible() {
+                                "both"
+                            } else {
+                                "masked"
+                            }
+                        ),
                     ));
                 }
                 if s.supervise.masked() && mask_ratio <= 0.0 {
-                    p.push(
-                        "objective.supervise includes the masked tokens, but train.mask_ratio = 0 \
-                         removes none: set train.mask_ratio above 0"
-                            .to_string(),
-                    );
+                    p.push(Problem::new(
+                        "objective.supervise",
+                        "includes the masked tokens, but train.mask_ratio = 0 \
+                         removes none: set train.mask_ratio above 0",
+                    ));
                 }
             }
         }

@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use flipstream_shard::problems::Problem;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Precision, Preset, RunConfig};
@@ -359,107 +360,145 @@ impl RunSpec {
     }
 
     /// Every problem of the spec, each naming the key and what to change.
-    pub fn problems(&self) -> Vec<String> {
+    pub fn problems(&self) -> Vec<Problem> {
         let mut p = self.config.problems();
         let b = self.config.train.batch_size;
         if b == 1 {
-            p.push(
-                "train.batch_size = 1: a contrastive loss needs at least 2 pairs per batch"
-                    .to_string(),
-            );
+            p.push(Problem::new(
+                "train.batch_size",
+                "= 1: a contrastive loss needs at least 2 pairs per batch",
+            ));
         }
         if let Some(l) = self.run.lanes {
             if l == 0 {
-                p.push("run.lanes is 0: it must be at least 1".to_string());
+                p.push(Problem::new("run.lanes", "is 0: it must be at least 1"));
             } else if b > 0 && !b.is_multiple_of(l) {
-                p.push(format!(
-                    "run.lanes = {l} does not divide train.batch_size = {b}: use a divisor of the batch \
+                p.push(Problem::new(
+                    "run.lanes",
+                    format!(
+                        "= {l} does not divide train.batch_size = {b}: use a divisor of the batch \
                      size or leave run.lanes out"
+                    ),
                 ));
             }
         }
         if self.run.shuffle_block == 0 {
-            p.push("run.shuffle_block is 0: it must be at least 1".to_string());
+            p.push(Problem::new(
+                "run.shuffle_block",
+                "is 0: it must be at least 1",
+            ));
         }
         let [lo, hi] = self.run.crop_scale;
         if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
-            p.push(format!(
-                "run.crop_scale = [{lo}, {hi}] must satisfy 0 < low ≤ high ≤ 1 (FLIP: [0.5, 1.0]; \
+            p.push(Problem::new(
+                "run.crop_scale",
+                format!(
+                    "= [{lo}, {hi}] must satisfy 0 < low ≤ high ≤ 1 (FLIP: [0.5, 1.0]; \
                  [1.0, 1.0] keeps the whole image)"
+                ),
             ));
         }
         let [lo, hi] = self.run.crop_ratio;
         if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
-            p.push(format!(
-                "run.crop_ratio = [{lo}, {hi}] must satisfy 0 < low ≤ high (FLIP: [0.75, 1.333]; \
+            p.push(Problem::new(
+                "run.crop_ratio",
+                format!(
+                    "= [{lo}, {hi}] must satisfy 0 < low ≤ high (FLIP: [0.75, 1.333]; \
                  [1.0, 1.0] keeps the aspect ratio)"
+                ),
             ));
         }
         if !(0.0..=1.0).contains(&self.run.max_substitute_share) {
-            p.push(format!(
-                "run.max_substitute_share = {} must be a share in [0, 1] (1: never stop)",
-                self.run.max_substitute_share
+            p.push(Problem::new(
+                "run.max_substitute_share",
+                format!(
+                    "= {} must be a share in [0, 1] (1: never stop)",
+                    self.run.max_substitute_share
+                ),
             ));
         }
         if !(0.0..=1.0).contains(&self.run.hflip_prob) {
-            p.push(format!(
-                "run.hflip_prob = {} must be a probability in [0, 1]",
-                self.run.hflip_prob
+            p.push(Problem::new(
+                "run.hflip_prob",
+                format!("= {} must be a probability in [0, 1]", self.run.hflip_prob),
             ));
         }
         if self.run.prefetch_row_groups == 0 {
-            p.push("run.prefetch_row_groups is 0: it must be at least 1".to_string());
+            p.push(Problem::new(
+                "run.prefetch_row_groups",
+                "is 0: it must be at least 1",
+            ));
         }
         if self.run.tokenizer_vocab_size < 259 {
-            p.push(format!(
-                "run.tokenizer_vocab_size = {} is below the 256 byte symbols plus 3 special tokens: \
+            p.push(Problem::new(
+                "run.tokenizer_vocab_size",
+                format!(
+                    "= {} is below the 256 byte symbols plus 3 special tokens: \
                  use at least 259",
-                self.run.tokenizer_vocab_size
+                    self.run.tokenizer_vocab_size
+                ),
             ));
         }
         let e = &self.run.eval;
         if e.batch_size == 0 {
-            p.push("run.eval.batch_size is 0: it must be at least 1".to_string());
+            p.push(Problem::new(
+                "run.eval.batch_size",
+                "is 0: it must be at least 1",
+            ));
         }
         if e.templates.is_empty() {
-            p.push("run.eval.templates is empty: give at least one template such as \"a photo of a {}.\"".to_string());
+            p.push(Problem::new(
+                "run.eval.templates",
+                "is empty: give at least one template such as \"a photo of a {}.\"",
+            ));
         }
         for t in &e.templates {
             if !t.contains("{}") {
-                p.push(format!(
-                    "run.eval.templates: {t:?} has no `{{}}` where the class name goes"
+                p.push(Problem::new(
+                    "run.eval.templates",
+                    format!("{t:?} has no `{{}}` where the class name goes"),
                 ));
             }
         }
         if !(0.0..1.0).contains(&e.mask_ratio) {
-            p.push(format!(
-                "run.eval.mask_ratio = {} is outside [0, 1): use 0 to encode every patch",
-                e.mask_ratio
+            p.push(Problem::new(
+                "run.eval.mask_ratio",
+                format!(
+                    "= {} is outside [0, 1): use 0 to encode every patch",
+                    e.mask_ratio
+                ),
             ));
         } else {
             let patches = self.config.model.num_patches();
             if patches > 0 && crate::config::kept_patches(patches, e.mask_ratio) == 0 {
-                p.push(format!(
-                    "run.eval.mask_ratio = {} keeps no patch of the {patches} per image: lower it",
-                    e.mask_ratio
+                p.push(Problem::new(
+                    "run.eval.mask_ratio",
+                    format!(
+                        "= {} keeps no patch of the {patches} per image: lower it",
+                        e.mask_ratio
+                    ),
                 ));
             }
         }
         if e.probe && e.label_columns.is_empty() {
-            p.push(
-                "run.eval.probe needs label columns (run.eval.label_columns or --label-columns): \
-                 the probe predicts their values"
-                    .to_string(),
-            );
+            p.push(Problem::new(
+                "run.eval.probe",
+                "needs label columns (run.eval.label_columns or --label-columns): \
+                 the probe predicts their values",
+            ));
         }
         if e.probe && e.probe_steps == 0 {
-            p.push("run.eval.probe_steps is 0: the probe needs at least 1 step".to_string());
+            p.push(Problem::new(
+                "run.eval.probe_steps",
+                "is 0: the probe needs at least 1 step",
+            ));
         }
         if let Some(f) = &e.class_format {
             for c in &e.label_columns {
                 if !f.contains(&format!("{{{c}}}")) {
-                    p.push(format!(
-                        "run.eval.class_format {f:?} does not use label column `{{{c}}}`"
+                    p.push(Problem::new(
+                        "run.eval.class_format",
+                        format!("{f:?} does not use label column `{{{c}}}`"),
                     ));
                 }
             }

@@ -120,6 +120,16 @@ pub enum ImageRef {
     Missing,
 }
 
+impl ImageRef {
+    /// The image of a URL-list row: the URL to fetch, or `Missing` and why the row is malformed.
+    pub fn of_url(url: Option<&String>) -> (ImageRef, Option<String>) {
+        match url {
+            Some(u) => (ImageRef::Url(u.clone()), None),
+            None => (ImageRef::Missing, Some("row has no URL".to_string())),
+        }
+    }
+}
+
 /// One input item, in unit order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawItem {

@@ -24,7 +24,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ArrowReaderBuilder, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
 };
 use parquet::arrow::async_reader::{ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder};
@@ -211,6 +211,25 @@ async fn store_file(store: &Arc<dyn ObjectStore>, path: &Path, uri: &str) -> Res
         .map_err(|e| SourceError::store(uri, "head", e))?
         .size;
     Ok(StoreFile::new(store.clone(), path.clone(), Some(size)))
+}
+
+/// The rows of a unit to read: the columns, row groups and rows within them, and the batch size;
+/// the same for the local (sync) and the object-store (async) Parquet reader.
+struct ReadSlice {
+    mask: ProjectionMask,
+    groups: Vec<usize>,
+    selection: RowSelection,
+    batch_rows: usize,
+}
+
+impl ReadSlice {
+    fn apply<T>(self, builder: ArrowReaderBuilder<T>) -> ArrowReaderBuilder<T> {
+        builder
+            .with_projection(self.mask)
+            .with_row_groups(self.groups)
+            .with_row_selection(self.selection)
+            .with_batch_size(self.batch_rows)
+    }
 }
 
 /// The row groups overlapping `start..end` and the selection of exactly those rows within them.
@@ -408,27 +427,23 @@ pub(super) fn open(
     let batches = if groups.is_empty() {
         Batches::Empty
     } else {
+        let slice = ReadSlice {
+            mask,
+            groups,
+            selection,
+            batch_rows,
+        };
         match (&ctx.loc, store_reader) {
             (Location::Local(path), _) => {
                 let file = File::open(path).map_err(|e| SourceError::io(&ctx.uri, e))?;
-                let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
-                    .with_projection(mask)
-                    .with_row_groups(groups)
-                    .with_row_selection(selection)
-                    .with_batch_size(batch_rows)
-                    .build()
-                    .map_err(parquet_err)?;
+                let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
+                let reader = slice.apply(builder).build().map_err(parquet_err)?;
                 Batches::Local(reader)
             }
             (Location::Store { .. }, Some(reader)) => {
                 let file = reader.clone();
-                let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
-                    .with_projection(mask)
-                    .with_row_groups(groups)
-                    .with_row_selection(selection)
-                    .with_batch_size(batch_rows)
-                    .build()
-                    .map_err(parquet_err)?;
+                let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta);
+                let stream = slice.apply(builder).build().map_err(parquet_err)?;
                 Batches::Store { stream, rt, file }
             }
             (Location::Store { .. }, None) => return Err(ctx.unit_error("store reader missing")),
@@ -532,10 +547,7 @@ impl ParquetSource {
                     None,
                 )
             }
-            Mode::Urls => match &url {
-                Some(u) => (ImageRef::Url(u.clone()), None),
-                None => (ImageRef::Missing, Some("row has no URL".to_string())),
-            },
+            Mode::Urls => ImageRef::of_url(url.as_ref()),
         };
         RawItem {
             index,

@@ -419,10 +419,7 @@ impl TextListSource {
         };
         let key = key.unwrap_or_else(|| self.ctx.fallback_key(index));
         let url = url.filter(|u| !u.is_empty());
-        let (image, malformed) = match &url {
-            Some(u) => (ImageRef::Url(u.clone()), None),
-            None => (ImageRef::Missing, Some("row has no URL".to_string())),
-        };
+        let (image, malformed) = ImageRef::of_url(url.as_ref());
         RawItem {
             index,
             key,

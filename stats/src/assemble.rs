@@ -14,7 +14,7 @@ use super::state::{ColumnKind, ScanState, WORD_CAPACITY};
 use flipstream_shard::dataset::Dataset;
 
 /// Everything [`assemble`] needs.
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     /// The dataset (manifest and commit records).
     pub dataset: &'a Dataset,
     /// The scan.
@@ -271,7 +271,7 @@ fn shards(commits: &[CommitRecord]) -> (Vec<ShardSummary>, OutlierSummary) {
 }
 
 /// Builds the report.
-pub fn assemble(inputs: Inputs<'_>) -> StatsReport {
+pub(crate) fn assemble(inputs: Inputs<'_>) -> StatsReport {
     let ds = inputs.dataset;
     let commits = ds.commits();
     let counts = ds.totals();

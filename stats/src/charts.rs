@@ -13,9 +13,9 @@ use super::histogram::{BinCount, BinSpec, HistogramSummary, Slot};
 use super::metrics::ValueUnit;
 
 /// Width of every chart, pixels (the page shows two per row on wide screens).
-pub const WIDTH: u32 = 640;
+pub(crate) const WIDTH: u32 = 640;
 /// Height of histograms and scatter plots.
-pub const HEIGHT: u32 = 300;
+pub(crate) const HEIGHT: u32 = 300;
 
 const BAR: RGBColor = RGBColor(66, 113, 196);
 const ALERT: RGBColor = RGBColor(214, 69, 65);
@@ -27,11 +27,11 @@ const LABEL_PX: u32 = 15;
 
 /// Histograms with fewer non-empty bins than this are widened with empty neighbours, so that a
 /// single spike still sits on a readable axis.
-pub const MIN_DISPLAY_BINS: usize = 12;
+pub(crate) const MIN_DISPLAY_BINS: usize = 12;
 
 /// The bins to draw: the report's bins, widened to [`MIN_DISPLAY_BINS`] with empty fixed bins on
 /// both sides when there are fewer.
-pub fn display_bins(h: &HistogramSummary) -> Vec<BinCount> {
+pub(crate) fn display_bins(h: &HistogramSummary) -> Vec<BinCount> {
     let (Some(spec), Some(first)) = (h.spec, h.bins.first()) else {
         return h.bins.clone();
     };
@@ -109,7 +109,7 @@ macro_rules! draw_histogram {
 }
 
 /// A histogram of `h` on a real-valued axis: log base 2 for log-spaced bins, linear otherwise.
-pub fn histogram_svg(
+pub(crate) fn histogram_svg(
     title: &str,
     h: &HistogramSummary,
     unit: ValueUnit,
@@ -198,7 +198,7 @@ fn shorten(s: &str) -> String {
 
 /// Horizontal bars, one per item, largest first as given; `total`, when given, adds each bar's
 /// share to its label.
-pub fn bars_svg(
+pub(crate) fn bars_svg(
     title: &str,
     items: &[(String, u64)],
     total: Option<u64>,
@@ -258,7 +258,7 @@ pub fn bars_svg(
 }
 
 /// One point per shard (x: shard position, y: value); flagged shards in red.
-pub fn scatter_svg(
+pub(crate) fn scatter_svg(
     title: &str,
     y_desc: &str,
     points: &[(f64, bool)],

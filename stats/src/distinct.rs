@@ -13,11 +13,11 @@ const REGISTERS: usize = 1 << PRECISION;
 const HASH_SEED: u64 = 0x5EED_F11B;
 
 /// Relative standard error of [`Distinct::estimate`] for large counts.
-pub const STANDARD_ERROR: f64 = 1.04 / 128.0;
+pub(crate) const STANDARD_ERROR: f64 = 1.04 / 128.0;
 
 /// A HyperLogLog sketch; see the module docs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Distinct {
+pub(crate) struct Distinct {
     registers: Vec<u8>,
 }
 
@@ -29,14 +29,14 @@ impl Default for Distinct {
 
 impl Distinct {
     /// An empty sketch.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             registers: vec![0; REGISTERS],
         }
     }
 
     /// Adds an item given as bytes.
-    pub fn add(&mut self, item: &[u8]) {
+    pub(crate) fn add(&mut self, item: &[u8]) {
         let h = xxh3_64_with_seed(item, HASH_SEED);
         let idx = (h >> (64 - PRECISION)) as usize;
         let rest = h << PRECISION;
@@ -50,14 +50,14 @@ impl Distinct {
     }
 
     /// Adds another sketch (register-wise maximum).
-    pub fn merge(&mut self, other: &Distinct) {
+    pub(crate) fn merge(&mut self, other: &Distinct) {
         for (a, b) in self.registers.iter_mut().zip(&other.registers) {
             *a = (*a).max(*b);
         }
     }
 
     /// Estimated number of distinct items added.
-    pub fn estimate(&self) -> u64 {
+    pub(crate) fn estimate(&self) -> u64 {
         let m = REGISTERS as f64;
         let alpha = 0.7213 / (1.0 + 1.079 / m);
         let sum: f64 = self.registers.iter().map(|&r| (-(r as f64)).exp2()).sum();

@@ -3,7 +3,7 @@
 //! Bins are fixed before any value is seen ([`BinSpec`]: linear, or log-spaced with a fixed
 //! number of bins per octave), so partial histograms of different row groups line up bin for bin
 //! and merge by addition. Values outside the bins are counted as `below` / `above`, never lost.
-//! A [`Distribution`] adds exact count, sum, minimum and maximum and a [`QuantileSketch`] for
+//! A [`Distribution`] adds exact count, sum, minimum and maximum and a `QuantileSketch` for
 //! percentiles; its [`DistributionSummary`] is what the report stores.
 //!
 //! Columns whose range is not known in advance (numeric passthrough columns) have no fixed bins:
@@ -184,7 +184,7 @@ pub struct HistogramSummary {
     pub above: u64,
 }
 
-/// Percentiles of a distribution (each within 1 % relative accuracy; see [`QuantileSketch`]).
+/// Percentiles of a distribution (each within 1 % relative accuracy; see `QuantileSketch`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Quantiles {
     /// 1st percentile.

@@ -2,9 +2,9 @@
 //!
 //! [`compute_stats`] reads a committed dataset's commit records (counts, sizes, timings), a few
 //! rejection files (examples per reason) and every shard row group, but only the small columns
-//! ([`state::SCAN_COLUMNS`] plus passthrough columns; never `image` except for the optional
+//! (`state::SCAN_COLUMNS` plus passthrough columns; never `image` except for the optional
 //! sampled thumbnails). Row groups are read concurrently (bounded) and summarised into fixed-size
-//! mergeable state ([`histogram`], [`sketch`], [`topk`], [`distinct`]), so memory does not grow
+//! mergeable state ([`histogram`], `sketch`, `topk`, `distinct`), so memory does not grow
 //! with the number of rows and the result does not depend on the concurrency.
 //!
 //! The result is a [`StatsReport`] (`report.json`, documented field by field in `docs/stats.md`).
@@ -13,32 +13,33 @@
 //! and as a self-contained HTML page with SVG charts ([`render_html`]). [`write_report`] writes all
 //! three (and the thumbnails) to a folder.
 //!
-//! Modules: [`metrics`] (the measures and their bins), [`state`] (per-row-group state), [`scan`]
-//! (the concurrent read), [`rejections`] (examples), [`samples`] (thumbnails), [`outliers`]
-//! (median/MAD scores), [`assemble`] (state → report), [`report`] (the JSON types), `sections` and
-//! `document` (the report as a document), [`format`] (figures as text), [`markdown`] and [`html`]
-//! (the two writers), [`charts`] (SVG). Generated datasets for its tests and benchmarks are in
+//! Public modules: [`report`] (the JSON types), [`metrics`] (the measures and their bins),
+//! [`histogram`] (their binned counts) and [`format`](mod@format) (figures as text, also used by the CLI).
+//! Inside: `state` (per-row-group state, merged with `sketch`, `topk`, `distinct`, `words`),
+//! `scan` (the concurrent read), `rejections` (examples), `samples` (thumbnails), `outliers`
+//! (median/MAD scores), `assemble` (state → report), `sections` and `document` (the report as a
+//! document), `markdown` and `html` (the two writers), `charts` (SVG). Generated datasets for its tests and benchmarks are in
 //! `flipstream-testkit`.
 
-pub mod assemble;
-pub mod charts;
-pub mod distinct;
+mod assemble;
+mod charts;
+mod distinct;
 mod document;
 pub mod format;
 pub mod histogram;
-pub mod html;
-pub mod markdown;
+mod html;
+mod markdown;
 pub mod metrics;
-pub mod outliers;
-pub mod rejections;
+mod outliers;
+mod rejections;
 pub mod report;
-pub mod samples;
-pub mod scan;
+mod samples;
+mod scan;
 mod sections;
-pub mod sketch;
-pub mod state;
-pub mod topk;
-pub mod words;
+mod sketch;
+mod state;
+mod topk;
+mod words;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -10,7 +10,7 @@ use super::report::{SampleSummary, StatsReport};
 use super::sections;
 
 /// Makes text safe for a Markdown table cell (no pipes, no line breaks).
-pub fn cell(s: &str) -> String {
+pub(crate) fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 

@@ -6,11 +6,11 @@
 //! values are equal nothing is an outlier.
 
 /// The usual cut-off on `|z|`.
-pub const THRESHOLD: f64 = 3.5;
+pub(crate) const THRESHOLD: f64 = 3.5;
 
 /// Which spread a [`RobustScores`] used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Spread {
+pub(crate) enum Spread {
     /// Median absolute deviation.
     Mad,
     /// Mean absolute deviation (the MAD was 0).
@@ -21,7 +21,7 @@ pub enum Spread {
 
 impl Spread {
     /// `mad`, `mean_abs_dev` or `none`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Spread::Mad => "mad",
             Spread::MeanAbsDev => "mean_abs_dev",
@@ -32,7 +32,7 @@ impl Spread {
 
 /// Centre, spread and per-value scores.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RobustScores {
+pub(crate) struct RobustScores {
     /// Median of the values.
     pub median: f64,
     /// Median absolute deviation.
@@ -59,7 +59,7 @@ fn sorted(values: impl Iterator<Item = f64>) -> Vec<f64> {
 }
 
 /// Scores every value (non-finite values are left out of the centre and score 0).
-pub fn robust_scores(values: &[f64]) -> RobustScores {
+pub(crate) fn robust_scores(values: &[f64]) -> RobustScores {
     let finite = sorted(values.iter().copied().filter(|x| x.is_finite()));
     let med = median(&finite);
     let mad = median(&sorted(finite.iter().map(|x| (x - med).abs())));

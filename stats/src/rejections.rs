@@ -23,7 +23,7 @@ use flipstream_shard::verify::check_footer;
 
 /// One rejection file to read and how many examples of each reason to take from it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExamplePlan {
+pub(crate) struct ExamplePlan {
     /// Unit.
     pub unit: String,
     /// Rejection file path.
@@ -37,7 +37,7 @@ pub struct ExamplePlan {
 }
 
 /// Chooses the rejection files that give `per_reason` examples of every reason (or all there are).
-pub fn plan_examples(commits: &[CommitRecord], per_reason: usize) -> Vec<ExamplePlan> {
+pub(crate) fn plan_examples(commits: &[CommitRecord], per_reason: usize) -> Vec<ExamplePlan> {
     let mut wanted: BTreeMap<String, usize> = BTreeMap::new();
     let mut plans = Vec::new();
     let retried = retried_by(commits);
@@ -150,7 +150,7 @@ async fn read_plan(
 
 /// Reads the planned files (`concurrency` at once) and returns the examples by reason, in plan
 /// order, with the bytes fetched.
-pub async fn read_examples(
+pub(crate) async fn read_examples(
     root: &StoreRoot,
     plans: &[ExamplePlan],
     concurrency: usize,

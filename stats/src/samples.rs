@@ -38,7 +38,7 @@ pub struct Thumbnail {
 }
 
 /// Longest side of a thumbnail, pixels.
-pub const THUMBNAIL_PX: u32 = 160;
+pub(crate) const THUMBNAIL_PX: u32 = 160;
 /// Largest image side decoded for a thumbnail.
 const MAX_SIDE: u32 = 16_384;
 /// Largest decode allocation.
@@ -55,7 +55,10 @@ const SAMPLE_COLUMNS: [&str; 7] = [
 ];
 
 /// Row groups and the rows to sample from each, in canonical order.
-pub fn sample_positions(row_groups: &[RowGroupRef], n: usize) -> Vec<(RowGroupRef, Vec<u64>)> {
+pub(crate) fn sample_positions(
+    row_groups: &[RowGroupRef],
+    n: usize,
+) -> Vec<(RowGroupRef, Vec<u64>)> {
     let total: u64 = row_groups.iter().map(|r| r.rows).sum();
     if n == 0 || total == 0 {
         return Vec::new();
@@ -125,7 +128,7 @@ fn number(batch: &RecordBatch, name: &str, at: &str, i: usize) -> Result<u64, St
 }
 
 /// Decodes an image with limits and encodes a JPEG thumbnail.
-pub fn thumbnail(bytes: &[u8], px: u32) -> Result<Vec<u8>, String> {
+pub(crate) fn thumbnail(bytes: &[u8], px: u32) -> Result<Vec<u8>, String> {
     let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
@@ -242,7 +245,7 @@ async fn read_row_group_samples(
 
 /// Reads `n` evenly spread rows and makes their thumbnails. Returns the samples, the thumbnails
 /// and the bytes fetched.
-pub async fn read_samples(
+pub(crate) async fn read_samples(
     root: &StoreRoot,
     row_groups: &[RowGroupRef],
     n: usize,

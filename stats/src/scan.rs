@@ -24,7 +24,7 @@ use flipstream_shard::verify::check_footer;
 
 /// What the scan found and what it cost.
 #[derive(Debug, Clone)]
-pub struct ScanResult {
+pub(crate) struct ScanResult {
     /// The merged state.
     pub state: ScanState,
     /// Shards opened.
@@ -145,7 +145,7 @@ fn row_group_tasks(
 }
 
 /// Scans every shard of `commits` (canonical order), `concurrency` row groups at a time.
-pub async fn scan_shards(
+pub(crate) async fn scan_shards(
     root: &StoreRoot,
     commits: &[CommitRecord],
     concurrency: usize,

@@ -10,11 +10,11 @@
 use std::collections::BTreeMap;
 
 /// Relative accuracy of quantiles read from a [`QuantileSketch`].
-pub const RELATIVE_ACCURACY: f64 = 0.01;
+pub(crate) const RELATIVE_ACCURACY: f64 = 0.01;
 /// Smaller magnitudes are counted as zero.
-pub const MIN_MAGNITUDE: f64 = 1e-9;
+pub(crate) const MIN_MAGNITUDE: f64 = 1e-9;
 /// Larger magnitudes share the top bucket.
-pub const MAX_MAGNITUDE: f64 = 1e18;
+pub(crate) const MAX_MAGNITUDE: f64 = 1e18;
 
 fn gamma() -> f64 {
     (1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY)
@@ -33,7 +33,7 @@ fn bucket_value(i: i32) -> f64 {
 
 /// Counts of values in logarithmic buckets; see the module docs.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct QuantileSketch {
+pub(crate) struct QuantileSketch {
     positive: BTreeMap<i32, u64>,
     negative: BTreeMap<i32, u64>,
     zero: u64,
@@ -42,12 +42,12 @@ pub struct QuantileSketch {
 
 impl QuantileSketch {
     /// An empty sketch.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Adds a value. Non-finite values are ignored (callers count them separately).
-    pub fn add(&mut self, x: f64) {
+    pub(crate) fn add(&mut self, x: f64) {
         if !x.is_finite() {
             return;
         }
@@ -62,7 +62,7 @@ impl QuantileSketch {
     }
 
     /// Adds every count of `other`.
-    pub fn merge(&mut self, other: &QuantileSketch) {
+    pub(crate) fn merge(&mut self, other: &QuantileSketch) {
         self.count += other.count;
         self.zero += other.zero;
         for (k, v) in &other.positive {
@@ -74,17 +74,19 @@ impl QuantileSketch {
     }
 
     /// Values added.
-    pub fn count(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> u64 {
         self.count
     }
 
     /// Buckets in use (bounded by the magnitude range, not by the number of values).
-    pub fn buckets(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn buckets(&self) -> usize {
         self.positive.len() + self.negative.len() + usize::from(self.zero > 0)
     }
 
     /// Every bucket as (representative value, count), in increasing value order.
-    pub fn iter(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
         let neg = self
             .negative
             .iter()
@@ -97,7 +99,7 @@ impl QuantileSketch {
 
     /// Every bucket as (lower bound, upper bound, count), in increasing order; the zero bucket
     /// has both bounds at 0.
-    pub fn iter_bounds(&self) -> impl Iterator<Item = (f64, f64, u64)> + '_ {
+    pub(crate) fn iter_bounds(&self) -> impl Iterator<Item = (f64, f64, u64)> + '_ {
         self.iter().map(|(v, c)| {
             let (a, b) = (v / (1.0 + RELATIVE_ACCURACY), v / (1.0 - RELATIVE_ACCURACY));
             (a.min(b), a.max(b), c)
@@ -106,7 +108,7 @@ impl QuantileSketch {
 
     /// The value at quantile `q` in [0, 1] (the lower of the two middle ranks, as in DDSketch);
     /// `None` when the sketch is empty.
-    pub fn quantile(&self, q: f64) -> Option<f64> {
+    pub(crate) fn quantile(&self, q: f64) -> Option<f64> {
         if self.count == 0 {
             return None;
         }

@@ -20,12 +20,12 @@ use super::topk::TopK;
 use super::words;
 
 /// Counters the caption-word summary keeps.
-pub const WORD_CAPACITY: usize = 1024;
+pub(crate) const WORD_CAPACITY: usize = 1024;
 /// Counters a text passthrough column's summary keeps; fewer distinct values are counted exactly.
-pub const TEXT_CAPACITY: usize = 64;
+pub(crate) const TEXT_CAPACITY: usize = 64;
 
 /// The fixed shard columns a scan reads (never `image`).
-pub const SCAN_COLUMNS: [&str; 9] = [
+pub(crate) const SCAN_COLUMNS: [&str; 9] = [
     columns::IMAGE_FORMAT,
     columns::IMAGE_BYTES,
     columns::WIDTH,
@@ -39,7 +39,7 @@ pub const SCAN_COLUMNS: [&str; 9] = [
 
 /// What a passthrough column is summarised as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColumnKind {
+pub(crate) enum ColumnKind {
     /// Integers and floats.
     Numeric,
     /// Strings.
@@ -50,7 +50,7 @@ pub enum ColumnKind {
 
 impl ColumnKind {
     /// The kind of a passthrough data type (`None` for types passthrough columns cannot have).
-    pub fn of(dt: &DataType) -> Option<Self> {
+    pub(crate) fn of(dt: &DataType) -> Option<Self> {
         match dt {
             DataType::Boolean => Some(ColumnKind::Boolean),
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Some(ColumnKind::Text),
@@ -63,7 +63,7 @@ impl ColumnKind {
     }
 
     /// `numeric`, `text` or `boolean`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ColumnKind::Numeric => "numeric",
             ColumnKind::Text => "text",
@@ -74,7 +74,7 @@ impl ColumnKind {
 
 /// State of one passthrough column.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ColumnState {
+pub(crate) struct ColumnState {
     /// Arrow type as first seen.
     pub data_type: String,
     /// Summary kind.
@@ -119,7 +119,7 @@ impl ColumnState {
 
 /// The mergeable scan state; see the module docs.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ScanState {
+pub(crate) struct ScanState {
     /// Rows observed.
     pub rows: u64,
     /// One per [`Metric`], indexed by [`Metric::index`].
@@ -146,7 +146,7 @@ impl Default for ScanState {
 }
 
 /// Where a batch came from, for messages.
-pub struct BatchOrigin<'a> {
+pub(crate) struct BatchOrigin<'a> {
     /// Full location of the shard.
     pub shard: &'a str,
     /// Row group.
@@ -207,7 +207,7 @@ fn f64s(
 
 impl ScanState {
     /// An empty state.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             rows: 0,
             metrics: Metric::ALL
@@ -228,7 +228,7 @@ impl ScanState {
     }
 
     /// Observes one row group read with [`SCAN_COLUMNS`] plus the shard's `passthrough` columns.
-    pub fn observe(
+    pub(crate) fn observe(
         &mut self,
         batch: &RecordBatch,
         passthrough: &[Field],
@@ -375,7 +375,7 @@ impl ScanState {
     }
 
     /// Adds another state.
-    pub fn merge(&mut self, other: &ScanState) {
+    pub(crate) fn merge(&mut self, other: &ScanState) {
         self.rows += other.rows;
         for (a, b) in self.metrics.iter_mut().zip(&other.metrics) {
             a.merge(b);

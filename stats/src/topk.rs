@@ -27,7 +27,7 @@ pub struct Counter {
 
 /// A fixed-size frequent-items summary; see the module docs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopK {
+pub(crate) struct TopK {
     capacity: usize,
     counters: Vec<Counter>,
     floor: u64,
@@ -39,7 +39,7 @@ fn rank(a: &Counter, b: &Counter) -> std::cmp::Ordering {
 
 impl TopK {
     /// An empty summary keeping at most `capacity` items.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
             counters: Vec::new(),
@@ -48,7 +48,7 @@ impl TopK {
     }
 
     /// A summary of exact counts, truncated to the `capacity` most frequent items.
-    pub fn from_counts<S: AsRef<str>>(
+    pub(crate) fn from_counts<S: AsRef<str>>(
         capacity: usize,
         counts: impl IntoIterator<Item = (S, u64)>,
     ) -> Self {
@@ -73,7 +73,7 @@ impl TopK {
     }
 
     /// Adds another summary (see the module docs for the bounds this keeps).
-    pub fn merge(&mut self, other: &TopK) {
+    pub(crate) fn merge(&mut self, other: &TopK) {
         if other.counters.is_empty() && other.floor == 0 {
             return;
         }
@@ -106,23 +106,18 @@ impl TopK {
     }
 
     /// The listed items, most frequent first (ties by item).
-    pub fn items(&self) -> &[Counter] {
+    pub(crate) fn items(&self) -> &[Counter] {
         &self.counters
     }
 
     /// Upper bound on the count of any item not listed (0: the listed counts are exact and
     /// complete).
-    pub fn floor(&self) -> u64 {
+    pub(crate) fn floor(&self) -> u64 {
         self.floor
     }
 
-    /// The most items this summary keeps.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// True when the listed counts are exact and no item was ever dropped.
-    pub fn is_exact(&self) -> bool {
+    pub(crate) fn is_exact(&self) -> bool {
         self.floor == 0
     }
 }

@@ -7,7 +7,7 @@
 //!   ([`STOPWORDS`]) are left out, so the table shows what the captions are about.
 
 /// Function words left out of the frequent-words table.
-pub const STOPWORDS: &[&str] = &[
+pub(crate) const STOPWORDS: &[&str] = &[
     "a", "about", "above", "after", "again", "all", "also", "am", "an", "and", "any", "are", "as",
     "at", "be", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could",
     "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had",
@@ -21,12 +21,12 @@ pub const STOPWORDS: &[&str] = &[
 ];
 
 /// Characters of a caption.
-pub fn char_count(caption: &str) -> usize {
+pub(crate) fn char_count(caption: &str) -> usize {
     caption.chars().count()
 }
 
 /// Words of a caption.
-pub fn word_count(caption: &str) -> usize {
+pub(crate) fn word_count(caption: &str) -> usize {
     caption.split_whitespace().count()
 }
 
@@ -35,7 +35,7 @@ fn is_stopword(w: &str) -> bool {
 }
 
 /// Calls `f` with every word of `caption` that counts for the frequent-words table (lower-cased).
-pub fn for_each_topic_word(caption: &str, mut f: impl FnMut(&str)) {
+pub(crate) fn for_each_topic_word(caption: &str, mut f: impl FnMut(&str)) {
     let mut buf = String::new();
     for token in caption.split(|c: char| !c.is_alphanumeric()) {
         if token.is_empty() {

@@ -519,6 +519,16 @@ impl ModelConfig {
     /// Every problem of this config, each naming the key and what to change. Empty when valid.
     pub fn problems(&self) -> Vec<Problem> {
         let mut p = Vec::new();
+        self.size_problems(&mut p);
+        self.stem_problems(&mut p);
+        self.width_problems(&mut p);
+        self.token_problems(&mut p);
+        self.logit_scale_problems(&mut p);
+        p
+    }
+
+    /// Sizes that must be positive, and the patch grid and attention heads they must divide.
+    fn size_problems(&self, p: &mut Vec<Problem>) {
         let positive = [
             ("image_size", self.image_size),
             ("patch_size", self.patch_size),
@@ -549,10 +559,14 @@ impl ModelConfig {
                 } else {
                     upper.to_string()
                 };
-                p.push(Problem::new("model.patch_size", format!("= {} does not divide model.image_size = {}: use an image size \
-                     that is a multiple of the patch size (e.g. {suggestion}) or another patch size",
-                    self.patch_size, self.image_size
-                )));
+                p.push(Problem::new(
+                    "model.patch_size",
+                    format!(
+                        "= {} does not divide model.image_size = {}: use an image size that is a \
+                         multiple of the patch size (e.g. {suggestion}) or another patch size",
+                        self.patch_size, self.image_size
+                    ),
+                ));
             } else if self.image_size < self.patch_size {
                 p.push(Problem::new(
                     "model.patch_size",
@@ -578,6 +592,10 @@ impl ModelConfig {
                 ));
             }
         }
+    }
+
+    /// The convolutional stem (`patch_embed = "conv"`, `stem_depth`).
+    fn stem_problems(&self, p: &mut Vec<Problem>) {
         if self.patch_embed == PatchEmbed::Conv
             && self.patch_size > 0
             && (!self.patch_size.is_power_of_two()
@@ -613,6 +631,10 @@ impl ModelConfig {
                 ),
             ));
         }
+    }
+
+    /// Widths the position embedding and the MLPs need.
+    fn width_problems(&self, p: &mut Vec<Problem>) {
         if self.vision_width > 0 && !self.vision_width.is_multiple_of(4) {
             p.push(Problem::new(
                 "model.vision_width",
@@ -636,6 +658,10 @@ impl ModelConfig {
                 ));
             }
         }
+    }
+
+    /// Token ids within the vocabulary, and a text pooling that can tell captions apart.
+    fn token_problems(&self, p: &mut Vec<Problem>) {
         if self.vocab_size > 0 && self.pad_id >= self.vocab_size {
             p.push(Problem::new(
                 "model.pad_id",
@@ -665,6 +691,10 @@ impl ModelConfig {
                  text_causal = false (FLIP's text tower) or text_pool = \"eot\" (CLIP's)",
             ));
         }
+    }
+
+    /// The contrastive temperature's start and cap.
+    fn logit_scale_problems(&self, p: &mut Vec<Problem>) {
         if !self.logit_scale_init.is_finite() || !self.logit_scale_max.is_finite() {
             p.push(Problem::new(
                 "model.logit_scale_init",
@@ -680,7 +710,6 @@ impl ModelConfig {
                 ),
             ));
         }
-        p
     }
 
     /// `Ok` when [`ModelConfig::problems`] is empty.
@@ -693,6 +722,18 @@ impl TrainConfig {
     /// Every problem of this training config for `model`, each naming the key and what to change.
     pub fn problems(&self, model: &ModelConfig) -> Vec<Problem> {
         let mut p = Vec::new();
+        self.batch_problems(&mut p);
+        self.schedule_problems(&mut p);
+        self.optimizer_problems(&mut p);
+        self.mask_problems(model, &mut p);
+        if let Some(tune) = &self.unmasked_tune {
+            self.tune_problems(tune, &mut p);
+        }
+        p
+    }
+
+    /// The batch and its micro-batches.
+    fn batch_problems(&self, p: &mut Vec<Problem>) {
         if self.batch_size == 0 {
             p.push(Problem::new(
                 "train.batch_size",
@@ -714,6 +755,10 @@ impl TrainConfig {
                 ),
             ));
         }
+    }
+
+    /// The learning-rate schedule and the run length.
+    fn schedule_problems(&self, p: &mut Vec<Problem>) {
         if !(self.base_lr.is_finite() && self.base_lr > 0.0) {
             p.push(Problem::new(
                 "train.base_lr",
@@ -741,6 +786,10 @@ impl TrainConfig {
                 ),
             ));
         }
+    }
+
+    /// AdamW's settings and gradient clipping.
+    fn optimizer_problems(&self, p: &mut Vec<Problem>) {
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             p.push(Problem::new(
                 "train.weight_decay",
@@ -771,6 +820,10 @@ impl TrainConfig {
                 ),
             ));
         }
+    }
+
+    /// The mask ratio, which must keep at least one patch of `model`'s grid.
+    fn mask_problems(&self, model: &ModelConfig, p: &mut Vec<Problem>) {
         if !(0.0..1.0).contains(&self.mask_ratio) {
             p.push(Problem::new(
                 "train.mask_ratio",
@@ -790,46 +843,47 @@ impl TrainConfig {
                 ),
             ));
         }
-        if let Some(tune) = &self.unmasked_tune {
-            if tune.steps == 0 {
+    }
+
+    /// The unmasked tuning phase `[train.unmasked_tune]`.
+    fn tune_problems(&self, tune: &UnmaskedTune, p: &mut Vec<Problem>) {
+        if tune.steps == 0 {
+            p.push(Problem::new(
+                "train.unmasked_tune.steps",
+                "is 0: remove [train.unmasked_tune] to skip the phase",
+            ));
+        }
+        if !(tune.base_lr.is_finite() && tune.base_lr > 0.0) {
+            p.push(Problem::new(
+                "train.unmasked_tune.base_lr",
+                format!("= {} must be a positive number", tune.base_lr),
+            ));
+        }
+        if tune.warmup_steps > tune.steps {
+            p.push(Problem::new(
+                "train.unmasked_tune.warmup_steps",
+                format!(
+                    "= {} exceeds train.unmasked_tune.steps = {}",
+                    tune.warmup_steps, tune.steps
+                ),
+            ));
+        }
+        match tune.accum_steps {
+            Some(0) => p.push(Problem::new(
+                "train.unmasked_tune.accum_steps",
+                "is 0: use 1 for no gradient accumulation",
+            )),
+            Some(k) if self.batch_size > 0 && !self.batch_size.is_multiple_of(k) => {
                 p.push(Problem::new(
-                    "train.unmasked_tune.steps",
-                    "is 0: remove [train.unmasked_tune] to skip the phase",
-                ));
-            }
-            if !(tune.base_lr.is_finite() && tune.base_lr > 0.0) {
-                p.push(Problem::new(
-                    "train.unmasked_tune.base_lr",
-                    format!("= {} must be a positive number", tune.base_lr),
-                ));
-            }
-            if tune.warmup_steps > tune.steps {
-                p.push(Problem::new(
-                    "train.unmasked_tune.warmup_steps",
+                    "train.unmasked_tune.accum_steps",
                     format!(
-                        "= {} exceeds train.unmasked_tune.steps = {}",
-                        tune.warmup_steps, tune.steps
+                        "= {k} does not divide train.batch_size = {}",
+                        self.batch_size
                     ),
                 ));
             }
-            match tune.accum_steps {
-                Some(0) => p.push(Problem::new(
-                    "train.unmasked_tune.accum_steps",
-                    "is 0: use 1 for no gradient accumulation",
-                )),
-                Some(k) if self.batch_size > 0 && !self.batch_size.is_multiple_of(k) => {
-                    p.push(Problem::new(
-                        "train.unmasked_tune.accum_steps",
-                        format!(
-                            "= {k} does not divide train.batch_size = {}",
-                            self.batch_size
-                        ),
-                    ));
-                }
-                _ => {}
-            }
+            _ => {}
         }
-        p
     }
 
     /// Micro-batches per step in `phase`.

@@ -362,6 +362,14 @@ impl RunSpec {
     /// Every problem of the spec, each naming the key and what to change.
     pub fn problems(&self) -> Vec<Problem> {
         let mut p = self.config.problems();
+        self.batch_problems(&mut p);
+        self.loader_problems(&mut p);
+        self.eval_problems(&mut p);
+        p
+    }
+
+    /// The global batch a contrastive loss and the loader's lanes need.
+    fn batch_problems(&self, p: &mut Vec<Problem>) {
         let b = self.config.train.batch_size;
         if b == 1 {
             p.push(Problem::new(
@@ -382,6 +390,10 @@ impl RunSpec {
                 ));
             }
         }
+    }
+
+    /// The loader's order, augmentation and prefetch, and the tokenizer it trains.
+    fn loader_problems(&self, p: &mut Vec<Problem>) {
         if self.run.shuffle_block == 0 {
             p.push(Problem::new(
                 "run.shuffle_block",
@@ -439,6 +451,10 @@ impl RunSpec {
                 ),
             ));
         }
+    }
+
+    /// Periodic evaluation: its batches, prompts, masking and linear probe.
+    fn eval_problems(&self, p: &mut Vec<Problem>) {
         let e = &self.run.eval;
         if e.batch_size == 0 {
             p.push(Problem::new(
@@ -503,7 +519,6 @@ impl RunSpec {
                 }
             }
         }
-        p
     }
 
     /// Checks the whole spec; the error lists every problem with what to change.

@@ -14,7 +14,7 @@ use flipstream_shard::problems::{Problem, Validate, problems_within};
 use serde::{Deserialize, Serialize};
 
 use crate::caption::CaptionRules;
-use crate::dedup::DedupRules;
+pub use crate::dedup::DedupRules;
 use crate::fetch::FetchConfig;
 use crate::source::SourceOptions;
 

@@ -52,7 +52,7 @@ impl Validate for DedupRules {
 
 /// The accepted items of one unit, for duplicate checks.
 #[derive(Debug)]
-pub struct Dedup {
+pub(crate) struct Dedup {
     rules: DedupRules,
     exact: HashMap<[u8; 32], String>,
     near: NearIndex,
@@ -60,7 +60,7 @@ pub struct Dedup {
 
 impl Dedup {
     /// An empty index.
-    pub fn new(rules: DedupRules) -> Self {
+    pub(crate) fn new(rules: DedupRules) -> Self {
         let near = NearIndex::new(rules.near_distance);
         Self {
             rules,
@@ -70,7 +70,11 @@ impl Dedup {
     }
 
     /// `Some((reason, detail))` when the item duplicates an accepted one.
-    pub fn check(&self, content_hash: &[u8; 32], phash: u64) -> Option<(RejectReason, String)> {
+    pub(crate) fn check(
+        &self,
+        content_hash: &[u8; 32],
+        phash: u64,
+    ) -> Option<(RejectReason, String)> {
         if self.rules.exact
             && let Some(first) = self.exact.get(content_hash)
         {
@@ -91,7 +95,7 @@ impl Dedup {
     }
 
     /// Records an accepted item.
-    pub fn insert(&mut self, key: &str, content_hash: [u8; 32], phash: u64) {
+    pub(crate) fn insert(&mut self, key: &str, content_hash: [u8; 32], phash: u64) {
         if self.rules.exact {
             self.exact
                 .entry(content_hash)

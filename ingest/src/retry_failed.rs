@@ -26,12 +26,12 @@ use crate::fetch::retry::is_transient_status;
 use crate::source::UnitPlan;
 
 /// The detail of a URL item met without a downloader: the same run would fail it again.
-pub const NO_DOWNLOADER: &str = "no downloader configured";
+pub(crate) const NO_DOWNLOADER: &str = "no downloader configured";
 
 /// A unit to re-try: the plan to read (the original input slice under the retry unit's id), the
 /// keys to fetch again and the rows already accepted.
 #[derive(Debug, Clone)]
-pub struct RetryUnit {
+pub(crate) struct RetryUnit {
     /// The original unit's input under the retry unit's id.
     pub plan: UnitPlan,
     /// Round, the unit re-tried and the original unit (`superseded_by_reason` is filled in at
@@ -46,7 +46,7 @@ pub struct RetryUnit {
 /// The keys a retry unit reads again, each once, counting by reason the rejections it
 /// supersedes.
 #[derive(Debug, Clone, Default)]
-pub struct KeyFilter {
+pub(crate) struct KeyFilter {
     /// Key → reason code of its transient rejection, for keys not read yet.
     keys: HashMap<String, String>,
     /// Rejections superseded so far, per reason (one per admitted item).
@@ -56,7 +56,7 @@ pub struct KeyFilter {
 impl KeyFilter {
     /// True when the item `key` is to be read again; the first time only (a key repeated in the
     /// input was rejected as such the first time round and stays so).
-    pub fn admits(&mut self, key: &str) -> bool {
+    pub(crate) fn admits(&mut self, key: &str) -> bool {
         let Some(reason) = self.keys.remove(key) else {
             return false;
         };
@@ -65,12 +65,13 @@ impl KeyFilter {
     }
 
     /// Keys still to be read.
-    pub fn pending(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> usize {
         self.keys.len()
     }
 
     /// The rejections superseded by the items admitted, per reason.
-    pub fn superseded(self) -> BTreeMap<String, u64> {
+    pub(crate) fn superseded(self) -> BTreeMap<String, u64> {
         self.superseded
     }
 }
@@ -78,7 +79,7 @@ impl KeyFilter {
 /// True for a rejection that may not happen again: `download_error` (connect, timeout, reset,
 /// body cut short) and `http_status` with 408, 429 or 5xx. Everything else says something about
 /// the item (404, not an image, too small, a duplicate) and would be rejected again.
-pub fn is_transient_rejection(reason: RejectReason, detail: &str) -> bool {
+pub(crate) fn is_transient_rejection(reason: RejectReason, detail: &str) -> bool {
     match reason {
         RejectReason::DownloadError => !detail.starts_with(NO_DOWNLOADER),
         RejectReason::HttpStatus => detail
@@ -92,7 +93,10 @@ pub fn is_transient_rejection(reason: RejectReason, detail: &str) -> bool {
 
 /// The retry units of `mine` (this worker's planned units) in `ds`: for each committed unit, the
 /// next round over its latest round's transient rejections; units with none are left out.
-pub async fn plan_retries(ds: &Dataset, mine: &[UnitPlan]) -> Result<Vec<RetryUnit>, ShardError> {
+pub(crate) async fn plan_retries(
+    ds: &Dataset,
+    mine: &[UnitPlan],
+) -> Result<Vec<RetryUnit>, ShardError> {
     let mut chains: BTreeMap<&str, Vec<&CommitRecord>> = BTreeMap::new();
     for c in ds.commits() {
         chains.entry(c.origin()).or_default().push(c);

@@ -14,15 +14,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! - [`config`]: [`LoaderConfig`] (serde, `Default`), [`Mode`], [`SplitSelection`], [`Rank`].
+//! - `config`: [`LoaderConfig`] (serde, `Default`), [`Mode`], [`SplitSelection`], [`Rank`].
 //! - [`order`](self#the-order): which rows make batch `t` (a pure function of the settings);
 //!   see `docs/loader.md` for the specification and its guarantees.
-//! - [`state`]: [`LoaderState`], the tiny resume state that goes into every checkpoint.
-//! - [`units`]: [`Units`], the committed row groups with their row counts in the split.
-//! - [`batch`]: [`Batch`], what the iterator yields.
+//! - `state`: [`LoaderState`], the tiny resume state that goes into every checkpoint.
+//! - `units`: [`Units`], the committed row groups with their row counts in the split.
+//! - `batch`: [`Batch`], what the iterator yields.
 //! - `fetch`, `augment`, `pipeline`: ranged reads with retries, decode + RandomResizedCrop +
 //!   flip, and the producer thread behind the blocking [`Loader`] iterator.
-//! - [`bench`]: the loader benchmark (`flipstream bench loader`).
+//! - [`bench`](mod@bench): the loader benchmark (`flipstream bench loader`).
 //! - [`tokenize`]: caption tokenization and byte-level BPE training ([`TextTokenizer`]).
 //!
 //! # The order
@@ -32,17 +32,17 @@
 //! are replaced by another sample of the same lane's chunk and counted in [`Batch::substituted`].
 
 mod augment;
-pub mod batch;
+mod batch;
 pub mod bench;
-pub mod config;
-pub mod error;
+mod config;
+mod error;
 mod fetch;
 mod order;
 mod pipeline;
 mod rng;
-pub mod state;
+mod state;
 pub mod tokenize;
-pub mod units;
+mod units;
 
 pub use batch::Batch;
 pub use config::{Interpolation, LoaderConfig, Mode, Rank, SplitSelection};

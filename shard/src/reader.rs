@@ -28,6 +28,28 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use crate::error::{Result, ShardError};
 use crate::store::StoreRoot;
 
+/// The first error of the storage below a decoder, shared by clones: a read that failed because
+/// the network or the disk did can then be told from a damaged file, whose error the decoder
+/// reports in its own words. Used by [`StoreFile`] and by ingest's streaming inputs.
+#[derive(Debug, Clone, Default)]
+pub struct FirstError(Arc<Mutex<Option<String>>>);
+
+impl FirstError {
+    /// Records an error; only the first one is kept (the root cause, not a later consequence).
+    pub fn record(&self, message: impl FnOnce() -> String) {
+        if let Ok(mut slot) = self.0.lock()
+            && slot.is_none()
+        {
+            *slot = Some(message());
+        }
+    }
+
+    /// The recorded error, if any.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|e| e.clone())
+    }
+}
+
 /// Parquet's view of one object in a store, the one async Parquet reader of the project: ranged
 /// GETs (the footer in one request when the size is known, a suffix GET otherwise), every byte
 /// counted, and the first storage error kept, so a caller can tell a failed read (network, disk)
@@ -38,7 +60,7 @@ pub struct StoreFile {
     path: Path,
     size: Option<u64>,
     fetched: Arc<AtomicU64>,
-    store_error: Arc<Mutex<Option<String>>>,
+    store_error: FirstError,
 }
 
 impl StoreFile {
@@ -49,7 +71,7 @@ impl StoreFile {
             path,
             size,
             fetched: Arc::new(AtomicU64::new(0)),
-            store_error: Arc::new(Mutex::new(None)),
+            store_error: FirstError::default(),
         }
     }
 
@@ -66,7 +88,7 @@ impl StoreFile {
 
     /// The first error of the store itself (not of the Parquet decoding above it), if any.
     pub fn store_error(&self) -> Option<String> {
-        self.store_error.lock().ok().and_then(|e| e.clone())
+        self.store_error.get()
     }
 
     fn tally<T>(
@@ -80,9 +102,7 @@ impl StoreFile {
                 Ok(v)
             }
             Err(e) => {
-                if let Ok(mut first) = self.store_error.lock() {
-                    first.get_or_insert_with(|| e.to_string());
-                }
+                self.store_error.record(|| e.to_string());
                 Err(ParquetError::External(Box::new(e)))
             }
         }

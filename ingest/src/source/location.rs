@@ -11,8 +11,9 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use flipstream_shard::reader::FirstError;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -324,7 +325,7 @@ fn list_local(dir: &FsPath, max_depth: Option<usize>) -> Result<Vec<Listed>> {
 
 /// Remembers the first error of the storage below a decoder (see the module docs).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Tap(Arc<Mutex<Option<String>>>);
+pub(crate) struct Tap(FirstError);
 
 impl Tap {
     /// Wraps a reader: its errors are recorded here.
@@ -337,16 +338,7 @@ impl Tap {
 
     /// The storage error, if one happened.
     pub(crate) fn failure(&self) -> Option<String> {
-        self.0.lock().ok().and_then(|g| g.clone())
-    }
-
-    /// Records a storage error (the first one is kept).
-    pub(crate) fn record(&self, message: String) {
-        if let Ok(mut slot) = self.0.lock()
-            && slot.is_none()
-        {
-            *slot = Some(message);
-        }
+        self.0.get()
     }
 }
 
@@ -361,7 +353,7 @@ impl<R: Read> Read for Tapped<R> {
         if let Err(e) = &r
             && e.kind() != std::io::ErrorKind::Interrupted
         {
-            self.tap.record(e.to_string());
+            self.tap.0.record(|| e.to_string());
         }
         r
     }

@@ -87,47 +87,28 @@ pub(super) fn run(_args: TrainStepArgs, _global: Global) -> anyhow::Result<ExitC
     )
 }
 
+/// The training library's errors that are the caller's to fix (exit 2).
 #[cfg(feature = "train")]
-pub(super) fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
-    use anyhow::Context;
-    use flipstream_train::bench::{BenchProgress, StepBenchOptions, run_train_step_bench};
-    use flipstream_train::device::DeviceSpec;
-    use flipstream_train::dist::DistSetup;
-    use flipstream_train::{ObjectiveConfig, ObjectiveKind, Preset, RunConfig, TrainError};
-    use indicatif::{ProgressBar, ProgressStyle};
-
-    let usage = |e: TrainError| match e {
+fn usage(e: flipstream_train::TrainError) -> anyhow::Error {
+    use flipstream_train::TrainError;
+    match e {
         TrainError::InvalidConfig { .. }
         | TrainError::UnknownPreset { .. }
         | TrainError::DistSetup(_)
-        | TrainError::ConfigParse { .. } => {
-            anyhow::Error::new(crate::cli::UsageError(e.to_string()))
-        }
-        TrainError::Io { .. } => anyhow::Error::new(crate::cli::UsageError(e.to_string())),
+        | TrainError::ConfigParse { .. }
+        | TrainError::Io { .. } => anyhow::Error::new(crate::cli::UsageError(e.to_string())),
         other => anyhow::Error::new(other),
-    };
-    if args.steps == 0 {
-        crate::usage_bail!("--steps must be at least 1");
     }
-    if args.batch == 0 {
-        crate::usage_bail!("--batch must be at least 1");
-    }
-    if args.threads == Some(0) {
-        crate::usage_bail!("--threads must be at least 1");
-    }
-    if let Some(r) = args.mask.iter().find(|r| !(0.0..1.0).contains(*r)) {
-        crate::usage_bail!("--mask {r} is outside [0, 1)");
-    }
-    if args
-        .peak_tflops
-        .is_some_and(|p| !(p.is_finite() && p > 0.0))
-    {
-        crate::usage_bail!("--peak-tflops must be a positive number");
-    }
-    let precision = match args.precision.parse() {
-        Ok(p) => p,
-        Err(e) => crate::usage_bail!("--precision: {e}"),
-    };
+}
+
+#[cfg(feature = "train")]
+pub(super) fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    use flipstream_train::bench::run_train_step_bench;
+    use flipstream_train::device::DeviceSpec;
+    use flipstream_train::dist::DistSetup;
+
+    let precision = check_args(&args)?;
     let dist = DistSetup::from_env().map_err(usage)?;
     if let Some(code) = crate::cli::launch::launch_if_asked(args.nproc, &dist, &["--threads"])? {
         return Ok(code);
@@ -147,6 +128,68 @@ pub(super) fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCod
         quiet: global.quiet || !is_main,
         json: global.json,
     };
+    let opts = bench_options(&args, precision, device, dist)?;
+    let bar = step_bar(&args, global);
+    let mut on_step = |p: flipstream_train::bench::BenchProgress| {
+        bar.inc(1);
+        bar.set_message(format!(
+            "mask {:.2}: step {}/{} {:.3} s",
+            p.mask_ratio, p.done, p.total, p.seconds
+        ));
+    };
+    let report = run_train_step_bench(&opts, &mut on_step)
+        .map_err(usage)
+        .context("train-step benchmark")?;
+    bar.finish_and_clear();
+    if !is_main {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report, &args);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks the flags that need no model; the numeric precision asked for.
+#[cfg(feature = "train")]
+fn check_args(args: &TrainStepArgs) -> anyhow::Result<flipstream_train::Precision> {
+    if args.steps == 0 {
+        crate::usage_bail!("--steps must be at least 1");
+    }
+    if args.batch == 0 {
+        crate::usage_bail!("--batch must be at least 1");
+    }
+    if args.threads == Some(0) {
+        crate::usage_bail!("--threads must be at least 1");
+    }
+    if let Some(r) = args.mask.iter().find(|r| !(0.0..1.0).contains(*r)) {
+        crate::usage_bail!("--mask {r} is outside [0, 1)");
+    }
+    if args
+        .peak_tflops
+        .is_some_and(|p| !(p.is_finite() && p > 0.0))
+    {
+        crate::usage_bail!("--peak-tflops must be a positive number");
+    }
+    match args.precision.parse() {
+        Ok(p) => Ok(p),
+        Err(e) => crate::usage_bail!("--precision: {e}"),
+    }
+}
+
+/// The model (preset or `--config`), objective and measuring settings of the run.
+#[cfg(feature = "train")]
+fn bench_options(
+    args: &TrainStepArgs,
+    precision: flipstream_train::Precision,
+    device: tch::Device,
+    dist: flipstream_train::dist::DistSetup,
+) -> anyhow::Result<flipstream_train::bench::StepBenchOptions> {
+    use flipstream_train::bench::StepBenchOptions;
+    use flipstream_train::{ObjectiveConfig, ObjectiveKind, Preset, RunConfig};
+
     let (model_name, config) = match &args.config {
         Some(path) => (
             path.display().to_string(),
@@ -165,7 +208,7 @@ pub(super) fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCod
             Err(e) => crate::usage_bail!("--objective: {e}"),
         },
     };
-    let opts = StepBenchOptions {
+    Ok(StepBenchOptions {
         model_name,
         model: config.model,
         objective,
@@ -179,7 +222,13 @@ pub(super) fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCod
         seed: args.seed,
         peak_tflops: args.peak_tflops,
         dist,
-    };
+    })
+}
+
+/// The per-step progress bar (hidden with `-q` and on ranks other than 0).
+#[cfg(feature = "train")]
+fn step_bar(args: &TrainStepArgs, global: Global) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressStyle};
 
     let total = ((args.steps + args.warmup) * args.mask.len()) as u64;
     let bar = if global.quiet {
@@ -192,24 +241,12 @@ pub(super) fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCod
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let mut on_step = |p: BenchProgress| {
-        bar.inc(1);
-        bar.set_message(format!(
-            "mask {:.2}: step {}/{} {:.3} s",
-            p.mask_ratio, p.done, p.total, p.seconds
-        ));
-    };
-    let report = run_train_step_bench(&opts, &mut on_step)
-        .map_err(usage)
-        .context("train-step benchmark")?;
-    bar.finish_and_clear();
-    if !is_main {
-        return Ok(ExitCode::SUCCESS);
-    }
-    if global.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(ExitCode::SUCCESS);
-    }
+    bar
+}
+
+/// The human table: one row per mask ratio.
+#[cfg(feature = "train")]
+fn print_report(report: &flipstream_train::bench::StepBenchReport, args: &TrainStepArgs) {
     let on_cuda = report.device.starts_with("cuda");
     println!(
         "train-step: {}, objective {} ({:.1} M parameters), batch {}{}, {}, {} thread(s), {}, median of {} step(s) after {} warm-up",
@@ -271,5 +308,4 @@ pub(super) fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCod
             report.precision
         );
     }
-    Ok(ExitCode::SUCCESS)
 }

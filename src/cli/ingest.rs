@@ -6,12 +6,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use flipstream_imaging::{OutputFormat, ResizeMode};
-use flipstream_ingest::caption::Overlong;
-use flipstream_ingest::config::IngestConfig;
+use flipstream_imaging::{OutputFormat, ProcessSpec, ResizeMode};
+use flipstream_ingest::caption::{CaptionRules, Overlong};
+use flipstream_ingest::config::{DedupRules, IngestConfig};
+use flipstream_ingest::fetch::FetchConfig;
 use flipstream_ingest::pipeline::{self, IngestError, IngestSummary, RunOptions};
 use flipstream_ingest::source::SourceError;
+use flipstream_ingest::source::SourceOptions;
 use flipstream_ingest::workers::WorkerSlot;
+use flipstream_shard::WriterSettings;
 use flipstream_shard::problems::Validate;
 
 use super::{Global, UsageError, progress};
@@ -205,7 +208,20 @@ pub(crate) enum FormatArg {
 impl IngestArgs {
     /// The configuration: defaults, then the TOML file, then the flags.
     fn resolve_config(&self) -> anyhow::Result<IngestConfig> {
-        let mut c = match &self.config {
+        let mut c = self.config_file()?;
+        self.apply_image_flags(&mut c.image)?;
+        self.apply_caption_flags(&mut c.caption, &mut c.dedup);
+        self.apply_source_flags(&mut c.sources);
+        self.apply_fetch_flags(&mut c.fetch)?;
+        self.apply_writer_flags(&mut c.writer);
+        c.validate()
+            .map_err(|problems| UsageError(problems.to_string()))?;
+        Ok(c)
+    }
+
+    /// `--config`'s settings, or the defaults.
+    fn config_file(&self) -> anyhow::Result<IngestConfig> {
+        Ok(match &self.config {
             None => IngestConfig::default(),
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
@@ -214,8 +230,12 @@ impl IngestArgs {
                 IngestConfig::from_toml(&text)
                     .map_err(|e| UsageError(format!("--config {}: {e}", path.display())))?
             }
-        };
-        let img = &mut c.image;
+        })
+    }
+
+    /// `--min-side`, `--max-aspect-ratio`, `--max-pixels`, `--resize-mode`, `--size`, `--upscale`,
+    /// `--format`, `--quality`, `--no-keep-original`.
+    fn apply_image_flags(&self, img: &mut ProcessSpec) -> anyhow::Result<()> {
         if let Some(v) = self.min_side {
             img.min_side = (v > 0).then_some(v);
         }
@@ -259,7 +279,11 @@ impl IngestArgs {
         if self.no_keep_original {
             img.keep_original.clear();
         }
-        let cap = &mut c.caption;
+        Ok(())
+    }
+
+    /// The caption filters and the dedup switches.
+    fn apply_caption_flags(&self, cap: &mut CaptionRules, dedup: &mut DedupRules) {
         if let Some(v) = self.min_words {
             cap.min_words = v;
         }
@@ -273,13 +297,16 @@ impl IngestArgs {
             cap.overlong = Overlong::Reject;
         }
         if self.no_dedup {
-            c.dedup.exact = false;
-            c.dedup.near = false;
+            dedup.exact = false;
+            dedup.near = false;
         }
         if let Some(v) = self.near_dup_distance {
-            c.dedup.near_distance = v;
+            dedup.near_distance = v;
         }
-        let src = &mut c.sources;
+    }
+
+    /// The input column names and the unit size.
+    fn apply_source_flags(&self, src: &mut SourceOptions) {
         for (flag, field) in [
             (&self.image_column, &mut src.image_column),
             (&self.caption_column, &mut src.caption_column),
@@ -293,7 +320,10 @@ impl IngestArgs {
         if let Some(v) = self.unit_rows {
             src.unit_rows = v;
         }
-        let f = &mut c.fetch;
+    }
+
+    /// The URL fetcher's settings.
+    fn apply_fetch_flags(&self, f: &mut FetchConfig) -> anyhow::Result<()> {
         if let Some(v) = self.concurrency {
             f.concurrency = v;
         }
@@ -320,15 +350,17 @@ impl IngestArgs {
         if self.ignore_opt_outs {
             f.respect_opt_outs = false;
         }
+        Ok(())
+    }
+
+    /// The shard layout.
+    fn apply_writer_flags(&self, writer: &mut WriterSettings) {
         if let Some(v) = self.shard_rows {
-            c.writer.shard_rows = v;
+            writer.shard_rows = v;
         }
         if let Some(v) = self.row_group_rows {
-            c.writer.row_group_rows = v;
+            writer.row_group_rows = v;
         }
-        c.validate()
-            .map_err(|problems| UsageError(problems.to_string()))?;
-        Ok(c)
     }
 }
 

@@ -128,36 +128,60 @@ fn request_retries_off() -> RetryConfig {
 const CONNECT_TIMEOUT: &str = "10s";
 const REQUEST_TIMEOUT: &str = "120s";
 
+/// The error for a store URL that cannot be used.
+fn invalid_url(input: &str, reason: String) -> ShardError {
+    ShardError::InvalidUrl {
+        url: input.to_string(),
+        reason,
+    }
+}
+
+/// A Google Cloud Storage client for `url`: credentials from the environment, our timeouts, no
+/// request retries of its own (the [`RetryingStore`] retries whole operations).
+fn gcs_builder(url: &str) -> GoogleCloudStorageBuilder {
+    GoogleCloudStorageBuilder::from_env()
+        .with_url(url)
+        .with_retry(request_retries_off())
+        .with_config(
+            GoogleConfigKey::Client(ClientConfigKey::ConnectTimeout),
+            CONNECT_TIMEOUT,
+        )
+        .with_config(
+            GoogleConfigKey::Client(ClientConfigKey::Timeout),
+            REQUEST_TIMEOUT,
+        )
+}
+
+/// An Azure Blob Storage client for `url`, set up as [`gcs_builder`] is.
+fn azure_builder(url: &str) -> MicrosoftAzureBuilder {
+    MicrosoftAzureBuilder::from_env()
+        .with_url(url)
+        .with_retry(request_retries_off())
+        .with_config(
+            AzureConfigKey::Client(ClientConfigKey::ConnectTimeout),
+            CONNECT_TIMEOUT,
+        )
+        .with_config(
+            AzureConfigKey::Client(ClientConfigKey::Timeout),
+            REQUEST_TIMEOUT,
+        )
+}
+
 impl StoreRoot {
     /// Parses a URL or local path. Does not touch the store: an unreachable store or a missing
     /// folder shows up on first use.
     pub fn parse(input: &str) -> Result<Self> {
-        let invalid = |reason: String| ShardError::InvalidUrl {
-            url: input.to_string(),
-            reason,
-        };
+        let invalid = |reason: String| invalid_url(input, reason);
         let trimmed = input.trim();
         if trimmed.is_empty() {
             return Err(invalid("empty".into()));
         }
         if !trimmed.contains("://") {
-            return Self::local(std::path::Path::new(trimmed)).map_err(|e| invalid(e.to_string()));
+            return Self::local(std::path::Path::new(trimmed)).map_err(invalid);
         }
         let url = Url::parse(trimmed).map_err(|e| invalid(e.to_string()))?;
         if url.scheme() == "memory" {
-            let name = url.host_str().unwrap_or("default").to_string();
-            let path = Path::from_url_path(url.path()).map_err(|e| invalid(e.to_string()))?;
-            let store = MEMORY_STORES
-                .lock()
-                .map_err(|_| invalid("in-memory store registry poisoned".into()))?
-                .entry(name)
-                .or_insert_with(|| Arc::new(InMemory::new()))
-                .clone();
-            return Ok(Self::with_prefix(
-                store,
-                path,
-                trimmed.trim_end_matches('/').to_string(),
-            ));
+            return Self::memory(&url, trimmed);
         }
         let (scheme, path) = ObjectStoreScheme::parse(&url).map_err(|e| invalid(e.to_string()))?;
         if !matches!(scheme, ObjectStoreScheme::Local) {
@@ -168,66 +192,17 @@ impl StoreRoot {
                 let local = url
                     .to_file_path()
                     .map_err(|()| invalid("not a local file URL".into()))?;
-                return Self::local(&local).map_err(|e| invalid(e.to_string()));
+                return Self::local(&local).map_err(invalid);
             }
-            ObjectStoreScheme::AmazonS3 => {
-                let builder = AmazonS3Builder::from_env()
-                    .with_url(trimmed)
-                    .with_retry(request_retries_off())
-                    .with_config(
-                        AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
-                        CONNECT_TIMEOUT,
-                    )
-                    .with_config(
-                        AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
-                        REQUEST_TIMEOUT,
-                    );
-                // s3:// and s3a:// name the bucket as the host; https:// forms are left alone
-                let uploads = matches!(url.scheme(), "s3" | "s3a")
-                    .then(|| url.host_str())
-                    .flatten()
-                    .and_then(|bucket| multipart::S3Uploads::from_builder(&builder, bucket))
-                    .map(|client| Uploads {
-                        client: Arc::new(client),
-                        prefix: path.as_ref().to_string(),
-                    });
-                let store = RetryingStore::new(
-                    builder.build().map_err(|e| invalid(e.to_string()))?,
-                    retry::retry_policy(),
-                );
-                let mut root =
-                    Self::with_prefix(Arc::new(store), path, trimmed.trim_end_matches('/').into());
-                root.uploads = uploads;
-                return Ok(root);
-            }
+            ObjectStoreScheme::AmazonS3 => return Self::s3(&url, trimmed, path),
             ObjectStoreScheme::GoogleCloudStorage => Arc::new(RetryingStore::new(
-                GoogleCloudStorageBuilder::from_env()
-                    .with_url(trimmed)
-                    .with_retry(request_retries_off())
-                    .with_config(
-                        GoogleConfigKey::Client(ClientConfigKey::ConnectTimeout),
-                        CONNECT_TIMEOUT,
-                    )
-                    .with_config(
-                        GoogleConfigKey::Client(ClientConfigKey::Timeout),
-                        REQUEST_TIMEOUT,
-                    )
+                gcs_builder(trimmed)
                     .build()
                     .map_err(|e| invalid(e.to_string()))?,
                 retry::retry_policy(),
             )),
             ObjectStoreScheme::MicrosoftAzure => Arc::new(RetryingStore::new(
-                MicrosoftAzureBuilder::from_env()
-                    .with_url(trimmed)
-                    .with_retry(request_retries_off())
-                    .with_config(
-                        AzureConfigKey::Client(ClientConfigKey::ConnectTimeout),
-                        CONNECT_TIMEOUT,
-                    )
-                    .with_config(
-                        AzureConfigKey::Client(ClientConfigKey::Timeout),
-                        REQUEST_TIMEOUT,
-                    )
+                azure_builder(trimmed)
                     .build()
                     .map_err(|e| invalid(e.to_string()))?,
                 retry::retry_policy(),
@@ -243,6 +218,59 @@ impl StoreRoot {
             path,
             trimmed.trim_end_matches('/').to_string(),
         ))
+    }
+
+    /// `memory://NAME/path`: the process-wide in-memory store `NAME` (for tests and benchmarks).
+    fn memory(url: &Url, trimmed: &str) -> Result<Self> {
+        let invalid = |reason: String| invalid_url(trimmed, reason);
+        let name = url.host_str().unwrap_or("default").to_string();
+        let path = Path::from_url_path(url.path()).map_err(|e| invalid(e.to_string()))?;
+        let store = MEMORY_STORES
+            .lock()
+            .map_err(|_| invalid("in-memory store registry poisoned".into()))?
+            .entry(name)
+            .or_insert_with(|| Arc::new(InMemory::new()))
+            .clone();
+        Ok(Self::with_prefix(
+            store,
+            path,
+            trimmed.trim_end_matches('/').to_string(),
+        ))
+    }
+
+    /// An S3 bucket (or S3-compatible server), with the parallel multipart uploads of large
+    /// objects that object_store has no API for.
+    fn s3(url: &Url, trimmed: &str, path: Path) -> Result<Self> {
+        let builder = AmazonS3Builder::from_env()
+            .with_url(trimmed)
+            .with_retry(request_retries_off())
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                CONNECT_TIMEOUT,
+            )
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                REQUEST_TIMEOUT,
+            );
+        // s3:// and s3a:// name the bucket as the host; https:// forms are left alone
+        let uploads = matches!(url.scheme(), "s3" | "s3a")
+            .then(|| url.host_str())
+            .flatten()
+            .and_then(|bucket| multipart::S3Uploads::from_builder(&builder, bucket))
+            .map(|client| Uploads {
+                client: Arc::new(client),
+                prefix: path.as_ref().to_string(),
+            });
+        let store = RetryingStore::new(
+            builder
+                .build()
+                .map_err(|e| invalid_url(trimmed, e.to_string()))?,
+            retry::retry_policy(),
+        );
+        let mut root =
+            Self::with_prefix(Arc::new(store), path, trimmed.trim_end_matches('/').into());
+        root.uploads = uploads;
+        Ok(root)
     }
 
     fn local(dir: &std::path::Path) -> std::result::Result<Self, String> {

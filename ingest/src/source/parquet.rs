@@ -344,18 +344,80 @@ pub(super) fn open(
     opts: &SourceOptions,
     rt: Handle,
 ) -> Result<Box<dyn UnitSource>> {
-    let (meta, store_reader) = match &ctx.loc {
-        Location::Local(path) => (load_local(path, &ctx.uri, true)?, None),
-        Location::Store { store, path, .. } => {
-            let meta = rt.block_on(async {
-                let mut reader = store_file(store, path, &ctx.uri).await?;
-                let meta = load_store(&mut reader, &ctx.uri, true).await?;
-                Ok::<_, SourceError>((meta, reader))
-            })?;
-            (meta.0, Some(meta.1))
-        }
-    };
+    let (meta, store_reader) = read_metadata(&ctx, &rt)?;
     let (roles, kind) = roles_of(&meta, opts, &ctx.uri)?;
+    let end = check_plan(&ctx, &meta, kind, mode)?;
+    let (used, batch_roles) = projection(&roles, mode);
+    let schema = meta.schema().clone();
+    let fields = roles
+        .extras
+        .iter()
+        .filter_map(|&i| schema.fields().get(i))
+        .map(|f| {
+            Field::new(
+                extra_column_name(f.name()),
+                passthrough_type(f.data_type()),
+                true,
+            )
+        })
+        .collect();
+    let group_rows: Vec<u64> = meta
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| u64::try_from(g.num_rows()).unwrap_or(0))
+        .collect();
+    let (groups, selection) = select_rows(&group_rows, ctx.start, end);
+    let batches = if groups.is_empty() {
+        Batches::Empty
+    } else {
+        let slice = ReadSlice {
+            mask: ProjectionMask::roots(meta.parquet_schema(), used.iter().copied()),
+            groups,
+            selection,
+            batch_rows: if mode == Mode::Images {
+                IMAGE_BATCH_ROWS
+            } else {
+                URL_BATCH_ROWS
+            },
+        };
+        open_batches(&ctx, meta, store_reader, slice, rt)?
+    };
+    Ok(Box::new(ParquetSource {
+        total: end - ctx.start,
+        ctx,
+        mode,
+        roles: batch_roles,
+        fields,
+        batches,
+        cols: None,
+        row: 0,
+        produced: 0,
+        broken: None,
+        failed: false,
+    }))
+}
+
+/// The file's metadata (and, in a store, the reader that fetched it, reused for the rows).
+fn read_metadata(ctx: &UnitCtx, rt: &Handle) -> Result<(ArrowReaderMetadata, Option<StoreFile>)> {
+    match &ctx.loc {
+        Location::Local(path) => Ok((load_local(path, &ctx.uri, true)?, None)),
+        Location::Store { store, path, .. } => rt.block_on(async {
+            let mut reader = store_file(store, path, &ctx.uri).await?;
+            let meta = load_store(&mut reader, &ctx.uri, true).await?;
+            Ok((meta, Some(reader)))
+        }),
+    }
+}
+
+/// The end row of the unit, after checking that the file still reads as planned: the same kind
+/// of input, and enough rows.
+fn check_plan(
+    ctx: &UnitCtx,
+    meta: &ArrowReaderMetadata,
+    kind: SourceKind,
+    mode: Mode,
+) -> Result<u64> {
     let want = if mode == Mode::Images {
         SourceKind::Parquet
     } else {
@@ -374,7 +436,12 @@ pub(super) fn open(
             ctx.start
         )));
     }
-    // Read only the role and passthrough columns; map each to its position in the batch.
+    Ok(end)
+}
+
+/// The columns to read (only the role and passthrough columns, in file order) and each role's
+/// position among them.
+fn projection(roles: &Roles, mode: Mode) -> (Vec<usize>, Roles) {
     let mut used: Vec<usize> = [roles.image, roles.caption, roles.key, roles.url]
         .into_iter()
         .flatten()
@@ -383,19 +450,6 @@ pub(super) fn open(
     used.sort_unstable();
     used.dedup();
     let at = |i: usize| used.iter().position(|&u| u == i);
-    let schema = meta.schema().clone();
-    let fields = roles
-        .extras
-        .iter()
-        .filter_map(|&i| schema.fields().get(i))
-        .map(|f| {
-            Field::new(
-                extra_column_name(f.name()),
-                passthrough_type(f.data_type()),
-                true,
-            )
-        })
-        .collect();
     let batch_roles = Roles {
         image: if mode == Mode::Images {
             roles.image.and_then(at)
@@ -407,61 +461,36 @@ pub(super) fn open(
         url: roles.url.and_then(at),
         extras: roles.extras.iter().filter_map(|&i| at(i)).collect(),
     };
-    let group_rows: Vec<u64> = meta
-        .metadata()
-        .row_groups()
-        .iter()
-        .map(|g| u64::try_from(g.num_rows()).unwrap_or(0))
-        .collect();
-    let (groups, selection) = select_rows(&group_rows, ctx.start, end);
-    let mask = ProjectionMask::roots(meta.parquet_schema(), used.iter().copied());
-    let batch_rows = if mode == Mode::Images {
-        IMAGE_BATCH_ROWS
-    } else {
-        URL_BATCH_ROWS
-    };
+    (used, batch_roles)
+}
+
+/// The record batches of `slice`: a sync reader on a local file, a stream on a store.
+fn open_batches(
+    ctx: &UnitCtx,
+    meta: ArrowReaderMetadata,
+    store_reader: Option<StoreFile>,
+    slice: ReadSlice,
+    rt: Handle,
+) -> Result<Batches> {
     let parquet_err = |source| SourceError::Parquet {
         input: ctx.uri.clone(),
         source,
     };
-    let batches = if groups.is_empty() {
-        Batches::Empty
-    } else {
-        let slice = ReadSlice {
-            mask,
-            groups,
-            selection,
-            batch_rows,
-        };
-        match (&ctx.loc, store_reader) {
-            (Location::Local(path), _) => {
-                let file = File::open(path).map_err(|e| SourceError::io(&ctx.uri, e))?;
-                let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
-                let reader = slice.apply(builder).build().map_err(parquet_err)?;
-                Batches::Local(reader)
-            }
-            (Location::Store { .. }, Some(reader)) => {
-                let file = reader.clone();
-                let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta);
-                let stream = slice.apply(builder).build().map_err(parquet_err)?;
-                Batches::Store { stream, rt, file }
-            }
-            (Location::Store { .. }, None) => return Err(ctx.unit_error("store reader missing")),
+    match (&ctx.loc, store_reader) {
+        (Location::Local(path), _) => {
+            let file = File::open(path).map_err(|e| SourceError::io(&ctx.uri, e))?;
+            let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
+            let reader = slice.apply(builder).build().map_err(parquet_err)?;
+            Ok(Batches::Local(reader))
         }
-    };
-    Ok(Box::new(ParquetSource {
-        total: end - ctx.start,
-        ctx,
-        mode,
-        roles: batch_roles,
-        fields,
-        batches,
-        cols: None,
-        row: 0,
-        produced: 0,
-        broken: None,
-        failed: false,
-    }))
+        (Location::Store { .. }, Some(reader)) => {
+            let file = reader.clone();
+            let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta);
+            let stream = slice.apply(builder).build().map_err(parquet_err)?;
+            Ok(Batches::Store { stream, rt, file })
+        }
+        (Location::Store { .. }, None) => Err(ctx.unit_error("store reader missing")),
+    }
 }
 
 impl ParquetSource {

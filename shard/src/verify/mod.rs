@@ -28,8 +28,8 @@ use crate::progress::Progress;
 use arrow::datatypes::{Field, Schema};
 use bytes::Bytes;
 use flipstream_schemas::{
-    CommitRecord, FileKind, ValidationError, layout, metadata, validate_parquet_file,
-    validate_schema,
+    CommitRecord, DatasetManifest, FileKind, ValidationError, layout, metadata,
+    validate_parquet_file, validate_schema,
 };
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
@@ -513,15 +513,51 @@ pub async fn verify_dataset(
     progress: &dyn Progress,
 ) -> Result<VerifyReport> {
     let mut problems = Vec::new();
-    let manifest = match read_manifest(root).await {
-        Ok(m) => Some(m),
+    let manifest = manifest_checked(root, &mut problems).await?;
+    let (records, broken_units) = commit_records_checked(root, &mut problems).await?;
+    let expected = expected_objects(&records, manifest.as_ref(), &mut problems);
+    let checked = check_files(root, &expected, options, progress).await;
+    problems.extend(checked.problems);
+    let damaged: BTreeSet<&str> = problems.iter().map(|p| p.object.as_str()).collect();
+    let retry_problems = check_retries(root, &records, &damaged).await?;
+    let (key_problems, keys_checked) = match options.check_keys {
+        true => keys::duplicate_keys(root, &records, &damaged, options.concurrency).await?,
+        false => (Vec::new(), 0),
+    };
+    problems.extend(retry_problems);
+    problems.extend(key_problems);
+    let committed: BTreeSet<String> = records.iter().map(|r| r.unit.id.clone()).collect();
+    for path in unreferenced_objects(root, &records).await? {
+        problems.push(unreferenced_problem(&path, &committed, &broken_units));
+    }
+    problems.sort();
+    progress.finish();
+    Ok(VerifyReport {
+        url: root.url().to_string(),
+        units: records.len() as u64,
+        files: expected.len() as u64,
+        bytes_hashed: checked.bytes_hashed,
+        checksums: options.checksums,
+        rechecked: checked.rechecked,
+        keys_checked,
+        problems,
+    })
+}
+
+/// The manifest, or `None` and the problem with it.
+async fn manifest_checked(
+    root: &StoreRoot,
+    problems: &mut Vec<Problem>,
+) -> Result<Option<DatasetManifest>> {
+    match read_manifest(root).await {
+        Ok(m) => Ok(Some(m)),
         Err(ShardError::NotADataset { .. }) => {
             problems.push(problem(
                 layout::MANIFEST,
                 ProblemKind::MissingManifest,
                 "the dataset manifest is missing",
             ));
-            None
+            Ok(None)
         }
         Err(e @ ShardError::BadRecord { .. }) => {
             problems.push(problem(
@@ -529,10 +565,17 @@ pub async fn verify_dataset(
                 ProblemKind::BadManifest,
                 e.to_string(),
             ));
-            None
+            Ok(None)
         }
-        Err(e) => return Err(e),
-    };
+        Err(e) => Err(e),
+    }
+}
+
+/// The commit records that parse, and the units whose record does not (each a problem).
+async fn commit_records_checked(
+    root: &StoreRoot,
+    problems: &mut Vec<Problem>,
+) -> Result<(Vec<CommitRecord>, BTreeSet<String>)> {
     let mut records = Vec::new();
     let mut broken_units = BTreeSet::new();
     for (path, parsed) in read_commits_lenient(root).await? {
@@ -546,10 +589,20 @@ pub async fn verify_dataset(
             }
         }
     }
+    Ok((records, broken_units))
+}
+
+/// Every object the records name, once; a record of another configuration than the manifest's,
+/// and an object named by two units, are problems.
+fn expected_objects(
+    records: &[CommitRecord],
+    manifest: Option<&DatasetManifest>,
+    problems: &mut Vec<Problem>,
+) -> Vec<Expected> {
     let mut named: BTreeMap<String, String> = BTreeMap::new();
     let mut expected = Vec::new();
-    for r in &records {
-        if let Some(m) = &manifest
+    for r in records {
+        if let Some(m) = manifest
             && r.config_fingerprint != m.config_fingerprint
         {
             problems.push(problem(
@@ -573,43 +626,38 @@ pub async fn verify_dataset(
             expected.push(e);
         }
     }
+    expected
+}
+
+/// Checks every expected object, `options.concurrency` at a time; their problems and tallies.
+async fn check_files(
+    root: &StoreRoot,
+    expected: &[Expected],
+    options: &VerifyOptions,
+    progress: &dyn Progress,
+) -> FileTotals {
     progress.set_total(expected.len() as u64);
     let checksums = options.checksums;
     let mut results = futures::stream::iter(expected.iter())
         .map(|e| async move { check_file_confirmed(root, e, checksums).await })
         .buffer_unordered(options.concurrency.max(1));
-    let mut bytes_hashed = 0;
-    let mut rechecked = 0;
+    let mut all = FileTotals::default();
     while let Some(checked) = results.next().await {
-        problems.extend(checked.problems);
-        bytes_hashed += checked.bytes_hashed;
-        rechecked += u64::from(checked.rechecked);
+        all.problems.extend(checked.problems);
+        all.bytes_hashed += checked.bytes_hashed;
+        all.rechecked += u64::from(checked.rechecked);
         progress.advance(1);
     }
-    let damaged: BTreeSet<&str> = problems.iter().map(|p| p.object.as_str()).collect();
-    let retry_problems = check_retries(root, &records, &damaged).await?;
-    let (key_problems, keys_checked) = match options.check_keys {
-        true => keys::duplicate_keys(root, &records, &damaged, options.concurrency).await?,
-        false => (Vec::new(), 0),
-    };
-    problems.extend(retry_problems);
-    problems.extend(key_problems);
-    let committed: BTreeSet<String> = records.iter().map(|r| r.unit.id.clone()).collect();
-    for path in unreferenced_objects(root, &records).await? {
-        problems.push(unreferenced_problem(&path, &committed, &broken_units));
-    }
-    problems.sort();
-    progress.finish();
-    Ok(VerifyReport {
-        url: root.url().to_string(),
-        units: records.len() as u64,
-        files: expected.len() as u64,
-        bytes_hashed,
-        checksums,
-        rechecked,
-        keys_checked,
-        problems,
-    })
+    all
+}
+
+/// What [`check_files`] found over all the objects.
+#[derive(Default)]
+struct FileTotals {
+    problems: Vec<Problem>,
+    bytes_hashed: u64,
+    /// Files read twice because the first read found damage.
+    rechecked: u64,
 }
 
 /// The retry units' checks (see the module docs); the key-level check is left out where a file

@@ -276,30 +276,9 @@ pub(crate) fn assemble(inputs: Inputs<'_>) -> StatsReport {
     let commits = ds.commits();
     let counts = ds.totals();
     let state = &inputs.scan.state;
-    let manifest = ds.manifest();
     let totals = totals(commits, &counts);
     let (shard_rows, outlier_summary) = shards(commits);
-    let mut image_formats: Vec<ValueCount> = state
-        .formats
-        .iter()
-        .map(|(value, &count)| ValueCount {
-            value: value.clone(),
-            count,
-        })
-        .collect();
-    image_formats.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
-    let distinct_content = state.content_hashes.estimate();
-    let distinct_phash = state.phashes.estimate();
-    let reason_count = |code: RejectReason| {
-        counts
-            .rejected_by_reason
-            .get(code.code())
-            .copied()
-            .unwrap_or(0)
-    };
-    let scan = inputs.scan;
-    let bytes_fetched =
-        scan.bytes_fetched + inputs.rejection_bytes_fetched + inputs.sample_bytes_fetched;
+    let scan = scan_summary(&inputs, totals.stored_bytes);
     let mut warnings = inputs.warnings;
     if state.rows != counts.accepted {
         warnings.push(format!(
@@ -312,74 +291,116 @@ pub(crate) fn assemble(inputs: Inputs<'_>) -> StatsReport {
         report_version: REPORT_VERSION,
         generated_at: flipstream_schemas::now_rfc3339(),
         generated_by: flipstream_schemas::metadata::writer_id(),
-        dataset: DatasetInfo {
-            url: ds.root().url().to_string(),
-            name: super::dataset_name(ds.root().url()),
-            created_at: manifest.created_at.clone(),
-            created_by: manifest.created_by.clone(),
-            config_fingerprint: manifest.config_fingerprint.clone(),
-            units: commits.len() as u64,
-            shards: ds.shards().count() as u64,
-            row_groups: ds.shards().map(|s| s.row_groups.len() as u64).sum(),
-            split: inputs.split.map(|s| SplitInfo {
-                val_fraction: s.val_fraction,
-                seed: s.seed,
-                train_rows: s.train_rows,
-                val_rows: s.val_rows,
-            }),
-        },
+        dataset: dataset_info(ds, inputs.split.as_ref()),
         rejections: reasons(commits, &counts, inputs.examples),
-        duplicates: Duplicates {
-            rejected_exact: reason_count(RejectReason::DuplicateExact),
-            rejected_near: reason_count(RejectReason::DuplicateNear),
-            distinct_content_hashes: distinct_content,
-            distinct_phashes: distinct_phash,
-            estimate_standard_error: distinct::STANDARD_ERROR,
-            residual_exact_estimate: state.rows.saturating_sub(distinct_content),
-            residual_near_estimate: state.rows.saturating_sub(distinct_phash),
-        },
+        duplicates: duplicates(state, &counts),
         ingest: ingest(commits, &counts),
-        image_formats,
+        image_formats: image_formats(state),
         distributions: distributions(state),
-        caption_words: WordSummary {
-            capacity: WORD_CAPACITY as u64,
-            exact: state.words.is_exact(),
-            floor: state.words.floor(),
-            words_counted: state.words_counted,
-            top: state
-                .words
-                .items()
-                .iter()
-                .take(inputs.options.top_words)
-                .cloned()
-                .collect(),
-        },
+        caption_words: caption_words(state, inputs.options.top_words),
         passthrough: passthrough(state, inputs.options.top_values),
         scores: inputs.scores,
         shards: shard_rows,
         outliers: outlier_summary,
-        scan: ScanSummary {
-            columns: scan.columns.clone(),
-            shards: scan.shards,
-            row_groups: scan.row_groups,
-            rows: state.rows,
-            shard_bytes_fetched: scan.bytes_fetched,
-            rejection_bytes_fetched: inputs.rejection_bytes_fetched,
-            sample_bytes_fetched: inputs.sample_bytes_fetched,
-            bytes_fetched,
-            dataset_bytes: totals.stored_bytes,
-            fetched_share: share(bytes_fetched, totals.stored_bytes),
-            elapsed_s: inputs.elapsed_s,
-            rows_per_s: if inputs.elapsed_s > 0.0 {
-                state.rows as f64 / inputs.elapsed_s
-            } else {
-                0.0
-            },
-            concurrency: inputs.options.concurrency as u64,
-            store_retries: inputs.store_retries,
-        },
+        scan,
         totals,
         samples: inputs.samples,
         warnings,
+    }
+}
+
+/// Where the dataset is, who made it, and its layout.
+fn dataset_info(ds: &Dataset, split: Option<&SplitManifest>) -> DatasetInfo {
+    let manifest = ds.manifest();
+    DatasetInfo {
+        url: ds.root().url().to_string(),
+        name: super::dataset_name(ds.root().url()),
+        created_at: manifest.created_at.clone(),
+        created_by: manifest.created_by.clone(),
+        config_fingerprint: manifest.config_fingerprint.clone(),
+        units: ds.commits().len() as u64,
+        shards: ds.shards().count() as u64,
+        row_groups: ds.shards().map(|s| s.row_groups.len() as u64).sum(),
+        split: split.map(|s| SplitInfo {
+            val_fraction: s.val_fraction,
+            seed: s.seed,
+            train_rows: s.train_rows,
+            val_rows: s.val_rows,
+        }),
+    }
+}
+
+/// Stored image formats, most frequent first.
+fn image_formats(state: &ScanState) -> Vec<ValueCount> {
+    let mut formats: Vec<ValueCount> = state
+        .formats
+        .iter()
+        .map(|(value, &count)| ValueCount {
+            value: value.clone(),
+            count,
+        })
+        .collect();
+    formats.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+    formats
+}
+
+/// Duplicates rejected by ingest, and the estimate of those left in the shards.
+fn duplicates(state: &ScanState, counts: &UnitCounts) -> Duplicates {
+    let reason_count = |code: RejectReason| {
+        counts
+            .rejected_by_reason
+            .get(code.code())
+            .copied()
+            .unwrap_or(0)
+    };
+    let distinct_content = state.content_hashes.estimate();
+    let distinct_phash = state.phashes.estimate();
+    Duplicates {
+        rejected_exact: reason_count(RejectReason::DuplicateExact),
+        rejected_near: reason_count(RejectReason::DuplicateNear),
+        distinct_content_hashes: distinct_content,
+        distinct_phashes: distinct_phash,
+        estimate_standard_error: distinct::STANDARD_ERROR,
+        residual_exact_estimate: state.rows.saturating_sub(distinct_content),
+        residual_near_estimate: state.rows.saturating_sub(distinct_phash),
+    }
+}
+
+/// The `top` most frequent caption words.
+fn caption_words(state: &ScanState, top: usize) -> WordSummary {
+    WordSummary {
+        capacity: WORD_CAPACITY as u64,
+        exact: state.words.is_exact(),
+        floor: state.words.floor(),
+        words_counted: state.words_counted,
+        top: state.words.items().iter().take(top).cloned().collect(),
+    }
+}
+
+/// What the scan read and fetched, and how fast.
+fn scan_summary(inputs: &Inputs<'_>, dataset_bytes: u64) -> ScanSummary {
+    let scan = inputs.scan;
+    let rows = scan.state.rows;
+    let bytes_fetched =
+        scan.bytes_fetched + inputs.rejection_bytes_fetched + inputs.sample_bytes_fetched;
+    ScanSummary {
+        columns: scan.columns.clone(),
+        shards: scan.shards,
+        row_groups: scan.row_groups,
+        rows,
+        shard_bytes_fetched: scan.bytes_fetched,
+        rejection_bytes_fetched: inputs.rejection_bytes_fetched,
+        sample_bytes_fetched: inputs.sample_bytes_fetched,
+        bytes_fetched,
+        dataset_bytes,
+        fetched_share: share(bytes_fetched, dataset_bytes),
+        elapsed_s: inputs.elapsed_s,
+        rows_per_s: if inputs.elapsed_s > 0.0 {
+            rows as f64 / inputs.elapsed_s
+        } else {
+            0.0
+        },
+        concurrency: inputs.options.concurrency as u64,
+        store_retries: inputs.store_retries,
     }
 }

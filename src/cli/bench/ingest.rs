@@ -106,8 +106,45 @@ pub(super) fn run(args: BenchIngestArgs, global: Global) -> anyhow::Result<ExitC
         )
         .into());
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&args.images)
-        .map_err(|e| UsageError(format!("--images {}: {e}", args.images.display())))?
+    let (files, images) = read_images(&args.images)?;
+    crate::cli::init_rayon(args.threads)?;
+    let threads = rayon::current_num_threads();
+    let input_bytes = images.iter().map(|b| b.len() as u64).sum();
+    if !global.quiet {
+        eprintln!(
+            "{} images ({:.1} MB) from {}, {threads} thread(s)",
+            images.len(),
+            input_bytes as f64 / 1e6,
+            args.images.display()
+        );
+    }
+    let spec = image_spec(args.size, args.quality);
+    let mut results = measure_floor(&images, &spec, args.repeat)?;
+    let ingest = measure_ingest(&files, &images, spec, args.repeat)?;
+    let ingest_vs_floor = ingest.items_per_s / results[0].items_per_s;
+    results.push(ingest);
+    let report = IngestBench {
+        benchmark: "ingest",
+        images_dir: args.images.display().to_string(),
+        input_bytes,
+        threads,
+        size: args.size,
+        quality: args.quality,
+        results,
+        ingest_vs_floor,
+    };
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The image files of `dir` (JPEG, PNG, WebP, GIF by extension), in name order, and their bytes.
+fn read_images(dir: &std::path::Path) -> anyhow::Result<(Vec<PathBuf>, Vec<Vec<u8>>)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| UsageError(format!("--images {}: {e}", dir.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.extension().and_then(|x| x.to_str()).is_some_and(|x| {
@@ -120,25 +157,21 @@ pub(super) fn run(args: BenchIngestArgs, global: Global) -> anyhow::Result<ExitC
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(UsageError(format!("--images {}: no images", args.images.display())).into());
+        return Err(UsageError(format!("--images {}: no images", dir.display())).into());
     }
-    crate::cli::init_rayon(args.threads)?;
-    let threads = rayon::current_num_threads();
-    let images: Vec<Vec<u8>> = files
+    let images = files
         .iter()
         .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
         .collect::<anyhow::Result<_>>()?;
-    let input_bytes = images.iter().map(|b| b.len() as u64).sum();
-    if !global.quiet {
-        eprintln!(
-            "{} images ({:.1} MB) from {}, {threads} thread(s)",
-            images.len(),
-            input_bytes as f64 / 1e6,
-            args.images.display()
-        );
-    }
+    Ok((files, images))
+}
 
-    let spec = image_spec(args.size, args.quality);
+/// The floor: the whole image step in memory on every thread, with and without DCT-scaled decode.
+fn measure_floor(
+    images: &[Vec<u8>],
+    spec: &ProcessSpec,
+    repeat: usize,
+) -> anyhow::Result<Vec<Measure>> {
     let floor_step = |spec: &ProcessSpec| -> anyhow::Result<usize> {
         let ok = images
             .par_iter()
@@ -149,19 +182,26 @@ pub(super) fn run(args: BenchIngestArgs, global: Global) -> anyhow::Result<ExitC
             .count();
         Ok(ok)
     };
-    let mut results = vec![measure("floor: image step in memory", args.repeat, || {
-        floor_step(&spec)
-    })?];
     let full_decode = ProcessSpec {
         dct_scaling: DctScaling::Off,
         ..spec.clone()
     };
-    results.push(measure(
-        "floor without DCT-scaled decode",
-        args.repeat,
-        || floor_step(&full_decode),
-    )?);
+    Ok(vec![
+        measure("floor: image step in memory", repeat, || floor_step(spec))?,
+        measure("floor without DCT-scaled decode", repeat, || {
+            floor_step(&full_decode)
+        })?,
+    ])
+}
 
+/// The whole pipeline on the same images packed into a tar (read, captions, image step, Parquet,
+/// commit), into a scratch folder removed afterwards.
+fn measure_ingest(
+    files: &[PathBuf],
+    images: &[Vec<u8>],
+    spec: ProcessSpec,
+    repeat: usize,
+) -> anyhow::Result<Measure> {
     let mut config = IngestConfig {
         image: spec,
         ..IngestConfig::default()
@@ -174,11 +214,11 @@ pub(super) fn run(args: BenchIngestArgs, global: Global) -> anyhow::Result<ExitC
     let scratch =
         std::env::temp_dir().join(format!("flipstream-bench-ingest-{}", std::process::id()));
     let tar_path = scratch.with_extension("tar");
-    write_tar(&tar_path, &files, &images)?;
+    write_tar(&tar_path, files, images)?;
     let input = tar_path.to_string_lossy().into_owned();
     let ingest = measure(
         "flipstream ingest (folder → local Parquet)",
-        args.repeat,
+        repeat,
         || {
             let _ = std::fs::remove_dir_all(&scratch);
             let url = scratch.to_string_lossy().into_owned();
@@ -194,34 +234,20 @@ pub(super) fn run(args: BenchIngestArgs, global: Global) -> anyhow::Result<ExitC
     );
     let _ = std::fs::remove_dir_all(&scratch);
     let _ = std::fs::remove_file(&tar_path);
-    let ingest = ingest?;
-    let ingest_vs_floor = ingest.items_per_s / results[0].items_per_s;
-    results.push(ingest);
+    ingest
+}
 
-    let report = IngestBench {
-        benchmark: "ingest",
-        images_dir: args.images.display().to_string(),
-        input_bytes,
-        threads,
-        size: args.size,
-        quality: args.quality,
-        results,
-        ingest_vs_floor,
-    };
-    if global.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
+/// The human table.
+fn print_table(report: &IngestBench) {
+    println!(
+        "{:<46} {:>7} {:>9} {:>10} {:>12}",
+        "", "images", "wall s", "images/s", "per CPU-s"
+    );
+    for m in &report.results {
         println!(
-            "{:<46} {:>7} {:>9} {:>10} {:>12}",
-            "", "images", "wall s", "images/s", "per CPU-s"
+            "{:<46} {:>7} {:>9.2} {:>10.0} {:>12.0}",
+            m.name, m.items, m.median_wall_s, m.items_per_s, m.items_per_cpu_s
         );
-        for m in &report.results {
-            println!(
-                "{:<46} {:>7} {:>9.2} {:>10.0} {:>12.0}",
-                m.name, m.items, m.median_wall_s, m.items_per_s, m.items_per_cpu_s
-            );
-        }
-        println!("ingest / floor (images/s): {:.2}", report.ingest_vs_floor);
     }
-    Ok(ExitCode::SUCCESS)
+    println!("ingest / floor (images/s): {:.2}", report.ingest_vs_floor);
 }

@@ -394,21 +394,28 @@ async fn check_file(root: &StoreRoot, e: &Expected, checksums: bool) -> (Vec<Pro
             return (problems, hashed);
         }
     };
+    problems.extend(footer_problems(tail, e));
+    (problems, hashed)
+}
+
+/// The footer of the object at `e.path` against its commit record: a readable flipstream Parquet
+/// file of the right kind, unit, rows and row groups.
+fn footer_problems(tail: Tail, e: &Expected) -> Vec<Problem> {
+    let path = e.path.as_str();
+    let mut p = Vec::new();
     match validate_parquet_file(tail, Some(e.kind)) {
-        Err(ValidationError::NotParquet(err)) => problems.push(problem(
+        Err(ValidationError::NotParquet(err)) => p.push(problem(
             path,
             ProblemKind::NotParquet,
             format!("not a readable Parquet file (truncated or damaged?): {err}"),
         )),
-        Err(ValidationError::Metadata(m)) => {
-            problems.push(problem(path, ProblemKind::WrongMetadata, m))
-        }
+        Err(ValidationError::Metadata(m)) => p.push(problem(path, ProblemKind::WrongMetadata, m)),
         Err(ValidationError::Schema(diff)) => {
-            problems.push(problem(path, ProblemKind::WrongSchema, diff.to_string()))
+            p.push(problem(path, ProblemKind::WrongSchema, diff.to_string()))
         }
         Ok(info) => {
             if info.unit.as_deref() != Some(e.unit.as_str()) {
-                problems.push(problem(
+                p.push(problem(
                     path,
                     ProblemKind::WrongUnit,
                     format!(
@@ -418,7 +425,7 @@ async fn check_file(root: &StoreRoot, e: &Expected, checksums: bool) -> (Vec<Pro
                 ));
             }
             if info.rows != e.rows {
-                problems.push(problem(
+                p.push(problem(
                     path,
                     ProblemKind::RowCountMismatch,
                     format!("{} rows, the commit record says {}", info.rows, e.rows),
@@ -427,7 +434,7 @@ async fn check_file(root: &StoreRoot, e: &Expected, checksums: bool) -> (Vec<Pro
             if let Some(rgs) = &e.row_groups
                 && &info.row_groups != rgs
             {
-                problems.push(problem(
+                p.push(problem(
                     path,
                     ProblemKind::RowGroupMismatch,
                     format!(
@@ -441,7 +448,7 @@ async fn check_file(root: &StoreRoot, e: &Expected, checksums: bool) -> (Vec<Pro
             }
         }
     }
-    (problems, hashed)
+    p
 }
 
 fn expected_files(record: &CommitRecord) -> Vec<Expected> {

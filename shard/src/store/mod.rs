@@ -127,6 +127,9 @@ fn request_retries_off() -> RetryConfig {
 /// environment (`AWS_ALLOW_HTTP`, proxies, …) are kept: `with_client_options` would replace them.
 const CONNECT_TIMEOUT: &str = "10s";
 const REQUEST_TIMEOUT: &str = "120s";
+/// The same timeouts for the clients we build ourselves (S3 multipart uploads).
+pub(crate) const CONNECT_TIMEOUT_S: u64 = 10;
+pub(crate) const REQUEST_TIMEOUT_S: u64 = 120;
 
 /// The error for a store URL that cannot be used.
 fn invalid_url(input: &str, reason: String) -> ShardError {
@@ -136,8 +139,23 @@ fn invalid_url(input: &str, reason: String) -> ShardError {
     }
 }
 
-/// A Google Cloud Storage client for `url`: credentials from the environment, our timeouts, no
-/// request retries of its own (the [`RetryingStore`] retries whole operations).
+/// An S3 client for `url`: credentials from the environment, our timeouts, no request retries of
+/// its own (the [`RetryingStore`] retries whole operations).
+fn s3_builder(url: &str) -> AmazonS3Builder {
+    AmazonS3Builder::from_env()
+        .with_url(url)
+        .with_retry(request_retries_off())
+        .with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+            CONNECT_TIMEOUT,
+        )
+        .with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+            REQUEST_TIMEOUT,
+        )
+}
+
+/// A Google Cloud Storage client for `url`, set up as [`s3_builder`] is.
 fn gcs_builder(url: &str) -> GoogleCloudStorageBuilder {
     GoogleCloudStorageBuilder::from_env()
         .with_url(url)
@@ -152,7 +170,7 @@ fn gcs_builder(url: &str) -> GoogleCloudStorageBuilder {
         )
 }
 
-/// An Azure Blob Storage client for `url`, set up as [`gcs_builder`] is.
+/// An Azure Blob Storage client for `url`, set up as [`s3_builder`] is.
 fn azure_builder(url: &str) -> MicrosoftAzureBuilder {
     MicrosoftAzureBuilder::from_env()
         .with_url(url)
@@ -181,7 +199,7 @@ impl StoreRoot {
         }
         let url = Url::parse(trimmed).map_err(|e| invalid(e.to_string()))?;
         if url.scheme() == "memory" {
-            return Self::memory(&url, trimmed);
+            return Self::memory(&url, input);
         }
         let (scheme, path) = ObjectStoreScheme::parse(&url).map_err(|e| invalid(e.to_string()))?;
         if !matches!(scheme, ObjectStoreScheme::Local) {
@@ -194,7 +212,7 @@ impl StoreRoot {
                     .map_err(|()| invalid("not a local file URL".into()))?;
                 return Self::local(&local).map_err(invalid);
             }
-            ObjectStoreScheme::AmazonS3 => return Self::s3(&url, trimmed, path),
+            ObjectStoreScheme::AmazonS3 => return Self::s3(&url, input, path),
             ObjectStoreScheme::GoogleCloudStorage => Arc::new(RetryingStore::new(
                 gcs_builder(trimmed)
                     .build()
@@ -221,8 +239,10 @@ impl StoreRoot {
     }
 
     /// `memory://NAME/path`: the process-wide in-memory store `NAME` (for tests and benchmarks).
-    fn memory(url: &Url, trimmed: &str) -> Result<Self> {
-        let invalid = |reason: String| invalid_url(trimmed, reason);
+    /// `input` is the URL as given (errors name it).
+    fn memory(url: &Url, input: &str) -> Result<Self> {
+        let invalid = |reason: String| invalid_url(input, reason);
+        let trimmed = input.trim();
         let name = url.host_str().unwrap_or("default").to_string();
         let path = Path::from_url_path(url.path()).map_err(|e| invalid(e.to_string()))?;
         let store = MEMORY_STORES
@@ -239,19 +259,10 @@ impl StoreRoot {
     }
 
     /// An S3 bucket (or S3-compatible server), with the parallel multipart uploads of large
-    /// objects that object_store has no API for.
-    fn s3(url: &Url, trimmed: &str, path: Path) -> Result<Self> {
-        let builder = AmazonS3Builder::from_env()
-            .with_url(trimmed)
-            .with_retry(request_retries_off())
-            .with_config(
-                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
-                CONNECT_TIMEOUT,
-            )
-            .with_config(
-                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
-                REQUEST_TIMEOUT,
-            );
+    /// objects that object_store has no API for. `input` is the URL as given (errors name it).
+    fn s3(url: &Url, input: &str, path: Path) -> Result<Self> {
+        let trimmed = input.trim();
+        let builder = s3_builder(trimmed);
         // s3:// and s3a:// name the bucket as the host; https:// forms are left alone
         let uploads = matches!(url.scheme(), "s3" | "s3a")
             .then(|| url.host_str())
@@ -264,7 +275,7 @@ impl StoreRoot {
         let store = RetryingStore::new(
             builder
                 .build()
-                .map_err(|e| invalid_url(trimmed, e.to_string()))?,
+                .map_err(|e| invalid_url(input, e.to_string()))?,
             retry::retry_policy(),
         );
         let mut root =

@@ -137,8 +137,8 @@ impl S3Uploads {
         }
         super::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .timeout(std::time::Duration::from_secs(120))
+            .connect_timeout(std::time::Duration::from_secs(super::CONNECT_TIMEOUT_S))
+            .timeout(std::time::Duration::from_secs(super::REQUEST_TIMEOUT_S))
             .build()
             .ok()?;
         Some(Self {

@@ -122,9 +122,9 @@ pub enum ImageRef {
 
 impl ImageRef {
     /// The image of a URL-list row: the URL to fetch, or `Missing` and why the row is malformed.
-    pub fn of_url(url: Option<&String>) -> (ImageRef, Option<String>) {
+    pub fn of_url(url: Option<&str>) -> (ImageRef, Option<String>) {
         match url {
-            Some(u) => (ImageRef::Url(u.clone()), None),
+            Some(u) => (ImageRef::Url(u.to_string()), None),
             None => (ImageRef::Missing, Some("row has no URL".to_string())),
         }
     }

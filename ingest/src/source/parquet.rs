@@ -144,12 +144,18 @@ async fn load_store(
     uri: &str,
     page_index: bool,
 ) -> Result<ArrowReaderMetadata> {
-    ArrowReaderMetadata::load_async(reader, options(page_index))
-        .await
-        .map_err(|source| SourceError::Parquet {
+    let loaded = ArrowReaderMetadata::load_async(reader, options(page_index)).await;
+    loaded.map_err(|source| match reader.store_error() {
+        // the storage failed (after its retries), not the file: say so, not "damaged Parquet"
+        Some(detail) => SourceError::Read {
+            input: uri.to_string(),
+            detail,
+        },
+        None => SourceError::Parquet {
             input: uri.to_string(),
             source,
-        })
+        },
+    })
 }
 
 fn roles_of(
@@ -576,7 +582,7 @@ impl ParquetSource {
                     None,
                 )
             }
-            Mode::Urls => ImageRef::of_url(url.as_ref()),
+            Mode::Urls => ImageRef::of_url(url.as_deref()),
         };
         RawItem {
             index,

@@ -419,7 +419,7 @@ impl TextListSource {
         };
         let key = key.unwrap_or_else(|| self.ctx.fallback_key(index));
         let url = url.filter(|u| !u.is_empty());
-        let (image, malformed) = ImageRef::of_url(url.as_ref());
+        let (image, malformed) = ImageRef::of_url(url.as_deref());
         RawItem {
             index,
             key,

@@ -16,7 +16,9 @@ pub trait Progress: Send + Sync {
     fn set_total(&self, total: u64);
     /// `n` more units are done.
     fn advance(&self, n: u64);
-    /// The operation is over, successfully or not; nothing more will be reported.
+    /// The operation's work is done; nothing more will be reported. An operation that fails may
+    /// end without calling it (its error says what happened); whoever shows the progress tidies
+    /// up when it is dropped.
     fn finish(&self) {}
 }
 

@@ -510,6 +510,7 @@ pub async fn write_split(
     progress: &dyn Progress,
 ) -> Result<SplitResult> {
     let (manifest, bytes_fetched) = compute_split(ds, options, progress).await?;
+    progress.finish();
     let previous: Option<std::result::Result<SplitManifest, ShardError>> = ds
         .root()
         .get_opt(layout::SPLIT)

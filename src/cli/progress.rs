@@ -8,7 +8,6 @@
 //! - nothing with `--quiet` or `--json` (stdout then carries the one JSON document).
 
 use std::io::IsTerminal;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::Global;
 
 /// How often a plain progress line is written when stderr is not a terminal.
-pub(crate) const LINE_EVERY: Duration = Duration::from_secs(30);
+const LINE_EVERY: Duration = Duration::from_secs(30);
 
 /// The progress of one long operation (`ingest`, `stats`, `shard verify`, …), shown as
 /// [`Global`] and the terminal say. Counts `unit`s (items, rows, files).
@@ -75,6 +74,13 @@ impl Progress for Meter {
     }
 }
 
+/// A bar left behind by a failed operation is cleared, so that its error is not printed after it.
+impl Drop for Meter {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 /// The terminal bar: label, bar, count of `unit`, rate, ETA.
 fn bar(label: &str, unit: &str) -> ProgressBar {
     let template = format!(
@@ -98,8 +104,9 @@ struct Lines {
     started: Instant,
     total: AtomicU64,
     done: AtomicU64,
-    /// When the last line was written (or the start).
-    last: Mutex<Instant>,
+    /// When the last line was written, in ms after `started` (no lock: `advance` is called for
+    /// every item, from many threads).
+    last_ms: AtomicU64,
 }
 
 impl Lines {
@@ -112,20 +119,24 @@ impl Lines {
             started: now,
             total: AtomicU64::new(0),
             done: AtomicU64::new(0),
-            last: Mutex::new(now),
+            last_ms: AtomicU64::new(0),
         }
     }
 
     /// Counts `n` more units at `now`; the line to write, if one is due.
     fn advance(&self, n: u64, now: Instant) -> Option<String> {
         let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if now.saturating_duration_since(*last) < self.every {
-            return None;
-        }
-        *last = now;
-        let elapsed = now.saturating_duration_since(self.started).as_secs_f64();
-        Some(self.line(done, elapsed))
+        let elapsed = now.saturating_duration_since(self.started);
+        let now_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_ms.load(Ordering::Relaxed);
+        let due = now_ms.saturating_sub(last) >= u64::try_from(self.every.as_millis()).unwrap_or(0);
+        // of the threads that find a line due, the one that moves `last_ms` writes it
+        let won = due
+            && self
+                .last_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        won.then(|| self.line(done, elapsed.as_secs_f64()))
     }
 
     /// `ingest: 1,200/5,000 items (24.0 %), 40.0 items/s, 30 s`.

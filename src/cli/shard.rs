@@ -15,7 +15,6 @@ use flipstream_stats::format;
 use super::progress::Meter;
 use super::{Global, UsageError, runtime};
 use crate::usage_bail;
-use flipstream_shard::progress::Progress;
 
 /// Arguments of `flipstream shard`.
 #[derive(Debug, Args)]
@@ -276,7 +275,6 @@ fn split(args: SplitArgs, global: Global) -> anyhow::Result<ExitCode> {
             ShardError::SplitRequest { .. } => UsageError(e.to_string()).into(),
             e => anyhow::Error::new(e),
         })?;
-    progress.finish();
     if global.json {
         println!("{}", crate::cli::json_summary(&result)?);
         return Ok(ExitCode::SUCCESS);

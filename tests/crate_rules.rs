@@ -7,6 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::process::Command;
+use std::sync::LazyLock;
 
 use serde_json::Value;
 
@@ -92,6 +93,9 @@ impl Graph {
 
 const LIBTORCH: &[&str] = &["tch", "torch-sys"];
 
+/// The default build's graph, read once for all the tests.
+static DEFAULT: LazyLock<Graph> = LazyLock::new(|| Graph::load(&[]));
+
 /// Every library crate of the workspace (all but the CLI and the test support).
 const LIBRARIES: [&str; 8] = [
     "flipstream-schemas",
@@ -106,7 +110,7 @@ const LIBRARIES: [&str; 8] = [
 
 #[test]
 fn the_trainer_links_neither_the_report_nor_the_ingest_machinery() {
-    let graph = Graph::load(&[]);
+    let graph = &*DEFAULT;
     graph.assert_links_none(
         "flipstream-train",
         &[
@@ -128,7 +132,7 @@ fn the_trainer_links_neither_the_report_nor_the_ingest_machinery() {
 
 #[test]
 fn the_data_crates_never_link_libtorch() {
-    let graph = Graph::load(&[]);
+    let graph = &*DEFAULT;
     let data_crates = LIBRARIES.iter().filter(|k| **k != "flipstream-train");
     for krate in data_crates.chain(&["flipstream-testkit"]) {
         graph.assert_links_none(krate, LIBTORCH, "only flipstream-train links libtorch");
@@ -144,7 +148,7 @@ fn the_data_crates_never_link_libtorch() {
 
 #[test]
 fn each_library_crate_links_only_what_its_job_needs() {
-    let graph = Graph::load(&[]);
+    let graph = &*DEFAULT;
     graph.assert_links_none(
         "flipstream-shard",
         &[
@@ -185,7 +189,7 @@ fn each_library_crate_links_only_what_its_job_needs() {
 
 #[test]
 fn libraries_do_not_draw_progress_bars() {
-    let graph = Graph::load(&[]);
+    let graph = &*DEFAULT;
     for krate in LIBRARIES {
         graph.assert_links_none(
             krate,
@@ -197,7 +201,7 @@ fn libraries_do_not_draw_progress_bars() {
 
 #[test]
 fn test_support_stays_out_of_the_libraries() {
-    let graph = Graph::load(&[]);
+    let graph = &*DEFAULT;
     for krate in LIBRARIES {
         graph.assert_links_none(
             krate,

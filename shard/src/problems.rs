@@ -1,5 +1,6 @@
-//! One shape for "what is wrong with these settings", shared by every configuration of the data
-//! crates (ingest, sources, captions, dedup, fetching, the shard writer, splits).
+//! One shape for "what is wrong with these settings": ingest's configuration and its parts
+//! (sources, captions, dedup, fetching, the shard writer) implement [`Validate`]; the trainer's
+//! settings list their problems as [`Problem`]s too.
 //!
 //! A configuration implements [`Validate`]: [`Validate::problems`] lists every [`Problem`], each
 //! naming its key (`caption.min_chars`, `fetch.concurrency`) and saying what is wrong and what to
@@ -49,14 +50,17 @@ pub struct Problems(pub Vec<Problem>);
 
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{p}")?;
-        }
-        Ok(())
+        f.write_str(&joined(&self.0))
     }
+}
+
+/// Every problem of `problems`, `; `-separated, as [`Problems`] shows them.
+pub fn joined(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl std::error::Error for Problems {}

@@ -231,9 +231,7 @@ pub fn run_train_step_bench(
     if opts.mask_ratios.is_empty() {
         problems.push(Problem::new("mask_ratios", "must hold at least one ratio"));
     }
-    if !problems.is_empty() {
-        return Err(TrainError::InvalidConfig { problems });
-    }
+    crate::config::into_result(problems)?;
     // CAE v2 without a teacher: a freshly initialised CLIP model of the same shape serves (the
     // teacher's weights do not change the cost of a step).
     let (objective, _teacher_dir) = with_bench_teacher(opts)?;

@@ -1056,7 +1056,8 @@ fn divisors_near(width: usize, heads: usize) -> String {
         .join(", ")
 }
 
-fn into_result(problems: Vec<Problem>) -> Result<()> {
+/// `Ok` when there is no problem, else [`TrainError::InvalidConfig`] with all of them.
+pub(crate) fn into_result(problems: Vec<Problem>) -> Result<()> {
     if problems.is_empty() {
         Ok(())
     } else {

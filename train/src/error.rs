@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use flipstream_shard::problems::{Problem, Problems};
+use flipstream_shard::problems::{Problem, joined};
 use tch::TchError;
 
 /// Everything that can go wrong in the trainer crate.
@@ -18,7 +18,7 @@ pub enum TrainError {
         message: String,
     },
     /// A config that parses but cannot work; each entry names the key and what to change.
-    #[error("invalid config: {}", Problems(.problems.clone()))]
+    #[error("invalid config: {}", joined(.problems))]
     InvalidConfig {
         /// Every problem, each naming its key and what to change.
         problems: Vec<Problem>,

@@ -87,20 +87,6 @@ pub(super) fn run(_args: TrainStepArgs, _global: Global) -> anyhow::Result<ExitC
     )
 }
 
-/// The training library's errors that are the caller's to fix (exit 2).
-#[cfg(feature = "train")]
-fn usage(e: flipstream_train::TrainError) -> anyhow::Error {
-    use flipstream_train::TrainError;
-    match e {
-        TrainError::InvalidConfig { .. }
-        | TrainError::UnknownPreset { .. }
-        | TrainError::DistSetup(_)
-        | TrainError::ConfigParse { .. }
-        | TrainError::Io { .. } => anyhow::Error::new(crate::cli::UsageError(e.to_string())),
-        other => anyhow::Error::new(other),
-    }
-}
-
 #[cfg(feature = "train")]
 pub(super) fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
@@ -108,8 +94,10 @@ pub(super) fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCod
     use flipstream_train::device::DeviceSpec;
     use flipstream_train::dist::DistSetup;
 
+    use crate::cli::train::train_error;
+
     let precision = check_args(&args)?;
-    let dist = DistSetup::from_env().map_err(usage)?;
+    let dist = DistSetup::from_env().map_err(train_error)?;
     if let Some(code) = crate::cli::launch::launch_if_asked(args.nproc, &dist, &["--threads"])? {
         return Ok(code);
     }
@@ -138,7 +126,7 @@ pub(super) fn run(args: TrainStepArgs, global: Global) -> anyhow::Result<ExitCod
         ));
     };
     let report = run_train_step_bench(&opts, &mut on_step)
-        .map_err(usage)
+        .map_err(train_error)
         .context("train-step benchmark")?;
     bar.finish_and_clear();
     if !is_main {
@@ -188,15 +176,22 @@ fn bench_options(
     dist: flipstream_train::dist::DistSetup,
 ) -> anyhow::Result<flipstream_train::bench::StepBenchOptions> {
     use flipstream_train::bench::StepBenchOptions;
-    use flipstream_train::{ObjectiveConfig, ObjectiveKind, Preset, RunConfig};
+    use flipstream_train::{ObjectiveConfig, ObjectiveKind, Preset, RunConfig, TrainError};
+
+    use crate::cli::UsageError;
+    use crate::cli::train::train_error;
 
     let (model_name, config) = match &args.config {
         Some(path) => (
             path.display().to_string(),
-            RunConfig::from_file(path).map_err(usage)?,
+            RunConfig::from_file(path).map_err(|e| match e {
+                // an unreadable --config is the caller's to fix here (exit 2)
+                TrainError::Io { .. } => anyhow::Error::new(UsageError(e.to_string())),
+                e => train_error(e),
+            })?,
         ),
         None => {
-            let preset: Preset = args.preset.parse().map_err(usage)?;
+            let preset: Preset = args.preset.parse().map_err(train_error)?;
             (preset.name().to_string(), preset.config())
         }
     };

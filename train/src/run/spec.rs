@@ -523,12 +523,7 @@ impl RunSpec {
 
     /// Checks the whole spec; the error lists every problem with what to change.
     pub fn validate(&self) -> Result<()> {
-        let problems = self.problems();
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(TrainError::InvalidConfig { problems })
-        }
+        crate::config::into_result(self.problems())
     }
 
     /// Refuses a data-parallel world size that cannot share this run's batches: it must divide

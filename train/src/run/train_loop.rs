@@ -408,7 +408,7 @@ impl Steps<'_> {
             self.log.saved(finished, observer)?;
         }
         let every = self.spec.run.eval_every;
-        if self.eval.is_some() && (done.is_multiple_of(every) || (last && done == self.total)) {
+        if done.is_multiple_of(every) || (last && done == self.total) {
             self.run_eval(done, observer)?;
         }
         Ok(())
